@@ -1,0 +1,1 @@
+//! Wiring of transports, transactions, health and ops into a running SBC (being built).

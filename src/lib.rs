@@ -1,0 +1,16 @@
+//! teams-sbc: a multi-tenant session border controller for Microsoft Teams Direct Routing.
+//!
+//! Module map (arrows point down only): `sip`, `sdp` and `media` know nothing of the rest;
+//! `transport` and `transaction` build on `sip`; `health` on `transaction` and `transport`;
+//! `config` is plain data validated at load; `ops` serves metrics; `app` wires it all together.
+
+pub mod app;
+pub mod config;
+pub mod devcerts;
+pub mod health;
+pub mod media;
+pub mod ops;
+pub mod sdp;
+pub mod sip;
+pub mod transaction;
+pub mod transport;

@@ -1,0 +1,1 @@
+//! transaction (being built).
