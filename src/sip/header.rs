@@ -2,8 +2,9 @@
 
 use bytes::Bytes;
 
-use super::error::ParseError;
+use super::error::{ParseError, ParseErrorKind};
 use super::method::Method;
+use super::scan;
 use super::uri::Uri;
 
 /// Header names the SBC knows. Matching is case-insensitive and accepts the compact
@@ -11,27 +12,27 @@ use super::uri::Uri;
 /// case-insensitively by the lookup functions).
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum HeaderName {
-    Via,                // v
-    From,               // f
-    To,                 // t
-    CallId,             // i
+    Via,    // v
+    From,   // f
+    To,     // t
+    CallId, // i
     CSeq,
-    Contact,            // m
+    Contact, // m
     Route,
     RecordRoute,
     MaxForwards,
-    ContentLength,      // l
-    ContentType,        // c
-    ContentEncoding,    // e
+    ContentLength,   // l
+    ContentType,     // c
+    ContentEncoding, // e
     Allow,
-    Supported,          // k
+    Supported, // k
     Require,
-    Subject,            // s
-    ReferTo,            // r
-    ReferredBy,         // b
-    Event,              // o
-    AllowEvents,        // u
-    SessionExpires,     // x
+    Subject,        // s
+    ReferTo,        // r
+    ReferredBy,     // b
+    Event,          // o
+    AllowEvents,    // u
+    SessionExpires, // x
     MinSe,
     UserAgent,
     Server,
@@ -49,19 +50,171 @@ pub enum HeaderName {
 impl HeaderName {
     /// Recognise a header name as written on the wire (any case, long or compact form).
     pub fn from_wire(name: &[u8]) -> HeaderName {
-        let _ = name;
-        todo!("sip module")
+        HeaderName::known(name).unwrap_or_else(|| HeaderName::Other(Bytes::copy_from_slice(name)))
+    }
+
+    /// Like [`HeaderName::from_wire`], but an unknown name is a slice of `buf` (no copy).
+    pub(crate) fn from_wire_in(buf: &Bytes, range: std::ops::Range<usize>) -> HeaderName {
+        HeaderName::known(&buf[range.clone()])
+            .unwrap_or_else(|| HeaderName::Other(buf.slice(range)))
+    }
+
+    /// The known header for `name`, `None` for an extension header.
+    pub fn known(name: &[u8]) -> Option<HeaderName> {
+        use HeaderName::*;
+        let lower = |i: usize| name[i].to_ascii_lowercase();
+        let is = |canonical: &str| name.eq_ignore_ascii_case(canonical.as_bytes());
+        let h = match name.len() {
+            0 => return None,
+            1 => match lower(0) {
+                b'v' => Via,
+                b'f' => From,
+                b't' => To,
+                b'i' => CallId,
+                b'm' => Contact,
+                b'l' => ContentLength,
+                b'c' => ContentType,
+                b'e' => ContentEncoding,
+                b'k' => Supported,
+                b's' => Subject,
+                b'r' => ReferTo,
+                b'b' => ReferredBy,
+                b'o' => Event,
+                b'u' => AllowEvents,
+                b'x' => SessionExpires,
+                _ => return None,
+            },
+            2 if is("To") => To,
+            3 if is("Via") => Via,
+            4 => match lower(0) {
+                b'f' if is("From") => From,
+                b'c' if is("CSeq") => CSeq,
+                _ => return None,
+            },
+            5 => match lower(0) {
+                b'r' if is("Route") => Route,
+                b'a' if is("Allow") => Allow,
+                b'e' if is("Event") => Event,
+                _ => return None,
+            },
+            6 => match lower(0) {
+                b'm' if is("Min-SE") => MinSe,
+                b's' if is("Server") => Server,
+                b'r' if is("Reason") => Reason,
+                _ => return None,
+            },
+            7 => match lower(0) {
+                b'c' if is("Call-ID") => CallId,
+                b'c' if is("Contact") => Contact,
+                b'r' if is("Require") => Require,
+                b's' if is("Subject") => Subject,
+                b'p' if is("Privacy") => Privacy,
+                b'e' if is("Expires") => Expires,
+                _ => return None,
+            },
+            8 => match lower(0) {
+                b'r' if is("Refer-To") => ReferTo,
+                b'r' if is("Replaces") => Replaces,
+                b'x' if is("X-MS-SBC") => XMsSbc,
+                _ => return None,
+            },
+            9 if is("Supported") => Supported,
+            10 if is("User-Agent") => UserAgent,
+            11 => match lower(0) {
+                b'r' if is("Referred-By") => ReferredBy,
+                b'r' if is("Retry-After") => RetryAfter,
+                _ => return None,
+            },
+            12 => match lower(0) {
+                b'm' if is("Max-Forwards") => MaxForwards,
+                b'r' if is("Record-Route") => RecordRoute,
+                b'c' if is("Content-Type") => ContentType,
+                b'a' if is("Allow-Events") => AllowEvents,
+                _ => return None,
+            },
+            14 if is("Content-Length") => ContentLength,
+            15 if is("Session-Expires") => SessionExpires,
+            16 if is("Content-Encoding") => ContentEncoding,
+            19 if is("P-Asserted-Identity") => PAssertedIdentity,
+            _ => return None,
+        };
+        Some(h)
     }
 
     /// Canonical long form used when the SBC writes the header.
     pub fn as_str(&self) -> &str {
-        todo!("sip module")
+        use HeaderName::*;
+        match self {
+            Via => "Via",
+            From => "From",
+            To => "To",
+            CallId => "Call-ID",
+            CSeq => "CSeq",
+            Contact => "Contact",
+            Route => "Route",
+            RecordRoute => "Record-Route",
+            MaxForwards => "Max-Forwards",
+            ContentLength => "Content-Length",
+            ContentType => "Content-Type",
+            ContentEncoding => "Content-Encoding",
+            Allow => "Allow",
+            Supported => "Supported",
+            Require => "Require",
+            Subject => "Subject",
+            ReferTo => "Refer-To",
+            ReferredBy => "Referred-By",
+            Event => "Event",
+            AllowEvents => "Allow-Events",
+            SessionExpires => "Session-Expires",
+            MinSe => "Min-SE",
+            UserAgent => "User-Agent",
+            Server => "Server",
+            PAssertedIdentity => "P-Asserted-Identity",
+            Privacy => "Privacy",
+            RetryAfter => "Retry-After",
+            Reason => "Reason",
+            Replaces => "Replaces",
+            Expires => "Expires",
+            XMsSbc => "X-MS-SBC",
+            // Header names are tokens (checked by the parser); a name built by code from
+            // non-UTF-8 bytes is written as an empty string rather than panicking.
+            Other(name) => std::str::from_utf8(name).unwrap_or(""),
+        }
+    }
+
+    /// The name as bytes (canonical for known headers, as given for `Other`).
+    pub fn as_bytes(&self) -> &[u8] {
+        match self {
+            HeaderName::Other(name) => name,
+            known => known.as_str().as_bytes(),
+        }
     }
 
     /// True for headers whose value is a comma-separated list (Via, Contact, Route,
     /// Record-Route, Allow, Supported, Require, ...), so one line may carry several values.
     pub fn is_list(&self) -> bool {
-        todo!("sip module")
+        use HeaderName::*;
+        matches!(
+            self,
+            Via | Contact
+                | Route
+                | RecordRoute
+                | Allow
+                | Supported
+                | Require
+                | ContentEncoding
+                | AllowEvents
+                | PAssertedIdentity
+                | Reason
+        )
+    }
+
+    /// Same header, comparing extension names case-insensitively (RFC 3261 §7.3.1).
+    pub fn matches(&self, other: &HeaderName) -> bool {
+        match (self, other) {
+            (HeaderName::Other(a), HeaderName::Other(b)) => a.eq_ignore_ascii_case(b),
+            (a, b) => a == b,
+        }
     }
 }
 
@@ -113,7 +266,80 @@ pub struct NameAddr {
 
 impl NameAddr {
     pub fn parse(value: &Bytes) -> Result<NameAddr, ParseError> {
-        let _ = value;
-        todo!("sip module")
+        let trimmed = scan::trim_lws(value, 0..value.len());
+        let value = value.slice(trimmed);
+        let spans = scan::scan_name_addr(&value).ok_or(ParseError {
+            kind: ParseErrorKind::BadFromTo,
+            offset: 0,
+            can_respond: false,
+        })?;
+        let uri = Uri::from_spans(value.slice(spans.uri.clone()), &spans.uri_spans);
+        let mut params = Vec::new();
+        // Already validated by scan_name_addr, so this pass cannot fail.
+        let _ = scan::scan_params(&value, spans.params_start, |name, v| {
+            params.push((value.slice(name), v.map(|v| value.slice(v))));
+        });
+        Ok(NameAddr {
+            display_name: spans.display.map(|d| value.slice(d)),
+            uri,
+            tag: spans.tag.map(|t| value.slice(t)),
+            params,
+            raw: value,
+        })
+    }
+
+    /// Value of a header parameter (name compared case-insensitively).
+    pub fn param(&self, name: &str) -> Option<Option<&Bytes>> {
+        self.params
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name.as_bytes()))
+            .map(|(_, v)| v.as_ref())
+    }
+}
+
+impl Via {
+    /// Parse one Via value (one element of a possibly comma-separated line).
+    pub fn parse(value: &Bytes) -> Result<Via, ParseError> {
+        let trimmed = scan::trim_lws(value, 0..value.len());
+        let value = value.slice(trimmed);
+        let spans = scan::scan_via(&value).ok_or(ParseError {
+            kind: ParseErrorKind::BadVia,
+            offset: 0,
+            can_respond: false,
+        })?;
+        let transport = &value[spans.transport.clone()];
+        let transport = match KNOWN_TRANSPORTS
+            .iter()
+            .find(|t| t.as_bytes().eq_ignore_ascii_case(transport))
+        {
+            Some(t) => Bytes::from_static(t.as_bytes()),
+            None => Bytes::from(transport.to_ascii_uppercase()),
+        };
+        Ok(Via {
+            transport,
+            host: value.slice(spans.host),
+            port: spans.port,
+            branch: spans.branch.map(|b| value.slice(b)),
+            received: spans.received.map(|r| value.slice(r)),
+            rport: spans.rport,
+            raw: value,
+        })
+    }
+}
+
+const KNOWN_TRANSPORTS: [&str; 6] = ["UDP", "TCP", "TLS", "SCTP", "WS", "WSS"];
+
+impl CSeq {
+    /// Parse a CSeq value (`1*DIGIT LWS Method`, number below 2**31).
+    pub fn parse(value: &[u8]) -> Result<CSeq, ParseError> {
+        let (seq, method) = scan::scan_cseq(value).ok_or(ParseError {
+            kind: ParseErrorKind::BadCSeq,
+            offset: 0,
+            can_respond: false,
+        })?;
+        Ok(CSeq {
+            seq,
+            method: Method::from_token(&value[method]),
+        })
     }
 }

@@ -13,6 +13,7 @@ pub mod header;
 pub mod message;
 pub mod method;
 pub mod parse;
+mod scan;
 pub mod uri;
 
 pub use builder::{RequestBuilder, ResponseBuilder};

@@ -2,7 +2,8 @@
 
 use bytes::Bytes;
 
-use super::error::ParseError;
+use super::error::{ParseError, ParseErrorKind};
+use super::scan::{self, UriSpans};
 
 /// A URI as found in a request line or name-addr.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -32,8 +33,44 @@ pub struct SipUri {
 
 impl Uri {
     pub fn parse(raw: &Bytes) -> Result<Uri, ParseError> {
-        let _ = raw;
-        todo!("sip module")
+        let spans = scan::scan_uri(raw).ok_or(ParseError {
+            kind: ParseErrorKind::BadRequestUri,
+            offset: 0,
+            can_respond: false,
+        })?;
+        Ok(Uri::from_spans(raw.clone(), &spans))
+    }
+
+    /// Builds the typed URI from spans already validated by `scan::scan_uri`.
+    pub(crate) fn from_spans(raw: Bytes, spans: &UriSpans) -> Uri {
+        match spans {
+            UriSpans::Opaque => Uri::Opaque(raw),
+            UriSpans::Sip(s) => {
+                let mut params = Vec::new();
+                scan::uri_params(&raw, s.params.clone(), |name, value| {
+                    params.push((raw.slice(name), value.map(|v| raw.slice(v))));
+                });
+                Uri::Sip(SipUri {
+                    secure: s.secure,
+                    user: s.user.clone().map(|r| raw.slice(r)),
+                    password: s.password.clone().map(|r| raw.slice(r)),
+                    host: raw.slice(s.host.clone()),
+                    port: s.port,
+                    params,
+                    headers: s.headers.clone().map(|r| raw.slice(r)),
+                    raw,
+                })
+            }
+        }
+    }
+
+    /// The scheme as written (`sip`, `sips`, `tel`, ...).
+    pub fn scheme(&self) -> &[u8] {
+        let raw = self.raw();
+        match memchr::memchr(b':', raw) {
+            Some(colon) => &raw[..colon],
+            None => raw,
+        }
     }
 
     pub fn raw(&self) -> &Bytes {
@@ -52,6 +89,16 @@ impl Uri {
 }
 
 impl SipUri {
+    /// The host without IPv6 brackets.
+    pub fn host_unbracketed(&self) -> &[u8] {
+        let h = &self.host[..];
+        if h.len() >= 2 && h[0] == b'[' && h[h.len() - 1] == b']' {
+            &h[1..h.len() - 1]
+        } else {
+            h
+        }
+    }
+
     /// Value of a URI parameter (name compared case-insensitively).
     pub fn param(&self, name: &str) -> Option<Option<&Bytes>> {
         self.params

@@ -1,0 +1,784 @@
+//! Allocation-free scanners over byte slices. Everything here returns ranges into the
+//! slice it was given, so validation at parse time costs no allocation and typed views
+//! are built later (on access) by slicing the shared `Bytes`.
+
+use std::ops::Range;
+
+use super::error::ParseErrorKind;
+
+const fn build_table(extra: &[u8]) -> [bool; 256] {
+    let mut table = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        table[c] = b.is_ascii_alphanumeric();
+        c += 1;
+    }
+    let mut i = 0;
+    while i < extra.len() {
+        table[extra[i] as usize] = true;
+        i += 1;
+    }
+    table
+}
+
+/// RFC 3261 `token` characters.
+static TOKEN: [bool; 256] = build_table(b"-.!%*_+`'~");
+/// `user` characters: unreserved + user-unreserved, plus an unescaped `#` (Teams row 25).
+static USER: [bool; 256] = build_table(b"-_.!~*'()&=+$,;?/#");
+static PASSWORD: [bool; 256] = build_table(b"-_.!~*'()&=+$,");
+/// `paramchar` = param-unreserved / unreserved (escapes handled separately).
+static PARAMCHAR: [bool; 256] = build_table(b"[]/:&+$-_.!~*'()");
+/// Header-parameter values: token, or host-like (IPv6 with `:` and brackets).
+static GENVALUE: [bool; 256] = build_table(b"-.!%*_+`'~:[]");
+static HOSTCHAR: [bool; 256] = build_table(b"-._");
+/// Characters allowed in a URI `?headers` part (hnv-unreserved / unreserved / `=` / `&`).
+static URI_HEADERS: [bool; 256] = build_table(b"[]/?:+$-_.!~*'()=&");
+
+#[inline]
+pub(crate) fn is_token(s: &[u8]) -> bool {
+    !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
+}
+
+/// Linear whitespace inside a header value: folding has already been checked by the
+/// line splitter, so a CR or LF inside a value is always followed by SP/HT.
+#[inline]
+pub(crate) fn is_lws(b: u8) -> bool {
+    matches!(b, b' ' | b'\t' | b'\r' | b'\n')
+}
+
+#[inline]
+pub(crate) fn skip_lws(s: &[u8], mut i: usize) -> usize {
+    while i < s.len() && is_lws(s[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// Range of `s[r]` with leading and trailing LWS removed.
+#[inline]
+pub(crate) fn trim_lws(s: &[u8], r: Range<usize>) -> Range<usize> {
+    let mut start = r.start;
+    let mut end = r.end;
+    while start < end && is_lws(s[start]) {
+        start += 1;
+    }
+    while end > start && is_lws(s[end - 1]) {
+        end -= 1;
+    }
+    start..end
+}
+
+#[inline]
+fn is_hex(b: u8) -> bool {
+    b.is_ascii_hexdigit()
+}
+
+/// Checks `s` against a character table, accepting `%HH` escapes.
+fn all_escaped(s: &[u8], table: &[bool; 256]) -> bool {
+    let mut i = 0;
+    while i < s.len() {
+        let b = s[i];
+        if b == b'%' {
+            if i + 2 >= s.len() {
+                return false;
+            }
+            if !(is_hex(s[i + 1]) && is_hex(s[i + 2])) {
+                return false;
+            }
+            i += 3;
+        } else if table[b as usize] {
+            i += 1;
+        } else {
+            return false;
+        }
+    }
+    true
+}
+
+/// Parses an unsigned decimal with at most `max_digits` digits (no sign, no spaces).
+pub(crate) fn parse_decimal(s: &[u8], max_digits: usize) -> Option<u64> {
+    if s.is_empty() || s.len() > max_digits {
+        return None;
+    }
+    let mut v: u64 = 0;
+    for &b in s {
+        if !b.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u64::from(b - b'0');
+    }
+    Some(v)
+}
+
+/// Iterates the elements of a comma-separated header value, splitting only at commas
+/// outside quoted strings and `<...>`. Yields trimmed ranges (possibly empty).
+pub(crate) struct ListIter<'a> {
+    s: &'a [u8],
+    pos: usize,
+    done: bool,
+}
+
+impl<'a> ListIter<'a> {
+    pub(crate) fn new(s: &'a [u8]) -> ListIter<'a> {
+        ListIter {
+            s,
+            pos: 0,
+            done: false,
+        }
+    }
+}
+
+impl Iterator for ListIter<'_> {
+    type Item = Range<usize>;
+
+    fn next(&mut self) -> Option<Range<usize>> {
+        if self.done {
+            return None;
+        }
+        let s = self.s;
+        let start = self.pos;
+        let mut i = start;
+        let mut in_quotes = false;
+        let mut in_angle = false;
+        while i < s.len() {
+            let b = s[i];
+            if in_quotes {
+                if b == b'\\' {
+                    i += 1;
+                } else if b == b'"' {
+                    in_quotes = false;
+                }
+            } else if in_angle {
+                if b == b'>' {
+                    in_angle = false;
+                }
+            } else {
+                match b {
+                    b'"' => in_quotes = true,
+                    b'<' => in_angle = true,
+                    b',' => {
+                        self.pos = i + 1;
+                        return Some(trim_lws(s, start..i));
+                    }
+                    _ => {}
+                }
+            }
+            i += 1;
+        }
+        self.done = true;
+        Some(trim_lws(s, start..s.len()))
+    }
+}
+
+/// Parses `;name[=value]` parameters starting at `i` until the end of `s`, calling `each`
+/// with (name, value) ranges. LWS is allowed around `;` and `=` (RFC 3261 SEMI/EQUAL).
+/// Values are tokens, host-like values, or quoted strings.
+pub(crate) fn scan_params(
+    s: &[u8],
+    mut i: usize,
+    mut each: impl FnMut(Range<usize>, Option<Range<usize>>),
+) -> Option<()> {
+    loop {
+        i = skip_lws(s, i);
+        if i >= s.len() {
+            return Some(());
+        }
+        if s[i] != b';' {
+            return None;
+        }
+        i = skip_lws(s, i + 1);
+        let name_start = i;
+        while i < s.len() && TOKEN[s[i] as usize] {
+            i += 1;
+        }
+        if i == name_start {
+            return None;
+        }
+        let name = name_start..i;
+        let j = skip_lws(s, i);
+        if j < s.len() && s[j] == b'=' {
+            i = skip_lws(s, j + 1);
+            let value_start = i;
+            if i < s.len() && s[i] == b'"' {
+                i = scan_quoted(s, i)?;
+            } else {
+                while i < s.len() && GENVALUE[s[i] as usize] {
+                    i += 1;
+                }
+                if i == value_start {
+                    return None;
+                }
+            }
+            each(name, Some(value_start..i));
+        } else {
+            each(name, None);
+        }
+    }
+}
+
+/// `s[i]` is an opening quote; returns the index just past the closing quote.
+pub(crate) fn scan_quoted(s: &[u8], mut i: usize) -> Option<usize> {
+    i += 1;
+    while i < s.len() {
+        match s[i] {
+            b'\\' => {
+                // quoted-pair: any char except CR/LF
+                if i + 1 >= s.len() || matches!(s[i + 1], b'\r' | b'\n') {
+                    return None;
+                }
+                i += 2;
+            }
+            b'"' => return Some(i + 1),
+            _ => i += 1,
+        }
+    }
+    None
+}
+
+/// Where the parts of a SIP/SIPS URI lie (relative to the URI slice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct SipUriSpans {
+    pub secure: bool,
+    pub user: Option<Range<usize>>,
+    pub password: Option<Range<usize>>,
+    pub host: Range<usize>,
+    pub port: Option<u16>,
+    /// From the first `;` to the start of `?headers` (or the end).
+    pub params: Range<usize>,
+    pub headers: Option<Range<usize>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum UriSpans {
+    Sip(SipUriSpans),
+    Opaque,
+}
+
+/// Validates a URI and finds its parts. Other schemes are only checked for a well-formed
+/// scheme and a non-empty, whitespace-free remainder.
+pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
+    let colon = memchr::memchr(b':', u)?;
+    let scheme = &u[..colon];
+    if scheme.is_empty()
+        || !scheme[0].is_ascii_alphabetic()
+        || !scheme
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+    {
+        return None;
+    }
+    let secure = if scheme.eq_ignore_ascii_case(b"sip") {
+        false
+    } else if scheme.eq_ignore_ascii_case(b"sips") {
+        true
+    } else {
+        let rest = &u[colon + 1..];
+        if rest.is_empty()
+            || rest
+                .iter()
+                .any(|&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
+        {
+            return None;
+        }
+        return Some(UriSpans::Opaque);
+    };
+    let mut i = colon + 1;
+    let (user, password) = match memchr::memchr(b'@', &u[i..]) {
+        Some(at_rel) => {
+            let at = i + at_rel;
+            let userinfo = i..at;
+            let (user, password) = match memchr::memchr(b':', &u[userinfo.clone()]) {
+                Some(c) => (i..i + c, Some(i + c + 1..at)),
+                None => (userinfo, None),
+            };
+            if user.is_empty() || !all_escaped(&u[user.clone()], &USER) {
+                return None;
+            }
+            if let Some(p) = &password {
+                if !all_escaped(&u[p.clone()], &PASSWORD) {
+                    return None;
+                }
+            }
+            i = at + 1;
+            (Some(user), password)
+        }
+        None => (None, None),
+    };
+    let host_start = i;
+    if i < u.len() && u[i] == b'[' {
+        let close = i + memchr::memchr(b']', &u[i..])?;
+        let inner = &u[i + 1..close];
+        if inner.is_empty() || !inner.iter().all(|&b| is_hex(b) || b == b':' || b == b'.') {
+            return None;
+        }
+        i = close + 1;
+    } else {
+        while i < u.len() && HOSTCHAR[u[i] as usize] {
+            i += 1;
+        }
+        if i == host_start {
+            return None;
+        }
+    }
+    let host = host_start..i;
+    let mut port = None;
+    if i < u.len() && u[i] == b':' {
+        let port_start = i + 1;
+        i = port_start;
+        while i < u.len() && u[i].is_ascii_digit() {
+            i += 1;
+        }
+        let value = parse_decimal(&u[port_start..i], 5)?;
+        port = Some(u16::try_from(value).ok()?);
+    }
+    let params_start = i;
+    while i < u.len() && u[i] == b';' {
+        i += 1;
+        let name_start = i;
+        let mut j = i;
+        while j < u.len() && !matches!(u[j], b'=' | b';' | b'?') {
+            j += 1;
+        }
+        if j == name_start || !all_escaped(&u[name_start..j], &PARAMCHAR) {
+            return None;
+        }
+        i = j;
+        if i < u.len() && u[i] == b'=' {
+            let value_start = i + 1;
+            let mut k = value_start;
+            while k < u.len() && !matches!(u[k], b';' | b'?') {
+                k += 1;
+            }
+            if !all_escaped(&u[value_start..k], &PARAMCHAR) {
+                return None;
+            }
+            i = k;
+        }
+    }
+    let params = params_start..i;
+    let headers = if i < u.len() && u[i] == b'?' {
+        let h = i + 1..u.len();
+        if !all_escaped(&u[h.clone()], &URI_HEADERS) {
+            return None;
+        }
+        i = u.len();
+        Some(h)
+    } else {
+        None
+    };
+    if i != u.len() {
+        return None;
+    }
+    Some(UriSpans::Sip(SipUriSpans {
+        secure,
+        user,
+        password,
+        host,
+        port,
+        params,
+        headers,
+    }))
+}
+
+/// Splits a URI parameter block (`;a=b;lr`) into (name, value) ranges, offset by `base`.
+pub(crate) fn uri_params(
+    u: &[u8],
+    block: Range<usize>,
+    mut each: impl FnMut(Range<usize>, Option<Range<usize>>),
+) {
+    let mut i = block.start;
+    while i < block.end && u[i] == b';' {
+        let name_start = i + 1;
+        let mut j = name_start;
+        while j < block.end && !matches!(u[j], b'=' | b';') {
+            j += 1;
+        }
+        let name = name_start..j;
+        if j < block.end && u[j] == b'=' {
+            let mut k = j + 1;
+            while k < block.end && u[k] != b';' {
+                k += 1;
+            }
+            each(name, Some(j + 1..k));
+            i = k;
+        } else {
+            each(name, None);
+            i = j;
+        }
+    }
+}
+
+/// Where the parts of a name-addr / addr-spec lie (relative to the value slice).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct NameAddrSpans {
+    /// Display name without quotes (quoted) or trimmed tokens (unquoted).
+    pub display: Option<Range<usize>>,
+    pub uri: Range<usize>,
+    pub uri_spans: UriSpans,
+    /// Start of header parameters (`;...`) after the URI / `>`.
+    pub params_start: usize,
+    pub tag: Option<Range<usize>>,
+}
+
+/// Validates a From/To/Contact/Route-style value (one list element).
+pub(crate) fn scan_name_addr(v: &[u8]) -> Option<NameAddrSpans> {
+    let mut i = skip_lws(v, 0);
+    if i >= v.len() {
+        return None;
+    }
+    let mut display = None;
+    let uri;
+    if v[i] == b'"' {
+        let end = scan_quoted(v, i)?;
+        display = Some(i + 1..end - 1);
+        i = skip_lws(v, end);
+        if i >= v.len() || v[i] != b'<' {
+            return None;
+        }
+        uri = scan_angle(v, i)?;
+        i = uri.end + 1;
+    } else {
+        // Either `*(token LWS) <addr-spec>` or a bare addr-spec.
+        let mut j = i;
+        while j < v.len() && (TOKEN[v[j] as usize] || is_lws(v[j])) {
+            j += 1;
+        }
+        if j < v.len() && v[j] == b'<' {
+            let d = trim_lws(v, i..j);
+            if !d.is_empty() {
+                display = Some(d);
+            }
+            uri = scan_angle(v, j)?;
+            i = uri.end + 1;
+        } else {
+            // addr-spec: the URI runs to the first `;` (header params); a URI with
+            // `,` `?` or `;` of its own must be in angle brackets (RFC 3261 §20).
+            let start = i;
+            let mut k = i;
+            while k < v.len() && v[k] != b';' && !is_lws(v[k]) {
+                if matches!(v[k], b',' | b'?' | b'<' | b'>' | b'"') {
+                    return None;
+                }
+                k += 1;
+            }
+            uri = start..k;
+            i = k;
+        }
+    }
+    let uri_spans = scan_uri(&v[uri.clone()])?;
+    let params_start = i;
+    let mut tag = None;
+    scan_params(v, i, |name, value| {
+        if v[name.clone()].eq_ignore_ascii_case(b"tag") {
+            tag = value;
+        }
+    })?;
+    Some(NameAddrSpans {
+        display,
+        uri,
+        uri_spans,
+        params_start,
+        tag,
+    })
+}
+
+/// `v[i]` is `<`; returns the range strictly inside the brackets (no LWS allowed inside).
+fn scan_angle(v: &[u8], i: usize) -> Option<Range<usize>> {
+    let close = i + 1 + memchr::memchr(b'>', &v[i + 1..])?;
+    let inner = i + 1..close;
+    if inner.is_empty() || v[inner.clone()].iter().any(|&b| is_lws(b)) {
+        return None;
+    }
+    Some(inner)
+}
+
+/// Where the parts of one Via value lie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct ViaSpans {
+    pub transport: Range<usize>,
+    pub host: Range<usize>,
+    pub port: Option<u16>,
+    pub branch: Option<Range<usize>>,
+    pub received: Option<Range<usize>>,
+    pub rport: Option<Option<u16>>,
+}
+
+fn expect_token(v: &[u8], i: usize) -> Option<Range<usize>> {
+    let start = skip_lws(v, i);
+    let mut j = start;
+    while j < v.len() && TOKEN[v[j] as usize] {
+        j += 1;
+    }
+    (j > start).then_some(start..j)
+}
+
+fn expect_byte(v: &[u8], i: usize, byte: u8) -> Option<usize> {
+    let i = skip_lws(v, i);
+    (i < v.len() && v[i] == byte).then_some(i + 1)
+}
+
+/// Validates one Via element: `SIP / 2.0 / transport LWS sent-by *( ; via-param )`.
+pub(crate) fn scan_via(v: &[u8]) -> Option<ViaSpans> {
+    let name = expect_token(v, 0)?;
+    if !v[name.clone()].eq_ignore_ascii_case(b"SIP") {
+        return None;
+    }
+    let i = expect_byte(v, name.end, b'/')?;
+    let version = expect_token(v, i)?;
+    if &v[version.clone()] != b"2.0" {
+        return None;
+    }
+    let i = expect_byte(v, version.end, b'/')?;
+    let transport = expect_token(v, i)?;
+    let mut i = transport.end;
+    if i >= v.len() || !is_lws(v[i]) {
+        return None;
+    }
+    i = skip_lws(v, i);
+    let host_start = i;
+    if i < v.len() && v[i] == b'[' {
+        let close = i + memchr::memchr(b']', &v[i..])?;
+        if !v[i + 1..close]
+            .iter()
+            .all(|&b| is_hex(b) || b == b':' || b == b'.')
+            || close == i + 1
+        {
+            return None;
+        }
+        i = close + 1;
+    } else {
+        while i < v.len() && HOSTCHAR[v[i] as usize] {
+            i += 1;
+        }
+        if i == host_start {
+            return None;
+        }
+    }
+    let host = host_start..i;
+    let mut port = None;
+    let j = skip_lws(v, i);
+    if j < v.len() && v[j] == b':' {
+        let p = skip_lws(v, j + 1);
+        let mut k = p;
+        while k < v.len() && v[k].is_ascii_digit() {
+            k += 1;
+        }
+        port = Some(u16::try_from(parse_decimal(&v[p..k], 5)?).ok()?);
+        i = k;
+    }
+    let mut branch = None;
+    let mut received = None;
+    let mut rport = None;
+    let mut bad = false;
+    scan_params(v, i, |name, value| {
+        let n = &v[name];
+        if n.eq_ignore_ascii_case(b"branch") {
+            branch = value;
+            bad |= branch.is_none();
+        } else if n.eq_ignore_ascii_case(b"received") {
+            received = value;
+            bad |= received.is_none();
+        } else if n.eq_ignore_ascii_case(b"rport") {
+            rport = Some(match value {
+                None => None,
+                Some(r) => match parse_decimal(&v[r], 5).and_then(|p| u16::try_from(p).ok()) {
+                    Some(p) => Some(p),
+                    None => {
+                        bad = true;
+                        None
+                    }
+                },
+            });
+        }
+    })?;
+    if bad {
+        return None;
+    }
+    Some(ViaSpans {
+        transport,
+        host,
+        port,
+        branch,
+        received,
+        rport,
+    })
+}
+
+/// CSeq value: `1*DIGIT LWS Method`; the number must be below 2**31 (RFC 3261 §8.1.1.5).
+pub(crate) fn scan_cseq(v: &[u8]) -> Option<(u32, Range<usize>)> {
+    let start = skip_lws(v, 0);
+    let mut i = start;
+    while i < v.len() && v[i].is_ascii_digit() {
+        i += 1;
+    }
+    let seq = parse_decimal(&v[start..i], 10)?;
+    if seq >= 1 << 31 {
+        return None;
+    }
+    if i >= v.len() || !is_lws(v[i]) {
+        return None;
+    }
+    let method = expect_token(v, i)?;
+    if skip_lws(v, method.end) != v.len() {
+        return None;
+    }
+    Some((seq as u32, method))
+}
+
+/// One header line found by [`HeaderLines`]; all ranges are absolute into the buffer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct RawLine {
+    pub name: Range<usize>,
+    pub value: Range<usize>,
+    pub line: Range<usize>,
+}
+
+/// Splits a header block into logical (unfolded) lines. Stops at the empty line; after
+/// that `body_start` holds the index of the first body byte. Accepts CRLF and bare LF.
+pub(crate) struct HeaderLines<'a> {
+    buf: &'a [u8],
+    pos: usize,
+    pub body_start: Option<usize>,
+    /// Longest logical line accepted; longer lines yield `HeaderLineTooLong`.
+    max_line: usize,
+    failed: bool,
+}
+
+impl<'a> HeaderLines<'a> {
+    pub(crate) fn new(buf: &'a [u8], pos: usize, max_line: usize) -> HeaderLines<'a> {
+        HeaderLines {
+            buf,
+            pos,
+            body_start: None,
+            max_line,
+            failed: false,
+        }
+    }
+
+    fn fail(
+        &mut self,
+        kind: ParseErrorKind,
+        at: usize,
+    ) -> Option<Result<RawLine, (ParseErrorKind, usize)>> {
+        self.failed = true;
+        Some(Err((kind, at)))
+    }
+}
+
+impl Iterator for HeaderLines<'_> {
+    type Item = Result<RawLine, (ParseErrorKind, usize)>;
+
+    #[inline]
+    fn next(&mut self) -> Option<Self::Item> {
+        if self.failed || self.body_start.is_some() {
+            return None;
+        }
+        let buf = self.buf;
+        let start = self.pos;
+        if start >= buf.len() {
+            return self.fail(ParseErrorKind::Incomplete, start);
+        }
+        match buf[start] {
+            b'\n' => {
+                self.body_start = Some(start + 1);
+                return None;
+            }
+            b'\r' => {
+                if start + 1 < buf.len() && buf[start + 1] == b'\n' {
+                    self.body_start = Some(start + 2);
+                    return None;
+                }
+                if start + 1 >= buf.len() {
+                    return self.fail(ParseErrorKind::Incomplete, start);
+                }
+                return self.fail(ParseErrorKind::BadHeaderLine, start);
+            }
+            b' ' | b'\t' => return self.fail(ParseErrorKind::BadHeaderLine, start),
+            _ => {}
+        }
+        let limit_end = buf
+            .len()
+            .min(start.saturating_add(self.max_line).saturating_add(2));
+        let mut search = start;
+        let line_end;
+        loop {
+            let Some(nl) = memchr::memchr(b'\n', &buf[search..limit_end]) else {
+                if limit_end < buf.len() {
+                    return self.fail(ParseErrorKind::HeaderLineTooLong, start);
+                }
+                return self.fail(ParseErrorKind::Incomplete, buf.len());
+            };
+            let nl = search + nl;
+            if nl + 1 >= buf.len() {
+                return self.fail(ParseErrorKind::Incomplete, buf.len());
+            }
+            if matches!(buf[nl + 1], b' ' | b'\t') {
+                search = nl + 1;
+                continue;
+            }
+            line_end = nl + 1;
+            break;
+        }
+        let mut content_end = line_end - 1;
+        if content_end > start && buf[content_end - 1] == b'\r' {
+            content_end -= 1;
+        }
+        if content_end - start > self.max_line {
+            return self.fail(ParseErrorKind::HeaderLineTooLong, start);
+        }
+        let Some(colon) = memchr::memchr(b':', &buf[start..content_end]) else {
+            return self.fail(ParseErrorKind::BadHeaderLine, start);
+        };
+        let colon = start + colon;
+        let mut name_end = colon;
+        while name_end > start && matches!(buf[name_end - 1], b' ' | b'\t') {
+            name_end -= 1;
+        }
+        if !is_token(&buf[start..name_end]) {
+            return self.fail(ParseErrorKind::BadHeaderLine, start);
+        }
+        self.pos = line_end;
+        Some(Ok(RawLine {
+            name: start..name_end,
+            value: trim_lws(buf, colon + 1..content_end),
+            line: start..line_end,
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn list_iter_respects_quotes_and_angles() {
+        let v = br#""Doe, John" <sip:a@b;x=1,2>;tag=1 , <sip:c@d>,"#;
+        let parts: Vec<&[u8]> = ListIter::new(v).map(|r| &v[r]).collect();
+        assert_eq!(
+            parts,
+            vec![
+                &br#""Doe, John" <sip:a@b;x=1,2>;tag=1"#[..],
+                &b"<sip:c@d>"[..],
+                &b""[..]
+            ]
+        );
+    }
+
+    #[test]
+    fn escapes_must_have_two_hex_digits() {
+        assert!(all_escaped(b"a%20b", &USER));
+        assert!(!all_escaped(b"a%2", &USER));
+        assert!(!all_escaped(b"a%", &USER));
+        assert!(!all_escaped(b"a%zz", &USER));
+    }
+
+    #[test]
+    fn cseq_bounds() {
+        assert_eq!(scan_cseq(b"1 INVITE").map(|c| c.0), Some(1));
+        assert!(scan_cseq(b"2147483648 INVITE").is_none());
+        assert!(scan_cseq(b"36893488147419103232 INVITE").is_none());
+        assert!(scan_cseq(b"1INVITE").is_none());
+        assert!(scan_cseq(b"1 INVITE x").is_none());
+    }
+}
