@@ -1,0 +1,511 @@
+//! The TOML schema: plain serde structs with defaults. Words follow what a Teams admin sees in
+//! `New-CsOnlinePSTNGateway` (SipSignalingPort, FailoverTimeSeconds, ForwardPai, ...).
+//! Every table rejects unknown keys so a typo is an error, not a silently ignored setting.
+
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::PathBuf;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    pub sbc: SbcSection,
+    #[serde(default)]
+    pub sip: SipSection,
+    #[serde(default)]
+    pub tls: TlsSection,
+    #[serde(default)]
+    pub listen: Vec<ListenEntry>,
+    #[serde(default)]
+    pub teams: TeamsSection,
+    #[serde(default, rename = "carrier_trunk")]
+    pub carrier_trunks: Vec<CarrierTrunk>,
+    #[serde(default, rename = "tenant")]
+    pub tenants: Vec<Tenant>,
+    #[serde(default)]
+    pub media: MediaSection,
+    #[serde(default)]
+    pub ops: OpsSection,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SbcSection {
+    /// Carrier trunk FQDN registered with `New-CsOnlinePSTNGateway`; tenants are subdomains of it.
+    pub base_fqdn: String,
+    /// The TLS port Teams connects to (`-SipSignalingPort`).
+    #[serde(default = "default_sip_signaling_port")]
+    pub sip_signaling_port: u16,
+    /// First part of `X-MS-SBC: vendor/model/version`.
+    #[serde(default = "default_vendor")]
+    pub vendor: String,
+    /// Second part of `X-MS-SBC`.
+    #[serde(default = "default_model")]
+    pub model: String,
+    /// The public address the FQDNs resolve to (the SBC may sit behind NAT).
+    #[serde(default)]
+    pub public_address: Option<IpAddr>,
+    /// Local address outgoing SIP connections are bound to; the OS chooses when unset.
+    #[serde(default)]
+    pub bind_address: Option<IpAddr>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SipSection {
+    #[serde(default = "default_max_message_bytes")]
+    pub max_message_bytes: usize,
+    #[serde(default = "default_max_headers")]
+    pub max_headers: usize,
+    #[serde(default = "default_max_header_line_bytes")]
+    pub max_header_line_bytes: usize,
+    /// RFC 3261 T1 (RTT estimate), milliseconds.
+    #[serde(default = "default_t1_ms")]
+    pub t1_ms: u64,
+    /// RFC 3261 T2 (maximum retransmit interval for non-INVITE), milliseconds.
+    #[serde(default = "default_t2_ms")]
+    pub t2_ms: u64,
+    /// RFC 3261 T4 (maximum time a message stays in the network), milliseconds.
+    #[serde(default = "default_t4_ms")]
+    pub t4_ms: u64,
+    /// Upper bound of concurrent transactions; new requests beyond it get 503.
+    #[serde(default = "default_max_transactions")]
+    pub max_transactions: usize,
+}
+
+impl Default for SipSection {
+    fn default() -> Self {
+        SipSection {
+            max_message_bytes: default_max_message_bytes(),
+            max_headers: default_max_headers(),
+            max_header_line_bytes: default_max_header_line_bytes(),
+            t1_ms: default_t1_ms(),
+            t2_ms: default_t2_ms(),
+            t4_ms: default_t4_ms(),
+            max_transactions: default_max_transactions(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsSection {
+    /// PEM file: leaf certificate followed by intermediates (row 3: full chain).
+    #[serde(default)]
+    pub cert_chain: Option<PathBuf>,
+    /// PEM file: private key of the leaf (PKCS#8, PKCS#1 or SEC1).
+    #[serde(default)]
+    pub private_key: Option<PathBuf>,
+    /// Trust anchors for Microsoft's certificate: "webpki" (Mozilla roots) or a PEM file path.
+    #[serde(default = "default_roots")]
+    pub roots: String,
+    /// Demand a client certificate from peers connecting to our TLS listener (mutual TLS).
+    #[serde(default = "default_true")]
+    pub require_client_cert: bool,
+    /// Name Microsoft's certificate must carry (row 7).
+    #[serde(default = "default_teams_peer_san")]
+    pub teams_peer_san: String,
+}
+
+impl Default for TlsSection {
+    fn default() -> Self {
+        TlsSection {
+            cert_chain: None,
+            private_key: None,
+            roots: default_roots(),
+            require_client_cert: true,
+            teams_peer_san: default_teams_peer_san(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TransportKind {
+    Udp,
+    Tcp,
+    Tls,
+}
+
+impl TransportKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TransportKind::Udp => "udp",
+            TransportKind::Tcp => "tcp",
+            TransportKind::Tls => "tls",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListenEntry {
+    pub transport: TransportKind,
+    /// `ip:port`; IPv6 as `[::1]:5061`.
+    pub address: SocketAddr,
+}
+
+/// A Microsoft proxy: either `"host:port"` (TLS) or `{ address = "host:port", transport = "tcp" }`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum TeamsProxy {
+    Address(String),
+    Detailed(TeamsProxyDetailed),
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsProxyDetailed {
+    pub address: String,
+    /// Only for tests against plain-TCP tools such as SIPp; Teams itself speaks TLS only.
+    #[serde(default = "default_tls")]
+    pub transport: TransportKind,
+}
+
+impl TeamsProxy {
+    pub fn address(&self) -> &str {
+        match self {
+            TeamsProxy::Address(a) => a,
+            TeamsProxy::Detailed(d) => &d.address,
+        }
+    }
+    pub fn transport(&self) -> TransportKind {
+        match self {
+            TeamsProxy::Address(_) => TransportKind::Tls,
+            TeamsProxy::Detailed(d) => d.transport,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TeamsSection {
+    /// Microsoft proxies in priority order, addressed by FQDN (row 8).
+    #[serde(default = "default_teams_proxies")]
+    pub proxies: Vec<TeamsProxy>,
+    /// Seconds between our OPTIONS to each proxy; Microsoft expects 60..=180 (row 33).
+    #[serde(default = "default_options_interval")]
+    pub options_interval_seconds: u64,
+    /// Mirrors the trunk's `FailoverTimeSeconds`: how long Microsoft waits for our answer.
+    #[serde(default = "default_failover_time")]
+    pub failover_time_seconds: u64,
+    /// Mirrors `FailoverResponseCodes`: finals that let Microsoft try the next trunk (row 30).
+    #[serde(default = "default_failover_codes")]
+    pub failover_response_codes: Vec<u16>,
+    /// Mirrors `MaxConcurrentSessions`; unset = unlimited.
+    #[serde(default)]
+    pub max_concurrent_sessions: Option<u32>,
+    /// Mirrors `ForwardPai`: Microsoft sends P-Asserted-Identity + Privacy: id.
+    #[serde(default)]
+    pub forward_pai: bool,
+    /// Mirrors `MediaBypass`.
+    #[serde(default)]
+    pub media_bypass: bool,
+    /// Source ranges Microsoft may connect from (row 11).
+    #[serde(default = "default_teams_cidrs")]
+    pub allowed_source_cidrs: Vec<IpNet>,
+}
+
+impl Default for TeamsSection {
+    fn default() -> Self {
+        TeamsSection {
+            proxies: default_teams_proxies(),
+            options_interval_seconds: default_options_interval(),
+            failover_time_seconds: default_failover_time(),
+            failover_response_codes: default_failover_codes(),
+            max_concurrent_sessions: None,
+            forward_pai: false,
+            media_bypass: false,
+            allowed_source_cidrs: default_teams_cidrs(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranslationDirection {
+    /// Applied to calls from the carrier towards Teams.
+    ToTeams,
+    /// Applied to calls from Teams towards the carrier.
+    FromTeams,
+    Both,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum TranslationField {
+    Called,
+    Calling,
+    Both,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TranslationRule {
+    /// Regular expression (Rust `regex` syntax) matched against the whole number.
+    pub pattern: String,
+    /// Replacement, `$1` / `${name}` refer to capture groups.
+    pub replacement: String,
+    #[serde(default = "default_direction")]
+    pub direction: TranslationDirection,
+    #[serde(default = "default_field")]
+    pub field: TranslationField,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CarrierTrunk {
+    /// Short name, used in logs and as a metric label.
+    pub name: String,
+    /// `host:port` of the carrier's SIP peer.
+    pub address: String,
+    #[serde(default = "default_udp")]
+    pub transport: TransportKind,
+    /// Sources accepted as this trunk; empty = the IP of `address` (must then be a literal IP).
+    #[serde(default)]
+    pub allowed_source_cidrs: Vec<IpNet>,
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
+    #[serde(default)]
+    pub max_calls_per_second: Option<u32>,
+    /// Codecs offered/accepted on this trunk, in preference order.
+    #[serde(default = "default_codecs")]
+    pub codecs: Vec<String>,
+    #[serde(default)]
+    pub number_translation: Vec<TranslationRule>,
+    /// Trusted peers keep P-Asserted-Identity on private calls (RFC 3325); untrusted ones do not.
+    #[serde(default)]
+    pub trusted: bool,
+    /// Send OPTIONS keep-alives to this trunk and mark it down when they fail.
+    #[serde(default = "default_true")]
+    pub options_ping: bool,
+    #[serde(default = "default_options_interval")]
+    pub options_interval_seconds: u64,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Tenant {
+    pub name: String,
+    /// Derived-trunk FQDN: exactly one label under `sbc.base_fqdn` (doc 4.1).
+    pub fqdn: String,
+    /// E.164 numbers: `+4930123456`, ranges `+4930123400-+4930123499`, prefixes `+4930123*`.
+    #[serde(default)]
+    pub numbers: Vec<String>,
+    /// Name of the `[[carrier_trunk]]` this tenant's PSTN calls use.
+    pub carrier_trunk: String,
+    #[serde(default)]
+    pub max_concurrent_calls: Option<u32>,
+    #[serde(default)]
+    pub max_calls_per_second: Option<u32>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaInterface {
+    /// Local address RTP sockets bind to.
+    pub bind: IpAddr,
+    /// Address written into SDP `c=`; defaults to `bind` (must not be unspecified then).
+    #[serde(default)]
+    pub advertised: Option<IpAddr>,
+    pub port_min: u16,
+    pub port_max: u16,
+}
+
+impl MediaInterface {
+    /// Address for SDP `c=`: `advertised`, else `bind`, else (bind unspecified) the SBC's
+    /// public address. `None` when nothing concrete is known (validation rejects that).
+    pub fn advertised_address(&self, public_address: Option<IpAddr>) -> Option<IpAddr> {
+        match self.advertised {
+            Some(ip) => Some(ip),
+            None if self.bind.is_unspecified() => public_address,
+            None => Some(self.bind),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LatchingMode {
+    /// Send to the SDP address only.
+    Off,
+    /// Send to the source of the first packet received (NAT friendly).
+    Learn,
+    /// Learn, but only accept packets from the SDP address' IP.
+    Strict,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MediaSection {
+    #[serde(default = "default_carrier_media")]
+    pub carrier: MediaInterface,
+    #[serde(default = "default_teams_media")]
+    pub teams: MediaInterface,
+    /// Forwarding worker threads; 0 = one per CPU.
+    #[serde(default)]
+    pub workers: usize,
+    /// A call whose media has been silent this long is torn down.
+    #[serde(default = "default_inactivity")]
+    pub inactivity_timeout_seconds: u64,
+    #[serde(default = "default_latching")]
+    pub latching: LatchingMode,
+}
+
+impl Default for MediaSection {
+    fn default() -> Self {
+        MediaSection {
+            carrier: default_carrier_media(),
+            teams: default_teams_media(),
+            workers: 0,
+            inactivity_timeout_seconds: default_inactivity(),
+            latching: default_latching(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OpsSection {
+    /// HTTP listener for /metrics, /healthz, /readyz.
+    #[serde(default = "default_metrics_listen")]
+    pub metrics_listen: SocketAddr,
+    #[serde(default = "default_log_format")]
+    pub log_format: LogFormat,
+    /// `tracing` filter directive; `RUST_LOG` overrides it.
+    #[serde(default = "default_log_level")]
+    pub log_level: String,
+}
+
+impl Default for OpsSection {
+    fn default() -> Self {
+        OpsSection {
+            metrics_listen: default_metrics_listen(),
+            log_format: default_log_format(),
+            log_level: default_log_level(),
+        }
+    }
+}
+
+fn default_sip_signaling_port() -> u16 {
+    5061
+}
+fn default_vendor() -> String {
+    "teams-sbc".to_string()
+}
+fn default_model() -> String {
+    "teams-sbc".to_string()
+}
+fn default_max_message_bytes() -> usize {
+    65536
+}
+fn default_max_headers() -> usize {
+    128
+}
+fn default_max_header_line_bytes() -> usize {
+    8192
+}
+fn default_t1_ms() -> u64 {
+    500
+}
+fn default_t2_ms() -> u64 {
+    4000
+}
+fn default_t4_ms() -> u64 {
+    5000
+}
+fn default_max_transactions() -> usize {
+    100_000
+}
+fn default_roots() -> String {
+    "webpki".to_string()
+}
+fn default_true() -> bool {
+    true
+}
+fn default_teams_peer_san() -> String {
+    "sip.pstnhub.microsoft.com".to_string()
+}
+fn default_tls() -> TransportKind {
+    TransportKind::Tls
+}
+fn default_udp() -> TransportKind {
+    TransportKind::Udp
+}
+pub(crate) fn default_teams_proxies() -> Vec<TeamsProxy> {
+    [
+        "sip.pstnhub.microsoft.com:5061",
+        "sip2.pstnhub.microsoft.com:5061",
+        "sip3.pstnhub.microsoft.com:5061",
+    ]
+    .iter()
+    .map(|a| TeamsProxy::Address(a.to_string()))
+    .collect()
+}
+fn default_options_interval() -> u64 {
+    60
+}
+fn default_failover_time() -> u64 {
+    10
+}
+fn default_failover_codes() -> Vec<u16> {
+    vec![408, 503, 504]
+}
+pub(crate) fn default_teams_cidrs() -> Vec<IpNet> {
+    ["52.112.0.0/14", "52.120.0.0/14", "52.122.0.0/15"]
+        .iter()
+        .filter_map(|c| c.parse().ok())
+        .collect()
+}
+fn default_direction() -> TranslationDirection {
+    TranslationDirection::Both
+}
+fn default_field() -> TranslationField {
+    TranslationField::Called
+}
+fn default_codecs() -> Vec<String> {
+    ["PCMA", "PCMU", "G722", "telephone-event"]
+        .iter()
+        .map(|c| c.to_string())
+        .collect()
+}
+fn default_carrier_media() -> MediaInterface {
+    MediaInterface {
+        bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        advertised: None,
+        port_min: 20000,
+        port_max: 29999,
+    }
+}
+fn default_teams_media() -> MediaInterface {
+    MediaInterface {
+        bind: IpAddr::V4(Ipv4Addr::UNSPECIFIED),
+        advertised: None,
+        port_min: 30000,
+        port_max: 39999,
+    }
+}
+fn default_inactivity() -> u64 {
+    60
+}
+fn default_latching() -> LatchingMode {
+    LatchingMode::Learn
+}
+fn default_metrics_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))
+}
+fn default_log_format() -> LogFormat {
+    LogFormat::Text
+}
+fn default_log_level() -> String {
+    "info".to_string()
+}

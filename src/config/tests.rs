@@ -1,0 +1,468 @@
+//! One test per validation rule; each asserts the field path and line in the error.
+
+use std::path::Path;
+
+use super::*;
+
+const GOOD: &str = r#"
+[sbc]
+base_fqdn = "sbc.carrier.example"
+vendor = "Example"
+model = "SBC"
+
+[tls]
+cert_chain = "certs/sbc.pem"
+private_key = "certs/sbc.key"
+
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+
+[[listen]]
+transport = "tls"
+address = "127.0.0.1:5061"
+
+[[carrier_trunk]]
+name = "pstn"
+address = "127.0.0.1:5070"
+
+[[tenant]]
+name = "acme"
+fqdn = "acme.sbc.carrier.example"
+numbers = ["+4930123400-+4930123499"]
+carrier_trunk = "pstn"
+
+[[tenant]]
+name = "globex"
+fqdn = "globex.sbc.carrier.example"
+numbers = ["+4940*"]
+carrier_trunk = "pstn"
+
+[media.carrier]
+bind = "127.0.0.1"
+port_min = 20000
+port_max = 20999
+
+[media.teams]
+bind = "127.0.0.1"
+port_min = 30000
+port_max = 30999
+"#;
+
+fn parse(text: &str) -> Result<Loaded, ConfigErrors> {
+    parse_str(text, "t.toml", Path::new("/etc/sbc"), false)
+}
+
+/// Parse `GOOD` with `from` replaced by `to` and return the errors.
+fn errors_with(from: &str, to: &str) -> Vec<ConfigError> {
+    assert!(GOOD.contains(from), "test edit {from:?} not found");
+    match parse(&GOOD.replacen(from, to, 1)) {
+        Ok(_) => panic!("config with {to:?} accepted"),
+        Err(e) => e.0,
+    }
+}
+
+fn line_of(text: &str, needle: &str) -> usize {
+    text.lines().position(|l| l.contains(needle)).unwrap() + 1
+}
+
+fn assert_error(errors: &[ConfigError], field: &str, fragment: &str) {
+    assert!(
+        errors
+            .iter()
+            .any(|e| e.field == field && e.message.contains(fragment)),
+        "no error on {field} containing {fragment:?}; got:\n{}",
+        ConfigErrors(errors.to_vec())
+    );
+}
+
+#[test]
+fn good_config_loads_with_defaults() {
+    let loaded = parse(GOOD).unwrap();
+    let c = &loaded.config;
+    assert_eq!(c.sbc.sip_signaling_port, 5061);
+    assert_eq!(c.sip.max_message_bytes, 65536);
+    assert_eq!(c.tls.roots, "webpki");
+    assert!(c.tls.require_client_cert);
+    assert_eq!(c.tls.teams_peer_san, "sip.pstnhub.microsoft.com");
+    assert_eq!(c.teams.proxies.len(), 3);
+    assert_eq!(
+        c.teams.proxies[0].address(),
+        "sip.pstnhub.microsoft.com:5061"
+    );
+    assert_eq!(c.teams.proxies[0].transport(), TransportKind::Tls);
+    assert_eq!(c.teams.options_interval_seconds, 60);
+    assert_eq!(c.teams.failover_time_seconds, 10);
+    assert_eq!(c.teams.failover_response_codes, vec![408, 503, 504]);
+    assert_eq!(c.teams.allowed_source_cidrs.len(), 3);
+    assert_eq!(c.ops.metrics_listen.port(), 9090);
+    assert_eq!(c.ops.log_format, LogFormat::Text);
+    assert_eq!(
+        c.tls.cert_chain.as_deref(),
+        Some(Path::new("/etc/sbc/certs/sbc.pem"))
+    );
+    assert!(loaded.x_ms_sbc().starts_with("Example/SBC/"));
+    assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
+}
+
+#[test]
+fn tenant_lookup_by_number_and_fqdn() {
+    let loaded = parse(GOOD).unwrap();
+    assert_eq!(
+        loaded.tenant_for_number("+4930123450").unwrap().name,
+        "acme"
+    );
+    assert_eq!(loaded.tenant_for_number("4940555").unwrap().name, "globex");
+    assert!(loaded.tenant_for_number("+4930123500").is_none());
+    assert_eq!(
+        loaded
+            .tenant_for_fqdn("GLOBEX.sbc.carrier.example")
+            .unwrap()
+            .name,
+        "globex"
+    );
+}
+
+#[test]
+fn syntax_error_has_line() {
+    let text = GOOD.replacen("model = \"SBC\"", "model = \"SBC", 1);
+    let e = parse(&text).unwrap_err().0;
+    assert_eq!(e.len(), 1);
+    assert_eq!(e[0].line, Some(line_of(&text, "model = ")));
+}
+
+#[test]
+fn unknown_field_rejected_with_line() {
+    let text = GOOD.replacen("vendor = \"Example\"", "vendr = \"Example\"", 1);
+    let e = parse(&text).unwrap_err().0;
+    assert!(e[0].message.contains("unknown field `vendr`"), "{}", e[0]);
+    assert_eq!(e[0].line, Some(line_of(&text, "vendr")));
+    let e = errors_with("[[carrier_trunk]]\n", "[[carrier_trunk]]\nflavour = 1\n");
+    assert!(e[0].message.contains("unknown field `flavour`"), "{}", e[0]);
+}
+
+#[test]
+fn unknown_carrier_trunk_reference_names_file_line_field() {
+    let text = GOOD.replacen("carrier_trunk = \"pstn\"", "carrier_trunk = \"foo\"", 1);
+    let e = parse(&text).unwrap_err().0;
+    assert_error(
+        &e,
+        "tenant[0].carrier_trunk",
+        "no carrier trunk named \"foo\"",
+    );
+    let line = line_of(&text, "carrier_trunk = \"foo\"");
+    assert_eq!(
+        e[0].to_string(),
+        format!("t.toml:{line}: tenant[0].carrier_trunk: no carrier trunk named \"foo\"")
+    );
+}
+
+#[test]
+fn all_errors_are_collected() {
+    let text = GOOD
+        .replacen("carrier_trunk = \"pstn\"", "carrier_trunk = \"foo\"", 1)
+        .replacen("name = \"globex\"", "name = \"acme\"", 1)
+        .replacen("port_max = 30999", "port_max = 29000", 1);
+    let e = parse(&text).unwrap_err().0;
+    assert!(e.len() >= 3, "{}", ConfigErrors(e));
+}
+
+#[test]
+fn base_fqdn_must_be_a_name_not_an_ip_row_15() {
+    let e = errors_with(
+        "base_fqdn = \"sbc.carrier.example\"",
+        "base_fqdn = \"192.0.2.1\"",
+    );
+    assert_error(&e, "sbc.base_fqdn", "IP address");
+    assert_eq!(e[0].line, Some(3));
+}
+
+#[test]
+fn base_fqdn_longer_than_63_rejected() {
+    let long = format!("{}.example", "a".repeat(60));
+    let e = errors_with("sbc.carrier.example\"", &format!("{long}\""));
+    assert_error(&e, "sbc.base_fqdn", "at most 63");
+}
+
+#[test]
+fn tenant_fqdn_must_be_one_label_under_base() {
+    let e = errors_with("acme.sbc.carrier.example", "a.b.sbc.carrier.example");
+    assert_error(&e, "tenant[0].fqdn", "exactly one label");
+    let e = errors_with("acme.sbc.carrier.example", "acme.other.example");
+    assert_error(&e, "tenant[0].fqdn", "exactly one label");
+    let e = errors_with("acme.sbc.carrier.example", "sbc.carrier.example");
+    assert_error(&e, "tenant[0].fqdn", "exactly one label");
+}
+
+#[test]
+fn tenant_fqdn_length_limit_63() {
+    // base is 19 characters; a 44-character label makes 64.
+    let e = errors_with("acme.sbc", &format!("{}.sbc", "a".repeat(44)));
+    assert_error(&e, "tenant[0].fqdn", "at most 63");
+}
+
+#[test]
+fn duplicate_tenant_name_and_fqdn() {
+    let e = errors_with("name = \"globex\"", "name = \"acme\"");
+    assert_error(&e, "tenant[1].name", "duplicate tenant name");
+    let e = errors_with("globex.sbc", "acme.sbc");
+    assert_error(&e, "tenant[1].fqdn", "duplicate tenant fqdn");
+}
+
+#[test]
+fn overlapping_numbers_between_tenants() {
+    let text = GOOD.replacen("\"+4940*\"", "\"+4941*\", \"+4930123450\"", 1);
+    let e = parse(&text).unwrap_err().0;
+    assert_error(&e, "tenant[1].numbers[1]", "overlaps tenant[0].numbers[0]");
+    assert_eq!(e[0].line, Some(line_of(&text, "+4930123450")));
+}
+
+#[test]
+fn invalid_numbers_rejected() {
+    let e = errors_with("\"+4940*\"", "\"04940\"");
+    assert_error(&e, "tenant[1].numbers[0]", "must start with '+'");
+}
+
+#[test]
+fn duplicate_trunk_name_and_bad_address() {
+    let text = GOOD.replacen(
+        "[[tenant]]",
+        "[[carrier_trunk]]\nname = \"pstn\"\naddress = \"nohost\"\n\n[[tenant]]",
+        1,
+    );
+    let e = parse(&text).unwrap_err().0;
+    assert_error(&e, "carrier_trunk[1].name", "duplicate carrier trunk name");
+    assert_error(&e, "carrier_trunk[1].address", "host:port");
+}
+
+#[test]
+fn trunk_with_host_name_needs_source_cidrs() {
+    let e = errors_with("127.0.0.1:5070", "pstn.carrier.example:5060");
+    assert_error(&e, "carrier_trunk[0].allowed_source_cidrs", "required");
+}
+
+#[test]
+fn trunk_name_must_be_label_safe() {
+    let e = errors_with("name = \"pstn\"", "name = \"Pstn Main\"");
+    assert_error(&e, "carrier_trunk[0].name", "a-z");
+}
+
+#[test]
+fn bad_cidr_rejected_with_line() {
+    let text = GOOD.replacen(
+        "address = \"127.0.0.1:5070\"",
+        "address = \"127.0.0.1:5070\"\nallowed_source_cidrs = [\"10.0.0.0/33\"]",
+        1,
+    );
+    let e = parse(&text).unwrap_err().0;
+    assert_eq!(e[0].line, Some(line_of(&text, "10.0.0.0/33")));
+}
+
+#[test]
+fn translation_rules_must_compile_and_reference_groups() {
+    let text = GOOD.replacen(
+        "address = \"127.0.0.1:5070\"",
+        "address = \"127.0.0.1:5070\"\n\
+         number_translation = [\n\
+           { pattern = \"^0(\\\\d+)$\", replacement = \"+49$1\" },\n\
+           { pattern = \"^(\", replacement = \"x\" },\n\
+           { pattern = \"^0(\\\\d+)$\", replacement = \"+49$2\" },\n\
+         ]",
+        1,
+    );
+    let e = parse(&text).unwrap_err().0;
+    assert_eq!(e.len(), 2, "{}", ConfigErrors(e.clone()));
+    assert_error(
+        &e,
+        "carrier_trunk[0].number_translation[1].pattern",
+        "does not compile",
+    );
+    assert_error(
+        &e,
+        "carrier_trunk[0].number_translation[2].replacement",
+        "$2",
+    );
+    assert_eq!(e[0].line, Some(line_of(&text, "\"^(\"")));
+}
+
+#[test]
+fn unknown_codec_rejected() {
+    let e = errors_with(
+        "address = \"127.0.0.1:5070\"",
+        "address = \"127.0.0.1:5070\"\ncodecs = [\"PCMA\", \"AMR\"]",
+    );
+    assert_error(&e, "carrier_trunk[0].codecs[1]", "unknown codec");
+}
+
+#[test]
+fn options_interval_range_and_warning() {
+    let e = errors_with(
+        "[media.carrier]",
+        "[teams]\noptions_interval_seconds = 181\n\n[media.carrier]",
+    );
+    assert_error(&e, "teams.options_interval_seconds", "1..=180");
+    let text = GOOD.replacen(
+        "[media.carrier]",
+        "[teams]\noptions_interval_seconds = 5\n\n[media.carrier]",
+        1,
+    );
+    let loaded = parse(&text).unwrap();
+    assert!(loaded
+        .warnings
+        .iter()
+        .any(|w| w.field == "teams.options_interval_seconds"));
+}
+
+#[test]
+fn failover_codes_must_be_failures() {
+    let e = errors_with(
+        "[media.carrier]",
+        "[teams]\nfailover_response_codes = [408, 200]\n\n[media.carrier]",
+    );
+    assert_error(&e, "teams.failover_response_codes[1]", "200");
+}
+
+#[test]
+fn teams_proxies_override_with_transport() {
+    let text = GOOD.replacen(
+        "[media.carrier]",
+        "[teams]\nproxies = [\"127.0.0.1:15061\", { address = \"127.0.0.1:15062\", transport = \"tcp\" }]\n\n[media.carrier]",
+        1,
+    );
+    let loaded = parse(&text).unwrap();
+    let p = &loaded.config.teams.proxies;
+    assert_eq!(p[0].transport(), TransportKind::Tls);
+    assert_eq!(p[1].address(), "127.0.0.1:15062");
+    assert_eq!(p[1].transport(), TransportKind::Tcp);
+    let e = errors_with(
+        "[media.carrier]",
+        "[teams]\nproxies = [{ address = \"127.0.0.1:15062\", transport = \"udp\" }]\n\n[media.carrier]",
+    );
+    assert_error(&e, "teams.proxies[0].transport", "udp");
+}
+
+#[test]
+fn teams_needs_tls_listener_on_signaling_port_row_12() {
+    let e = errors_with(
+        "base_fqdn = \"sbc.carrier.example\"",
+        "base_fqdn = \"sbc.carrier.example\"\nsip_signaling_port = 5068",
+    );
+    assert_error(&e, "sbc.sip_signaling_port", "5068");
+}
+
+#[test]
+fn tls_files_required_when_tls_used() {
+    let e = errors_with("cert_chain = \"certs/sbc.pem\"\n", "");
+    assert_error(&e, "tls.cert_chain", "required");
+}
+
+#[test]
+fn tls_files_must_exist_when_checked() {
+    let e = parse_str(GOOD, "t.toml", Path::new("/nonexistent-dir"), true)
+        .unwrap_err()
+        .0;
+    assert_error(&e, "tls.cert_chain", "does not exist");
+    assert_error(&e, "tls.private_key", "does not exist");
+}
+
+#[test]
+fn ipv6_not_with_media_bypass_row_55() {
+    let text = GOOD
+        .replacen(
+            "address = \"127.0.0.1:5061\"",
+            "address = \"[::1]:5061\"",
+            1,
+        )
+        .replacen(
+            "[media.carrier]",
+            "[teams]\nmedia_bypass = true\n\n[media.carrier]",
+            1,
+        );
+    let e = parse(&text).unwrap_err().0;
+    assert_error(&e, "listen[1].address", "row 55");
+    // Without bypass IPv6 is fine.
+    let text = GOOD.replacen(
+        "address = \"127.0.0.1:5061\"",
+        "address = \"[::1]:5061\"",
+        1,
+    );
+    parse(&text).unwrap();
+}
+
+#[test]
+fn duplicate_listener_rejected() {
+    let e = errors_with(
+        "[[carrier_trunk]]",
+        "[[listen]]\ntransport = \"tcp\"\naddress = \"127.0.0.1:5061\"\n\n[[carrier_trunk]]",
+    );
+    assert_error(&e, "listen[2].address", "same address as listen[1]");
+}
+
+#[test]
+fn media_ranges_validated() {
+    let e = errors_with("port_max = 30999", "port_max = 20500");
+    assert_error(&e, "media.teams.port_min", "below port_max");
+    let e = errors_with("port_min = 30000", "port_min = 20500");
+    assert_error(&e, "media.teams.port_min", "overlaps");
+}
+
+#[test]
+fn media_needs_concrete_advertised_address_row_40() {
+    let e = errors_with("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"");
+    assert_error(&e, "media.carrier.advertised", "required");
+    let text = GOOD
+        .replacen("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"", 1)
+        .replacen(
+            "model = \"SBC\"",
+            "model = \"SBC\"\npublic_address = \"192.0.2.10\"",
+            1,
+        );
+    let loaded = parse(&text).unwrap();
+    assert_eq!(
+        loaded
+            .config
+            .media
+            .carrier
+            .advertised_address(loaded.config.sbc.public_address),
+        Some("192.0.2.10".parse().unwrap())
+    );
+}
+
+#[test]
+fn vendor_must_fit_x_ms_sbc() {
+    let e = errors_with("vendor = \"Example\"", "vendor = \"Ex/ample\"");
+    assert_error(&e, "sbc.vendor", "'/'");
+}
+
+#[test]
+fn sip_limits_validated() {
+    let e = errors_with(
+        "[tls]",
+        "[sip]\nmax_message_bytes = 100\nt1_ms = 0\n\n[tls]",
+    );
+    assert_error(&e, "sip.max_message_bytes", "1500");
+    assert_error(&e, "sip.t1_ms", "10..=10000");
+}
+
+#[test]
+fn log_level_must_parse() {
+    let e = errors_with("[tls]", "[ops]\nlog_level = \"info,=[\"\n\n[tls]");
+    assert_error(&e, "ops.log_level", "log filter");
+}
+
+#[test]
+fn zero_limits_rejected() {
+    let e = errors_with(
+        "carrier_trunk = \"pstn\"",
+        "carrier_trunk = \"pstn\"\nmax_concurrent_calls = 0",
+    );
+    assert_error(&e, "tenant[0].max_concurrent_calls", "0");
+}
+
+#[test]
+fn missing_file_reports_path() {
+    let e = load(Path::new("/nonexistent/sbc.toml")).unwrap_err().0;
+    assert!(e[0]
+        .to_string()
+        .starts_with("/nonexistent/sbc.toml: cannot read"));
+}

@@ -1,0 +1,658 @@
+//! Every rule a configuration must satisfy. Each rule reports through [`Report`], which
+//! attaches file and line, so all problems are listed at once.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+
+use super::locate::Locator;
+use super::numbers::NumberBlock;
+use super::schema::*;
+use super::ConfigError;
+
+pub struct Report<'a> {
+    file: &'a str,
+    locator: &'a Locator,
+    errors: Vec<ConfigError>,
+    warnings: Vec<ConfigError>,
+}
+
+impl<'a> Report<'a> {
+    pub fn new(file: &'a str, locator: &'a Locator) -> Report<'a> {
+        Report {
+            file,
+            locator,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+        }
+    }
+
+    fn make(&self, field: &str, message: String) -> ConfigError {
+        ConfigError {
+            file: self.file.to_string(),
+            line: self.locator.line_of(field),
+            field: field.to_string(),
+            message,
+        }
+    }
+
+    pub fn error(&mut self, field: &str, message: impl Into<String>) {
+        let e = self.make(field, message.into());
+        self.errors.push(e);
+    }
+
+    pub fn warn(&mut self, field: &str, message: impl Into<String>) {
+        let w = self.make(field, message.into());
+        self.warnings.push(w);
+    }
+
+    pub fn finish(self) -> (Vec<ConfigError>, Vec<ConfigError>) {
+        (self.errors, self.warnings)
+    }
+}
+
+/// Validate `config`; returns the parsed number blocks of each tenant (empty lists where a
+/// tenant's numbers were invalid — the config is rejected then anyway).
+pub fn validate(config: &Config, check_files: bool, r: &mut Report) -> Vec<Vec<NumberBlock>> {
+    sbc(&config.sbc, r);
+    sip(&config.sip, r);
+    tls(config, check_files, r);
+    listen(config, r);
+    teams(config, r);
+    trunks(&config.carrier_trunks, r);
+    let numbers = tenants(config, r);
+    media(config, r);
+    ops(&config.ops, r);
+    numbers
+}
+
+fn sbc(s: &SbcSection, r: &mut Report) {
+    if let Err(e) = check_fqdn(&s.base_fqdn) {
+        r.error("sbc.base_fqdn", e);
+    }
+    if s.sip_signaling_port == 0 {
+        r.error("sbc.sip_signaling_port", "must be 1..=65535");
+    }
+    for (field, value) in [("sbc.vendor", &s.vendor), ("sbc.model", &s.model)] {
+        if value.is_empty() {
+            r.error(field, "must not be empty");
+        } else if !value
+            .bytes()
+            .all(|b| (0x20..0x7f).contains(&b) && b != b'/')
+        {
+            r.error(
+                field,
+                "only printable ASCII without '/' (it becomes part of X-MS-SBC)",
+            );
+        }
+    }
+    if let Some(ip) = s.public_address {
+        if ip.is_unspecified() {
+            r.error(
+                "sbc.public_address",
+                "must be a concrete address, not 0.0.0.0/::",
+            );
+        }
+    }
+}
+
+/// An FQDN Microsoft accepts in Contact: a name, never an IP (row 15), at most 63 characters
+/// (doc 1.2), at least two labels of letters, digits and inner hyphens.
+pub fn check_fqdn(name: &str) -> Result<(), String> {
+    if name.parse::<IpAddr>().is_ok() {
+        return Err(format!(
+            "{name:?} is an IP address; Microsoft refuses an IP in Contact (403), use an FQDN"
+        ));
+    }
+    if name.len() > 63 {
+        return Err(format!(
+            "{name:?} is {} characters; Direct Routing allows at most 63",
+            name.len()
+        ));
+    }
+    let labels: Vec<&str> = name.split('.').collect();
+    if labels.len() < 2 {
+        return Err(format!("{name:?} is not a fully qualified domain name"));
+    }
+    for label in labels {
+        let ok = !label.is_empty()
+            && label.len() <= 63
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !label.starts_with('-')
+            && !label.ends_with('-');
+        if !ok {
+            return Err(format!("{name:?} has an invalid label {label:?}"));
+        }
+    }
+    if name.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
+        return Err(format!("{name:?} is numeric; use an FQDN"));
+    }
+    Ok(())
+}
+
+fn sip(s: &SipSection, r: &mut Report) {
+    if !(1500..=1 << 20).contains(&s.max_message_bytes) {
+        r.error(
+            "sip.max_message_bytes",
+            "must be 1500..=1048576 (Microsoft sends messages larger than 1500 bytes)",
+        );
+    }
+    if !(16..=1024).contains(&s.max_headers) {
+        r.error("sip.max_headers", "must be 16..=1024");
+    }
+    if !(256..=65536).contains(&s.max_header_line_bytes) {
+        r.error("sip.max_header_line_bytes", "must be 256..=65536");
+    } else if s.max_header_line_bytes > s.max_message_bytes {
+        r.error(
+            "sip.max_header_line_bytes",
+            "must not exceed sip.max_message_bytes",
+        );
+    }
+    if !(10..=10_000).contains(&s.t1_ms) {
+        r.error("sip.t1_ms", "must be 10..=10000");
+    }
+    if s.t2_ms < s.t1_ms || s.t2_ms > 60_000 {
+        r.error("sip.t2_ms", "must be at least sip.t1_ms and at most 60000");
+    }
+    if !(1..=60_000).contains(&s.t4_ms) {
+        r.error("sip.t4_ms", "must be 1..=60000");
+    }
+    if s.max_transactions == 0 {
+        r.error("sip.max_transactions", "must be at least 1");
+    }
+}
+
+fn tls(config: &Config, check_files: bool, r: &mut Report) {
+    let t = &config.tls;
+    let needs_tls = config
+        .listen
+        .iter()
+        .any(|l| l.transport == TransportKind::Tls)
+        || config
+            .teams
+            .proxies
+            .iter()
+            .any(|p| p.transport() == TransportKind::Tls)
+        || config
+            .carrier_trunks
+            .iter()
+            .any(|c| c.transport == TransportKind::Tls);
+    for (field, path) in [
+        ("tls.cert_chain", &t.cert_chain),
+        ("tls.private_key", &t.private_key),
+    ] {
+        match path {
+            None if needs_tls => r.error(
+                field,
+                "required: a TLS listener, Teams proxy or carrier trunk uses TLS",
+            ),
+            Some(p) if check_files && !p.is_file() => {
+                r.error(field, format!("file {} does not exist", p.display()))
+            }
+            _ => {}
+        }
+    }
+    if t.roots != "webpki" && check_files && !std::path::Path::new(&t.roots).is_file() {
+        r.error(
+            "tls.roots",
+            format!(
+                "must be \"webpki\" or an existing PEM file; {} not found",
+                t.roots
+            ),
+        );
+    }
+    if let Err(e) = check_dns_name(&t.teams_peer_san) {
+        r.error("tls.teams_peer_san", e);
+    }
+    if !t.require_client_cert {
+        r.warn(
+            "tls.require_client_cert",
+            "false: peers connecting over TLS are not authenticated (Teams always presents one)",
+        );
+    }
+}
+
+fn check_dns_name(name: &str) -> Result<(), String> {
+    if name.is_empty()
+        || !name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.')
+    {
+        return Err(format!("{name:?} is not a DNS name"));
+    }
+    Ok(())
+}
+
+fn listen(config: &Config, r: &mut Report) {
+    if config.listen.is_empty() {
+        r.error(
+            "listen",
+            "at least one [[listen]] entry is required (Teams needs a TLS listener)",
+        );
+        return;
+    }
+    let mut seen: HashMap<(bool, std::net::SocketAddr), usize> = HashMap::new();
+    for (i, l) in config.listen.iter().enumerate() {
+        let field = format!("listen[{i}].address");
+        if l.address.port() == 0 {
+            r.error(
+                &field,
+                "port 0 is not allowed; name the port peers connect to",
+            );
+        }
+        // UDP and TCP may share a port number; two stream listeners or two UDP ones may not.
+        let is_udp = l.transport == TransportKind::Udp;
+        if let Some(first) = seen.insert((is_udp, l.address), i) {
+            r.error(&field, format!("same address as listen[{first}]"));
+        }
+    }
+    let port = config.sbc.sip_signaling_port;
+    let has_signaling_listener = config
+        .listen
+        .iter()
+        .any(|l| l.transport == TransportKind::Tls && l.address.port() == port);
+    if !has_signaling_listener {
+        r.error(
+            "sbc.sip_signaling_port",
+            format!("no [[listen]] entry with transport = \"tls\" on port {port} (row 12)"),
+        );
+    }
+}
+
+fn teams(config: &Config, r: &mut Report) {
+    let t = &config.teams;
+    if t.proxies.is_empty() {
+        r.error("teams.proxies", "at least one Microsoft proxy is required");
+    }
+    for (i, p) in t.proxies.iter().enumerate() {
+        let field = match p {
+            TeamsProxy::Address(_) => format!("teams.proxies[{i}]"),
+            TeamsProxy::Detailed(_) => format!("teams.proxies[{i}].address"),
+        };
+        if let Err(e) = check_host_port(p.address()) {
+            r.error(&field, e);
+        }
+        if p.transport() == TransportKind::Udp {
+            r.error(
+                &format!("teams.proxies[{i}].transport"),
+                "Microsoft speaks TLS (tcp is allowed for tests only); udp is not",
+            );
+        } else if p.transport() == TransportKind::Tcp {
+            r.warn(
+                &format!("teams.proxies[{i}].transport"),
+                "tcp is for tests only; Microsoft accepts TLS only",
+            );
+        }
+    }
+    if !(1..=180).contains(&t.options_interval_seconds) {
+        r.error(
+            "teams.options_interval_seconds",
+            "must be 1..=180 (Microsoft expects one OPTIONS per 60-180 s)",
+        );
+    } else if t.options_interval_seconds < 60 {
+        r.warn(
+            "teams.options_interval_seconds",
+            "below 60 s: Microsoft expects 60-180 s; use short intervals only in tests",
+        );
+    }
+    if !(1..=600).contains(&t.failover_time_seconds) {
+        r.error("teams.failover_time_seconds", "must be 1..=600");
+    }
+    for (i, code) in t.failover_response_codes.iter().enumerate() {
+        if !(400..=699).contains(code) {
+            r.error(
+                &format!("teams.failover_response_codes[{i}]"),
+                format!("{code} is not a SIP failure code (400..=699)"),
+            );
+        }
+    }
+    if t.max_concurrent_sessions == Some(0) {
+        r.error("teams.max_concurrent_sessions", "0 would refuse every call");
+    }
+    if t.allowed_source_cidrs.is_empty() {
+        r.error(
+            "teams.allowed_source_cidrs",
+            "empty: no Microsoft source would be accepted",
+        );
+    }
+    if t.media_bypass {
+        // Row 55: IPv6 only without media bypass.
+        for (i, l) in config.listen.iter().enumerate() {
+            if l.transport == TransportKind::Tls && l.address.is_ipv6() {
+                r.error(
+                    &format!("listen[{i}].address"),
+                    "IPv6 Teams signalling is not supported with teams.media_bypass (row 55)",
+                );
+            }
+        }
+        let teams_media = config
+            .media
+            .teams
+            .advertised_address(config.sbc.public_address);
+        if teams_media.is_some_and(|ip| ip.is_ipv6()) || config.media.teams.bind.is_ipv6() {
+            r.error(
+                "media.teams",
+                "IPv6 media towards Teams is not supported with teams.media_bypass (row 55)",
+            );
+        }
+    }
+}
+
+/// `host:port` with a non-empty host (name, IPv4 or `[IPv6]`) and a port 1..=65535.
+pub fn check_host_port(text: &str) -> Result<(String, u16), String> {
+    let (host, port) = text
+        .rsplit_once(':')
+        .ok_or_else(|| format!("{text:?} must be host:port"))?;
+    let port: u16 = port
+        .parse()
+        .ok()
+        .filter(|p| *p != 0)
+        .ok_or_else(|| format!("{text:?} has an invalid port"))?;
+    let host = if let Some(v6) = host.strip_prefix('[').and_then(|h| h.strip_suffix(']')) {
+        v6.parse::<std::net::Ipv6Addr>()
+            .map_err(|_| format!("{text:?} has an invalid IPv6 address"))?;
+        v6
+    } else {
+        if host.contains(':') {
+            return Err(format!("{text:?}: write IPv6 addresses as [addr]:port"));
+        }
+        check_dns_name(host).map_err(|_| format!("{text:?} has an invalid host"))?;
+        host
+    };
+    Ok((host.to_string(), port))
+}
+
+const KNOWN_CODECS: &[&str] = &[
+    "PCMU",
+    "PCMA",
+    "G722",
+    "G729",
+    "SILK",
+    "telephone-event",
+    "CN",
+];
+
+fn trunks(list: &[CarrierTrunk], r: &mut Report) {
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    for (i, t) in list.iter().enumerate() {
+        let f = |name: &str| format!("carrier_trunk[{i}].{name}");
+        if let Err(e) = check_name(&t.name) {
+            r.error(&f("name"), e);
+        } else if let Some(first) = names.insert(&t.name, i) {
+            r.error(
+                &f("name"),
+                format!(
+                    "duplicate carrier trunk name {:?} (also carrier_trunk[{first}])",
+                    t.name
+                ),
+            );
+        }
+        match check_host_port(&t.address) {
+            Err(e) => r.error(&f("address"), e),
+            Ok((host, _)) => {
+                if t.allowed_source_cidrs.is_empty() && host.parse::<IpAddr>().is_err() {
+                    r.error(
+                        &f("allowed_source_cidrs"),
+                        "required when address is a host name (which sources are this trunk?)",
+                    );
+                }
+            }
+        }
+        if t.max_concurrent_calls == Some(0) {
+            r.error(&f("max_concurrent_calls"), "0 would refuse every call");
+        }
+        if t.max_calls_per_second == Some(0) {
+            r.error(&f("max_calls_per_second"), "0 would refuse every call");
+        }
+        if t.codecs.is_empty() {
+            r.error(&f("codecs"), "at least one codec is required");
+        }
+        for (j, c) in t.codecs.iter().enumerate() {
+            if !KNOWN_CODECS.iter().any(|k| k.eq_ignore_ascii_case(c)) {
+                r.error(
+                    &format!("carrier_trunk[{i}].codecs[{j}]"),
+                    format!("unknown codec {c:?}; known: {}", KNOWN_CODECS.join(", ")),
+                );
+            }
+        }
+        for (j, rule) in t.number_translation.iter().enumerate() {
+            check_translation(
+                rule,
+                &format!("carrier_trunk[{i}].number_translation[{j}]"),
+                r,
+            );
+        }
+        if t.options_ping && !(1..=3600).contains(&t.options_interval_seconds) {
+            r.error(&f("options_interval_seconds"), "must be 1..=3600");
+        }
+    }
+}
+
+fn check_translation(rule: &TranslationRule, base: &str, r: &mut Report) {
+    match regex::Regex::new(&rule.pattern) {
+        Err(e) => r.error(
+            &format!("{base}.pattern"),
+            format!("does not compile: {}", first_line(&e.to_string())),
+        ),
+        Ok(re) => {
+            let groups = re.captures_len();
+            let names: Vec<&str> = re.capture_names().flatten().collect();
+            for reference in replacement_refs(&rule.replacement) {
+                let ok = match reference.parse::<usize>() {
+                    Ok(n) => n < groups,
+                    Err(_) => names.contains(&reference.as_str()),
+                };
+                if !ok {
+                    r.error(
+                        &format!("{base}.replacement"),
+                        format!("refers to ${reference}, which the pattern does not capture"),
+                    );
+                }
+            }
+        }
+    }
+}
+
+fn first_line(s: &str) -> String {
+    s.lines()
+        .filter(|l| !l.trim().is_empty())
+        .last()
+        .unwrap_or(s)
+        .trim()
+        .to_string()
+}
+
+/// Group references in a `regex` replacement string: `$1`, `${1}`, `$name`, `${name}`.
+fn replacement_refs(replacement: &str) -> Vec<String> {
+    let bytes = replacement.as_bytes();
+    let mut out = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] != b'$' {
+            i += 1;
+            continue;
+        }
+        if bytes.get(i + 1) == Some(&b'$') {
+            i += 2;
+            continue;
+        }
+        if bytes.get(i + 1) == Some(&b'{') {
+            if let Some(end) = replacement[i + 2..].find('}') {
+                out.push(replacement[i + 2..i + 2 + end].to_string());
+                i += end + 3;
+                continue;
+            }
+        }
+        let start = i + 1;
+        let mut end = start;
+        while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_') {
+            end += 1;
+        }
+        if end > start {
+            out.push(replacement[start..end].to_string());
+        }
+        i = end.max(i + 1);
+    }
+    out
+}
+
+/// Names are metric labels and log keys: short, lowercase ASCII.
+fn check_name(name: &str) -> Result<(), String> {
+    let ok = !name.is_empty()
+        && name.len() <= 64
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(format!(
+            "{name:?}: use 1-64 characters of a-z, 0-9, '-' and '_'"
+        ))
+    }
+}
+
+fn tenants(config: &Config, r: &mut Report) -> Vec<Vec<NumberBlock>> {
+    let base = config.sbc.base_fqdn.to_ascii_lowercase();
+    let mut names: HashMap<&str, usize> = HashMap::new();
+    let mut fqdns: HashMap<String, usize> = HashMap::new();
+    let mut all_blocks: Vec<Vec<NumberBlock>> = Vec::new();
+    // (tenant index, number index, block) for the overlap check across tenants.
+    let mut placed: Vec<(usize, usize, NumberBlock)> = Vec::new();
+    for (i, t) in config.tenants.iter().enumerate() {
+        let f = |name: &str| format!("tenant[{i}].{name}");
+        if let Err(e) = check_name(&t.name) {
+            r.error(&f("name"), e);
+        } else if let Some(first) = names.insert(&t.name, i) {
+            r.error(
+                &f("name"),
+                format!("duplicate tenant name {:?} (also tenant[{first}])", t.name),
+            );
+        }
+        let fqdn = t.fqdn.to_ascii_lowercase();
+        match check_fqdn(&fqdn) {
+            Err(e) => r.error(&f("fqdn"), e),
+            Ok(()) => match fqdn.strip_suffix(&format!(".{base}")) {
+                Some(label) if !label.contains('.') => {
+                    if let Some(first) = fqdns.insert(fqdn.clone(), i) {
+                        r.error(
+                            &f("fqdn"),
+                            format!("duplicate tenant fqdn {fqdn:?} (also tenant[{first}])"),
+                        );
+                    }
+                }
+                _ => r.error(
+                    &f("fqdn"),
+                    format!(
+                        "{fqdn:?} must be exactly one label under sbc.base_fqdn {base:?} \
+                         (a wildcard certificate *.{base} covers one label only)"
+                    ),
+                ),
+            },
+        }
+        if !config
+            .carrier_trunks
+            .iter()
+            .any(|c| c.name == t.carrier_trunk)
+        {
+            r.error(
+                &f("carrier_trunk"),
+                format!("no carrier trunk named {:?}", t.carrier_trunk),
+            );
+        }
+        if t.max_concurrent_calls == Some(0) {
+            r.error(&f("max_concurrent_calls"), "0 would refuse every call");
+        }
+        if t.max_calls_per_second == Some(0) {
+            r.error(&f("max_calls_per_second"), "0 would refuse every call");
+        }
+        if t.numbers.is_empty() {
+            r.warn(
+                &f("numbers"),
+                "no numbers: calls from the carrier cannot reach this tenant",
+            );
+        }
+        let mut blocks = Vec::new();
+        for (j, text) in t.numbers.iter().enumerate() {
+            let field = format!("tenant[{i}].numbers[{j}]");
+            match NumberBlock::parse(text) {
+                Err(e) => r.error(&field, e),
+                Ok(block) => {
+                    for (other_t, other_j, other) in &placed {
+                        if *other_t != i && other.overlaps(&block) {
+                            r.error(
+                                &field,
+                                format!(
+                                    "{block} overlaps tenant[{other_t}].numbers[{other_j}] ({other}) \
+                                     of tenant {:?}",
+                                    config.tenants[*other_t].name
+                                ),
+                            );
+                        }
+                    }
+                    placed.push((i, j, block.clone()));
+                    blocks.push(block);
+                }
+            }
+        }
+        all_blocks.push(blocks);
+    }
+    all_blocks
+}
+
+fn media(config: &Config, r: &mut Report) {
+    let m = &config.media;
+    let interfaces = [("media.carrier", &m.carrier), ("media.teams", &m.teams)];
+    for (base, iface) in interfaces {
+        if iface.port_min == 0 || iface.port_min >= iface.port_max {
+            r.error(
+                &format!("{base}.port_min"),
+                "must be at least 1 and below port_max",
+            );
+        } else if u32::from(iface.port_max) - u32::from(iface.port_min) < 3 {
+            r.error(
+                &format!("{base}.port_max"),
+                "the range must hold at least two RTP/RTCP port pairs",
+            );
+        }
+        if iface.port_min % 2 == 1 {
+            r.warn(
+                &format!("{base}.port_min"),
+                "odd: RTP conventionally uses even ports",
+            );
+        }
+        match iface.advertised_address(config.sbc.public_address) {
+            None => r.error(
+                &format!("{base}.advertised"),
+                "required when bind is 0.0.0.0/:: and sbc.public_address is unset \
+                 (this address goes into SDP c=)",
+            ),
+            Some(ip) if ip.is_unspecified() => r.error(
+                &format!("{base}.advertised"),
+                "must not be 0.0.0.0 (row 40: never send c=0.0.0.0)",
+            ),
+            Some(_) => {}
+        }
+    }
+    let (c, t) = (&m.carrier, &m.teams);
+    let shares_address = c.bind == t.bind || c.bind.is_unspecified() || t.bind.is_unspecified();
+    if shares_address && c.port_min <= t.port_max && t.port_min <= c.port_max {
+        r.error(
+            "media.teams.port_min",
+            "port range overlaps media.carrier's on the same address",
+        );
+    }
+    if m.workers > 1024 {
+        r.error("media.workers", "must be 0 (one per CPU) ..= 1024");
+    }
+    if !(1..=86_400).contains(&m.inactivity_timeout_seconds) {
+        r.error("media.inactivity_timeout_seconds", "must be 1..=86400");
+    }
+}
+
+fn ops(o: &OpsSection, r: &mut Report) {
+    if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&o.log_level) {
+        r.error("ops.log_level", format!("not a valid log filter: {e}"));
+    }
+}
