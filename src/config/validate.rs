@@ -456,8 +456,7 @@ fn check_translation(rule: &TranslationRule, base: &str, r: &mut Report) {
 
 fn first_line(s: &str) -> String {
     s.lines()
-        .filter(|l| !l.trim().is_empty())
-        .last()
+        .rfind(|l| !l.trim().is_empty())
         .unwrap_or(s)
         .trim()
         .to_string()

@@ -1,0 +1,74 @@
+//! What `/readyz` reports: listeners bound and at least one Teams proxy answering OPTIONS.
+//! Written by the wiring (app) from transport and health events; read by the HTTP endpoint.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Mutex;
+
+#[derive(Default)]
+pub struct Readiness {
+    listeners_bound: AtomicBool,
+    /// Teams proxy name -> up. A BTreeMap keeps the /readyz body in a stable order.
+    teams_proxies: Mutex<BTreeMap<String, bool>>,
+}
+
+impl Readiness {
+    pub fn new() -> Readiness {
+        Readiness::default()
+    }
+
+    pub fn set_listeners_bound(&self, bound: bool) {
+        self.listeners_bound.store(bound, Ordering::Release);
+    }
+
+    /// Declare a proxy (initially down) so /readyz can list it before its first answer.
+    pub fn add_teams_proxy(&self, name: &str) {
+        let mut proxies = self.teams_proxies.lock().unwrap_or_else(|p| p.into_inner());
+        proxies.entry(name.to_string()).or_insert(false);
+    }
+
+    pub fn set_teams_proxy_up(&self, name: &str, up: bool) {
+        let mut proxies = self.teams_proxies.lock().unwrap_or_else(|p| p.into_inner());
+        proxies.insert(name.to_string(), up);
+    }
+
+    /// `(ready, human-readable explanation)`.
+    pub fn status(&self) -> (bool, String) {
+        let bound = self.listeners_bound.load(Ordering::Acquire);
+        let proxies = self.teams_proxies.lock().unwrap_or_else(|p| p.into_inner());
+        let any_up = proxies.values().any(|up| *up);
+        let mut body = format!("listeners_bound {bound}\n");
+        for (name, up) in proxies.iter() {
+            body.push_str(&format!(
+                "teams_proxy {name} {}\n",
+                if *up { "up" } else { "down" }
+            ));
+        }
+        if !any_up {
+            body.push_str("no Teams proxy is answering OPTIONS\n");
+        }
+        (bound && any_up, body)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ready_needs_listeners_and_one_proxy_up() {
+        let r = Readiness::new();
+        r.add_teams_proxy("sip.pstnhub.microsoft.com:5061");
+        r.add_teams_proxy("sip2.pstnhub.microsoft.com:5061");
+        assert!(!r.status().0);
+        r.set_listeners_bound(true);
+        assert!(!r.status().0);
+        r.set_teams_proxy_up("sip2.pstnhub.microsoft.com:5061", true);
+        let (ready, body) = r.status();
+        assert!(ready);
+        assert!(body.contains("teams_proxy sip2.pstnhub.microsoft.com:5061 up"));
+        assert!(body.contains("teams_proxy sip.pstnhub.microsoft.com:5061 down"));
+        r.set_teams_proxy_up("sip2.pstnhub.microsoft.com:5061", false);
+        assert!(!r.status().0);
+    }
+}
