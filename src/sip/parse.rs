@@ -267,7 +267,7 @@ fn validate(
     }
     if let Some(i) = seen.max_forwards {
         // Max-Forwards is an 8-bit hop count in practice; RFC 4475 §3.1.2.4 rejects 300.
-        if scan::parse_decimal(value(i), 3).is_none_or(|v| v > 255) {
+        if scan::parse_decimal(value(i), 10).is_none_or(|v| v > 255) {
             return Err((ParseErrorKind::BadMaxForwards, headers[i].value_range.start));
         }
     }
