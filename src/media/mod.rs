@@ -3,3 +3,14 @@
 
 pub mod ice;
 pub mod srtp;
+
+pub mod cipher;
+pub mod forward;
+mod ice_glue;
+pub mod inactivity;
+pub mod leg;
+pub mod metrics;
+pub mod rtp;
+pub mod settings;
+pub mod stats;
+pub mod sys;

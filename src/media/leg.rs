@@ -1,0 +1,319 @@
+//! Worker-owned state of a media leg and of a session's pair of legs.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use crate::media::cipher::SrtpStream;
+use crate::media::inactivity::InactivityTracker;
+use crate::media::metrics::Direction;
+use crate::media::rtp::PayloadMap;
+use crate::media::settings::LatchingMode;
+use crate::media::stats::{LegCounters, ReceiveStats};
+
+/// The two legs of a media session.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegSide {
+    /// Towards the carrier / PSTN trunk: plain RTP, separate RTCP port unless muxed.
+    Carrier,
+    /// Towards Microsoft: SRTP, rtcp-mux, optionally ICE-lite.
+    Teams,
+}
+
+impl LegSide {
+    pub fn other(self) -> Self {
+        match self {
+            LegSide::Carrier => LegSide::Teams,
+            LegSide::Teams => LegSide::Carrier,
+        }
+    }
+
+    /// Direction of packets that arrive on this leg.
+    pub fn inbound_direction(self) -> Direction {
+        match self {
+            LegSide::Carrier => Direction::CarrierToTeams,
+            LegSide::Teams => Direction::TeamsToCarrier,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        match self {
+            LegSide::Carrier => "carrier",
+            LegSide::Teams => "teams",
+        }
+    }
+}
+
+/// Which local socket of a leg a packet came in on or goes out of.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SocketRole {
+    Rtp,
+    /// The separate RTCP socket (RTP port + 1), carrier leg only.
+    Rtcp,
+}
+
+/// Local ICE-lite credentials of a leg (remote ufrag optional: checks carry it anyway).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IceLiteCredentials {
+    pub local_ufrag: String,
+    pub local_pwd: String,
+    pub remote_ufrag: Option<String>,
+}
+
+/// ICE-lite state of a leg.
+#[derive(Debug)]
+pub struct IceLeg {
+    pub credentials: IceLiteCredentials,
+    /// The pair the controlling agent nominated (USE-CANDIDATE); media goes there.
+    pub nominated: Option<SocketAddr>,
+    /// Before nomination media follows the first source that streams authentic media.
+    pub media_latched: bool,
+}
+
+/// Symmetric RTP state.
+#[derive(Debug, Clone, Copy)]
+pub struct Latch {
+    pub mode: LatchingMode,
+    candidate: Option<SocketAddr>,
+    candidate_count: u32,
+    pub latched: Option<SocketAddr>,
+}
+
+/// Outcome of presenting a valid packet's source to the latch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LatchVerdict {
+    Accept,
+    /// Accept, and the leg's remote address is now this source.
+    Moved(SocketAddr),
+    Reject,
+}
+
+impl Latch {
+    pub fn new(mode: LatchingMode) -> Self {
+        Self {
+            mode,
+            candidate: None,
+            candidate_count: 0,
+            latched: None,
+        }
+    }
+
+    pub fn reset(&mut self) {
+        *self = Self::new(self.mode);
+    }
+
+    /// Presents the source of a packet that passed validation (and SRTP authentication).
+    pub fn observe(&mut self, from: SocketAddr) -> LatchVerdict {
+        let (after, strict) = match self.mode {
+            LatchingMode::Off => return LatchVerdict::Accept,
+            LatchingMode::Learn { after_packets } => (after_packets.max(1), false),
+            LatchingMode::Strict { after_packets } => (after_packets.max(1), true),
+        };
+        match self.latched {
+            Some(latched) if latched == from => {
+                self.candidate = None;
+                self.candidate_count = 0;
+                return LatchVerdict::Accept;
+            }
+            Some(_) if strict => return LatchVerdict::Reject,
+            _ => {}
+        }
+        if self.candidate == Some(from) {
+            self.candidate_count += 1;
+        } else {
+            self.candidate = Some(from);
+            self.candidate_count = 1;
+        }
+        if self.candidate_count >= after {
+            self.latched = Some(from);
+            self.candidate = None;
+            self.candidate_count = 0;
+            return LatchVerdict::Moved(from);
+        }
+        LatchVerdict::Accept
+    }
+
+    /// RTCP on the separate port is accepted only from the latched host in strict mode.
+    pub fn allows_rtcp_from(&self, from: SocketAddr) -> bool {
+        match (self.mode, self.latched) {
+            (LatchingMode::Strict { .. }, Some(latched)) => latched.ip() == from.ip(),
+            _ => true,
+        }
+    }
+}
+
+/// Something the control plane should hear about, left by the forward step for the worker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LegNotice {
+    Latched(SocketAddr),
+    IceNominated(SocketAddr),
+}
+
+/// Everything the forward step needs about one leg. Owned by exactly one worker.
+pub struct LegState {
+    pub side: LegSide,
+    pub remote_rtp: Option<SocketAddr>,
+    /// Where RTCP goes when the remote does not mux; `None` means RTP port + 1.
+    pub remote_rtcp: Option<SocketAddr>,
+    pub rtcp_mux: bool,
+    /// The leg has its own local RTCP socket (carrier leg).
+    pub has_rtcp_socket: bool,
+    pub latch: Latch,
+    /// Decrypts what arrives on this leg.
+    pub srtp_in: Option<SrtpStream>,
+    /// Encrypts what leaves on this leg.
+    pub srtp_out: Option<SrtpStream>,
+    pub ice: Option<IceLeg>,
+    /// Payload rewrite and clock rates for packets arriving on this leg.
+    pub inbound_payloads: PayloadMap,
+    pub receive_stats: ReceiveStats,
+    pub inactivity: InactivityTracker,
+    pub on_hold: bool,
+    pub counters: Arc<LegCounters>,
+    pub notice: Option<LegNotice>,
+}
+
+impl LegState {
+    pub fn new(
+        side: LegSide,
+        latching: LatchingMode,
+        has_rtcp_socket: bool,
+        counters: Arc<LegCounters>,
+        now_millis: u64,
+    ) -> Self {
+        Self {
+            side,
+            remote_rtp: None,
+            remote_rtcp: None,
+            rtcp_mux: !has_rtcp_socket,
+            has_rtcp_socket,
+            latch: Latch::new(latching),
+            srtp_in: None,
+            srtp_out: None,
+            ice: None,
+            inbound_payloads: PayloadMap::default(),
+            receive_stats: ReceiveStats::default(),
+            inactivity: InactivityTracker::new(now_millis),
+            on_hold: false,
+            counters,
+            notice: None,
+        }
+    }
+
+    /// Applies a signalled remote address; a changed address restarts latching.
+    pub fn set_remote(&mut self, rtp: SocketAddr, rtcp: Option<SocketAddr>, rtcp_mux: bool) {
+        if self.remote_rtp != Some(rtp) {
+            self.latch.reset();
+        }
+        self.remote_rtp = Some(rtp);
+        self.remote_rtcp = rtcp;
+        self.rtcp_mux = rtcp_mux;
+    }
+
+    /// Where RTCP for this leg's remote goes, and from which local socket.
+    pub fn rtcp_destination(&self) -> Option<(SocketRole, SocketAddr)> {
+        let rtp = self.remote_rtp?;
+        if self.rtcp_mux {
+            return Some((SocketRole::Rtp, rtp));
+        }
+        let to = self.remote_rtcp.unwrap_or_else(|| {
+            let mut a = rtp;
+            a.set_port(rtp.port().wrapping_add(1));
+            a
+        });
+        let role = if self.has_rtcp_socket {
+            SocketRole::Rtcp
+        } else {
+            SocketRole::Rtp
+        };
+        Some((role, to))
+    }
+}
+
+/// The two legs of a session, as the forward step sees them.
+pub struct LegPair {
+    pub carrier: LegState,
+    pub teams: LegState,
+}
+
+impl LegPair {
+    pub fn leg(&self, side: LegSide) -> &LegState {
+        match side {
+            LegSide::Carrier => &self.carrier,
+            LegSide::Teams => &self.teams,
+        }
+    }
+
+    pub fn leg_mut(&mut self, side: LegSide) -> &mut LegState {
+        match side {
+            LegSide::Carrier => &mut self.carrier,
+            LegSide::Teams => &mut self.teams,
+        }
+    }
+
+    /// (ingress, egress) borrowed mutably at once.
+    pub fn split(&mut self, ingress: LegSide) -> (&mut LegState, &mut LegState) {
+        match ingress {
+            LegSide::Carrier => (&mut self.carrier, &mut self.teams),
+            LegSide::Teams => (&mut self.teams, &mut self.carrier),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    #[test]
+    fn learn_moves_after_n_packets_and_can_move_again() {
+        let mut l = Latch::new(LatchingMode::Learn { after_packets: 3 });
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Moved(addr(1)));
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2)), LatchVerdict::Moved(addr(2)));
+    }
+
+    #[test]
+    fn strict_rejects_others_once_latched() {
+        let mut l = Latch::new(LatchingMode::Strict { after_packets: 2 });
+        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1)), LatchVerdict::Moved(addr(1)));
+        for _ in 0..5 {
+            assert_eq!(l.observe(addr(2)), LatchVerdict::Reject);
+        }
+        assert!(l.allows_rtcp_from(addr(9)));
+        assert!(!l.allows_rtcp_from(SocketAddr::from(([127, 0, 0, 2], 1))));
+    }
+
+    #[test]
+    fn off_accepts_everything() {
+        let mut l = Latch::new(LatchingMode::Off);
+        for p in 0..10 {
+            assert_eq!(l.observe(addr(p)), LatchVerdict::Accept);
+        }
+    }
+
+    #[test]
+    fn rtcp_destination_follows_mux_and_sockets() {
+        let mut leg = LegState::new(LegSide::Carrier, LatchingMode::Off, true, Arc::default(), 0);
+        assert_eq!(leg.rtcp_destination(), None);
+        leg.set_remote(addr(5000), None, false);
+        assert_eq!(leg.rtcp_destination(), Some((SocketRole::Rtcp, addr(5001))));
+        leg.set_remote(addr(5000), Some(addr(6000)), false);
+        assert_eq!(leg.rtcp_destination(), Some((SocketRole::Rtcp, addr(6000))));
+        leg.set_remote(addr(5000), None, true);
+        assert_eq!(leg.rtcp_destination(), Some((SocketRole::Rtp, addr(5000))));
+        leg.has_rtcp_socket = false;
+        leg.rtcp_mux = false;
+        assert_eq!(leg.rtcp_destination(), Some((SocketRole::Rtp, addr(5001))));
+    }
+}
