@@ -1,6 +1,11 @@
-//! Conversions from [`Config`](super::Config) to the plain settings structs of other modules.
+//! Conversions from [`Config`](super::Config) to the plain settings structs of other modules,
+//! so those modules never depend on the configuration schema.
 
-use super::Config;
+use std::time::Duration;
+
+use super::{Config, TransportKind};
+use crate::transaction::TransactionSettings;
+use crate::transport::{self, ListenerSpec, RootStoreSource, TlsSettings, TransportSettings};
 
 /// SIP parser limits.
 pub fn sip_limits(config: &Config) -> crate::sip::Limits {
@@ -8,5 +13,66 @@ pub fn sip_limits(config: &Config) -> crate::sip::Limits {
         max_message_bytes: config.sip.max_message_bytes,
         max_headers: config.sip.max_headers,
         max_header_line_bytes: config.sip.max_header_line_bytes,
+    }
+}
+
+pub fn transport_kind(kind: TransportKind) -> transport::TransportKind {
+    match kind {
+        TransportKind::Udp => transport::TransportKind::Udp,
+        TransportKind::Tcp => transport::TransportKind::Tcp,
+        TransportKind::Tls => transport::TransportKind::Tls,
+    }
+}
+
+fn seconds_or_none(s: u64) -> Option<Duration> {
+    (s > 0).then(|| Duration::from_secs(s))
+}
+
+pub fn transport_settings(config: &Config) -> TransportSettings {
+    let s = &config.sip;
+    let tls = match (&config.tls.cert_chain, &config.tls.private_key) {
+        (Some(cert), Some(key)) => Some(TlsSettings {
+            cert_chain_pem: cert.clone(),
+            key_pem: key.clone(),
+            roots: if config.tls.roots == "webpki" {
+                RootStoreSource::WebPki
+            } else {
+                RootStoreSource::PemFile(config.tls.roots.clone().into())
+            },
+            require_client_cert: config.tls.require_client_cert,
+            required_peer_sans: vec![config.tls.teams_peer_san.clone()],
+        }),
+        _ => None,
+    };
+    TransportSettings {
+        listeners: config
+            .listen
+            .iter()
+            .map(|l| ListenerSpec {
+                kind: transport_kind(l.transport),
+                bind: l.address,
+            })
+            .collect(),
+        tls,
+        limits: sip_limits(config),
+        max_connections_per_ip: s.max_connections_per_ip,
+        max_connections: s.max_connections,
+        idle_timeout: Duration::from_secs(s.idle_timeout_seconds),
+        keepalive_interval: seconds_or_none(s.keepalive_interval_seconds),
+        message_timeout: Duration::from_secs(s.message_timeout_seconds),
+        tls_handshake_timeout: Duration::from_secs(s.tls_handshake_timeout_seconds),
+        connect_timeout: Duration::from_secs(s.connect_timeout_seconds),
+        max_connection_age: seconds_or_none(s.max_connection_age_seconds),
+        ..TransportSettings::default()
+    }
+}
+
+pub fn transaction_settings(config: &Config) -> TransactionSettings {
+    TransactionSettings {
+        t1: Duration::from_millis(config.sip.t1_ms),
+        t2: Duration::from_millis(config.sip.t2_ms),
+        t4: Duration::from_millis(config.sip.t4_ms),
+        max_transactions: config.sip.max_transactions,
+        ..TransactionSettings::default()
     }
 }

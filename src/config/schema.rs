@@ -73,6 +73,29 @@ pub struct SipSection {
     /// Upper bound of concurrent transactions; new requests beyond it get 503.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
+    /// Inbound TCP/TLS connections accepted from one source IP.
+    #[serde(default = "default_max_connections_per_ip")]
+    pub max_connections_per_ip: usize,
+    /// Inbound TCP/TLS connections in total.
+    #[serde(default = "default_max_connections")]
+    pub max_connections: usize,
+    /// A connection with no traffic for this long is closed (Microsoft's own idle timeout
+    /// is 2 minutes, so keep this above 120).
+    #[serde(default = "default_idle_timeout")]
+    pub idle_timeout_seconds: u64,
+    /// CRLF keep-alive ping interval on connections we opened (row 14); 0 disables.
+    #[serde(default = "default_keepalive")]
+    pub keepalive_interval_seconds: u64,
+    /// A message whose first byte arrived must be complete within this time (slow-loris).
+    #[serde(default = "default_message_timeout")]
+    pub message_timeout_seconds: u64,
+    #[serde(default = "default_handshake_timeout")]
+    pub tls_handshake_timeout_seconds: u64,
+    #[serde(default = "default_connect_timeout")]
+    pub connect_timeout_seconds: u64,
+    /// Connections we opened are renewed after this age (row 14: at least hourly); 0 = never.
+    #[serde(default = "default_max_connection_age")]
+    pub max_connection_age_seconds: u64,
 }
 
 impl Default for SipSection {
@@ -85,6 +108,14 @@ impl Default for SipSection {
             t2_ms: default_t2_ms(),
             t4_ms: default_t4_ms(),
             max_transactions: default_max_transactions(),
+            max_connections_per_ip: default_max_connections_per_ip(),
+            max_connections: default_max_connections(),
+            idle_timeout_seconds: default_idle_timeout(),
+            keepalive_interval_seconds: default_keepalive(),
+            message_timeout_seconds: default_message_timeout(),
+            tls_handshake_timeout_seconds: default_handshake_timeout(),
+            connect_timeout_seconds: default_connect_timeout(),
+            max_connection_age_seconds: default_max_connection_age(),
         }
     }
 }
@@ -425,6 +456,30 @@ fn default_t4_ms() -> u64 {
 }
 fn default_max_transactions() -> usize {
     100_000
+}
+fn default_max_connections_per_ip() -> usize {
+    64
+}
+fn default_max_connections() -> usize {
+    10_000
+}
+fn default_idle_timeout() -> u64 {
+    180
+}
+fn default_keepalive() -> u64 {
+    30
+}
+fn default_message_timeout() -> u64 {
+    30
+}
+fn default_handshake_timeout() -> u64 {
+    10
+}
+fn default_connect_timeout() -> u64 {
+    5
+}
+fn default_max_connection_age() -> u64 {
+    3600
 }
 fn default_roots() -> String {
     "webpki".to_string()

@@ -466,3 +466,31 @@ fn missing_file_reports_path() {
         .to_string()
         .starts_with("/nonexistent/sbc.toml: cannot read"));
 }
+
+#[test]
+fn maps_to_module_settings() {
+    let loaded = parse(GOOD).unwrap();
+    let t = mapping::transport_settings(&loaded.config);
+    assert_eq!(t.listeners.len(), 2);
+    assert_eq!(t.listeners[1].kind, crate::transport::TransportKind::Tls);
+    assert_eq!(t.listeners[1].bind, "127.0.0.1:5061".parse().unwrap());
+    let tls = t.tls.unwrap();
+    assert_eq!(tls.required_peer_sans, vec!["sip.pstnhub.microsoft.com"]);
+    assert_eq!(tls.roots, crate::transport::RootStoreSource::WebPki);
+    assert!(tls.require_client_cert);
+    assert_eq!(t.limits.max_message_bytes, 65536);
+    assert_eq!(t.idle_timeout, std::time::Duration::from_secs(180));
+    let tx = mapping::transaction_settings(&loaded.config);
+    assert_eq!(tx.t1, std::time::Duration::from_millis(500));
+    assert_eq!(tx.max_transactions, 100_000);
+}
+
+#[test]
+fn transport_timeouts_validated() {
+    let e = errors_with(
+        "[tls]",
+        "[sip]\nconnect_timeout_seconds = 0\nmax_connections = 1\n\n[tls]",
+    );
+    assert_error(&e, "sip.connect_timeout_seconds", "1..=600");
+    assert_error(&e, "sip.max_connections", "max_connections_per_ip");
+}

@@ -161,6 +161,55 @@ fn sip(s: &SipSection, r: &mut Report) {
     if s.max_transactions == 0 {
         r.error("sip.max_transactions", "must be at least 1");
     }
+    if s.max_connections_per_ip == 0 {
+        r.error("sip.max_connections_per_ip", "must be at least 1");
+    }
+    if s.max_connections < s.max_connections_per_ip {
+        r.error(
+            "sip.max_connections",
+            "must be at least sip.max_connections_per_ip",
+        );
+    }
+    for (field, value, max) in [
+        ("sip.idle_timeout_seconds", s.idle_timeout_seconds, 86_400),
+        (
+            "sip.message_timeout_seconds",
+            s.message_timeout_seconds,
+            600,
+        ),
+        (
+            "sip.tls_handshake_timeout_seconds",
+            s.tls_handshake_timeout_seconds,
+            600,
+        ),
+        (
+            "sip.connect_timeout_seconds",
+            s.connect_timeout_seconds,
+            600,
+        ),
+    ] {
+        if !(1..=max).contains(&value) {
+            r.error(field, format!("must be 1..={max}"));
+        }
+    }
+    if s.idle_timeout_seconds < 120 {
+        r.warn(
+            "sip.idle_timeout_seconds",
+            "below 120: Microsoft keeps idle connections for 2 minutes; we would close first",
+        );
+    }
+    if s.keepalive_interval_seconds >= s.idle_timeout_seconds {
+        r.warn(
+            "sip.keepalive_interval_seconds",
+            "not below idle_timeout_seconds: pings cannot keep connections open",
+        );
+    }
+    if s.max_connection_age_seconds > 3600 || s.max_connection_age_seconds == 0 {
+        r.warn(
+            "sip.max_connection_age_seconds",
+            "Microsoft recommends renewing connections at least hourly (row 14)",
+        );
+    }
 }
 
 fn tls(config: &Config, check_files: bool, r: &mut Report) {
