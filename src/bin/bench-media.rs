@@ -751,7 +751,8 @@ fn percentile(hist: &[u32], n: u64, p: f64) -> i64 {
     if n == 0 {
         return -1;
     }
-    let want = ((p * n as f64) as u64).min(n - 1);
+    // Nearest rank: the ceil(p*n)-th smallest sample.
+    let want = ((p * n as f64).ceil() as u64).clamp(1, n) - 1;
     let mut c = 0u64;
     for (i, &h) in hist.iter().enumerate() {
         c += u64::from(h);
@@ -1361,5 +1362,149 @@ mod sys {
             // SAFETY: we own this descriptor and close it once.
             unsafe { libc::close(self.0) };
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(extra: &[&str]) -> Args {
+        let mut v = vec!["bench-media"];
+        v.extend_from_slice(extra);
+        Args::parse_from(v)
+    }
+
+    fn tx_stream(id: u32, key: Option<&SdesKey>) -> TxStream {
+        TxStream {
+            id,
+            sock: 0,
+            dst: sys::sockaddr_in(SocketAddrV4::new(Ipv4Addr::LOCALHOST, 9)),
+            seq: 100,
+            timestamp: 0,
+            sent: 0,
+            encrypt: key.map(|k| srtp_context(k).unwrap()),
+        }
+    }
+
+    fn empty_report() -> RxReport {
+        RxReport {
+            hist: vec![0; HIST_US],
+            app_hist: vec![0; HIST_US],
+            samples: 0,
+            recv: 0,
+            invalid: 0,
+            auth_fail: 0,
+            wrong_size: 0,
+            rx_bytes: 0,
+            tid: 0,
+            per_stream: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn percentiles_come_from_the_histogram() {
+        let mut h = vec![0u32; HIST_US];
+        h[10] = 98;
+        h[200] = 1;
+        h[5000] = 1;
+        assert_eq!(percentile(&h, 100, 0.50), 10);
+        assert_eq!(percentile(&h, 100, 0.99), 200);
+        assert_eq!(percentile(&h, 100, 0.999), 5000);
+        assert_eq!(hist_max(&h), 5000);
+        assert_eq!(percentile(&h, 0, 0.5), -1);
+    }
+
+    #[test]
+    fn sdes_keys_parse_and_reject_garbage() {
+        let key = [7u8; SDES_KEY_LEN];
+        let text = base64::engine::general_purpose::STANDARD.encode(key);
+        assert_eq!(parse_key(&text).unwrap(), Some(key));
+        assert_eq!(parse_key("-").unwrap(), None);
+        assert!(parse_key("not base64!").is_err());
+        assert!(parse_key("AAAA").is_err());
+    }
+
+    #[test]
+    fn srtp_packet_is_decrypted_timed_and_tampering_is_caught() {
+        let key = [3u8; SDES_KEY_LEN];
+        // What a relay encrypting towards Teams would send: our packet under its key.
+        let mut relay_side = tx_stream(6, Some(&key));
+        let mut q = SendQueue::new();
+        assert!(build_packet(&mut relay_side, &mut q, 0));
+        assert!(build_packet(&mut relay_side, &mut q, 0));
+        assert_eq!(q.lens[0], G711_PACKET + SRTP_TAG);
+        let mut streams: Vec<Option<RxStream>> = (0..8).map(|_| None).collect();
+        streams[6] = Some(RxStream {
+            decrypt: Some(srtp_context(&key).unwrap()),
+            recv: 0,
+            expected_len: G711_PACKET + SRTP_TAG,
+        });
+        let mut r = empty_report();
+        let now = sys::realtime_ns() + 1_000_000;
+        handle_packet(
+            &q.bufs[0][..q.lens[0]],
+            Some(now),
+            now,
+            0,
+            &mut streams,
+            &mut r,
+        );
+        assert_eq!((r.recv, r.auth_fail, r.invalid, r.samples), (1, 0, 0, 1));
+        let mut tampered = q.bufs[1][..q.lens[1]].to_vec();
+        tampered[40] ^= 1;
+        handle_packet(&tampered, Some(now), now, 0, &mut streams, &mut r);
+        assert_eq!((r.recv, r.auth_fail), (1, 1));
+    }
+
+    #[test]
+    fn packets_of_unknown_streams_or_not_rtp_are_invalid() {
+        let mut streams: Vec<Option<RxStream>> = (0..2).map(|_| None).collect();
+        streams[0] = Some(RxStream {
+            expected_len: G711_PACKET,
+            ..Default::default()
+        });
+        let mut r = empty_report();
+        let mut stranger = tx_stream(1, None);
+        let mut q = SendQueue::new();
+        assert!(build_packet(&mut stranger, &mut q, 0));
+        handle_packet(&q.bufs[0][..q.lens[0]], None, 0, 0, &mut streams, &mut r);
+        handle_packet(&[0u8; 20], None, 0, 0, &mut streams, &mut r);
+        handle_packet(&[0x80u8; 5], None, 0, 0, &mut streams, &mut r);
+        assert_eq!((r.recv, r.invalid), (0, 3));
+    }
+
+    #[test]
+    fn direct_run_delivers_every_packet_both_ways() {
+        let a = args(&[
+            "--relay",
+            "direct",
+            "--sessions",
+            "4",
+            "--seconds",
+            "0.4",
+            "--warmup",
+            "0.1",
+            "--drain-ms",
+            "300",
+            "--pool",
+            "2",
+        ]);
+        let rep = run(&a).unwrap();
+        assert_eq!(rep.streams, 8);
+        assert!(rep.tx.sent > 0);
+        assert!(rep.intact(), "{}", rep.result_line(&a));
+        assert!(rep
+            .result_line(&a)
+            .starts_with("RESULT label=run relay=direct"));
+    }
+
+    #[test]
+    fn bad_arguments_are_rejected() {
+        assert!(validate(&args(&["--sessions", "0"])).is_err());
+        assert!(validate(&args(&["--seconds", "0"])).is_err());
+        assert!(validate(&args(&["--warmup", "20", "--seconds", "10"])).is_err());
+        assert!(validate(&args(&["--tx-batch", "0"])).is_err());
+        assert!(run(&args(&["--relay", "map"])).is_err());
     }
 }
