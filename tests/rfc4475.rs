@@ -67,7 +67,7 @@ fn wsinv_short_tortuous_invite() {
     let m = parse("wsinv");
     assert_eq!(m.method(), Some(&Method::Invite));
     let uri = m.request_uri().and_then(Uri::as_sip).expect("sip uri");
-    assert_eq!(&uri.user.as_deref().unwrap()[..], b"vivekg");
+    assert_eq!(uri.user.as_deref().unwrap(), b"vivekg");
     assert_eq!(&uri.host[..], b"chair-dnrc.example.com");
     assert_eq!(uri.param("unknownparam"), Some(None));
     let to = m.to().unwrap();
@@ -145,11 +145,11 @@ fn intmeth_wide_range_of_valid_characters() {
     assert_eq!(method.metric_label(), "OTHER");
     let uri = m.request_uri().and_then(Uri::as_sip).unwrap();
     assert_eq!(
-        &uri.user.as_deref().unwrap()[..],
+        uri.user.as_deref().unwrap(),
         b"1_unusual.URI~(to-be!sure)&isn't+it$/crazy?,/;;*"
     );
     assert_eq!(
-        &uri.password.as_deref().unwrap()[..],
+        uri.password.as_deref().unwrap(),
         b"&it+has=1,weird!*pas$wo~d_too.(doesn't-it)"
     );
     assert_eq!(&uri.host[..], b"example.com");
@@ -187,20 +187,17 @@ fn intmeth_wide_range_of_valid_characters() {
 fn esc01_valid_use_of_percent_escapes() {
     let m = parse("esc01");
     let uri = m.request_uri().and_then(Uri::as_sip).unwrap();
-    assert_eq!(
-        &uri.user.as_deref().unwrap()[..],
-        b"sips%3Auser%40example.com"
-    );
+    assert_eq!(uri.user.as_deref().unwrap(), b"sips%3Auser%40example.com");
     assert_eq!(&uri.host[..], b"example.net");
     assert!(!uri.secure);
     let to = m.to().unwrap();
     assert_eq!(
-        &to.uri.as_sip().unwrap().user.as_deref().unwrap()[..],
+        to.uri.as_sip().unwrap().user.as_deref().unwrap(),
         b"%75se%72"
     );
     let from = m.from().unwrap();
     assert_eq!(
-        &from.uri.as_sip().unwrap().user.as_deref().unwrap()[..],
+        from.uri.as_sip().unwrap().user.as_deref().unwrap(),
         b"I%20have%20spaces"
     );
     assert_eq!(
@@ -223,17 +220,17 @@ fn escnull_escaped_nulls_in_uris() {
     assert_eq!(m.method(), Some(&Method::Register));
     let to = m.to().unwrap();
     assert_eq!(
-        &to.uri.as_sip().unwrap().user.as_deref().unwrap()[..],
+        to.uri.as_sip().unwrap().user.as_deref().unwrap(),
         b"null-%00-null"
     );
     let contacts = m.contacts().unwrap();
     assert_eq!(contacts.len(), 2);
     assert_eq!(
-        &contacts[0].uri.as_sip().unwrap().user.as_deref().unwrap()[..],
+        contacts[0].uri.as_sip().unwrap().user.as_deref().unwrap(),
         b"%00"
     );
     assert_eq!(
-        &contacts[1].uri.as_sip().unwrap().user.as_deref().unwrap()[..],
+        contacts[1].uri.as_sip().unwrap().user.as_deref().unwrap(),
         b"%00%00"
     );
     assert_eq!(m.content_length(), Some(0));
@@ -304,10 +301,7 @@ fn dblreq_extra_trailing_octets_in_a_datagram_are_discarded() {
 fn semiuri_semicolons_in_uri_user_part() {
     let m = parse("semiuri");
     let uri = m.request_uri().and_then(Uri::as_sip).unwrap();
-    assert_eq!(
-        &uri.user.as_deref().unwrap()[..],
-        b"user;par=u%40example.net"
-    );
+    assert_eq!(uri.user.as_deref().unwrap(), b"user;par=u%40example.net");
     assert_eq!(&uri.host[..], b"example.com");
     assert!(uri.params.is_empty());
     assert_eq!(
@@ -324,7 +318,7 @@ fn transports_varied_and_unknown_transport_types() {
     let transports: Vec<Bytes> = m.vias().unwrap().into_iter().map(|v| v.transport).collect();
     assert_eq!(
         transports,
-        ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"].map(|t| Bytes::from(t))
+        ["UDP", "SCTP", "TLS", "UNKNOWN", "TCP"].map(Bytes::from)
     );
     assert_eq!(
         m.call_id().as_deref(),

@@ -7,6 +7,7 @@
 //! Signatures here are stable; bodies are owned by the `sip` module's author.
 
 pub mod builder;
+pub mod edit;
 pub mod error;
 pub mod framing;
 pub mod header;
@@ -17,6 +18,7 @@ mod scan;
 pub mod uri;
 
 pub use builder::{RequestBuilder, ResponseBuilder};
+pub use edit::MessageEditor;
 pub use error::{ParseError, ParseErrorKind};
 pub use framing::{FrameEvent, StreamFramer};
 pub use header::{CSeq, HeaderName, NameAddr, Via};
@@ -44,3 +46,6 @@ impl Default for Limits {
         }
     }
 }
+
+#[cfg(test)]
+mod tests;
