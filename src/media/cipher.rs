@@ -1,93 +1,83 @@
-//! The forwarding path's view of SRTP: one stream context per leg and direction, working
-//! in place on a packet buffer that has tail room for the tag.
+//! The forwarding path's view of SRTP: the `srtp` module's in-place context, with its
+//! errors folded into the two outcomes the forward step distinguishes.
 
-use crate::media::sys::PACKET_BUFFER_LEN;
+use crate::media::srtp::{KeyMaterial, Mki, SrtpContext, SrtpError, SrtpSuite};
 
 /// Why a transform failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum CipherError {
-    /// Authentication tag or replay check failed: the packet must be dropped and counted.
+    /// Authentication, replay or MKI check failed: drop and count as an auth failure.
     Auth,
-    /// The packet is too short, or there is no room for the tag.
+    /// Too short, not version 2, no room for the tag, index exhausted.
     Malformed,
 }
 
-/// Suite and master key+salt of one direction of one leg.
-#[derive(Clone, PartialEq, Eq)]
-pub struct StreamKey {
-    pub tag_80: bool,
-    pub master_key: [u8; 16],
-    pub master_salt: [u8; 14],
-}
-
-impl std::fmt::Debug for StreamKey {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamKey")
-            .field("tag_80", &self.tag_80)
-            .finish_non_exhaustive()
+impl From<SrtpError> for CipherError {
+    fn from(e: SrtpError) -> Self {
+        match e {
+            SrtpError::AuthFailed
+            | SrtpError::Replayed
+            | SrtpError::TooOld
+            | SrtpError::MkiMismatch => CipherError::Auth,
+            SrtpError::TooShort
+            | SrtpError::BadVersion
+            | SrtpError::NoRoom
+            | SrtpError::IndexExhausted => CipherError::Malformed,
+        }
     }
 }
 
-/// A fresh SRTP+SRTCP context for one direction (rollover counter and SRTCP index at 0).
+/// Keys of one direction of one leg, as negotiated by SDES.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SrtpKeys {
+    pub suite: SrtpSuite,
+    pub key: KeyMaterial,
+    pub mki: Option<Mki>,
+}
+
+impl SrtpKeys {
+    pub fn new(suite: SrtpSuite, key: KeyMaterial) -> Self {
+        Self {
+            suite,
+            key,
+            mki: None,
+        }
+    }
+}
+
+/// One direction's SRTP+SRTCP context. Always built fresh from keys, so a re-key restarts
+/// rollover counters and SRTCP indexes at 0 (rtpengine issue #1443).
 pub struct SrtpStream {
-    context: webrtc_srtp::context::Context,
+    context: SrtpContext,
 }
 
 impl SrtpStream {
-    pub fn new(key: &StreamKey) -> Result<Self, CipherError> {
-        let profile = if key.tag_80 {
-            webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_80
-        } else {
-            webrtc_srtp::protection_profile::ProtectionProfile::Aes128CmHmacSha1_32
-        };
-        let context = webrtc_srtp::context::Context::new(
-            &key.master_key,
-            &key.master_salt,
-            profile,
-            None,
-            None,
-        )
-        .map_err(|_| CipherError::Malformed)?;
-        Ok(Self { context })
+    pub fn new(keys: &SrtpKeys) -> Self {
+        Self {
+            context: SrtpContext::with_mki(keys.suite, &keys.key, keys.mki),
+        }
+    }
+
+    /// Rollover counter of a stream this context has seen (for tests and diagnostics).
+    pub fn rollover_counter(&self, ssrc: u32) -> Option<u32> {
+        self.context.rollover_counter(ssrc)
     }
 
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, CipherError> {
-        let out = self
-            .context
-            .encrypt_rtp(buf.get(..len).ok_or(CipherError::Malformed)?)
-            .map_err(|_| CipherError::Malformed)?;
-        copy_back(buf, &out)
+        Ok(self.context.protect_rtp(buf, len)?)
     }
 
     pub fn unprotect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, CipherError> {
-        let out = self
-            .context
-            .decrypt_rtp(buf.get(..len).ok_or(CipherError::Malformed)?)
-            .map_err(|_| CipherError::Auth)?;
-        copy_back(buf, &out)
+        let packet = buf.get_mut(..len).ok_or(CipherError::Malformed)?;
+        Ok(self.context.unprotect_rtp(packet)?)
     }
 
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, CipherError> {
-        let out = self
-            .context
-            .encrypt_rtcp(buf.get(..len).ok_or(CipherError::Malformed)?)
-            .map_err(|_| CipherError::Malformed)?;
-        copy_back(buf, &out)
+        Ok(self.context.protect_rtcp(buf, len)?)
     }
 
     pub fn unprotect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, CipherError> {
-        let out = self
-            .context
-            .decrypt_rtcp(buf.get(..len).ok_or(CipherError::Malformed)?)
-            .map_err(|_| CipherError::Auth)?;
-        copy_back(buf, &out)
+        let packet = buf.get_mut(..len).ok_or(CipherError::Malformed)?;
+        Ok(self.context.unprotect_rtcp(packet)?)
     }
-}
-
-fn copy_back(buf: &mut [u8], out: &[u8]) -> Result<usize, CipherError> {
-    if out.len() > buf.len().min(PACKET_BUFFER_LEN) {
-        return Err(CipherError::Malformed);
-    }
-    buf[..out.len()].copy_from_slice(out);
-    Ok(out.len())
 }

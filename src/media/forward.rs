@@ -114,11 +114,25 @@ fn stun(inbound: &mut LegState, ingress: Ingress, buf: &mut [u8], len: usize) ->
         return Action::Drop(DropReason::Stun);
     };
     match answer_stun(&ice.credentials, buf, len, ingress.from) {
-        StunAnswer::Respond { len, use_candidate } => {
-            if use_candidate && ice.nominated != Some(ingress.from) {
-                ice.nominated = Some(ingress.from);
-                inbound.remote_rtp = Some(ingress.from);
-                inbound.notice = Some(LegNotice::IceNominated(ingress.from));
+        StunAnswer::Respond {
+            len,
+            nominate,
+            priority,
+        } => {
+            if nominate {
+                if ice.nominated != Some(ingress.from) {
+                    ice.nominated = Some(ingress.from);
+                    inbound.remote_rtp = Some(ingress.from);
+                    inbound.notice = Some(LegNotice::IceNominated(ingress.from));
+                }
+            } else if ice.nominated.is_none() && !ice.media_latched {
+                // Before nomination and before any media: the best pair checked so far.
+                if let Some(priority) = priority {
+                    if ice.best_check_priority.is_none_or(|best| priority > best) {
+                        ice.best_check_priority = Some(priority);
+                        inbound.remote_rtp = Some(ingress.from);
+                    }
+                }
             }
             Action::Reply {
                 to: ingress.from,

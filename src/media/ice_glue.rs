@@ -2,27 +2,54 @@
 
 use std::net::SocketAddr;
 
-use crate::media::leg::IceLiteCredentials;
+use crate::media::ice::{handle_packet, IceCredentials, IceOutcome, MAX_RESPONSE_LEN};
 
 /// What to do with a STUN packet received on an ICE-lite leg.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StunAnswer {
-    /// The response is now in the buffer; `use_candidate` when the check nominated the pair.
+    /// The response is now in the buffer. `nominate` when the check carried USE-CANDIDATE;
+    /// `priority` is the check's PRIORITY (for choosing a pair before nomination).
     Respond {
         len: usize,
-        use_candidate: bool,
+        nominate: bool,
+        priority: Option<u32>,
     },
     Drop,
 }
 
-/// Answers a connectivity check in place (the request in `buf[..len]` is replaced by the
-/// response).
+/// Answers a connectivity check, replacing the request in `buf[..len]` by the response.
 pub fn answer_stun(
-    _credentials: &IceLiteCredentials,
-    _buf: &mut [u8],
-    _len: usize,
-    _from: SocketAddr,
+    credentials: &IceCredentials,
+    buf: &mut [u8],
+    len: usize,
+    from: SocketAddr,
 ) -> StunAnswer {
-    // Wired to `ice::handle_binding_request` once that module lands.
-    StunAnswer::Drop
+    let mut response = [0u8; MAX_RESPONSE_LEN];
+    let Some(request) = buf.get(..len) else {
+        return StunAnswer::Drop;
+    };
+    let (response_len, nominate, priority) =
+        match handle_packet(request, from, credentials, &mut response) {
+            IceOutcome::Respond {
+                response_len,
+                use_candidate,
+                priority,
+                ..
+            } => (response_len, use_candidate, priority),
+            IceOutcome::RespondUnknownAttributes { response_len, .. } => {
+                (response_len, false, None)
+            }
+            IceOutcome::NotStun | IceOutcome::Drop(_) => return StunAnswer::Drop,
+        };
+    match (buf.get_mut(..response_len), response.get(..response_len)) {
+        (Some(dst), Some(src)) => {
+            dst.copy_from_slice(src);
+            StunAnswer::Respond {
+                len: response_len,
+                nominate,
+                priority,
+            }
+        }
+        _ => StunAnswer::Drop,
+    }
 }

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::media::cipher::SrtpStream;
+use crate::media::ice::IceCredentials;
 use crate::media::inactivity::InactivityTracker;
 use crate::media::metrics::Direction;
 use crate::media::rtp::PayloadMap;
@@ -51,20 +52,15 @@ pub enum SocketRole {
     Rtcp,
 }
 
-/// Local ICE-lite credentials of a leg (remote ufrag optional: checks carry it anyway).
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct IceLiteCredentials {
-    pub local_ufrag: String,
-    pub local_pwd: String,
-    pub remote_ufrag: Option<String>,
-}
-
 /// ICE-lite state of a leg.
 #[derive(Debug)]
 pub struct IceLeg {
-    pub credentials: IceLiteCredentials,
+    pub credentials: IceCredentials,
     /// The pair the controlling agent nominated (USE-CANDIDATE); media goes there.
     pub nominated: Option<SocketAddr>,
+    /// Highest PRIORITY among answered checks before nomination: media goes to that source
+    /// until nomination (or until authentic media arrives from somewhere).
+    pub best_check_priority: Option<u32>,
     /// Before nomination media follows the first source that streams authentic media.
     pub media_latched: bool,
 }

@@ -14,3 +14,18 @@ pub mod rtp;
 pub mod settings;
 pub mod stats;
 pub mod sys;
+mod engine;
+mod ports;
+mod worker;
+
+pub use cipher::SrtpKeys;
+pub use engine::{
+    LegAddresses, MapDirection, MediaEngine, MediaError, MediaEvent, MediaHandle,
+    SessionAllocation, SessionId, SessionStats, SOCKETS_PER_SESSION,
+};
+pub use forward::{forward_step, Action, Ingress, PacketTime};
+pub use leg::{LegPair, LegSide, LegState, SocketRole};
+pub use metrics::{DropReason, MediaMetrics};
+pub use rtp::PayloadMapping;
+pub use settings::{InterfaceSettings, LatchingMode, MediaSettings};
+pub use stats::LegStats;

@@ -1,0 +1,522 @@
+//! The media engine's control API. Every call returns at once: sockets are bound here (so
+//! the caller gets its addresses or an error synchronously), everything else is a command
+//! queued to the worker that owns the session.
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Instant;
+
+use dashmap::DashMap;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::media::cipher::{SrtpKeys, SrtpStream};
+use crate::media::ice::IceCredentials;
+use crate::media::inactivity::InactivityPolicy;
+use crate::media::leg::{LegPair, LegSide, LegState};
+use crate::media::metrics::MediaMetrics;
+use crate::media::ports::PortPool;
+use crate::media::rtp::{PayloadMap, PayloadMapping};
+use crate::media::settings::{LatchingMode, MediaSettings};
+use crate::media::stats::{LegCounters, LegStats};
+use crate::media::sys::EventFd;
+use crate::media::worker::{Command, SessionSetup, Worker, WorkerConfig};
+
+/// Identifies a media session (a pair of legs) for its whole life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct SessionId(pub u64);
+
+/// Direction of a payload type mapping: packets arriving on `from` leave on the other leg.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MapDirection {
+    CarrierToTeams,
+    TeamsToCarrier,
+}
+
+impl MapDirection {
+    fn ingress(self) -> LegSide {
+        match self {
+            MapDirection::CarrierToTeams => LegSide::Carrier,
+            MapDirection::TeamsToCarrier => LegSide::Teams,
+        }
+    }
+}
+
+/// What the engine tells the control plane.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MediaEvent {
+    /// No RTP or RTCP on the leg for the inactivity timeout (once per silent period).
+    Inactive { session: SessionId, leg: LegSide },
+    /// Media is flowing again on a leg previously reported inactive.
+    Active { session: SessionId, leg: LegSide },
+    /// Symmetric RTP (or, on an ICE leg, the first media source) moved the remote address.
+    Latched {
+        session: SessionId,
+        leg: LegSide,
+        remote: SocketAddr,
+    },
+    /// A USE-CANDIDATE check nominated a new remote address on an ICE-lite leg.
+    IceNominated {
+        session: SessionId,
+        leg: LegSide,
+        remote: SocketAddr,
+    },
+}
+
+/// Local addresses of one leg, as they go into SDP (advertised IP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegAddresses {
+    pub rtp: SocketAddr,
+    /// Separate RTCP address (RTP port + 1) on the carrier leg; equal to `rtp` when the
+    /// leg muxes RTCP (Teams leg).
+    pub rtcp: SocketAddr,
+}
+
+/// A newly created session and where its legs listen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionAllocation {
+    pub id: SessionId,
+    pub carrier: LegAddresses,
+    pub teams: LegAddresses,
+}
+
+/// Counters of both legs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct SessionStats {
+    pub carrier: LegStats,
+    pub teams: LegStats,
+}
+
+impl SessionStats {
+    pub fn leg(&self, leg: LegSide) -> &LegStats {
+        match leg {
+            LegSide::Carrier => &self.carrier,
+            LegSide::Teams => &self.teams,
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    #[error("no media interface named {0:?}")]
+    UnknownInterface(String),
+    #[error("no such media session")]
+    UnknownSession,
+    #[error("media port range of interface {0:?} exhausted")]
+    PortsExhausted(String),
+    #[error("media settings: {0}")]
+    Settings(String),
+    #[error("media engine stopped")]
+    Stopped,
+    #[error("media I/O: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("media metrics: {0}")]
+    Metrics(#[from] prometheus::Error),
+}
+
+struct Interface {
+    name: String,
+    advertised: std::net::IpAddr,
+    pool: Mutex<PortPool>,
+}
+
+struct WorkerLink {
+    commands: Sender<Command>,
+    waker: Arc<EventFd>,
+    sessions: AtomicUsize,
+}
+
+struct SessionRecord {
+    worker: usize,
+    /// (interface index, port) of every socket, released on removal.
+    ports: Vec<(usize, u16)>,
+    counters: [Arc<LegCounters>; 2],
+}
+
+struct Shared {
+    interfaces: Vec<Interface>,
+    workers: Vec<WorkerLink>,
+    sessions: DashMap<SessionId, SessionRecord>,
+    next_id: AtomicU64,
+    latching: LatchingMode,
+    epoch: Instant,
+    metrics: MediaMetrics,
+    threads: Mutex<Vec<JoinHandle<()>>>,
+}
+
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The command senders drop with `self`; wake the workers so they notice at once.
+        for w in &self.workers {
+            w.waker.signal();
+        }
+    }
+}
+
+/// Starts the media engine.
+pub struct MediaEngine;
+
+impl MediaEngine {
+    /// Spawns the forwarding workers and returns the control handle and the event stream.
+    pub fn start(
+        settings: MediaSettings,
+        registry: &prometheus::Registry,
+    ) -> Result<(MediaHandle, UnboundedReceiver<MediaEvent>), MediaError> {
+        if settings.interfaces.is_empty() {
+            return Err(MediaError::Settings("no media interface".into()));
+        }
+        let metrics = MediaMetrics::register(registry)?;
+        let epoch = Instant::now();
+        let policy = InactivityPolicy {
+            timeout_millis: settings.inactivity_timeout.as_millis().max(1) as u64,
+            hold_counts_as_activity: settings.hold_counts_as_activity,
+        };
+        let (events_tx, events_rx) = unbounded_channel();
+        let mut workers = Vec::new();
+        let mut threads = Vec::new();
+        for n in 0..settings.worker_count() {
+            let (commands_tx, commands_rx) = mpsc::channel();
+            let waker = Arc::new(EventFd::new()?);
+            let worker = Worker::new(WorkerConfig {
+                waker: waker.clone(),
+                commands: commands_rx,
+                events: events_tx.clone(),
+                metrics: metrics.clone(),
+                policy,
+                epoch,
+                batched_io: settings.batch_io,
+            })?;
+            let thread = std::thread::Builder::new()
+                .name(format!("media-{n}"))
+                .spawn(move || worker.run())?;
+            threads.push(thread);
+            workers.push(WorkerLink {
+                commands: commands_tx,
+                waker,
+                sessions: AtomicUsize::new(0),
+            });
+        }
+        let interfaces = settings
+            .interfaces
+            .iter()
+            .map(|i| Interface {
+                name: i.name.clone(),
+                advertised: i.advertised(),
+                pool: Mutex::new(PortPool::new(i.bind_ip, i.port_min, i.port_max)),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            interfaces,
+            workers,
+            sessions: DashMap::new(),
+            next_id: AtomicU64::new(1),
+            latching: settings.latching,
+            epoch,
+            metrics,
+            threads: Mutex::new(threads),
+        });
+        Ok((MediaHandle { shared }, events_rx))
+    }
+}
+
+/// Cheap, cloneable, thread-safe control handle.
+#[derive(Clone)]
+pub struct MediaHandle {
+    shared: Arc<Shared>,
+}
+
+impl MediaHandle {
+    fn interface(&self, name: &str) -> Result<usize, MediaError> {
+        self.shared
+            .interfaces
+            .iter()
+            .position(|i| i.name == name)
+            .ok_or_else(|| MediaError::UnknownInterface(name.to_string()))
+    }
+
+    fn release_ports(&self, ports: &[(usize, u16)]) {
+        for &(iface, port) in ports {
+            if let Some(i) = self.shared.interfaces.get(iface) {
+                if let Ok(mut pool) = i.pool.lock() {
+                    pool.release(port);
+                }
+            }
+        }
+    }
+
+    /// Allocates and binds the sockets of a new session: an even/odd RTP/RTCP pair on the
+    /// carrier interface and one rtcp-mux port on the Teams interface.
+    pub fn create_session(
+        &self,
+        carrier_interface: &str,
+        teams_interface: &str,
+    ) -> Result<SessionAllocation, MediaError> {
+        let carrier_if = self.interface(carrier_interface)?;
+        let teams_if = self.interface(teams_interface)?;
+        let (carrier_port, carrier_rtp, carrier_rtcp) = {
+            let iface = &self.shared.interfaces[carrier_if];
+            let mut pool = iface.pool.lock().map_err(|_| MediaError::Stopped)?;
+            pool.allocate_pair()
+                .map_err(|_| MediaError::PortsExhausted(iface.name.clone()))?
+        };
+        let teams = {
+            let iface = &self.shared.interfaces[teams_if];
+            let mut pool = iface.pool.lock().map_err(|_| MediaError::Stopped)?;
+            pool.allocate_single()
+                .map_err(|_| MediaError::PortsExhausted(iface.name.clone()))
+        };
+        let (teams_port, teams_rtp) = match teams {
+            Ok(t) => t,
+            Err(e) => {
+                self.release_ports(&[(carrier_if, carrier_port), (carrier_if, carrier_port + 1)]);
+                return Err(e);
+            }
+        };
+        let ports = vec![
+            (carrier_if, carrier_port),
+            (carrier_if, carrier_port + 1),
+            (teams_if, teams_port),
+        ];
+        let id = SessionId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
+        let counters = [Arc::new(LegCounters::default()), Arc::new(LegCounters::default())];
+        let now = self.shared.epoch.elapsed().as_millis() as u64;
+        let pair = LegPair {
+            carrier: LegState::new(
+                LegSide::Carrier,
+                self.shared.latching,
+                true,
+                counters[0].clone(),
+                now,
+            ),
+            teams: LegState::new(LegSide::Teams, LatchingMode::Off, false, counters[1].clone(), now),
+        };
+        let worker = self.least_loaded_worker();
+        let setup = SessionSetup {
+            id,
+            sockets: [Some(carrier_rtp), Some(carrier_rtcp), Some(teams_rtp)],
+            pair,
+        };
+        self.shared.sessions.insert(
+            id,
+            SessionRecord {
+                worker,
+                ports: ports.clone(),
+                counters,
+            },
+        );
+        if self.send(worker, Command::Add(Box::new(setup))).is_err() {
+            self.shared.sessions.remove(&id);
+            self.release_ports(&ports);
+            return Err(MediaError::Stopped);
+        }
+        self.shared.workers[worker]
+            .sessions
+            .fetch_add(1, Ordering::Relaxed);
+        self.shared.metrics.sessions_active.inc();
+        self.shared.metrics.legs_active.add(2);
+        let carrier_ip = self.shared.interfaces[carrier_if].advertised;
+        let teams_ip = self.shared.interfaces[teams_if].advertised;
+        Ok(SessionAllocation {
+            id,
+            carrier: LegAddresses {
+                rtp: SocketAddr::new(carrier_ip, carrier_port),
+                rtcp: SocketAddr::new(carrier_ip, carrier_port + 1),
+            },
+            teams: LegAddresses {
+                rtp: SocketAddr::new(teams_ip, teams_port),
+                rtcp: SocketAddr::new(teams_ip, teams_port),
+            },
+        })
+    }
+
+    fn least_loaded_worker(&self) -> usize {
+        self.shared
+            .workers
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, w)| w.sessions.load(Ordering::Relaxed))
+            .map(|(i, _)| i)
+            .unwrap_or(0)
+    }
+
+    fn send(&self, worker: usize, command: Command) -> Result<(), MediaError> {
+        let link = self.shared.workers.get(worker).ok_or(MediaError::Stopped)?;
+        link.commands.send(command).map_err(|_| MediaError::Stopped)?;
+        link.waker.signal();
+        Ok(())
+    }
+
+    fn send_to_session(&self, id: SessionId, command: Command) -> Result<(), MediaError> {
+        let worker = self
+            .shared
+            .sessions
+            .get(&id)
+            .map(|r| r.worker)
+            .ok_or(MediaError::UnknownSession)?;
+        self.send(worker, command)
+    }
+
+    /// Where a leg's peer receives media (from SDP). `rtcp` is its `a=rtcp` address when it
+    /// does not mux; `None` then means RTP port + 1.
+    pub fn set_remote(
+        &self,
+        id: SessionId,
+        leg: LegSide,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        rtcp_mux: bool,
+    ) -> Result<(), MediaError> {
+        self.send_to_session(
+            id,
+            Command::SetRemote {
+                id,
+                leg,
+                rtp,
+                rtcp,
+                rtcp_mux,
+            },
+        )
+    }
+
+    /// Installs SRTP on a leg: `inbound` decrypts what the peer sends (the peer's key),
+    /// `outbound` encrypts what we send (our key). Every call builds fresh contexts, even
+    /// with unchanged keys, so rollover counters restart at 0. `None` means plain RTP in
+    /// that direction.
+    pub fn set_srtp(
+        &self,
+        id: SessionId,
+        leg: LegSide,
+        inbound: Option<SrtpKeys>,
+        outbound: Option<SrtpKeys>,
+    ) -> Result<(), MediaError> {
+        let inbound = inbound.map(|k| Box::new(SrtpStream::new(&k)));
+        let outbound = outbound.map(|k| Box::new(SrtpStream::new(&k)));
+        self.send_to_session(
+            id,
+            Command::SetSrtp {
+                id,
+                leg,
+                inbound,
+                outbound,
+            },
+        )
+    }
+
+    /// Makes the leg answer STUN connectivity checks as an ICE-lite agent. Calling it again
+    /// with the same local ufrag keeps the nomination; a new ufrag (ICE restart) clears it.
+    pub fn enable_ice_lite(
+        &self,
+        id: SessionId,
+        leg: LegSide,
+        local_ufrag: &str,
+        local_pwd: &str,
+        remote_ufrag: Option<&str>,
+    ) -> Result<(), MediaError> {
+        let credentials = IceCredentials {
+            local_ufrag: local_ufrag.to_string(),
+            local_pwd: local_pwd.to_string(),
+            remote_ufrag: remote_ufrag.map(str::to_string),
+        };
+        self.send_to_session(
+            id,
+            Command::EnableIce {
+                id,
+                leg,
+                credentials,
+            },
+        )
+    }
+
+    /// Payload type rewrite (and clock rates for jitter) for one direction; replaces any
+    /// earlier map of that direction. Unlisted payload types pass unchanged at 8000 Hz.
+    pub fn set_payload_map(
+        &self,
+        id: SessionId,
+        direction: MapDirection,
+        mappings: &[PayloadMapping],
+    ) -> Result<(), MediaError> {
+        self.send_to_session(
+            id,
+            Command::SetPayloadMap {
+                id,
+                ingress: direction.ingress(),
+                map: Box::new(PayloadMap::from_mappings(mappings)),
+            },
+        )
+    }
+
+    /// Marks a leg on hold (or off hold; leaving hold restarts its inactivity clock).
+    pub fn set_hold(&self, id: SessionId, leg: LegSide, on_hold: bool) -> Result<(), MediaError> {
+        self.send_to_session(id, Command::SetHold { id, leg, on_hold })
+    }
+
+    /// Tears a session down; its sockets close on the worker and its ports return to the pool.
+    pub fn remove_session(&self, id: SessionId) -> Result<(), MediaError> {
+        let (_, record) = self
+            .shared
+            .sessions
+            .remove(&id)
+            .ok_or(MediaError::UnknownSession)?;
+        let result = self.send(record.worker, Command::Remove { id });
+        if let Some(w) = self.shared.workers.get(record.worker) {
+            w.sessions.fetch_sub(1, Ordering::Relaxed);
+        }
+        self.release_ports(&record.ports);
+        self.shared.metrics.sessions_active.dec();
+        self.shared.metrics.legs_active.sub(2);
+        result
+    }
+
+    /// Current counters of both legs (atomics written by the worker).
+    pub fn stats(&self, id: SessionId) -> Option<SessionStats> {
+        let record = self.shared.sessions.get(&id)?;
+        Some(SessionStats {
+            carrier: record.counters[0].snapshot(),
+            teams: record.counters[1].snapshot(),
+        })
+    }
+
+    pub fn session_count(&self) -> usize {
+        self.shared.sessions.len()
+    }
+
+    /// Milliseconds since the engine started (the clock of `LegStats::last_rx_millis`).
+    pub fn now_millis(&self) -> u64 {
+        self.shared.epoch.elapsed().as_millis() as u64
+    }
+
+    /// Stops all workers and waits for them; other handles then get `MediaError::Stopped`.
+    pub fn shutdown(&self) {
+        let ids: Vec<SessionId> = self.shared.sessions.iter().map(|r| *r.key()).collect();
+        for id in ids {
+            let _ = self.remove_session(id);
+        }
+        let threads: Vec<JoinHandle<()>> = match self.shared.threads.lock() {
+            Ok(mut t) => t.drain(..).collect(),
+            Err(_) => return,
+        };
+        for w in &self.shared.workers {
+            let _ = w.commands.send(Command::Stop);
+            w.waker.signal();
+        }
+        for t in threads {
+            let _ = t.join();
+        }
+    }
+}
+
+/// Sockets (file descriptors) each session holds: carrier RTP + RTCP, Teams RTP.
+pub const SOCKETS_PER_SESSION: usize = 3;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handle_is_send_and_sync() {
+        fn check<T: Send + Sync + Clone>() {}
+        check::<MediaHandle>();
+    }
+}
