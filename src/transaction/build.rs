@@ -67,6 +67,12 @@ pub(crate) fn trying(request: &Message) -> Bytes {
     ResponseBuilder::new(request, 100, "Trying").build()
 }
 
+pub(crate) fn request_timeout(request: &Message) -> Bytes {
+    ResponseBuilder::new(request, 408, "Request Timeout")
+        .to_tag(&new_tag())
+        .build()
+}
+
 pub(crate) fn overloaded(request: &Message) -> Bytes {
     ResponseBuilder::new(request, 503, "Service Unavailable")
         .to_tag(&new_tag())

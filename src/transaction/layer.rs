@@ -142,6 +142,9 @@ impl<T: Clone> TransactionLayer<T> {
             let bytes = trying(&msg);
             let mut ctx = self.ctx(now);
             tx.start_server_invite(&mut ctx, bytes);
+        } else {
+            let mut ctx = self.ctx(now);
+            tx.start_server_non_invite(&mut ctx);
         }
         self.insert(tx, key);
         self.outputs.push_back(Output::Deliver(TuEvent::Request {

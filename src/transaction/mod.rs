@@ -43,6 +43,10 @@ pub struct TransactionSettings {
     pub max_transactions: usize,
     /// Timer D on unreliable transports (RFC 3261: at least 32 s).
     pub timer_d: Duration,
+    /// Guard for INVITE transactions that never get a final response (RFC 3261 §16.6 Timer C:
+    /// more than 3 min): a client INVITE in Proceeding times out this long after its last provisional;
+    /// a server INVITE the TU has not answered by then is answered 408. Default 300 s.
+    pub timer_c: Duration,
 }
 
 impl Default for TransactionSettings {
@@ -53,6 +57,7 @@ impl Default for TransactionSettings {
             t4: Duration::from_secs(5),
             max_transactions: 100_000,
             timer_d: Duration::from_secs(32),
+            timer_c: Duration::from_secs(300),
         }
     }
 }
@@ -105,6 +110,11 @@ pub enum Timer {
     L,
     M,
     Retransmit2xx,
+    /// Client INVITE still without a final response `timer_c` after its last provisional.
+    C,
+    /// The TU did not answer a server transaction: INVITE after `timer_c` (a 408 is sent),
+    /// non-INVITE after 64*T1 (the client has given up by then; dropped without answer).
+    Unanswered,
 }
 
 impl Timer {
@@ -123,6 +133,8 @@ impl Timer {
             Timer::L => "L",
             Timer::M => "M",
             Timer::Retransmit2xx => "2xx",
+            Timer::C => "C",
+            Timer::Unanswered => "unanswered",
         }
     }
 }
@@ -152,8 +164,9 @@ pub enum TuEvent<T> {
     /// retransmitted ones and 2xx from other forks (the TU ACKs each 2xx itself); other
     /// retransmissions are absorbed.
     Response { tx: TxId, msg: Message, source: T },
-    /// Timer B or F fired (no final response: treat as 408), or Timer H fired (no ACK for our
-    /// non-2xx final response).
+    /// Timer B, F or C fired (no final response: treat as 408), Timer H fired (no ACK for our
+    /// non-2xx final response), or `Unanswered`: the TU never answered a server transaction
+    /// (for INVITE the layer has sent 408 itself).
     Timeout { tx: TxId, timer: Timer },
     /// Timer L fired in the Accepted state and no ACK for our 2xx arrived (RFC 3261 §13.3.1.4:
     /// the session should be ended with BYE).

@@ -186,6 +186,14 @@ impl<T: Clone> Transaction<T> {
     pub fn start_server_invite(&mut self, ctx: &mut Ctx<'_, T>, trying: Bytes) {
         self.last_response = Some(trying.clone());
         self.send(ctx, trying);
+        let guard = ctx.settings.timer_c;
+        self.arm(ctx, Slot::Timeout, Timer::Unanswered, guard);
+    }
+
+    /// Server non-INVITE: only the guard against a TU that never answers.
+    pub fn start_server_non_invite(&mut self, ctx: &mut Ctx<'_, T>) {
+        let guard = ctx.settings.timeout_64t1();
+        self.arm(ctx, Slot::Timeout, Timer::Unanswered, guard);
     }
 
     /// A response matched this client transaction.
@@ -211,7 +219,9 @@ impl<T: Clone> Transaction<T> {
             100..=199 if live => {
                 self.state = State::Proceeding;
                 self.disarm(Slot::Retransmit);
-                self.disarm(Slot::Timeout);
+                // B only runs in Calling; C guards Proceeding, restarted by each provisional.
+                let guard = ctx.settings.timer_c;
+                self.arm(ctx, Slot::Timeout, Timer::C, guard);
                 let tx = self.id;
                 Self::deliver(ctx, TuEvent::Response { tx, msg, source });
                 Flow::Continue
@@ -364,6 +374,7 @@ impl<T: Clone> Transaction<T> {
             }
             _ => {
                 self.state = State::Completed;
+                self.disarm(Slot::Timeout);
                 Ok(self.linger(ctx, Timer::J, long))
             }
         }
@@ -402,7 +413,24 @@ impl<T: Clone> Transaction<T> {
                 self.arm(ctx, Slot::Retransmit, armed.timer, next);
                 Flow::Continue
             }
-            Timer::B | Timer::F | Timer::H => {
+            Timer::Unanswered if self.kind == TxKind::ServerInvite => {
+                ctx.metrics.on_timeout(Timer::Unanswered);
+                let tx = self.id;
+                Self::deliver(
+                    ctx,
+                    TuEvent::Timeout {
+                        tx,
+                        timer: Timer::Unanswered,
+                    },
+                );
+                let timeout = super::build::request_timeout(&self.request);
+                // Proceeding is open for a final response, so this cannot be refused.
+                match self.send_response(ctx, 408, timeout) {
+                    Ok(flow) => flow,
+                    Err(()) => Flow::Terminate,
+                }
+            }
+            Timer::B | Timer::F | Timer::H | Timer::C | Timer::Unanswered => {
                 ctx.metrics.on_timeout(armed.timer);
                 let tx = self.id;
                 Self::deliver(

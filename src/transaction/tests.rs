@@ -294,8 +294,19 @@ fn client_invite_provisional_stops_retransmission_and_timer_b() {
     assert!(
         matches!(&events(&out)[0], TuEvent::Response { tx: t, msg, .. } if *t == tx && msg.status() == Some(180))
     );
-    assert_eq!(h.next_timeout_ms(), None, "Proceeding has no A and no B");
+    assert_eq!(
+        h.next_timeout_ms(),
+        Some(100 + 300_000),
+        "no A, no B; only the Timer C guard"
+    );
     assert!(h.advance(60_000).is_empty());
+    // Each provisional restarts C.
+    h.incoming(60_000, invite.response(183));
+    assert_eq!(h.next_timeout_ms(), Some(360_000));
+    assert!(h.advance(359_999).is_empty());
+    let ev = events(&h.advance(360_000));
+    assert!(matches!(ev[0], TuEvent::Timeout { tx: t, timer: Timer::C } if t == tx));
+    assert!(is_terminated(&ev, tx));
 }
 
 #[test]
@@ -596,7 +607,44 @@ fn server_invite_sends_100_trying_at_once_and_absorbs_retransmissions() {
     let out = h.incoming(1_500, invite.msg());
     assert_eq!(sent(&out), vec!["SIP/2.0 180 Reason"]);
     assert_eq!(h.metrics.retransmissions.get(), 2);
-    assert_eq!(h.layer.poll_timeout(), None, "Proceeding waits for the TU");
+    assert_eq!(
+        h.next_timeout_ms(),
+        Some(300_000),
+        "Proceeding waits for the TU, guarded"
+    );
+}
+
+#[test]
+fn server_invite_the_tu_never_answers_gets_408_after_timer_c() {
+    let mut h = Harness::new();
+    let invite = Req::new("INVITE", "TLS");
+    let tx = new_server_tx(&mut h, &invite);
+    assert!(h.advance(299_999).is_empty());
+    let out = h.advance(300_000);
+    assert_eq!(sent(&out), vec!["SIP/2.0 408 Request Timeout"]);
+    assert!(
+        matches!(events(&out)[..], [TuEvent::Timeout { tx: t, timer: Timer::Unanswered }] if t == tx)
+    );
+    assert_eq!(
+        h.layer
+            .send_response(h.at(300_001), tx, invite.response_bytes(200)),
+        Err(TxError::AlreadyFinal)
+    );
+    // Completed as after any non-2xx: the ACK ends it (reliable: Timer I = 0).
+    let ack = invite.clone().method("ACK").with_to_tag("uas1");
+    assert!(is_terminated(&events(&h.incoming(300_100, ack.msg())), tx));
+}
+
+#[test]
+fn server_non_invite_the_tu_never_answers_is_dropped_after_64_t1() {
+    let mut h = Harness::new();
+    let tx = new_server_tx(&mut h, &Req::new("INFO", "UDP"));
+    assert_eq!(h.next_timeout_ms(), Some(32_000));
+    let out = h.advance(32_000);
+    assert!(sent(&out).is_empty(), "no 408 for non-INVITE (RFC 4320)");
+    let ev = events(&out);
+    assert!(matches!(ev[0], TuEvent::Timeout { tx: t, timer: Timer::Unanswered } if t == tx));
+    assert!(is_terminated(&ev, tx));
 }
 
 #[test]
