@@ -1,0 +1,617 @@
+//! The four SDP rewrites between the carrier leg and the Teams leg.
+//!
+//! Each one copies the source SDP line by line, replacing only what the SBC owns: `o=` (the
+//! leg's [`LegOrigin`]), `c=` and the `m=` port/profile/format list (our media address), the
+//! security and ICE attributes of the leg, the direction, and the `rtpmap`/`fmtp`/`rtcp-fb`
+//! lines of formats that are dropped or renumbered. Everything else is kept verbatim.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+use std::net::{IpAddr, SocketAddr};
+
+use smallvec::SmallVec;
+
+use super::attr::{leading_pt, Direction};
+use super::crypto::{select_crypto, SdesKey, SrtpSuite};
+use super::model::{Line, MediaSection, Sdp};
+use super::{LegOrigin, SdpError};
+
+/// Encoding names (as in `a=rtpmap`, case-insensitive) a leg may carry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CodecList {
+    names: Vec<String>,
+}
+
+impl CodecList {
+    pub fn new<S: AsRef<str>>(names: impl IntoIterator<Item = S>) -> CodecList {
+        CodecList {
+            names: names.into_iter().map(|n| n.as_ref().to_owned()).collect(),
+        }
+    }
+
+    /// What Teams accepts on the SBC leg (§3.3-3.5): SILK, G.711, G.722, G.729, DTMF, CN.
+    pub fn teams_default() -> CodecList {
+        CodecList::new([
+            "SILK",
+            "PCMU",
+            "PCMA",
+            "G722",
+            "G729",
+            "telephone-event",
+            "CN",
+        ])
+    }
+
+    /// A typical PSTN trunk: G.711, G.722, G.729, DTMF, CN (no SILK).
+    pub fn carrier_default() -> CodecList {
+        CodecList::new(["PCMU", "PCMA", "G722", "G729", "telephone-event", "CN"])
+    }
+
+    pub fn allows(&self, encoding: &str) -> bool {
+        self.names.iter().any(|n| n.eq_ignore_ascii_case(encoding))
+    }
+}
+
+/// ICE-lite credentials the SBC announces on a bypass Teams leg. Keep one per leg and reuse it
+/// for the 183 and the 200 (row 53); generate a new one only for an ICE restart.
+#[derive(Clone, PartialEq, Eq)]
+pub struct IceCredentials {
+    ufrag: String,
+    pwd: String,
+}
+
+const ICE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789";
+
+impl IceCredentials {
+    /// 8-character ufrag and 24-character password (RFC 5245 minimums are 4 and 22).
+    pub fn generate() -> IceCredentials {
+        use rand::Rng as _;
+        let mut rng = rand::thread_rng();
+        let mut pick = |n: usize| -> String {
+            (0..n)
+                .map(|_| char::from(ICE_CHARS[rng.gen_range(0..ICE_CHARS.len())]))
+                .collect()
+        };
+        let ufrag = pick(8);
+        let pwd = pick(24);
+        IceCredentials { ufrag, pwd }
+    }
+
+    /// Checks RFC 5245 lengths (ufrag 4-256, pwd 22-256) and the ice-char set.
+    pub fn new(ufrag: &str, pwd: &str) -> Option<IceCredentials> {
+        let ice_chars = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/')
+        };
+        let ok = (4..=256).contains(&ufrag.len())
+            && (22..=256).contains(&pwd.len())
+            && ice_chars(ufrag)
+            && ice_chars(pwd);
+        ok.then(|| IceCredentials {
+            ufrag: ufrag.to_owned(),
+            pwd: pwd.to_owned(),
+        })
+    }
+
+    pub fn ufrag(&self) -> &str {
+        &self.ufrag
+    }
+
+    pub fn pwd(&self) -> &str {
+        &self.pwd
+    }
+}
+
+impl std::fmt::Debug for IceCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("IceCredentials")
+            .field("ufrag", &self.ufrag)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the SBC puts into SDP on the Teams leg.
+#[derive(Debug, Clone, Copy)]
+pub struct TeamsSide<'a> {
+    /// Our media address and port on the Teams leg; keep it for the whole call (row 41).
+    pub local: SocketAddr,
+    /// Our SRTP sending key for this leg.
+    pub key: &'a SdesKey,
+    /// `Some` on a media-bypass trunk: ICE-lite attributes and one host candidate (row 50).
+    pub ice: Option<&'a IceCredentials>,
+    pub codecs: &'a CodecList,
+}
+
+/// What the SBC puts into SDP on the carrier leg.
+#[derive(Debug, Clone, Copy)]
+pub struct CarrierSide<'a> {
+    /// Our media address and port on the carrier leg.
+    pub local: SocketAddr,
+    pub codecs: &'a CodecList,
+    /// Offer `a=rtcp-mux` to this carrier (answers follow what the carrier offered).
+    pub offer_rtcp_mux: bool,
+    /// Drop vendor attributes (`a=x-...`, Microsoft's are large) to keep UDP messages small.
+    pub strip_vendor_attributes: bool,
+}
+
+/// Carrier offer -> offer to Teams: RTP/SAVP with a fresh SDES line (tag 1, `_80`, `|2^31`),
+/// `a=rtcp-mux` and `a=rtcp:<port>`, our address in `c=`/`m=`, codecs filtered to
+/// `side.codecs` (no payload type twice), hold as `a=inactive` (also for a `c=0.0.0.0` hold),
+/// ICE-lite attributes when `side.ice` is set, the carrier's ICE/crypto lines removed, and
+/// every other `m=` line kept with port 0.
+pub fn offer_towards_teams(
+    carrier_offer: &Sdp,
+    side: &TeamsSide<'_>,
+    origin: &mut LegOrigin,
+) -> Result<Sdp, SdpError> {
+    if side.ice.is_some() && !side.local.is_ipv4() {
+        return Err(SdpError::BypassNeedsIpv4);
+    }
+    let audio = carrier_offer
+        .primary_audio_index()
+        .ok_or(SdpError::NoAudio)?;
+    let section = &carrier_offer.media()[audio];
+    let formats = offer_formats(section, side.codecs)?;
+    let slots = carrier_offer
+        .media()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if i == audio {
+                Slot::Active
+            } else {
+                Slot::Disabled {
+                    media: m.media_type(),
+                    proto: Cow::Borrowed(secure_profile(m.profile())),
+                    formats: m.format_list(),
+                }
+            }
+        })
+        .collect();
+    let plan = Plan {
+        slots,
+        local: side.local,
+        proto: Cow::Borrowed("RTP/SAVP"),
+        formats,
+        rtcp_mux: true,
+        crypto: Some(side.key.crypto_attribute(1, SrtpSuite::AesCm128HmacSha1_80)),
+        ice: side.ice,
+        hold_as_inactive: true,
+        strip_vendor: false,
+    };
+    Ok(build(carrier_offer, audio, &plan, origin))
+}
+
+/// Carrier answer + the Teams offer it answers -> answer to Teams. The `m=` lines mirror the
+/// Teams offer (the non-anchored ones answered with port 0, row 54); the crypto line echoes the
+/// tag and suite of the offer line we chose (`_80` first, no MKI first; rows 43, 44) with our
+/// key; payload types use the numbers of the Teams offer.
+pub fn answer_towards_teams(
+    carrier_answer: &Sdp,
+    teams_offer: &Sdp,
+    side: &TeamsSide<'_>,
+    origin: &mut LegOrigin,
+) -> Result<Sdp, SdpError> {
+    if side.ice.is_some() && !side.local.is_ipv4() {
+        return Err(SdpError::BypassNeedsIpv4);
+    }
+    let offer_audio = teams_offer.primary_audio_index().ok_or(SdpError::NoAudio)?;
+    let answer_audio = carrier_answer
+        .primary_audio_index()
+        .ok_or(SdpError::NoAudio)?;
+    let offered = &teams_offer.media()[offer_audio];
+    let chosen = select_crypto(offered.crypto()).ok_or(SdpError::NoUsableCrypto)?;
+    let formats = answer_formats(&carrier_answer.media()[answer_audio], offered, side.codecs)?;
+    let plan = Plan {
+        slots: mirror_slots(teams_offer, offer_audio),
+        local: side.local,
+        proto: Cow::Borrowed(offered.profile()),
+        formats,
+        rtcp_mux: offered.rtcp_mux(),
+        crypto: Some(side.key.crypto_attribute(chosen.tag, chosen.suite)),
+        ice: side.ice,
+        hold_as_inactive: true,
+        strip_vendor: false,
+    };
+    Ok(build(carrier_answer, answer_audio, &plan, origin))
+}
+
+/// Teams offer -> offer to the carrier: RTP/AVP with our carrier-side address, no crypto, no
+/// ICE, `a=rtcp-mux` only if `side.offer_rtcp_mux`, codecs filtered to `side.codecs`, only the
+/// anchored audio stream (the others are answered with port 0 towards Teams).
+pub fn offer_towards_carrier(
+    teams_offer: &Sdp,
+    side: &CarrierSide<'_>,
+    origin: &mut LegOrigin,
+) -> Result<Sdp, SdpError> {
+    let audio = teams_offer.primary_audio_index().ok_or(SdpError::NoAudio)?;
+    let section = &teams_offer.media()[audio];
+    let formats = offer_formats(section, side.codecs)?;
+    let mut slots = SmallVec::new();
+    slots.push(Slot::Active);
+    let plan = Plan {
+        slots,
+        local: side.local,
+        proto: Cow::Borrowed(plain_profile(section.profile())),
+        formats,
+        rtcp_mux: side.offer_rtcp_mux,
+        crypto: None,
+        ice: None,
+        hold_as_inactive: false,
+        strip_vendor: side.strip_vendor_attributes,
+    };
+    Ok(build(teams_offer, audio, &plan, origin))
+}
+
+/// Teams answer + the carrier offer it answers -> answer to the carrier: `m=` lines mirror the
+/// carrier offer (others port 0), RTP/AVP, our carrier-side address, payload types renumbered
+/// to the carrier's, `a=rtcp-mux` only if the carrier offered it.
+pub fn answer_towards_carrier(
+    teams_answer: &Sdp,
+    carrier_offer: &Sdp,
+    side: &CarrierSide<'_>,
+    origin: &mut LegOrigin,
+) -> Result<Sdp, SdpError> {
+    let offer_audio = carrier_offer
+        .primary_audio_index()
+        .ok_or(SdpError::NoAudio)?;
+    let answer_audio = teams_answer
+        .primary_audio_index()
+        .ok_or(SdpError::NoAudio)?;
+    let offered = &carrier_offer.media()[offer_audio];
+    let formats = answer_formats(&teams_answer.media()[answer_audio], offered, side.codecs)?;
+    let plan = Plan {
+        slots: mirror_slots(carrier_offer, offer_audio),
+        local: side.local,
+        proto: Cow::Borrowed(offered.profile()),
+        formats,
+        rtcp_mux: offered.rtcp_mux(),
+        crypto: None,
+        ice: None,
+        hold_as_inactive: false,
+        strip_vendor: side.strip_vendor_attributes,
+    };
+    Ok(build(teams_answer, answer_audio, &plan, origin))
+}
+
+/// Answer to an offered `m=` line the SBC does not take (video, a second audio stream, ...):
+/// the same media, profile and format list with port 0 (RFC 3264 §6; row 54).
+pub fn rejected_media_section(offered: &MediaSection) -> MediaSection {
+    MediaSection::from_lines(vec![disabled_m_line(
+        offered.media_type(),
+        offered.profile(),
+        offered.format_list(),
+    )])
+}
+
+/// One output `m=` section: the anchored audio stream, or a port-0 copy of another one.
+enum Slot<'a> {
+    Active,
+    Disabled {
+        media: &'a str,
+        proto: Cow<'a, str>,
+        formats: &'a str,
+    },
+}
+
+struct Plan<'a> {
+    slots: SmallVec<[Slot<'a>; 4]>,
+    local: SocketAddr,
+    proto: Cow<'a, str>,
+    /// (payload type written, payload type in the source), in output order.
+    formats: SmallVec<[(u8, u8); 16]>,
+    /// Write `a=rtcp-mux` and `a=rtcp:<same port>` (RFC 8035; row 45).
+    rtcp_mux: bool,
+    /// Value of the `a=crypto:` attribute to write.
+    crypto: Option<String>,
+    ice: Option<&'a IceCredentials>,
+    /// Teams profile: any hold becomes `a=inactive`, a direction is always written (row 39).
+    hold_as_inactive: bool,
+    strip_vendor: bool,
+}
+
+/// Attributes that belong to the source leg's transport or security and never cross legs.
+fn is_leg_attribute(name: &str) -> bool {
+    matches!(
+        name,
+        "crypto"
+            | "candidate"
+            | "remote-candidates"
+            | "end-of-candidates"
+            | "ice-ufrag"
+            | "ice-pwd"
+            | "ice-options"
+            | "ice-lite"
+            | "ice-mismatch"
+            | "ice-pacing"
+            | "rtcp"
+            | "rtcp-mux"
+            | "rtcp-mux-only"
+            | "fingerprint"
+            | "setup"
+            | "tls-id"
+            | "group"
+            | "msid-semantic"
+    )
+}
+
+fn is_direction(name: &str, value: Option<&str>) -> bool {
+    value.is_none() && Direction::from_attribute(name).is_some()
+}
+
+fn build(src: &Sdp, audio: usize, plan: &Plan<'_>, origin: &mut LegOrigin) -> Sdp {
+    let c_line = connection_line(plan.local.ip());
+    let mut session = Vec::with_capacity(src.session_lines().len() + 3);
+    let mut c_written = false;
+    for line in src.session_lines() {
+        // c= goes to its RFC 4566 place (before b=/t=) even if the source had it after t=.
+        if !c_written && matches!(line.kind(), b'b' | b't' | b'r' | b'z' | b'k' | b'a') {
+            session.push(c_line.clone());
+            c_written = true;
+        }
+        if matches!(line.kind(), b'o' | b'c') {
+            continue;
+        }
+        if let Some((name, value)) = line.attribute() {
+            if is_leg_attribute(name)
+                || is_direction(name, value)
+                || (plan.strip_vendor && name.starts_with("x-"))
+            {
+                continue;
+            }
+        }
+        session.push(line.clone());
+    }
+    if !c_written {
+        session.push(c_line.clone());
+    }
+    if plan.ice.is_some() {
+        session.push(Line::new(b'a', "ice-lite"));
+    }
+
+    let mut media = Vec::with_capacity(plan.slots.len());
+    for slot in &plan.slots {
+        match slot {
+            Slot::Active => media.push(active_section(src, audio, plan)),
+            Slot::Disabled {
+                media: kind,
+                proto,
+                formats,
+            } => media.push(MediaSection::from_lines(vec![disabled_m_line(
+                kind, proto, formats,
+            )])),
+        }
+    }
+    let mut out = Sdp::from_parts(session, media);
+    origin.stamp(&mut out);
+    out
+}
+
+fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> MediaSection {
+    let section = &src.media()[audio];
+    let direction = output_direction(src, audio, plan.hold_as_inactive);
+    let port = plan.local.port();
+    let mut lines = Vec::with_capacity(section.lines().len() + 8);
+
+    let mut m = String::with_capacity(48);
+    let _ = write!(m, "audio {port} {}", plan.proto);
+    for (out_pt, _) in &plan.formats {
+        let _ = write!(m, " {out_pt}");
+    }
+    lines.push(Line::new(b'm', m));
+
+    let mut direction_written = false;
+    let mut rtpmap_seen: SmallVec<[u8; 16]> = SmallVec::new();
+    let mut fmtp_seen: SmallVec<[u8; 16]> = SmallVec::new();
+    for line in section.lines().iter().skip(1) {
+        if line.kind() == b'c' {
+            // Our session-level c= covers every section; a media-level copy would only add bytes.
+            continue;
+        }
+        let Some((name, value)) = line.attribute() else {
+            lines.push(line.clone());
+            continue;
+        };
+        match name {
+            "rtpmap" | "fmtp" | "rtcp-fb" => {
+                let Some(value) = value else { continue };
+                if name == "rtcp-fb" && value.starts_with('*') {
+                    lines.push(line.clone());
+                    continue;
+                }
+                let Some((src_pt, rest)) = leading_pt(value) else {
+                    continue;
+                };
+                let Some(out_pt) = plan
+                    .formats
+                    .iter()
+                    .find(|(_, s)| *s == src_pt)
+                    .map(|(o, _)| *o)
+                else {
+                    continue;
+                };
+                let seen = match name {
+                    "rtpmap" => Some(&mut rtpmap_seen),
+                    "fmtp" => Some(&mut fmtp_seen),
+                    _ => None,
+                };
+                if let Some(seen) = seen {
+                    // A second rtpmap/fmtp for the same number would make it ambiguous (row 47).
+                    if seen.contains(&src_pt) {
+                        continue;
+                    }
+                    seen.push(src_pt);
+                }
+                if out_pt == src_pt {
+                    lines.push(line.clone());
+                } else {
+                    lines.push(Line::new(b'a', format!("{name}:{out_pt} {rest}")));
+                }
+            }
+            _ if is_direction(name, value) => {
+                if !direction_written {
+                    if let Some(d) = direction {
+                        lines.push(Line::new(b'a', d.as_str()));
+                    }
+                    direction_written = true;
+                }
+            }
+            _ if is_leg_attribute(name) => {}
+            _ if plan.strip_vendor && name.starts_with("x-") => {}
+            _ => lines.push(line.clone()),
+        }
+    }
+
+    if plan.rtcp_mux {
+        lines.push(Line::new(b'a', format!("rtcp:{port}")));
+        lines.push(Line::new(b'a', "rtcp-mux"));
+    }
+    if let Some(crypto) = &plan.crypto {
+        lines.push(Line::new(b'a', format!("crypto:{crypto}")));
+    }
+    if let Some(ice) = plan.ice {
+        lines.push(Line::new(b'a', format!("ice-ufrag:{}", ice.ufrag)));
+        lines.push(Line::new(b'a', format!("ice-pwd:{}", ice.pwd)));
+        lines.push(Line::new(
+            b'a',
+            format!(
+                "candidate:1 1 UDP 2130706431 {} {port} typ host",
+                plan.local.ip()
+            ),
+        ));
+    }
+    if !direction_written {
+        if let Some(d) = direction {
+            lines.push(Line::new(b'a', d.as_str()));
+        }
+    }
+    MediaSection::from_lines(lines)
+}
+
+/// Direction written for the anchored stream. A `c=0.0.0.0` hold is turned into a direction
+/// because the address itself is always replaced by ours (row 40).
+fn output_direction(src: &Sdp, audio: usize, hold_as_inactive: bool) -> Option<Direction> {
+    let written = src.direction_of(audio);
+    let zero_address = src
+        .connection_of(audio)
+        .is_some_and(|c| c.is_hold_address());
+    if hold_as_inactive {
+        // Teams understands only sendrecv and inactive (row 39).
+        return Some(match written {
+            None | Some(Direction::SendRecv) if !zero_address => Direction::SendRecv,
+            _ => Direction::Inactive,
+        });
+    }
+    match (written, zero_address) {
+        (Some(Direction::SendOnly), _) => Some(Direction::SendOnly),
+        (_, true) => Some(Direction::Inactive),
+        (written, false) => written,
+    }
+}
+
+fn connection_line(ip: IpAddr) -> Line {
+    let kind = if ip.is_ipv4() { "IP4" } else { "IP6" };
+    Line::new(b'c', format!("IN {kind} {ip}"))
+}
+
+/// `m=<media> 0 <proto> <formats>`, each format once even if the offer repeated one (row 47).
+fn disabled_m_line(media: &str, proto: &str, formats: &str) -> Line {
+    let mut m = String::with_capacity(media.len() + proto.len() + formats.len() + 4);
+    let _ = write!(m, "{media} 0 {proto}");
+    let tokens: SmallVec<[&str; 16]> = formats.split_ascii_whitespace().collect();
+    for (i, token) in tokens.iter().enumerate() {
+        if !tokens[..i].contains(token) {
+            m.push(' ');
+            m.push_str(token);
+        }
+    }
+    Line::new(b'm', m)
+}
+
+fn mirror_slots(offer: &Sdp, anchored: usize) -> SmallVec<[Slot<'_>; 4]> {
+    offer
+        .media()
+        .iter()
+        .enumerate()
+        .map(|(i, m)| {
+            if i == anchored {
+                Slot::Active
+            } else {
+                Slot::Disabled {
+                    media: m.media_type(),
+                    proto: Cow::Borrowed(m.profile()),
+                    formats: m.format_list(),
+                }
+            }
+        })
+        .collect()
+}
+
+/// Offered formats kept: allowed by `codecs`, known encoding, each number once (row 47).
+fn offer_formats(
+    section: &MediaSection,
+    codecs: &CodecList,
+) -> Result<SmallVec<[(u8, u8); 16]>, SdpError> {
+    let mut out: SmallVec<[(u8, u8); 16]> = SmallVec::new();
+    for pt in section.payload_types() {
+        if out.iter().any(|(o, _)| *o == pt) {
+            continue;
+        }
+        if section.codec(pt).is_some_and(|c| codecs.allows(c.encoding)) {
+            out.push((pt, pt));
+        }
+    }
+    if out.is_empty() {
+        return Err(SdpError::NoCommonCodec);
+    }
+    Ok(out)
+}
+
+/// Answered formats: those of the source answer that the offer also carries, written with the
+/// offer's payload type numbers (RFC 3264 §6.1), each number once.
+fn answer_formats(
+    answer: &MediaSection,
+    offer: &MediaSection,
+    codecs: &CodecList,
+) -> Result<SmallVec<[(u8, u8); 16]>, SdpError> {
+    let mut out: SmallVec<[(u8, u8); 16]> = SmallVec::new();
+    for pt in answer.payload_types() {
+        let Some(codec) = answer.codec(pt) else {
+            continue;
+        };
+        if !codecs.allows(codec.encoding) || out.iter().any(|(_, s)| *s == pt) {
+            continue;
+        }
+        let offered_as = |p: u8| offer.codec(p).is_some_and(|o| o.same_codec(&codec));
+        let target = if offer.payload_types().any(|p| p == pt) && offered_as(pt) {
+            Some(pt)
+        } else {
+            offer.payload_types().find(|p| offered_as(*p))
+        };
+        if let Some(target) = target {
+            if !out.iter().any(|(o, _)| *o == target) {
+                out.push((target, pt));
+            }
+        }
+    }
+    if out.is_empty() {
+        return Err(SdpError::NoCommonCodec);
+    }
+    Ok(out)
+}
+
+fn secure_profile(profile: &str) -> &str {
+    match profile {
+        "RTP/AVP" => "RTP/SAVP",
+        "RTP/AVPF" => "RTP/SAVPF",
+        other => other,
+    }
+}
+
+fn plain_profile(profile: &str) -> &'static str {
+    if profile.ends_with("SAVPF") || profile.ends_with("AVPF") {
+        "RTP/AVPF"
+    } else {
+        "RTP/AVP"
+    }
+}
