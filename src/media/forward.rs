@@ -266,3 +266,272 @@ fn rtcp(
         len,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::cipher::{SrtpKeys, SrtpStream};
+    use crate::media::rtp::{PayloadMap, PayloadMapping};
+    use crate::media::settings::LatchingMode;
+    use crate::media::srtp::{KeyMaterial, SrtpSuite};
+    use crate::media::sys::PACKET_BUFFER_LEN;
+    use std::sync::Arc;
+
+    fn addr(port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], port))
+    }
+
+    const CARRIER_PEER: u16 = 7000;
+    const TEAMS_PEER: u16 = 9000;
+
+    fn pair(latching: LatchingMode) -> LegPair {
+        let mut carrier = LegState::new(LegSide::Carrier, latching, true, Arc::default(), 0);
+        let mut teams = LegState::new(LegSide::Teams, LatchingMode::Off, false, Arc::default(), 0);
+        carrier.set_remote(addr(CARRIER_PEER), None, false);
+        teams.set_remote(addr(TEAMS_PEER), None, true);
+        LegPair { carrier, teams }
+    }
+
+    fn keys(byte: u8) -> SrtpKeys {
+        SrtpKeys::new(
+            SrtpSuite::AesCm128HmacSha1_80,
+            KeyMaterial::new([byte; 16], [byte.wrapping_add(1); 14]),
+        )
+    }
+
+    fn rtp_packet(pt: u8, seq: u16, payload: &[u8]) -> ([u8; PACKET_BUFFER_LEN], usize) {
+        let mut buf = [0u8; PACKET_BUFFER_LEN];
+        buf[0] = 0x80;
+        buf[1] = pt;
+        buf[2..4].copy_from_slice(&seq.to_be_bytes());
+        buf[4..8].copy_from_slice(&(seq as u32 * 160).to_be_bytes());
+        buf[8..12].copy_from_slice(&0x1234_5678u32.to_be_bytes());
+        buf[12..12 + payload.len()].copy_from_slice(payload);
+        (buf, 12 + payload.len())
+    }
+
+    fn rtcp_rr() -> ([u8; PACKET_BUFFER_LEN], usize) {
+        let mut buf = [0u8; PACKET_BUFFER_LEN];
+        // RR with no report blocks: V=2, PT=201, length=1 (8 bytes).
+        buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd]);
+        (buf, 8)
+    }
+
+    fn from_carrier(port: u16) -> Ingress {
+        Ingress {
+            leg: LegSide::Carrier,
+            socket: SocketRole::Rtp,
+            from: addr(port),
+        }
+    }
+
+    fn t(ms: u64) -> PacketTime {
+        PacketTime::from_micros(ms * 1000)
+    }
+
+    #[test]
+    fn plain_rtp_is_forwarded_with_payload_type_mapped() {
+        let mut p = pair(LatchingMode::Off);
+        p.carrier.inbound_payloads = PayloadMap::from_mappings(&[PayloadMapping::new(101, 96)]);
+        let (mut buf, len) = rtp_packet(101 | 0x80, 1, b"digit");
+        let action = forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(20));
+        assert_eq!(
+            action,
+            Action::Forward {
+                leg: LegSide::Teams,
+                socket: SocketRole::Rtp,
+                to: addr(TEAMS_PEER),
+                len
+            }
+        );
+        assert_eq!(buf[1], 0x80 | 96, "marker kept, PT mapped");
+        assert_eq!(&buf[12..len], b"digit");
+        let carrier = p.carrier.counters.snapshot();
+        assert_eq!((carrier.rx_packets, carrier.rx_bytes), (1, len as u64));
+        assert_eq!(carrier.last_rx_millis, Some(20));
+        assert_eq!(p.teams.counters.snapshot().tx_packets, 1);
+    }
+
+    #[test]
+    fn srtp_out_and_back_in_round_trips() {
+        let mut a = pair(LatchingMode::Off);
+        a.teams.srtp_out = Some(SrtpStream::new(&keys(7)));
+        let mut b = pair(LatchingMode::Off);
+        b.teams.srtp_in = Some(SrtpStream::new(&keys(7)));
+        for seq in 0..5u16 {
+            let (mut buf, len) = rtp_packet(0, seq, &[seq as u8; 160]);
+            let Action::Forward { len: srtp_len, .. } =
+                forward_step(&mut a, from_carrier(CARRIER_PEER), &mut buf, len, t(0))
+            else {
+                panic!("not forwarded");
+            };
+            assert_eq!(srtp_len, len + 10);
+            assert_ne!(&buf[12..len], &[seq as u8; 160][..], "payload encrypted");
+            let ingress = Ingress {
+                leg: LegSide::Teams,
+                socket: SocketRole::Rtp,
+                from: addr(TEAMS_PEER),
+            };
+            let action = forward_step(&mut b, ingress, &mut buf, srtp_len, t(0));
+            assert_eq!(
+                action,
+                Action::Forward {
+                    leg: LegSide::Carrier,
+                    socket: SocketRole::Rtp,
+                    to: addr(CARRIER_PEER),
+                    len
+                }
+            );
+            assert_eq!(&buf[12..len], &[seq as u8; 160][..]);
+        }
+    }
+
+    #[test]
+    fn bad_auth_tag_is_dropped_and_counted() {
+        let mut sender = SrtpStream::new(&keys(3));
+        let mut p = pair(LatchingMode::Off);
+        p.teams.srtp_in = Some(SrtpStream::new(&keys(3)));
+        let (mut buf, len) = rtp_packet(0, 1, &[1; 160]);
+        let len = sender.protect_rtp(&mut buf, len).unwrap();
+        buf[len - 1] ^= 1;
+        let ingress = Ingress {
+            leg: LegSide::Teams,
+            socket: SocketRole::Rtp,
+            from: addr(TEAMS_PEER),
+        };
+        let action = forward_step(&mut p, ingress, &mut buf, len, t(0));
+        assert_eq!(action, Action::Drop(DropReason::SrtpAuth));
+        let stats = p.teams.counters.snapshot();
+        assert_eq!((stats.srtp_auth_failures, stats.dropped), (1, 1));
+    }
+
+    #[test]
+    fn rtcp_from_carrier_port_goes_muxed_and_encrypted_to_teams() {
+        let mut p = pair(LatchingMode::Off);
+        p.teams.srtp_out = Some(SrtpStream::new(&keys(9)));
+        let (mut buf, len) = rtcp_rr();
+        let ingress = Ingress {
+            leg: LegSide::Carrier,
+            socket: SocketRole::Rtcp,
+            from: addr(CARRIER_PEER + 1),
+        };
+        let Action::Forward {
+            leg, socket, to, len: out_len,
+        } = forward_step(&mut p, ingress, &mut buf, len, t(0))
+        else {
+            panic!("not forwarded");
+        };
+        assert_eq!((leg, socket, to), (LegSide::Teams, SocketRole::Rtp, addr(TEAMS_PEER)));
+        assert_eq!(out_len, len + 4 + 10, "SRTCP index and 80-bit tag");
+        let mut receiver = SrtpStream::new(&keys(9));
+        assert_eq!(receiver.unprotect_rtcp(&mut buf, out_len), Ok(len));
+        assert_eq!(&buf[..8], &[0x80, 201, 0, 1, 0xaa, 0xbb, 0xcc, 0xdd]);
+    }
+
+    #[test]
+    fn rtcp_from_teams_goes_to_carrier_rtcp_port() {
+        let mut p = pair(LatchingMode::Off);
+        let (mut buf, len) = rtcp_rr();
+        let ingress = Ingress {
+            leg: LegSide::Teams,
+            socket: SocketRole::Rtp,
+            from: addr(TEAMS_PEER),
+        };
+        let action = forward_step(&mut p, ingress, &mut buf, len, t(0));
+        assert_eq!(
+            action,
+            Action::Forward {
+                leg: LegSide::Carrier,
+                socket: SocketRole::Rtcp,
+                to: addr(CARRIER_PEER + 1),
+                len
+            }
+        );
+        assert_eq!(p.teams.counters.snapshot().rtcp_rx_packets, 1);
+    }
+
+    #[test]
+    fn learn_latching_moves_remote_after_n_packets() {
+        let mut p = pair(LatchingMode::Learn { after_packets: 2 });
+        p.teams.set_remote(addr(TEAMS_PEER), None, true);
+        // Media from the Teams side goes to the signalled carrier address until latching.
+        let send_from_teams = |p: &mut LegPair| {
+            let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
+            let ingress = Ingress {
+                leg: LegSide::Teams,
+                socket: SocketRole::Rtp,
+                from: addr(TEAMS_PEER),
+            };
+            match forward_step(p, ingress, &mut buf, len, t(0)) {
+                Action::Forward { to, .. } => to,
+                other => panic!("{other:?}"),
+            }
+        };
+        assert_eq!(send_from_teams(&mut p), addr(CARRIER_PEER));
+        for seq in 0..2 {
+            let (mut buf, len) = rtp_packet(0, seq, &[0; 20]);
+            forward_step(&mut p, from_carrier(7100), &mut buf, len, t(0));
+        }
+        assert_eq!(p.carrier.notice.take(), Some(LegNotice::Latched(addr(7100))));
+        assert_eq!(send_from_teams(&mut p), addr(7100));
+    }
+
+    #[test]
+    fn strict_latching_drops_other_sources() {
+        let mut p = pair(LatchingMode::Strict { after_packets: 1 });
+        let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
+        assert!(matches!(
+            forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(0)),
+            Action::Forward { .. }
+        ));
+        let (mut buf, len) = rtp_packet(0, 2, &[0; 20]);
+        assert_eq!(
+            forward_step(&mut p, from_carrier(6666), &mut buf, len, t(0)),
+            Action::Drop(DropReason::Latching)
+        );
+    }
+
+    #[test]
+    fn garbage_and_unexpected_stun_are_dropped() {
+        let mut p = pair(LatchingMode::Off);
+        let mut buf = [0u8; PACKET_BUFFER_LEN];
+        buf[..4].copy_from_slice(&[0x17, 3, 3, 0]);
+        assert_eq!(
+            forward_step(&mut p, from_carrier(1), &mut buf, 4, t(0)),
+            Action::Drop(DropReason::Malformed)
+        );
+        buf[..20].copy_from_slice(&[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        assert_eq!(
+            forward_step(&mut p, from_carrier(1), &mut buf, 20, t(0)),
+            Action::Drop(DropReason::Stun)
+        );
+        assert_eq!(
+            forward_step(&mut p, from_carrier(1), &mut buf, PACKET_BUFFER_LEN, t(0)),
+            Action::Drop(DropReason::Malformed)
+        );
+        assert_eq!(p.carrier.counters.snapshot().dropped, 3);
+    }
+
+    #[test]
+    fn no_remote_yet_drops() {
+        let mut p = pair(LatchingMode::Off);
+        p.teams.remote_rtp = None;
+        let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
+        assert_eq!(
+            forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(0)),
+            Action::Drop(DropReason::NoRemote)
+        );
+    }
+
+    #[test]
+    fn loss_and_jitter_are_published() {
+        let mut p = pair(LatchingMode::Off);
+        for seq in [1u16, 2, 3, 6, 7] {
+            let (mut buf, len) = rtp_packet(0, seq, &[0; 160]);
+            forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(seq as u64 * 20));
+        }
+        let s = p.carrier.counters.snapshot();
+        assert_eq!(s.lost, 2);
+        assert_eq!(s.jitter, 0);
+    }
+}

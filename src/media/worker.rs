@@ -173,6 +173,11 @@ impl Worker {
                     return;
                 }
             };
+            // Commands first: a command queued before a packet was sent (a re-key, a new
+            // remote) then always applies to that packet.
+            if !self.apply_commands() {
+                return;
+            }
             for event in &events[..ready] {
                 let token = event.u64;
                 if token == WAKE_TOKEN {
@@ -180,9 +185,6 @@ impl Worker {
                 } else {
                     self.service_socket(token);
                 }
-            }
-            if !self.apply_commands() {
-                return;
             }
             let now = self.now().millis;
             if now.saturating_sub(last_tick) >= self.tick_millis {
