@@ -556,3 +556,142 @@ fn five_thousand_sessions_fit_the_fd_budget() {
     }
     relay.wait_metric("media_sessions_active 0");
 }
+
+mod ice_lite {
+    //! Rows 50-52: ICE-lite through real sockets. Checks are built with the `stun` crate
+    //! the way a full, controlling Teams agent sends them.
+
+    use super::*;
+    use stun::attributes::{ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME, ATTR_USE_CANDIDATE};
+    use stun::fingerprint::FINGERPRINT;
+    use stun::integrity::MessageIntegrity;
+    use stun::message::{Getter, Message, Setter, BINDING_REQUEST, BINDING_SUCCESS};
+    use stun::textattrs::TextAttribute;
+    use stun::xoraddr::XorMappedAddress;
+
+    const UFRAG: &str = "sbcU";
+    const PWD: &str = "sbcPasswordOf22Chars00";
+    const TEAMS_UFRAG: &str = "teamsU";
+
+    fn check(pwd: &str, priority: u32, use_candidate: bool) -> Message {
+        let mut m = Message::new();
+        m.typ = BINDING_REQUEST;
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        TextAttribute::new(ATTR_USERNAME, format!("{UFRAG}:{TEAMS_UFRAG}"))
+            .add_to(&mut m)
+            .unwrap();
+        m.add(ATTR_PRIORITY, &priority.to_be_bytes());
+        m.add(ATTR_ICE_CONTROLLING, &[9; 8]);
+        // Microsoft vendor attributes (row 51): comprehension-optional, ignored.
+        m.add(stun::attributes::AttrType(0x8070), &[0, 0, 0, 1]);
+        if use_candidate {
+            m.add(ATTR_USE_CANDIDATE, &[]);
+        }
+        MessageIntegrity::new_short_term_integrity(pwd.to_string())
+            .add_to(&mut m)
+            .unwrap();
+        FINGERPRINT.add_to(&mut m).unwrap();
+        m
+    }
+
+    /// Sends a check and returns the verified XOR-MAPPED-ADDRESS of the response.
+    fn answered(agent: &UdpSocket, to: SocketAddr, request: &Message) -> SocketAddr {
+        agent.send_to(&request.raw, to).unwrap();
+        let (bytes, from) = recv(agent);
+        assert_eq!(from, to, "answered from the checked address");
+        let mut response = Message::new();
+        response.unmarshal_binary(&bytes).unwrap();
+        assert_eq!(response.typ, BINDING_SUCCESS);
+        assert_eq!(response.transaction_id, request.transaction_id);
+        MessageIntegrity::new_short_term_integrity(PWD.to_string())
+            .check(&mut response)
+            .expect("integrity with our ice-pwd");
+        FINGERPRINT.check(&response).expect("fingerprint");
+        let mut mapped = XorMappedAddress::default();
+        mapped.get_from(&response).unwrap();
+        SocketAddr::new(mapped.ip, mapped.port)
+    }
+
+    #[test]
+    fn checks_from_forks_are_answered_and_use_candidate_moves_media() {
+        let bind = ip(11);
+        let mut relay = Relay::start(settings(bind, LatchingMode::Off));
+        let carrier = endpoint(bind);
+        let signalled = endpoint(bind);
+        let fork1 = endpoint(bind);
+        let fork2 = endpoint(bind);
+        let s = connect(&relay, &carrier, None, &signalled);
+        relay
+            .handle
+            .enable_ice_lite(s.id, LegSide::Teams, UFRAG, PWD, Some(TEAMS_UFRAG))
+            .unwrap();
+        let teams_port = s.teams.rtp;
+        assert_eq!(
+            answered(&fork1, teams_port, &check(PWD, 100, false)),
+            fork1.local_addr().unwrap()
+        );
+        assert_eq!(
+            answered(&fork2, teams_port, &check(PWD, 200, false)),
+            fork2.local_addr().unwrap()
+        );
+        // A check with the wrong password gets no answer: the next reply fork1 sees is
+        // to its following, valid check.
+        let wrong = check("wrongPasswordOf22Chars", 300, false);
+        fork1.send_to(&wrong.raw, teams_port).unwrap();
+        let valid = check(PWD, 100, false);
+        assert_eq!(answered(&fork1, teams_port, &valid), fork1.local_addr().unwrap());
+
+        // Before nomination media goes to the highest-priority checked pair (fork2).
+        carrier
+            .send_to(&rtp(0, 1, 1, &payload(1)), s.carrier.rtp)
+            .unwrap();
+        assert_eq!(recv(&fork2).0, rtp(0, 1, 1, &payload(1)));
+
+        // fork1 nominates: media moves there.
+        answered(&fork1, teams_port, &check(PWD, 100, true));
+        let event = relay.wait_event(|e| matches!(e, MediaEvent::IceNominated { .. }));
+        assert_eq!(
+            event,
+            MediaEvent::IceNominated {
+                session: s.id,
+                leg: LegSide::Teams,
+                remote: fork1.local_addr().unwrap()
+            }
+        );
+        carrier
+            .send_to(&rtp(0, 2, 1, &payload(2)), s.carrier.rtp)
+            .unwrap();
+        assert_eq!(recv(&fork1).0, rtp(0, 2, 1, &payload(2)));
+        // Media from the other fork still reaches the carrier (early media, forking).
+        fork2
+            .send_to(&rtp(0, 7, 3, b"fork2"), teams_port)
+            .unwrap();
+        assert_eq!(recv(&carrier).0, rtp(0, 7, 3, b"fork2"));
+        // ...but does not move our sending address away from the nominated pair.
+        carrier
+            .send_to(&rtp(0, 3, 1, &payload(3)), s.carrier.rtp)
+            .unwrap();
+        assert_eq!(recv(&fork1).0, rtp(0, 3, 1, &payload(3)));
+        let stats = relay.handle.stats(s.id).unwrap();
+        assert_eq!(stats.teams.stun_answered, 4);
+        relay.wait_metric("media_ice_checks_answered_total 4");
+        relay.wait_metric("media_packets_dropped_total{reason=\"stun\"} 1");
+    }
+
+    #[test]
+    fn stun_on_a_leg_without_ice_is_dropped() {
+        let bind = ip(12);
+        let relay = Relay::start(settings(bind, LatchingMode::Off));
+        let carrier = endpoint(bind);
+        let teams = endpoint(bind);
+        let s = connect(&relay, &carrier, None, &teams);
+        teams
+            .send_to(&check(PWD, 1, true).raw, s.teams.rtp)
+            .unwrap();
+        teams.send_to(&rtp(0, 1, 1, b"after"), s.teams.rtp).unwrap();
+        assert_eq!(recv(&carrier).0, rtp(0, 1, 1, b"after"));
+        let stats = relay.handle.stats(s.id).unwrap();
+        assert_eq!((stats.teams.dropped, stats.teams.stun_answered), (1, 0));
+    }
+}
