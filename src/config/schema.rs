@@ -193,6 +193,10 @@ pub struct TeamsProxyDetailed {
     /// Only for tests against plain-TCP tools such as SIPp; Teams itself speaks TLS only.
     #[serde(default = "default_tls")]
     pub transport: TransportKind,
+    /// Name sent as SNI and checked in the proxy's certificate when `address` is an IP
+    /// (a local stand-in); defaults to the host of `address`.
+    #[serde(default)]
+    pub tls_name: Option<String>,
 }
 
 impl TeamsProxy {
@@ -206,6 +210,12 @@ impl TeamsProxy {
         match self {
             TeamsProxy::Address(_) => TransportKind::Tls,
             TeamsProxy::Detailed(d) => d.transport,
+        }
+    }
+    pub fn tls_name(&self) -> Option<&str> {
+        match self {
+            TeamsProxy::Address(_) => None,
+            TeamsProxy::Detailed(d) => d.tls_name.as_deref(),
         }
     }
 }

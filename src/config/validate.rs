@@ -322,6 +322,11 @@ fn teams(config: &Config, r: &mut Report) {
         if let Err(e) = check_host_port(p.address()) {
             r.error(&field, e);
         }
+        if let Some(name) = p.tls_name() {
+            if let Err(e) = check_dns_name(name) {
+                r.error(&format!("teams.proxies[{i}].tls_name"), e);
+            }
+        }
         if p.transport() == TransportKind::Udp {
             r.error(
                 &format!("teams.proxies[{i}].transport"),

@@ -20,8 +20,10 @@ pub fn init_logging(format: LogFormat, level: &str) -> Result<(), String> {
             .parse(level)
             .map_err(|e| format!("log level {level:?}: {e}"))?,
     };
+    use std::io::IsTerminal;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr);
     let result = match format {
         LogFormat::Text => builder.try_init(),
