@@ -66,7 +66,10 @@ impl Relay {
             if text.contains(line) {
                 return;
             }
-            assert!(Instant::now() < deadline, "metric {line:?} never seen in:\n{text}");
+            assert!(
+                Instant::now() < deadline,
+                "metric {line:?} never seen in:\n{text}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -159,7 +162,13 @@ fn connect(
         .unwrap();
     relay
         .handle
-        .set_remote(s.id, LegSide::Teams, teams.local_addr().unwrap(), None, true)
+        .set_remote(
+            s.id,
+            LegSide::Teams,
+            teams.local_addr().unwrap(),
+            None,
+            true,
+        )
         .unwrap();
     s
 }
@@ -184,7 +193,11 @@ fn exchange_both_ways(batch_io: bool, bind: IpAddr) {
         .unwrap();
     relay
         .handle
-        .set_payload_map(s.id, MapDirection::TeamsToCarrier, &[PayloadMapping::new(96, 101)])
+        .set_payload_map(
+            s.id,
+            MapDirection::TeamsToCarrier,
+            &[PayloadMapping::new(96, 101)],
+        )
         .unwrap();
     const N: u16 = 20;
     for seq in 0..N {
@@ -208,14 +221,25 @@ fn exchange_both_ways(batch_io: bool, bind: IpAddr) {
     }
     let stats = relay.handle.stats(s.id).unwrap();
     let bytes = N as u64 * 172;
-    assert_eq!((stats.carrier.rx_packets, stats.carrier.rx_bytes), (N as u64, bytes));
-    assert_eq!((stats.teams.tx_packets, stats.teams.tx_bytes), (N as u64, bytes));
-    assert_eq!((stats.teams.rx_packets, stats.carrier.tx_packets), (N as u64, N as u64));
+    assert_eq!(
+        (stats.carrier.rx_packets, stats.carrier.rx_bytes),
+        (N as u64, bytes)
+    );
+    assert_eq!(
+        (stats.teams.tx_packets, stats.teams.tx_bytes),
+        (N as u64, bytes)
+    );
+    assert_eq!(
+        (stats.teams.rx_packets, stats.carrier.tx_packets),
+        (N as u64, N as u64)
+    );
     assert_eq!((stats.carrier.lost, stats.teams.lost), (0, 0));
     assert!(stats.carrier.last_rx_millis.is_some());
     relay.wait_metric("media_packets_total{direction=\"carrier_to_teams\"} 20");
     relay.wait_metric("media_packets_total{direction=\"teams_to_carrier\"} 20");
-    relay.wait_metric(&format!("media_bytes_total{{direction=\"carrier_to_teams\"}} {bytes}"));
+    relay.wait_metric(&format!(
+        "media_bytes_total{{direction=\"carrier_to_teams\"}} {bytes}"
+    ));
     relay.wait_metric("media_sessions_active 1");
     relay.wait_metric("media_legs_active 2");
     relay.handle.remove_session(s.id).unwrap();
@@ -245,10 +269,22 @@ fn rtp_to_srtp_and_back_through_two_sessions() {
     let a = relay.handle.create_session("carrier", "teams").unwrap();
     let b = relay.handle.create_session("carrier", "teams").unwrap();
     let h = &relay.handle;
-    h.set_remote(a.id, LegSide::Carrier, caller.local_addr().unwrap(), None, false)
-        .unwrap();
-    h.set_remote(b.id, LegSide::Carrier, callee.local_addr().unwrap(), None, false)
-        .unwrap();
+    h.set_remote(
+        a.id,
+        LegSide::Carrier,
+        caller.local_addr().unwrap(),
+        None,
+        false,
+    )
+    .unwrap();
+    h.set_remote(
+        b.id,
+        LegSide::Carrier,
+        callee.local_addr().unwrap(),
+        None,
+        false,
+    )
+    .unwrap();
     // A's Teams leg sends to the wire tap, which passes packets on to B's Teams leg.
     h.set_remote(a.id, LegSide::Teams, wire.local_addr().unwrap(), None, true)
         .unwrap();
@@ -298,7 +334,10 @@ fn srtp_packet_with_bad_tag_is_dropped_and_counted() {
         .unwrap();
     let mut sender = oracle(7);
     let good1 = sender.encrypt_rtp(&rtp(0, 1, 5, &payload(1))).unwrap();
-    let mut bad = sender.encrypt_rtp(&rtp(0, 2, 5, &payload(2))).unwrap().to_vec();
+    let mut bad = sender
+        .encrypt_rtp(&rtp(0, 2, 5, &payload(2)))
+        .unwrap()
+        .to_vec();
     let last = bad.len() - 1;
     bad[last] ^= 0x40;
     let good3 = sender.encrypt_rtp(&rtp(0, 3, 5, &payload(3))).unwrap();
@@ -327,8 +366,13 @@ fn rekey_mid_stream_restarts_rollover_counter_and_media_continues() {
     let teams = endpoint(bind);
     let s = connect(&relay, &carrier, None, &teams);
     let h = &relay.handle;
-    h.set_srtp(s.id, LegSide::Teams, Some(srtp_keys(20)), Some(srtp_keys(21)))
-        .unwrap();
+    h.set_srtp(
+        s.id,
+        LegSide::Teams,
+        Some(srtp_keys(20)),
+        Some(srtp_keys(21)),
+    )
+    .unwrap();
     let mut receiver = oracle(21);
     let mut sender = oracle(20);
     let seqs: Vec<u16> = (65530..=65535).chain(0..5).collect();
@@ -344,8 +388,13 @@ fn rekey_mid_stream_restarts_rollover_counter_and_media_continues() {
             .unwrap();
         assert_eq!(recv(&carrier).0, up);
     }
-    h.set_srtp(s.id, LegSide::Teams, Some(srtp_keys(30)), Some(srtp_keys(31)))
-        .unwrap();
+    h.set_srtp(
+        s.id,
+        LegSide::Teams,
+        Some(srtp_keys(30)),
+        Some(srtp_keys(31)),
+    )
+    .unwrap();
     let mut fresh_receiver = oracle(31);
     let mut fresh_sender = oracle(30);
     for seq in 5..15u16 {
@@ -360,7 +409,11 @@ fn rekey_mid_stream_restarts_rollover_counter_and_media_continues() {
         teams
             .send_to(&fresh_sender.encrypt_rtp(&up).unwrap(), s.teams.rtp)
             .unwrap();
-        assert_eq!(recv(&carrier).0, up, "inbound context restarted at ROC 0 too");
+        assert_eq!(
+            recv(&carrier).0,
+            up,
+            "inbound context restarted at ROC 0 too"
+        );
     }
     assert_eq!(h.stats(s.id).unwrap().teams.srtp_auth_failures, 0);
 }
@@ -396,7 +449,11 @@ fn strict_latching_drops_packets_from_another_source() {
     carrier
         .send_to(&rtp(0, 4, 1, &payload(4)), s.carrier.rtp)
         .unwrap();
-    assert_eq!(recv(&teams).0, rtp(0, 4, 1, &payload(4)), "intruder's packet dropped");
+    assert_eq!(
+        recv(&teams).0,
+        rtp(0, 4, 1, &payload(4)),
+        "intruder's packet dropped"
+    );
     // Media back from Teams goes to the latched source, not the signalled address.
     teams.send_to(&rtp(0, 1, 2, b"back"), s.teams.rtp).unwrap();
     assert_eq!(recv(&carrier).0, rtp(0, 1, 2, b"back"));
@@ -416,7 +473,12 @@ fn carrier_rtcp_port_is_muxed_as_srtcp_towards_teams() {
     let s = connect(&relay, &carrier, Some(&carrier_rtcp), &teams);
     relay
         .handle
-        .set_srtp(s.id, LegSide::Teams, Some(srtp_keys(40)), Some(srtp_keys(41)))
+        .set_srtp(
+            s.id,
+            LegSide::Teams,
+            Some(srtp_keys(40)),
+            Some(srtp_keys(41)),
+        )
         .unwrap();
     // Sender report: header, SSRC, NTP, RTP ts, counts (28 bytes).
     let mut sr = vec![0x80, 200, 0, 6];
@@ -439,7 +501,10 @@ fn carrier_rtcp_port_is_muxed_as_srtcp_towards_teams() {
     assert_eq!(from, s.carrier.rtcp, "sent from the carrier RTCP port");
     assert_eq!(plain, rr);
     let stats = relay.handle.stats(s.id).unwrap();
-    assert_eq!((stats.carrier.rtcp_rx_packets, stats.teams.rtcp_rx_packets), (1, 1));
+    assert_eq!(
+        (stats.carrier.rtcp_rx_packets, stats.teams.rtcp_rx_packets),
+        (1, 1)
+    );
 }
 
 #[test]
@@ -468,7 +533,13 @@ fn inactivity_is_reported_and_hold_suppresses_it() {
     // be queued.
     while let Ok(e) = relay.events.try_recv() {
         assert!(
-            !matches!(e, MediaEvent::Inactive { leg: LegSide::Teams, .. }),
+            !matches!(
+                e,
+                MediaEvent::Inactive {
+                    leg: LegSide::Teams,
+                    ..
+                }
+            ),
             "held leg reported"
         );
     }
@@ -505,7 +576,13 @@ fn sessions_get_distinct_ports_and_release_them() {
         .collect();
     let mut ports: Vec<u16> = sessions
         .iter()
-        .flat_map(|s| [s.carrier.rtp.port(), s.carrier.rtcp.port(), s.teams.rtp.port()])
+        .flat_map(|s| {
+            [
+                s.carrier.rtp.port(),
+                s.carrier.rtcp.port(),
+                s.teams.rtp.port(),
+            ]
+        })
         .collect();
     ports.sort();
     ports.dedup();
@@ -562,7 +639,9 @@ mod ice_lite {
     //! the way a full, controlling Teams agent sends them.
 
     use super::*;
-    use stun::attributes::{ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME, ATTR_USE_CANDIDATE};
+    use stun::attributes::{
+        ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME, ATTR_USE_CANDIDATE,
+    };
     use stun::fingerprint::FINGERPRINT;
     use stun::integrity::MessageIntegrity;
     use stun::message::{Getter, Message, Setter, BINDING_REQUEST, BINDING_SUCCESS};
@@ -640,7 +719,10 @@ mod ice_lite {
         let wrong = check("wrongPasswordOf22Chars", 300, false);
         fork1.send_to(&wrong.raw, teams_port).unwrap();
         let valid = check(PWD, 100, false);
-        assert_eq!(answered(&fork1, teams_port, &valid), fork1.local_addr().unwrap());
+        assert_eq!(
+            answered(&fork1, teams_port, &valid),
+            fork1.local_addr().unwrap()
+        );
 
         // Before nomination media goes to the highest-priority checked pair (fork2).
         carrier
@@ -664,9 +746,7 @@ mod ice_lite {
             .unwrap();
         assert_eq!(recv(&fork1).0, rtp(0, 2, 1, &payload(2)));
         // Media from the other fork still reaches the carrier (early media, forking).
-        fork2
-            .send_to(&rtp(0, 7, 3, b"fork2"), teams_port)
-            .unwrap();
+        fork2.send_to(&rtp(0, 7, 3, b"fork2"), teams_port).unwrap();
         assert_eq!(recv(&carrier).0, rtp(0, 7, 3, b"fork2"));
         // ...but does not move our sending address away from the nominated pair.
         carrier

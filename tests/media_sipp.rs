@@ -14,9 +14,7 @@ use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use teams_sbc::media::{
-    InterfaceSettings, LatchingMode, LegSide, MediaEngine, MediaSettings,
-};
+use teams_sbc::media::{InterfaceSettings, LatchingMode, LegSide, MediaEngine, MediaSettings};
 
 const RELAY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 33, 1);
 const UAC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 33, 2);
@@ -45,9 +43,7 @@ fn require_sipp() {
 fn write_pcmu_pcap(path: &Path, packets: u32) {
     let mut out = Vec::new();
     // Global header: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, linktype Ethernet.
-    for word in [0xa1b2_c3d4u32] {
-        out.extend_from_slice(&word.to_le_bytes());
-    }
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
     out.extend_from_slice(&2u16.to_le_bytes());
     out.extend_from_slice(&4u16.to_le_bytes());
     out.extend_from_slice(&0i32.to_le_bytes());

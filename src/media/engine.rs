@@ -280,7 +280,10 @@ impl MediaHandle {
             (teams_if, teams_port),
         ];
         let id = SessionId(self.shared.next_id.fetch_add(1, Ordering::Relaxed));
-        let counters = [Arc::new(LegCounters::default()), Arc::new(LegCounters::default())];
+        let counters = [
+            Arc::new(LegCounters::default()),
+            Arc::new(LegCounters::default()),
+        ];
         let now = self.shared.epoch.elapsed().as_millis() as u64;
         let pair = LegPair {
             carrier: LegState::new(
@@ -290,7 +293,13 @@ impl MediaHandle {
                 counters[0].clone(),
                 now,
             ),
-            teams: LegState::new(LegSide::Teams, LatchingMode::Off, false, counters[1].clone(), now),
+            teams: LegState::new(
+                LegSide::Teams,
+                LatchingMode::Off,
+                false,
+                counters[1].clone(),
+                now,
+            ),
         };
         let worker = self.least_loaded_worker();
         let setup = SessionSetup {
@@ -343,7 +352,9 @@ impl MediaHandle {
 
     fn send(&self, worker: usize, command: Command) -> Result<(), MediaError> {
         let link = self.shared.workers.get(worker).ok_or(MediaError::Stopped)?;
-        link.commands.send(command).map_err(|_| MediaError::Stopped)?;
+        link.commands
+            .send(command)
+            .map_err(|_| MediaError::Stopped)?;
         link.waker.signal();
         Ok(())
     }

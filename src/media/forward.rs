@@ -416,12 +416,18 @@ mod tests {
             from: addr(CARRIER_PEER + 1),
         };
         let Action::Forward {
-            leg, socket, to, len: out_len,
+            leg,
+            socket,
+            to,
+            len: out_len,
         } = forward_step(&mut p, ingress, &mut buf, len, t(0))
         else {
             panic!("not forwarded");
         };
-        assert_eq!((leg, socket, to), (LegSide::Teams, SocketRole::Rtp, addr(TEAMS_PEER)));
+        assert_eq!(
+            (leg, socket, to),
+            (LegSide::Teams, SocketRole::Rtp, addr(TEAMS_PEER))
+        );
         assert_eq!(out_len, len + 4 + 10, "SRTCP index and 80-bit tag");
         let mut receiver = SrtpStream::new(&keys(9));
         assert_eq!(receiver.unprotect_rtcp(&mut buf, out_len), Ok(len));
@@ -472,7 +478,10 @@ mod tests {
             let (mut buf, len) = rtp_packet(0, seq, &[0; 20]);
             forward_step(&mut p, from_carrier(7100), &mut buf, len, t(0));
         }
-        assert_eq!(p.carrier.notice.take(), Some(LegNotice::Latched(addr(7100))));
+        assert_eq!(
+            p.carrier.notice.take(),
+            Some(LegNotice::Latched(addr(7100)))
+        );
         assert_eq!(send_from_teams(&mut p), addr(7100));
     }
 
@@ -500,7 +509,9 @@ mod tests {
             forward_step(&mut p, from_carrier(1), &mut buf, 4, t(0)),
             Action::Drop(DropReason::Malformed)
         );
-        buf[..20].copy_from_slice(&[0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
+        buf[..20].copy_from_slice(&[
+            0, 1, 0, 0, 0x21, 0x12, 0xa4, 0x42, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+        ]);
         assert_eq!(
             forward_step(&mut p, from_carrier(1), &mut buf, 20, t(0)),
             Action::Drop(DropReason::Stun)
@@ -528,7 +539,13 @@ mod tests {
         let mut p = pair(LatchingMode::Off);
         for seq in [1u16, 2, 3, 6, 7] {
             let (mut buf, len) = rtp_packet(0, seq, &[0; 160]);
-            forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(seq as u64 * 20));
+            forward_step(
+                &mut p,
+                from_carrier(CARRIER_PEER),
+                &mut buf,
+                len,
+                t(seq as u64 * 20),
+            );
         }
         let s = p.carrier.counters.snapshot();
         assert_eq!(s.lost, 2);

@@ -15,12 +15,12 @@ use tokio::sync::mpsc::UnboundedSender;
 use crate::media::cipher::SrtpStream;
 use crate::media::engine::{MediaEvent, SessionId};
 use crate::media::forward::{forward_step, Action, Ingress, PacketTime};
-use crate::media::inactivity::{InactivityChange, InactivityPolicy};
 use crate::media::ice::IceCredentials;
+use crate::media::inactivity::{InactivityChange, InactivityPolicy};
 use crate::media::leg::{IceLeg, LegNotice, LegPair, LegSide, SocketRole};
 use crate::media::metrics::{DropReason, MediaMetrics, WorkerTally};
 use crate::media::rtp::PayloadMap;
-use crate::media::sys::{from_sockaddr, to_sockaddr, EventFd, Epoll, PacketBatch};
+use crate::media::sys::{from_sockaddr, to_sockaddr, Epoll, EventFd, PacketBatch};
 
 /// Packets received per recvmmsg call.
 pub const BATCH: usize = 32;
