@@ -156,7 +156,7 @@ enum Route {
 enum Command {
     SendOptions {
         dest: Destination,
-        request: Message,
+        request: Box<Message>,
         reply: oneshot::Sender<PingOutcome>,
     },
     SendFailed(TxId),
@@ -321,7 +321,7 @@ impl SipCore {
                 reply,
             } => match self
                 .layer
-                .send_request(Instant::now(), request, Route::To(dest))
+                .send_request(Instant::now(), *request, Route::To(dest))
             {
                 Ok(id) => {
                     self.pending_pings.insert(id, reply);
@@ -504,7 +504,7 @@ impl OptionsSender for CoreSender {
                 addr: dest,
                 server_name,
             },
-            request,
+            request: Box::new(request),
             reply,
         };
         if self.commands.send(command).await.is_err() {
