@@ -164,9 +164,7 @@ impl MediaEngine {
         settings: MediaSettings,
         registry: &prometheus::Registry,
     ) -> Result<(MediaHandle, UnboundedReceiver<MediaEvent>), MediaError> {
-        if settings.interfaces.is_empty() {
-            return Err(MediaError::Settings("no media interface".into()));
-        }
+        settings.validate().map_err(MediaError::Settings)?;
         let metrics = MediaMetrics::register(registry)?;
         let epoch = Instant::now();
         let policy = InactivityPolicy {

@@ -1,5 +1,24 @@
-//! Media forwarding core: port pool, leg table, forwarding workers, per-leg stats,
-//! inactivity detection. Knows nothing of SIP.
+//! Media forwarding core: port pool, leg table, forwarding workers, SRTP/SRTCP, ICE-lite
+//! answering, per-leg statistics and inactivity detection. Knows nothing of SIP: the call
+//! layer drives it through [`MediaHandle`] and listens to [`MediaEvent`]s.
+//!
+//! Shape (docs/architecture.md, principle 3):
+//! * [`MediaEngine::start`] spawns `workers` std threads. Each worker owns an epoll set, the
+//!   sockets of the sessions assigned to it (least-loaded worker at creation) and a flat slot
+//!   table; an epoll token is `slot << 2 | socket`, so a packet finds its leg with two array
+//!   indexes, no map and no lock.
+//! * Per ready socket the worker receives up to 32 datagrams with `recvmmsg` into
+//!   preallocated 2 KiB buffers, runs [`forward_step`] on each in place (SRTP unprotect,
+//!   latching, loss/jitter, payload type rewrite, SRTP protect) and sends the results with
+//!   `sendmmsg`, one call per run of packets leaving the same socket. `batch_io: false`
+//!   falls back to `recvfrom`/`sendto`. Nothing on that path allocates or locks; counters
+//!   are atomics (per leg) and plain integers flushed into Prometheus once per batch.
+//! * Control calls bind sockets synchronously (so addresses come back at once), build SRTP
+//!   contexts off the packet path, and queue a command to the owning worker's channel plus
+//!   an eventfd wake-up. The worker applies commands between batches, before reading
+//!   sockets, so a command issued before a packet was sent applies to that packet.
+//! * Each session holds 3 sockets: carrier RTP + RTCP (even/odd pair) and one rtcp-mux Teams
+//!   port. 5,000 sessions = 15,000 fds (+2 per worker), inside a 20,000 open-file limit.
 
 pub mod ice;
 pub mod srtp;
@@ -14,6 +33,7 @@ pub mod rtp;
 pub mod settings;
 pub mod stats;
 pub mod sys;
+
 mod engine;
 mod ports;
 mod worker;

@@ -76,6 +76,37 @@ impl Default for MediaSettings {
 }
 
 impl MediaSettings {
+    /// Checks names are unique and port ranges usable; the message says what is wrong.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.interfaces.is_empty() {
+            return Err("no media interface".into());
+        }
+        for (n, i) in self.interfaces.iter().enumerate() {
+            if i.name.is_empty() {
+                return Err("media interface with an empty name".into());
+            }
+            if self.interfaces[..n].iter().any(|o| o.name == i.name) {
+                return Err(format!("media interface {:?} defined twice", i.name));
+            }
+            if i.port_min == 0 || i.port_min > i.port_max {
+                return Err(format!(
+                    "media interface {:?}: port range {}-{} is empty or starts at 0",
+                    i.name, i.port_min, i.port_max
+                ));
+            }
+            if i.port_max - i.port_min < 3 {
+                return Err(format!(
+                    "media interface {:?}: port range needs at least 4 ports",
+                    i.name
+                ));
+            }
+        }
+        if self.inactivity_timeout.is_zero() {
+            return Err("media inactivity timeout must be positive".into());
+        }
+        Ok(())
+    }
+
     pub fn worker_count(&self) -> usize {
         if self.workers > 0 {
             self.workers
@@ -84,5 +115,39 @@ impl MediaSettings {
                 .map(|n| n.get())
                 .unwrap_or(1)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    fn iface(name: &str, min: u16, max: u16) -> InterfaceSettings {
+        InterfaceSettings::new(name, IpAddr::V4(Ipv4Addr::LOCALHOST), min, max)
+    }
+
+    #[test]
+    fn validation_names_the_problem() {
+        let mut s = MediaSettings::default();
+        assert!(s.validate().unwrap_err().contains("no media interface"));
+        s.interfaces = vec![iface("carrier", 20000, 29999), iface("teams", 30000, 39999)];
+        assert_eq!(s.validate(), Ok(()));
+        s.interfaces.push(iface("teams", 40000, 40010));
+        assert!(s.validate().unwrap_err().contains("twice"));
+        s.interfaces.pop();
+        s.interfaces[0].port_min = 0;
+        assert!(s.validate().unwrap_err().contains("carrier"));
+        s.interfaces[0] = iface("carrier", 5000, 5001);
+        assert!(s.validate().unwrap_err().contains("at least 4"));
+    }
+
+    #[test]
+    fn advertised_defaults_to_bind_ip() {
+        let mut i = iface("teams", 1, 100);
+        assert_eq!(i.advertised(), IpAddr::V4(Ipv4Addr::LOCALHOST));
+        i.advertised_ip = Some(IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)));
+        assert_eq!(i.advertised(), IpAddr::V4(Ipv4Addr::new(203, 0, 113, 10)));
+        assert!(MediaSettings::default().worker_count() >= 1);
     }
 }
