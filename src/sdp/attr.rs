@@ -147,6 +147,18 @@ impl Codec<'_> {
     }
 }
 
+/// Payload type in `table` carrying the same codec as `codec`: `codec.pt` itself when it
+/// matches there, else the first match (RFC 3264 §6.1 asks answers to reuse offer numbers).
+pub(crate) fn matching_pt(table: &[Codec<'_>], codec: &Codec<'_>) -> Option<u8> {
+    if table
+        .iter()
+        .any(|c| c.pt == codec.pt && c.same_codec(codec))
+    {
+        return Some(codec.pt);
+    }
+    table.iter().find(|c| c.same_codec(codec)).map(|c| c.pt)
+}
+
 /// Parses `a=rtpmap:` value `<pt> <encoding>/<clock>[/<channels>]`.
 pub(crate) fn parse_rtpmap(value: &str) -> Option<Codec<'_>> {
     let (pt, rest) = leading_pt(value)?;

@@ -15,6 +15,9 @@ pub enum SdpError {
     /// More `m=` sections than `SdpLimits::max_media`.
     #[error("SDP has more than {limit} media sections")]
     TooManyMedia { limit: usize },
+    /// An `m=` line lists more formats than `SdpLimits::max_formats`.
+    #[error("SDP m= line has more than {limit} formats")]
+    TooManyFormats { limit: usize },
     /// The first line is not `v=0`.
     #[error("SDP does not start with v=0")]
     MissingVersion,
@@ -45,13 +48,15 @@ impl SdpError {
             SdpError::TooLarge { .. } => 413,
             SdpError::TooManyLines { .. }
             | SdpError::TooManyMedia { .. }
+            | SdpError::TooManyFormats { .. }
             | SdpError::MissingVersion
             | SdpError::BadLine { .. } => 400,
             SdpError::NoAudio
             | SdpError::MissingConnection
             | SdpError::NoCommonCodec
-            | SdpError::NoUsableCrypto
-            | SdpError::BypassNeedsIpv4 => 488,
+            | SdpError::NoUsableCrypto => 488,
+            // Our configuration, not the peer's SDP, is at fault.
+            SdpError::BypassNeedsIpv4 => 500,
         }
     }
 }

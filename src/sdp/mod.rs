@@ -53,6 +53,8 @@ pub struct SdpLimits {
     pub max_lines: usize,
     /// `m=` sections. Default 8.
     pub max_media: usize,
+    /// Formats on one `m=` line. Default 64. Bounds the per-format lookups of the rewrites.
+    pub max_formats: usize,
 }
 
 impl Default for SdpLimits {
@@ -61,6 +63,7 @@ impl Default for SdpLimits {
             max_bytes: 16 * 1024,
             max_lines: 256,
             max_media: 8,
+            max_formats: 64,
         }
     }
 }

@@ -2,6 +2,7 @@
 //! `Bytes` slice of the received body); only the lines the SBC reads are interpreted, on demand.
 
 use bytes::Bytes;
+use smallvec::SmallVec;
 
 use super::attr::{
     self, parse_candidate, parse_connection, parse_media_line, parse_origin, parse_rtcp,
@@ -15,14 +16,34 @@ use super::{SdpError, SdpLimits};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Line {
     kind: u8,
+    /// The value is valid UTF-8 (checked once, when the line was made).
+    is_text: bool,
+    /// For `a=` lines, position of the first `:` in the value (`u32::MAX` when none).
+    colon: u32,
     value: Bytes,
 }
 
+const NO_COLON: u32 = u32::MAX;
+
 impl Line {
-    pub(crate) fn new(kind: u8, value: impl Into<Bytes>) -> Line {
+    /// A line the SBC writes: text by construction.
+    pub(crate) fn new<T: AsRef<str> + Into<Bytes>>(kind: u8, value: T) -> Line {
+        let colon = attribute_colon(kind, value.as_ref().as_bytes());
         Line {
             kind,
+            is_text: true,
+            colon,
             value: value.into(),
+        }
+    }
+
+    /// A received line: checked for UTF-8 once here, so reading it later costs nothing.
+    fn received(kind: u8, value: Bytes) -> Line {
+        Line {
+            kind,
+            is_text: std::str::from_utf8(&value).is_ok(),
+            colon: attribute_colon(kind, &value),
+            value,
         }
     }
 
@@ -38,7 +59,13 @@ impl Line {
 
     /// The value as text; empty when the line is not UTF-8 (such lines are only ever copied).
     pub fn value(&self) -> &str {
-        std::str::from_utf8(&self.value).unwrap_or("")
+        if !self.is_text {
+            return "";
+        }
+        // SAFETY: `is_text` is true only when the value is a `str` by type (`Line::new`) or
+        // `std::str::from_utf8` accepted these exact bytes (`Line::received`); the fields are
+        // private and `Bytes` is immutable, so the bytes are still that valid UTF-8.
+        unsafe { std::str::from_utf8_unchecked(&self.value) }
     }
 
     /// For `a=` lines: attribute name and optional value (`a=rtcp-mux` -> `("rtcp-mux", None)`).
@@ -46,7 +73,16 @@ impl Line {
         if self.kind != b'a' {
             return None;
         }
-        Some(split_attribute(self.value()))
+        let text = self.value();
+        if self.colon == NO_COLON || !self.is_text {
+            return Some((text, None));
+        }
+        // `colon` indexes an ASCII ':' inside `text`, so both slices fall on char boundaries.
+        let colon = self.colon as usize;
+        match (text.get(..colon), text.get(colon + 1..)) {
+            (Some(name), Some(value)) => Some((name, Some(value))),
+            _ => Some(split_attribute(text)),
+        }
     }
 
     fn write_to(&self, out: &mut Vec<u8>) {
@@ -133,10 +169,7 @@ impl Sdp {
             if raw.iter().any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f) {
                 return Err(bad("control character"));
             }
-            let line = Line {
-                kind: raw[0],
-                value: input.slice(line_start + 2..content_end),
-            };
+            let line = Line::received(raw[0], input.slice(line_start + 2..content_end));
             if !seen_version {
                 if line.kind != b'v' || line.value_bytes() != b"0" {
                     return Err(SdpError::MissingVersion);
@@ -149,8 +182,13 @@ impl Sdp {
             match line.kind {
                 b'v' => return Err(bad("second v= line")),
                 b'm' => {
-                    if text.and_then(parse_media_line).is_none() {
+                    let Some(media_line) = text.and_then(parse_media_line) else {
                         return Err(bad("malformed m= line"));
+                    };
+                    if media_line.formats.split_ascii_whitespace().count() > limits.max_formats {
+                        return Err(SdpError::TooManyFormats {
+                            limit: limits.max_formats,
+                        });
                     }
                     if sdp.media.len() >= limits.max_media {
                         return Err(SdpError::TooManyMedia {
@@ -386,8 +424,51 @@ impl MediaSection {
 
     /// Payload types of the `m=` line with their codec (when known) and fmtp, in order.
     pub fn payloads(&self) -> impl Iterator<Item = (u8, Option<Codec<'_>>, Option<&str>)> {
-        self.payload_types()
-            .map(|pt| (pt, self.codec(pt), self.fmtp(pt)))
+        // One pass over the attributes instead of one per payload type.
+        let mut rtpmaps: SmallVec<[Codec<'_>; 16]> = SmallVec::new();
+        let mut fmtps: SmallVec<[(u8, &str); 16]> = SmallVec::new();
+        for (name, value) in self.attributes() {
+            match (name, value) {
+                ("rtpmap", Some(v)) => rtpmaps.extend(parse_rtpmap(v)),
+                ("fmtp", Some(v)) => fmtps.extend(attr::leading_pt(v)),
+                _ => {}
+            }
+        }
+        self.payload_types().map(move |pt| {
+            let codec = rtpmaps
+                .iter()
+                .find(|c| c.pt == pt)
+                .copied()
+                .or_else(|| static_codec(pt));
+            let fmtp = fmtps
+                .iter()
+                .find(|(p, _)| *p == pt)
+                .map(|(_, f)| f.trim_end());
+            (pt, codec, fmtp)
+        })
+    }
+
+    /// Codecs of the `m=` line in order, each payload type once, unknown ones left out.
+    pub fn codecs(&self) -> SmallVec<[Codec<'_>; 16]> {
+        let mut rtpmaps: SmallVec<[Codec<'_>; 16]> = SmallVec::new();
+        for (name, value) in self.attributes() {
+            if let ("rtpmap", Some(v)) = (name, value) {
+                rtpmaps.extend(parse_rtpmap(v));
+            }
+        }
+        let mut out: SmallVec<[Codec<'_>; 16]> = SmallVec::new();
+        for pt in self.payload_types() {
+            if out.iter().any(|c| c.pt == pt) {
+                continue;
+            }
+            let codec = rtpmaps
+                .iter()
+                .find(|c| c.pt == pt)
+                .copied()
+                .or_else(|| static_codec(pt));
+            out.extend(codec);
+        }
+        out
     }
 
     /// Well-formed `a=crypto` lines in order (malformed ones are skipped).
@@ -439,6 +520,15 @@ impl MediaSection {
         self.attribute("maxptime")
             .and_then(|v| v.trim().parse().ok())
     }
+}
+
+fn attribute_colon(kind: u8, value: &[u8]) -> u32 {
+    if kind != b'a' {
+        return NO_COLON;
+    }
+    memchr::memchr(b':', value)
+        .and_then(|i| u32::try_from(i).ok())
+        .unwrap_or(NO_COLON)
 }
 
 fn first_connection(lines: &[Line]) -> Option<Connection> {

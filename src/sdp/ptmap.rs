@@ -8,6 +8,7 @@
 
 use smallvec::SmallVec;
 
+use super::attr::matching_pt;
 use super::model::{MediaSection, Sdp};
 
 /// Payload type translation for one direction of one call.
@@ -21,28 +22,12 @@ impl PtMap {
     /// Maps each payload type of `sender_uses` to the payload type of `receiver_expects` with
     /// the same encoding, clock rate and channels (preferring the same number).
     pub fn between(sender_uses: &MediaSection, receiver_expects: &MediaSection) -> PtMap {
-        let mut pairs: SmallVec<[(u8, u8); 16]> = SmallVec::new();
-        for pt in sender_uses.payload_types() {
-            if pairs.iter().any(|(i, _)| *i == pt) {
-                continue;
-            }
-            let Some(codec) = sender_uses.codec(pt) else {
-                continue;
-            };
-            let matches = |p: u8| {
-                receiver_expects
-                    .codec(p)
-                    .is_some_and(|c| c.same_codec(&codec))
-            };
-            let target = if receiver_expects.payload_types().any(|p| p == pt) && matches(pt) {
-                Some(pt)
-            } else {
-                receiver_expects.payload_types().find(|p| matches(*p))
-            };
-            if let Some(target) = target {
-                pairs.push((pt, target));
-            }
-        }
+        let expected = receiver_expects.codecs();
+        let pairs = sender_uses
+            .codecs()
+            .iter()
+            .filter_map(|c| Some((c.pt, matching_pt(&expected, c)?)))
+            .collect();
         PtMap { pairs }
     }
 

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use smallvec::SmallVec;
 
-use super::attr::{leading_pt, Direction};
+use super::attr::{leading_pt, matching_pt, Direction};
 use super::crypto::{select_crypto, SdesKey, SrtpSuite};
 use super::model::{Line, MediaSection, Sdp};
 use super::{LegOrigin, SdpError};
@@ -552,15 +552,12 @@ fn offer_formats(
     section: &MediaSection,
     codecs: &CodecList,
 ) -> Result<SmallVec<[(u8, u8); 16]>, SdpError> {
-    let mut out: SmallVec<[(u8, u8); 16]> = SmallVec::new();
-    for pt in section.payload_types() {
-        if out.iter().any(|(o, _)| *o == pt) {
-            continue;
-        }
-        if section.codec(pt).is_some_and(|c| codecs.allows(c.encoding)) {
-            out.push((pt, pt));
-        }
-    }
+    let out: SmallVec<[(u8, u8); 16]> = section
+        .codecs()
+        .iter()
+        .filter(|c| codecs.allows(c.encoding))
+        .map(|c| (c.pt, c.pt))
+        .collect();
     if out.is_empty() {
         return Err(SdpError::NoCommonCodec);
     }
@@ -574,23 +571,12 @@ fn answer_formats(
     offer: &MediaSection,
     codecs: &CodecList,
 ) -> Result<SmallVec<[(u8, u8); 16]>, SdpError> {
+    let offered = offer.codecs();
     let mut out: SmallVec<[(u8, u8); 16]> = SmallVec::new();
-    for pt in answer.payload_types() {
-        let Some(codec) = answer.codec(pt) else {
-            continue;
-        };
-        if !codecs.allows(codec.encoding) || out.iter().any(|(_, s)| *s == pt) {
-            continue;
-        }
-        let offered_as = |p: u8| offer.codec(p).is_some_and(|o| o.same_codec(&codec));
-        let target = if offer.payload_types().any(|p| p == pt) && offered_as(pt) {
-            Some(pt)
-        } else {
-            offer.payload_types().find(|p| offered_as(*p))
-        };
-        if let Some(target) = target {
+    for codec in answer.codecs().iter().filter(|c| codecs.allows(c.encoding)) {
+        if let Some(target) = matching_pt(&offered, codec) {
             if !out.iter().any(|(o, _)| *o == target) {
-                out.push((target, pt));
+                out.push((target, codec.pt));
             }
         }
     }

@@ -882,6 +882,7 @@ fn limits_are_enforced() {
         max_bytes: 200,
         max_lines: 6,
         max_media: 1,
+        max_formats: 3,
     };
     let big = vec![b'a'; 201];
     assert_eq!(
@@ -901,6 +902,12 @@ fn limits_are_enforced() {
         Sdp::parse_with(&media, &limits).unwrap_err(),
         SdpError::TooManyMedia { limit: 1 }
     );
+    let formats = crlf("v=0\nm=audio 1 RTP/AVP 0 8 9 18\n");
+    assert_eq!(
+        Sdp::parse_with(&formats, &limits).unwrap_err(),
+        SdpError::TooManyFormats { limit: 3 }
+    );
+    assert!(Sdp::parse_with(&crlf("v=0\nm=audio 1 RTP/AVP 0 8 9\n"), &limits).is_ok());
     assert_eq!(SdpError::TooLarge { size: 1, limit: 0 }.sip_status(), 413);
 }
 
@@ -1136,7 +1143,13 @@ fn row47_no_duplicate_payload_type_in_any_output_property() {
                     produced += 1;
                     assert_well_formed_output(&out, towards_teams, &context);
                 }
-                Err(e) => assert_eq!(e.sip_status(), 488, "{e}: {context}"),
+                Err(e) => assert!(
+                    matches!(
+                        e,
+                        SdpError::NoAudio | SdpError::NoCommonCodec | SdpError::NoUsableCrypto
+                    ),
+                    "{e}: {context}"
+                ),
             }
         }
         if let Some(maps) = CallPtMaps::compute(&a_sdp, &b_sdp, &b_sdp, &a_sdp) {
