@@ -54,16 +54,27 @@ impl HeaderName {
     }
 
     /// Like [`HeaderName::from_wire`], but an unknown name is a slice of `buf` (no copy).
+    /// `range` must hold a token (the header line splitter guarantees it).
     pub(crate) fn from_wire_in(buf: &Bytes, range: std::ops::Range<usize>) -> HeaderName {
-        HeaderName::known(&buf[range.clone()])
+        HeaderName::known_token(&buf[range.clone()])
             .unwrap_or_else(|| HeaderName::Other(buf.slice(range)))
     }
 
     /// The known header for `name`, `None` for an extension header.
     pub fn known(name: &[u8]) -> Option<HeaderName> {
+        if !scan::is_token(name) {
+            return None;
+        }
+        HeaderName::known_token(name)
+    }
+
+    /// [`HeaderName::known`] for a name already checked to be a token: a token holds no
+    /// byte that `| 0x20` could fold onto a letter or `-` except the letter's other case.
+    #[inline]
+    pub(crate) fn known_token(name: &[u8]) -> Option<HeaderName> {
         use HeaderName::*;
-        let lower = |i: usize| name[i].to_ascii_lowercase();
-        let is = |canonical: &str| name.eq_ignore_ascii_case(canonical.as_bytes());
+        let lower = |i: usize| name[i] | 0x20;
+        let is = |canonical: &[u8]| eq_fold_token(name, canonical);
         let h = match name.len() {
             0 => return None,
             1 => match lower(0) {
@@ -84,58 +95,58 @@ impl HeaderName {
                 b'x' => SessionExpires,
                 _ => return None,
             },
-            2 if is("To") => To,
-            3 if is("Via") => Via,
+            2 if is(b"to") => To,
+            3 if is(b"via") => Via,
             4 => match lower(0) {
-                b'f' if is("From") => From,
-                b'c' if is("CSeq") => CSeq,
+                b'f' if is(b"from") => From,
+                b'c' if is(b"cseq") => CSeq,
                 _ => return None,
             },
             5 => match lower(0) {
-                b'r' if is("Route") => Route,
-                b'a' if is("Allow") => Allow,
-                b'e' if is("Event") => Event,
+                b'r' if is(b"route") => Route,
+                b'a' if is(b"allow") => Allow,
+                b'e' if is(b"event") => Event,
                 _ => return None,
             },
             6 => match lower(0) {
-                b'm' if is("Min-SE") => MinSe,
-                b's' if is("Server") => Server,
-                b'r' if is("Reason") => Reason,
+                b'm' if is(b"min-se") => MinSe,
+                b's' if is(b"server") => Server,
+                b'r' if is(b"reason") => Reason,
                 _ => return None,
             },
             7 => match lower(0) {
-                b'c' if is("Call-ID") => CallId,
-                b'c' if is("Contact") => Contact,
-                b'r' if is("Require") => Require,
-                b's' if is("Subject") => Subject,
-                b'p' if is("Privacy") => Privacy,
-                b'e' if is("Expires") => Expires,
+                b'c' if is(b"call-id") => CallId,
+                b'c' if is(b"contact") => Contact,
+                b'r' if is(b"require") => Require,
+                b's' if is(b"subject") => Subject,
+                b'p' if is(b"privacy") => Privacy,
+                b'e' if is(b"expires") => Expires,
                 _ => return None,
             },
             8 => match lower(0) {
-                b'r' if is("Refer-To") => ReferTo,
-                b'r' if is("Replaces") => Replaces,
-                b'x' if is("X-MS-SBC") => XMsSbc,
+                b'r' if is(b"refer-to") => ReferTo,
+                b'r' if is(b"replaces") => Replaces,
+                b'x' if is(b"x-ms-sbc") => XMsSbc,
                 _ => return None,
             },
-            9 if is("Supported") => Supported,
-            10 if is("User-Agent") => UserAgent,
+            9 if is(b"supported") => Supported,
+            10 if is(b"user-agent") => UserAgent,
             11 => match lower(0) {
-                b'r' if is("Referred-By") => ReferredBy,
-                b'r' if is("Retry-After") => RetryAfter,
+                b'r' if is(b"referred-by") => ReferredBy,
+                b'r' if is(b"retry-after") => RetryAfter,
                 _ => return None,
             },
             12 => match lower(0) {
-                b'm' if is("Max-Forwards") => MaxForwards,
-                b'r' if is("Record-Route") => RecordRoute,
-                b'c' if is("Content-Type") => ContentType,
-                b'a' if is("Allow-Events") => AllowEvents,
+                b'm' if is(b"max-forwards") => MaxForwards,
+                b'r' if is(b"record-route") => RecordRoute,
+                b'c' if is(b"content-type") => ContentType,
+                b'a' if is(b"allow-events") => AllowEvents,
                 _ => return None,
             },
-            14 if is("Content-Length") => ContentLength,
-            15 if is("Session-Expires") => SessionExpires,
-            16 if is("Content-Encoding") => ContentEncoding,
-            19 if is("P-Asserted-Identity") => PAssertedIdentity,
+            14 if is(b"content-length") => ContentLength,
+            15 if is(b"session-expires") => SessionExpires,
+            16 if is(b"content-encoding") => ContentEncoding,
+            19 if is(b"p-asserted-identity") => PAssertedIdentity,
             _ => return None,
         };
         Some(h)
@@ -216,6 +227,28 @@ impl HeaderName {
             (a, b) => a == b,
         }
     }
+}
+
+/// `name` (a token) equals the lower-case `canonical` ignoring ASCII case, compared eight
+/// bytes at a time: within a token, `| 0x20` only folds upper-case letters.
+#[inline]
+fn eq_fold_token(name: &[u8], canonical: &[u8]) -> bool {
+    if name.len() != canonical.len() {
+        return false;
+    }
+    let mut a = name.chunks_exact(8);
+    let mut b = canonical.chunks_exact(8);
+    for (x, y) in (&mut a).zip(&mut b) {
+        let x = u64::from_le_bytes([x[0], x[1], x[2], x[3], x[4], x[5], x[6], x[7]]);
+        let y = u64::from_le_bytes([y[0], y[1], y[2], y[3], y[4], y[5], y[6], y[7]]);
+        if x | 0x2020_2020_2020_2020 != y {
+            return false;
+        }
+    }
+    a.remainder()
+        .iter()
+        .zip(b.remainder())
+        .all(|(&x, &y)| x | 0x20 == y)
 }
 
 /// One parsed Via value.

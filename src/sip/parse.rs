@@ -2,8 +2,9 @@
 //!
 //! One pass over the buffer with `memchr`: the start line, then one logical header line
 //! at a time (folding accepted), recording ranges only. What RFC 3261 makes mandatory is
-//! validated here without allocation (Via, From, To, Call-ID, CSeq, Max-Forwards,
-//! Content-Length, Contact); every other header is only indexed and parsed on access.
+//! validated here without allocation (top Via, From/To structure, Call-ID, CSeq,
+//! Max-Forwards, Content-Length); every other header (Contact included) is only indexed
+//! and parsed on access, where a bad value is an `Err` for the caller to answer with 400.
 
 use std::ops::Range;
 
@@ -231,19 +232,15 @@ fn validate(
     let call_id = missing(seen.call_id)?;
     let cseq = missing(seen.cseq)?;
 
-    for entry in &headers[via..] {
-        if entry.name != HeaderName::Via {
-            continue;
-        }
-        let v = &buf[entry.value_range.clone()];
-        for element in ListIter::new(v) {
-            if scan::scan_via(&v[element]).is_none() {
-                return Err((ParseErrorKind::BadVia, entry.value_range.start));
-            }
-        }
+    // The top Via is what transactions match and responses route on; lower Vias are
+    // only copied back verbatim, so they are checked when read (`Message::vias`).
+    let top_via = &buf[headers[via].value_range.clone()];
+    let first = ListIter::new(top_via).next().unwrap_or(0..0);
+    if scan::scan_via(&top_via[first]).is_none() {
+        return Err((ParseErrorKind::BadVia, headers[via].value_range.start));
     }
     for i in [from, to] {
-        if scan::scan_name_addr(value(i)).is_none() {
+        if !scan::name_addr_shape_ok(value(i)) {
             return Err((ParseErrorKind::BadFromTo, headers[i].value_range.start));
         }
     }
@@ -277,17 +274,6 @@ fn validate(
                 ParseErrorKind::BadContentLength,
                 headers[i].value_range.start,
             ));
-        }
-    }
-    for entry in headers.iter().filter(|e| e.name == HeaderName::Contact) {
-        let v = &buf[entry.value_range.clone()];
-        if v == b"*" {
-            continue;
-        }
-        for element in ListIter::new(v) {
-            if scan::scan_name_addr(&v[element]).is_none() {
-                return Err((ParseErrorKind::BadHeaderLine, entry.value_range.start));
-            }
         }
     }
     Ok(())

@@ -76,19 +76,17 @@ fn is_hex(b: u8) -> bool {
 
 /// Checks `s` against a character table, accepting `%HH` escapes.
 fn all_escaped(s: &[u8], table: &[bool; 256]) -> bool {
+    // Fast path: most values carry no escape at all.
+    if s.iter().all(|&b| table[b as usize]) {
+        return true;
+    }
     let mut i = 0;
     while i < s.len() {
         let b = s[i];
-        if b == b'%' {
-            if i + 2 >= s.len() {
-                return false;
-            }
-            if !(is_hex(s[i + 1]) && is_hex(s[i + 2])) {
-                return false;
-            }
-            i += 3;
-        } else if table[b as usize] {
+        if table[b as usize] {
             i += 1;
+        } else if b == b'%' && i + 2 < s.len() && is_hex(s[i + 1]) && is_hex(s[i + 2]) {
+            i += 3;
         } else {
             return false;
         }
@@ -139,32 +137,24 @@ impl Iterator for ListIter<'_> {
         let s = self.s;
         let start = self.pos;
         let mut i = start;
-        let mut in_quotes = false;
-        let mut in_angle = false;
-        while i < s.len() {
-            let b = s[i];
-            if in_quotes {
-                if b == b'\\' {
-                    i += 1;
-                } else if b == b'"' {
-                    in_quotes = false;
+        // Jump between the only bytes that matter; quoted strings and `<...>` are skipped
+        // whole, so the work is linear in the value and mostly done by memchr.
+        while let Some(at) = memchr::memchr3(b',', b'"', b'<', &s[i..]) {
+            let at = i + at;
+            match s[at] {
+                b',' => {
+                    self.pos = at + 1;
+                    return Some(trim_lws(s, start..at));
                 }
-            } else if in_angle {
-                if b == b'>' {
-                    in_angle = false;
-                }
-            } else {
-                match b {
-                    b'"' => in_quotes = true,
-                    b'<' => in_angle = true,
-                    b',' => {
-                        self.pos = i + 1;
-                        return Some(trim_lws(s, start..i));
-                    }
-                    _ => {}
-                }
+                b'"' => match scan_quoted(s, at) {
+                    Some(end) => i = end,
+                    None => break,
+                },
+                _ => match memchr::memchr(b'>', &s[at..]) {
+                    Some(close) => i = at + close + 1,
+                    None => break,
+                },
             }
-            i += 1;
         }
         self.done = true;
         Some(trim_lws(s, start..s.len()))
@@ -423,6 +413,29 @@ pub(crate) struct NameAddrSpans {
 
 /// Validates a From/To/Contact/Route-style value (one list element).
 pub(crate) fn scan_name_addr(v: &[u8]) -> Option<NameAddrSpans> {
+    scan_name_addr_with(v, true)
+}
+
+/// The parse-time check of From/To/Contact: the name-addr structure (quotes, brackets,
+/// display name, header parameters) and the URI's scheme; the URI's inside is checked when
+/// the header is read (`Message::from()` and friends).
+pub(crate) fn name_addr_shape_ok(v: &[u8]) -> bool {
+    scan_name_addr_with(v, false).is_some()
+}
+
+fn uri_shape_ok(u: &[u8]) -> bool {
+    let Some(colon) = memchr::memchr(b':', u) else {
+        return false;
+    };
+    colon > 0
+        && u[0].is_ascii_alphabetic()
+        && u[..colon]
+            .iter()
+            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+        && colon + 1 < u.len()
+}
+
+fn scan_name_addr_with(v: &[u8], full_uri: bool) -> Option<NameAddrSpans> {
     let mut i = skip_lws(v, 0);
     if i >= v.len() {
         return None;
@@ -466,7 +479,13 @@ pub(crate) fn scan_name_addr(v: &[u8]) -> Option<NameAddrSpans> {
             i = k;
         }
     }
-    let uri_spans = scan_uri(&v[uri.clone()])?;
+    let uri_spans = if full_uri {
+        scan_uri(&v[uri.clone()])?
+    } else if uri_shape_ok(&v[uri.clone()]) {
+        UriSpans::Opaque
+    } else {
+        return None;
+    };
     let params_start = i;
     let mut tag = None;
     scan_params(v, i, |name, value| {
@@ -487,7 +506,8 @@ pub(crate) fn scan_name_addr(v: &[u8]) -> Option<NameAddrSpans> {
 fn scan_angle(v: &[u8], i: usize) -> Option<Range<usize>> {
     let close = i + 1 + memchr::memchr(b'>', &v[i + 1..])?;
     let inner = i + 1..close;
-    if inner.is_empty() || v[inner.clone()].iter().any(|&b| is_lws(b)) {
+    // A LF inside a value is always followed by SP/HT (folding), so three bytes suffice.
+    if inner.is_empty() || memchr::memchr3(b' ', b'\t', b'\r', &v[inner.clone()]).is_some() {
         return None;
     }
     Some(inner)
@@ -697,10 +717,25 @@ impl Iterator for HeaderLines<'_> {
             b' ' | b'\t' => return self.fail(ParseErrorKind::BadHeaderLine, start),
             _ => {}
         }
+        // The name is a token run, then optional SP/HT, then the colon.
+        let mut colon = start;
+        while colon < buf.len() && TOKEN[buf[colon] as usize] {
+            colon += 1;
+        }
+        let name_end = colon;
+        while colon < buf.len() && matches!(buf[colon], b' ' | b'\t') {
+            colon += 1;
+        }
+        if colon >= buf.len() {
+            return self.fail(ParseErrorKind::Incomplete, buf.len());
+        }
+        if name_end == start || buf[colon] != b':' {
+            return self.fail(ParseErrorKind::BadHeaderLine, start);
+        }
         let limit_end = buf
             .len()
             .min(start.saturating_add(self.max_line).saturating_add(2));
-        let mut search = start;
+        let mut search = colon.min(limit_end);
         let line_end;
         loop {
             let Some(nl) = memchr::memchr(b'\n', &buf[search..limit_end]) else {
@@ -721,22 +756,11 @@ impl Iterator for HeaderLines<'_> {
             break;
         }
         let mut content_end = line_end - 1;
-        if content_end > start && buf[content_end - 1] == b'\r' {
+        if content_end > colon && buf[content_end - 1] == b'\r' {
             content_end -= 1;
         }
         if content_end - start > self.max_line {
             return self.fail(ParseErrorKind::HeaderLineTooLong, start);
-        }
-        let Some(colon) = memchr::memchr(b':', &buf[start..content_end]) else {
-            return self.fail(ParseErrorKind::BadHeaderLine, start);
-        };
-        let colon = start + colon;
-        let mut name_end = colon;
-        while name_end > start && matches!(buf[name_end - 1], b' ' | b'\t') {
-            name_end -= 1;
-        }
-        if !is_token(&buf[start..name_end]) {
-            return self.fail(ParseErrorKind::BadHeaderLine, start);
         }
         self.pos = line_end;
         Some(Ok(RawLine {

@@ -46,7 +46,8 @@ impl Uri {
         match spans {
             UriSpans::Opaque => Uri::Opaque(raw),
             UriSpans::Sip(s) => {
-                let mut params = Vec::new();
+                let count = memchr::memchr_iter(b';', &raw[s.params.clone()]).count();
+                let mut params = Vec::with_capacity(count);
                 scan::uri_params(&raw, s.params.clone(), |name, value| {
                     params.push((raw.slice(name), value.map(|v| raw.slice(v))));
                 });
