@@ -365,6 +365,18 @@ fn build(src: &Sdp, audio: usize, plan: &Plan<'_>, origin: &mut LegOrigin) -> Sd
     if !c_written {
         session.push(c_line.clone());
     }
+    // s= and t= are mandatory (RFC 4566); lenient peers omit them, strict ones reject that.
+    if !session.iter().any(|l| l.kind() == b's') {
+        let at = usize::from(session.first().is_some_and(|l| l.kind() == b'v'));
+        session.insert(at, Line::new(b's', "-"));
+    }
+    if !session.iter().any(|l| l.kind() == b't') {
+        let at = session
+            .iter()
+            .position(|l| matches!(l.kind(), b'r' | b'z' | b'k' | b'a'))
+            .unwrap_or(session.len());
+        session.insert(at, Line::new(b't', "0 0"));
+    }
     if plan.ice.is_some() {
         session.push(Line::new(b'a', "ice-lite"));
     }

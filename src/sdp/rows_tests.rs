@@ -682,6 +682,19 @@ fn c_line_after_t_line_is_accepted() {
 }
 
 #[test]
+fn missing_s_and_t_lines_are_supplied() {
+    let offer = sdp(
+        "v=0\no=- 1 1 IN IP4 198.51.100.20\nc=IN IP4 198.51.100.20\na=tool:x\n\
+         m=audio 16384 RTP/AVP 0\n",
+    );
+    let out = to_teams(&offer, true);
+    let kinds: Vec<u8> = out.session_lines().iter().map(Line::kind).collect();
+    assert_eq!(kinds, b"vosctaa".to_vec());
+    assert_eq!(line_values(&out, b't'), vec!["0 0"]);
+    assert_eq!(line_values(&out, b's'), vec!["-"]);
+}
+
+#[test]
 fn lf_only_input_gives_crlf_output() {
     let input = b"v=0\no=- 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
                   m=audio 16384 RTP/AVP 0\na=x-unknown:1\n";
