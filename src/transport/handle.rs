@@ -175,17 +175,23 @@ impl Inner {
             .entry(dest.clone())
             .or_insert_with(|| Arc::new(tokio::sync::Mutex::new(())))
             .clone();
-        let _guard = lock.lock().await;
-        // Another sender may have connected while we waited.
-        if let Some(sent) = self.try_reuse(&dest, &msg) {
-            return Ok(sent);
-        }
-        let result = self.connect(&dest).await;
-        drop(_guard);
+        let result = {
+            let _guard = lock.lock().await;
+            // Another sender may have connected while we waited.
+            match self.try_reuse(&dest, &msg) {
+                Some(sent) => Ok(Err(sent)),
+                None => self.connect(&dest).await.map(Ok),
+            }
+        };
+        drop(lock);
+        // Forget the lock once nobody else holds it, so the map does not grow with every
+        // destination ever used.
         self.connect_locks
-            .remove_if(&dest, |_, l| Arc::strong_count(l) <= 1);
-        let id = result?;
-        self.enqueue(id, &msg)
+            .remove_if(&dest, |_, l| Arc::strong_count(l) == 1);
+        match result? {
+            Ok(id) => self.enqueue(id, &msg),
+            Err(reused) => Ok(reused),
+        }
     }
 
     fn try_reuse(&self, dest: &Destination, msg: &Bytes) -> Option<Sent> {
