@@ -64,8 +64,11 @@ impl HostResolver for DnsResolver {
     }
 }
 
+/// Addresses of one resolution tried in one round when connecting fails.
+const MAX_ADDRESSES_PER_ROUND: usize = 3;
+
 /// Ping one peer forever: at each due time resolve its host afresh, send the OPTIONS to the
-/// first address, feed the outcome to the state machine and publish the peer's health on
+/// first address (the next ones only if it cannot be reached), feed the outcome to the state machine and publish the peer's health on
 /// `status` (routing reads it from a `watch::Receiver`). Stop it by aborting its task.
 pub async fn run_pinger<S: OptionsSender, R: HostResolver>(
     mut pinger: OptionsPinger,
@@ -77,24 +80,34 @@ pub async fn run_pinger<S: OptionsSender, R: HostResolver>(
     loop {
         if let Some(ping) = pinger.poll_ping(TokioInstant::now().into_std()) {
             let peer = pinger.peer().clone();
-            let address = resolver.resolve(&peer.host).await.into_iter().next();
-            let outcome = match address {
-                Some(ip) => {
-                    let dest = SocketAddr::new(ip, peer.port);
-                    // The sender's own timeout is Timer F; this only guards a sender that
-                    // never answers.
-                    let limit = pinger
-                        .poll_timeout()
-                        .saturating_duration_since(TokioInstant::now().into_std());
-                    match tokio::time::timeout(limit, sender.send_options(&peer, dest, ping.bytes))
-                        .await
-                    {
-                        Ok(outcome) => outcome,
-                        Err(_) => PingOutcome::Timeout,
-                    }
+            let addresses = resolver.resolve(&peer.host).await;
+            let mut outcome = PingOutcome::ResolveFailure;
+            // Next address only when this one cannot be reached at all; a timeout already
+            // took Timer F and the next round will resolve again.
+            for (attempt, ip) in addresses
+                .into_iter()
+                .take(MAX_ADDRESSES_PER_ROUND)
+                .enumerate()
+            {
+                let dest = SocketAddr::new(ip, peer.port);
+                // The sender's own timeout is Timer F; this only guards a sender that never
+                // answers.
+                let limit = pinger
+                    .poll_timeout()
+                    .saturating_duration_since(TokioInstant::now().into_std());
+                let request = if attempt == 0 {
+                    ping.bytes.clone()
+                } else {
+                    pinger.retry(&ping).bytes
+                };
+                let send = sender.send_options(&peer, dest, request);
+                outcome = tokio::time::timeout(limit, send)
+                    .await
+                    .unwrap_or(PingOutcome::Timeout);
+                if outcome != PingOutcome::TransportFailure {
+                    break;
                 }
-                None => PingOutcome::ResolveFailure,
-            };
+            }
             let now = TokioInstant::now().into_std();
             if pinger.on_outcome(now, &ping.call_id, outcome) {
                 tracing::info!(
@@ -252,6 +265,66 @@ mod tests {
             })
             .collect();
         assert_eq!(call_ids.len(), 4, "fresh Call-ID per ping");
+    }
+
+    #[tokio::test]
+    async fn unreachable_first_address_falls_back_to_the_next_in_the_same_round() {
+        struct TwoAddresses;
+        impl HostResolver for TwoAddresses {
+            async fn resolve(&self, _: &str) -> Vec<IpAddr> {
+                vec![IpAddr::from([127, 0, 0, 8]), IpAddr::from([127, 0, 0, 9])]
+            }
+        }
+        let pinger = pinger(Duration::from_secs(60));
+        let (status_tx, mut status_rx) = watch::channel(pinger.health().clone());
+        let (sends_tx, mut sends_rx) = mpsc::unbounded_channel();
+        let sender = Arc::new(ScriptedSender {
+            outcomes: Mutex::new(vec![
+                PingOutcome::TransportFailure,
+                PingOutcome::Response(200),
+            ]),
+            health: status_rx.clone(),
+            sends: sends_tx,
+        });
+        let task = tokio::spawn(run_pinger(
+            pinger,
+            sender,
+            Arc::new(TwoAddresses),
+            status_tx,
+        ));
+        let up = tokio::time::timeout(
+            Duration::from_secs(10),
+            status_rx.wait_for(|h| h.state == PeerState::Up),
+        )
+        .await
+        .expect("up within 10 s")
+        .map(|h| h.consecutive_failures);
+        task.abort();
+        assert_eq!(
+            up.ok(),
+            Some(0),
+            "the failed first address is not a failed ping"
+        );
+        let first = sends_rx.try_recv().unwrap();
+        let second = sends_rx.try_recv().unwrap();
+        assert_eq!(first.0, "127.0.0.8:5061".parse().unwrap());
+        assert_eq!(second.0, "127.0.0.9:5061".parse().unwrap());
+        let call_id = |bytes: &Bytes| {
+            let text = String::from_utf8_lossy(bytes).to_string();
+            text.lines()
+                .find(|l| l.starts_with("Call-ID:"))
+                .unwrap()
+                .to_string()
+        };
+        assert_eq!(
+            call_id(&first.1),
+            call_id(&second.1),
+            "the same ping, not a new one"
+        );
+        assert_ne!(
+            first.1, second.1,
+            "a new branch for the next address (RFC 3263)"
+        );
     }
 
     #[tokio::test]

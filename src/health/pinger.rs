@@ -78,6 +78,7 @@ pub struct OptionsPing {
     pub call_id: String,
     pub branch: String,
     pub cseq: u32,
+    pub from_tag: String,
     /// The whole request, ready for the transaction layer.
     pub bytes: Bytes,
 }
@@ -164,7 +165,8 @@ impl OptionsPinger {
             now + self.settings.interval
         };
         self.cseq = self.cseq.wrapping_add(1).max(1);
-        let ping = self.build(self.cseq);
+        let call_id = format!("{}@{}", new_tag(), self.local.fqdn);
+        let ping = self.build(call_id, self.cseq, new_tag());
         self.outstanding = Some(ping.call_id.clone());
         self.metrics.sent.inc();
         Some(ping)
@@ -211,11 +213,16 @@ impl OptionsPinger {
         changed
     }
 
-    fn build(&self, cseq: u32) -> OptionsPing {
+    /// The same ping (Call-ID, CSeq, From tag) with a new branch, for sending it to the next
+    /// address of the peer after the first could not be reached (a new client transaction).
+    pub fn retry(&self, ping: &OptionsPing) -> OptionsPing {
+        self.build(ping.call_id.clone(), ping.cseq, ping.from_tag.clone())
+    }
+
+    fn build(&self, call_id: String, cseq: u32, from_tag: String) -> OptionsPing {
         let local = &self.local;
         let peer_host = uri_host(&self.peer.host);
         let branch = new_branch();
-        let call_id = format!("{}@{}", new_tag(), local.fqdn);
         let request_uri = format!(
             "sip:{}:{};transport={}",
             peer_host,
@@ -235,7 +242,7 @@ impl OptionsPinger {
             branch,
             rport
         );
-        let from = format!("<{}>;tag={}", local.uri(), new_tag());
+        let from = format!("<{}>;tag={}", local.uri(), from_tag);
         let to = format!("<sip:{}:{}>", peer_host, self.peer.port);
         let contact = local.contact();
         let bytes = RequestBuilder::new(&Method::Options, request_uri.as_bytes())
@@ -253,6 +260,7 @@ impl OptionsPinger {
             call_id,
             branch,
             cseq,
+            from_tag,
             bytes,
         }
     }
@@ -478,6 +486,30 @@ mod tests {
         assert_eq!(h.pinger.health().last_status, Some(503));
         assert_eq!(h.pinger.health().consecutive_failures, 0);
         assert_eq!(h.metrics.failures.with_label_values(&up()).get(), 2);
+    }
+
+    #[test]
+    fn retry_keeps_the_request_but_takes_a_new_branch() {
+        let mut h = harness(PingerSettings::default());
+        let ping = h.pinger.poll_ping(h.t0).unwrap();
+        let again = h.pinger.retry(&ping);
+        assert_eq!(
+            (&again.call_id, again.cseq, &again.from_tag),
+            (&ping.call_id, ping.cseq, &ping.from_tag)
+        );
+        assert_ne!(again.branch, ping.branch);
+        let msg = parse(&again);
+        assert_eq!(
+            msg.top_via().unwrap().branch.as_deref(),
+            Some(again.branch.as_bytes())
+        );
+        assert_eq!(
+            msg.from().unwrap().tag.as_deref(),
+            Some(ping.from_tag.as_bytes())
+        );
+        assert!(h
+            .pinger
+            .on_outcome(h.t0, &again.call_id, PingOutcome::Response(200)));
     }
 
     #[test]
