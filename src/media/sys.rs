@@ -258,7 +258,13 @@ impl PacketBatch {
             Err(e) => return Err(e),
         };
         for i in 0..n {
-            self.lens[i] = self.headers[i].msg_len as usize;
+            // A datagram longer than the buffer is reported with its true length so the
+            // caller drops it instead of forwarding a truncated packet.
+            self.lens[i] = if self.headers[i].msg_hdr.msg_flags & libc::MSG_TRUNC != 0 {
+                PACKET_BUFFER_LEN + 1
+            } else {
+                self.headers[i].msg_len as usize
+            };
         }
         Ok(n)
     }
@@ -273,7 +279,8 @@ impl PacketBatch {
                 fd,
                 self.buffers[0].as_mut_ptr().cast(),
                 MAX_DATAGRAM_LEN,
-                libc::MSG_DONTWAIT,
+                // MSG_TRUNC: return the real length, so oversized datagrams are dropped.
+                libc::MSG_DONTWAIT | libc::MSG_TRUNC,
                 (&mut self.addrs[0] as *mut libc::sockaddr_storage).cast(),
                 &mut addr_len,
             )
@@ -401,6 +408,28 @@ mod tests {
             to_sockaddr(&tx.local_addr().unwrap(), &mut batch.addrs[i]);
         }
         assert_eq!(batch.send(rx.as_raw_fd(), 0, got, true), 5);
+        // An oversized datagram is reported longer than any buffer, batched or not.
+        tx.send_to(&[9u8; MAX_DATAGRAM_LEN + 10], rx.local_addr().unwrap())
+            .unwrap();
+        tx.send_to(&[9u8; MAX_DATAGRAM_LEN + 10], rx.local_addr().unwrap())
+            .unwrap();
+        let mut oversized = PacketBatch::new(1);
+        for receive_one in [false, true] {
+            let mut n = 0;
+            for _ in 0..100 {
+                n = if receive_one {
+                    oversized.receive_one(rx.as_raw_fd()).unwrap()
+                } else {
+                    oversized.receive(rx.as_raw_fd()).unwrap()
+                };
+                if n > 0 {
+                    break;
+                }
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            assert_eq!(n, 1);
+            assert!(oversized.lens[0] > MAX_DATAGRAM_LEN);
+        }
         assert_eq!(batch.send(rx.as_raw_fd(), 0, 1, false), 1);
         tx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
             .unwrap();
