@@ -60,6 +60,9 @@ pub enum Action {
 /// Forwards one datagram of `len` bytes held in `buf` (whose tail must leave room for an
 /// SRTP tag: use a buffer of `sys::PACKET_BUFFER_LEN`). On `Forward`/`Reply` the first
 /// `len` bytes of `buf` are the packet to send.
+///
+/// Only valid RTP/RTCP (authenticated when SRTP is on, from an accepted source) counts as
+/// activity for inactivity detection; STUN, garbage and rejected packets do not.
 pub fn forward_step(
     pair: &mut LegPair,
     ingress: Ingress,
@@ -69,10 +72,17 @@ pub fn forward_step(
 ) -> Action {
     let (inbound, outbound) = pair.split(ingress.leg);
     inbound.counters.on_receive(len, now.millis);
-    inbound.inactivity.on_activity(now.millis);
     let action = step(inbound, outbound, ingress, buf, len, now);
     match action {
-        Action::Forward { len, .. } => outbound.counters.on_send(len),
+        Action::Forward { len, .. } => {
+            inbound.inactivity.on_activity(now.millis);
+            outbound.counters.on_send(len);
+        }
+        // Authentic media that could not go on still proves the peer is alive.
+        Action::Drop(DropReason::NoRemote | DropReason::SrtpProtect | DropReason::SendError) => {
+            inbound.inactivity.on_activity(now.millis);
+            inbound.counters.on_drop();
+        }
         Action::Reply { len, .. } => {
             inbound.counters.on_stun_answered();
             inbound.counters.on_send(len);
@@ -521,6 +531,31 @@ mod tests {
             Action::Drop(DropReason::Malformed)
         );
         assert_eq!(p.carrier.counters.snapshot().dropped, 3);
+    }
+
+    #[test]
+    fn only_valid_media_counts_as_activity() {
+        let mut p = pair(LatchingMode::Strict { after_packets: 1 });
+        let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
+        forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(1_000));
+        let (mut buf, len) = rtp_packet(0, 2, &[0; 20]);
+        // Rejected by the latch, and garbage: neither refreshes the clock.
+        forward_step(&mut p, from_carrier(6666), &mut buf, len, t(50_000));
+        forward_step(
+            &mut p,
+            from_carrier(CARRIER_PEER),
+            &mut [0x17u8; 64],
+            64,
+            t(50_000),
+        );
+        let policy = crate::media::inactivity::InactivityPolicy {
+            timeout_millis: 30_000,
+            hold_counts_as_activity: true,
+        };
+        assert_eq!(
+            p.carrier.inactivity.poll(50_000, false, policy),
+            crate::media::inactivity::InactivityChange::BecameInactive
+        );
     }
 
     #[test]

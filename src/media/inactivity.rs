@@ -36,7 +36,7 @@ impl InactivityTracker {
         }
     }
 
-    /// Any RTP, RTCP or STUN packet received on the leg.
+    /// A valid RTP or RTCP packet received on the leg.
     pub fn on_activity(&mut self, now_millis: u64) {
         self.last_activity_millis = self.last_activity_millis.max(now_millis);
     }
