@@ -18,12 +18,12 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::config::{mapping, Config, Loaded};
+use crate::config::{mapping, Config, Loaded, SourceAcl};
 use crate::health::{
     self, DnsResolver, HealthMetrics, OptionsPinger, OptionsSender, PeerHealth, PeerTarget,
     PingOutcome, PingerSettings, SbcIdentity, SipTransport,
 };
-use crate::ops::{OpsServer, ProcessMetrics, Readiness};
+use crate::ops::{OpsServer, ProcessMetrics, RateLimitedLog, Readiness};
 use crate::sip::{self, HeaderName, Message, Method, ResponseBuilder};
 use crate::transaction::{new_tag, Output, TransactionLayer, TransactionMetrics, TuEvent, TxId};
 use crate::transport::{Destination, Inbound, Source, Transport, TransportHandle, TransportKind};
@@ -128,7 +128,11 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         responses: spawn_response_sender(transport.clone(), commands_tx.clone()),
         commands_tx: commands_tx.clone(),
     };
-    let mut tasks = vec![tokio::spawn(core.run(inbound, commands_rx))];
+    let filter = SourceFilter {
+        acl: SourceAcl::new(config),
+        rejected: AppMetrics::register(&registry)?.rejected_requests,
+    };
+    let mut tasks = vec![tokio::spawn(core.run(inbound, commands_rx, filter))];
     tasks.extend(start_pingers(
         config,
         &identity,
@@ -257,6 +261,56 @@ fn transport_of(kind: SipTransport) -> TransportKind {
     }
 }
 
+#[derive(Clone)]
+struct AppMetrics {
+    /// `sip_requests_rejected_total{reason}`.
+    rejected_requests: prometheus::IntCounterVec,
+}
+
+impl AppMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<AppMetrics> {
+        let rejected_requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "sip_requests_rejected_total",
+                "Requests dropped before the transaction layer, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rejected_requests.clone()))?;
+        Ok(AppMetrics { rejected_requests })
+    }
+}
+
+static REJECTED_SOURCE_LOG: RateLimitedLog =
+    RateLimitedLog::new(std::time::Duration::from_secs(60));
+
+/// Requests only from Microsoft's ranges or a configured carrier trunk (row 11); anything
+/// else (scanners, strangers) is dropped without an answer.
+struct SourceFilter {
+    acl: SourceAcl,
+    rejected: prometheus::IntCounterVec,
+}
+
+impl SourceFilter {
+    fn admits(&self, message: &Message, source: &Source) -> bool {
+        if !message.is_request() || self.acl.classify(source.remote.ip()).is_some() {
+            return true;
+        }
+        self.rejected
+            .with_label_values(&["source_not_allowed"])
+            .inc();
+        let key = source.remote.ip().to_string();
+        if let Some(suppressed) = REJECTED_SOURCE_LOG.check(&key, Instant::now()) {
+            tracing::warn!(
+                source = %source.remote,
+                suppressed,
+                "request from a source that is neither Microsoft nor a carrier trunk dropped"
+            );
+        }
+        false
+    }
+}
+
 /// Responses leave in the order they were made (a 100 must not overtake its 200).
 fn spawn_response_sender(
     transport: TransportHandle,
@@ -290,6 +344,7 @@ impl SipCore {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
+        filter: SourceFilter,
     ) {
         loop {
             let deadline = self.layer.poll_timeout();
@@ -302,7 +357,9 @@ impl SipCore {
             tokio::select! {
                 received = inbound.recv() => match received {
                     Some(Inbound { message, source }) => {
-                        self.layer.on_incoming(Instant::now(), message, Route::Back(source));
+                        if filter.admits(&message, &source) {
+                            self.layer.on_incoming(Instant::now(), message, Route::Back(source));
+                        }
                     }
                     None => return,
                 },

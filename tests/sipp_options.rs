@@ -127,7 +127,7 @@ address = "127.0.0.1:{tls}"
 [teams]
 proxies = [{teams_proxies}]
 options_interval_seconds = 1
-allowed_source_cidrs = ["127.0.0.0/8"]
+allowed_source_cidrs = ["127.0.0.1/32"]
 
 [[carrier_trunk]]
 name = "pstn"
@@ -293,7 +293,7 @@ fn row34_sipp_options_over_udp_and_tcp_survive_malformed_input() {
     let ports = Ports::pick();
     // Nobody listens on this Teams proxy; these tests are about answering.
     let unused = free_tcp_port();
-    let _sbc = Sbc::start(
+    let mut sbc = Sbc::start(
         dir.path(),
         &ports,
         &format!(r#"{{ address = "127.0.0.1:{unused}", tls_name = "sip.pstnhub.microsoft.com" }}"#),
@@ -344,6 +344,23 @@ fn row34_sipp_options_over_udp_and_tcp_survive_malformed_input() {
     let mut garbage = TcpStream::connect(tcp).unwrap();
     let _ = garbage.write_all(b"\x16\x03\x01 definitely not SIP\r\n\r\n");
     drop(garbage);
+
+    // Row 11: a request from a source that is neither Microsoft nor a trunk is dropped.
+    let stranger = UdpSocket::bind("127.0.0.2:0").unwrap();
+    stranger
+        .set_read_timeout(Some(Duration::from_secs(2)))
+        .unwrap();
+    let request = bad_cseq_options("UDP", stranger.local_addr().unwrap())
+        .replace("CSeq: notanumber", "CSeq: 1");
+    stranger
+        .send_to(request.as_bytes(), ("127.0.0.1", ports.udp))
+        .unwrap();
+    let mut buf = [0u8; 4096];
+    assert!(stranger.recv(&mut buf).is_err(), "a stranger got an answer");
+    let rejected = "sip_requests_rejected_total{reason=\"source_not_allowed\"} 1";
+    sbc.wait_until("the dropped request to be counted", |s| {
+        s.metrics_text().contains(rejected)
+    });
 
     // Still answering afterwards, on both transports.
     for (transport, target) in [("u1", udp), ("t1", tcp)] {
@@ -655,4 +672,109 @@ fn stand_in_refuses_a_client_without_certificate() {
         server.abort();
     });
     assert!(log.lock().unwrap().requests.is_empty());
+}
+
+/// TLS handshake with the SBC's listener, trusting only `certs/ca.pem` and presenting
+/// `certs/sbc.pem` as client certificate. Ok when the server's chain is signed by that CA.
+fn handshake_with_current_ca(
+    runtime: &tokio::runtime::Runtime,
+    certs: &Path,
+    port: u16,
+) -> Result<(), String> {
+    let pem = |name: &str| BufReader::new(std::fs::File::open(certs.join(name)).unwrap());
+    let mut roots = rustls::RootCertStore::empty();
+    for ca in rustls_pemfile::certs(&mut pem("ca.pem")) {
+        roots.add(ca.unwrap()).unwrap();
+    }
+    let chain: Vec<_> = rustls_pemfile::certs(&mut pem("sbc.pem"))
+        .collect::<Result<_, _>>()
+        .unwrap();
+    let key = rustls_pemfile::private_key(&mut pem("sbc.key"))
+        .unwrap()
+        .unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_client_auth_cert(chain, key)
+    .unwrap();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client));
+    runtime.block_on(async {
+        let tcp = tokio::net::TcpStream::connect(("127.0.0.1", port))
+            .await
+            .map_err(|e| e.to_string())?;
+        let name = rustls::pki_types::ServerName::try_from(BASE_FQDN).unwrap();
+        match tokio::time::timeout(Duration::from_secs(10), connector.connect(name, tcp)).await {
+            Ok(Ok(_)) => Ok(()),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(_) => Err("handshake timed out".to_string()),
+        }
+    })
+}
+
+fn signal(sbc: &Sbc, name: &str) {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(sbc.child.id().to_string())
+        .status()
+        .unwrap();
+    assert!(status.success(), "kill -{name} failed");
+}
+
+#[test]
+fn row6_sighup_reloads_certificate_and_sigterm_exits_cleanly() {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::pick();
+    let unused = free_tcp_port();
+    let mut sbc = Sbc::start(
+        dir.path(),
+        &ports,
+        &format!(r#"{{ address = "127.0.0.1:{unused}", tls_name = "sip.pstnhub.microsoft.com" }}"#),
+    );
+    let certs = dir.path().join("certs");
+    handshake_with_current_ca(&runtime, &certs, ports.tls).expect("handshake with the first CA");
+
+    // A renewed certificate from a new CA: refused until the SBC reloads.
+    let out = Command::new(BIN)
+        .args(["dev-certs", "--out"])
+        .arg(&certs)
+        .args(["--base-fqdn", BASE_FQDN])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(
+        handshake_with_current_ca(&runtime, &certs, ports.tls).is_err(),
+        "the old certificate must not verify against the new CA"
+    );
+    signal(&sbc, "HUP");
+    sbc.wait_until("the reload to be logged", |s| {
+        s.log_text().contains("TLS certificate reloaded")
+    });
+    handshake_with_current_ca(&runtime, &certs, ports.tls).expect("handshake after SIGHUP");
+
+    signal(&sbc, "TERM");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(status) = sbc.child.try_wait().unwrap() {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no exit after SIGTERM:\n{}",
+            sbc.log_text()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    assert!(
+        status.success(),
+        "exit status {status}:\n{}",
+        sbc.log_text()
+    );
+    assert!(sbc.log_text().contains("shutting down"));
 }

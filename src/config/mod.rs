@@ -5,6 +5,7 @@
 //! trunk named "foo"`. Other modules never see this type; [`mapping`] turns it into their own
 //! settings structs.
 
+pub mod acl;
 mod locate;
 pub mod mapping;
 pub mod numbers;
@@ -14,6 +15,7 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
+pub use acl::{SourceAcl, SourcePeer};
 pub use numbers::NumberBlock;
 pub use schema::*;
 

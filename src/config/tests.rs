@@ -494,3 +494,37 @@ fn transport_timeouts_validated() {
     assert_error(&e, "sip.connect_timeout_seconds", "1..=600");
     assert_error(&e, "sip.max_connections", "max_connections_per_ip");
 }
+
+#[test]
+fn row11_source_acl_admits_all_microsoft_ranges_and_trunks() {
+    let text = GOOD.replacen(
+        "address = \"127.0.0.1:5070\"",
+        "address = \"127.0.0.1:5070\"\n\n[[carrier_trunk]]\nname = \"second\"\naddress = \"pstn2.example:5060\"\nallowed_source_cidrs = [\"198.51.100.0/28\"]",
+        1,
+    );
+    let loaded = parse(&text).unwrap();
+    let acl = SourceAcl::new(&loaded.config);
+    let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
+    for teams in [
+        "52.112.0.0",
+        "52.115.255.255",
+        "52.120.0.1",
+        "52.123.255.255",
+        "::ffff:52.114.1.1",
+    ] {
+        assert_eq!(acl.classify(ip(teams)), Some(SourcePeer::Teams), "{teams}");
+    }
+    for outside in ["52.111.255.255", "52.124.0.0", "10.0.0.1", "::1"] {
+        assert_eq!(acl.classify(ip(outside)), None, "{outside}");
+    }
+    assert_eq!(
+        acl.classify(ip("127.0.0.1")),
+        Some(SourcePeer::CarrierTrunk(0))
+    );
+    assert_eq!(acl.classify(ip("127.0.0.2")), None);
+    assert_eq!(
+        acl.classify(ip("198.51.100.15")),
+        Some(SourcePeer::CarrierTrunk(1))
+    );
+    assert_eq!(acl.classify(ip("198.51.100.16")), None);
+}
