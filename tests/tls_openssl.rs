@@ -396,3 +396,122 @@ async fn row12_sip_request_over_openssl_gets_response_on_same_connection() {
     drop(stdin);
     let _ = child.kill().await;
 }
+
+/// Rows 1 and 4 in the other direction: we connect to a real OpenSSL server that demands a
+/// client certificate, offers only ECDHE-RSA-AES256-GCM-SHA384 in TLS 1.2, and refuses a
+/// wrong SNI; our request arrives intact.
+#[tokio::test]
+async fn row4_we_connect_to_openssl_server_requiring_client_cert_with_sni() {
+    use teams_sbc::transport::Destination;
+    use tokio::io::AsyncBufReadExt;
+
+    let certs = certs();
+    let mut child = Command::new(openssl())
+        .arg("s_server")
+        .arg("-accept")
+        .arg("127.0.0.1:0")
+        .arg("-naccept")
+        .arg("1")
+        // Not -brief: that mode buffers stdout, hiding the ACCEPT line from a pipe.
+        .arg("-tls1_2")
+        .arg("-cipher")
+        .arg("ECDHE-RSA-AES256-GCM-SHA384")
+        .arg("-cert")
+        .arg(&certs.teams_chain_pem)
+        .arg("-key")
+        .arg(&certs.teams_key_pem)
+        .arg("-servername")
+        .arg("sip.pstnhub.microsoft.com")
+        .arg("-servername_fatal")
+        .arg("-cert2")
+        .arg(&certs.teams_chain_pem)
+        .arg("-key2")
+        .arg(&certs.teams_key_pem)
+        .arg("-Verify")
+        .arg("2")
+        .arg("-verify_return_error")
+        .arg("-CAfile")
+        .arg(&certs.ca_pem)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn openssl");
+    let mut stdout = tokio::io::BufReader::new(child.stdout.take().unwrap());
+    let port = tokio::time::timeout(PROCESS_LIMIT, async {
+        let mut line = String::new();
+        loop {
+            line.clear();
+            if stdout.read_line(&mut line).await.unwrap() == 0 {
+                panic!("s_server exited before listening");
+            }
+            if let Some(addr) = line.trim().strip_prefix("ACCEPT ") {
+                let addr: std::net::SocketAddr = addr.parse().unwrap();
+                return addr.port();
+            }
+        }
+    })
+    .await
+    .expect("s_server did not start in time");
+
+    let settings = TransportSettings {
+        tls: Some(TlsSettings {
+            cert_chain_pem: certs.sbc_chain_pem.clone(),
+            key_pem: certs.sbc_key_pem.clone(),
+            roots: RootStoreSource::PemFile(certs.ca_pem.clone()),
+            require_client_cert: true,
+            required_peer_sans: vec!["sip.pstnhub.microsoft.com".into()],
+        }),
+        ..TransportSettings::default()
+    };
+    let registry = prometheus::Registry::new();
+    let (handle, _inbound) = Transport::start(settings, &registry).await.unwrap();
+    let request = "OPTIONS sip:sip.pstnhub.microsoft.com:5061;transport=tls SIP/2.0\r\n\
+        Via: SIP/2.0/TLS sbc.example.test:5061;branch=z9hG4bKtoopenssl\r\n\
+        Max-Forwards: 70\r\n\
+        From: <sip:sbc.example.test>;tag=sbc1\r\n\
+        To: <sip:sip.pstnhub.microsoft.com>\r\n\
+        Call-ID: to-openssl-1\r\n\
+        CSeq: 1 OPTIONS\r\n\
+        Content-Length: 0\r\n\r\n";
+    handle
+        .send(
+            Destination {
+                kind: TransportKind::Tls,
+                addr: format!("127.0.0.1:{port}").parse().unwrap(),
+                server_name: Some("sip.pstnhub.microsoft.com".into()),
+            },
+            Bytes::from_static(request.as_bytes()),
+        )
+        .await
+        .expect("TLS connection to s_server");
+
+    let mut seen = String::new();
+    tokio::time::timeout(PROCESS_LIMIT, async {
+        let mut line = String::new();
+        while !seen.contains("Call-ID: to-openssl-1") {
+            line.clear();
+            if stdout.read_line(&mut line).await.unwrap() == 0 {
+                break;
+            }
+            seen.push_str(&line);
+        }
+    })
+    .await
+    .expect("request not seen by s_server in time");
+    assert!(
+        seen.contains("CIPHER is ECDHE-RSA-AES256-GCM-SHA384"),
+        "{seen}"
+    );
+    assert!(
+        seen.contains("Hostname in TLS extension: \"sip.pstnhub.microsoft.com\""),
+        "SNI is the FQDN we connect to: {seen}"
+    );
+    assert!(
+        seen.contains("subject=CN = sbc.example.test"),
+        "our certificate was presented as client certificate: {seen}"
+    );
+    assert!(seen.contains("OPTIONS sip:sip.pstnhub.microsoft.com:5061;transport=tls SIP/2.0"));
+    let _ = child.kill().await;
+}

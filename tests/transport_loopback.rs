@@ -638,28 +638,33 @@ async fn connect_failure_is_reported_so_the_caller_can_fail_over() {
     assert!(matches!(err, TransportError::Connect { .. }), "{err}");
 }
 
-/// Row 7: a server whose certificate lacks the required SAN is refused.
+/// Row 7: a server whose certificate lacks the required SAN is refused, even though it is
+/// valid for the name we connected to. The requirement covers the required name's siblings
+/// (for `sip.pstnhub.microsoft.com`: `sip2.pstnhub.microsoft.com`, ...); here the same rule
+/// with `required.example.test`, since the dev CA only issues the SBC and Teams certificates.
+/// Destinations outside that domain (a carrier TLS trunk) are verified by their own name.
 #[tokio::test]
-async fn row7_server_without_required_san_is_refused() {
+async fn row7_server_without_required_san_is_refused_carriers_unaffected() {
     let certs = certs();
-    let (other, _other_rx, _) = start(TransportSettings {
+    let (other, mut other_rx, _) = start(TransportSettings {
         listeners: vec![listen(TransportKind::Tls, "127.0.0.1:0")],
         tls: Some(tls_settings(certs, false, &[])),
         ..TransportSettings::default()
     })
     .await;
     let (sbc, _rx, registry) = start(TransportSettings {
-        tls: Some(tls_settings(certs, false, &["sip.pstnhub.microsoft.com"])),
+        tls: Some(tls_settings(certs, false, &["required.example.test"])),
         ..TransportSettings::default()
     })
     .await;
+    let addr = other.local_addr(TransportKind::Tls).unwrap();
     let err = sbc
         .send(
             Destination {
                 kind: TransportKind::Tls,
-                addr: other.local_addr(TransportKind::Tls).unwrap(),
-                // Valid for this name (the SBC wildcard), but not for the required SAN.
-                server_name: Some("peer.sbc.example.test".into()),
+                addr,
+                // The certificate is valid for this name, but not for the required SAN.
+                server_name: Some(SBC_FQDN.into()),
             },
             Bytes::from(options("TLS", "sbc.example.test:5061", "san-1")),
         )
@@ -677,6 +682,63 @@ async fn row7_server_without_required_san_is_refused() {
         .map(|m| m.get_counter().get_value())
         .sum();
     assert_eq!(failed, 1.0);
+
+    // A name outside the required SAN's domain: standard verification only.
+    sbc.send(
+        Destination {
+            kind: TransportKind::Tls,
+            addr,
+            server_name: Some("carrier.sbc.example.test".into()),
+        },
+        Bytes::from(options("TLS", "sbc.example.test:5061", "san-2")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call_id(&next_inbound(&mut other_rx).await.message), "san-2");
+}
+
+/// Row 7 with the real name: the Teams stand-in presents sip/sip2/sip3.pstnhub.microsoft.com
+/// and passes; the SBC certificate presented under a pstnhub name does not.
+#[tokio::test]
+async fn row7_teams_san_required_for_pstnhub_destinations() {
+    let certs = certs();
+    let (teams, mut teams_rx, _) = start(TransportSettings {
+        listeners: vec![listen(TransportKind::Tls, "127.0.0.1:0")],
+        tls: Some(tls_settings(certs, true, &[])),
+        ..TransportSettings::default()
+    })
+    .await;
+    let (impostor, _impostor_rx, _) = start(TransportSettings {
+        listeners: vec![listen(TransportKind::Tls, "127.0.0.1:0")],
+        tls: Some(tls_settings(certs, false, &[])),
+        ..TransportSettings::default()
+    })
+    .await;
+    let (sbc, _rx, _) = start(TransportSettings {
+        tls: Some(tls_settings(certs, false, &["sip.pstnhub.microsoft.com"])),
+        ..TransportSettings::default()
+    })
+    .await;
+    let to = |addr| Destination {
+        kind: TransportKind::Tls,
+        addr,
+        server_name: Some("sip3.pstnhub.microsoft.com".into()),
+    };
+    sbc.send(
+        to(teams.local_addr(TransportKind::Tls).unwrap()),
+        Bytes::from(options("TLS", "sbc.example.test:5061", "ms-ok")),
+    )
+    .await
+    .unwrap();
+    assert_eq!(call_id(&next_inbound(&mut teams_rx).await.message), "ms-ok");
+    let err = sbc
+        .send(
+            to(impostor.local_addr(TransportKind::Tls).unwrap()),
+            Bytes::from(options("TLS", "sbc.example.test:5061", "ms-bad")),
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, TransportError::Handshake { .. }), "{err}");
 }
 
 /// Row 6: after a certificate renewal, reload closes every TLS connection (inbound and
@@ -822,4 +884,50 @@ async fn shutdown_closes_connections_and_refuses_sends() {
         .await
         .unwrap_err();
     assert!(matches!(err, TransportError::Shutdown));
+}
+
+#[tokio::test]
+async fn silent_tls_client_is_dropped_at_handshake_timeout() {
+    let (sbc, _rx, _) = start(TransportSettings {
+        listeners: vec![listen(TransportKind::Tls, "127.0.0.1:0")],
+        tls: Some(tls_settings(certs(), false, &[])),
+        tls_handshake_timeout: Duration::from_millis(200),
+        ..TransportSettings::default()
+    })
+    .await;
+    let mut raw = TcpStream::connect(sbc.local_addr(TransportKind::Tls).unwrap())
+        .await
+        .unwrap();
+    assert!(closed_by_peer(&mut raw).await);
+}
+
+#[tokio::test]
+async fn slow_loris_partial_message_is_closed_although_bytes_keep_trickling() {
+    let (sbc, _rx, _) = start(TransportSettings {
+        listeners: vec![listen(TransportKind::Tcp, "127.0.0.1:0")],
+        message_timeout: Duration::from_millis(300),
+        ..TransportSettings::default()
+    })
+    .await;
+    let mut client = TcpStream::connect(sbc.local_addr(TransportKind::Tcp).unwrap())
+        .await
+        .unwrap();
+    let message = options("TCP", "127.0.0.1:9", "loris");
+    // One byte every 50 ms: idle never fires, but the message never completes in time.
+    let mut closed = false;
+    for byte in message.as_bytes().iter().take(200) {
+        if client.write_all(&[*byte]).await.is_err() {
+            closed = true;
+            break;
+        }
+        let mut probe = [0u8; 16];
+        match timeout(Duration::from_millis(50), client.read(&mut probe)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => {
+                closed = true;
+                break;
+            }
+            _ => {}
+        }
+    }
+    assert!(closed, "trickled message must be cut off");
 }

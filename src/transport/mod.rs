@@ -121,9 +121,11 @@ pub struct TlsSettings {
     /// Refuse inbound TLS clients that present no (valid) certificate. When false, a
     /// certificate is still requested and, if offered, verified.
     pub require_client_cert: bool,
-    /// When not empty, a server we connect to must present a certificate valid for at least
-    /// one of these names, in addition to the name we connected to (teams-direct-routing.md
-    /// §1.5: `sip.pstnhub.microsoft.com`). Applies to every outgoing TLS connection.
+    /// Extra names a server we connect to must prove (teams-direct-routing.md §1.5: check
+    /// for `sip.pstnhub.microsoft.com`). When the destination's server name is one of these
+    /// or a sibling of one (`sip2.pstnhub.microsoft.com`), the certificate must be valid for
+    /// at least one of them in addition to the server name. Other destinations (carrier TLS
+    /// trunks) are verified against their own server name only.
     pub required_peer_sans: Vec<String>,
 }
 

@@ -133,12 +133,40 @@ fn load_roots(source: &RootStoreSource) -> Result<RootCertStore, TransportError>
     }
 }
 
-/// The standard WebPKI verification of the name we connected to, plus: when `required` is not
-/// empty, the certificate must also be valid for at least one of those names.
+/// The standard WebPKI verification of the name we connected to, plus: when the name lies in
+/// the parent domain of a required SAN (`sip2.pstnhub.microsoft.com` for the required
+/// `sip.pstnhub.microsoft.com`), the certificate must also be valid for at least one
+/// required SAN. Other destinations (carrier TLS trunks, IP-only names) get the standard
+/// check only, so one transport can serve Teams and carrier trunks.
 #[derive(Debug)]
 struct SanRequiringVerifier {
     inner: Arc<WebPkiServerVerifier>,
     required: Vec<ServerName<'static>>,
+}
+
+impl SanRequiringVerifier {
+    fn applies_to(&self, server_name: &ServerName<'_>) -> bool {
+        let ServerName::DnsName(name) = server_name else {
+            return false;
+        };
+        let name = name.as_ref().trim_end_matches('.');
+        self.required.iter().any(|required| match required {
+            ServerName::DnsName(required) => {
+                let required = required.as_ref().trim_end_matches('.');
+                same_parent_domain(name, required)
+            }
+            _ => false,
+        })
+    }
+}
+
+/// True for the required name itself and for its siblings (`sip2.x.y` for `sip.x.y`).
+fn same_parent_domain(name: &str, required: &str) -> bool {
+    fn parent(n: &str) -> &str {
+        n.split_once('.').map_or("", |(_, rest)| rest)
+    }
+    name.eq_ignore_ascii_case(required)
+        || (!parent(required).is_empty() && parent(name).eq_ignore_ascii_case(parent(required)))
 }
 
 impl ServerCertVerifier for SanRequiringVerifier {
@@ -157,7 +185,7 @@ impl ServerCertVerifier for SanRequiringVerifier {
             ocsp_response,
             now,
         )?;
-        if self.required.is_empty() {
+        if !self.applies_to(server_name) {
             return Ok(verified);
         }
         let parsed = ParsedCertificate::try_from(end_entity)?;
@@ -194,5 +222,23 @@ impl ServerCertVerifier for SanRequiringVerifier {
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::same_parent_domain;
+
+    #[test]
+    fn san_requirement_scope_is_the_required_names_siblings() {
+        let req = "sip.pstnhub.microsoft.com";
+        assert!(same_parent_domain("sip.pstnhub.microsoft.com", req));
+        assert!(same_parent_domain("SIP2.pstnhub.microsoft.com", req));
+        assert!(same_parent_domain("sip-du-a-eu.pstnhub.microsoft.com", req));
+        assert!(!same_parent_domain("pstnhub.microsoft.com", req));
+        assert!(!same_parent_domain("a.sip.pstnhub.microsoft.com", req));
+        assert!(!same_parent_domain("carrier.example.net", req));
+        assert!(!same_parent_domain("x", "localhost"));
+        assert!(same_parent_domain("localhost", "localhost"));
     }
 }
