@@ -474,6 +474,23 @@ fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> MediaSection {
         }
     }
 
+    // A static type answered under a dynamic number of the offer needs the rtpmap it never had.
+    for (out_pt, src_pt) in &plan.formats {
+        if out_pt != src_pt && !rtpmap_seen.contains(src_pt) {
+            if let Some(codec) = section.codec(*src_pt) {
+                let mut value = String::with_capacity(32);
+                let _ = write!(
+                    value,
+                    "rtpmap:{out_pt} {}/{}",
+                    codec.encoding, codec.clock_rate
+                );
+                if codec.channels != 1 {
+                    let _ = write!(value, "/{}", codec.channels);
+                }
+                lines.push(Line::new(b'a', value));
+            }
+        }
+    }
     if plan.rtcp_mux {
         lines.push(Line::new(b'a', format!("rtcp:{port}")));
         lines.push(Line::new(b'a', "rtcp-mux"));

@@ -478,6 +478,26 @@ fn row47_answers_use_the_offer_payload_numbers() {
     assert_eq!(maps.teams_to_carrier.lookup_table()[104], 0xFF);
 }
 
+#[test]
+fn row47_static_type_answered_under_dynamic_offer_number_gets_rtpmap() {
+    let f = Fixture::new();
+    let offer = sdp(
+        "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+         m=audio 52884 RTP/SAVP 97\na=rtpmap:97 PCMU/8000\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^31\n",
+    );
+    let answer = answer_towards_teams(
+        &carrier_offer_with(""),
+        &offer,
+        &f.teams(false),
+        &mut teams_origin(),
+    )
+    .unwrap();
+    let m = &answer.media()[0];
+    assert_eq!(m.format_list(), "97");
+    assert_eq!(m.codec(97).unwrap().encoding, "PCMU");
+}
+
 // ---- row 50: ICE-lite for bypass ----
 
 #[test]
@@ -1102,6 +1122,12 @@ fn assert_well_formed_output(out: &Sdp, towards_teams: bool, context: &str) {
             assert_eq!(m.lines().len(), 1, "{context}");
             continue;
         }
+        for pt in m.payload_types() {
+            assert!(
+                m.codec(pt).is_some(),
+                "PT {pt} without codec: {context}\n{t}"
+            );
+        }
         if towards_teams {
             assert_eq!(m.crypto().count(), 1, "{context}\n{t}");
             assert!(
@@ -1115,6 +1141,26 @@ fn assert_well_formed_output(out: &Sdp, towards_teams: bool, context: &str) {
         } else {
             assert_eq!(m.crypto().count(), 0, "{context}\n{t}");
             assert_eq!(m.candidates().count(), 0, "{context}\n{t}");
+        }
+    }
+}
+
+/// RFC 3264: an answer has the offer's m= lines, and answers only formats the offer carried,
+/// under the offer's numbers.
+fn assert_answer_within_offer(answer: &Sdp, offer: &Sdp, context: &str) {
+    assert_eq!(answer.media().len(), offer.media().len(), "{context}");
+    for (a, o) in answer.media().iter().zip(offer.media()) {
+        assert_eq!(a.media_type(), o.media_type(), "{context}");
+        if a.port() == 0 {
+            continue;
+        }
+        for pt in a.payload_types() {
+            let (ac, oc) = (a.codec(pt).unwrap(), o.codec(pt));
+            assert!(
+                o.payload_types().any(|p| p == pt) && oc.is_some_and(|oc| oc.same_codec(&ac)),
+                "answered PT {pt} not offered as {}: {context}",
+                ac.encoding
+            );
         }
     }
 }
@@ -1150,11 +1196,14 @@ fn row47_no_duplicate_payload_type_in_any_output_property() {
                 false,
             ),
         ];
-        for (result, towards_teams) in results {
+        for (i, (result, towards_teams)) in results.into_iter().enumerate() {
             match result {
                 Ok(out) => {
                     produced += 1;
                     assert_well_formed_output(&out, towards_teams, &context);
+                    if i % 2 == 1 {
+                        assert_answer_within_offer(&out, &b_sdp, &context);
+                    }
                 }
                 Err(e) => assert!(
                     matches!(
