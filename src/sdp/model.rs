@@ -73,14 +73,16 @@ impl Line {
         if self.kind != b'a' {
             return None;
         }
+        // Trailing blanks after a flag (`a=sendonly `) come from lenient peers; the name must
+        // still be recognised, or a hold would slip through unconverted.
         let text = self.value();
         if self.colon == NO_COLON || !self.is_text {
-            return Some((text, None));
+            return Some((text.trim_end_matches([' ', '\t']), None));
         }
         // `colon` indexes an ASCII ':' inside `text`, so both slices fall on char boundaries.
         let colon = self.colon as usize;
         match (text.get(..colon), text.get(colon + 1..)) {
-            (Some(name), Some(value)) => Some((name, Some(value))),
+            (Some(name), Some(value)) => Some((name.trim_end_matches([' ', '\t']), Some(value))),
             _ => Some(split_attribute(text)),
         }
     }

@@ -117,6 +117,15 @@ fn row39_sendonly_becomes_inactive_towards_teams() {
 }
 
 #[test]
+fn row39_direction_with_trailing_blanks_is_still_converted() {
+    let out = to_teams(&carrier_offer_with("a=sendonly \na=rtcp-mux\t\n"), false);
+    let t = text(&out);
+    assert!(!t.contains("sendonly"), "{t}");
+    assert_eq!(out.media()[0].direction(), Some(Direction::Inactive));
+    assert_eq!(t.matches("rtcp-mux").count(), 1, "{t}");
+}
+
+#[test]
 fn row39_session_level_sendonly_becomes_media_level_inactive() {
     let offer = sdp(
         "v=0\no=- 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
