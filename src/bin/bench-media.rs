@@ -1026,14 +1026,124 @@ fn run(args: &Args) -> io::Result<Report> {
 
 mod ours {
     use super::*;
+    use std::net::IpAddr;
+    use teams_sbc::media::srtp::{KeyMaterial, SrtpSuite};
+    use teams_sbc::media::{
+        InterfaceSettings, LegSide, MediaEngine, MediaEvent, MediaHandle, MediaSettings, SrtpKeys,
+    };
+    use tokio::sync::mpsc::UnboundedReceiver;
 
-    /// Our media engine, kept alive for the duration of the run.
-    pub struct Relay;
+    /// Ports of the engine: outside the kernel's ephemeral range (where the generator's pool
+    /// sockets live) and large enough for 5,000 sessions (carrier: RTP+RTCP pairs).
+    const CARRIER_PORTS: (u16, u16) = (12_000, 23_999);
+    const TEAMS_PORTS: (u16, u16) = (24_000, 31_999);
 
-    pub fn plan(_args: &Args) -> io::Result<Plan> {
-        Err(io::Error::other(
-            "teams_sbc::media engine API is not available yet",
-        ))
+    /// Our media engine, kept alive (with its event stream) for the duration of the run.
+    pub struct Relay {
+        handle: MediaHandle,
+        _events: UnboundedReceiver<MediaEvent>,
+    }
+
+    impl Drop for Relay {
+        fn drop(&mut self) {
+            self.handle.shutdown();
+        }
+    }
+
+    fn random_key() -> SdesKey {
+        let mut k = [0u8; SDES_KEY_LEN];
+        rand::Rng::fill(&mut rand::thread_rng(), &mut k[..]);
+        k
+    }
+
+    fn srtp_keys(k: &SdesKey) -> SrtpKeys {
+        let mut key = [0u8; 16];
+        let mut salt = [0u8; 14];
+        key.copy_from_slice(&k[..16]);
+        salt.copy_from_slice(&k[16..]);
+        SrtpKeys::new(SrtpSuite::AesCm128HmacSha1_80, KeyMaterial::new(key, salt))
+    }
+
+    fn v4(a: SocketAddr) -> io::Result<SocketAddrV4> {
+        match a {
+            SocketAddr::V4(a) => Ok(a),
+            SocketAddr::V6(_) => Err(bad_input("engine returned an IPv6 address")),
+        }
+    }
+
+    fn media_err(e: teams_sbc::media::MediaError) -> io::Error {
+        io::Error::other(format!("media engine: {e}"))
+    }
+
+    pub fn plan(args: &Args) -> io::Result<Plan> {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let settings = MediaSettings {
+            interfaces: vec![
+                InterfaceSettings::new("carrier", lo, CARRIER_PORTS.0, CARRIER_PORTS.1),
+                InterfaceSettings::new("teams", lo, TEAMS_PORTS.0, TEAMS_PORTS.1),
+            ],
+            workers: args.workers,
+            ..MediaSettings::default()
+        };
+        let registry = prometheus::Registry::new();
+        let (handle, events) = MediaEngine::start(settings, &registry).map_err(media_err)?;
+        let relay = Relay {
+            handle,
+            _events: events,
+        };
+        let sockets = ephemeral_pool(args.pool)?;
+        let mut sessions = Vec::with_capacity(args.sessions);
+        for s in 0..args.sessions {
+            let carrier_sock = s % args.pool;
+            let teams_sock = args.pool + s % args.pool;
+            let carrier_end = local_v4(&sockets[carrier_sock])?;
+            let teams_end = local_v4(&sockets[teams_sock])?;
+            let h = &relay.handle;
+            let alloc = h.create_session("carrier", "teams").map_err(media_err)?;
+            h.set_remote(
+                alloc.id,
+                LegSide::Carrier,
+                SocketAddr::V4(carrier_end),
+                None,
+                false,
+            )
+            .map_err(media_err)?;
+            h.set_remote(
+                alloc.id,
+                LegSide::Teams,
+                SocketAddr::V4(teams_end),
+                None,
+                true,
+            )
+            .map_err(media_err)?;
+            let (key_to_teams, key_from_teams) = if args.srtp {
+                let (to, from) = (random_key(), random_key());
+                // Teams leg: inbound = what the Teams end sends us, outbound = what we send it.
+                h.set_srtp(
+                    alloc.id,
+                    LegSide::Teams,
+                    Some(srtp_keys(&from)),
+                    Some(srtp_keys(&to)),
+                )
+                .map_err(media_err)?;
+                (Some(to), Some(from))
+            } else {
+                (None, None)
+            };
+            sessions.push(SessionPlan {
+                carrier_sock,
+                teams_sock,
+                fwd_dst: v4(alloc.carrier.rtp)?,
+                rev_dst: v4(alloc.teams.rtp)?,
+                key_to_teams,
+                key_from_teams,
+            });
+        }
+        Ok(Plan {
+            sockets,
+            sessions,
+            _relay: Some(relay),
+        })
     }
 }
 
