@@ -207,7 +207,7 @@ fn parse_start_line(buf: &Bytes, line: Range<usize>) -> Result<StartLine, Failur
     if uri_bytes.is_empty() || uri_bytes.iter().any(|&b| scan::is_lws(b)) {
         return Err(bad_uri);
     }
-    let uri = Uri::parse(&buf.slice(uri_range)).map_err(|_| bad_uri)?;
+    let uri = Uri::parse_owned(buf.slice(uri_range)).map_err(|_| bad_uri)?;
     // A Request-URI must not carry `?headers` (RFC 3261 §19.1.5; RFC 4475 §3.1.2.11).
     if uri.as_sip().is_some_and(|u| u.headers.is_some()) {
         return Err(bad_uri);

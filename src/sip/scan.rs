@@ -226,6 +226,9 @@ pub(crate) fn scan_quoted(s: &[u8], mut i: usize) -> Option<usize> {
     None
 }
 
+/// (name, value) ranges of URI parameters; four fit without allocating.
+pub(crate) type ParamList = smallvec::SmallVec<[(Range<usize>, Option<Range<usize>>); 4]>;
+
 /// Where the parts of a SIP/SIPS URI lie (relative to the URI slice).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct SipUriSpans {
@@ -236,6 +239,8 @@ pub(crate) struct SipUriSpans {
     pub port: Option<u16>,
     /// From the first `;` to the start of `?headers` (or the end).
     pub params: Range<usize>,
+    /// Each `;name[=value]` of `params`, found while validating.
+    pub param_list: ParamList,
     pub headers: Option<Range<usize>>,
 }
 
@@ -323,6 +328,7 @@ pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
         port = Some(u16::try_from(value).ok()?);
     }
     let params_start = i;
+    let mut param_list = ParamList::new();
     while i < u.len() && u[i] == b';' {
         i += 1;
         let name_start = i;
@@ -334,6 +340,7 @@ pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
             return None;
         }
         i = j;
+        let mut value = None;
         if i < u.len() && u[i] == b'=' {
             let value_start = i + 1;
             let mut k = value_start;
@@ -343,8 +350,10 @@ pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
             if !all_escaped(&u[value_start..k], &PARAMCHAR) {
                 return None;
             }
+            value = Some(value_start..k);
             i = k;
         }
+        param_list.push((name_start..j, value));
     }
     let params = params_start..i;
     let headers = if i < u.len() && u[i] == b'?' {
@@ -367,36 +376,9 @@ pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
         host,
         port,
         params,
+        param_list,
         headers,
     }))
-}
-
-/// Splits a URI parameter block (`;a=b;lr`) into (name, value) ranges, offset by `base`.
-pub(crate) fn uri_params(
-    u: &[u8],
-    block: Range<usize>,
-    mut each: impl FnMut(Range<usize>, Option<Range<usize>>),
-) {
-    let mut i = block.start;
-    while i < block.end && u[i] == b';' {
-        let name_start = i + 1;
-        let mut j = name_start;
-        while j < block.end && !matches!(u[j], b'=' | b';') {
-            j += 1;
-        }
-        let name = name_start..j;
-        if j < block.end && u[j] == b'=' {
-            let mut k = j + 1;
-            while k < block.end && u[k] != b';' {
-                k += 1;
-            }
-            each(name, Some(j + 1..k));
-            i = k;
-        } else {
-            each(name, None);
-            i = j;
-        }
-    }
 }
 
 /// Where the parts of a name-addr / addr-spec lie (relative to the value slice).
