@@ -279,6 +279,11 @@ async fn tcp_response_goes_back_on_the_request_connection() {
         .unwrap();
     assert_eq!(sent.connection, inbound.source.connection);
     let text = read_until(&mut client, "Content-Length: 0\r\n\r\n").await;
+    assert_eq!(
+        sbc.peer_certificate_matches(inbound.source.connection.unwrap(), "x.example"),
+        None,
+        "no certificate on plain TCP"
+    );
     assert!(text.starts_with("SIP/2.0 200 OK\r\n"), "{text}");
     assert_eq!(sbc.connection_count(), 1);
 }
@@ -528,6 +533,16 @@ async fn row13_request_on_inbound_tls_connection_answered_on_it() {
     let inbound = next_inbound(&mut rx).await;
     assert_eq!(inbound.source.kind, TransportKind::Tls);
     assert_eq!(call_id(&inbound.message), "ms-bye-1");
+    // Row 7 on inbound connections: the application can check Microsoft's client certificate.
+    let conn = inbound.source.connection.unwrap();
+    assert_eq!(
+        sbc.peer_certificate_matches(conn, "sip.pstnhub.microsoft.com"),
+        Some(true)
+    );
+    assert_eq!(
+        sbc.peer_certificate_matches(conn, "sip.evil.example"),
+        Some(false)
+    );
     let sent = sbc
         .send_response(&inbound.source, ok_for(&inbound))
         .await
@@ -574,6 +589,10 @@ async fn row4_outgoing_tls_with_client_cert_reuses_the_connection() {
     let response = next_inbound(&mut sbc_rx).await;
     assert_eq!(response.message.status(), Some(200));
     assert_eq!(response.source.connection, first.connection);
+    assert_eq!(
+        sbc.peer_certificate_matches(first.connection.unwrap(), "sip.pstnhub.microsoft.com"),
+        Some(true)
+    );
 
     let second = sbc
         .send(

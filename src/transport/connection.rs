@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use rustls::pki_types::CertificateDer;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::{mpsc, Notify};
 use tokio::time::{timeout, Instant};
@@ -51,6 +52,8 @@ pub(crate) struct ConnectionSetup {
     /// Set for connections we opened: the reuse key.
     pub(crate) outbound_key: Option<ConnKey>,
     pub(crate) permit: Option<Permit>,
+    /// TLS: the end-entity certificate the peer presented, if any.
+    pub(crate) peer_cert: Option<CertificateDer<'static>>,
 }
 
 /// Register the connection and start its task.
@@ -70,6 +73,7 @@ where
             outbound_key: setup.outbound_key.clone(),
             queue,
             close: close.clone(),
+            peer_cert: setup.peer_cert.clone(),
         },
     );
     if let Some(key) = &setup.outbound_key {
@@ -82,6 +86,16 @@ where
         .inc();
     tokio::spawn(drive(inner, stream, id, setup, rx, close));
     id
+}
+
+/// The end-entity certificate a TLS peer presented.
+pub(crate) fn peer_end_entity<D>(
+    connection: &rustls::ConnectionCommon<D>,
+) -> Option<CertificateDer<'static>> {
+    connection
+        .peer_certificates()
+        .and_then(|chain| chain.first())
+        .map(|cert| cert.clone().into_owned())
 }
 
 /// What [`Liveness::poll`] asks the driver to do.

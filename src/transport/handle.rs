@@ -33,6 +33,7 @@ pub(crate) struct ConnEntry {
     pub(crate) outbound_key: Option<ConnKey>,
     pub(crate) queue: mpsc::Sender<Bytes>,
     pub(crate) close: Arc<Notify>,
+    pub(crate) peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
 pub(crate) struct Inner {
@@ -220,12 +221,13 @@ impl Inner {
         let local = tcp
             .local_addr()
             .map_err(|source| TransportError::Connect { addr, source })?;
-        let setup = ConnectionSetup {
+        let mut setup = ConnectionSetup {
             kind: dest.kind,
             local,
             remote: addr,
             outbound_key: Some(dest.clone()),
             permit: None,
+            peer_cert: None,
         };
         match dest.kind {
             TransportKind::Tcp => Ok(connection::spawn(self.clone(), tcp, setup)),
@@ -261,7 +263,10 @@ impl Inner {
                         addr,
                         reason: e.to_string(),
                     }),
-                    Ok(Ok(stream)) => Ok(connection::spawn(self.clone(), stream, setup)),
+                    Ok(Ok(stream)) => {
+                        setup.peer_cert = connection::peer_end_entity(stream.get_ref().1);
+                        Ok(connection::spawn(self.clone(), stream, setup))
+                    }
                 }
             }
             TransportKind::Udp => Err(TransportError::NoSocket(TransportKind::Udp)),
@@ -373,6 +378,20 @@ impl TransportHandle {
         }
         tracing::info!(closed, "TLS configuration reloaded; TLS connections closed");
         Ok(())
+    }
+
+    /// Whether the certificate the peer of a TLS connection presented (as server, or as client
+    /// on an inbound connection) is valid for `name` (RFC 6125 matching, wildcards one label).
+    /// The chain itself was verified during the handshake. `None`: no such connection, not
+    /// TLS, no certificate presented, or `name` is not a DNS name. Lets the application require
+    /// `sip.pstnhub.microsoft.com` on inbound connections from Microsoft's address ranges
+    /// (teams-direct-routing.md §1.5, checklist row 7).
+    pub fn peer_certificate_matches(&self, id: ConnectionId, name: &str) -> Option<bool> {
+        let entry = self.inner.connections.get(&id)?;
+        let cert = entry.peer_cert.as_ref()?;
+        let parsed = rustls::server::ParsedCertificate::try_from(cert).ok()?;
+        let name = rustls::pki_types::ServerName::try_from(name).ok()?;
+        Some(rustls::client::verify_server_name(&parsed, &name).is_ok())
     }
 
     /// Open stream connections (both directions).

@@ -90,6 +90,7 @@ pub(crate) async fn run_accept(inner: Arc<Inner>, kind: TransportKind, listener:
             remote,
             outbound_key: None,
             permit: Some(permit),
+            peer_cert: None,
         };
         match kind {
             TransportKind::Tls => {
@@ -102,7 +103,7 @@ pub(crate) async fn run_accept(inner: Arc<Inner>, kind: TransportKind, listener:
     }
 }
 
-async fn accept_tls(inner: Arc<Inner>, tcp: TcpStream, setup: ConnectionSetup) {
+async fn accept_tls(inner: Arc<Inner>, tcp: TcpStream, mut setup: ConnectionSetup) {
     let Some(configs) = inner.tls.load_full() else {
         return;
     };
@@ -120,6 +121,7 @@ async fn accept_tls(inner: Arc<Inner>, tcp: TcpStream, setup: ConnectionSetup) {
         .inc();
     match handshake {
         Ok(Ok(stream)) => {
+            setup.peer_cert = connection::peer_end_entity(stream.get_ref().1);
             connection::spawn(inner, stream, setup);
         }
         Ok(Err(error)) => {
