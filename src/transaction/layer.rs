@@ -227,19 +227,26 @@ impl<T: Clone> TransactionLayer<T> {
         response: Bytes,
     ) -> Result<(), TxError> {
         let status = status_of(&response).ok_or(TxError::BadResponse)?;
-        let Some(mut transaction) = self.transactions.remove(&tx) else {
+        let Some(transaction) = self.transactions.get_mut(&tx) else {
             return Err(TxError::UnknownTransaction);
         };
         if !matches!(
             transaction.kind,
             TxKind::ServerInvite | TxKind::ServerNonInvite
         ) {
-            self.transactions.insert(tx, transaction);
             return Err(TxError::UnknownTransaction);
         }
-        let mut ctx = self.ctx(now);
+        let mut ctx = Ctx {
+            now,
+            settings: &self.settings,
+            metrics: &self.metrics,
+            outputs: &mut self.outputs,
+            timers: &mut self.timers,
+            generation: &mut self.generation,
+        };
         let result = transaction.send_response(&mut ctx, status, response);
-        let awaiting_ack = transaction.kind == TxKind::ServerInvite
+        let awaiting_ack = result.is_ok()
+            && transaction.kind == TxKind::ServerInvite
             && (200..300).contains(&status)
             && !transaction.acked;
         let ack_key = awaiting_ack
@@ -249,10 +256,9 @@ impl<T: Clone> TransactionLayer<T> {
                 Some((call_id, seq))
             })
             .flatten();
-        if result.is_ok() && ack_key.is_some() {
+        if ack_key.is_some() {
             transaction.ack_key.clone_from(&ack_key);
         }
-        self.transactions.insert(tx, transaction);
         match result {
             Err(()) => Err(TxError::AlreadyFinal),
             Ok(flow) => {
@@ -357,12 +363,18 @@ impl<T: Clone> TransactionLayer<T> {
         id: TxId,
         step: impl FnOnce(&mut Transaction<T>, &mut Ctx<'_, T>) -> Flow,
     ) {
-        let Some(mut tx) = self.transactions.remove(&id) else {
+        let Some(tx) = self.transactions.get_mut(&id) else {
             return;
         };
-        let mut ctx = self.ctx(now);
-        let flow = step(&mut tx, &mut ctx);
-        self.transactions.insert(id, tx);
+        let mut ctx = Ctx {
+            now,
+            settings: &self.settings,
+            metrics: &self.metrics,
+            outputs: &mut self.outputs,
+            timers: &mut self.timers,
+            generation: &mut self.generation,
+        };
+        let flow = step(tx, &mut ctx);
         if flow == Flow::Terminate {
             self.remove(id);
         }

@@ -1025,3 +1025,81 @@ fn new_branch_has_magic_cookie_and_is_fresh() {
     assert_ne!(a, new_branch());
     assert_ne!(new_tag(), new_tag());
 }
+
+/// Whatever the peers and the TU do (or fail to do), every transaction ends and the table
+/// empties: each state has a timer that ends it. Seeded, so a failure replays exactly.
+#[test]
+fn random_traffic_never_leaks_transactions() {
+    use rand::rngs::StdRng;
+    use rand::{Rng, SeedableRng};
+
+    const BRANCHES: [&str; 8] = [
+        "z9hG4bKr0",
+        "z9hG4bKr1",
+        "z9hG4bKr2",
+        "z9hG4bKr3",
+        "z9hG4bKr4",
+        "z9hG4bKr5",
+        "z9hG4bKr6",
+        "z9hG4bKr7",
+    ];
+    const METHODS: [&str; 4] = ["INVITE", "OPTIONS", "BYE", "CANCEL"];
+    const STATUSES: [u16; 6] = [100, 180, 200, 404, 486, 503];
+    let mut rng = StdRng::seed_from_u64(0x5bc);
+    let mut h = Harness::new();
+    let mut server_txs = Vec::new();
+    let mut ms = 0u64;
+    for _ in 0..5_000 {
+        ms += rng.gen_range(0..200);
+        let transport = if rng.gen_bool(0.5) { "UDP" } else { "TCP" };
+        let mut req = Req::new(METHODS[rng.gen_range(0..METHODS.len())], transport)
+            .branch(Some(BRANCHES[rng.gen_range(0..BRANCHES.len())]));
+        if rng.gen_bool(0.1) {
+            req = req.branch(None);
+        }
+        match rng.gen_range(0..6) {
+            0 => {
+                let _ = h.layer.send_request(h.at(ms), req.msg(), PEER);
+            }
+            1 => {
+                let status = STATUSES[rng.gen_range(0..STATUSES.len())];
+                h.incoming(ms, req.response(status));
+            }
+            2 => {
+                for event in events(&h.incoming(ms, req.msg())) {
+                    if let TuEvent::Request { tx, .. } = event {
+                        server_txs.push((tx, req.clone()));
+                    }
+                }
+            }
+            3 if !server_txs.is_empty() => {
+                let (tx, req) = server_txs.swap_remove(rng.gen_range(0..server_txs.len()));
+                let status = STATUSES[rng.gen_range(0..STATUSES.len())];
+                let _ = h
+                    .layer
+                    .send_response(h.at(ms), tx, req.response_bytes(status));
+            }
+            4 => {
+                h.incoming(ms, req.method("ACK").with_to_tag("uas1").msg());
+            }
+            _ => {
+                h.advance(ms);
+            }
+        }
+        h.drain();
+    }
+    assert!(
+        !h.layer.is_empty(),
+        "the run should leave live transactions to clean up"
+    );
+    // Run the clock out: at most one hour of simulated time, step by step.
+    for _ in 0..100_000 {
+        let Some(next) = h.next_timeout_ms() else {
+            break;
+        };
+        h.advance(next);
+    }
+    assert!(h.layer.is_empty(), "{} transactions leaked", h.layer.len());
+    assert_eq!(h.layer.poll_timeout(), None);
+    assert_eq!(h.metrics.active.get(), 0);
+}
