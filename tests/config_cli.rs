@@ -42,12 +42,43 @@ port_min = 30000
 port_max = 30999
 "#;
 
-fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
-    std::fs::write(dir.join("sbc.pem"), "placeholder").unwrap();
-    std::fs::write(dir.join("sbc.key"), "placeholder").unwrap();
+/// Dev certificates for `base`, generated once per test process and copied where needed.
+fn certs_for(base: &str) -> std::path::PathBuf {
+    static DIRS: std::sync::Mutex<Vec<(String, tempfile::TempDir)>> =
+        std::sync::Mutex::new(Vec::new());
+    let mut dirs = DIRS.lock().unwrap();
+    if let Some((_, dir)) = dirs.iter().find(|(b, _)| b == base) {
+        return dir.path().to_path_buf();
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let out = Command::new(BIN)
+        .args(["dev-certs", "--out"])
+        .arg(dir.path())
+        .args(["--base-fqdn", base])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.path().to_path_buf();
+    dirs.push((base.to_string(), dir));
+    path
+}
+
+fn write_config_for(dir: &Path, text: &str, base: &str) -> std::path::PathBuf {
+    let certs = certs_for(base);
+    for file in ["sbc.pem", "sbc.key", "ca.pem"] {
+        std::fs::copy(certs.join(file), dir.join(file)).unwrap();
+    }
     let path = dir.join("sbc.toml");
     std::fs::write(&path, text).unwrap();
     path
+}
+
+fn write_config(dir: &Path, text: &str) -> std::path::PathBuf {
+    write_config_for(dir, text, "sbc.carrier.example")
 }
 
 fn check(path: &Path) -> Output {
@@ -162,25 +193,32 @@ fn warnings_do_not_fail_the_check() {
 
 #[test]
 fn shipped_example_configs_are_valid() {
-    // example.toml references production paths; check it without the file-existence rule by
-    // pointing it at placeholder files in a temp dir.
+    // The certificate paths are pointed at dev certificates for each file's base FQDN.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let dir = tempfile::tempdir().unwrap();
-    for name in ["example.toml", "dev.toml"] {
+    for (name, base) in [
+        ("example.toml", "sbc1.carrier.example"),
+        ("dev.toml", "sbc.example.test"),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
         let text = std::fs::read_to_string(root.join("configs").join(name)).unwrap();
         let mut patched = String::new();
         for line in text.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
-            if ["cert_chain", "private_key"].contains(&key)
-                || (key == "roots" && !line.contains("webpki"))
-            {
-                patched.push_str(&format!("{key} = \"sbc.pem\"\n"));
-            } else {
-                patched.push_str(line);
-                patched.push('\n');
+            let value = match key {
+                "cert_chain" => Some("sbc.pem"),
+                "private_key" => Some("sbc.key"),
+                "roots" if !line.contains("webpki") => Some("ca.pem"),
+                _ => None,
+            };
+            match value {
+                Some(v) => patched.push_str(&format!("{key} = \"{v}\"\n")),
+                None => {
+                    patched.push_str(line);
+                    patched.push('\n');
+                }
             }
         }
-        let path = write_config(dir.path(), &patched);
+        let path = write_config_for(dir.path(), &patched, base);
         let out = check(&path);
         assert!(
             out.status.success(),
@@ -188,6 +226,37 @@ fn shipped_example_configs_are_valid() {
             String::from_utf8_lossy(&out.stderr)
         );
     }
+}
+
+#[test]
+fn row2_certificate_must_cover_base_and_tenant_fqdns() {
+    let dir = tempfile::tempdir().unwrap();
+    // Certificates for another base: neither the base nor the tenant is covered.
+    let path = write_config_for(dir.path(), GOOD, "sbc.example.test");
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for field in ["sbc.base_fqdn", "tenant[0].fqdn"] {
+        assert!(
+            stderr.contains(&format!(": {field}: "))
+                && stderr.contains("not covered by the certificate"),
+            "{field}: {stderr}"
+        );
+    }
+}
+
+#[test]
+fn certificate_file_without_pem_is_an_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(dir.path(), GOOD);
+    std::fs::write(dir.path().join("sbc.pem"), "not a certificate").unwrap();
+    let out = check(&path);
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains(": tls.cert_chain: no certificate in the file"),
+        "{stderr}"
+    );
 }
 
 #[test]

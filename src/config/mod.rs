@@ -6,6 +6,7 @@
 //! settings structs.
 
 pub mod acl;
+mod certcheck;
 mod locate;
 pub mod mapping;
 pub mod numbers;

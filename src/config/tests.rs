@@ -528,3 +528,35 @@ fn row11_source_acl_admits_all_microsoft_ranges_and_trunks() {
     );
     assert_eq!(acl.classify(ip("198.51.100.16")), None);
 }
+
+#[test]
+fn row2_row35_certificate_coverage_and_row5_usage() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = crate::devcerts::generate(dir.path(), "sbc.carrier.example").unwrap();
+    let names: Vec<(String, String)> = [
+        ("base", "sbc.carrier.example"),
+        ("tenant", "acme.sbc.carrier.example"),
+        ("two_labels", "a.b.sbc.carrier.example"),
+        ("other", "sbc.other.example"),
+    ]
+    .iter()
+    .map(|(f, n)| (f.to_string(), n.to_string()))
+    .collect();
+    let findings = certcheck::check(&certs.sbc_chain_pem, &certs.sbc_key_pem, &names);
+    let fields: Vec<&str> = findings.iter().map(|(_, f, _)| f.as_str()).collect();
+    assert_eq!(fields, vec!["two_labels", "other"], "{findings:?}");
+    assert!(findings.iter().all(|(is_error, _, _)| *is_error));
+
+    // The CA alone as chain: one certificate, not covering the names -> errors and a row 3
+    // warning.
+    let findings = certcheck::check(&certs.ca_pem, &certs.sbc_key_pem, &names[..1]);
+    assert!(findings.iter().any(|(e, f, _)| *e && f == "base"));
+    assert!(findings
+        .iter()
+        .any(|(e, _, m)| !*e && m.contains("row 3")));
+    // A key file without a key.
+    let findings = certcheck::check(&certs.sbc_chain_pem, &certs.ca_pem, &names[..1]);
+    assert!(findings
+        .iter()
+        .any(|(e, f, m)| *e && f == "tls.private_key" && m.contains("no private key")));
+}

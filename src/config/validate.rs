@@ -251,6 +251,23 @@ fn tls(config: &Config, check_files: bool, r: &mut Report) {
             ),
         );
     }
+    if let (true, Some(cert), Some(key)) = (check_files, &t.cert_chain, &t.private_key) {
+        if cert.is_file() && key.is_file() {
+            let mut names = vec![("sbc.base_fqdn".to_string(), config.sbc.base_fqdn.clone())];
+            for (i, tenant) in config.tenants.iter().enumerate() {
+                names.push((format!("tenant[{i}].fqdn"), tenant.fqdn.clone()));
+            }
+            // A name that is invalid anyway gets its own error; do not pile a second on it.
+            names.retain(|(_, name)| check_fqdn(name).is_ok());
+            for (is_error, field, message) in super::certcheck::check(cert, key, &names) {
+                if is_error {
+                    r.error(&field, message);
+                } else {
+                    r.warn(&field, message);
+                }
+            }
+        }
+    }
     if let Err(e) = check_dns_name(&t.teams_peer_san) {
         r.error("tls.teams_peer_san", e);
     }
