@@ -257,6 +257,26 @@ fn plain_recv_send_fallback_forwards_the_same() {
     exchange_both_ways(false, ip(2));
 }
 
+#[test]
+fn loss_from_sequence_gaps_is_counted_per_leg() {
+    let bind = ip(13);
+    let relay = Relay::start(settings(bind, LatchingMode::Off));
+    let carrier = endpoint(bind);
+    let teams = endpoint(bind);
+    let s = connect(&relay, &carrier, None, &teams);
+    let sent: Vec<u16> = (0..20).filter(|seq| ![3, 4, 11].contains(seq)).collect();
+    for &seq in &sent {
+        carrier
+            .send_to(&rtp(0, seq, 77, &payload(seq)), s.carrier.rtp)
+            .unwrap();
+        assert_eq!(recv(&teams).0, rtp(0, seq, 77, &payload(seq)));
+    }
+    let stats = relay.handle.stats(s.id).unwrap();
+    assert_eq!(stats.carrier.rx_packets, sent.len() as u64);
+    assert_eq!(stats.carrier.lost, 3);
+    assert_eq!(stats.teams.lost, 0);
+}
+
 /// Rows 43/45: RTP in, SRTP (AES_CM_128_HMAC_SHA1_80) between two sessions' Teams legs,
 /// RTP out; the wire format is checked with webrtc-srtp.
 #[test]
