@@ -76,3 +76,36 @@ pub fn transaction_settings(config: &Config) -> TransactionSettings {
         ..TransactionSettings::default()
     }
 }
+
+/// Media relay settings: interfaces named "carrier" and "teams".
+pub fn media_settings(config: &Config) -> crate::media::settings::MediaSettings {
+    use crate::media::settings::{InterfaceSettings, LatchingMode, MediaSettings};
+    let defaults = MediaSettings::default();
+    let after_packets = match defaults.latching {
+        LatchingMode::Learn { after_packets } | LatchingMode::Strict { after_packets } => {
+            after_packets
+        }
+        LatchingMode::Off => 1,
+    };
+    let interface = |name: &str, m: &super::MediaInterface| InterfaceSettings {
+        name: name.to_string(),
+        bind_ip: m.bind,
+        advertised_ip: m.advertised_address(config.sbc.public_address),
+        port_min: m.port_min,
+        port_max: m.port_max,
+    };
+    MediaSettings {
+        interfaces: vec![
+            interface("carrier", &config.media.carrier),
+            interface("teams", &config.media.teams),
+        ],
+        workers: config.media.workers,
+        latching: match config.media.latching {
+            super::LatchingMode::Off => LatchingMode::Off,
+            super::LatchingMode::Learn => LatchingMode::Learn { after_packets },
+            super::LatchingMode::Strict => LatchingMode::Strict { after_packets },
+        },
+        inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_seconds),
+        ..defaults
+    }
+}

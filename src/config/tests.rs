@@ -480,6 +480,11 @@ fn maps_to_module_settings() {
     assert!(tls.require_client_cert);
     assert_eq!(t.limits.max_message_bytes, 65536);
     assert_eq!(t.idle_timeout, std::time::Duration::from_secs(180));
+    let media = mapping::media_settings(&loaded.config);
+    assert_eq!(media.interfaces.len(), 2);
+    assert_eq!(media.interfaces[1].name, "teams");
+    assert_eq!(media.interfaces[1].port_min, 30000);
+    assert_eq!(media.validate(), Ok(()));
     let tx = mapping::transaction_settings(&loaded.config);
     assert_eq!(tx.t1, std::time::Duration::from_millis(500));
     assert_eq!(tx.max_transactions, 100_000);
@@ -551,9 +556,7 @@ fn row2_row35_certificate_coverage_and_row5_usage() {
     // warning.
     let findings = certcheck::check(&certs.ca_pem, &certs.sbc_key_pem, &names[..1]);
     assert!(findings.iter().any(|(e, f, _)| *e && f == "base"));
-    assert!(findings
-        .iter()
-        .any(|(e, _, m)| !*e && m.contains("row 3")));
+    assert!(findings.iter().any(|(e, _, m)| !*e && m.contains("row 3")));
     // A key file without a key.
     let findings = certcheck::check(&certs.sbc_chain_pem, &certs.ca_pem, &names[..1]);
     assert!(findings
