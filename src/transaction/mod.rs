@@ -9,6 +9,29 @@
 //! (where a message came from / goes to), so it knows nothing of sockets. Whether a transport is
 //! reliable is read from the top Via (`UDP` is unreliable, anything else reliable), since that is
 //! the transport the request travels on.
+//!
+//! ```text
+//! // one task (or shard) owns the layer; T is e.g. a connection id or SocketAddr
+//! layer.on_incoming(now, parsed_msg, source_token);          // from the transport
+//! let tx = layer.send_request(now, request_msg, dest_token)?; // TU -> network
+//! layer.send_response(now, tx, response_bytes)?;              // TU answers a server tx
+//! layer.send_stateless(dest_token, ack_for_2xx_bytes);        // TU's ACK for a 2xx
+//! while let Some(out) = layer.poll_output() {
+//!     match out {
+//!         Output::Transmit { tx, dest, bytes } => // send; on failure
+//!             // layer.on_transport_error(now, tx) when tx is Some
+//!         Output::Deliver(event) => // to the TU (call, OPTIONS responder, pinger)
+//!     }
+//! }
+//! sleep_until(layer.poll_timeout()); layer.handle_timeout(now);
+//! ```
+//!
+//! What the layer does so the TU does not: 100 Trying for every INVITE at once; absorbing
+//! request and response retransmissions; the ACK for non-2xx final responses; retransmitting
+//! a 2xx to INVITE over UDP until its ACK arrives (stop: any ACK with the same Call-ID and
+//! CSeq number); a 503 when the table is full; a 408 when the TU leaves an INVITE unanswered
+//! for `timer_c`. What the TU still does: ACK every 2xx it receives (each one is delivered),
+//! answer a CANCEL (200) and its INVITE (487), build CANCEL with [`cancel_for`].
 
 mod build;
 mod key;
