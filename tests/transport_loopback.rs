@@ -950,3 +950,41 @@ async fn slow_loris_partial_message_is_closed_although_bytes_keep_trickling() {
     }
     assert!(closed, "trickled message must be cut off");
 }
+
+#[tokio::test]
+async fn tcp_unparsable_but_framed_message_gets_400_and_connection_stays_open() {
+    let (sbc, mut rx, registry) = start(TransportSettings {
+        listeners: vec![listen(TransportKind::Tcp, "127.0.0.1:0")],
+        ..TransportSettings::default()
+    })
+    .await;
+    let mut client = TcpStream::connect(sbc.local_addr(TransportKind::Tcp).unwrap())
+        .await
+        .unwrap();
+    let bad =
+        options("TCP", "127.0.0.1:9", "tcp-bad").replace("Max-Forwards: 70", "Max-Forwards: lots");
+    client.write_all(bad.as_bytes()).await.unwrap();
+    let text = read_until(&mut client, "\r\n\r\n").await;
+    assert!(text.starts_with("SIP/2.0 400 "), "{text}");
+    assert!(text.contains("Call-ID: tcp-bad"), "{text}");
+    client
+        .write_all(options("TCP", "127.0.0.1:9", "tcp-good").as_bytes())
+        .await
+        .unwrap();
+    let inbound = next_inbound(&mut rx).await;
+    assert_eq!(call_id(&inbound.message), "tcp-good");
+
+    let count = |name: &str, label: &str| -> f64 {
+        registry
+            .gather()
+            .iter()
+            .filter(|f| f.name() == name)
+            .flat_map(|f| f.get_metric().iter())
+            .filter(|m| m.get_label().iter().any(|l| l.value() == label))
+            .map(|m| m.get_counter().get_value())
+            .sum()
+    };
+    assert_eq!(count("sip_messages_received_total", "OPTIONS"), 1.0);
+    assert_eq!(count("sip_messages_sent_total", "4xx"), 1.0);
+    assert_eq!(count("sip_parse_errors_total", "Bad Max-Forwards"), 1.0);
+}

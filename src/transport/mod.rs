@@ -13,7 +13,24 @@
 //! // a new request of ours (reuses an open connection to the same kind/addr/server_name):
 //! handle.send(Destination { kind: TransportKind::Tls, addr, server_name: Some(fqdn) }, bytes).await?;
 //! handle.reload_tls()?; // on SIGHUP: re-read the PEM files, close every TLS connection
+//! // inbound mTLS from Microsoft's ranges: is the client certificate Microsoft's?
+//! handle.peer_certificate_matches(source.connection?, "sip.pstnhub.microsoft.com");
 //! ```
+//!
+//! Other calls: `local_addrs()`/`local_addr(kind)` (bound ports, port 0 in tests),
+//! `connection_count()`, `close_connection(id)`, `shutdown()`. Metrics
+//! ([`TransportMetrics`]): `sip_messages_received_total{transport,kind}`,
+//! `sip_messages_sent_total{transport,kind}`, `sip_parse_errors_total{reason}`,
+//! `tls_handshakes_total{direction,result}`, `connections_open{transport}`,
+//! `connections_refused_total{transport}`, `sip_inbound_dropped_total`.
+//!
+//! # TLS suites
+//!
+//! rustls (ring provider) offers TLS 1.3 and, in TLS 1.2, ECDHE with AES-GCM and
+//! ChaCha20-Poly1305 for RSA and ECDSA keys. Of the four suites Microsoft lists
+//! (teams-direct-routing.md §1.3) the two GCM ones are offered and tested against OpenSSL;
+//! the two CBC ones (`TLS_ECDHE_RSA_WITH_AES_{256_CBC_SHA384,128_CBC_SHA256}`) exist in no
+//! rustls provider. Microsoft needs any one of the four. TLS 1.0/1.1 are never negotiated.
 //!
 //! # Behaviour the rest of the SBC can rely on
 //!
