@@ -152,6 +152,7 @@ port_max = 30099
 
 [ops]
 metrics_listen = "127.0.0.1:{metrics}"
+log_format = "json"
 log_level = "info,teams_sbc=debug"
 "#,
             udp = ports.udp,
@@ -776,5 +777,14 @@ fn row6_sighup_reloads_certificate_and_sigterm_exits_cleanly() {
         "exit status {status}:\n{}",
         sbc.log_text()
     );
-    assert!(sbc.log_text().contains("shutting down"));
+    let log = sbc.log_text();
+    assert!(log.contains("shutting down"));
+    // log_format = "json": one JSON object per line.
+    for line in log.lines().filter(|l| !l.trim().is_empty()) {
+        assert!(
+            line.starts_with('{') && line.ends_with('}') && line.contains("\"level\":"),
+            "not a JSON log line: {line}"
+        );
+    }
+    assert!(log.contains("\"message\":\"SIGHUP: TLS certificate reloaded\""), "{log}");
 }
