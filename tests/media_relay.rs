@@ -768,7 +768,18 @@ mod ice_lite {
         // Media from the other fork still reaches the carrier (early media, forking).
         fork2.send_to(&rtp(0, 7, 3, b"fork2"), teams_port).unwrap();
         assert_eq!(recv(&carrier).0, rtp(0, 7, 3, b"fork2"));
-        // ...but does not move our sending address away from the nominated pair.
+        // ...but does not move our sending address away from the nominated pair, and
+        // neither does a re-INVITE still carrying the default candidate.
+        relay
+            .handle
+            .set_remote(
+                s.id,
+                LegSide::Teams,
+                signalled.local_addr().unwrap(),
+                None,
+                true,
+            )
+            .unwrap();
         carrier
             .send_to(&rtp(0, 3, 1, &payload(3)), s.carrier.rtp)
             .unwrap();

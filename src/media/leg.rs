@@ -196,11 +196,14 @@ impl LegState {
     }
 
     /// Applies a signalled remote address; a changed address restarts latching.
+    /// On an ICE-lite leg a nominated pair outranks SDP: media stays on it (RFC 8445; the
+    /// controlling agent's re-INVITE may still carry the default candidate).
     pub fn set_remote(&mut self, rtp: SocketAddr, rtcp: Option<SocketAddr>, rtcp_mux: bool) {
         if self.remote_rtp != Some(rtp) {
             self.latch.reset();
         }
-        self.remote_rtp = Some(rtp);
+        let nominated = self.ice.as_ref().and_then(|ice| ice.nominated);
+        self.remote_rtp = Some(nominated.unwrap_or(rtp));
         self.remote_rtcp = rtcp;
         self.rtcp_mux = rtcp_mux;
     }
@@ -296,6 +299,27 @@ mod tests {
         for p in 0..10 {
             assert_eq!(l.observe(addr(p)), LatchVerdict::Accept);
         }
+    }
+
+    #[test]
+    fn nominated_pair_outranks_signalled_address() {
+        let mut leg = LegState::new(LegSide::Teams, LatchingMode::Off, false, Arc::default(), 0);
+        leg.set_remote(addr(1000), None, true);
+        leg.ice = Some(IceLeg {
+            credentials: IceCredentials {
+                local_ufrag: "u".into(),
+                local_pwd: "p".into(),
+                remote_ufrag: None,
+            },
+            nominated: Some(addr(2000)),
+            best_check_priority: None,
+            media_latched: true,
+        });
+        leg.set_remote(addr(1000), None, true);
+        assert_eq!(leg.remote_rtp, Some(addr(2000)));
+        leg.ice = None;
+        leg.set_remote(addr(1000), None, true);
+        assert_eq!(leg.remote_rtp, Some(addr(1000)));
     }
 
     #[test]
