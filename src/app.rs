@@ -112,7 +112,13 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         source,
     })?;
     let (transport, inbound) =
-        Transport::start(mapping::transport_settings(config), &registry).await?;
+        match Transport::start(mapping::transport_settings(config), &registry).await {
+            Ok(started) => started,
+            Err(e) => {
+                ops.stop().await;
+                return Err(e.into());
+            }
+        };
     readiness.set_listeners_bound(true);
 
     let identity = IdentityTemplate::new(loaded, &transport);

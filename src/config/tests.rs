@@ -563,3 +563,12 @@ fn row2_row35_certificate_coverage_and_row5_usage() {
         .iter()
         .any(|(e, f, m)| *e && f == "tls.private_key" && m.contains("no private key")));
 }
+
+#[test]
+fn metrics_port_must_not_clash_with_sip() {
+    let e = errors_with(
+        "[tls]",
+        "[ops]\nmetrics_listen = \"127.0.0.1:5061\"\n\n[tls]",
+    );
+    assert_error(&e, "ops.metrics_listen", "listen[1]");
+}

@@ -61,7 +61,7 @@ pub fn validate(config: &Config, check_files: bool, r: &mut Report) -> Vec<Vec<N
     trunks(&config.carrier_trunks, r);
     let numbers = tenants(config, r);
     media(config, r);
-    ops(&config.ops, r);
+    ops(config, r);
     numbers
 }
 
@@ -721,7 +721,21 @@ fn media(config: &Config, r: &mut Report) {
     }
 }
 
-fn ops(o: &OpsSection, r: &mut Report) {
+fn ops(config: &Config, r: &mut Report) {
+    let o = &config.ops;
+    let clash = config.listen.iter().position(|l| {
+        l.transport != TransportKind::Udp
+            && l.address.port() == o.metrics_listen.port()
+            && (l.address.ip() == o.metrics_listen.ip()
+                || l.address.ip().is_unspecified()
+                || o.metrics_listen.ip().is_unspecified())
+    });
+    if let Some(i) = clash {
+        r.error(
+            "ops.metrics_listen",
+            format!("same TCP port as listen[{i}]"),
+        );
+    }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&o.log_level) {
         r.error("ops.log_level", format!("not a valid log filter: {e}"));
     }
