@@ -305,16 +305,9 @@ impl MediaHandle {
             sockets: [Some(carrier_rtp), Some(carrier_rtcp), Some(teams_rtp)],
             pair,
         };
-        self.shared.sessions.insert(
-            id,
-            SessionRecord {
-                worker,
-                ports: ports.clone(),
-                counters,
-            },
-        );
+        // The worker gets the session before anyone can name it: a Remove (from
+        // `shutdown`, say) therefore always queues behind its Add.
         if self.send(worker, Command::Add(Box::new(setup))).is_err() {
-            self.shared.sessions.remove(&id);
             self.release_ports(&ports);
             return Err(MediaError::Stopped);
         }
@@ -323,6 +316,14 @@ impl MediaHandle {
             .fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.sessions_active.inc();
         self.shared.metrics.legs_active.add(2);
+        self.shared.sessions.insert(
+            id,
+            SessionRecord {
+                worker,
+                ports,
+                counters,
+            },
+        );
         let carrier_ip = self.shared.interfaces[carrier_if].advertised;
         let teams_ip = self.shared.interfaces[teams_if].advertised;
         Ok(SessionAllocation {
