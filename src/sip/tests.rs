@@ -785,3 +785,27 @@ fn metric_labels_are_bounded() {
         Method::Other(Bytes::from_static(b"invite"))
     );
 }
+
+#[test]
+fn lower_vias_and_contact_are_checked_when_read() {
+    let m = ok(&options_with("Via: garbage\r\nContact: <sip:a@b;;>\r\n"));
+    assert!(
+        m.top_via().is_ok(),
+        "the top Via was validated at parse time"
+    );
+    assert!(m.vias().is_err());
+    assert!(m.contacts().is_err());
+    // The top Via itself is always checked.
+    let e = err(&options_with("").replace(
+        "Via: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK1",
+        "Via: SIP/2.0/UDP",
+    ));
+    assert_eq!(e.kind, ParseErrorKind::BadVia);
+}
+
+#[test]
+fn contact_wildcard_is_not_a_contact_list() {
+    let m = ok(&options_with("Contact: *\r\n"));
+    assert!(m.contact_is_wildcard());
+    assert_eq!(m.contacts().unwrap(), vec![]);
+}
