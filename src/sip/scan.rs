@@ -720,13 +720,22 @@ impl Iterator for HeaderLines<'_> {
         let mut search = colon.min(limit_end);
         let line_end;
         loop {
-            let Some(nl) = memchr::memchr(b'\n', &buf[search..limit_end]) else {
+            // A CR is only allowed right before a LF: a bare CR would be re-sent verbatim
+            // and could be read as a line break by the next hop.
+            let Some(hit) = memchr::memchr2(b'\r', b'\n', &buf[search..limit_end]) else {
                 if limit_end < buf.len() {
                     return self.fail(ParseErrorKind::HeaderLineTooLong, start);
                 }
                 return self.fail(ParseErrorKind::Incomplete, buf.len());
             };
-            let nl = search + nl;
+            let mut nl = search + hit;
+            if buf[nl] == b'\r' {
+                match buf.get(nl + 1) {
+                    Some(b'\n') => nl += 1,
+                    Some(_) => return self.fail(ParseErrorKind::BadHeaderLine, nl),
+                    None => return self.fail(ParseErrorKind::Incomplete, buf.len()),
+                }
+            }
             if nl + 1 >= buf.len() {
                 return self.fail(ParseErrorKind::Incomplete, buf.len());
             }

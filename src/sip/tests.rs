@@ -809,3 +809,12 @@ fn contact_wildcard_is_not_a_contact_list() {
     assert!(m.contact_is_wildcard());
     assert_eq!(m.contacts().unwrap(), vec![]);
 }
+
+#[test]
+fn a_bare_cr_inside_a_header_line_is_rejected() {
+    let e = err(&options_with("X-Smuggle: a\rInjected: b\r\n"));
+    assert_eq!(e.kind, ParseErrorKind::BadHeaderLine);
+    // CRLF folding and bare-LF line ends stay accepted.
+    assert!(parse(&options_with("X-Fold: a\r\n b\r\n")).is_ok());
+    assert!(parse(&options_with("X-Lf: a\n")).is_ok());
+}
