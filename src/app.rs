@@ -21,7 +21,7 @@ use tokio::task::JoinHandle;
 use crate::config::{mapping, Config, Loaded, SourceAcl};
 use crate::health::{
     self, DnsResolver, HealthMetrics, OptionsPinger, OptionsSender, PeerHealth, PeerTarget,
-    PingOutcome, PingerSettings, SbcIdentity, SipTransport,
+    PingOutcome, SbcIdentity, SipTransport,
 };
 use crate::ops::{OpsServer, ProcessMetrics, RateLimitedLog, Readiness};
 use crate::sip::{self, HeaderName, Message, Method, ResponseBuilder};
@@ -588,59 +588,30 @@ fn start_pingers(
 ) -> Result<Vec<JoinHandle<()>>, AppError> {
     let metrics = HealthMetrics::register(registry)?;
     let resolver = Arc::new(DnsResolver::from_system().map_err(|e| AppError::Dns(e.to_string()))?);
-    let mut tls_names = HashMap::new();
-    let mut peers: Vec<(PeerTarget, PingerSettings, bool)> = Vec::new();
-    for proxy in &config.teams.proxies {
-        let Some((host, port)) = split_host_port(proxy.address()) else {
-            continue;
-        };
-        let name = proxy.address().to_string();
-        if let Some(tls_name) = proxy.tls_name() {
-            tls_names.insert(name.clone(), tls_name.to_string());
-        }
-        readiness.add_teams_proxy(&name);
-        peers.push((
-            PeerTarget {
-                name,
-                host,
-                port,
-                transport: sip_transport(mapping::transport_kind(proxy.transport())),
-            },
-            PingerSettings {
-                interval: std::time::Duration::from_secs(config.teams.options_interval_seconds),
-                ..PingerSettings::default()
-            },
-            true,
-        ));
-    }
-    for trunk in config.carrier_trunks.iter().filter(|t| t.options_ping) {
-        let Some((host, port)) = split_host_port(&trunk.address) else {
-            continue;
-        };
-        peers.push((
-            PeerTarget {
-                name: trunk.name.clone(),
-                host,
-                port,
-                transport: sip_transport(mapping::transport_kind(trunk.transport)),
-            },
-            PingerSettings {
-                interval: std::time::Duration::from_secs(trunk.options_interval_seconds),
-                ..PingerSettings::default()
-            },
-            false,
-        ));
-    }
+    let peers = mapping::ping_peers(config);
+    let tls_names = peers
+        .iter()
+        .filter_map(|p| Some((p.target.name.clone(), p.tls_name.clone()?)))
+        .collect();
     let sender = Arc::new(CoreSender {
         commands,
         limits: mapping::sip_limits(config),
         tls_names,
     });
     let mut tasks = Vec::new();
-    for (peer, settings, is_teams) in peers {
-        let local = identity.for_ping(transport_of(peer.transport));
-        let name = peer.name.clone();
-        let pinger = OptionsPinger::new(peer, local, settings, metrics.clone(), Instant::now());
+    for peer in peers {
+        let local = identity.for_ping(transport_of(peer.target.transport));
+        let name = peer.target.name.clone();
+        if peer.is_teams {
+            readiness.add_teams_proxy(&name);
+        }
+        let pinger = OptionsPinger::new(
+            peer.target,
+            local,
+            peer.settings,
+            metrics.clone(),
+            Instant::now(),
+        );
         let (status_tx, status_rx) = watch::channel(pinger.health().clone());
         tasks.push(tokio::spawn(health::run_pinger(
             pinger,
@@ -648,7 +619,7 @@ fn start_pingers(
             resolver.clone(),
             status_tx,
         )));
-        if is_teams {
+        if peer.is_teams {
             tasks.push(tokio::spawn(follow_teams_proxy(
                 name,
                 status_rx,
@@ -672,11 +643,4 @@ async fn follow_teams_proxy(
             return;
         }
     }
-}
-
-/// `host:port` (validated at load) into its parts; IPv6 brackets removed.
-fn split_host_port(address: &str) -> Option<(String, u16)> {
-    let (host, port) = address.rsplit_once(':')?;
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    Some((host.to_string(), port.parse().ok()?))
 }

@@ -109,3 +109,72 @@ pub fn media_settings(config: &Config) -> crate::media::settings::MediaSettings 
         ..defaults
     }
 }
+
+/// One peer the health module pings with OPTIONS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PingPeer {
+    pub target: crate::health::PeerTarget,
+    pub settings: crate::health::PingerSettings,
+    /// SNI / certificate name when it differs from the host (a stand-in at an IP address).
+    pub tls_name: Option<String>,
+    /// A Microsoft proxy (feeds readiness) rather than a carrier trunk.
+    pub is_teams: bool,
+}
+
+pub fn sip_transport(kind: TransportKind) -> crate::health::SipTransport {
+    use crate::health::SipTransport;
+    match kind {
+        TransportKind::Udp => SipTransport::Udp,
+        TransportKind::Tcp => SipTransport::Tcp,
+        TransportKind::Tls => SipTransport::Tls,
+    }
+}
+
+/// `host:port` (validated at load) into its parts; IPv6 brackets removed.
+fn split_host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+/// Every Teams proxy (named by its address, the `peer` metric label) and every carrier trunk
+/// with `options_ping` (named by the trunk name).
+pub fn ping_peers(config: &Config) -> Vec<PingPeer> {
+    use crate::health::{PeerTarget, PingerSettings};
+    let settings = |seconds: u64| PingerSettings {
+        interval: Duration::from_secs(seconds),
+        ..PingerSettings::default()
+    };
+    let mut peers = Vec::new();
+    for proxy in &config.teams.proxies {
+        if let Some((host, port)) = split_host_port(proxy.address()) {
+            peers.push(PingPeer {
+                target: PeerTarget {
+                    name: proxy.address().to_string(),
+                    host,
+                    port,
+                    transport: sip_transport(proxy.transport()),
+                },
+                settings: settings(config.teams.options_interval_seconds),
+                tls_name: proxy.tls_name().map(str::to_string),
+                is_teams: true,
+            });
+        }
+    }
+    for trunk in config.carrier_trunks.iter().filter(|t| t.options_ping) {
+        if let Some((host, port)) = split_host_port(&trunk.address) {
+            peers.push(PingPeer {
+                target: PeerTarget {
+                    name: trunk.name.clone(),
+                    host,
+                    port,
+                    transport: sip_transport(trunk.transport),
+                },
+                settings: settings(trunk.options_interval_seconds),
+                tls_name: None,
+                is_teams: false,
+            });
+        }
+    }
+    peers
+}

@@ -480,6 +480,20 @@ fn maps_to_module_settings() {
     assert!(tls.require_client_cert);
     assert_eq!(t.limits.max_message_bytes, 65536);
     assert_eq!(t.idle_timeout, std::time::Duration::from_secs(180));
+    let peers = mapping::ping_peers(&loaded.config);
+    // Three Microsoft proxies by default, plus the trunk (options_ping defaults to true).
+    assert_eq!(peers.len(), 4);
+    assert!(peers[..3].iter().all(|p| p.is_teams));
+    assert_eq!(peers[0].target.host, "sip.pstnhub.microsoft.com");
+    assert_eq!(peers[0].target.port, 5061);
+    assert_eq!(peers[0].target.transport, crate::health::SipTransport::Tls);
+    assert_eq!(
+        peers[0].settings.interval,
+        std::time::Duration::from_secs(60)
+    );
+    assert_eq!(peers[3].target.name, "pstn");
+    assert_eq!(peers[3].target.transport, crate::health::SipTransport::Udp);
+    assert!(!peers[3].is_teams);
     let media = mapping::media_settings(&loaded.config);
     assert_eq!(media.interfaces.len(), 2);
     assert_eq!(media.interfaces[1].name, "teams");
