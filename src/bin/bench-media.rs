@@ -439,7 +439,8 @@ struct TxReport {
     send_errors: u64,
     encrypt_errors: u64,
     elapsed_s: f64,
-    tid: i32,
+    /// CPU time of this thread during the sending window.
+    cpu_ns: u64,
     per_stream: Vec<(u32, u64)>,
 }
 
@@ -507,13 +508,13 @@ struct Schedule {
 
 fn sender(sockets: Vec<i32>, mut streams: Vec<TxStream>, sched: Schedule) -> TxReport {
     sys::set_timer_slack_1ns();
-    let tid = sys::gettid();
     let mut queues: Vec<SendQueue> = sockets.iter().map(|_| SendQueue::new()).collect();
     let mut dirty: Vec<usize> = Vec::with_capacity(sockets.len());
     let (mut send_errors, mut encrypt_errors) = (0u64, 0u64);
     let n = streams.len() as u64;
     let mut k: u64 = 0;
     sys::sleep_until_realtime(sched.start_ns);
+    let cpu0 = sys::thread_cpu_ns();
     let flush = |q: &mut SendQueue, fd: i32, streams: &mut [TxStream], errors: &mut u64| {
         let sent = sys::send_batch(fd, q);
         for i in 0..q.n {
@@ -582,13 +583,14 @@ fn sender(sockets: Vec<i32>, mut streams: Vec<TxStream>, sched: Schedule) -> TxR
             }
         }
     }
+    let cpu_ns = sys::thread_cpu_ns().saturating_sub(cpu0);
     let end = sys::realtime_ns().min(sched.end_ns).max(sched.start_ns + 1);
     TxReport {
         sent: streams.iter().map(|s| s.sent).sum(),
         send_errors,
         encrypt_errors,
         elapsed_s: (end - sched.start_ns) as f64 / 1e9,
-        tid,
+        cpu_ns,
         per_stream: streams.iter().map(|s| (s.id, s.sent)).collect(),
     }
 }
@@ -604,7 +606,8 @@ struct RxReport {
     auth_fail: u64,
     wrong_size: u64,
     rx_bytes: u64,
-    tid: i32,
+    /// CPU time of this thread during the sending window.
+    cpu_ns: u64,
     per_stream: Vec<(usize, u64)>,
 }
 
@@ -613,13 +616,27 @@ fn record(hist: &mut [u32], lat_ns: u64) {
     hist[us] = hist[us].saturating_add(1);
 }
 
+/// Times of a run, CLOCK_REALTIME ns: sending starts, latency counts from `warm`, sending
+/// ends, receivers stop after the drain.
+#[derive(Clone, Copy)]
+struct Window {
+    start_ns: u64,
+    warm_ns: u64,
+    end_ns: u64,
+    stop_ns: u64,
+}
+
 fn receiver(
     sockets: Vec<i32>,
     mut streams: Vec<Option<RxStream>>,
-    warm_ns: u64,
-    stop_ns: u64,
+    window: Window,
 ) -> io::Result<RxReport> {
-    let tid = sys::gettid();
+    let Window {
+        start_ns,
+        warm_ns,
+        end_ns,
+        stop_ns,
+    } = window;
     let ep = sys::Epoll::new()?;
     for (i, &fd) in sockets.iter().enumerate() {
         ep.add(fd, i as u64)?;
@@ -633,13 +650,24 @@ fn receiver(
         auth_fail: 0,
         wrong_size: 0,
         rx_bytes: 0,
-        tid,
+        cpu_ns: 0,
         per_stream: Vec::new(),
     };
+    let (mut cpu0, mut cpu1) = (None, None);
     let mut batch = sys::RecvBatch::new();
     let mut ready = Vec::with_capacity(sockets.len());
-    while sys::realtime_ns() < stop_ns {
-        ep.wait(&mut ready, 20)?;
+    loop {
+        let now = sys::realtime_ns();
+        if now >= stop_ns {
+            break;
+        }
+        if cpu0.is_none() && now >= start_ns {
+            cpu0 = Some(sys::thread_cpu_ns());
+        }
+        if cpu1.is_none() && now >= end_ns {
+            cpu1 = Some(sys::thread_cpu_ns());
+        }
+        ep.wait(&mut ready, 5)?;
         for &i in &ready {
             let fd = sockets[i as usize];
             // Bounded: a socket that never runs dry cannot starve the others for long.
@@ -656,6 +684,9 @@ fn receiver(
             }
         }
     }
+    r.cpu_ns = cpu1
+        .unwrap_or_else(sys::thread_cpu_ns)
+        .saturating_sub(cpu0.unwrap_or(0));
     r.per_stream = streams
         .iter()
         .enumerate()
@@ -915,7 +946,18 @@ fn run(args: &Args) -> io::Result<Report> {
         .map(|(i, (socks, streams))| {
             std::thread::Builder::new()
                 .name(format!("gen-rx{i}"))
-                .spawn(move || receiver(socks, streams, warm_ns, stop_ns))
+                .spawn(move || {
+                    receiver(
+                        socks,
+                        streams,
+                        Window {
+                            start_ns,
+                            warm_ns,
+                            end_ns,
+                            stop_ns,
+                        },
+                    )
+                })
         })
         .collect::<io::Result<_>>()?;
     let tx_fds = fds.clone();
@@ -935,15 +977,14 @@ fn run(args: &Args) -> io::Result<Report> {
             )
         })?;
 
-    // CPU is sampled over the sending window only (not setup, not the drain).
+    // CPU is sampled over the sending window only (not setup, not the drain). Our own
+    // process and threads use their CPU clocks; an external relay its /proc ticks.
     sys::sleep_until_realtime(start_ns);
-    let proc0 = cpu::process_ticks(std::process::id());
+    let proc0 = sys::process_cpu_ns();
     let sut0 = cpu::sum_ticks(&args.sut_pid);
-    let threads0 = cpu::thread_ticks_all();
     sys::sleep_until_realtime(end_ns);
-    let proc1 = cpu::process_ticks(std::process::id());
+    let proc1 = sys::process_cpu_ns();
     let sut1 = cpu::sum_ticks(&args.sut_pid);
-    let threads1 = cpu::thread_ticks_all();
 
     let tx = tx_handle
         .join()
@@ -955,15 +996,11 @@ fn run(args: &Args) -> io::Result<Report> {
                 .map_err(|_| io::Error::other("receiver thread panicked"))??,
         );
     }
-    let gen_tids: Vec<i32> = std::iter::once(tx.tid)
-        .chain(rxs.iter().map(|r| r.tid))
-        .collect();
-    let gen_ticks = |m: &BTreeMap<i32, u64>| gen_tids.iter().filter_map(|t| m.get(t)).sum::<u64>();
-    let gen_delta = gen_ticks(&threads1).saturating_sub(gen_ticks(&threads0));
-    let proc_delta = proc1.saturating_sub(proc0);
+    let gen_ns = tx.cpu_ns + rxs.iter().map(|r| r.cpu_ns).sum::<u64>();
+    let ns_pct = |ns: u64| 100.0 * ns as f64 / 1e9 / args.seconds;
     let relay_cpu = match args.relay {
         RelayKind::Direct => None,
-        RelayKind::Ours => Some(cpu::pct(proc_delta.saturating_sub(gen_delta), args.seconds)),
+        RelayKind::Ours => Some(ns_pct(proc1.saturating_sub(proc0).saturating_sub(gen_ns))),
         RelayKind::Map if args.sut_pid.is_empty() => None,
         RelayKind::Map => Some(cpu::pct(sut1.saturating_sub(sut0), args.seconds)),
     };
@@ -994,7 +1031,7 @@ fn run(args: &Args) -> io::Result<Report> {
         wrong_size: 0,
         rx_bytes: 0,
         relay_cpu,
-        gen_cpu: cpu::pct(gen_delta, args.seconds),
+        gen_cpu: ns_pct(gen_ns),
         tx,
     };
     for r in rxs {
@@ -1179,23 +1216,6 @@ mod cpu {
         pids.iter().map(|&p| process_ticks(p)).sum()
     }
 
-    pub fn thread_ticks_all() -> BTreeMap<i32, u64> {
-        let mut m = BTreeMap::new();
-        let Ok(dir) = fs::read_dir("/proc/self/task") else {
-            return m;
-        };
-        for e in dir.flatten() {
-            let name = e.file_name();
-            let Some(tid) = name.to_str().and_then(|t| t.parse::<i32>().ok()) else {
-                continue;
-            };
-            if let Some(t) = stat_ticks(&format!("/proc/self/task/{tid}/stat")) {
-                m.insert(tid, t);
-            }
-        }
-        m
-    }
-
     /// Ticks over `secs` seconds as % of one core.
     pub fn pct(ticks: u64, secs: f64) -> f64 {
         100.0 * ticks as f64 / clock_ticks() / secs
@@ -1242,9 +1262,24 @@ mod sys {
         unsafe { libc::prctl(libc::PR_SET_TIMERSLACK, 1 as libc::c_ulong) };
     }
 
-    pub fn gettid() -> i32 {
-        // SAFETY: gettid has no preconditions.
-        unsafe { libc::gettid() }
+    fn cpu_clock_ns(clock: libc::clockid_t) -> u64 {
+        let mut ts = libc::timespec {
+            tv_sec: 0,
+            tv_nsec: 0,
+        };
+        // SAFETY: `ts` is a valid, writable timespec.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as u64 * 1_000_000_000 + ts.tv_nsec as u64
+    }
+
+    /// CPU time of the calling thread.
+    pub fn thread_cpu_ns() -> u64 {
+        cpu_clock_ns(libc::CLOCK_THREAD_CPUTIME_ID)
+    }
+
+    /// CPU time of this whole process (all threads, including exited ones).
+    pub fn process_cpu_ns() -> u64 {
+        cpu_clock_ns(libc::CLOCK_PROCESS_CPUTIME_ID)
     }
 
     pub fn raise_nofile_limit() -> io::Result<()> {
@@ -1507,7 +1542,7 @@ mod tests {
             auth_fail: 0,
             wrong_size: 0,
             rx_bytes: 0,
-            tid: 0,
+            cpu_ns: 0,
             per_stream: Vec::new(),
         }
     }
