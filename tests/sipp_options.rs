@@ -786,5 +786,66 @@ fn row6_sighup_reloads_certificate_and_sigterm_exits_cleanly() {
             "not a JSON log line: {line}"
         );
     }
-    assert!(log.contains("\"message\":\"SIGHUP: TLS certificate reloaded\""), "{log}");
+    assert!(
+        log.contains("\"message\":\"SIGHUP: TLS certificate reloaded\""),
+        "{log}"
+    );
+}
+
+fn request(method: &str, to_tag: Option<&str>, local: SocketAddr, call: &str) -> String {
+    let to_tag = to_tag.map(|t| format!(";tag={t}")).unwrap_or_default();
+    format!(
+        "{method} sip:{BASE_FQDN} SIP/2.0\r\n\
+         Via: SIP/2.0/UDP {local};branch=z9hG4bK-{call}\r\n\
+         Max-Forwards: 70\r\n\
+         From: <sip:probe@127.0.0.1>;tag=p1\r\n\
+         To: <sip:{BASE_FQDN}>{to_tag}\r\n\
+         Call-ID: {call}\r\n\
+         CSeq: 7 {method}\r\n\
+         Content-Length: 0\r\n\r\n"
+    )
+}
+
+#[test]
+fn requests_other_than_options_get_clear_final_answers() {
+    let dir = tempfile::tempdir().unwrap();
+    let ports = Ports::pick();
+    let unused = free_tcp_port();
+    let _sbc = Sbc::start(
+        dir.path(),
+        &ports,
+        &format!(r#"{{ address = "127.0.0.1:{unused}", tls_name = "sip.pstnhub.microsoft.com" }}"#),
+    );
+    let socket = UdpSocket::bind("127.0.0.1:0").unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_secs(5)))
+        .unwrap();
+    let local = socket.local_addr().unwrap();
+    for (method, to_tag, expected) in [
+        ("CANCEL", None, "481 "),
+        ("BYE", Some("x1"), "481 "),
+        ("INFO", Some("x1"), "481 "),
+        ("SUBSCRIBE", None, "405 "),
+        ("FROBNICATE", None, "501 "),
+    ] {
+        let call = format!("clear-{}", method.to_ascii_lowercase());
+        socket
+            .send_to(
+                request(method, to_tag, local, &call).as_bytes(),
+                ("127.0.0.1", ports.udp),
+            )
+            .unwrap();
+        let mut buf = [0u8; 8192];
+        let n = socket.recv(&mut buf).expect("an answer within 5 s");
+        let reply = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            reply.starts_with(&format!("SIP/2.0 {expected}")),
+            "{method}: {reply}"
+        );
+        assert!(reply.contains("X-MS-SBC: TestVendor/TestModel/"), "{reply}");
+        assert!(reply.contains(&format!("Call-ID: {call}")), "{reply}");
+        if expected != "481 " {
+            assert!(reply.contains("Allow: "), "{method} without Allow: {reply}");
+        }
+    }
 }
