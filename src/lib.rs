@@ -5,11 +5,14 @@
 //! `config` is plain data validated at load; `ops` serves metrics; `app` wires it all together.
 
 pub mod app;
+pub mod call;
 pub mod config;
 pub mod devcerts;
+pub mod dispatch;
 pub mod health;
 pub mod media;
 pub mod ops;
+pub mod routing;
 pub mod sdp;
 pub mod sip;
 pub mod transaction;

@@ -1,0 +1,1219 @@
+//! The call driver: owns the table of B2BUA calls inside the SIP core task and connects each
+//! sans-I/O [`Call`] to the transaction layer, the transport, the media engine, routing and
+//! admission control.
+//!
+//! ```text
+//! let (mut calls, mut events) = dispatch::start(&config, &registry, transport.local_addrs())?;
+//! // in the task that owns the TransactionLayer<Route>:
+//! Output::Deliver(event) => if let Some(event) = calls.on_tu_event(now, &mut layer, event) {
+//!     /* not a call's: OPTIONS, unknown methods, pings */ }
+//! Some(event) = events.recv() => calls.on_event(now, &mut layer, event),   // media, DNS
+//! sleep_until(min(layer.poll_timeout(), calls.poll_timeout())) => calls.handle_timeout(now, &mut layer),
+//! ```
+//!
+//! New INVITEs: from Microsoft's source ranges they are Teams -> PSTN calls (tenant by
+//! Request-URI host, row 31; unknown host 404; calling number not the tenant's 403); from a
+//! carrier trunk's sources PSTN -> Teams (tenant by called number, unknown 404); from anyone
+//! else 403. Admission limits refuse with 503 + Retry-After. Requests, ACKs and CANCELs are
+//! matched to a call by the Call-ID of either leg; an unknown dialog gets 481.
+//!
+//! Targets: a Microsoft proxy is resolved by its FQDN for every attempt (row 8, never pinned);
+//! carrier next hops come from the trunk's address; in-dialog requests go to the peer's
+//! Contact, or back on the connection the peer opened when it opened one. Timers live in one
+//! ordered map here (no task per call).
+
+mod settings;
+mod table;
+mod timers;
+
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prometheus::Registry;
+use tokio::sync::mpsc;
+
+use crate::call::{
+    Call, CallNumbers, CallRecord, CallSetup, CarrierLegSetup, CarrierTarget, Input, LegId,
+    MediaCommand, Output, ProxyTarget, RequestToken, Target, TeamsLegSetup, TeamsProfile,
+    TxFailure,
+};
+use crate::config::Config;
+use crate::health::{DnsResolver, HostResolver};
+use crate::media::{MediaEngine, MediaError, MediaEvent, MediaHandle, SessionId};
+use crate::routing::{
+    CallDirection, CallFailure, CallLimiter, OutboundMiss, ProxyMemory, ProxyOutcome, RoutingError,
+    RoutingMetrics, RoutingTable, TrunkId,
+};
+use crate::sdp::IceCredentials;
+use crate::sip::{HeaderName, Message, Method, ResponseBuilder, Uri};
+use crate::transaction::{new_tag, Timer, TransactionLayer, TuEvent, TxId};
+use crate::transport::{Destination, Source, TransportKind};
+
+pub use settings::{DispatchSettings, TrunkLegSettings};
+pub use table::CallKey;
+
+use table::{CallTable, Slot, TxEntry};
+use timers::CallTimers;
+
+/// Where a transaction's messages go: back along the path a request came, or to a peer.
+#[derive(Debug, Clone)]
+pub enum Route {
+    Back(Source),
+    To(Destination),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum DispatchError {
+    #[error("routing table: {0}")]
+    Routing(#[from] RoutingError),
+    #[error("media engine: {0}")]
+    Media(#[from] MediaError),
+    #[error("metrics registration: {0}")]
+    Metrics(#[from] prometheus::Error),
+    #[error("DNS resolver: {0}")]
+    Dns(String),
+}
+
+/// Something that happened outside the SIP core that a call must hear about.
+#[derive(Debug)]
+pub enum DispatchEvent {
+    Media(MediaEvent),
+    Resolved(Resolved),
+}
+
+/// The answer of a DNS lookup started for a call's message.
+#[derive(Debug)]
+pub struct Resolved {
+    call: CallKey,
+    leg: LegId,
+    pending: Pending,
+    dest: Option<Destination>,
+}
+
+#[derive(Debug)]
+enum Pending {
+    Request {
+        token: RequestToken,
+        msg: Bytes,
+        proxy: Option<usize>,
+    },
+    Ack {
+        msg: Bytes,
+    },
+}
+
+/// Media events and DNS answers, for the SIP core's `select!`.
+pub struct DispatchEvents {
+    rx: mpsc::UnboundedReceiver<DispatchEvent>,
+}
+
+impl DispatchEvents {
+    pub async fn recv(&mut self) -> Option<DispatchEvent> {
+        self.rx.recv().await
+    }
+}
+
+/// Start the media engine and build the dispatcher for `config`. Needs a tokio runtime.
+pub fn start(
+    config: &Config,
+    registry: &Registry,
+    local: Vec<(TransportKind, SocketAddr)>,
+) -> Result<(Dispatcher, DispatchEvents), DispatchError> {
+    let routing = Arc::new(RoutingTable::from_config(config)?);
+    let (media, mut media_events) =
+        MediaEngine::start(crate::config::mapping::media_settings(config), registry)?;
+    let resolver = DnsResolver::from_system().map_err(|e| DispatchError::Dns(e.to_string()))?;
+    let metrics = RoutingMetrics::register(registry)?;
+    let (tx, rx) = mpsc::unbounded_channel();
+    let forward = tx.clone();
+    tokio::spawn(async move {
+        while let Some(event) = media_events.recv().await {
+            if forward.send(DispatchEvent::Media(event)).is_err() {
+                return;
+            }
+        }
+    });
+    let now = Instant::now();
+    let dispatcher = Dispatcher {
+        settings: DispatchSettings::from_config(config),
+        limiter: CallLimiter::new(&routing, now),
+        proxy_memory: Arc::new(routing.proxy_memory(now)),
+        routing,
+        metrics,
+        media,
+        resolver: Arc::new(resolver),
+        events: tx,
+        table: CallTable::default(),
+        timers: CallTimers::default(),
+        local,
+    };
+    Ok((dispatcher, DispatchEvents { rx }))
+}
+
+/// What to do with a message for a target.
+enum Path {
+    Now(Route),
+    Resolve {
+        host: String,
+        port: u16,
+        kind: TransportKind,
+        server_name: Option<String>,
+    },
+    Unroutable,
+}
+
+/// The table of calls and everything needed to drive them. Lives in the SIP core task.
+pub struct Dispatcher {
+    settings: DispatchSettings,
+    routing: Arc<RoutingTable>,
+    limiter: CallLimiter,
+    proxy_memory: Arc<ProxyMemory>,
+    metrics: RoutingMetrics,
+    media: MediaHandle,
+    resolver: Arc<DnsResolver>,
+    events: mpsc::UnboundedSender<DispatchEvent>,
+    table: CallTable,
+    timers: CallTimers,
+    local: Vec<(TransportKind, SocketAddr)>,
+}
+
+type Layer = TransactionLayer<Route>;
+
+impl Dispatcher {
+    /// Calls in progress.
+    pub fn call_count(&self) -> usize {
+        self.table.len()
+    }
+
+    pub fn media(&self) -> &MediaHandle {
+        &self.media
+    }
+
+    /// Earliest call timer.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.timers.next_deadline()
+    }
+
+    /// Fire every call timer due at `now`.
+    pub fn handle_timeout(&mut self, now: Instant, layer: &mut Layer) {
+        while let Some((key, kind)) = self.timers.pop_due(now) {
+            self.feed(now, layer, key, Input::Timer(kind));
+        }
+    }
+
+    /// End every call's media (on shutdown).
+    pub fn shutdown(&self) {
+        self.media.shutdown();
+    }
+
+    /// An event from outside the SIP core (media engine, DNS).
+    pub fn on_event(&mut self, now: Instant, layer: &mut Layer, event: DispatchEvent) {
+        match event {
+            DispatchEvent::Media(event) => {
+                if let Some(key) = self.table.by_session(session_of(&event)) {
+                    self.feed(now, layer, key, Input::Media(event));
+                }
+            }
+            DispatchEvent::Resolved(resolved) => self.on_resolved(now, layer, resolved),
+        }
+    }
+
+    /// Take the transaction-layer events that belong to calls; give back the others.
+    pub fn on_tu_event(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        event: TuEvent<Route>,
+    ) -> Option<TuEvent<Route>> {
+        match event {
+            TuEvent::Request {
+                tx,
+                msg,
+                source,
+                cancels,
+            } => {
+                let Route::Back(from) = &source else {
+                    return Some(TuEvent::Request {
+                        tx,
+                        msg,
+                        source,
+                        cancels,
+                    });
+                };
+                let from = from.clone();
+                self.on_request(now, layer, tx, msg, from, source, cancels)
+            }
+            TuEvent::Ack { msg, source, .. } => {
+                let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));
+                if let Some((key, leg)) = known {
+                    if let (Route::Back(from), Some(slot)) = (&source, self.table.get_mut(key)) {
+                        slot.set_flow(leg, from.clone());
+                    }
+                    self.feed(now, layer, key, Input::Ack { leg, msg });
+                }
+                None
+            }
+            TuEvent::Response { tx, msg, source } => {
+                let Some(entry) = self.table.tx(tx) else {
+                    return Some(TuEvent::Response { tx, msg, source });
+                };
+                self.table.mark_responded(tx);
+                if let Some(index) = entry.proxy {
+                    let status = msg.status().unwrap_or(0);
+                    let retry_after = msg
+                        .header(&HeaderName::RetryAfter)
+                        .and_then(|v| leading_number(&v));
+                    self.note_proxy(
+                        entry.call,
+                        index,
+                        ProxyOutcome::Responded {
+                            status,
+                            retry_after,
+                        },
+                        now,
+                    );
+                }
+                self.feed(
+                    now,
+                    layer,
+                    entry.call,
+                    Input::Response {
+                        leg: entry.leg,
+                        tx,
+                        msg,
+                    },
+                );
+                None
+            }
+            TuEvent::Timeout { tx, timer } => {
+                let Some(entry) = self.table.tx(tx) else {
+                    return Some(TuEvent::Timeout { tx, timer });
+                };
+                if entry.client || timer == Timer::Unanswered {
+                    self.fail_tx(now, layer, tx, entry, TxFailure::Timeout);
+                }
+                None
+            }
+            TuEvent::AckTimeout { tx } => {
+                let Some(entry) = self.table.tx(tx) else {
+                    return Some(TuEvent::AckTimeout { tx });
+                };
+                self.fail_tx(now, layer, tx, entry, TxFailure::AckTimeout);
+                None
+            }
+            TuEvent::TransportError { tx } => {
+                let Some(entry) = self.table.tx(tx) else {
+                    return Some(TuEvent::TransportError { tx });
+                };
+                let reason = if entry.client && !entry.responded {
+                    TxFailure::ConnectFailed
+                } else {
+                    TxFailure::Transport
+                };
+                if let (Some(index), TxFailure::ConnectFailed) = (entry.proxy, reason) {
+                    self.note_proxy(entry.call, index, ProxyOutcome::ConnectFailed, now);
+                }
+                self.fail_tx(now, layer, tx, entry, reason);
+                None
+            }
+            TuEvent::Terminated { tx } => {
+                if self.table.tx(tx).is_none() {
+                    return Some(TuEvent::Terminated { tx });
+                }
+                self.table.forget_tx(tx);
+                None
+            }
+        }
+    }
+
+    fn fail_tx(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        entry: TxEntry,
+        reason: TxFailure,
+    ) {
+        self.feed(
+            now,
+            layer,
+            entry.call,
+            Input::TxFailed {
+                leg: entry.leg,
+                tx,
+                reason,
+            },
+        );
+    }
+
+    fn note_proxy(&self, key: CallKey, index: usize, outcome: ProxyOutcome, now: Instant) {
+        let Some(slot) = self.table.get(key) else {
+            return;
+        };
+        let Some(&proxy) = slot.proxies.get(index) else {
+            return;
+        };
+        // The memory belongs to the current table; a call routed by an older one keeps its
+        // own ids, which only match when the table is the same.
+        if !Arc::ptr_eq(&slot.routing, &self.routing) {
+            return;
+        }
+        match outcome {
+            ProxyOutcome::Responded {
+                status: 503,
+                retry_after: Some(_),
+            }
+            | ProxyOutcome::ConnectFailed
+            | ProxyOutcome::NoResponse => self.proxy_memory.record(proxy, outcome, now),
+            ProxyOutcome::Responded { .. } => self.proxy_memory.record_alive(proxy),
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn on_request(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+        source: Route,
+        cancels: Option<TxId>,
+    ) -> Option<TuEvent<Route>> {
+        let method = msg.method().cloned();
+        let in_dialog = msg.to().ok().is_some_and(|to| to.tag.is_some());
+        let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));
+        match (&method, known) {
+            (Some(Method::Invite), Some(_)) if !in_dialog => {
+                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None);
+            }
+            (_, Some((key, leg))) => {
+                if let Some(slot) = self.table.get_mut(key) {
+                    slot.set_flow(leg, from);
+                }
+                self.table.add_tx(
+                    tx,
+                    TxEntry {
+                        call: key,
+                        leg,
+                        client: false,
+                        responded: false,
+                        proxy: None,
+                    },
+                );
+                self.feed(now, layer, key, Input::Request { leg, tx, msg });
+            }
+            (Some(Method::Invite), None) if in_dialog => {
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    None,
+                );
+            }
+            (Some(Method::Invite), None) => self.new_call(now, layer, tx, msg, from),
+            (Some(Method::Bye | Method::Cancel), None) => {
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    481,
+                    "Call/Transaction Does Not Exist",
+                    None,
+                );
+            }
+            _ => {
+                return Some(TuEvent::Request {
+                    tx,
+                    msg,
+                    source,
+                    cancels,
+                })
+            }
+        }
+        None
+    }
+
+    /// A final answer we make ourselves (no call): To tag, X-MS-SBC, Server (row 59).
+    #[allow(clippy::too_many_arguments)]
+    fn reply(
+        &self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        request: &Message,
+        status: u16,
+        reason: &str,
+        retry_after: Option<u32>,
+    ) {
+        let has_tag = request.to().ok().is_some_and(|to| to.tag.is_some());
+        let product = self.settings.product();
+        let mut builder = ResponseBuilder::new(request, status, reason);
+        if !has_tag {
+            builder = builder.to_tag(&new_tag());
+        }
+        builder = builder
+            .header(&HeaderName::XMsSbc, product.as_bytes())
+            .header(&HeaderName::Server, product.as_bytes());
+        if let Some(seconds) = retry_after {
+            builder = builder.header(&HeaderName::RetryAfter, seconds.to_string().as_bytes());
+        }
+        if let Err(error) = layer.send_response(now, tx, builder.build()) {
+            tracing::debug!(%error, status, "call-layer answer not accepted");
+        }
+    }
+
+    fn new_call(&mut self, now: Instant, layer: &mut Layer, tx: TxId, msg: Message, from: Source) {
+        if self.settings.is_teams_source(from.remote.ip()) {
+            self.new_from_teams(now, layer, tx, msg, from);
+            return;
+        }
+        match self.routing.trunk_for_source(from.remote.ip()) {
+            Some(trunk) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+            None => self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                403,
+                "Forbidden (unknown source)",
+                None,
+            ),
+        }
+    }
+
+    fn new_from_carrier(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+        trunk: TrunkId,
+    ) {
+        let routing = self.routing.clone();
+        let called = msg.request_uri().and_then(number_of).unwrap_or_default();
+        let calling = msg.from().ok().and_then(|f| number_of(&f.uri));
+        let route = match routing.route_inbound(trunk, &called, calling.as_deref()) {
+            Ok(route) => route,
+            Err(miss) => {
+                tracing::info!(?miss, "PSTN call without a tenant");
+                self.reply(now, layer, tx, &msg, miss.sip_status(), "Not Found", None);
+                return;
+            }
+        };
+        let guard = match self.limiter.try_admit(trunk, route.tenant, now) {
+            Ok(guard) => guard,
+            Err(rejection) => {
+                self.metrics.rejected(&rejection);
+                let retry = Some(rejection.retry_after_secs);
+                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
+                return;
+            }
+        };
+        let Some(tenant) = routing.tenant(route.tenant) else {
+            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
+            return;
+        };
+        let proxies: Vec<_> = routing
+            .proxy_failover(Some(&self.proxy_memory), now)
+            .order()
+            .to_vec();
+        let proxy_targets = proxies
+            .iter()
+            .filter_map(|id| routing.proxy(*id))
+            .map(|p| ProxyTarget {
+                fqdn: p.host.clone(),
+                port: p.port,
+            })
+            .collect();
+        let numbers = CallNumbers {
+            caller: route
+                .calling_e164
+                .clone()
+                .or(calling)
+                .unwrap_or_else(|| "anonymous".to_string()),
+            callee: route.called_e164.clone(),
+        };
+        let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
+        let teams = self.teams_leg(&tenant.fqdn, proxy_targets);
+        let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
+        let parts = NewCall {
+            carrier,
+            teams,
+            numbers,
+            labels,
+            proxies,
+            carrier_targets: Vec::new(),
+            guard,
+            from_leg: LegId::Carrier,
+        };
+        self.create(now, layer, tx, msg, from, parts);
+    }
+
+    fn new_from_teams(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+    ) {
+        let routing = self.routing.clone();
+        let host = msg
+            .request_uri()
+            .and_then(Uri::as_sip)
+            .map(|u| String::from_utf8_lossy(u.host_unbracketed()).into_owned())
+            .unwrap_or_default();
+        let called = msg.request_uri().and_then(number_of).unwrap_or_default();
+        let pai = msg
+            .header(&HeaderName::PAssertedIdentity)
+            .and_then(|v| number_in_header(&v));
+        let calling = pai.or_else(|| msg.from().ok().and_then(|f| number_of(&f.uri)));
+        let route = match routing.route_outbound(&host, &called, calling.as_deref()) {
+            Ok(route) => route,
+            Err(miss) => {
+                let reason = match miss {
+                    OutboundMiss::UnknownHost => "Not Found (unknown trunk FQDN)",
+                    OutboundMiss::CallingNumberNotAllowed { .. } => {
+                        "Forbidden (calling number not assigned to the tenant)"
+                    }
+                };
+                self.reply(now, layer, tx, &msg, miss.sip_status(), reason, None);
+                return;
+            }
+        };
+        let Some(trunk) = route.trunks.current() else {
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                503,
+                "Service Unavailable (no trunk)",
+                None,
+            );
+            return;
+        };
+        let guard = match self.limiter.try_admit(trunk, route.tenant, now) {
+            Ok(guard) => guard,
+            Err(rejection) => {
+                self.metrics.rejected(&rejection);
+                let retry = Some(rejection.retry_after_secs);
+                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
+                return;
+            }
+        };
+        let Some(tenant) = routing.tenant(route.tenant) else {
+            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
+            return;
+        };
+        let dial = routing.outbound_numbers(trunk, &route);
+        let targets: Vec<CarrierTarget> = route
+            .trunks
+            .trunks()
+            .iter()
+            .filter_map(|id| routing.trunk(*id))
+            .filter_map(|t| {
+                let (host, port) = settings::split_host_port(&t.address)?;
+                let host = match host.parse::<IpAddr>() {
+                    Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+                    _ => host,
+                };
+                Some(CarrierTarget {
+                    host,
+                    port,
+                    transport: settings::kind_of(t.transport),
+                })
+            })
+            .collect();
+        let kind = targets
+            .first()
+            .map(|t| t.transport)
+            .unwrap_or(TransportKind::Udp);
+        let local = self
+            .local
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+            .unwrap_or(from.local);
+        let numbers = CallNumbers {
+            caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
+            callee: dial.called,
+        };
+        let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
+        let teams = self.teams_leg(&tenant.fqdn, Vec::new());
+        let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
+        let parts = NewCall {
+            carrier,
+            teams,
+            numbers,
+            labels,
+            proxies: Vec::new(),
+            carrier_targets: targets,
+            guard,
+            from_leg: LegId::Teams,
+        };
+        self.create(now, layer, tx, msg, from, parts);
+    }
+
+    fn carrier_leg(
+        &self,
+        trunk: TrunkId,
+        local: SocketAddr,
+        kind: TransportKind,
+        targets: Vec<CarrierTarget>,
+    ) -> CarrierLegSetup {
+        let trunk_settings = self.settings.trunks.get(trunk.index());
+        CarrierLegSetup {
+            local_host: self.settings.carrier_host(local),
+            local_port: local.port(),
+            transport: kind,
+            targets,
+            codecs: trunk_settings
+                .map(|t| t.codecs.clone())
+                .unwrap_or_else(crate::sdp::CodecList::carrier_default),
+            offer_rtcp_mux: false,
+            strip_vendor_attributes: kind == TransportKind::Udp,
+            trusted: trunk_settings.is_some_and(|t| t.trusted),
+        }
+    }
+
+    fn teams_leg(&self, fqdn: &str, proxies: Vec<ProxyTarget>) -> TeamsLegSetup {
+        TeamsLegSetup {
+            tenant_fqdn: fqdn.to_string(),
+            sip_port: self.settings.sip_signaling_port,
+            proxies,
+            codecs: self.settings.teams_codecs.clone(),
+            ice: self.settings.media_bypass.then(IceCredentials::generate),
+            failover_response_codes: self.settings.failover_response_codes.clone(),
+            forward_pai: self.settings.forward_pai,
+        }
+    }
+
+    fn create(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+        parts: NewCall,
+    ) {
+        let allocation = match self.media.create_session(
+            &self.settings.carrier_interface,
+            &self.settings.teams_interface,
+        ) {
+            Ok(allocation) => allocation,
+            Err(error) => {
+                tracing::warn!(%error, "no media session for a new call");
+                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", Some(1));
+                return;
+            }
+        };
+        let setup = CallSetup {
+            media: allocation,
+            teams: parts.teams,
+            carrier: parts.carrier,
+            numbers: parts.numbers,
+            teams_profile: TeamsProfile::new(
+                &self.settings.vendor,
+                &self.settings.model,
+                env!("CARGO_PKG_VERSION"),
+            ),
+            timers: self.settings.timers,
+        };
+        let call = match parts.from_leg {
+            LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
+            LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
+        };
+        let key = self.table.next_key();
+        let mut flows = [None, None];
+        flows[match parts.from_leg {
+            LegId::Carrier => 0,
+            LegId::Teams => 1,
+        }] = Some(from);
+        let slot = Slot {
+            call_ids: [
+                call.call_id(LegId::Carrier).clone(),
+                call.call_id(LegId::Teams).clone(),
+            ],
+            call,
+            session: Some(allocation.id),
+            guard: Some(parts.guard),
+            labels: parts.labels,
+            routing: self.routing.clone(),
+            proxies: parts.proxies,
+            carrier_targets: parts.carrier_targets,
+            flows,
+            transactions: Vec::new(),
+            attempted: false,
+            media_removed: false,
+        };
+        self.table.insert(key, slot);
+        self.table.add_tx(
+            tx,
+            TxEntry {
+                call: key,
+                leg: parts.from_leg,
+                client: false,
+                responded: false,
+                proxy: None,
+            },
+        );
+        self.drain(now, layer, key);
+    }
+
+    fn feed(&mut self, now: Instant, layer: &mut Layer, key: CallKey, input: Input) {
+        let Some(slot) = self.table.get_mut(key) else {
+            return;
+        };
+        slot.call.handle(now, input);
+        self.drain(now, layer, key);
+    }
+
+    /// Carry out everything the call asked for, until it has nothing more to say.
+    fn drain(&mut self, now: Instant, layer: &mut Layer, key: CallKey) {
+        loop {
+            let Some(slot) = self.table.get_mut(key) else {
+                return;
+            };
+            let Some(output) = slot.call.poll() else {
+                return;
+            };
+            self.execute(now, layer, key, output);
+        }
+    }
+
+    fn execute(&mut self, now: Instant, layer: &mut Layer, key: CallKey, output: Output) {
+        match output {
+            Output::SendRequest {
+                leg,
+                token,
+                target,
+                msg,
+            } => {
+                let proxy = match target {
+                    Target::TeamsProxy(index) => Some(index),
+                    _ => None,
+                };
+                let pending = Pending::Request { token, msg, proxy };
+                match self.path(key, leg, &target) {
+                    Path::Now(route) => self.send_pending(now, layer, key, leg, pending, route),
+                    Path::Resolve {
+                        host,
+                        port,
+                        kind,
+                        server_name,
+                    } => self.resolve(key, leg, pending, host, port, kind, server_name),
+                    Path::Unroutable => {
+                        tracing::warn!(?target, "request target cannot be routed");
+                        if let Some(slot) = self.table.get_mut(key) {
+                            slot.call.on_sent(now, token, None);
+                        }
+                    }
+                }
+            }
+            Output::SendResponse { tx, msg, .. } => {
+                if let Err(error) = layer.send_response(now, tx, msg) {
+                    tracing::debug!(%error, "call response not accepted by the transaction layer");
+                }
+            }
+            Output::SendAck { leg, target, msg } => {
+                let pending = Pending::Ack { msg };
+                match self.path(key, leg, &target) {
+                    Path::Now(route) => self.send_pending(now, layer, key, leg, pending, route),
+                    Path::Resolve {
+                        host,
+                        port,
+                        kind,
+                        server_name,
+                    } => self.resolve(key, leg, pending, host, port, kind, server_name),
+                    Path::Unroutable => tracing::warn!(?target, "ACK target cannot be routed"),
+                }
+            }
+            Output::Media(command) => self.apply_media(key, command),
+            Output::SetTimer { kind, at } => self.timers.set(key, kind, at),
+            Output::CancelTimer { kind } => self.timers.cancel(key, kind),
+            Output::Record(record) => self.record(key, record),
+            Output::Finished => self.finish(key),
+        }
+    }
+
+    fn send_pending(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        key: CallKey,
+        leg: LegId,
+        pending: Pending,
+        route: Route,
+    ) {
+        match pending {
+            Pending::Ack { msg } => layer.send_stateless(route, msg),
+            Pending::Request { token, msg, proxy } => {
+                let sent = match Message::parse(msg, &self.settings.limits) {
+                    Ok(request) => match layer.send_request(now, request, route) {
+                        Ok(tx) => Some(tx),
+                        Err(error) => {
+                            tracing::warn!(%error, "call request refused by the transaction layer");
+                            None
+                        }
+                    },
+                    Err(error) => {
+                        tracing::error!(%error, "a call built a request that does not parse");
+                        None
+                    }
+                };
+                if let Some(tx) = sent {
+                    self.table.add_tx(
+                        tx,
+                        TxEntry {
+                            call: key,
+                            leg,
+                            client: true,
+                            responded: false,
+                            proxy,
+                        },
+                    );
+                }
+                if let Some(slot) = self.table.get_mut(key) {
+                    slot.call.on_sent(now, token, sent);
+                }
+            }
+        }
+    }
+
+    /// Where a message for `target` goes, or which name to resolve first.
+    fn path(&self, key: CallKey, leg: LegId, target: &Target) -> Path {
+        let Some(slot) = self.table.get(key) else {
+            return Path::Unroutable;
+        };
+        match target {
+            Target::TeamsProxy(index) => {
+                let Some(proxy) = slot
+                    .proxies
+                    .get(*index)
+                    .and_then(|id| slot.routing.proxy(*id))
+                else {
+                    return Path::Unroutable;
+                };
+                let kind = settings::kind_of(proxy.transport);
+                let server_name = proxy
+                    .tls_name
+                    .clone()
+                    .or_else(|| (!is_ip(&proxy.host)).then(|| proxy.host.clone()));
+                host_path(&proxy.host, proxy.port, kind, server_name)
+            }
+            Target::Carrier(index) => {
+                let Some(target) = slot.carrier_targets.get(*index) else {
+                    return Path::Unroutable;
+                };
+                let server_name = (target.transport == TransportKind::Tls && !is_ip(&target.host))
+                    .then(|| target.host.clone());
+                host_path(&target.host, target.port, target.transport, server_name)
+            }
+            Target::Dialog { uri, transport } => {
+                // A peer that opened its own connection (Microsoft always does) gets our
+                // in-dialog requests on it while it is open.
+                if let Some(flow) = slot.flow(leg) {
+                    if flow.kind.is_stream() && flow.connection.is_some() {
+                        return Path::Now(Route::Back(flow.clone()));
+                    }
+                }
+                let Ok(parsed) = Uri::parse(uri) else {
+                    return Path::Unroutable;
+                };
+                let Some(sip) = parsed.as_sip() else {
+                    return Path::Unroutable;
+                };
+                let host = String::from_utf8_lossy(sip.host_unbracketed()).into_owned();
+                let kind = *transport;
+                let port = sip.port.unwrap_or(kind.default_port());
+                let server_name =
+                    (kind == TransportKind::Tls && !is_ip(&host)).then(|| host.clone());
+                host_path(&host, port, kind, server_name)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn resolve(
+        &self,
+        key: CallKey,
+        leg: LegId,
+        pending: Pending,
+        host: String,
+        port: u16,
+        kind: TransportKind,
+        server_name: Option<String>,
+    ) {
+        let resolver = self.resolver.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let addresses = resolver.resolve(&host).await;
+            let dest = addresses.first().map(|ip| Destination {
+                kind,
+                addr: SocketAddr::new(*ip, port),
+                server_name,
+            });
+            let _ = events.send(DispatchEvent::Resolved(Resolved {
+                call: key,
+                leg,
+                pending,
+                dest,
+            }));
+        });
+    }
+
+    fn on_resolved(&mut self, now: Instant, layer: &mut Layer, resolved: Resolved) {
+        let Resolved {
+            call,
+            leg,
+            pending,
+            dest,
+        } = resolved;
+        if self.table.get(call).is_none() {
+            return;
+        }
+        match (dest, pending) {
+            (Some(dest), pending) => {
+                self.send_pending(now, layer, call, leg, pending, Route::To(dest));
+            }
+            (None, Pending::Request { token, proxy, .. }) => {
+                if let Some(index) = proxy {
+                    self.note_proxy(call, index, ProxyOutcome::ConnectFailed, now);
+                }
+                if let Some(slot) = self.table.get_mut(call) {
+                    slot.call.on_sent(now, token, None);
+                }
+            }
+            (None, Pending::Ack { .. }) => tracing::warn!("ACK target did not resolve"),
+        }
+        self.drain(now, layer, call);
+    }
+
+    fn apply_media(&mut self, key: CallKey, command: MediaCommand) {
+        let Some(session) = self.table.get(key).and_then(|s| s.session) else {
+            return;
+        };
+        let result = match command {
+            MediaCommand::SetRemote {
+                leg,
+                rtp,
+                rtcp,
+                rtcp_mux,
+            } => self.media.set_remote(session, leg, rtp, rtcp, rtcp_mux),
+            MediaCommand::SetSrtp {
+                leg,
+                inbound,
+                outbound,
+            } => self.media.set_srtp(session, leg, inbound, outbound),
+            MediaCommand::SetPayloadMap {
+                direction,
+                mappings,
+            } => self.media.set_payload_map(session, direction, &mappings),
+            MediaCommand::SetHold { leg, on_hold } => self.media.set_hold(session, leg, on_hold),
+            MediaCommand::EnableIceLite {
+                leg,
+                local_ufrag,
+                local_pwd,
+                remote_ufrag,
+            } => self.media.enable_ice_lite(
+                session,
+                leg,
+                &local_ufrag,
+                &local_pwd,
+                remote_ufrag.as_deref(),
+            ),
+            MediaCommand::Remove => {
+                if let Some(slot) = self.table.get_mut(key) {
+                    slot.media_removed = true;
+                }
+                self.media.remove_session(session)
+            }
+        };
+        if let Err(error) = result {
+            tracing::warn!(%error, session = session.0, "media command failed");
+        }
+    }
+
+    fn record(&mut self, key: CallKey, record: CallRecord) {
+        let Some(slot) = self.table.get_mut(key) else {
+            return;
+        };
+        match record {
+            CallRecord::Attempted { .. } => {
+                if !slot.attempted {
+                    slot.attempted = true;
+                    self.metrics.attempt(&slot.labels);
+                }
+            }
+            CallRecord::TargetAttempt { leg, index } => {
+                tracing::debug!(leg = leg.label(), index, "call target attempt");
+            }
+            CallRecord::Answered { setup_time } => self.metrics.answered(&slot.labels, setup_time),
+            CallRecord::Failed { status, reason, .. } => {
+                tracing::info!(status, reason = reason.label(), "call failed");
+                self.metrics
+                    .failed(&slot.labels, CallFailure::Status(status));
+            }
+            CallRecord::Ended { reason, duration } => {
+                tracing::info!(
+                    reason = reason.label(),
+                    seconds = duration.as_secs_f64(),
+                    "call ended"
+                );
+            }
+        }
+    }
+
+    /// Drop the call: timers, table entries, media session, limiter slot.
+    fn finish(&mut self, key: CallKey) {
+        self.timers.cancel_all(key);
+        let Some(slot) = self.table.remove(key) else {
+            return;
+        };
+        if let (Some(session), false) = (slot.session, slot.media_removed) {
+            let _ = self.media.remove_session(session);
+        }
+        if slot.attempted {
+            self.metrics.ended(&slot.labels);
+        }
+        drop(slot.guard);
+    }
+}
+
+/// The pieces of a new call decided by routing.
+struct NewCall {
+    carrier: CarrierLegSetup,
+    teams: TeamsLegSetup,
+    numbers: CallNumbers,
+    labels: crate::routing::CallLabels,
+    proxies: Vec<crate::routing::ProxyId>,
+    carrier_targets: Vec<CarrierTarget>,
+    guard: crate::routing::AdmitGuard,
+    from_leg: LegId,
+}
+
+fn session_of(event: &MediaEvent) -> SessionId {
+    match event {
+        MediaEvent::Inactive { session, .. }
+        | MediaEvent::Active { session, .. }
+        | MediaEvent::Latched { session, .. }
+        | MediaEvent::IceNominated { session, .. } => *session,
+    }
+}
+
+fn is_ip(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+}
+
+fn host_path(host: &str, port: u16, kind: TransportKind, server_name: Option<String>) -> Path {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => Path::Now(Route::To(Destination {
+            kind,
+            addr: SocketAddr::new(ip, port),
+            server_name,
+        })),
+        Err(_) => Path::Resolve {
+            host: bare.to_string(),
+            port,
+            kind,
+            server_name,
+        },
+    }
+}
+
+/// The number in a SIP or tel URI (user part of `sip:`, subscriber of `tel:`).
+fn number_of(uri: &Uri) -> Option<String> {
+    if let Some(sip) = uri.as_sip() {
+        return sip
+            .user
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(u).into_owned());
+    }
+    let raw = String::from_utf8_lossy(uri.raw());
+    let rest = raw
+        .strip_prefix("tel:")
+        .or_else(|| raw.strip_prefix("TEL:"))?;
+    Some(rest.split(';').next().unwrap_or(rest).to_string())
+}
+
+/// The number of the first URI in a P-Asserted-Identity value.
+fn number_in_header(value: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?;
+    let inner = match (text.find('<'), text.find('>')) {
+        (Some(open), Some(close)) if open < close => &text[open + 1..close],
+        _ => text.split(',').next()?.trim(),
+    };
+    let uri = Uri::parse(&Bytes::copy_from_slice(inner.as_bytes())).ok()?;
+    number_of(&uri)
+}
+
+/// `Retry-After: 1 (busy)` -> 1.
+fn leading_number(value: &[u8]) -> Option<u32> {
+    let digits: Vec<u8> = value
+        .iter()
+        .copied()
+        .skip_while(|b| b.is_ascii_whitespace())
+        .take_while(u8::is_ascii_digit)
+        .collect();
+    std::str::from_utf8(&digits).ok()?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_from_sip_and_tel_uris() {
+        let sip = Uri::parse(&Bytes::from_static(
+            b"sip:+4930123456@acme.example;user=phone",
+        ))
+        .unwrap();
+        assert_eq!(number_of(&sip).as_deref(), Some("+4930123456"));
+        assert_eq!(
+            number_in_header(b"\"Alice\" <tel:+14255550100;ext=1>").as_deref(),
+            Some("+14255550100")
+        );
+        assert_eq!(
+            number_in_header(b"<sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>").as_deref(),
+            Some("+14255550100")
+        );
+        assert_eq!(number_in_header(b"garbage <"), None);
+    }
+
+    #[test]
+    fn retry_after_value_is_its_leading_number() {
+        assert_eq!(leading_number(b"1"), Some(1));
+        assert_eq!(leading_number(b" 30 (busy);duration=5"), Some(30));
+        assert_eq!(leading_number(b"soon"), None);
+    }
+
+    #[test]
+    fn ip_hosts_are_sent_at_once_names_are_resolved() {
+        assert!(matches!(
+            host_path("127.0.0.3", 5061, TransportKind::Tcp, None),
+            Path::Now(Route::To(Destination { addr, .. })) if addr.port() == 5061
+        ));
+        assert!(matches!(
+            host_path("[::1]", 5061, TransportKind::Tls, None),
+            Path::Now(_)
+        ));
+        assert!(matches!(
+            host_path("sip.pstnhub.microsoft.com", 5061, TransportKind::Tls, None),
+            Path::Resolve { .. }
+        ));
+    }
+}

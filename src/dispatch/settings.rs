@@ -1,0 +1,120 @@
+//! What the dispatcher needs from the configuration, as plain data, and the mapping from the
+//! TOML schema (the config module has no mapping for calls yet).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+
+use crate::call::CallTimers;
+use crate::config::{mapping, Config};
+use crate::sdp::CodecList;
+use crate::transport::TransportKind;
+
+/// Per carrier trunk (same order as `RoutingTable::trunks`).
+#[derive(Debug, Clone)]
+pub struct TrunkLegSettings {
+    pub codecs: CodecList,
+    pub trusted: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct DispatchSettings {
+    /// Our TLS port as Microsoft knows it (`SipSignalingPort`, Contact port towards Teams).
+    pub sip_signaling_port: u16,
+    /// Address put in Contact/Via towards carriers instead of the listener address.
+    pub public_address: Option<IpAddr>,
+    /// Microsoft's source ranges: requests from there are Teams -> PSTN calls (row 11).
+    pub teams_sources: Vec<IpNet>,
+    pub teams_codecs: CodecList,
+    pub media_bypass: bool,
+    pub failover_response_codes: Vec<u16>,
+    pub forward_pai: bool,
+    pub trunks: Vec<TrunkLegSettings>,
+    pub timers: CallTimers,
+    pub vendor: String,
+    pub model: String,
+    /// Names of the media interfaces of each leg.
+    pub carrier_interface: String,
+    pub teams_interface: String,
+    pub limits: crate::sip::Limits,
+}
+
+impl DispatchSettings {
+    pub fn from_config(config: &Config) -> DispatchSettings {
+        let per_hop = Duration::from_secs(config.sip.connect_timeout_seconds.max(1));
+        // Answer Microsoft with a failover code before its FailoverTimeSeconds runs out.
+        let progress_deadline =
+            Duration::from_secs(config.teams.failover_time_seconds.saturating_sub(2).max(1));
+        DispatchSettings {
+            sip_signaling_port: config.sbc.sip_signaling_port,
+            public_address: config.sbc.public_address,
+            teams_sources: config.teams.allowed_source_cidrs.clone(),
+            teams_codecs: CodecList::teams_default(),
+            media_bypass: config.teams.media_bypass,
+            failover_response_codes: config.teams.failover_response_codes.clone(),
+            forward_pai: config.teams.forward_pai,
+            trunks: config
+                .carrier_trunks
+                .iter()
+                .map(|t| TrunkLegSettings {
+                    codecs: CodecList::new(&t.codecs),
+                    trusted: t.trusted,
+                })
+                .collect(),
+            timers: CallTimers {
+                hop_timeout: per_hop,
+                progress_deadline,
+                ..CallTimers::default()
+            },
+            vendor: config.sbc.vendor.clone(),
+            model: config.sbc.model.clone(),
+            carrier_interface: "carrier".to_string(),
+            teams_interface: "teams".to_string(),
+            limits: mapping::sip_limits(config),
+        }
+    }
+
+    /// `X-MS-SBC` / `Server` value (row 59).
+    pub fn product(&self) -> String {
+        format!(
+            "{}/{}/{}",
+            self.vendor,
+            self.model,
+            env!("CARGO_PKG_VERSION")
+        )
+    }
+
+    pub fn is_teams_source(&self, ip: IpAddr) -> bool {
+        let ip = match ip {
+            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
+            v4 => v4,
+        };
+        self.teams_sources.iter().any(|net| net.contains(&ip))
+    }
+
+    /// Host for Contact/Via towards a carrier when the request used `local`.
+    pub fn carrier_host(&self, local: SocketAddr) -> String {
+        let ip = match self.public_address {
+            Some(ip) => ip,
+            None if local.ip().is_unspecified() => IpAddr::from([127, 0, 0, 1]),
+            None => local.ip(),
+        };
+        match ip {
+            IpAddr::V4(v4) => v4.to_string(),
+            IpAddr::V6(v6) => format!("[{v6}]"),
+        }
+    }
+}
+
+/// `host:port` (validated at load) into host (brackets removed) and port.
+pub(crate) fn split_host_port(address: &str) -> Option<(String, u16)> {
+    let (host, port) = address.rsplit_once(':')?;
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    Some((host.to_string(), port.parse().ok()?))
+}
+
+/// The transport module's kind for a config kind.
+pub(crate) fn kind_of(kind: crate::config::TransportKind) -> TransportKind {
+    mapping::transport_kind(kind)
+}

@@ -1,0 +1,160 @@
+//! The table of calls in progress and its indexes: by the Call-ID of each leg, by client and
+//! server transaction, and by media session.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use bytes::Bytes;
+
+use crate::call::{Call, CarrierTarget, LegId};
+use crate::media::SessionId;
+use crate::routing::{AdmitGuard, CallLabels, ProxyId, RoutingTable};
+use crate::transaction::TxId;
+use crate::transport::Source;
+
+/// Identifies one call for its whole life; never reused, so a late DNS answer or timer for a
+/// finished call finds nothing.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct CallKey(pub u64);
+
+/// One call and what the driver keeps beside it.
+pub struct Slot {
+    pub call: Call,
+    pub call_ids: [Bytes; 2],
+    pub session: Option<SessionId>,
+    /// Released (dropped) when the call is finished.
+    pub guard: Option<AdmitGuard>,
+    pub labels: CallLabels,
+    /// The table the call was routed with (a reload never changes a call's route).
+    pub routing: Arc<RoutingTable>,
+    /// `CallSetup::teams.proxies[i]` is `proxies[i]` of `routing`.
+    pub proxies: Vec<ProxyId>,
+    /// Where the last request from each leg's peer came from: in-dialog requests to a peer
+    /// that opened its own connection go back on it.
+    pub flows: [Option<Source>; 2],
+    /// `CallSetup::carrier.targets` (Teams -> PSTN).
+    pub carrier_targets: Vec<CarrierTarget>,
+    pub transactions: Vec<TxId>,
+    /// `calls_attempted_total`/`calls_active` counted (paired with `ended` at the end).
+    pub attempted: bool,
+    /// The call already asked to remove its media session.
+    pub media_removed: bool,
+}
+
+fn leg_index(leg: LegId) -> usize {
+    match leg {
+        LegId::Carrier => 0,
+        LegId::Teams => 1,
+    }
+}
+
+impl Slot {
+    pub fn flow(&self, leg: LegId) -> Option<&Source> {
+        self.flows[leg_index(leg)].as_ref()
+    }
+
+    pub fn set_flow(&mut self, leg: LegId, source: Source) {
+        self.flows[leg_index(leg)] = Some(source);
+    }
+}
+
+/// A transaction of a call: which leg, and whether it is one we started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TxEntry {
+    pub call: CallKey,
+    pub leg: LegId,
+    pub client: bool,
+    /// A response arrived on it (a later transport failure is not a connect failure).
+    pub responded: bool,
+    /// `Some(i)`: an INVITE to `CallSetup::teams.proxies[i]`.
+    pub proxy: Option<usize>,
+}
+
+#[derive(Default)]
+pub struct CallTable {
+    slots: HashMap<CallKey, Slot>,
+    by_call_id: HashMap<Bytes, (CallKey, LegId)>,
+    by_tx: HashMap<TxId, TxEntry>,
+    by_session: HashMap<SessionId, CallKey>,
+    next_key: u64,
+}
+
+impl CallTable {
+    pub fn next_key(&mut self) -> CallKey {
+        self.next_key += 1;
+        CallKey(self.next_key)
+    }
+
+    pub fn insert(&mut self, key: CallKey, slot: Slot) {
+        self.by_call_id
+            .insert(slot.call_ids[0].clone(), (key, LegId::Carrier));
+        self.by_call_id
+            .insert(slot.call_ids[1].clone(), (key, LegId::Teams));
+        if let Some(session) = slot.session {
+            self.by_session.insert(session, key);
+        }
+        self.slots.insert(key, slot);
+    }
+
+    pub fn remove(&mut self, key: CallKey) -> Option<Slot> {
+        let slot = self.slots.remove(&key)?;
+        for id in &slot.call_ids {
+            if self.by_call_id.get(id).is_some_and(|(k, _)| *k == key) {
+                self.by_call_id.remove(id);
+            }
+        }
+        for tx in &slot.transactions {
+            self.by_tx.remove(tx);
+        }
+        if let Some(session) = slot.session {
+            self.by_session.remove(&session);
+        }
+        Some(slot)
+    }
+
+    pub fn get(&self, key: CallKey) -> Option<&Slot> {
+        self.slots.get(&key)
+    }
+
+    pub fn get_mut(&mut self, key: CallKey) -> Option<&mut Slot> {
+        self.slots.get_mut(&key)
+    }
+
+    pub fn by_call_id(&self, call_id: &[u8]) -> Option<(CallKey, LegId)> {
+        self.by_call_id.get(call_id).copied()
+    }
+
+    pub fn by_session(&self, session: SessionId) -> Option<CallKey> {
+        self.by_session.get(&session).copied()
+    }
+
+    pub fn tx(&self, tx: TxId) -> Option<TxEntry> {
+        self.by_tx.get(&tx).copied()
+    }
+
+    pub fn mark_responded(&mut self, tx: TxId) {
+        if let Some(entry) = self.by_tx.get_mut(&tx) {
+            entry.responded = true;
+        }
+    }
+
+    pub fn add_tx(&mut self, tx: TxId, entry: TxEntry) {
+        if let Some(slot) = self.slots.get_mut(&entry.call) {
+            slot.transactions.push(tx);
+            self.by_tx.insert(tx, entry);
+        }
+    }
+
+    /// A transaction ended (its `Terminated` event).
+    pub fn forget_tx(&mut self, tx: TxId) {
+        if let Some(entry) = self.by_tx.remove(&tx) {
+            if let Some(slot) = self.slots.get_mut(&entry.call) {
+                slot.transactions.retain(|t| *t != tx);
+            }
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.slots.len()
+    }
+}
