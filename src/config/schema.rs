@@ -179,11 +179,35 @@ pub struct ListenEntry {
 }
 
 /// A Microsoft proxy: either `"host:port"` (TLS) or `{ address = "host:port", transport = "tcp" }`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(untagged)]
+#[derive(Debug, Clone)]
 pub enum TeamsProxy {
     Address(String),
     Detailed(TeamsProxyDetailed),
+}
+
+// Hand-written rather than `#[serde(untagged)]` so a typo inside the table is reported as
+// "unknown field `adress`" instead of "did not match any variant".
+impl<'de> Deserialize<'de> for TeamsProxy {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ProxyVisitor;
+        impl<'de> serde::de::Visitor<'de> for ProxyVisitor {
+            type Value = TeamsProxy;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("\"host:port\" or { address = \"host:port\", transport = ... }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<TeamsProxy, E> {
+                Ok(TeamsProxy::Address(v.to_string()))
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<TeamsProxy, A::Error> {
+                TeamsProxyDetailed::deserialize(serde::de::value::MapAccessDeserializer::new(map))
+                    .map(TeamsProxy::Detailed)
+            }
+        }
+        deserializer.deserialize_any(ProxyVisitor)
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -586,3 +586,22 @@ fn metrics_port_must_not_clash_with_sip() {
     );
     assert_error(&e, "ops.metrics_listen", "listen[1]");
 }
+
+#[test]
+fn typo_in_proxy_table_names_the_field() {
+    let text = GOOD.replacen(
+        "[media.carrier]",
+        "[teams]\nproxies = [{ adress = \"127.0.0.1:1\" }]\n\n[media.carrier]",
+        1,
+    );
+    let e = parse(&text).unwrap_err().0;
+    assert!(e[0].message.contains("unknown field `adress`"), "{}", e[0]);
+    assert_eq!(e[0].line, Some(line_of(&text, "adress")));
+    let text = GOOD.replacen(
+        "[media.carrier]",
+        "[teams]\nproxies = [5061]\n\n[media.carrier]",
+        1,
+    );
+    let e = parse(&text).unwrap_err().0;
+    assert!(e[0].message.contains("host:port"), "{}", e[0]);
+}
