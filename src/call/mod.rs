@@ -1,0 +1,472 @@
+//! The B2BUA call: two legs (carrier and Teams), each its own dialog, with offer/answer carried
+//! across and the media core driven from the SDP. Sans-I/O: a [`Call`] is fed with
+//! [`Input`]s and the current time, and drained with [`Call::poll`]; the driver in `app` owns
+//! sockets, the transaction layer, timers and the table of calls.
+//!
+//! ```text
+//! let alloc = media.create_session(..)?;                         // driver, before the call
+//! let mut call = Call::new_from_carrier(now, setup, invite, server_tx);   // PSTN -> Teams
+//! let mut call = Call::new_from_teams(now, setup, invite, server_tx);     // Teams -> PSTN
+//! call.handle(now, Input::Response { leg, tx, msg });            // and the other inputs
+//! while let Some(out) = call.poll() { .. }                       // see `Output`
+//! ```
+//!
+//! Driver duties, per output:
+//! * [`Output::SendRequest`]: parse `msg`, start a client transaction
+//!   (`TransactionLayer::send_request`) towards `target`, then report the result at once with
+//!   [`Call::on_sent`] (`Some(tx)` or `None` when it could not be sent). Responses and failures
+//!   of that transaction come back as [`Input::Response`] / [`Input::TxFailed`] with that `tx`.
+//!   The message is complete: it carries our own top Via (fresh branch; sent-by = the tenant
+//!   FQDN and TLS port on the Teams leg, our listening address on the carrier leg), Max-Forwards,
+//!   Contact and everything else; the driver adds nothing.
+//! * [`Output::SendResponse`]: `TransactionLayer::send_response(tx, msg)`.
+//! * [`Output::SendAck`]: the ACK for a 2xx lives outside transactions:
+//!   `TransactionLayer::send_stateless(dest_of(target), msg)`.
+//! * [`Output::Media`]: apply the [`MediaCommand`] on the `MediaHandle`.
+//! * [`Output::SetTimer`] / [`Output::CancelTimer`]: one timer per [`TimerKind`] per call; a new
+//!   `SetTimer` replaces the old one. When it fires, `handle(now, Input::Timer(kind))`. A stale
+//!   timer is harmless: the call checks its own deadline.
+//! * [`Output::Record`]: metrics and call logs.
+//! * [`Output::Finished`]: drop the call; free its media session (already told via
+//!   `MediaCommand::Remove`), limiter slot and table entries. Nothing more comes out.
+//!
+//! Routing inputs to a call: server transactions and ACKs by [`Call::call_id`] of each leg
+//! (the carrier leg of a PSTN->Teams call keeps the carrier's Call-ID, every leg the SBC
+//! originates gets a fresh random one); client transactions by the `TxId` given to
+//! [`Call::on_sent`]. CANCEL arrives as [`Input::Request`] on the leg of the INVITE it cancels.
+//! The transaction layer's `AckTimeout` for our 2xx maps to
+//! `Input::TxFailed { reason: TxFailure::AckTimeout, .. }`.
+
+mod codes;
+mod dialog;
+mod flow;
+mod profile;
+mod sdp_glue;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use crate::media::{
+    LegSide, MapDirection, MediaEvent, PayloadMapping, SessionAllocation, SrtpKeys,
+};
+use crate::sdp::{CodecList, IceCredentials};
+use crate::sip::Message;
+use crate::transaction::TxId;
+use crate::transport::TransportKind;
+
+pub use codes::{map_final_status, StatusClass};
+pub use profile::{CarrierProfile, TeamsProfile};
+
+/// Which side of the call a message belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum LegId {
+    /// Towards the carrier / PSTN trunk (plain SIP, RTP).
+    Carrier,
+    /// Towards Microsoft's Direct Routing proxies (SIP over TLS, SRTP).
+    Teams,
+}
+
+impl LegId {
+    pub fn other(self) -> LegId {
+        match self {
+            LegId::Carrier => LegId::Teams,
+            LegId::Teams => LegId::Carrier,
+        }
+    }
+
+    pub fn media_side(self) -> LegSide {
+        match self {
+            LegId::Carrier => LegSide::Carrier,
+            LegId::Teams => LegSide::Teams,
+        }
+    }
+
+    pub fn label(self) -> &'static str {
+        self.media_side().label()
+    }
+}
+
+/// Who started the call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Direction {
+    /// PSTN -> Teams (the carrier sent the INVITE).
+    Inbound,
+    /// Teams -> PSTN (Microsoft sent the INVITE).
+    Outbound,
+}
+
+/// Where a new request goes. The driver turns it into a transport destination.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Target {
+    /// `CallSetup::teams.proxies[index]`: resolve its FQDN now (never pin an IP, row 8) and
+    /// send over TLS to its port.
+    TeamsProxy(usize),
+    /// `CallSetup::carrier.targets[index]`.
+    Carrier(usize),
+    /// In-dialog: the next hop is `uri` (top Route of the leg's route set, else the peer's
+    /// Contact), over `transport`. The driver may instead reuse the flow the leg's peer uses.
+    Dialog {
+        uri: Bytes,
+        transport: TransportKind,
+    },
+}
+
+/// Opaque handle of one request the call asked to send, until its `TxId` is known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct RequestToken(pub u64);
+
+/// The call's own timers. One of each per call at most.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TimerKind {
+    /// No response from the current Teams proxy / carrier target within the per-hop timeout:
+    /// move to the next one (rows 9, 29).
+    HopTimeout,
+    /// The called side has not answered within `CallTimers::no_answer`.
+    NoAnswer,
+    /// We sent a 2xx and no ACK came.
+    AckWait,
+    /// Teams -> PSTN: the carrier has not progressed in time; answer Teams with a failover
+    /// code while Microsoft can still try another SBC (row 29).
+    ProgressDeadline,
+    /// The call is ending: stop waiting for the last responses (BYE, CANCEL) and finish.
+    Teardown,
+}
+
+/// Why a client transaction (or our 2xx) failed without a response.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TxFailure {
+    /// Timer B/F/C: no final response.
+    Timeout,
+    /// Could not connect (TCP/TLS connect refused, TLS handshake failed, DNS failed).
+    ConnectFailed,
+    /// The connection broke or a send failed.
+    Transport,
+    /// No ACK for our 2xx (transaction layer Timer L).
+    AckTimeout,
+}
+
+/// One input to [`Call::handle`].
+// Message is large; inputs are consumed at once, boxing would cost an allocation per message.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone)]
+pub enum Input {
+    /// A request on server transaction `tx` of `leg`: in-dialog BYE/re-INVITE/OPTIONS/INFO...,
+    /// or a CANCEL for the leg's initial INVITE.
+    Request { leg: LegId, tx: TxId, msg: Message },
+    /// A response on client transaction `tx` (a 2xx to INVITE may come more than once).
+    Response { leg: LegId, tx: TxId, msg: Message },
+    /// An ACK for a 2xx we sent on `leg`.
+    Ack { leg: LegId, msg: Message },
+    /// Client transaction `tx` (or the 2xx we sent, for `AckTimeout`) failed.
+    TxFailed {
+        leg: LegId,
+        tx: TxId,
+        reason: TxFailure,
+    },
+    /// An event of the call's media session (others are ignored).
+    Media(MediaEvent),
+    /// A timer set with [`Output::SetTimer`] fired.
+    Timer(TimerKind),
+}
+
+/// A control command for the media core (one `MediaHandle` call each).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum MediaCommand {
+    SetRemote {
+        leg: LegSide,
+        rtp: SocketAddr,
+        rtcp: Option<SocketAddr>,
+        rtcp_mux: bool,
+    },
+    /// Teams leg: `inbound` = the key Teams announced, `outbound` = the key we announced.
+    SetSrtp {
+        leg: LegSide,
+        inbound: Option<SrtpKeys>,
+        outbound: Option<SrtpKeys>,
+    },
+    SetPayloadMap {
+        direction: MapDirection,
+        mappings: Vec<PayloadMapping>,
+    },
+    SetHold {
+        leg: LegSide,
+        on_hold: bool,
+    },
+    /// Media-bypass Teams leg: answer STUN checks as ICE-lite with our credentials.
+    EnableIceLite {
+        leg: LegSide,
+        local_ufrag: String,
+        local_pwd: String,
+        remote_ufrag: Option<String>,
+    },
+    /// Tear the session down (always just before [`Output::Finished`]).
+    Remove,
+}
+
+/// Why a call ended (after it was answered) or failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    ByeFromCarrier,
+    ByeFromTeams,
+    CancelledByCaller,
+    NoAnswer,
+    MediaInactive,
+    AckTimeout,
+    TransportLost,
+    /// Setup failed with a final response (the status sent to the caller is in the record).
+    Rejected,
+    /// Every Teams proxy / carrier target failed without a usable final response.
+    AllTargetsFailed,
+    /// Unusable SDP or an internal mismatch.
+    BadMedia,
+}
+
+impl EndReason {
+    pub fn label(self) -> &'static str {
+        match self {
+            EndReason::ByeFromCarrier => "bye_carrier",
+            EndReason::ByeFromTeams => "bye_teams",
+            EndReason::CancelledByCaller => "cancelled",
+            EndReason::NoAnswer => "no_answer",
+            EndReason::MediaInactive => "media_inactive",
+            EndReason::AckTimeout => "ack_timeout",
+            EndReason::TransportLost => "transport_lost",
+            EndReason::Rejected => "rejected",
+            EndReason::AllTargetsFailed => "all_targets_failed",
+            EndReason::BadMedia => "bad_media",
+        }
+    }
+}
+
+/// Events for metrics and call logs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CallRecord {
+    /// The call was created (exactly once).
+    Attempted { direction: Direction },
+    /// A new attempt towards a Teams proxy / carrier target (failover moves count here).
+    TargetAttempt { leg: LegId, index: usize },
+    /// The called side answered; `setup_time` = answer time - call start.
+    Answered { setup_time: Duration },
+    /// Setup failed; `status` is the final status sent to the caller.
+    Failed {
+        status: u16,
+        class: StatusClass,
+        reason: EndReason,
+    },
+    /// An answered call ended; `duration` counts from the answer.
+    Ended {
+        reason: EndReason,
+        duration: Duration,
+    },
+}
+
+/// One output of the call (see the module docs for what the driver does with each).
+#[derive(Debug, Clone)]
+pub enum Output {
+    SendRequest {
+        leg: LegId,
+        token: RequestToken,
+        target: Target,
+        msg: Bytes,
+    },
+    SendResponse {
+        leg: LegId,
+        tx: TxId,
+        msg: Bytes,
+    },
+    SendAck {
+        leg: LegId,
+        target: Target,
+        msg: Bytes,
+    },
+    Media(MediaCommand),
+    SetTimer {
+        kind: TimerKind,
+        at: Instant,
+    },
+    CancelTimer {
+        kind: TimerKind,
+    },
+    Record(CallRecord),
+    Finished,
+}
+
+/// One Microsoft proxy (`sip.pstnhub.microsoft.com`, `sip2..`, `sip3..`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyTarget {
+    pub fqdn: String,
+    /// Default 5061.
+    pub port: u16,
+}
+
+/// One carrier next hop (a trunk's address), as routing decided.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CarrierTarget {
+    /// Host name or IP literal (IPv6 in brackets), used in the Request-URI.
+    pub host: String,
+    pub port: u16,
+    pub transport: TransportKind,
+}
+
+/// The Teams leg of one call.
+#[derive(Debug, Clone)]
+pub struct TeamsLegSetup {
+    /// The tenant's FQDN (customer subdomain): Contact host of every message to Microsoft on
+    /// this call and the Via sent-by host (rows 15, 32).
+    pub tenant_fqdn: String,
+    /// Our TLS listening port (Contact port, row 16).
+    pub sip_port: u16,
+    /// Proxies in the order to try (PSTN -> Teams); unused on Teams -> PSTN calls.
+    pub proxies: Vec<ProxyTarget>,
+    pub codecs: CodecList,
+    /// `Some` on a media-bypass trunk (ICE-lite answers on the Teams leg).
+    pub ice: Option<IceCredentials>,
+    /// Final codes that let Microsoft try another SBC (row 30); default `[408, 503, 504]`.
+    pub failover_response_codes: Vec<u16>,
+    /// Copy the carrier's P-Asserted-Identity into From towards Teams (row 20).
+    pub forward_pai: bool,
+}
+
+/// The carrier leg of one call.
+#[derive(Debug, Clone)]
+pub struct CarrierLegSetup {
+    /// Our SIP address towards the carrier (Contact and Via sent-by): host and port.
+    pub local_host: String,
+    pub local_port: u16,
+    pub transport: TransportKind,
+    /// Next hops in the order to try (Teams -> PSTN); unused on PSTN -> Teams calls.
+    pub targets: Vec<CarrierTarget>,
+    pub codecs: CodecList,
+    pub offer_rtcp_mux: bool,
+    /// Drop vendor SDP attributes (Microsoft's are large) towards UDP trunks (row 24).
+    pub strip_vendor_attributes: bool,
+    /// The carrier is trusted with identity (RFC 3325): forward P-Asserted-Identity/Privacy.
+    /// When false and Teams asked for privacy, no PAI is sent and From is anonymous (row 57).
+    pub trusted: bool,
+}
+
+/// Numbers as routing decided them (translation already applied).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallNumbers {
+    /// Caller, as it goes into From on the outgoing leg (`+E164` towards Teams, row 20).
+    pub caller: String,
+    /// Callee, as it goes into the Request-URI/To on the outgoing leg (`+E164` towards Teams).
+    pub callee: String,
+}
+
+/// Timers of one call.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CallTimers {
+    /// Per-hop INVITE timeout before trying the next Teams proxy / carrier target, when no
+    /// response at all (not even 100) arrived. Default 4 s.
+    pub hop_timeout: Duration,
+    /// Give up ringing after this long (caller gets 480). Default 180 s.
+    pub no_answer: Duration,
+    /// Wait this long for the ACK to our 2xx before ending the call. Default 32 s.
+    pub ack_wait: Duration,
+    /// Teams -> PSTN: if the carrier has not progressed (18x) by then, stop waiting and
+    /// answer Teams with a failover code so Microsoft can try another SBC in time (row 29).
+    /// Default 8 s (below Microsoft's 10 s `FailoverTimeSeconds`).
+    pub progress_deadline: Duration,
+}
+
+impl Default for CallTimers {
+    fn default() -> Self {
+        CallTimers {
+            hop_timeout: Duration::from_secs(4),
+            no_answer: Duration::from_secs(180),
+            ack_wait: Duration::from_secs(32),
+            progress_deadline: Duration::from_secs(8),
+        }
+    }
+}
+
+/// Everything a call needs, decided before it starts (routing, media allocation, config).
+#[derive(Debug, Clone)]
+pub struct CallSetup {
+    /// The media session the driver allocated for this call.
+    pub media: SessionAllocation,
+    pub teams: TeamsLegSetup,
+    pub carrier: CarrierLegSetup,
+    pub numbers: CallNumbers,
+    /// Header policy towards Microsoft (X-MS-SBC value, Allow, ...).
+    pub teams_profile: TeamsProfile,
+    pub timers: CallTimers,
+}
+
+/// A B2BUA call. Create with [`Call::new_from_carrier`] or [`Call::new_from_teams`].
+pub struct Call {
+    state: flow::State,
+    outputs: VecDeque<Output>,
+}
+
+impl Call {
+    /// PSTN -> Teams: `invite` arrived from the carrier on server transaction `server_tx`
+    /// (the transaction layer has already sent 100 Trying). Sends the INVITE (always with an
+    /// SDP offer, row 21) to `setup.teams.proxies[0]`.
+    pub fn new_from_carrier(
+        now: Instant,
+        setup: CallSetup,
+        invite: Message,
+        server_tx: TxId,
+    ) -> Call {
+        let mut call = Call {
+            state: flow::State::new(now, setup, Direction::Inbound, &invite, server_tx),
+            outputs: VecDeque::new(),
+        };
+        call.state.start(now, invite, &mut call.outputs);
+        call
+    }
+
+    /// Teams -> PSTN: `invite` arrived from Microsoft on `server_tx` (100 already sent).
+    /// Sends the INVITE to `setup.carrier.targets[0]`.
+    pub fn new_from_teams(
+        now: Instant,
+        setup: CallSetup,
+        invite: Message,
+        server_tx: TxId,
+    ) -> Call {
+        let mut call = Call {
+            state: flow::State::new(now, setup, Direction::Outbound, &invite, server_tx),
+            outputs: VecDeque::new(),
+        };
+        call.state.start(now, invite, &mut call.outputs);
+        call
+    }
+
+    /// Feed one input.
+    pub fn handle(&mut self, now: Instant, input: Input) {
+        self.state.handle(now, input, &mut self.outputs);
+    }
+
+    /// The driver's answer to an [`Output::SendRequest`]: the client transaction it started,
+    /// or `None` when the request could not be sent (treated as a transport failure).
+    pub fn on_sent(&mut self, now: Instant, token: RequestToken, tx: Option<TxId>) {
+        self.state.on_sent(now, token, tx, &mut self.outputs);
+    }
+
+    /// Next output, `None` when drained.
+    pub fn poll(&mut self) -> Option<Output> {
+        self.outputs.pop_front()
+    }
+
+    /// The Call-ID of `leg`'s dialog, for routing in-dialog requests and ACKs to this call.
+    pub fn call_id(&self, leg: LegId) -> &Bytes {
+        self.state.call_id(leg)
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.state.direction()
+    }
+
+    /// True once [`Output::Finished`] was emitted.
+    pub fn is_finished(&self) -> bool {
+        self.state.is_finished()
+    }
+}

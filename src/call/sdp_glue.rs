@@ -1,0 +1,374 @@
+//! Offer/answer across the legs and the media commands that follow from it. The Teams leg
+//! always gets SRTP (SDES `_80`, rtcp-mux); the carrier leg plain RTP. Our key on the Teams
+//! leg is our outbound key; the key in Teams' SDP is our inbound key.
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+
+use super::{CallSetup, LegId, MediaCommand};
+use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
+use crate::media::{MapDirection, PayloadMapping, SrtpKeys};
+use crate::sdp::{
+    self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
+    SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
+};
+
+/// The SDP state of a call: what each leg sent us and what we sent each leg.
+pub(crate) struct Negotiation {
+    teams_local: SocketAddr,
+    carrier_local: SocketAddr,
+    teams_codecs: CodecList,
+    carrier_codecs: CodecList,
+    ice: Option<IceCredentials>,
+    offer_rtcp_mux: bool,
+    strip_vendor: bool,
+    teams_origin: LegOrigin,
+    carrier_origin: LegOrigin,
+    /// Our SRTP sending key towards Teams.
+    teams_key: SdesKey,
+    /// Last SDP received from / sent to each leg, indexed by [`leg_index`].
+    received: [Option<Sdp>; 2],
+    sent: [Option<Sdp>; 2],
+    /// The carrier sent no SDP in its INVITE: we offered to Teams ourselves and owe the
+    /// carrier an offer in our 200 (its answer comes in the ACK).
+    pub delayed_offer: bool,
+}
+
+fn leg_index(leg: LegId) -> usize {
+    match leg {
+        LegId::Carrier => 0,
+        LegId::Teams => 1,
+    }
+}
+
+impl Negotiation {
+    pub fn new(setup: &CallSetup) -> Negotiation {
+        let teams_local = setup.media.teams.rtp;
+        let carrier_local = setup.media.carrier.rtp;
+        Negotiation {
+            teams_local,
+            carrier_local,
+            teams_codecs: setup.teams.codecs.clone(),
+            carrier_codecs: setup.carrier.codecs.clone(),
+            ice: setup.teams.ice.clone(),
+            offer_rtcp_mux: setup.carrier.offer_rtcp_mux,
+            strip_vendor: setup.carrier.strip_vendor_attributes,
+            teams_origin: LegOrigin::random(teams_local.ip()),
+            carrier_origin: LegOrigin::random(carrier_local.ip()),
+            teams_key: SdesKey::generate(),
+            received: [None, None],
+            sent: [None, None],
+            delayed_offer: false,
+        }
+    }
+
+    fn teams_side(&self) -> TeamsSide<'_> {
+        TeamsSide {
+            local: self.teams_local,
+            key: &self.teams_key,
+            ice: self.ice.as_ref(),
+            codecs: &self.teams_codecs,
+        }
+    }
+
+    fn carrier_side(&self) -> CarrierSide<'_> {
+        CarrierSide {
+            local: self.carrier_local,
+            codecs: &self.carrier_codecs,
+            offer_rtcp_mux: self.offer_rtcp_mux,
+            strip_vendor_attributes: self.strip_vendor,
+        }
+    }
+
+    fn record_sent(&mut self, leg: LegId, sdp: Sdp) -> Bytes {
+        let bytes = Bytes::from(sdp.to_bytes());
+        self.sent[leg_index(leg)] = Some(sdp);
+        bytes
+    }
+
+    /// The caller's INVITE body (`None`: delayed offer from a carrier) -> our offer to the
+    /// called leg.
+    pub fn offer_from_caller(
+        &mut self,
+        caller: LegId,
+        body: Option<&[u8]>,
+    ) -> Result<Bytes, SdpError> {
+        match (caller, body) {
+            (LegId::Carrier, Some(body)) => {
+                let offer = Sdp::parse(body)?;
+                let mut origin = self.teams_origin.clone();
+                let out = sdp::offer_towards_teams(&offer, &self.teams_side(), &mut origin)?;
+                self.teams_origin = origin;
+                self.received[0] = Some(offer);
+                Ok(self.record_sent(LegId::Teams, out))
+            }
+            (LegId::Carrier, None) => {
+                // Row 21: Teams takes early offer only, so the SBC offers from the trunk's codecs.
+                self.delayed_offer = true;
+                let synthetic = Sdp::parse(
+                    synthetic_offer(self.carrier_local, &self.carrier_codecs).as_bytes(),
+                )?;
+                let mut origin = self.teams_origin.clone();
+                let out = sdp::offer_towards_teams(&synthetic, &self.teams_side(), &mut origin)?;
+                self.teams_origin = origin;
+                Ok(self.record_sent(LegId::Teams, out))
+            }
+            (LegId::Teams, Some(body)) => {
+                let offer = Sdp::parse(body)?;
+                let mut origin = self.carrier_origin.clone();
+                let out = sdp::offer_towards_carrier(&offer, &self.carrier_side(), &mut origin)?;
+                self.carrier_origin = origin;
+                self.received[1] = Some(offer);
+                Ok(self.record_sent(LegId::Carrier, out))
+            }
+            // Microsoft always sends an offer; without one there is nothing to anchor.
+            (LegId::Teams, None) => Err(SdpError::NoAudio),
+        }
+    }
+
+    /// The called leg's answer (in a 18x or the 200) -> the SDP for the caller (an answer, or
+    /// in the delayed-offer case our offer to the carrier) and the media commands.
+    pub fn answer_from_callee(
+        &mut self,
+        callee: LegId,
+        body: &[u8],
+    ) -> Result<(Bytes, Vec<MediaCommand>), SdpError> {
+        let answer = Sdp::parse(body)?;
+        let caller = callee.other();
+        let out = match (callee, self.delayed_offer) {
+            (LegId::Teams, true) => {
+                let mut origin = self.carrier_origin.clone();
+                let out = sdp::offer_towards_carrier(&answer, &self.carrier_side(), &mut origin)?;
+                self.carrier_origin = origin;
+                out
+            }
+            (LegId::Teams, false) => {
+                let offer = self.received[0].as_ref().ok_or(SdpError::NoAudio)?;
+                let mut origin = self.carrier_origin.clone();
+                let out =
+                    sdp::answer_towards_carrier(&answer, offer, &self.carrier_side(), &mut origin)?;
+                self.carrier_origin = origin;
+                out
+            }
+            (LegId::Carrier, _) => {
+                let offer = self.received[1].as_ref().ok_or(SdpError::NoAudio)?;
+                let mut origin = self.teams_origin.clone();
+                let out =
+                    sdp::answer_towards_teams(&answer, offer, &self.teams_side(), &mut origin)?;
+                self.teams_origin = origin;
+                out
+            }
+        };
+        self.received[leg_index(callee)] = Some(answer);
+        let bytes = self.record_sent(caller, out);
+        let mut commands = self.leg_commands(callee)?;
+        if !self.delayed_offer {
+            commands.extend(self.leg_commands(caller)?);
+            commands.extend(self.payload_maps());
+        }
+        Ok((bytes, commands))
+    }
+
+    /// Delayed offer: the carrier's answer arrived in its ACK.
+    pub fn answer_in_ack(&mut self, body: &[u8]) -> Result<Vec<MediaCommand>, SdpError> {
+        let answer = Sdp::parse(body)?;
+        self.received[0] = Some(answer);
+        let mut commands = self.leg_commands(LegId::Carrier)?;
+        commands.extend(self.payload_maps());
+        Ok(commands)
+    }
+
+    /// A re-INVITE offer from `leg`: take its new address/keys/hold state and answer with the
+    /// SDP we last sent on that leg (the call keeps one media address for its life, row 41).
+    pub fn refresh_from(
+        &mut self,
+        leg: LegId,
+        body: Option<&[u8]>,
+    ) -> Result<(Bytes, Vec<MediaCommand>), SdpError> {
+        let mut commands = Vec::new();
+        if let Some(body) = body.filter(|b| !b.is_empty()) {
+            let offer = Sdp::parse(body)?;
+            let remote = RemoteMedia::from_sdp(&offer)?;
+            self.received[leg_index(leg)] = Some(offer);
+            commands.extend(self.commands_for(leg, &remote));
+            commands.push(MediaCommand::SetHold {
+                leg: leg.media_side(),
+                on_hold: remote.on_hold,
+            });
+        }
+        let last = self.sent[leg_index(leg)]
+            .as_ref()
+            .ok_or(SdpError::NoAudio)?;
+        Ok((Bytes::from(last.to_bytes()), commands))
+    }
+
+    fn leg_commands(&self, leg: LegId) -> Result<Vec<MediaCommand>, SdpError> {
+        let sdp = self.received[leg_index(leg)]
+            .as_ref()
+            .ok_or(SdpError::NoAudio)?;
+        let remote = RemoteMedia::from_sdp(sdp)?;
+        if leg == LegId::Teams && remote.crypto.is_none() {
+            return Err(SdpError::NoUsableCrypto);
+        }
+        let mut commands = self.commands_for(leg, &remote);
+        if remote.on_hold {
+            commands.push(MediaCommand::SetHold {
+                leg: leg.media_side(),
+                on_hold: true,
+            });
+        }
+        Ok(commands)
+    }
+
+    fn commands_for(&self, leg: LegId, remote: &RemoteMedia) -> Vec<MediaCommand> {
+        let side = leg.media_side();
+        let mut commands = vec![MediaCommand::SetRemote {
+            leg: side,
+            rtp: remote.rtp,
+            rtcp: (!remote.rtcp_mux).then_some(remote.rtcp),
+            rtcp_mux: remote.rtcp_mux,
+        }];
+        if leg == LegId::Teams {
+            if let Some(crypto) = &remote.crypto {
+                commands.push(MediaCommand::SetSrtp {
+                    leg: side,
+                    inbound: Some(srtp_keys(crypto)),
+                    outbound: Some(SrtpKeys::new(
+                        media_suite(crypto.suite),
+                        key_material(self.teams_key.key_salt()),
+                    )),
+                });
+            }
+            if let Some(ice) = &self.ice {
+                commands.push(MediaCommand::EnableIceLite {
+                    leg: side,
+                    local_ufrag: ice.ufrag().to_owned(),
+                    local_pwd: ice.pwd().to_owned(),
+                    remote_ufrag: remote.ice.as_ref().map(|i| i.ufrag.clone()),
+                });
+            }
+        }
+        commands
+    }
+
+    fn payload_maps(&self) -> Vec<MediaCommand> {
+        let (Some(sc), Some(rc), Some(st), Some(rt)) = (
+            self.sent[0].as_ref(),
+            self.received[0].as_ref(),
+            self.sent[1].as_ref(),
+            self.received[1].as_ref(),
+        ) else {
+            return Vec::new();
+        };
+        let Some(maps) = CallPtMaps::compute(sc, rc, st, rt) else {
+            return Vec::new();
+        };
+        vec![
+            MediaCommand::SetPayloadMap {
+                direction: MapDirection::CarrierToTeams,
+                mappings: mappings(&maps.carrier_to_teams, sc),
+            },
+            MediaCommand::SetPayloadMap {
+                direction: MapDirection::TeamsToCarrier,
+                mappings: mappings(&maps.teams_to_carrier, st),
+            },
+        ]
+    }
+
+    /// Our SRTP key towards Teams (for tests and diagnostics).
+    #[cfg(test)]
+    pub fn teams_key(&self) -> &SdesKey {
+        &self.teams_key
+    }
+}
+
+/// Payload mappings with the clock rate of the codec as the sender uses it.
+fn mappings(map: &PtMap, sender_uses: &Sdp) -> Vec<PayloadMapping> {
+    let section = sender_uses
+        .primary_audio_index()
+        .and_then(|i| sender_uses.media().get(i));
+    map.pairs()
+        .iter()
+        .map(|(from, to)| {
+            let rate = section
+                .and_then(|s| s.codec(*from))
+                .map(|c| c.clock_rate)
+                .unwrap_or(8000);
+            PayloadMapping::new(*from, *to).with_clock_rate(rate)
+        })
+        .collect()
+}
+
+fn media_suite(suite: SrtpSuite) -> MediaSuite {
+    match suite {
+        SrtpSuite::AesCm128HmacSha1_80 => MediaSuite::AesCm128HmacSha1_80,
+        SrtpSuite::AesCm128HmacSha1_32 => MediaSuite::AesCm128HmacSha1_32,
+    }
+}
+
+fn key_material(key_salt: &[u8; sdp::SDES_KEY_SALT_LEN]) -> KeyMaterial {
+    let mut key = [0u8; 16];
+    let mut salt = [0u8; 14];
+    key.copy_from_slice(&key_salt[..16]);
+    salt.copy_from_slice(&key_salt[16..]);
+    KeyMaterial::new(key, salt)
+}
+
+fn srtp_keys(crypto: &SelectedCrypto) -> SrtpKeys {
+    SrtpKeys {
+        suite: media_suite(crypto.suite),
+        key: key_material(&crypto.key_salt),
+        mki: crypto.mki.map(|m| Mki {
+            value: m.value,
+            len: m.length,
+        }),
+    }
+}
+
+/// Static payload types of the codecs we can offer on behalf of a delayed-offer carrier:
+/// (encoding, payload type, clock rate, fmtp).
+const OFFERABLE: &[(&str, u8, u32, Option<&str>)] = &[
+    ("PCMU", 0, 8000, None),
+    ("PCMA", 8, 8000, None),
+    ("G722", 9, 8000, None),
+    ("G729", 18, 8000, Some("annexb=no")),
+    ("telephone-event", 101, 8000, Some("0-16")),
+    ("CN", 13, 8000, None),
+];
+
+/// A plain RTP offer from the carrier trunk's codec list, as if the carrier had sent it.
+fn synthetic_offer(local: SocketAddr, codecs: &CodecList) -> String {
+    let family = if local.is_ipv4() { "IP4" } else { "IP6" };
+    let ip = local.ip();
+    let chosen: Vec<_> = OFFERABLE.iter().filter(|c| codecs.allows(c.0)).collect();
+    let pts: Vec<String> = chosen.iter().map(|c| c.1.to_string()).collect();
+    let mut s = format!(
+        "v=0\r\no=- 0 0 IN {family} {ip}\r\ns=-\r\nc=IN {family} {ip}\r\nt=0 0\r\nm=audio {} RTP/AVP {}\r\n",
+        local.port(),
+        pts.join(" ")
+    );
+    for (name, pt, rate, fmtp) in chosen {
+        s.push_str(&format!("a=rtpmap:{pt} {name}/{rate}\r\n"));
+        if let Some(f) = fmtp {
+            s.push_str(&format!("a=fmtp:{pt} {f}\r\n"));
+        }
+    }
+    s.push_str("a=ptime:20\r\na=sendrecv\r\n");
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_offer_lists_trunk_codecs_only() {
+        let local: SocketAddr = "192.0.2.1:20000".parse().unwrap();
+        let text = synthetic_offer(local, &CodecList::new(["PCMA", "telephone-event"]));
+        let sdp = Sdp::parse(text.as_bytes()).unwrap();
+        let m = &sdp.media()[0];
+        assert_eq!(m.payload_types().collect::<Vec<_>>(), vec![8, 101]);
+        assert_eq!(m.port(), 20000);
+    }
+}
