@@ -149,10 +149,16 @@ impl LegPolicy {
     }
 }
 
-/// Keeps only characters that are safe in a URI user part without escaping.
+/// Keeps only characters that are safe in a URI user part; an unescaped `#` (Microsoft sends
+/// them, row 25) is written escaped as RFC 3261 asks.
 pub(crate) fn sanitize_user(user: &str) -> String {
-    user.chars()
-        .filter(|c| c.is_ascii_alphanumeric() || "+-_.!~*'()&=$,;?/#".contains(*c))
-        .filter(|c| *c != ';' && *c != '?')
-        .collect()
+    let mut out = String::with_capacity(user.len());
+    for c in user.chars() {
+        if c == '#' {
+            out.push_str("%23");
+        } else if c.is_ascii_alphanumeric() || "+-_.!~*'()&=$,/%".contains(c) {
+            out.push(c);
+        }
+    }
+    out
 }

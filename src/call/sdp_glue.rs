@@ -275,12 +275,6 @@ impl Negotiation {
             },
         ]
     }
-
-    /// Our SRTP key towards Teams (for tests and diagnostics).
-    #[cfg(test)]
-    pub fn teams_key(&self) -> &SdesKey {
-        &self.teams_key
-    }
 }
 
 /// Payload mappings with the clock rate of the codec as the sender uses it.

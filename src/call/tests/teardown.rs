@@ -1,0 +1,187 @@
+//! Ending cleanly: media inactivity, missing ACK, no answer, unanswered BYEs.
+
+use super::*;
+use crate::media::MediaEvent;
+
+fn assert_bye_both_sides_then_finish(h: &mut Harness, reason: EndReason) {
+    let byes: Vec<SentReq> = h
+        .requests()
+        .into_iter()
+        .filter(|r| r.msg.method() == Some(&Method::Bye))
+        .collect();
+    let mut legs: Vec<LegId> = byes.iter().map(|b| b.leg).collect();
+    legs.sort_by_key(|l| l.label());
+    assert_eq!(legs, vec![LegId::Carrier, LegId::Teams]);
+    assert!(h.media().contains(&MediaCommand::Remove));
+    assert!(h
+        .records()
+        .iter()
+        .any(|r| matches!(r, CallRecord::Ended { reason: r2, .. } if *r2 == reason)));
+    assert!(!h.finished());
+    let (first, second) = (byes[0].clone(), byes[1].clone());
+    h.respond(&first, 200, "x", &[], None);
+    assert!(!h.finished());
+    h.respond(&second, 200, "x", &[], None);
+    assert!(h.finished());
+}
+
+#[test]
+fn media_inactivity_sends_bye_both_sides() {
+    let (mut h, _) = answered_inbound();
+    // Another session's event is not ours.
+    h.input(Input::Media(MediaEvent::Inactive {
+        session: SessionId(99),
+        leg: LegSide::Carrier,
+    }));
+    assert!(h.requests().is_empty());
+    h.input(Input::Media(MediaEvent::Inactive {
+        session: SessionId(7),
+        leg: LegSide::Carrier,
+    }));
+    assert_bye_both_sides_then_finish(&mut h, EndReason::MediaInactive);
+}
+
+#[test]
+fn missing_ack_sends_bye_both_sides() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(
+        &invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    h.fire(TimerKind::AckWait);
+    assert_bye_both_sides_then_finish(&mut h, EndReason::AckTimeout);
+}
+
+#[test]
+fn transaction_layer_ack_timeout_also_ends_the_call() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(
+        &invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    h.input(Input::TxFailed {
+        leg: LegId::Carrier,
+        tx: TxId(1000),
+        reason: TxFailure::AckTimeout,
+    });
+    assert_bye_both_sides_then_finish(&mut h, EndReason::AckTimeout);
+}
+
+#[test]
+fn no_answer_cancels_and_answers_480() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(&invite, 180, "ms1", &[], None);
+    h.fire(TimerKind::NoAnswer);
+    assert_eq!(h.now - h.start, Duration::from_secs(180));
+    h.response(480);
+    h.request(Method::Cancel);
+    assert!(h.records().iter().any(|r| matches!(
+        r,
+        CallRecord::Failed {
+            status: 480,
+            reason: EndReason::NoAnswer,
+            ..
+        }
+    )));
+    h.respond(&invite, 487, "ms1", &[], None);
+    assert!(h.finished());
+}
+
+#[test]
+fn unanswered_byes_end_at_the_teardown_guard() {
+    let (mut h, _) = answered_inbound();
+    h.input(Input::Media(MediaEvent::Inactive {
+        session: SessionId(7),
+        leg: LegSide::Teams,
+    }));
+    assert!(!h.finished());
+    h.fire(TimerKind::Teardown);
+    assert!(h.finished());
+    // Nothing after Finished.
+    h.input(Input::Timer(TimerKind::Teardown));
+    assert!(h.out.is_empty());
+}
+
+#[test]
+fn requests_the_driver_could_not_send_count_as_transport_failures() {
+    let now = Instant::now();
+    let mut call = Call::new_from_carrier(
+        now,
+        setup(),
+        carrier_invite(Some(&carrier_sdp())),
+        TxId(1000),
+    );
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let mut next = None;
+        while let Some(o) = call.poll() {
+            if let Output::SendRequest { token, target, .. } = o {
+                next = Some((token, target));
+            }
+        }
+        let (token, target) = next.expect("an INVITE attempt");
+        tokens.push(target);
+        call.on_sent(now, token, None);
+    }
+    assert_eq!(
+        tokens,
+        vec![
+            Target::TeamsProxy(0),
+            Target::TeamsProxy(1),
+            Target::TeamsProxy(2)
+        ]
+    );
+    let mut finished = false;
+    while let Some(o) = call.poll() {
+        finished |= matches!(o, Output::Finished);
+    }
+    assert!(finished);
+}
+
+#[test]
+fn bye_before_answer_is_481_and_unknown_methods_501() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let bye = peer_in_dialog_request(
+        "BYE",
+        2,
+        "carrier-call-1@10.0.0.1",
+        "<sip:a@10.0.0.1>;tag=c1",
+        "<sip:b@192.0.2.10>",
+        "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx1",
+    );
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(7000),
+        msg: bye,
+    });
+    h.response(481);
+    let info = peer_in_dialog_request(
+        "INFO",
+        3,
+        "carrier-call-1@10.0.0.1",
+        "<sip:a@10.0.0.1>;tag=c1",
+        "<sip:b@192.0.2.10>",
+        "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx2",
+    );
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(7001),
+        msg: info,
+    });
+    h.response(501);
+}
