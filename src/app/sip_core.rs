@@ -1,0 +1,265 @@
+//! The SIP core: one task owning the transaction layer.
+
+use std::collections::HashMap;
+use std::time::Instant;
+
+use bytes::Bytes;
+use prometheus::Registry;
+use tokio::sync::{mpsc, oneshot};
+
+use super::answers::{final_response, with_allow, IdentityTemplate};
+use crate::config::SourceAcl;
+use crate::health::{self, PingOutcome};
+use crate::ops::RateLimitedLog;
+use crate::sip::{Message, Method};
+use crate::transaction::{Output, TransactionLayer, TuEvent, TxId};
+use crate::transport::{Destination, Inbound, Source, TransportHandle};
+
+/// Where a transaction's messages go: back along the path a request came, or to a peer.
+#[derive(Debug, Clone)]
+pub(super) enum Route {
+    Back(Source),
+    To(Destination),
+}
+
+pub(super) enum Command {
+    SendOptions {
+        dest: Destination,
+        request: Box<Message>,
+        reply: oneshot::Sender<PingOutcome>,
+    },
+    SendFailed(TxId),
+}
+
+#[derive(Clone)]
+pub(super) struct AppMetrics {
+    /// `sip_requests_rejected_total{reason}`.
+    pub(super) rejected_requests: prometheus::IntCounterVec,
+}
+
+impl AppMetrics {
+    pub(super) fn register(registry: &Registry) -> prometheus::Result<AppMetrics> {
+        let rejected_requests = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "sip_requests_rejected_total",
+                "Requests dropped before the transaction layer, by reason",
+            ),
+            &["reason"],
+        )?;
+        registry.register(Box::new(rejected_requests.clone()))?;
+        Ok(AppMetrics { rejected_requests })
+    }
+}
+
+pub(super) static REJECTED_SOURCE_LOG: RateLimitedLog =
+    RateLimitedLog::new(std::time::Duration::from_secs(60));
+
+/// Requests only from Microsoft's ranges or a configured carrier trunk (row 11); anything
+/// else (scanners, strangers) is dropped without an answer.
+pub(super) struct SourceFilter {
+    pub(super) acl: SourceAcl,
+    pub(super) rejected: prometheus::IntCounterVec,
+}
+
+impl SourceFilter {
+    pub(super) fn admits(&self, message: &Message, source: &Source) -> bool {
+        if !message.is_request() || self.acl.classify(source.remote.ip()).is_some() {
+            return true;
+        }
+        self.rejected
+            .with_label_values(&["source_not_allowed"])
+            .inc();
+        let key = source.remote.ip().to_string();
+        if let Some(suppressed) = REJECTED_SOURCE_LOG.check(&key, Instant::now()) {
+            tracing::warn!(
+                source = %source.remote,
+                suppressed,
+                "request from a source that is neither Microsoft nor a carrier trunk dropped"
+            );
+        }
+        false
+    }
+}
+
+/// Responses leave in the order they were made (a 100 must not overtake its 200).
+pub(super) fn spawn_response_sender(
+    transport: TransportHandle,
+    commands: mpsc::Sender<Command>,
+) -> mpsc::UnboundedSender<(Option<TxId>, Source, Bytes)> {
+    let (tx, mut rx) = mpsc::unbounded_channel::<(Option<TxId>, Source, Bytes)>();
+    tokio::spawn(async move {
+        while let Some((id, source, bytes)) = rx.recv().await {
+            if let Err(error) = transport.send_response(&source, bytes).await {
+                tracing::debug!(%error, remote = %source.remote, "response not sent");
+                if let Some(id) = id {
+                    let _ = commands.send(Command::SendFailed(id)).await;
+                }
+            }
+        }
+    });
+    tx
+}
+
+pub(super) struct SipCore {
+    pub(super) layer: TransactionLayer<Route>,
+    pub(super) transport: TransportHandle,
+    pub(super) identity: IdentityTemplate,
+    pub(super) pending_pings: HashMap<TxId, oneshot::Sender<PingOutcome>>,
+    pub(super) responses: mpsc::UnboundedSender<(Option<TxId>, Source, Bytes)>,
+    pub(super) commands_tx: mpsc::Sender<Command>,
+}
+
+impl SipCore {
+    pub(super) async fn run(
+        mut self,
+        mut inbound: mpsc::Receiver<Inbound>,
+        mut commands: mpsc::Receiver<Command>,
+        filter: SourceFilter,
+    ) {
+        loop {
+            let deadline = self.layer.poll_timeout();
+            let sleep = async {
+                match deadline {
+                    Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                received = inbound.recv() => match received {
+                    Some(Inbound { message, source }) => {
+                        if filter.admits(&message, &source) {
+                            self.layer.on_incoming(Instant::now(), message, Route::Back(source));
+                        }
+                    }
+                    None => return,
+                },
+                Some(command) = commands.recv() => self.on_command(command),
+                _ = sleep => self.layer.handle_timeout(Instant::now()),
+            }
+            self.drain();
+        }
+    }
+
+    pub(super) fn on_command(&mut self, command: Command) {
+        match command {
+            Command::SendOptions {
+                dest,
+                request,
+                reply,
+            } => match self
+                .layer
+                .send_request(Instant::now(), *request, Route::To(dest))
+            {
+                Ok(id) => {
+                    self.pending_pings.insert(id, reply);
+                }
+                Err(error) => {
+                    tracing::warn!(%error, "OPTIONS ping refused by the transaction layer");
+                    let _ = reply.send(PingOutcome::TransportFailure);
+                }
+            },
+            Command::SendFailed(id) => self.layer.on_transport_error(Instant::now(), id),
+        }
+    }
+
+    pub(super) fn drain(&mut self) {
+        while let Some(output) = self.layer.poll_output() {
+            match output {
+                Output::Transmit { tx, dest, bytes } => self.transmit(tx, dest, bytes),
+                Output::Deliver(event) => self.deliver(event),
+            }
+        }
+    }
+
+    pub(super) fn transmit(&self, id: Option<TxId>, route: Route, bytes: Bytes) {
+        match route {
+            Route::Back(source) => {
+                let _ = self.responses.send((id, source, bytes));
+            }
+            Route::To(dest) => {
+                let transport = self.transport.clone();
+                let commands = self.commands_tx.clone();
+                tokio::spawn(async move {
+                    if let Err(error) = transport.send(dest.clone(), bytes).await {
+                        tracing::debug!(%error, addr = %dest.addr, "request not sent");
+                        if let Some(id) = id {
+                            let _ = commands.send(Command::SendFailed(id)).await;
+                        }
+                    }
+                });
+            }
+        }
+    }
+
+    pub(super) fn deliver(&mut self, event: TuEvent<Route>) {
+        match event {
+            TuEvent::Request {
+                tx,
+                msg,
+                source,
+                cancels,
+            } => {
+                let Route::Back(source) = source else { return };
+                self.answer(tx, &msg, &source, cancels);
+            }
+            TuEvent::Response { tx, msg, .. } => {
+                if let Some(status) = msg.status().filter(|s| *s >= 200) {
+                    self.finish_ping(tx, PingOutcome::Response(status));
+                }
+            }
+            TuEvent::Timeout { tx, .. } => self.finish_ping(tx, PingOutcome::Timeout),
+            TuEvent::TransportError { tx } | TuEvent::Terminated { tx } => {
+                self.finish_ping(tx, PingOutcome::TransportFailure)
+            }
+            TuEvent::Ack { .. } | TuEvent::AckTimeout { .. } => {}
+        }
+    }
+
+    pub(super) fn finish_ping(&mut self, tx: TxId, outcome: PingOutcome) {
+        if let Some(reply) = self.pending_pings.remove(&tx) {
+            let _ = reply.send(outcome);
+        }
+    }
+
+    pub(super) fn answer(
+        &mut self,
+        tx: TxId,
+        request: &Message,
+        source: &Source,
+        cancels: Option<TxId>,
+    ) {
+        let identity = self.identity.for_request(request, source);
+        let in_dialog = request
+            .to()
+            .ok()
+            .is_some_and(|to| to.param("tag").is_some());
+        let response = match request.method() {
+            Some(Method::Options) => health::options_response(request, &identity),
+            Some(Method::Cancel) => match cancels {
+                Some(invite) => {
+                    if let Some(invite_request) = self.layer.request(invite).cloned() {
+                        let terminated =
+                            final_response(&invite_request, 487, "Request Terminated", &identity);
+                        let _ = self.layer.send_response(Instant::now(), invite, terminated);
+                    }
+                    final_response(request, 200, "OK", &identity)
+                }
+                None => final_response(request, 481, "Call/Transaction Does Not Exist", &identity),
+            },
+            _ if in_dialog => {
+                final_response(request, 481, "Call/Transaction Does Not Exist", &identity)
+            }
+            Some(Method::Invite) => final_response(
+                request,
+                503,
+                "Service Unavailable (call handling not enabled)",
+                &identity,
+            ),
+            Some(Method::Other(_)) | None => with_allow(request, 501, "Not Implemented", &identity),
+            Some(_) => with_allow(request, 405, "Method Not Allowed", &identity),
+        };
+        if let Err(error) = self.layer.send_response(Instant::now(), tx, response) {
+            tracing::debug!(%error, "response not accepted by the transaction layer");
+        }
+    }
+}
