@@ -88,6 +88,11 @@ impl CallLabels {
         }
     }
 
+    /// Labels for a call no table could place (tenant and trunk "unknown").
+    pub fn unknown(direction: CallDirection) -> CallLabels {
+        CallLabels::new(None, None, direction)
+    }
+
     fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or(UNKNOWN)
     }

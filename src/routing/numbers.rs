@@ -167,7 +167,9 @@ impl NumberIndex {
                 }
             }
         }
-        index.prefix_lengths.sort_unstable_by(|a, b| b.cmp(a));
+        index
+            .prefix_lengths
+            .sort_unstable_by_key(|len| std::cmp::Reverse(*len));
         ranges.sort_unstable_by_key(|r| (r.len, r.first, r.last));
         for r in ranges {
             match index.ranges.last_mut() {

@@ -19,7 +19,7 @@ impl SourceIndex {
             .into_iter()
             .map(|(net, trunk)| (net.trunc(), trunk))
             .collect();
-        nets.sort_by(|a, b| b.0.prefix_len().cmp(&a.0.prefix_len()));
+        nets.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         SourceIndex { nets }
     }
 
