@@ -336,13 +336,13 @@ fn outbound_basic_flow_teams_to_pstn() {
 #[test]
 fn bye_from_teams_on_inbound_call_ends_carrier_leg_with_its_route_set() {
     let (mut h, invite) = answered_inbound();
-    let teams_ok_to = format!("<sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>;tag=ms1");
+    let teams_ok_to = "<sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>;tag=ms1";
     let from = header(&invite.msg, HeaderName::From);
     let bye = peer_in_dialog_request(
         "BYE",
         1,
         &header(&invite.msg, HeaderName::CallId),
-        &teams_ok_to,
+        teams_ok_to,
         &from,
         "SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKmsbye",
     );

@@ -1,0 +1,267 @@
+//! Responses from the called leg: provisional relay, answer and ACK, failover between
+//! targets, and requests the call sent that failed.
+
+use super::*;
+
+impl State {
+    // ----- responses to our requests -----
+
+    pub(super) fn on_response(
+        &mut self,
+        now: Instant,
+        token: u64,
+        msg: Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(status) = msg.status() else { return };
+        match self.sent.get(&token).cloned() {
+            Some(Sent::Invite { .. }) => self.on_invite_response(now, token, status, msg, out),
+            Some(Sent::Cancel) | None => {}
+            Some(Sent::Bye) => {
+                if status >= 200 {
+                    self.request_done(token, out);
+                }
+            }
+        }
+    }
+
+    pub(super) fn on_invite_response(
+        &mut self,
+        now: Instant,
+        token: u64,
+        status: u16,
+        msg: Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        let current = self.current_invite == Some(token);
+        if (200..300).contains(&status) {
+            if current && self.phase == Phase::Calling && !self.cancel_requested {
+                self.on_answer(now, token, msg, out);
+            } else {
+                self.on_stray_answer(token, &msg, out);
+            }
+            return;
+        }
+        if let Some(Sent::Invite { responded, .. }) = self.sent.get_mut(&token) {
+            *responded = true;
+        }
+        if status >= 200 {
+            self.request_done(token, out);
+        }
+        if !current {
+            return;
+        }
+        if self.cancel_requested || self.phase != Phase::Calling {
+            if status < 200 {
+                self.send_cancel(token, out);
+            }
+            return;
+        }
+        self.cancel_timer(TimerKind::HopTimeout, out);
+        if status < 200 {
+            if status > 100 {
+                self.relay_provisional(status, &msg, out);
+            }
+            return;
+        }
+        let retry_after = msg.has_header(&HeaderName::RetryAfter);
+        self.attempt_failed(now, Some(status), retry_after, None, out);
+    }
+
+    /// A 2xx from the current attempt: ACK it at once (row 28), answer the caller.
+    pub(super) fn on_answer(
+        &mut self,
+        now: Instant,
+        token: u64,
+        msg: Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(Sent::Invite { cseq, .. }) = self.sent.get(&token).cloned() else {
+            return;
+        };
+        for kind in [
+            TimerKind::HopTimeout,
+            TimerKind::NoAnswer,
+            TimerKind::ProgressDeadline,
+        ] {
+            self.cancel_timer(kind, out);
+        }
+        let callee = self.callee;
+        let dialog = self.dialog(callee);
+        dialog.confirm_from_response(&msg);
+        let ack = dialog.ack(cseq, None);
+        let target = dialog.next_hop();
+        out.push_back(Output::SendAck {
+            leg: callee,
+            target,
+            msg: ack,
+        });
+        self.request_done(token, out);
+        let body = msg.body();
+        let answer = if body.is_empty() {
+            Err(crate::sdp::SdpError::NoAudio)
+        } else {
+            self.neg.answer_from_callee(callee, &body)
+        };
+        match answer {
+            Ok((sdp, commands)) => {
+                out.extend(commands.into_iter().map(Output::Media));
+                let response =
+                    self.dialogs[idx(self.caller)].response(&self.caller_invite, 200, Some(&sdp));
+                out.push_back(Output::SendResponse {
+                    leg: self.caller,
+                    tx: self.caller_tx,
+                    msg: response,
+                });
+                self.caller_final_sent = true;
+                self.phase = Phase::Answered;
+                self.answered_at = Some(now);
+                out.push_back(Output::Record(CallRecord::Answered {
+                    setup_time: now.saturating_duration_since(self.start),
+                }));
+                self.set_timer(TimerKind::AckWait, now + self.setup.timers.ack_wait, out);
+            }
+            Err(e) => {
+                self.send_bye(callee, out);
+                self.reject_caller(now, e.sip_status(), EndReason::BadMedia, out);
+            }
+        }
+    }
+
+    /// A 2xx from an abandoned attempt or a second fork: ACK and BYE it.
+    pub(super) fn on_stray_answer(
+        &mut self,
+        token: u64,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(Sent::Invite { cseq, .. }) = self.sent.get(&token).cloned() else {
+            return;
+        };
+        let callee = self.callee;
+        let answered_tag = self.dialogs[idx(callee)].remote_tag.clone();
+        let tag = msg.to().ok().and_then(|t| t.tag);
+        let same_dialog =
+            self.current_invite == Some(token) && answered_tag.is_some() && tag == answered_tag;
+        let mut stray = self.dialogs[idx(callee)].clone();
+        stray.confirm_from_response(msg);
+        let target = stray.next_hop();
+        out.push_back(Output::SendAck {
+            leg: callee,
+            target: target.clone(),
+            msg: stray.ack(cseq, None),
+        });
+        if same_dialog {
+            // A retransmitted 2xx of the answered dialog: the ACK is all it needs.
+            return;
+        }
+        stray.local_cseq = cseq;
+        let bye = stray.request(Method::Bye, None);
+        let bye_token = self.send_request(callee, target, bye, Sent::Bye, out);
+        if self.phase == Phase::Ending {
+            self.awaiting.insert(bye_token);
+        }
+        self.request_done(token, out);
+    }
+
+    pub(super) fn relay_provisional(
+        &mut self,
+        status: u16,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.progressed = true;
+        self.cancel_timer(TimerKind::ProgressDeadline, out);
+        let body = msg.body();
+        let mut sdp = None;
+        if !body.is_empty() && is_sdp(msg) && !self.neg.delayed_offer {
+            if let Ok((answer, commands)) = self.neg.answer_from_callee(self.callee, &body) {
+                out.extend(commands.into_iter().map(Output::Media));
+                sdp = Some(answer);
+            }
+        }
+        let response =
+            self.dialogs[idx(self.caller)].response(&self.caller_invite, status, sdp.as_deref());
+        out.push_back(Output::SendResponse {
+            leg: self.caller,
+            tx: self.caller_tx,
+            msg: response,
+        });
+    }
+
+    /// The current attempt failed: try the next target when the failure allows it, else
+    /// answer the caller.
+    pub(super) fn attempt_failed(
+        &mut self,
+        now: Instant,
+        status: Option<u16>,
+        retry_after: bool,
+        failure: Option<TxFailure>,
+        out: &mut VecDeque<Output>,
+    ) {
+        let index = match self.current_invite.and_then(|t| self.sent.get(&t)) {
+            Some(Sent::Invite { index, .. }) => *index,
+            _ => return,
+        };
+        let failover = match self.callee {
+            // Rows 9, 10: connect failure, no response, or 503 with Retry-After.
+            LegId::Teams => failure.is_some() || (status == Some(503) && retry_after),
+            // Trunk failover on 408/5xx/timeout before any 18x.
+            LegId::Carrier => {
+                !self.progressed && (failure.is_some() || status.is_some_and(is_transient))
+            }
+        };
+        if failover && index + 1 < self.targets_total {
+            self.send_invite(now, index + 1, out);
+            return;
+        }
+        let status = status.unwrap_or(match failure {
+            Some(TxFailure::Timeout) if self.callee == LegId::Carrier => 408,
+            _ => 503,
+        });
+        let to_caller = map_final_status(
+            status,
+            self.caller == LegId::Teams,
+            self.progressed,
+            &self.setup.teams.failover_response_codes,
+        );
+        let reason = if failover {
+            EndReason::AllTargetsFailed
+        } else {
+            EndReason::Rejected
+        };
+        self.current_invite = None;
+        self.reject_caller(now, to_caller, reason, out);
+    }
+
+    pub(super) fn request_failed(
+        &mut self,
+        now: Instant,
+        token: u64,
+        reason: TxFailure,
+        out: &mut VecDeque<Output>,
+    ) {
+        match self.sent.get(&token) {
+            Some(Sent::Invite { .. }) => {
+                self.request_done(token, out);
+                if self.current_invite == Some(token)
+                    && self.phase == Phase::Calling
+                    && !self.cancel_requested
+                {
+                    self.cancel_timer(TimerKind::HopTimeout, out);
+                    self.attempt_failed(now, None, false, Some(reason), out);
+                }
+            }
+            Some(_) => self.request_done(token, out),
+            None => {}
+        }
+    }
+
+    /// `token` needs nothing more; an ending call may now finish.
+    pub(super) fn request_done(&mut self, token: u64, out: &mut VecDeque<Output>) {
+        self.awaiting.remove(&token);
+        if self.phase == Phase::Ending && self.awaiting.is_empty() {
+            self.finish(out);
+        }
+    }
+}

@@ -1,0 +1,448 @@
+//! The life of a call: setup towards the called leg with failover, provisional and final
+//! responses carried across, CANCEL, answer and ACK, in-dialog requests, and teardown.
+//!
+//! The caller leg is where the first INVITE came from (carrier on PSTN -> Teams calls, Teams
+//! on Teams -> PSTN calls), the callee leg the one the SBC originates.
+
+mod callee;
+mod ending;
+mod peer;
+
+use std::collections::{HashMap, HashSet, VecDeque};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::codes::{failover_code, is_transient, map_final_status};
+use super::dialog::Dialog;
+use super::profile::{CarrierProfile, LegPolicy};
+use super::sdp_glue::Negotiation;
+use super::{
+    CallRecord, CallSetup, Direction, EndReason, Input, LegId, MediaCommand, Output, RequestToken,
+    StatusClass, Target, TimerKind, TxFailure,
+};
+use crate::media::MediaEvent;
+use crate::sip::{HeaderName, Limits, Message, Method};
+use crate::transaction::{cancel_for, new_tag, TxId};
+
+/// How long an ending call waits for the last responses (64*T1).
+const TEARDOWN_GUARD: Duration = Duration::from_secs(32);
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Phase {
+    /// INVITE towards the callee in progress, caller not answered.
+    Calling,
+    /// 2xx sent to the caller, its ACK not yet seen.
+    Answered,
+    Confirmed,
+    /// BYE/CANCEL sent or the caller rejected; waiting for the last responses.
+    Ending,
+    Finished,
+}
+
+/// A request the call sent, by token.
+#[derive(Debug, Clone)]
+enum Sent {
+    Invite {
+        index: usize,
+        invite: Bytes,
+        cseq: u32,
+        responded: bool,
+        cancel_sent: bool,
+    },
+    Cancel,
+    Bye,
+}
+
+pub(crate) struct State {
+    setup: CallSetup,
+    direction: Direction,
+    start: Instant,
+    caller: LegId,
+    callee: LegId,
+    phase: Phase,
+    dialogs: [Dialog; 2],
+    caller_invite: Message,
+    caller_tx: TxId,
+    caller_final_sent: bool,
+    /// Token of the INVITE attempt that counts (older attempts were abandoned).
+    current_invite: Option<u64>,
+    targets_total: usize,
+    /// A 18x went to the caller.
+    progressed: bool,
+    sent: HashMap<u64, Sent>,
+    txs: HashMap<TxId, u64>,
+    next_token: u64,
+    timers: HashMap<TimerKind, Instant>,
+    neg: Negotiation,
+    /// SDP we offer the callee (the same for every attempt).
+    callee_offer: Bytes,
+    answered_at: Option<Instant>,
+    cancel_requested: bool,
+    /// Tokens of requests an ending call still waits for.
+    awaiting: HashSet<u64>,
+}
+
+fn idx(leg: LegId) -> usize {
+    match leg {
+        LegId::Carrier => 0,
+        LegId::Teams => 1,
+    }
+}
+
+impl State {
+    pub fn new(
+        now: Instant,
+        setup: CallSetup,
+        direction: Direction,
+        invite: &Message,
+        server_tx: TxId,
+    ) -> State {
+        let (caller, callee) = match direction {
+            Direction::Inbound => (LegId::Carrier, LegId::Teams),
+            Direction::Outbound => (LegId::Teams, LegId::Carrier),
+        };
+        let teams_policy = LegPolicy::Teams {
+            fqdn: setup.teams.tenant_fqdn.clone(),
+            port: setup.teams.sip_port,
+            profile: setup.teams_profile.clone(),
+        };
+        let carrier_policy = LegPolicy::Carrier(CarrierProfile {
+            host: setup.carrier.local_host.clone(),
+            port: setup.carrier.local_port,
+            transport: setup.carrier.transport,
+        });
+        let policy_of = |leg: LegId| match leg {
+            LegId::Carrier => carrier_policy.clone(),
+            LegId::Teams => teams_policy.clone(),
+        };
+        let caller_dialog = Dialog::from_invite(invite, new_tag(), policy_of(caller));
+        let callee_policy = policy_of(callee);
+        let caller_number = callee_policy.number(&setup.numbers.caller);
+        let from = format!(
+            "<sip:{caller_number}@{}{}>",
+            callee_policy.local_host(),
+            callee_policy.number_uri_params()
+        );
+        let mut callee_dialog = Dialog::originate(from, String::new(), callee_policy);
+        callee_dialog.contact_user = Some(caller_number);
+        let dialogs = match caller {
+            LegId::Carrier => [caller_dialog, callee_dialog],
+            LegId::Teams => [callee_dialog, caller_dialog],
+        };
+        let targets_total = match callee {
+            LegId::Teams => setup.teams.proxies.len(),
+            LegId::Carrier => setup.carrier.targets.len(),
+        };
+        let neg = Negotiation::new(&setup);
+        State {
+            setup,
+            direction,
+            start: now,
+            caller,
+            callee,
+            phase: Phase::Calling,
+            dialogs,
+            caller_invite: invite.clone(),
+            caller_tx: server_tx,
+            caller_final_sent: false,
+            current_invite: None,
+            targets_total,
+            progressed: false,
+            sent: HashMap::new(),
+            txs: HashMap::new(),
+            next_token: 1,
+            timers: HashMap::new(),
+            neg,
+            callee_offer: Bytes::new(),
+            answered_at: None,
+            cancel_requested: false,
+            awaiting: HashSet::new(),
+        }
+    }
+
+    pub fn call_id(&self, leg: LegId) -> &Bytes {
+        &self.dialogs[idx(leg)].call_id
+    }
+
+    pub fn direction(&self) -> Direction {
+        self.direction
+    }
+
+    pub fn is_finished(&self) -> bool {
+        self.phase == Phase::Finished
+    }
+
+    fn dialog(&mut self, leg: LegId) -> &mut Dialog {
+        &mut self.dialogs[idx(leg)]
+    }
+
+    /// Records the attempt, builds the offer and sends the first INVITE.
+    pub fn start(&mut self, now: Instant, invite: Message, out: &mut VecDeque<Output>) {
+        out.push_back(Output::Record(CallRecord::Attempted {
+            direction: self.direction,
+        }));
+        let body = invite.body();
+        let has_sdp = !body.is_empty() && is_sdp(&invite);
+        match self
+            .neg
+            .offer_from_caller(self.caller, has_sdp.then_some(&body[..]))
+        {
+            Ok(offer) => self.callee_offer = offer,
+            Err(e) => {
+                self.reject_caller(now, e.sip_status(), EndReason::BadMedia, out);
+                return;
+            }
+        }
+        if self.targets_total == 0 {
+            self.reject_caller(now, 503, EndReason::AllTargetsFailed, out);
+            return;
+        }
+        self.set_timer(TimerKind::NoAnswer, now + self.setup.timers.no_answer, out);
+        if self.callee == LegId::Carrier {
+            self.set_timer(
+                TimerKind::ProgressDeadline,
+                now + self.setup.timers.progress_deadline,
+                out,
+            );
+        }
+        self.send_invite(now, 0, out);
+    }
+
+    /// INVITE attempt `index` towards the callee: a new client transaction each time (new
+    /// branch, CSeq + 1), same Call-ID and From tag.
+    fn send_invite(&mut self, now: Instant, index: usize, out: &mut VecDeque<Output>) {
+        let callee = self.callee;
+        let (uri, to, target) = match callee {
+            LegId::Teams => {
+                let proxy = &self.setup.teams.proxies[index];
+                let policy = &self.dialogs[idx(callee)].policy;
+                let number = policy.number(&self.setup.numbers.callee);
+                (
+                    // Row 19: sip:+E164@<proxy FQDN>:<port>;user=phone.
+                    format!("sip:{number}@{}:{};user=phone", proxy.fqdn, proxy.port),
+                    format!("<sip:{number}@{};user=phone>", proxy.fqdn),
+                    Target::TeamsProxy(index),
+                )
+            }
+            LegId::Carrier => {
+                let hop = self.setup.carrier.targets[index].clone();
+                if let LegPolicy::Carrier(c) = &mut self.dialog(callee).policy {
+                    c.transport = hop.transport;
+                }
+                let number = super::profile::sanitize_user(&self.setup.numbers.callee);
+                let transport = match hop.transport {
+                    crate::transport::TransportKind::Udp => String::new(),
+                    other => format!(";transport={}", other.label()),
+                };
+                (
+                    format!("sip:{number}@{}:{}{transport}", hop.host, hop.port),
+                    format!("<sip:{number}@{}>", hop.host),
+                    Target::Carrier(index),
+                )
+            }
+        };
+        let identity = self.identity_headers();
+        let offer = self.callee_offer.clone();
+        let dialog = self.dialog(callee);
+        dialog.remote_target = Some(Bytes::from(uri));
+        dialog.remote = Bytes::from(to);
+        let mut invite = dialog.request(Method::Invite, Some(&offer));
+        let cseq = dialog.local_cseq;
+        if !identity.is_empty() {
+            invite = add_headers(&invite, &identity);
+        }
+        let token = self.send_request(
+            callee,
+            target,
+            invite.clone(),
+            Sent::Invite {
+                index,
+                invite,
+                cseq,
+                responded: false,
+                cancel_sent: false,
+            },
+            out,
+        );
+        self.current_invite = Some(token);
+        out.push_back(Output::Record(CallRecord::TargetAttempt {
+            leg: callee,
+            index,
+        }));
+        self.set_timer(
+            TimerKind::HopTimeout,
+            now + self.setup.timers.hop_timeout,
+            out,
+        );
+    }
+
+    /// Identity headers for the callee's INVITE: the caller's PAI as From towards Teams when
+    /// `forward_pai` (row 20, done in From); towards a trusted carrier PAI/Privacy (row 57).
+    fn identity_headers(&mut self) -> Vec<(HeaderName, String)> {
+        let invite = &self.caller_invite;
+        match self.callee {
+            LegId::Teams => {
+                if self.setup.teams.forward_pai {
+                    let pai_user = invite
+                        .header(&HeaderName::PAssertedIdentity)
+                        .and_then(|v| crate::sip::NameAddr::parse(&v).ok())
+                        .and_then(|n| n.uri.as_sip().and_then(|u| u.user.clone()));
+                    if let Some(user) = pai_user {
+                        let user = String::from_utf8_lossy(&user).into_owned();
+                        let dialog = &mut self.dialogs[idx(LegId::Teams)];
+                        let number = dialog.policy.number(&user);
+                        dialog.local = format!(
+                            "<sip:{number}@{};user=phone>;tag={}",
+                            dialog.policy.local_host(),
+                            dialog.local_tag
+                        );
+                        dialog.contact_user = Some(number);
+                    }
+                }
+                Vec::new()
+            }
+            LegId::Carrier => {
+                let privacy = invite.header_values(&HeaderName::Privacy).iter().any(|v| {
+                    String::from_utf8_lossy(v)
+                        .to_ascii_lowercase()
+                        .contains("id")
+                }) || invite
+                    .from()
+                    .ok()
+                    .and_then(|f| f.uri.as_sip().and_then(|u| u.user.clone()))
+                    .is_some_and(|u| u.eq_ignore_ascii_case(b"anonymous"));
+                let trusted = self.setup.carrier.trusted;
+                let dialog = &mut self.dialogs[idx(LegId::Carrier)];
+                let host = dialog.policy.local_host().to_owned();
+                let number = super::profile::sanitize_user(&self.setup.numbers.caller);
+                let mut headers = Vec::new();
+                if privacy {
+                    dialog.local = format!(
+                        "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}",
+                        dialog.local_tag
+                    );
+                    dialog.contact_user = None;
+                    if trusted {
+                        headers.push((
+                            HeaderName::PAssertedIdentity,
+                            format!("<sip:{number}@{host}>"),
+                        ));
+                        headers.push((HeaderName::Privacy, "id".to_owned()));
+                    }
+                }
+                headers
+            }
+        }
+    }
+
+    fn send_request(
+        &mut self,
+        leg: LegId,
+        target: Target,
+        msg: Bytes,
+        what: Sent,
+        out: &mut VecDeque<Output>,
+    ) -> u64 {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.sent.insert(token, what);
+        out.push_back(Output::SendRequest {
+            leg,
+            token: RequestToken(token),
+            target,
+            msg,
+        });
+        token
+    }
+
+    pub fn on_sent(
+        &mut self,
+        now: Instant,
+        token: RequestToken,
+        tx: Option<TxId>,
+        out: &mut VecDeque<Output>,
+    ) {
+        match tx {
+            Some(tx) => {
+                if self.sent.contains_key(&token.0) {
+                    self.txs.insert(tx, token.0);
+                }
+            }
+            None => self.request_failed(now, token.0, TxFailure::Transport, out),
+        }
+    }
+
+    pub fn handle(&mut self, now: Instant, input: Input, out: &mut VecDeque<Output>) {
+        if self.phase == Phase::Finished {
+            return;
+        }
+        match input {
+            Input::Response { tx, msg, .. } => {
+                if let Some(&token) = self.txs.get(&tx) {
+                    self.on_response(now, token, msg, out);
+                }
+            }
+            Input::TxFailed {
+                reason: TxFailure::AckTimeout,
+                ..
+            } => self.ack_missing(now, out),
+            Input::TxFailed { tx, reason, .. } => {
+                if let Some(&token) = self.txs.get(&tx) {
+                    self.request_failed(now, token, reason, out);
+                }
+            }
+            Input::Request { leg, tx, msg } => self.on_request(now, leg, tx, msg, out),
+            Input::Ack { leg, msg } => self.on_ack(now, leg, msg, out),
+            Input::Media(event) => self.on_media(now, event, out),
+            Input::Timer(kind) => match self.timers.get(&kind) {
+                Some(at) if *at <= now => {
+                    self.timers.remove(&kind);
+                    self.on_timer(now, kind, out);
+                }
+                _ => {}
+            },
+        }
+    }
+
+    // ----- timers -----
+
+    pub(super) fn set_timer(&mut self, kind: TimerKind, at: Instant, out: &mut VecDeque<Output>) {
+        self.timers.insert(kind, at);
+        out.push_back(Output::SetTimer { kind, at });
+    }
+
+    pub(super) fn cancel_timer(&mut self, kind: TimerKind, out: &mut VecDeque<Output>) {
+        if self.timers.remove(&kind).is_some() {
+            out.push_back(Output::CancelTimer { kind });
+        }
+    }
+}
+
+pub(super) fn is_sdp(msg: &Message) -> bool {
+    msg.content_type().is_none_or(|ct| {
+        let ct = String::from_utf8_lossy(&ct).to_ascii_lowercase();
+        ct.trim().starts_with("application/sdp")
+    })
+}
+
+/// Inserts header lines before the blank line of a built message.
+pub(super) fn add_headers(msg: &Bytes, headers: &[(HeaderName, String)]) -> Bytes {
+    let Some(end) = memchr::memmem::find(msg, b"\r\n\r\n") else {
+        return msg.clone();
+    };
+    let mut out = Vec::with_capacity(msg.len() + 128);
+    out.extend_from_slice(&msg[..end + 2]);
+    for (name, value) in headers {
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b": ");
+        out.extend(
+            value
+                .bytes()
+                .map(|b| if b == b'\r' || b == b'\n' { b' ' } else { b }),
+        );
+        out.extend_from_slice(b"\r\n");
+    }
+    out.extend_from_slice(&msg[end + 2..]);
+    Bytes::from(out)
+}

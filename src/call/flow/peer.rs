@@ -1,0 +1,255 @@
+//! Requests from either peer (CANCEL, BYE, re-INVITE, ...), ACKs, media events, timers.
+
+use super::*;
+
+impl State {
+    // ----- requests from the peers -----
+
+    pub(super) fn on_request(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        tx: TxId,
+        msg: Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
+        if method != Method::Cancel {
+            if let Ok(cseq) = msg.cseq() {
+                let dialog = self.dialog(leg);
+                if dialog.remote_cseq.is_some_and(|last| cseq.seq <= last)
+                    && method == Method::Invite
+                {
+                    // RFC 3261 §12.2.2: an old or repeated CSeq is answered 500.
+                    self.respond(leg, tx, &msg, 500, None, out);
+                    return;
+                }
+                dialog.remote_cseq = Some(cseq.seq);
+            }
+        }
+        match method {
+            Method::Cancel => self.on_cancel(now, leg, tx, &msg, out),
+            Method::Bye => self.on_bye(now, leg, tx, &msg, out),
+            Method::Invite => self.on_reinvite(leg, tx, &msg, out),
+            Method::Options => self.respond(leg, tx, &msg, 200, None, out),
+            _ => self.respond(leg, tx, &msg, 501, None, out),
+        }
+    }
+
+    pub(super) fn respond(
+        &mut self,
+        leg: LegId,
+        tx: TxId,
+        request: &Message,
+        status: u16,
+        body: Option<&[u8]>,
+        out: &mut VecDeque<Output>,
+    ) {
+        let msg = self.dialogs[idx(leg)].response(request, status, body);
+        out.push_back(Output::SendResponse { leg, tx, msg });
+    }
+
+    pub(super) fn on_cancel(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        self.respond(leg, tx, msg, 200, None, out);
+        if leg != self.caller || self.caller_final_sent || self.phase != Phase::Calling {
+            return;
+        }
+        self.cancel_requested = true;
+        let response = self.dialogs[idx(leg)].response(&self.caller_invite, 487, None);
+        out.push_back(Output::SendResponse {
+            leg,
+            tx: self.caller_tx,
+            msg: response,
+        });
+        self.caller_final_sent = true;
+        out.push_back(Output::Record(CallRecord::Failed {
+            status: 487,
+            class: StatusClass::of(487),
+            reason: EndReason::CancelledByCaller,
+        }));
+        self.stop_callee_invite(out);
+        self.begin_ending(now, out);
+    }
+
+    /// Cancels the callee INVITE (now if it has a provisional, else on its first one) and
+    /// waits for its final response.
+    pub(super) fn stop_callee_invite(&mut self, out: &mut VecDeque<Output>) {
+        self.cancel_requested = true;
+        for kind in [
+            TimerKind::HopTimeout,
+            TimerKind::NoAnswer,
+            TimerKind::ProgressDeadline,
+        ] {
+            self.cancel_timer(kind, out);
+        }
+        if let Some(token) = self.current_invite {
+            self.awaiting.insert(token);
+            if let Some(Sent::Invite {
+                responded: true, ..
+            }) = self.sent.get(&token)
+            {
+                self.send_cancel(token, out);
+            }
+        }
+    }
+
+    pub(super) fn send_cancel(&mut self, token: u64, out: &mut VecDeque<Output>) {
+        let Some(Sent::Invite {
+            invite,
+            cancel_sent: false,
+            index,
+            ..
+        }) = self.sent.get(&token).cloned()
+        else {
+            return;
+        };
+        if let Some(Sent::Invite { cancel_sent, .. }) = self.sent.get_mut(&token) {
+            *cancel_sent = true;
+        }
+        let Ok(parsed) = Message::parse(invite, &Limits::default()) else {
+            return;
+        };
+        let Some(cancel) = cancel_for(&parsed) else {
+            return;
+        };
+        let cancel = add_headers(
+            &cancel,
+            &self.dialogs[idx(self.callee)].policy.extra_headers(),
+        );
+        let target = match self.callee {
+            LegId::Teams => Target::TeamsProxy(index),
+            LegId::Carrier => Target::Carrier(index),
+        };
+        self.send_request(self.callee, target, cancel, Sent::Cancel, out);
+    }
+
+    pub(super) fn on_bye(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        match self.phase {
+            Phase::Answered | Phase::Confirmed => {
+                self.respond(leg, tx, msg, 200, None, out);
+                let reason = match leg {
+                    LegId::Carrier => EndReason::ByeFromCarrier,
+                    LegId::Teams => EndReason::ByeFromTeams,
+                };
+                self.end_call(now, reason, Some(leg), out);
+            }
+            Phase::Ending => self.respond(leg, tx, msg, 200, None, out),
+            _ => self.respond(leg, tx, msg, 481, None, out),
+        }
+    }
+
+    pub(super) fn on_reinvite(
+        &mut self,
+        leg: LegId,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        if !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
+            self.respond(leg, tx, msg, 491, None, out);
+            return;
+        }
+        if let Some(target) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
+            self.dialog(leg).remote_target = Some(target.uri.raw().clone());
+        }
+        let body = msg.body();
+        match self
+            .neg
+            .refresh_from(leg, (!body.is_empty()).then_some(&body[..]))
+        {
+            Ok((sdp, commands)) => {
+                out.extend(commands.into_iter().map(Output::Media));
+                self.respond(leg, tx, msg, 200, Some(&sdp), out);
+            }
+            Err(e) => self.respond(leg, tx, msg, e.sip_status(), None, out),
+        }
+    }
+
+    pub(super) fn on_ack(
+        &mut self,
+        now: Instant,
+        leg: LegId,
+        msg: Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        if leg != self.caller || self.phase != Phase::Answered {
+            return;
+        }
+        self.cancel_timer(TimerKind::AckWait, out);
+        self.phase = Phase::Confirmed;
+        if self.neg.delayed_offer {
+            let body = msg.body();
+            match self.neg.answer_in_ack(&body) {
+                Ok(commands) => out.extend(commands.into_iter().map(Output::Media)),
+                Err(_) => self.end_call(now, EndReason::BadMedia, None, out),
+            }
+        }
+    }
+
+    pub(super) fn on_media(&mut self, now: Instant, event: MediaEvent, out: &mut VecDeque<Output>) {
+        if let MediaEvent::Inactive { session, .. } = event {
+            if session == self.setup.media.id
+                && matches!(self.phase, Phase::Answered | Phase::Confirmed)
+            {
+                self.end_call(now, EndReason::MediaInactive, None, out);
+            }
+        }
+    }
+
+    pub(super) fn ack_missing(&mut self, now: Instant, out: &mut VecDeque<Output>) {
+        if self.phase == Phase::Answered {
+            self.end_call(now, EndReason::AckTimeout, None, out);
+        }
+    }
+
+    pub(super) fn on_timer(&mut self, now: Instant, kind: TimerKind, out: &mut VecDeque<Output>) {
+        match kind {
+            TimerKind::HopTimeout => {
+                if self.phase != Phase::Calling || self.cancel_requested {
+                    return;
+                }
+                if let Some(token) = self.current_invite {
+                    if let Some(Sent::Invite {
+                        responded: false, ..
+                    }) = self.sent.get(&token)
+                    {
+                        // Abandon it: no CANCEL is allowed before a provisional; a late 2xx is
+                        // ACKed and released with BYE.
+                        self.attempt_failed(now, None, false, Some(TxFailure::Timeout), out);
+                    }
+                }
+            }
+            TimerKind::NoAnswer => {
+                if self.phase == Phase::Calling && !self.cancel_requested {
+                    self.stop_callee_invite(out);
+                    self.reject_caller(now, 480, EndReason::NoAnswer, out);
+                }
+            }
+            TimerKind::ProgressDeadline => {
+                if self.phase == Phase::Calling && !self.cancel_requested && !self.progressed {
+                    let code = failover_code(&self.setup.teams.failover_response_codes);
+                    self.stop_callee_invite(out);
+                    self.reject_caller(now, code, EndReason::AllTargetsFailed, out);
+                }
+            }
+            TimerKind::AckWait => self.ack_missing(now, out),
+            TimerKind::Teardown => self.finish(out),
+        }
+    }
+}
