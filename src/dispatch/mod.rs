@@ -752,6 +752,7 @@ impl Dispatcher {
             proxies: parts.proxies,
             carrier_targets: parts.carrier_targets,
             flows,
+            sent_kinds: [None, None],
             transactions: Vec::new(),
             attempted: false,
             media_removed: false,
@@ -858,6 +859,9 @@ impl Dispatcher {
         match pending {
             Pending::Ack { msg } => layer.send_stateless(route, msg),
             Pending::Request { token, msg, proxy } => {
+                if let (Route::To(dest), Some(slot)) = (&route, self.table.get_mut(key)) {
+                    slot.set_sent_kind(leg, dest.kind);
+                }
                 let sent = match Message::parse(msg, &self.settings.limits) {
                     Ok(request) => match layer.send_request(now, request, route) {
                         Ok(tx) => Some(tx),
@@ -934,7 +938,13 @@ impl Dispatcher {
                     return Path::Unroutable;
                 };
                 let host = String::from_utf8_lossy(sip.host_unbracketed()).into_owned();
-                let kind = *transport;
+                // The URI's own transport, else the one that reached this peer before.
+                let kind = sip
+                    .param("transport")
+                    .flatten()
+                    .and_then(|t| transport_token(t))
+                    .or_else(|| slot.sent_kind(leg))
+                    .unwrap_or(*transport);
                 let port = sip.port.unwrap_or(kind.default_port());
                 let server_name =
                     (kind == TransportKind::Tls && !is_ip(&host)).then(|| host.clone());
@@ -1109,6 +1119,12 @@ fn session_of(event: &MediaEvent) -> SessionId {
         | MediaEvent::Latched { session, .. }
         | MediaEvent::IceNominated { session, .. } => *session,
     }
+}
+
+fn transport_token(token: &[u8]) -> Option<TransportKind> {
+    [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
+        .into_iter()
+        .find(|k| token.eq_ignore_ascii_case(k.via_token().as_bytes()))
 }
 
 fn is_ip(host: &str) -> bool {

@@ -10,7 +10,7 @@ use crate::call::{Call, CarrierTarget, LegId};
 use crate::media::SessionId;
 use crate::routing::{AdmitGuard, CallLabels, ProxyId, RoutingTable};
 use crate::transaction::TxId;
-use crate::transport::Source;
+use crate::transport::{Source, TransportKind};
 
 /// Identifies one call for its whole life; never reused, so a late DNS answer or timer for a
 /// finished call finds nothing.
@@ -32,6 +32,9 @@ pub struct Slot {
     /// Where the last request from each leg's peer came from: in-dialog requests to a peer
     /// that opened its own connection go back on it.
     pub flows: [Option<Source>; 2],
+    /// The transport our requests on each leg actually used (a Microsoft stand-in may be
+    /// configured for TCP while the Teams profile says TLS): in-dialog requests use it too.
+    pub sent_kinds: [Option<TransportKind>; 2],
     /// `CallSetup::carrier.targets` (Teams -> PSTN).
     pub carrier_targets: Vec<CarrierTarget>,
     pub transactions: Vec<TxId>,
@@ -55,6 +58,14 @@ impl Slot {
 
     pub fn set_flow(&mut self, leg: LegId, source: Source) {
         self.flows[leg_index(leg)] = Some(source);
+    }
+
+    pub fn sent_kind(&self, leg: LegId) -> Option<TransportKind> {
+        self.sent_kinds[leg_index(leg)]
+    }
+
+    pub fn set_sent_kind(&mut self, leg: LegId, kind: TransportKind) {
+        self.sent_kinds[leg_index(leg)] = Some(kind);
     }
 }
 

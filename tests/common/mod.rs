@@ -1,0 +1,550 @@
+//! Shared harness of the end-to-end call tests (`calls_sipp.rs`, `calls_baresip.rs`): a test
+//! configuration with its own dev certificates, the SBC started in-process with
+//! `teams_sbc::app::start` on free loopback ports, SIPp scenarios from `tests/sipp/calls`
+//! with placeholders filled in, bounded waits, and metric reads from the SBC's registry.
+//!
+//! Loopback plan: the SBC signals on 127.0.0.1; the carrier peer is 127.0.0.2 (the trunk's
+//! source); Microsoft stand-ins are 127.0.0.3 (the configured Microsoft source range).
+
+#![allow(dead_code)]
+
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use teams_sbc::app::Running;
+
+pub const BASE: &str = "sbc.example.test";
+pub const SBC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
+pub const CARRIER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
+pub const TEAMS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+
+/// Fail (never skip) when a peer is missing, saying how to install it.
+pub fn require(binary: &str, package: &str) {
+    let found = Command::new(binary)
+        .arg(if binary == "sipp" { "-v" } else { "-h" })
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok();
+    assert!(
+        found,
+        "`{binary}` not found: install it with `apt-get install -y {package}`"
+    );
+}
+
+pub fn free_udp_port(ip: Ipv4Addr) -> u16 {
+    UdpSocket::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+pub fn free_tcp_port(ip: Ipv4Addr) -> u16 {
+    TcpListener::bind((ip, 0))
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A port free for both UDP and TCP on `ip` (SIPp binds both for its media).
+pub fn free_port_pair(ip: Ipv4Addr) -> u16 {
+    for _ in 0..100 {
+        let port = free_udp_port(ip);
+        if TcpListener::bind((ip, port)).is_ok() && UdpSocket::bind((ip, port + 2)).is_ok() {
+            return port;
+        }
+    }
+    panic!("no free port pair on {ip}");
+}
+
+/// One `[[tenant]]`.
+pub struct TenantSpec {
+    pub name: &'static str,
+    pub numbers: &'static str,
+    pub extra: String,
+}
+
+impl TenantSpec {
+    pub fn fqdn(&self) -> String {
+        format!("{}.{BASE}", self.name)
+    }
+}
+
+/// What differs between the tests' configurations.
+pub struct LabSpec {
+    /// `teams.proxies` entries (TOML inline tables or strings).
+    pub proxies: Vec<String>,
+    /// Where the carrier trunk's SIP peer listens (SIPp UAS on Teams -> PSTN calls).
+    pub carrier_port: u16,
+    pub tenants: Vec<TenantSpec>,
+    /// First port of this test's media range (200 ports: carrier 0..100, Teams 100..200);
+    /// unique per test, above 40000.
+    pub media_base: u16,
+    pub teams_extra: String,
+}
+
+impl LabSpec {
+    pub fn new(media_base: u16) -> LabSpec {
+        LabSpec {
+            proxies: Vec::new(),
+            carrier_port: free_udp_port(CARRIER_IP),
+            tenants: vec![
+                TenantSpec {
+                    name: "acme",
+                    numbers: r#"["+4930123400-+4930123499"]"#,
+                    extra: String::new(),
+                },
+                TenantSpec {
+                    name: "globex",
+                    numbers: r#"["+4940555*"]"#,
+                    extra: String::new(),
+                },
+            ],
+            media_base,
+            teams_extra: String::new(),
+        }
+    }
+
+    /// A Microsoft proxy stand-in reached over TCP (SIPp has no TLS).
+    pub fn tcp_proxy(host: &str, port: u16) -> String {
+        format!(r#"{{ address = "{host}:{port}", transport = "tcp" }}"#)
+    }
+}
+
+/// The SBC running in-process, with its own runtime, config and certificates.
+pub struct Lab {
+    pub dir: tempfile::TempDir,
+    pub udp: u16,
+    pub tcp: u16,
+    pub tls: u16,
+    pub carrier_port: u16,
+    running: Option<Running>,
+    runtime: tokio::runtime::Runtime,
+}
+
+impl Lab {
+    pub fn start(spec: LabSpec) -> Lab {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(
+                tracing_subscriber::EnvFilter::try_from_default_env()
+                    .unwrap_or_else(|_| "warn,teams_sbc=info".into()),
+            )
+            .with_test_writer()
+            .try_init();
+        let dir = tempfile::tempdir().unwrap();
+        teams_sbc::devcerts::generate(&dir.path().join("certs"), BASE).unwrap();
+        let udp = free_udp_port(SBC_IP);
+        let tcp = free_tcp_port(SBC_IP);
+        let tls = free_tcp_port(SBC_IP);
+        let metrics = free_tcp_port(SBC_IP);
+        let tenants: String = spec
+            .tenants
+            .iter()
+            .map(|t| {
+                format!(
+                    "[[tenant]]\nname = \"{}\"\nfqdn = \"{}\"\nnumbers = {}\ncarrier_trunk = \"pstn\"\n{}\n",
+                    t.name,
+                    t.fqdn(),
+                    t.numbers,
+                    t.extra
+                )
+            })
+            .collect();
+        let config = format!(
+            r#"
+[sbc]
+base_fqdn = "{BASE}"
+sip_signaling_port = {tls}
+vendor = "TestVendor"
+model = "TestModel"
+
+[sip]
+t1_ms = 100
+connect_timeout_seconds = 2
+
+[tls]
+cert_chain = "certs/sbc.pem"
+private_key = "certs/sbc.key"
+roots = "certs/ca.pem"
+
+[[listen]]
+transport = "udp"
+address = "{SBC_IP}:{udp}"
+
+[[listen]]
+transport = "tcp"
+address = "{SBC_IP}:{tcp}"
+
+[[listen]]
+transport = "tls"
+address = "{SBC_IP}:{tls}"
+
+[teams]
+proxies = [{proxies}]
+# One ping at start (before the stand-ins listen), the next long after the test.
+options_interval_seconds = 180
+allowed_source_cidrs = ["{TEAMS_IP}/32"]
+{teams_extra}
+
+[[carrier_trunk]]
+name = "pstn"
+address = "{CARRIER_IP}:{carrier_port}"
+transport = "udp"
+allowed_source_cidrs = ["{CARRIER_IP}/32"]
+codecs = ["PCMU", "PCMA", "telephone-event"]
+options_ping = false
+
+{tenants}
+
+[media.carrier]
+bind = "{SBC_IP}"
+port_min = {cmin}
+port_max = {cmax}
+
+[media.teams]
+bind = "{SBC_IP}"
+port_min = {tmin}
+port_max = {tmax}
+
+[ops]
+metrics_listen = "{SBC_IP}:{metrics}"
+"#,
+            proxies = spec.proxies.join(", "),
+            teams_extra = spec.teams_extra,
+            carrier_port = spec.carrier_port,
+            cmin = spec.media_base,
+            cmax = spec.media_base + 99,
+            tmin = spec.media_base + 100,
+            tmax = spec.media_base + 199,
+        );
+        let path = dir.path().join("sbc.toml");
+        std::fs::write(&path, config).unwrap();
+        let loaded = teams_sbc::config::load(&path)
+            .unwrap_or_else(|e| panic!("test config does not load: {e}"));
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap();
+        let running = runtime
+            .block_on(teams_sbc::app::start(&loaded))
+            .unwrap_or_else(|e| panic!("SBC does not start: {e}"));
+        Lab {
+            dir,
+            udp,
+            tcp,
+            tls,
+            carrier_port: spec.carrier_port,
+            running: Some(running),
+            runtime,
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn udp_addr(&self) -> SocketAddr {
+        (SBC_IP, self.udp).into()
+    }
+
+    pub fn tcp_addr(&self) -> SocketAddr {
+        (SBC_IP, self.tcp).into()
+    }
+
+    pub fn tls_addr(&self) -> SocketAddr {
+        (SBC_IP, self.tls).into()
+    }
+
+    /// Sum of the samples of metric `name` whose labels include every pair of `labels`.
+    pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        let Some(running) = &self.running else {
+            return 0.0;
+        };
+        running
+            .registry
+            .gather()
+            .iter()
+            .filter(|family| family.name() == name)
+            .flat_map(|family| {
+                let kind = family.get_field_type();
+                family.get_metric().iter().map(move |m| (kind, m))
+            })
+            .filter(|(_, m)| {
+                labels.iter().all(|(k, v)| {
+                    m.get_label()
+                        .iter()
+                        .any(|l| l.name() == *k && l.value() == *v)
+                })
+            })
+            .map(|(kind, m)| match kind {
+                prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
+                prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+                _ => 0.0,
+            })
+            .sum()
+    }
+
+    /// Poll `check` every 50 ms for at most `limit`.
+    pub fn wait_for(&self, what: &str, limit: Duration, mut check: impl FnMut(&Lab) -> bool) {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if check(self) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gave up waiting for {what}");
+    }
+
+    /// The first OPTIONS ping to each Microsoft stand-in has failed (nothing listened yet), so
+    /// the next one comes long after the test: SIPp never sees an OPTIONS it did not expect.
+    pub fn wait_first_pings(&self, peers: &[String]) {
+        for peer in peers {
+            self.wait_for(
+                &format!("the first OPTIONS to {peer} to fail"),
+                Duration::from_secs(20),
+                |lab| lab.metric("options_failures_total", &[("peer", peer)]) >= 1.0,
+            );
+        }
+    }
+
+    /// Wait until no call and no media session is left.
+    pub fn wait_idle(&self) {
+        self.wait_for(
+            "calls and media sessions to end",
+            Duration::from_secs(20),
+            |lab| {
+                lab.metric("calls_active", &[]) == 0.0
+                    && lab.metric("media_sessions_active", &[]) == 0.0
+            },
+        );
+    }
+}
+
+impl Drop for Lab {
+    fn drop(&mut self) {
+        if let Some(running) = self.running.take() {
+            self.runtime.block_on(running.shutdown());
+        }
+    }
+}
+
+/// A child process killed (and reaped) when dropped.
+pub struct Peer {
+    pub name: String,
+    child: Child,
+    dir: PathBuf,
+}
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Peer {
+    /// Wait at most `limit` for the process to exit.
+    pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let deadline = Instant::now() + limit;
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
+    /// Assert a clean exit (SIPp: 0 = every call succeeded and every check passed).
+    pub fn expect_success(&mut self, limit: Duration) {
+        let status = self.wait(limit);
+        let errors = sipp_errors(&self.dir);
+        assert!(
+            status.is_some_and(|s| s.success()),
+            "{} ended with {status:?}; SIPp errors:\n{errors}",
+            self.name
+        );
+    }
+}
+
+/// The text of every SIPp `*_errors.log` in `dir`.
+pub fn sipp_errors(dir: &Path) -> String {
+    let mut out = String::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if name.ends_with("_errors.log") {
+            out.push_str(&format!("--- {name}\n"));
+            out.push_str(&std::fs::read_to_string(entry.path()).unwrap_or_default());
+        }
+    }
+    out
+}
+
+/// A scenario from `tests/sipp/calls` with its `@NAME@` placeholders replaced, written to
+/// `dir/<name>` (each SIPp runs in its own directory so its logs are its own).
+pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp/calls")
+        .join(file);
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    for (name, value) in values {
+        text = text.replace(&format!("@{name}@"), value);
+    }
+    assert!(
+        !text.contains("@CALLE") && !text.contains("@TENANT") && !text.contains("@HOLD_MS@"),
+        "unfilled placeholder in {file}"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// Start SIPp with `args` in `dir` (one call, bounded by SIPp's own global timeout).
+pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
+    require("sipp", "sip-tester");
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .args(args)
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_err",
+            "-trace_logs",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("spawn sipp ({e}); install it with `apt-get install -y sip-tester`")
+        });
+    Peer {
+        name: name.to_string(),
+        child,
+        dir: dir.to_path_buf(),
+    }
+}
+
+/// Wait until something listens for TCP on `addr` (a SIPp UAS is up). Read from
+/// /proc/net/tcp rather than by connecting, so SIPp never sees a stray connection.
+pub fn wait_listening_tcp(addr: SocketAddr) {
+    let std::net::IpAddr::V4(ip) = addr.ip() else {
+        panic!("IPv4 only");
+    };
+    let wanted = format!(
+        "{:08X}:{:04X}",
+        u32::from_le_bytes(ip.octets()),
+        addr.port()
+    );
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        let table = std::fs::read_to_string("/proc/net/tcp").unwrap_or_default();
+        let listening = table.lines().skip(1).any(|line| {
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            fields.get(1) == Some(&wanted.as_str()) && fields.get(3) == Some(&"0A")
+        });
+        if listening {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing listens on {addr}");
+}
+
+/// Wait until `addr` is bound for UDP by someone else (a SIPp UAS is up).
+pub fn wait_bound_udp(addr: SocketAddr) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < deadline {
+        if UdpSocket::bind(addr).is_err() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("nothing bound {addr}");
+}
+
+/// A PCMU pcap (Ethernet/IPv4/UDP/RTP, 20 ms packets of a 400 Hz tone) for
+/// `play_pcap_audio`; SIPp rewrites the addresses and ports when replaying.
+pub fn write_pcmu_pcap(path: &Path, packets: u32) {
+    let mut out = Vec::new();
+    // Global header: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, linktype Ethernet.
+    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
+    out.extend_from_slice(&2u16.to_le_bytes());
+    out.extend_from_slice(&4u16.to_le_bytes());
+    out.extend_from_slice(&0i32.to_le_bytes());
+    out.extend_from_slice(&0u32.to_le_bytes());
+    out.extend_from_slice(&65535u32.to_le_bytes());
+    out.extend_from_slice(&1u32.to_le_bytes());
+    for i in 0..packets {
+        let mut rtp = vec![0x80, if i == 0 { 0x80 } else { 0 }];
+        rtp.extend_from_slice(&((1000 + i) as u16).to_be_bytes());
+        rtp.extend_from_slice(&(160_000 + 160 * i).to_be_bytes());
+        rtp.extend_from_slice(&0x5eed_1234u32.to_be_bytes());
+        for n in 0..160u32 {
+            let phase = 2.0 * std::f64::consts::PI * 400.0 * f64::from(i * 160 + n) / 8000.0;
+            rtp.push(linear_to_ulaw((phase.sin() * 8000.0) as i16));
+        }
+        let mut udp = Vec::new();
+        udp.extend_from_slice(&7000u16.to_be_bytes());
+        udp.extend_from_slice(&8000u16.to_be_bytes());
+        udp.extend_from_slice(&((8 + rtp.len()) as u16).to_be_bytes());
+        udp.extend_from_slice(&0u16.to_be_bytes());
+        udp.extend_from_slice(&rtp);
+        let mut ip = vec![0x45, 0xb8];
+        ip.extend_from_slice(&((20 + udp.len()) as u16).to_be_bytes());
+        ip.extend_from_slice(&(i as u16).to_be_bytes());
+        ip.extend_from_slice(&[0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
+        let checksum = ip_checksum(&ip);
+        ip[10..12].copy_from_slice(&checksum.to_be_bytes());
+        let mut frame = vec![0u8; 12];
+        frame.extend_from_slice(&[0x08, 0x00]);
+        frame.extend_from_slice(&ip);
+        frame.extend_from_slice(&udp);
+        let micros = i * 20_000;
+        out.extend_from_slice(&(micros / 1_000_000).to_le_bytes());
+        out.extend_from_slice(&(micros % 1_000_000).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
+        out.extend_from_slice(&frame);
+    }
+    std::fs::write(path, out).unwrap();
+}
+
+fn ip_checksum(header: &[u8]) -> u16 {
+    let mut sum: u32 = header
+        .chunks(2)
+        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
+        .sum();
+    while sum >> 16 != 0 {
+        sum = (sum & 0xffff) + (sum >> 16);
+    }
+    !(sum as u16)
+}
+
+/// G.711 u-law encoding of one 16-bit sample.
+fn linear_to_ulaw(sample: i16) -> u8 {
+    const BIAS: i32 = 0x84;
+    const CLIP: i32 = 32635;
+    let sign = if sample < 0 { 0x80 } else { 0 };
+    let magnitude = (i32::from(sample).abs().min(CLIP)) + BIAS;
+    let mut exponent = 7;
+    let mut mask = 0x4000;
+    while exponent > 0 && magnitude & mask == 0 {
+        exponent -= 1;
+        mask >>= 1;
+    }
+    let mantissa = (magnitude >> (exponent + 3)) & 0x0f;
+    !(sign | (exponent << 4) | mantissa) as u8
+}
