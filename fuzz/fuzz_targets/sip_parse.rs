@@ -40,8 +40,19 @@ fn check_datagram(data: &[u8]) {
             assert!(m.cseq().is_ok());
             assert!(m.call_id().is_some_and(|c| !c.is_empty()));
             // Read lazily: may fail, must not panic.
-            let _ = (m.vias(), m.from(), m.to(), m.contacts(), m.routes(), m.record_routes());
-            let _ = (m.max_forwards(), m.content_length(), m.header_values(&HeaderName::Allow));
+            let _ = (
+                m.vias(),
+                m.from(),
+                m.to(),
+                m.contacts(),
+                m.routes(),
+                m.record_routes(),
+            );
+            let _ = (
+                m.max_forwards(),
+                m.content_length(),
+                m.header_values(&HeaderName::Allow),
+            );
             if m.is_request() {
                 let answer = ResponseBuilder::new(&m, 400, "Fuzz").to_tag("t1").build();
                 let parsed = Message::parse(answer, &Limits::default()).expect("answer parses");

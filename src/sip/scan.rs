@@ -244,6 +244,9 @@ pub(crate) struct SipUriSpans {
     pub headers: Option<Range<usize>>,
 }
 
+// A short-lived value on the stack, returned once per URI; boxing the large variant would
+// cost an allocation per parse to save a memcpy.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum UriSpans {
     Sip(SipUriSpans),
