@@ -107,6 +107,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         404 => "Not Found",
         408 => "Request Timeout",
         410 => "Gone",
+        420 => "Bad Extension",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
         484 => "Address Incomplete",

@@ -10,8 +10,8 @@ use super::{CallSetup, LegId, MediaCommand};
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
 use crate::media::{MapDirection, PayloadMapping, SrtpKeys};
 use crate::sdp::{
-    self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
-    SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
+    self, CallPtMaps, CarrierSide, CodecList, Direction, IceCredentials, LegOrigin, PtMap,
+    RemoteMedia, SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
 };
 
 /// The SDP state of a call: what each leg sent us and what we sent each leg.
@@ -187,6 +187,7 @@ impl Negotiation {
         body: Option<&[u8]>,
     ) -> Result<(Bytes, Vec<MediaCommand>), SdpError> {
         let mut commands = Vec::new();
+        let mut direction = Direction::SendRecv;
         if let Some(body) = body.filter(|b| !b.is_empty()) {
             let offer = Sdp::parse(body)?;
             let remote = RemoteMedia::from_sdp(&offer)?;
@@ -196,11 +197,26 @@ impl Negotiation {
                 leg: leg.media_side(),
                 on_hold: remote.on_hold,
             });
+            direction = answer_direction(leg, &remote);
         }
         let last = self.sent[leg_index(leg)]
             .as_ref()
             .ok_or(SdpError::NoAudio)?;
-        Ok((Bytes::from(last.to_bytes()), commands))
+        let current = last
+            .primary_audio_index()
+            .and_then(|i| last.direction_of(i))
+            .unwrap_or(Direction::SendRecv);
+        if current == direction {
+            // A refresh: the same SDP, same o= version (RFC 3264 §8, row 41).
+            return Ok((Bytes::from(last.to_bytes()), commands));
+        }
+        let mut answer = Sdp::parse(&with_direction(&last.to_bytes(), direction))?;
+        let origin = match leg {
+            LegId::Carrier => &mut self.carrier_origin,
+            LegId::Teams => &mut self.teams_origin,
+        };
+        origin.stamp(&mut answer);
+        Ok((self.record_sent(leg, answer), commands))
     }
 
     fn leg_commands(&self, leg: LegId) -> Result<Vec<MediaCommand>, SdpError> {
@@ -275,6 +291,47 @@ impl Negotiation {
             },
         ]
     }
+}
+
+/// Our direction answering a peer's offer: the mirror of its direction; towards Teams only
+/// `inactive` for any hold (row 39).
+fn answer_direction(leg: LegId, remote: &RemoteMedia) -> Direction {
+    match (leg, remote.direction) {
+        (_, Direction::SendRecv) if !remote.on_hold => Direction::SendRecv,
+        (LegId::Teams, _) => Direction::Inactive,
+        (LegId::Carrier, Direction::SendOnly) => Direction::RecvOnly,
+        (LegId::Carrier, Direction::RecvOnly) => Direction::SendOnly,
+        (LegId::Carrier, _) => Direction::Inactive,
+    }
+}
+
+/// `sdp` with every direction attribute replaced by one `a=<direction>` at the end of the
+/// first audio section.
+fn with_direction(sdp: &[u8], direction: Direction) -> Vec<u8> {
+    let text = String::from_utf8_lossy(sdp);
+    let mut out = String::with_capacity(text.len() + 16);
+    let mut in_audio = false;
+    let mut placed = false;
+    let line = format!("a={}\r\n", direction.as_str());
+    for l in text.split("\r\n").filter(|l| !l.is_empty()) {
+        if l.starts_with("m=") {
+            if in_audio && !placed {
+                out.push_str(&line);
+                placed = true;
+            }
+            in_audio = !placed && l.starts_with("m=audio");
+        }
+        let attr = l.strip_prefix("a=").unwrap_or("");
+        if Direction::from_attribute(attr).is_some() {
+            continue;
+        }
+        out.push_str(l);
+        out.push_str("\r\n");
+    }
+    if !placed {
+        out.push_str(&line);
+    }
+    out.into_bytes()
 }
 
 /// Payload mappings with the clock rate of the codec as the sender uses it.

@@ -182,6 +182,31 @@ impl State {
         out.push_back(Output::Record(CallRecord::Attempted {
             direction: self.direction,
         }));
+        let unsupported: Vec<String> = invite
+            .tokens(&HeaderName::Require)
+            .iter()
+            .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
+            // A session timer we do not run is harmless: the peer refreshes (RFC 4028 §9).
+            .filter(|t| !t.is_empty() && t != "timer")
+            .collect();
+        if !unsupported.is_empty() {
+            let response = self.dialogs[idx(self.caller)].response(&invite, 420, None);
+            let unsupported_header = HeaderName::Other(Bytes::from_static(b"Unsupported"));
+            let response = add_headers(&response, &[(unsupported_header, unsupported.join(", "))]);
+            out.push_back(Output::SendResponse {
+                leg: self.caller,
+                tx: self.caller_tx,
+                msg: response,
+            });
+            self.caller_final_sent = true;
+            out.push_back(Output::Record(CallRecord::Failed {
+                status: 420,
+                class: StatusClass::of(420),
+                reason: EndReason::Rejected,
+            }));
+            self.reject_caller(now, 420, EndReason::Rejected, out);
+            return;
+        }
         let body = invite.body();
         let has_sdp = !body.is_empty() && is_sdp(&invite);
         match self
@@ -287,7 +312,7 @@ impl State {
                     let pai_user = invite
                         .header(&HeaderName::PAssertedIdentity)
                         .and_then(|v| crate::sip::NameAddr::parse(&v).ok())
-                        .and_then(|n| n.uri.as_sip().and_then(|u| u.user.clone()));
+                        .and_then(|n| number_of(&n.uri));
                     if let Some(user) = pai_user {
                         let user = String::from_utf8_lossy(&user).into_owned();
                         let dialog = &mut self.dialogs[idx(LegId::Teams)];
@@ -415,6 +440,21 @@ impl State {
     pub(super) fn cancel_timer(&mut self, kind: TimerKind, out: &mut VecDeque<Output>) {
         if self.timers.remove(&kind).is_some() {
             out.push_back(Output::CancelTimer { kind });
+        }
+    }
+}
+
+/// The user part of a `sip:` URI or the number of a `tel:` URI.
+fn number_of(uri: &crate::sip::Uri) -> Option<Bytes> {
+    match uri {
+        crate::sip::Uri::Sip(sip) => sip.user.clone(),
+        crate::sip::Uri::Opaque(raw) => {
+            let rest = raw
+                .get(..4)?
+                .eq_ignore_ascii_case(b"tel:")
+                .then(|| raw.slice(4..))?;
+            let end = memchr::memchr(b';', &rest).unwrap_or(rest.len());
+            (end > 0).then(|| rest.slice(..end))
         }
     }
 }

@@ -580,7 +580,7 @@ fn reinvite_refresh_is_answered_with_the_same_sdp() {
             header(&invite.msg, HeaderName::From),
             header(&invite.msg, HeaderName::CallId)
         ),
-        Some(&teams_sdp().replace("a=sendrecv", "a=inactive")),
+        Some(&teams_sdp()),
     );
     h.input(Input::Request {
         leg: LegId::Teams,
@@ -596,10 +596,230 @@ fn reinvite_refresh_is_answered_with_the_same_sdp() {
     );
     assert!(h.media().contains(&MediaCommand::SetHold {
         leg: LegSide::Teams,
-        on_hold: true
+        on_hold: false
     }));
     assert!(
         h.requests().is_empty(),
         "a refresh does not cross to the carrier"
+    );
+}
+
+#[test]
+fn row26_media_follows_the_200_of_another_fork() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(&invite, 180, "fork1", &[], None);
+    h.respond(&invite, 180, "fork2", &[], None);
+    assert_eq!(h.response(180).0, LegId::Carrier);
+    let fork2_sdp = teams_sdp().replace("52.112.1.1", "52.112.2.2");
+    h.respond(&invite, 183, "fork2", &[], Some(&fork2_sdp));
+    assert!(h.media().contains(&MediaCommand::SetRemote {
+        leg: LegSide::Teams,
+        rtp: "52.112.2.2:49152".parse().unwrap(),
+        rtcp: None,
+        rtcp_mux: true,
+    }));
+    let (_, _, early) = h.response(183);
+    h.respond(
+        &invite,
+        200,
+        "fork1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    assert!(h.media().contains(&MediaCommand::SetRemote {
+        leg: LegSide::Teams,
+        rtp: "52.112.1.1:49152".parse().unwrap(),
+        rtcp: None,
+        rtcp_mux: true,
+    }));
+    let (_, _, ok) = h.response(200);
+    // The carrier sees one dialog (one To tag) and the same answer (no o= version change).
+    assert_eq!(to_tag(&ok), to_tag(&early));
+    assert_eq!(body(&ok), body(&early));
+    assert_eq!(to_tag(&h.acks()[0].2).as_deref(), Some("fork1"));
+    // A 200 from the other fork is ACKed and released; the retransmitted 200 only re-ACKed.
+    h.respond(
+        &invite,
+        200,
+        "fork2",
+        &[(
+            "Contact",
+            "<sip:f2@sip-du-b.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&fork2_sdp),
+    );
+    assert_eq!(h.acks().len(), 1);
+    let bye = h.request(Method::Bye);
+    assert_eq!(to_tag(&bye.msg).as_deref(), Some("fork2"));
+    assert!(h.responses().is_empty() && h.media().is_empty());
+    h.respond(
+        &invite,
+        200,
+        "fork1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    assert_eq!(h.acks().len(), 1);
+    assert!(
+        h.requests().is_empty(),
+        "a retransmitted 200 of the answered fork gets its ACK only"
+    );
+}
+
+#[test]
+fn hold_reinvite_is_answered_inactive_towards_teams_and_mirrored_towards_the_carrier() {
+    let (mut h, invite) = answered_inbound();
+    let reinvite = |cseq: u32, direction: &str| {
+        with_body(
+            &format!(
+                "INVITE sip:x@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+                 Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKre{cseq}\r\nMax-Forwards: 70\r\n\
+                 From: <sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>;tag=ms1\r\n\
+                 To: {}\r\nCall-ID: {}\r\nCSeq: {cseq} INVITE\r\n",
+                header(&invite.msg, HeaderName::From),
+                header(&invite.msg, HeaderName::CallId)
+            ),
+            Some(&teams_sdp().replace("a=sendrecv", direction)),
+        )
+    };
+    let version = |m: &Message| {
+        body(m)
+            .lines()
+            .find(|l| l.starts_with("o="))
+            .unwrap()
+            .split(' ')
+            .nth(2)
+            .unwrap()
+            .to_owned()
+    };
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5001),
+        msg: reinvite(5, "a=sendonly"),
+    });
+    let (_, _, held) = h.response(200);
+    assert!(
+        body(&held).contains("a=inactive"),
+        "row 39: {}",
+        body(&held)
+    );
+    assert!(!body(&held).contains("a=sendrecv"));
+    assert_ne!(version(&held), version(&invite.msg));
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5002),
+        msg: reinvite(6, "a=sendrecv"),
+    });
+    let (_, _, resumed) = h.response(200);
+    assert!(body(&resumed).contains("a=sendrecv"));
+    assert!(h.media().contains(&MediaCommand::SetHold {
+        leg: LegSide::Teams,
+        on_hold: false
+    }));
+    // An old CSeq is refused.
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5003),
+        msg: reinvite(4, "a=sendrecv"),
+    });
+    h.response(500);
+
+    // Carrier side: sendonly is answered recvonly.
+    let carrier_ok = carrier_ack(&h);
+    let carrier_reinvite = with_body(
+        &format!(
+            "INVITE sip:+14255550100@192.0.2.10:5060 SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKcre\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:2065550123@10.0.0.1>;tag=c1\r\nTo: {}\r\n\
+             Call-ID: carrier-call-1@10.0.0.1\r\nCSeq: 2 INVITE\r\n",
+            header(&carrier_ok, HeaderName::To)
+        ),
+        Some(&carrier_sdp().replace("a=sendrecv", "a=sendonly")),
+    );
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(5004),
+        msg: carrier_reinvite,
+    });
+    let (leg, _, ok) = h.response(200);
+    assert_eq!(leg, LegId::Carrier);
+    assert!(body(&ok).contains("a=recvonly"), "{}", body(&ok));
+    assert!(body(&ok).contains("m=audio 20000 RTP/AVP"));
+}
+
+#[test]
+fn unsupported_required_extension_is_refused_with_420() {
+    let invite = String::from_utf8_lossy(carrier_invite(Some(&carrier_sdp())).bytes()).replacen(
+        "CSeq: 1 INVITE\r\n",
+        "CSeq: 1 INVITE\r\nRequire: 100rel\r\n",
+        1,
+    );
+    let h = Harness::inbound(setup(), parse(invite.as_bytes()));
+    let (_, _, resp) = h.response(420);
+    assert_eq!(
+        header(&resp, HeaderName::from_wire(b"Unsupported")),
+        "100rel"
+    );
+    assert!(h.requests().is_empty());
+    assert!(h.finished());
+    let failed: Vec<_> = h
+        .records()
+        .into_iter()
+        .filter(|r| matches!(r, CallRecord::Failed { .. }))
+        .collect();
+    assert_eq!(failed.len(), 1);
+    assert!(matches!(h.out.last(), Some(Output::Finished)));
+}
+
+#[test]
+fn bypass_trunk_enables_ice_lite_on_the_teams_leg() {
+    let mut s = setup();
+    s.teams.ice = Some(IceCredentials::new("abcd1234", "abcdefghijklmnopqrstuvwx").unwrap());
+    let mut h = Harness::inbound(s, carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    let offer = body(&invite.msg);
+    assert!(offer.contains("a=ice-lite"), "{offer}");
+    assert!(offer.contains("a=ice-ufrag:abcd1234"));
+    let answer = teams_sdp().replace(
+        "a=rtcp-mux",
+        "a=rtcp-mux\r\na=ice-ufrag:msuf\r\na=ice-pwd:mspasswordmspasswordmspw",
+    );
+    h.respond(
+        &invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&answer),
+    );
+    assert!(h.media().contains(&MediaCommand::EnableIceLite {
+        leg: LegSide::Teams,
+        local_ufrag: "abcd1234".into(),
+        local_pwd: "abcdefghijklmnopqrstuvwx".into(),
+        remote_ufrag: Some("msuf".into()),
+    }));
+}
+
+#[test]
+fn forward_pai_takes_a_tel_uri() {
+    let mut s = setup();
+    s.teams.forward_pai = true;
+    let invite = String::from_utf8_lossy(carrier_invite(Some(&carrier_sdp())).bytes()).replace(
+        "P-Asserted-Identity: <sip:+12065559999@10.0.0.1>",
+        "P-Asserted-Identity: <tel:2065559999;npdi>",
+    );
+    let h = Harness::inbound(s, parse(invite.as_bytes()));
+    let from = h.request(Method::Invite).msg.from().unwrap();
+    assert_eq!(
+        from.uri.as_sip().unwrap().user.as_deref(),
+        Some(&b"+2065559999"[..])
     );
 }

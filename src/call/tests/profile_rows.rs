@@ -265,7 +265,7 @@ fn row22_row23_no_replaces_no_100rel_only_sdp_bodies() {
          From: <sip:2065550123@10.0.0.1>;tag=c1\r\nTo: <sip:+14255550100@192.0.2.10>\r\n\
          Call-ID: carrier-call-1@10.0.0.1\r\nCSeq: 1 INVITE\r\n\
          Contact: <sip:2065550123@10.0.0.1:5060>\r\n\
-         Replaces: abc@10.0.0.1;to-tag=1;from-tag=2\r\nRequire: 100rel\r\nSupported: 100rel, timer\r\n",
+         Replaces: abc@10.0.0.1;to-tag=1;from-tag=2\r\nSupported: 100rel, timer\r\nRequire: timer\r\n",
         Some(&carrier_sdp()),
     );
     let h = inbound_flow(setup(), invite);
