@@ -24,7 +24,6 @@ const ACME_DID: &str = "+4930123450";
 const GLOBEX_DID: &str = "+4940555100";
 const PSTN_CALLER: &str = "+4969111222";
 const PSTN_CALLEE: &str = "+4969555000";
-const PCAP_PACKETS: u32 = 100;
 const LONG: Duration = Duration::from_secs(45);
 
 /// The Microsoft stand-in side of a PSTN -> Teams call: a SIPp UAS over TCP echoing media.
@@ -52,35 +51,6 @@ fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> Peer
     );
     wait_listening_tcp((TEAMS_IP, port).into());
     peer
-}
-
-/// The carrier side of a PSTN -> Teams call: a SIPp UAC over UDP calling `called`.
-fn carrier_uac(lab: &Lab, file: &str, called: &str, values: &[(&str, &str)]) -> Peer {
-    let port = free_udp_port(CARRIER_IP);
-    let dir = lab.path().join(format!("carrier-{port}"));
-    let path = scenario(&dir, file, values);
-    write_pcmu_pcap(&dir.join("pcmu.pcap"), PCAP_PACKETS);
-    let media = free_port_pair(CARRIER_IP);
-    sipp(
-        &format!("carrier SIPp UAC ({file})"),
-        &dir,
-        &path,
-        &[
-            lab.udp_addr().to_string(),
-            "-s".into(),
-            called.into(),
-            "-t".into(),
-            "u1".into(),
-            "-i".into(),
-            CARRIER_IP.to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-mi".into(),
-            CARRIER_IP.to_string(),
-            "-mp".into(),
-            media.to_string(),
-        ],
-    )
 }
 
 /// The carrier side of a Teams -> PSTN call: a SIPp UAS over UDP on the trunk's address.

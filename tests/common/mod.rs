@@ -349,6 +349,19 @@ impl Drop for Peer {
 }
 
 impl Peer {
+    pub fn from_child(name: &str, child: Child, dir: &Path) -> Peer {
+        Peer {
+            name: name.to_string(),
+            child,
+            dir: dir.to_path_buf(),
+        }
+    }
+
+    /// SIPp's error log of this peer.
+    pub fn errors(&self) -> String {
+        sipp_errors(&self.dir)
+    }
+
     /// Wait at most `limit` for the process to exit.
     pub fn wait(&mut self, limit: Duration) -> Option<ExitStatus> {
         let deadline = Instant::now() + limit;
@@ -435,6 +448,37 @@ pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
         child,
         dir: dir.to_path_buf(),
     }
+}
+
+pub const PCAP_PACKETS: u32 = 100;
+
+/// The carrier side of a PSTN -> Teams call: a SIPp UAC over UDP calling `called`.
+pub fn carrier_uac(lab: &Lab, file: &str, called: &str, values: &[(&str, &str)]) -> Peer {
+    let port = free_udp_port(CARRIER_IP);
+    let dir = lab.path().join(format!("carrier-{port}"));
+    let path = scenario(&dir, file, values);
+    write_pcmu_pcap(&dir.join("pcmu.pcap"), PCAP_PACKETS);
+    let media = free_port_pair(CARRIER_IP);
+    sipp(
+        &format!("carrier SIPp UAC ({file})"),
+        &dir,
+        &path,
+        &[
+            lab.udp_addr().to_string(),
+            "-s".into(),
+            called.into(),
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            media.to_string(),
+        ],
+    )
 }
 
 /// Wait until something listens for TCP on `addr` (a SIPp UAS is up). Read from
