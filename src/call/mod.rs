@@ -31,11 +31,24 @@
 //!   `MediaCommand::Remove`), limiter slot and table entries. Nothing more comes out.
 //!
 //! Routing inputs to a call: server transactions and ACKs by [`Call::call_id`] of each leg
-//! (the carrier leg of a PSTN->Teams call keeps the carrier's Call-ID, every leg the SBC
-//! originates gets a fresh random one); client transactions by the `TxId` given to
-//! [`Call::on_sent`]. CANCEL arrives as [`Input::Request`] on the leg of the INVITE it cancels.
-//! The transaction layer's `AckTimeout` for our 2xx maps to
-//! `Input::TxFailed { reason: TxFailure::AckTimeout, .. }`.
+//! (the caller leg keeps the caller's Call-ID, the leg the SBC originates gets a fresh random
+//! one); client transactions by the `TxId` given to [`Call::on_sent`]. A CANCEL arrives as
+//! [`Input::Request`] (its own server transaction) on the leg of the INVITE it cancels.
+//! Transaction layer events map as: `TuEvent::Response` -> [`Input::Response`];
+//! `Timeout` on a client tx -> `TxFailed { reason: Timeout }`; `TransportError` -> `TxFailed
+//! { reason: Transport }` (a connect/TLS failure may use `ConnectFailed`; both fail over);
+//! `AckTimeout` -> `TxFailed { reason: AckTimeout }`; a `TransportError` on the caller's INVITE
+//! server transaction (the `server_tx` given at creation) -> `TxFailed { tx: server_tx, .. }`,
+//! which ends the call (the caller is unreachable).
+//!
+//! Targets: a CANCEL carries the target of the INVITE it cancels (`TeamsProxy(i)` /
+//! `Carrier(i)`); send it to the same address/connection that INVITE used (RFC 3261 §9.1).
+//! ACKs and BYEs for 2xx use [`Target::Dialog`].
+//!
+//! Messages are complete wire messages, built from scratch for each leg: nothing of one
+//! side's topology (Call-ID, tags, CSeq, Via, Record-Route, Contact, unknown headers) reaches
+//! the other; only numbers (as routing decided) and SDP (rewritten) cross. The header policy of
+//! each leg lives in `profile.rs` (Teams rules: rows 15-23, 32, 36, 59).
 
 mod codes;
 mod dialog;

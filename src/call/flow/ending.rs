@@ -31,6 +31,29 @@ impl State {
         self.begin_ending(now, out);
     }
 
+    /// A response to the caller's INVITE could not be delivered (its connection is gone):
+    /// stop the callee side, or end an answered call.
+    pub(super) fn caller_lost(&mut self, now: Instant, out: &mut VecDeque<Output>) {
+        match self.phase {
+            Phase::Calling => {
+                self.stop_callee_invite(out);
+                if !self.caller_final_sent {
+                    self.caller_final_sent = true;
+                    out.push_back(Output::Record(CallRecord::Failed {
+                        status: 503,
+                        class: StatusClass::of(503),
+                        reason: EndReason::TransportLost,
+                    }));
+                }
+                self.begin_ending(now, out);
+            }
+            Phase::Answered | Phase::Confirmed => {
+                self.end_call(now, EndReason::TransportLost, None, out)
+            }
+            Phase::Ending | Phase::Finished => {}
+        }
+    }
+
     /// BYE on every confirmed leg except `skip`, then wait for the answers.
     pub(super) fn end_call(
         &mut self,

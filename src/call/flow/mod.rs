@@ -412,6 +412,7 @@ impl State {
                 reason: TxFailure::AckTimeout,
                 ..
             } => self.ack_missing(now, out),
+            Input::TxFailed { tx, .. } if tx == self.caller_tx => self.caller_lost(now, out),
             Input::TxFailed { tx, reason, .. } => {
                 if let Some(&token) = self.txs.get(&tx) {
                     self.request_failed(now, token, reason, out);

@@ -185,3 +185,49 @@ fn bye_before_answer_is_481_and_unknown_methods_501() {
     });
     h.response(501);
 }
+
+#[test]
+fn transport_loss_towards_the_caller_during_setup_cancels_the_callee() {
+    let mut h = Harness::outbound(setup(), teams_invite("", &teams_sdp()));
+    let invite = h.request(Method::Invite);
+    h.respond(&invite, 180, "p1", &[], None);
+    h.input(Input::TxFailed {
+        leg: LegId::Teams,
+        tx: TxId(1000),
+        reason: TxFailure::Transport,
+    });
+    assert!(h.responses().is_empty(), "nothing can reach Teams any more");
+    let cancel = h.request(Method::Cancel);
+    assert_eq!(cancel.leg, LegId::Carrier);
+    assert!(h.records().iter().any(|r| matches!(
+        r,
+        CallRecord::Failed {
+            reason: EndReason::TransportLost,
+            ..
+        }
+    )));
+    h.respond(&invite, 487, "p1", &[], None);
+    assert!(h.finished());
+}
+
+#[test]
+fn transport_loss_towards_the_caller_after_answer_sends_bye_both_sides() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(
+        &invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    h.input(Input::TxFailed {
+        leg: LegId::Carrier,
+        tx: TxId(1000),
+        reason: TxFailure::Transport,
+    });
+    assert_bye_both_sides_then_finish(&mut h, EndReason::TransportLost);
+}
