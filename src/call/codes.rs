@@ -110,6 +110,7 @@ pub(crate) fn reason_phrase(status: u16) -> &'static str {
         420 => "Bad Extension",
         480 => "Temporarily Unavailable",
         481 => "Call/Transaction Does Not Exist",
+        483 => "Too Many Hops",
         484 => "Address Incomplete",
         485 => "Ambiguous",
         486 => "Busy Here",

@@ -26,6 +26,8 @@ pub(crate) struct Dialog {
     pub route_set: Vec<Bytes>,
     /// User part for our Contact on this leg.
     pub contact_user: Option<String>,
+    /// Max-Forwards of requests we start on this leg (the caller's value - 1 on the callee leg).
+    pub max_forwards: u32,
     pub policy: LegPolicy,
 }
 
@@ -54,6 +56,7 @@ impl Dialog {
                 .into_iter()
                 .collect(),
             contact_user,
+            max_forwards: 70,
             policy,
         }
     }
@@ -77,6 +80,7 @@ impl Dialog {
             remote_target: None,
             route_set: Vec::new(),
             contact_user: None,
+            max_forwards: 70,
             policy,
         }
     }
@@ -131,7 +135,10 @@ impl Dialog {
         let target = self.remote_target.clone().unwrap_or_default();
         let mut b = RequestBuilder::new(&method, &target)
             .header(&HeaderName::Via, self.policy.via(branch).as_bytes())
-            .header(&HeaderName::MaxForwards, b"70")
+            .header(
+                &HeaderName::MaxForwards,
+                self.max_forwards.to_string().as_bytes(),
+            )
             .header(&HeaderName::From, self.local.as_bytes())
             .header(&HeaderName::To, &self.remote)
             .header(&HeaderName::CallId, &self.call_id)

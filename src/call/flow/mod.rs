@@ -207,6 +207,14 @@ impl State {
             self.reject_caller(now, 420, EndReason::Rejected, out);
             return;
         }
+        match invite.max_forwards() {
+            Some(0) => {
+                self.reject_caller(now, 483, EndReason::Rejected, out);
+                return;
+            }
+            Some(hops) => self.dialog(self.callee).max_forwards = (hops - 1).min(70),
+            None => {}
+        }
         let body = invite.body();
         let has_sdp = !body.is_empty() && is_sdp(&invite);
         match self

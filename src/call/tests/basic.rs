@@ -823,3 +823,16 @@ fn forward_pai_takes_a_tel_uri() {
         Some(&b"+2065559999"[..])
     );
 }
+
+#[test]
+fn max_forwards_decrements_across_the_b2bua_and_zero_is_refused() {
+    let invite = String::from_utf8_lossy(carrier_invite(Some(&carrier_sdp())).bytes())
+        .replace("Max-Forwards: 70", "Max-Forwards: 5");
+    let h = Harness::inbound(setup(), parse(invite.as_bytes()));
+    assert_eq!(h.request(Method::Invite).msg.max_forwards(), Some(4));
+    let invite = invite.replace("Max-Forwards: 5", "Max-Forwards: 0");
+    let h = Harness::inbound(setup(), parse(invite.as_bytes()));
+    h.response(483);
+    assert!(h.requests().is_empty());
+    assert!(h.finished());
+}
