@@ -724,14 +724,18 @@ impl Iterator for HeaderLines<'_> {
         let line_end;
         loop {
             // A CR is only allowed right before a LF: a bare CR would be re-sent verbatim
-            // and could be read as a line break by the next hop.
-            let Some(hit) = memchr::memchr2(b'\r', b'\n', &buf[search..limit_end]) else {
+            // and could be read as a line break by the next hop. A NUL is no TEXT-UTF8 char
+            // (RFC 3261 §25.1) and would cut the value short in C-string peers.
+            let Some(hit) = memchr::memchr3(b'\r', b'\n', 0, &buf[search..limit_end]) else {
                 if limit_end < buf.len() {
                     return self.fail(ParseErrorKind::HeaderLineTooLong, start);
                 }
                 return self.fail(ParseErrorKind::Incomplete, buf.len());
             };
             let mut nl = search + hit;
+            if buf[nl] == 0 {
+                return self.fail(ParseErrorKind::BadHeaderLine, nl);
+            }
             if buf[nl] == b'\r' {
                 match buf.get(nl + 1) {
                     Some(b'\n') => nl += 1,

@@ -818,3 +818,13 @@ fn a_bare_cr_inside_a_header_line_is_rejected() {
     assert!(parse(&options_with("X-Fold: a\r\n b\r\n")).is_ok());
     assert!(parse(&options_with("X-Lf: a\n")).is_ok());
 }
+
+#[test]
+fn a_nul_byte_inside_a_header_value_is_rejected() {
+    let e = err(&options_with("Subject: a\0b\r\n"));
+    assert_eq!(e.kind, ParseErrorKind::BadHeaderLine);
+    assert!(
+        e.can_respond,
+        "the mandatory headers are readable: answer 400"
+    );
+}
