@@ -204,8 +204,11 @@ impl State {
             _ => return,
         };
         let failover = match self.callee {
-            // Rows 9, 10: connect failure, no response, or 503 with Retry-After.
-            LegId::Teams => failure.is_some() || (status == Some(503) && retry_after),
+            // Rows 9, 10: connect failure or no response (before anyone rang: a new INVITE
+            // after a 18x would ring the user again), or 503 with Retry-After.
+            LegId::Teams => {
+                (failure.is_some() && !self.progressed) || (status == Some(503) && retry_after)
+            }
             // Trunk failover on 408/5xx/timeout before any 18x.
             LegId::Carrier => {
                 !self.progressed && (failure.is_some() || status.is_some_and(is_transient))

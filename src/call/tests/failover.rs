@@ -223,3 +223,18 @@ fn row29_no_progress_from_the_carrier_in_time_gives_teams_a_failover_code() {
     h.respond(&first, 487, "p1", &[], None);
     assert!(h.finished());
 }
+
+#[test]
+fn a_teams_timeout_after_ringing_is_not_failed_over() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let first = h.request(Method::Invite);
+    h.respond(&first, 180, "ms1", &[], None);
+    h.input(Input::TxFailed {
+        leg: LegId::Teams,
+        tx: first.tx,
+        reason: TxFailure::Timeout,
+    });
+    assert!(h.requests().is_empty(), "the user must not ring twice");
+    h.response(503);
+    assert!(h.finished());
+}
