@@ -49,6 +49,10 @@ impl State {
             self.request_done(token, out);
         }
         if !current {
+            // An abandoned attempt woke up: stop it ringing in parallel with the current one.
+            if status < 200 {
+                self.send_cancel(token, out);
+            }
             return;
         }
         if self.cancel_requested || self.phase != Phase::Calling {

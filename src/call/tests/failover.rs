@@ -77,7 +77,12 @@ fn row9_hop_timeout_moves_on_and_a_late_answer_is_released() {
     assert_eq!(h.now - h.start, Duration::from_secs(4));
     let second = h.request(Method::Invite);
     assert_eq!(second.target, Target::TeamsProxy(1));
-    // The abandoned proxy answers late: ACK it and BYE it, keep the call on proxy 1.
+    // The abandoned proxy wakes up: CANCEL it so the user does not ring twice.
+    h.respond(&first, 180, "late", &[], None);
+    let cancel = h.request(Method::Cancel);
+    assert_eq!(cancel.target, Target::TeamsProxy(0));
+    assert!(h.responses().is_empty());
+    // It answers anyway (crossing the CANCEL): ACK it and BYE it, keep the call on proxy 1.
     h.respond(&first, 200, "late", &[MS_CONTACT], Some(&teams_sdp()));
     assert_eq!(h.acks().len(), 1);
     let bye = h.request(Method::Bye);
