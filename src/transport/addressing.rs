@@ -1,9 +1,12 @@
 //! Where a response goes (RFC 3261 §18.2.2 with the RFC 3581 `rport` extension), as pure
 //! functions of the request's source address and its top Via.
 //!
-//! The transport never rewrites the request's Via, so `received`/`rport` values are usually
-//! absent from the copy in the response; the source address the request came from stands in
-//! for them. Values already present (added by a stateful element) win.
+//! The transport never rewrites the request's Via, so the source address the request came
+//! from stands in for the `received`/`rport` values we would have added (RFC 3261 §18.2.1,
+//! RFC 3581 §4). A `received` or `rport=<port>` already in the top Via of a request we
+//! received was written by its sender, not by a server on the path (a server adds them to
+//! the Via of the hop it received from, which is ours to add here), so they are ignored:
+//! trusting them would let anyone direct our answers at a third party.
 
 use std::net::{IpAddr, SocketAddr};
 
@@ -13,24 +16,22 @@ use super::TransportKind;
 
 /// Destination of a response over UDP.
 ///
-/// * `received` present (or, equivalently, the sent-by host differs from the source): the IP
-///   is the source IP. The transport never trusts a sent-by host name here, since a server
-///   adds `received` whenever sent-by is not the literal source address.
-/// * `rport` with a value: that port; bare `rport`: the source port (RFC 3581 §4).
+/// * The IP is always the source IP (the `received` value we would add); a sent-by host or a
+///   sender-supplied `received` is never trusted.
+/// * `rport` present (with or without a value): the source port (RFC 3581 §4).
 /// * no `rport`: the sent-by port, or 5060 when absent.
 pub fn udp_response_target(source: SocketAddr, via: &Via) -> SocketAddr {
-    let ip = received_ip(via).unwrap_or(source.ip());
     let port = match via.rport {
-        Some(Some(port)) if port != 0 => port,
         Some(_) => source.port(),
         None => via.port.unwrap_or(TransportKind::Udp.default_port()),
     };
-    SocketAddr::new(ip, port)
+    SocketAddr::new(source.ip(), port)
 }
 
 /// Where to open a new connection when the stream a request arrived on has closed
 /// (RFC 3261 §18.2.2: "to the IP address in the received parameter ... using the port in
-/// the sent-by value"; a connection's source port is ephemeral, so `rport` is ignored).
+/// the sent-by value"; the received value is the source IP, see the module docs; a
+/// connection's source port is ephemeral, so `rport` is ignored).
 /// Returns the address and, when the sent-by host is a name, the name to present as SNI
 /// and verify the peer certificate against.
 pub fn stream_fallback_target(
@@ -38,15 +39,11 @@ pub fn stream_fallback_target(
     source: SocketAddr,
     via: &Via,
 ) -> (SocketAddr, Option<String>) {
-    let ip = received_ip(via).unwrap_or(source.ip());
+    let ip = source.ip();
     let port = via.port.unwrap_or(kind.default_port());
     let host = String::from_utf8_lossy(&via.host).into_owned();
     let host_is_name = parse_ip(&via.host).is_none() && !host.is_empty();
     (SocketAddr::new(ip, port), host_is_name.then_some(host))
-}
-
-fn received_ip(via: &Via) -> Option<IpAddr> {
-    via.received.as_deref().and_then(parse_ip)
 }
 
 /// An IP literal, with or without IPv6 brackets.
@@ -130,7 +127,8 @@ mod tests {
     }
 
     #[test]
-    fn udp_existing_received_and_rport_values_win() {
+    fn udp_sender_supplied_received_and_rport_values_are_not_trusted() {
+        // Written by the sender to aim our answer at 203.0.113.9:4444 (reflection).
         let v = via(
             "UDP",
             "10.0.0.5",
@@ -140,16 +138,16 @@ mod tests {
         );
         assert_eq!(
             udp_response_target(addr("198.51.100.7:31000"), &v),
-            addr("203.0.113.9:4444")
+            addr("198.51.100.7:31000")
         );
     }
 
     #[test]
-    fn udp_ipv6_received_with_brackets() {
+    fn udp_ipv6_goes_to_the_source() {
         let v = via("UDP", "[2001:db8::5]", None, Some("[2001:db8::9]"), None);
         assert_eq!(
             udp_response_target(addr("[2001:db8::7]:3000"), &v),
-            addr("[2001:db8::9]:5060")
+            addr("[2001:db8::7]:5060")
         );
     }
 
@@ -179,9 +177,10 @@ mod tests {
     }
 
     #[test]
-    fn stream_fallback_honours_received() {
+    fn stream_fallback_ignores_a_sender_supplied_received() {
+        // Would make us connect to 192.0.2.77 on the sender's behalf.
         let v = via("TCP", "host.example", Some(5080), Some("192.0.2.77"), None);
         let (target, _) = stream_fallback_target(TransportKind::Tcp, addr("192.0.2.1:1234"), &v);
-        assert_eq!(target, addr("192.0.2.77:5080"));
+        assert_eq!(target, addr("192.0.2.1:5080"));
     }
 }
