@@ -36,7 +36,8 @@
 #   SBC_SIP=127.0.0.1:5062 TEAMS_ADDR=127.0.1.1:5080 METRICS_ADDR=127.0.0.1:9095
 #   PEERS_DIR=/work/shared/peers  SAVE=1 (write docs/bench/calls-<UTC>.md and .tsv)
 #   OUT_DIR=docs/bench  KEEP=0 (1: keep every step's SIPp/SBC files, not only failures)
-#   RT=1 (root: run everything under SCHED_FIFO 10, see below; RT=0 = normal priority)
+#   RT=1 (root: run everything under SCHED_RR 10, see below; RT=0 = normal priority;
+#   RT_POLICY=-f for SCHED_FIFO)
 # Needs: sipp (sip-tester), kamailio, rtpengine-daemon, sipsak, curl, python3; root is not
 # required. Ports: 5060 5062 5070 5080 2223 7000 8000 9095, media 10000-29999 (one SUT at a time).
 set -uo pipefail
@@ -49,7 +50,7 @@ BENCH="$HERE/bench"
 # knobs given on the command line go into the reported command
 KNOBS_SET=${BENCH_CALLS_KNOBS:-}
 [ -n "${BENCH_CALLS_RT:-}" ] || for knob in START_CPS MAX_CPS STEP_SECS HOLD_MS BISECT UAC_MAX_CPS TENANTS MEM_CALLS PEER_MEM_CALLS \
-	MEM_CPS MEM_HOLD_S MEM_SETTLE_S BUDGET_S BUILD SAVE KEEP RT SBC_SIP TEAMS_ADDR METRICS_ADDR PEERS_DIR; do
+	MEM_CPS MEM_HOLD_S MEM_SETTLE_S BUDGET_S BUILD SAVE KEEP RT RT_POLICY SBC_SIP TEAMS_ADDR METRICS_ADDR PEERS_DIR; do
 	[ -n "${!knob:-}" ] && KNOBS_SET+="$knob=${!knob} "
 done
 export START_CPS=${START_CPS:-500} MAX_CPS=${MAX_CPS:-32000} STEP_SECS=${STEP_SECS:-5}
@@ -347,10 +348,11 @@ if [ "$BUILD" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && printf '%s\n' "${PATHS[@]
 fi
 # The box is shared with other builds (CPU pressure near 100 %): at normal priority the
 # result is mostly the co-tenants' load. RT=1 (default, root) re-runs this script under
-# SCHED_FIFO 10, inherited by every SUT and SIPp, so all paths get the same treatment; the
+# real-time priority 10 (SCHED_RR: round robin among the SUT and SIPp processes; RT_POLICY=-f
+# for SCHED_FIFO), inherited by every SUT and SIPp, so all paths get the same treatment; the
 # kernel's RT throttling still leaves 5 % of each second to everything else.
 if [ "${RT:-1}" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && [ "$(id -u)" = 0 ]; then
-	exec chrt -f 10 env BENCH_CALLS_RT=1 BENCH_CALLS_KNOBS="$KNOBS_SET" "$0" "$@"
+	exec chrt "${RT_POLICY:--r}" 10 env BENCH_CALLS_RT=1 BENCH_CALLS_KNOBS="$KNOBS_SET" "$0" "$@"
 fi
 
 COMMAND="${KNOBS_SET}scripts/bench-calls.sh ${PATHS[*]}"
@@ -425,11 +427,28 @@ if [ "$SAVE" = 1 ]; then
 	{
 		echo "# Call load: teams-sbc vs Kamailio + rtpengine ($STAMP UTC)"
 		echo
-		echo "Scheduling: $(if [ -n "${BENCH_CALLS_RT:-}" ]; then echo "SCHED_FIFO 10 for the SUTs and SIPp (RT=1)"; else echo "normal (RT=0)"; fi)."
+		echo "Scheduling: $(if [ -n "${BENCH_CALLS_RT:-}" ]; then echo "real-time priority 10 (chrt ${RT_POLICY:--r}) for the SUTs and SIPp (RT=1)"; else echo "normal (RT=0)"; fi)."
 		echo "$(nproc) cores, load average at start: $(cut -d' ' -f1-3 /proc/loadavg). Knobs: START_CPS=$START_CPS MAX_CPS=$MAX_CPS STEP_SECS=$STEP_SECS HOLD_MS=$HOLD_MS BISECT=$BISECT UAC_MAX_CPS=$UAC_MAX_CPS TENANTS=$TENANTS MEM_CALLS=$MEM_CALLS PEER_MEM_CALLS=$PEER_MEM_CALLS MEM_CPS=$MEM_CPS MEM_SETTLE_S=$MEM_SETTLE_S BUDGET_S=$BUDGET_S."
 		echo "teams-sbc $(cd "$ROOT" && git rev-parse --short HEAD 2>/dev/null) (working tree may differ), $(sipp -v 2>&1 | grep -o 'SIPp v[^ ]*' | head -1), $(kamailio -v 2>/dev/null | head -1 | cut -d' ' -f1-3)."
 		echo
 		echo "$TABLE"
+		echo
+		cat <<-'NOTES'
+		How to read it (method: docs/bench/calls-method.md):
+		- max cps: highest step rate where every SIPp exited 0, every call completed, no call failed,
+		  no SIPp sent or received a retransmission (so the SUT retransmitted nothing either), and
+		  the achieved rate was >= 93 % of the target. Steps are 5 s of calls, 1 s hold, fresh SUT.
+		- CPU: utime+stime of the SUT's processes (all threads) over the step, % of one core
+		  (200 % = the whole box); for the peer it is Kamailio (main + workers) plus rtpengine.
+		  The SIPp load generators share the same 2 cores (uac%/uas% columns below).
+		- RSS: teams-sbc: VmRSS (/proc/PID/status), peak of 0.5 s samples during the max step. Peer: sum
+		  of PSS (/proc/PID/smaps_rollup) over Kamailio's processes and rtpengine (a VmRSS sum counts
+		  Kamailio's shared memory once per worker).
+		- memory per call: (memory with N calls established - memory idle after start) / N, read once
+		  all N are answered ("at once", transactions still alive) and 35 s later ("settled", after the
+		  32 s INVITE transaction timers). The peer is run at 4,500 calls: rtpengine needs 4 fds per
+		  session and the open-files hard limit here is 20,000.
+		NOTES
 		echo
 		echo "Steps (raw, all columns in calls-$STAMP.tsv):"
 		echo
