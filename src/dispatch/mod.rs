@@ -22,11 +22,13 @@
 //! Contact, or back on the connection the peer opened when it opened one. Timers live in one
 //! ordered map here (no task per call).
 
+mod admit;
+mod paths;
 mod settings;
 mod table;
 mod timers;
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -35,26 +37,23 @@ use prometheus::Registry;
 use tokio::sync::mpsc;
 
 use crate::call::{
-    Call, CallNumbers, CallRecord, CallSetup, CarrierLegSetup, CarrierTarget, Input, LegId,
-    MediaCommand, Output, ProxyTarget, RequestToken, Target, TeamsLegSetup, TeamsProfile,
-    TxFailure,
+    CallRecord, Input, LegId, MediaCommand, Output, RequestToken, Target, TxFailure,
 };
 use crate::config::Config;
-use crate::health::{DnsResolver, HostResolver};
+use crate::health::DnsResolver;
 use crate::media::{MediaEngine, MediaError, MediaEvent, MediaHandle, SessionId};
 use crate::routing::{
-    CallDirection, CallFailure, CallLimiter, OutboundMiss, ProxyMemory, ProxyOutcome, RoutingError,
-    RoutingMetrics, RoutingTable, TrunkId,
+    CallFailure, CallLimiter, ProxyMemory, ProxyOutcome, RoutingError, RoutingMetrics, RoutingTable,
 };
-use crate::sdp::IceCredentials;
-use crate::sip::{HeaderName, Message, Method, ResponseBuilder, Uri};
+use crate::sip::{HeaderName, Message, Method, ResponseBuilder};
 use crate::transaction::{new_tag, Timer, TransactionLayer, TuEvent, TxId};
 use crate::transport::{Destination, Source, TransportKind};
 
 pub use settings::{DispatchSettings, TrunkLegSettings};
 pub use table::CallKey;
 
-use table::{CallTable, Slot, TxEntry};
+use paths::Path;
+use table::{CallTable, TxEntry};
 use timers::CallTimers;
 
 /// Where a transaction's messages go: back along the path a request came, or to a peer.
@@ -150,18 +149,6 @@ pub fn start(
         local,
     };
     Ok((dispatcher, DispatchEvents { rx }))
-}
-
-/// What to do with a message for a target.
-enum Path {
-    Now(Route),
-    Resolve {
-        host: String,
-        port: u16,
-        kind: TransportKind,
-        server_name: Option<String>,
-    },
-    Unroutable,
 }
 
 /// The table of calls and everything needed to drive them. Lives in the SIP core task.
@@ -469,308 +456,6 @@ impl Dispatcher {
         }
     }
 
-    fn new_call(&mut self, now: Instant, layer: &mut Layer, tx: TxId, msg: Message, from: Source) {
-        if self.settings.is_teams_source(from.remote.ip()) {
-            self.new_from_teams(now, layer, tx, msg, from);
-            return;
-        }
-        match self.routing.trunk_for_source(from.remote.ip()) {
-            Some(trunk) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
-            None => self.reply(
-                now,
-                layer,
-                tx,
-                &msg,
-                403,
-                "Forbidden (unknown source)",
-                None,
-            ),
-        }
-    }
-
-    fn new_from_carrier(
-        &mut self,
-        now: Instant,
-        layer: &mut Layer,
-        tx: TxId,
-        msg: Message,
-        from: Source,
-        trunk: TrunkId,
-    ) {
-        let routing = self.routing.clone();
-        let called = msg.request_uri().and_then(number_of).unwrap_or_default();
-        let calling = msg.from().ok().and_then(|f| number_of(&f.uri));
-        let route = match routing.route_inbound(trunk, &called, calling.as_deref()) {
-            Ok(route) => route,
-            Err(miss) => {
-                tracing::info!(?miss, "PSTN call without a tenant");
-                self.reply(now, layer, tx, &msg, miss.sip_status(), "Not Found", None);
-                return;
-            }
-        };
-        let guard = match self.limiter.try_admit(trunk, route.tenant, now) {
-            Ok(guard) => guard,
-            Err(rejection) => {
-                self.metrics.rejected(&rejection);
-                let retry = Some(rejection.retry_after_secs);
-                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
-                return;
-            }
-        };
-        let Some(tenant) = routing.tenant(route.tenant) else {
-            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
-            return;
-        };
-        let proxies: Vec<_> = routing
-            .proxy_failover(Some(&self.proxy_memory), now)
-            .order()
-            .to_vec();
-        let proxy_targets = proxies
-            .iter()
-            .filter_map(|id| routing.proxy(*id))
-            .map(|p| ProxyTarget {
-                fqdn: p.host.clone(),
-                port: p.port,
-            })
-            .collect();
-        let numbers = CallNumbers {
-            caller: route
-                .calling_e164
-                .clone()
-                .or(calling)
-                .unwrap_or_else(|| "anonymous".to_string()),
-            callee: route.called_e164.clone(),
-        };
-        let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
-        let teams = self.teams_leg(&tenant.fqdn, proxy_targets);
-        let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
-        let parts = NewCall {
-            carrier,
-            teams,
-            numbers,
-            labels,
-            proxies,
-            carrier_targets: Vec::new(),
-            guard,
-            from_leg: LegId::Carrier,
-        };
-        self.create(now, layer, tx, msg, from, parts);
-    }
-
-    fn new_from_teams(
-        &mut self,
-        now: Instant,
-        layer: &mut Layer,
-        tx: TxId,
-        msg: Message,
-        from: Source,
-    ) {
-        let routing = self.routing.clone();
-        let host = msg
-            .request_uri()
-            .and_then(Uri::as_sip)
-            .map(|u| String::from_utf8_lossy(u.host_unbracketed()).into_owned())
-            .unwrap_or_default();
-        let called = msg.request_uri().and_then(number_of).unwrap_or_default();
-        let pai = msg
-            .header(&HeaderName::PAssertedIdentity)
-            .and_then(|v| number_in_header(&v));
-        let calling = pai.or_else(|| msg.from().ok().and_then(|f| number_of(&f.uri)));
-        let route = match routing.route_outbound(&host, &called, calling.as_deref()) {
-            Ok(route) => route,
-            Err(miss) => {
-                let reason = match miss {
-                    OutboundMiss::UnknownHost => "Not Found (unknown trunk FQDN)",
-                    OutboundMiss::CallingNumberNotAllowed { .. } => {
-                        "Forbidden (calling number not assigned to the tenant)"
-                    }
-                };
-                self.reply(now, layer, tx, &msg, miss.sip_status(), reason, None);
-                return;
-            }
-        };
-        let Some(trunk) = route.trunks.current() else {
-            self.reply(
-                now,
-                layer,
-                tx,
-                &msg,
-                503,
-                "Service Unavailable (no trunk)",
-                None,
-            );
-            return;
-        };
-        let guard = match self.limiter.try_admit(trunk, route.tenant, now) {
-            Ok(guard) => guard,
-            Err(rejection) => {
-                self.metrics.rejected(&rejection);
-                let retry = Some(rejection.retry_after_secs);
-                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
-                return;
-            }
-        };
-        let Some(tenant) = routing.tenant(route.tenant) else {
-            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
-            return;
-        };
-        let dial = routing.outbound_numbers(trunk, &route);
-        let targets: Vec<CarrierTarget> = route
-            .trunks
-            .trunks()
-            .iter()
-            .filter_map(|id| routing.trunk(*id))
-            .filter_map(|t| {
-                let (host, port) = settings::split_host_port(&t.address)?;
-                let host = match host.parse::<IpAddr>() {
-                    Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
-                    _ => host,
-                };
-                Some(CarrierTarget {
-                    host,
-                    port,
-                    transport: settings::kind_of(t.transport),
-                })
-            })
-            .collect();
-        let kind = targets
-            .first()
-            .map(|t| t.transport)
-            .unwrap_or(TransportKind::Udp);
-        let local = self
-            .local
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, a)| *a)
-            .unwrap_or(from.local);
-        let numbers = CallNumbers {
-            caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
-            callee: dial.called,
-        };
-        let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
-        let teams = self.teams_leg(&tenant.fqdn, Vec::new());
-        let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
-        let parts = NewCall {
-            carrier,
-            teams,
-            numbers,
-            labels,
-            proxies: Vec::new(),
-            carrier_targets: targets,
-            guard,
-            from_leg: LegId::Teams,
-        };
-        self.create(now, layer, tx, msg, from, parts);
-    }
-
-    fn carrier_leg(
-        &self,
-        trunk: TrunkId,
-        local: SocketAddr,
-        kind: TransportKind,
-        targets: Vec<CarrierTarget>,
-    ) -> CarrierLegSetup {
-        let trunk_settings = self.settings.trunks.get(trunk.index());
-        CarrierLegSetup {
-            local_host: self.settings.carrier_host(local),
-            local_port: local.port(),
-            transport: kind,
-            targets,
-            codecs: trunk_settings
-                .map(|t| t.codecs.clone())
-                .unwrap_or_else(crate::sdp::CodecList::carrier_default),
-            offer_rtcp_mux: false,
-            strip_vendor_attributes: kind == TransportKind::Udp,
-            trusted: trunk_settings.is_some_and(|t| t.trusted),
-        }
-    }
-
-    fn teams_leg(&self, fqdn: &str, proxies: Vec<ProxyTarget>) -> TeamsLegSetup {
-        TeamsLegSetup {
-            tenant_fqdn: fqdn.to_string(),
-            sip_port: self.settings.sip_signaling_port,
-            proxies,
-            codecs: self.settings.teams_codecs.clone(),
-            ice: self.settings.media_bypass.then(IceCredentials::generate),
-            failover_response_codes: self.settings.failover_response_codes.clone(),
-            forward_pai: self.settings.forward_pai,
-        }
-    }
-
-    fn create(
-        &mut self,
-        now: Instant,
-        layer: &mut Layer,
-        tx: TxId,
-        msg: Message,
-        from: Source,
-        parts: NewCall,
-    ) {
-        let allocation = match self.media.create_session(
-            &self.settings.carrier_interface,
-            &self.settings.teams_interface,
-        ) {
-            Ok(allocation) => allocation,
-            Err(error) => {
-                tracing::warn!(%error, "no media session for a new call");
-                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", Some(1));
-                return;
-            }
-        };
-        let setup = CallSetup {
-            media: allocation,
-            teams: parts.teams,
-            carrier: parts.carrier,
-            numbers: parts.numbers,
-            teams_profile: TeamsProfile::new(
-                &self.settings.vendor,
-                &self.settings.model,
-                env!("CARGO_PKG_VERSION"),
-            ),
-            timers: self.settings.timers,
-        };
-        let call = match parts.from_leg {
-            LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
-            LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
-        };
-        let key = self.table.next_key();
-        let mut flows = [None, None];
-        flows[match parts.from_leg {
-            LegId::Carrier => 0,
-            LegId::Teams => 1,
-        }] = Some(from);
-        let slot = Slot {
-            call_ids: [
-                call.call_id(LegId::Carrier).clone(),
-                call.call_id(LegId::Teams).clone(),
-            ],
-            call,
-            session: Some(allocation.id),
-            guard: Some(parts.guard),
-            labels: parts.labels,
-            routing: self.routing.clone(),
-            proxies: parts.proxies,
-            carrier_targets: parts.carrier_targets,
-            flows,
-            sent_kinds: [None, None],
-            transactions: Vec::new(),
-            attempted: false,
-            media_removed: false,
-        };
-        self.table.insert(key, slot);
-        self.table.add_tx(
-            tx,
-            TxEntry {
-                call: key,
-                leg: parts.from_leg,
-                client: false,
-                responded: false,
-                proxy: None,
-            },
-        );
-        self.drain(now, layer, key);
-    }
-
     fn feed(&mut self, now: Instant, layer: &mut Layer, key: CallKey, input: Input) {
         let Some(slot) = self.table.get_mut(key) else {
             return;
@@ -895,93 +580,6 @@ impl Dispatcher {
     }
 
     /// Where a message for `target` goes, or which name to resolve first.
-    fn path(&self, key: CallKey, leg: LegId, target: &Target) -> Path {
-        let Some(slot) = self.table.get(key) else {
-            return Path::Unroutable;
-        };
-        match target {
-            Target::TeamsProxy(index) => {
-                let Some(proxy) = slot
-                    .proxies
-                    .get(*index)
-                    .and_then(|id| slot.routing.proxy(*id))
-                else {
-                    return Path::Unroutable;
-                };
-                let kind = settings::kind_of(proxy.transport);
-                let server_name = proxy
-                    .tls_name
-                    .clone()
-                    .or_else(|| (!is_ip(&proxy.host)).then(|| proxy.host.clone()));
-                host_path(&proxy.host, proxy.port, kind, server_name)
-            }
-            Target::Carrier(index) => {
-                let Some(target) = slot.carrier_targets.get(*index) else {
-                    return Path::Unroutable;
-                };
-                let server_name = (target.transport == TransportKind::Tls && !is_ip(&target.host))
-                    .then(|| target.host.clone());
-                host_path(&target.host, target.port, target.transport, server_name)
-            }
-            Target::Dialog { uri, transport } => {
-                // A peer that opened its own connection (Microsoft always does) gets our
-                // in-dialog requests on it while it is open.
-                if let Some(flow) = slot.flow(leg) {
-                    if flow.kind.is_stream() && flow.connection.is_some() {
-                        return Path::Now(Route::Back(flow.clone()));
-                    }
-                }
-                let Ok(parsed) = Uri::parse(uri) else {
-                    return Path::Unroutable;
-                };
-                let Some(sip) = parsed.as_sip() else {
-                    return Path::Unroutable;
-                };
-                let host = String::from_utf8_lossy(sip.host_unbracketed()).into_owned();
-                // The URI's own transport, else the one that reached this peer before.
-                let kind = sip
-                    .param("transport")
-                    .flatten()
-                    .and_then(|t| transport_token(t))
-                    .or_else(|| slot.sent_kind(leg))
-                    .unwrap_or(*transport);
-                let port = sip.port.unwrap_or(kind.default_port());
-                let server_name =
-                    (kind == TransportKind::Tls && !is_ip(&host)).then(|| host.clone());
-                host_path(&host, port, kind, server_name)
-            }
-        }
-    }
-
-    #[allow(clippy::too_many_arguments)]
-    fn resolve(
-        &self,
-        key: CallKey,
-        leg: LegId,
-        pending: Pending,
-        host: String,
-        port: u16,
-        kind: TransportKind,
-        server_name: Option<String>,
-    ) {
-        let resolver = self.resolver.clone();
-        let events = self.events.clone();
-        tokio::spawn(async move {
-            let addresses = resolver.resolve(&host).await;
-            let dest = addresses.first().map(|ip| Destination {
-                kind,
-                addr: SocketAddr::new(*ip, port),
-                server_name,
-            });
-            let _ = events.send(DispatchEvent::Resolved(Resolved {
-                call: key,
-                leg,
-                pending,
-                dest,
-            }));
-        });
-    }
-
     fn on_resolved(&mut self, now: Instant, layer: &mut Layer, resolved: Resolved) {
         let Resolved {
             call,
@@ -1100,18 +698,6 @@ impl Dispatcher {
     }
 }
 
-/// The pieces of a new call decided by routing.
-struct NewCall {
-    carrier: CarrierLegSetup,
-    teams: TeamsLegSetup,
-    numbers: CallNumbers,
-    labels: crate::routing::CallLabels,
-    proxies: Vec<crate::routing::ProxyId>,
-    carrier_targets: Vec<CarrierTarget>,
-    guard: crate::routing::AdmitGuard,
-    from_leg: LegId,
-}
-
 fn session_of(event: &MediaEvent) -> SessionId {
     match event {
         MediaEvent::Inactive { session, .. }
@@ -1119,62 +705,6 @@ fn session_of(event: &MediaEvent) -> SessionId {
         | MediaEvent::Latched { session, .. }
         | MediaEvent::IceNominated { session, .. } => *session,
     }
-}
-
-fn transport_token(token: &[u8]) -> Option<TransportKind> {
-    [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
-        .into_iter()
-        .find(|k| token.eq_ignore_ascii_case(k.via_token().as_bytes()))
-}
-
-fn is_ip(host: &str) -> bool {
-    host.trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .is_ok()
-}
-
-fn host_path(host: &str, port: u16, kind: TransportKind, server_name: Option<String>) -> Path {
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    match bare.parse::<IpAddr>() {
-        Ok(ip) => Path::Now(Route::To(Destination {
-            kind,
-            addr: SocketAddr::new(ip, port),
-            server_name,
-        })),
-        Err(_) => Path::Resolve {
-            host: bare.to_string(),
-            port,
-            kind,
-            server_name,
-        },
-    }
-}
-
-/// The number in a SIP or tel URI (user part of `sip:`, subscriber of `tel:`).
-fn number_of(uri: &Uri) -> Option<String> {
-    if let Some(sip) = uri.as_sip() {
-        return sip
-            .user
-            .as_ref()
-            .map(|u| String::from_utf8_lossy(u).into_owned());
-    }
-    let raw = String::from_utf8_lossy(uri.raw());
-    let rest = raw
-        .strip_prefix("tel:")
-        .or_else(|| raw.strip_prefix("TEL:"))?;
-    Some(rest.split(';').next().unwrap_or(rest).to_string())
-}
-
-/// The number of the first URI in a P-Asserted-Identity value.
-fn number_in_header(value: &[u8]) -> Option<String> {
-    let text = std::str::from_utf8(value).ok()?;
-    let inner = match (text.find('<'), text.find('>')) {
-        (Some(open), Some(close)) if open < close => &text[open + 1..close],
-        _ => text.split(',').next()?.trim(),
-    };
-    let uri = Uri::parse(&Bytes::copy_from_slice(inner.as_bytes())).ok()?;
-    number_of(&uri)
 }
 
 /// `Retry-After: 1 (busy)` -> 1.
@@ -1193,43 +723,9 @@ mod tests {
     use super::*;
 
     #[test]
-    fn numbers_from_sip_and_tel_uris() {
-        let sip = Uri::parse(&Bytes::from_static(
-            b"sip:+4930123456@acme.example;user=phone",
-        ))
-        .unwrap();
-        assert_eq!(number_of(&sip).as_deref(), Some("+4930123456"));
-        assert_eq!(
-            number_in_header(b"\"Alice\" <tel:+14255550100;ext=1>").as_deref(),
-            Some("+14255550100")
-        );
-        assert_eq!(
-            number_in_header(b"<sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>").as_deref(),
-            Some("+14255550100")
-        );
-        assert_eq!(number_in_header(b"garbage <"), None);
-    }
-
-    #[test]
     fn retry_after_value_is_its_leading_number() {
         assert_eq!(leading_number(b"1"), Some(1));
         assert_eq!(leading_number(b" 30 (busy);duration=5"), Some(30));
         assert_eq!(leading_number(b"soon"), None);
-    }
-
-    #[test]
-    fn ip_hosts_are_sent_at_once_names_are_resolved() {
-        assert!(matches!(
-            host_path("127.0.0.3", 5061, TransportKind::Tcp, None),
-            Path::Now(Route::To(Destination { addr, .. })) if addr.port() == 5061
-        ));
-        assert!(matches!(
-            host_path("[::1]", 5061, TransportKind::Tls, None),
-            Path::Now(_)
-        ));
-        assert!(matches!(
-            host_path("sip.pstnhub.microsoft.com", 5061, TransportKind::Tls, None),
-            Path::Resolve { .. }
-        ));
     }
 }

@@ -1,0 +1,392 @@
+//! New calls: which side an INVITE came from, its route, admission, media and the call's
+//! setup (rows 19, 20, 31, 32; doc 4.4 screening; limits with 503 + Retry-After).
+
+use std::net::{IpAddr, SocketAddr};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use super::settings;
+use super::table::{Slot, TxEntry};
+use super::{Dispatcher, Layer};
+use crate::call::{
+    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, LegId, ProxyTarget,
+    TeamsLegSetup, TeamsProfile,
+};
+use crate::routing::{AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TrunkId};
+use crate::sdp::{CodecList, IceCredentials};
+use crate::sip::{HeaderName, Message, Uri};
+use crate::transaction::TxId;
+use crate::transport::{Source, TransportKind};
+
+/// The pieces of a new call decided by routing.
+struct NewCall {
+    carrier: CarrierLegSetup,
+    teams: TeamsLegSetup,
+    numbers: CallNumbers,
+    labels: CallLabels,
+    proxies: Vec<ProxyId>,
+    carrier_targets: Vec<CarrierTarget>,
+    guard: AdmitGuard,
+    from_leg: LegId,
+}
+
+impl Dispatcher {
+    pub(super) fn new_call(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+    ) {
+        if self.settings.is_teams_source(from.remote.ip()) {
+            self.new_from_teams(now, layer, tx, msg, from);
+            return;
+        }
+        match self.routing.trunk_for_source(from.remote.ip()) {
+            Some(trunk) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+            None => self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                403,
+                "Forbidden (unknown source)",
+                None,
+            ),
+        }
+    }
+
+    fn new_from_carrier(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+        trunk: TrunkId,
+    ) {
+        let routing = self.routing.clone();
+        let called = msg.request_uri().and_then(number_of).unwrap_or_default();
+        let calling = msg.from().ok().and_then(|f| number_of(&f.uri));
+        let route = match routing.route_inbound(trunk, &called, calling.as_deref()) {
+            Ok(route) => route,
+            Err(miss) => {
+                tracing::info!(?miss, "PSTN call without a tenant");
+                self.reply(now, layer, tx, &msg, miss.sip_status(), "Not Found", None);
+                return;
+            }
+        };
+        let guard = match self.limiter.try_admit(trunk, route.tenant, now) {
+            Ok(guard) => guard,
+            Err(rejection) => {
+                self.metrics.rejected(&rejection);
+                let retry = Some(rejection.retry_after_secs);
+                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
+                return;
+            }
+        };
+        let Some(tenant) = routing.tenant(route.tenant) else {
+            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
+            return;
+        };
+        let proxies: Vec<_> = routing
+            .proxy_failover(Some(&self.proxy_memory), now)
+            .order()
+            .to_vec();
+        let proxy_targets = proxies
+            .iter()
+            .filter_map(|id| routing.proxy(*id))
+            .map(|p| ProxyTarget {
+                fqdn: p.host.clone(),
+                port: p.port,
+            })
+            .collect();
+        let numbers = CallNumbers {
+            caller: route
+                .calling_e164
+                .clone()
+                .or(calling)
+                .unwrap_or_else(|| "anonymous".to_string()),
+            callee: route.called_e164.clone(),
+        };
+        let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
+        let teams = self.teams_leg(&tenant.fqdn, proxy_targets);
+        let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
+        let parts = NewCall {
+            carrier,
+            teams,
+            numbers,
+            labels,
+            proxies,
+            carrier_targets: Vec::new(),
+            guard,
+            from_leg: LegId::Carrier,
+        };
+        self.create(now, layer, tx, msg, from, parts);
+    }
+
+    fn new_from_teams(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+    ) {
+        let routing = self.routing.clone();
+        let host = msg
+            .request_uri()
+            .and_then(Uri::as_sip)
+            .map(|u| String::from_utf8_lossy(u.host_unbracketed()).into_owned())
+            .unwrap_or_default();
+        let called = msg.request_uri().and_then(number_of).unwrap_or_default();
+        let pai = msg
+            .header(&HeaderName::PAssertedIdentity)
+            .and_then(|v| number_in_header(&v));
+        let calling = pai.or_else(|| msg.from().ok().and_then(|f| number_of(&f.uri)));
+        let route = match routing.route_outbound(&host, &called, calling.as_deref()) {
+            Ok(route) => route,
+            Err(miss) => {
+                let reason = match miss {
+                    OutboundMiss::UnknownHost => "Not Found (unknown trunk FQDN)",
+                    OutboundMiss::CallingNumberNotAllowed { .. } => {
+                        "Forbidden (calling number not assigned to the tenant)"
+                    }
+                };
+                self.reply(now, layer, tx, &msg, miss.sip_status(), reason, None);
+                return;
+            }
+        };
+        let Some(trunk) = route.trunks.current() else {
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                503,
+                "Service Unavailable (no trunk)",
+                None,
+            );
+            return;
+        };
+        let guard = match self.limiter.try_admit(trunk, route.tenant, now) {
+            Ok(guard) => guard,
+            Err(rejection) => {
+                self.metrics.rejected(&rejection);
+                let retry = Some(rejection.retry_after_secs);
+                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
+                return;
+            }
+        };
+        let Some(tenant) = routing.tenant(route.tenant) else {
+            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
+            return;
+        };
+        let dial = routing.outbound_numbers(trunk, &route);
+        let targets: Vec<CarrierTarget> = route
+            .trunks
+            .trunks()
+            .iter()
+            .filter_map(|id| routing.trunk(*id))
+            .filter_map(|t| {
+                let (host, port) = settings::split_host_port(&t.address)?;
+                let host = match host.parse::<IpAddr>() {
+                    Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
+                    _ => host,
+                };
+                Some(CarrierTarget {
+                    host,
+                    port,
+                    transport: settings::kind_of(t.transport),
+                })
+            })
+            .collect();
+        let kind = targets
+            .first()
+            .map(|t| t.transport)
+            .unwrap_or(TransportKind::Udp);
+        let local = self
+            .local
+            .iter()
+            .find(|(k, _)| *k == kind)
+            .map(|(_, a)| *a)
+            .unwrap_or(from.local);
+        let numbers = CallNumbers {
+            caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
+            callee: dial.called,
+        };
+        let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
+        let teams = self.teams_leg(&tenant.fqdn, Vec::new());
+        let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
+        let parts = NewCall {
+            carrier,
+            teams,
+            numbers,
+            labels,
+            proxies: Vec::new(),
+            carrier_targets: targets,
+            guard,
+            from_leg: LegId::Teams,
+        };
+        self.create(now, layer, tx, msg, from, parts);
+    }
+
+    fn carrier_leg(
+        &self,
+        trunk: TrunkId,
+        local: SocketAddr,
+        kind: TransportKind,
+        targets: Vec<CarrierTarget>,
+    ) -> CarrierLegSetup {
+        let trunk_settings = self.settings.trunks.get(trunk.index());
+        CarrierLegSetup {
+            local_host: self.settings.carrier_host(local),
+            local_port: local.port(),
+            transport: kind,
+            targets,
+            codecs: trunk_settings
+                .map(|t| t.codecs.clone())
+                .unwrap_or_else(CodecList::carrier_default),
+            offer_rtcp_mux: false,
+            strip_vendor_attributes: kind == TransportKind::Udp,
+            trusted: trunk_settings.is_some_and(|t| t.trusted),
+        }
+    }
+
+    fn teams_leg(&self, fqdn: &str, proxies: Vec<ProxyTarget>) -> TeamsLegSetup {
+        TeamsLegSetup {
+            tenant_fqdn: fqdn.to_string(),
+            sip_port: self.settings.sip_signaling_port,
+            proxies,
+            codecs: self.settings.teams_codecs.clone(),
+            ice: self.settings.media_bypass.then(IceCredentials::generate),
+            failover_response_codes: self.settings.failover_response_codes.clone(),
+            forward_pai: self.settings.forward_pai,
+        }
+    }
+
+    fn create(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        tx: TxId,
+        msg: Message,
+        from: Source,
+        parts: NewCall,
+    ) {
+        let allocation = match self.media.create_session(
+            &self.settings.carrier_interface,
+            &self.settings.teams_interface,
+        ) {
+            Ok(allocation) => allocation,
+            Err(error) => {
+                tracing::warn!(%error, "no media session for a new call");
+                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", Some(1));
+                return;
+            }
+        };
+        let setup = CallSetup {
+            media: allocation,
+            teams: parts.teams,
+            carrier: parts.carrier,
+            numbers: parts.numbers,
+            teams_profile: TeamsProfile::new(
+                &self.settings.vendor,
+                &self.settings.model,
+                env!("CARGO_PKG_VERSION"),
+            ),
+            timers: self.settings.timers,
+        };
+        let call = match parts.from_leg {
+            LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
+            LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
+        };
+        let key = self.table.next_key();
+        let mut flows = [None, None];
+        flows[match parts.from_leg {
+            LegId::Carrier => 0,
+            LegId::Teams => 1,
+        }] = Some(from);
+        let slot = Slot {
+            call_ids: [
+                call.call_id(LegId::Carrier).clone(),
+                call.call_id(LegId::Teams).clone(),
+            ],
+            call,
+            session: Some(allocation.id),
+            guard: Some(parts.guard),
+            labels: parts.labels,
+            routing: self.routing.clone(),
+            proxies: parts.proxies,
+            carrier_targets: parts.carrier_targets,
+            flows,
+            sent_kinds: [None, None],
+            transactions: Vec::new(),
+            attempted: false,
+            media_removed: false,
+        };
+        self.table.insert(key, slot);
+        self.table.add_tx(
+            tx,
+            TxEntry {
+                call: key,
+                leg: parts.from_leg,
+                client: false,
+                responded: false,
+                proxy: None,
+            },
+        );
+        self.drain(now, layer, key);
+    }
+}
+
+/// The number in a SIP or tel URI (user part of `sip:`, subscriber of `tel:`).
+fn number_of(uri: &Uri) -> Option<String> {
+    if let Some(sip) = uri.as_sip() {
+        return sip
+            .user
+            .as_ref()
+            .map(|u| String::from_utf8_lossy(u).into_owned());
+    }
+    let raw = String::from_utf8_lossy(uri.raw());
+    let rest = raw
+        .strip_prefix("tel:")
+        .or_else(|| raw.strip_prefix("TEL:"))?;
+    Some(rest.split(';').next().unwrap_or(rest).to_string())
+}
+
+/// The number of the first URI in a P-Asserted-Identity value.
+fn number_in_header(value: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(value).ok()?;
+    let inner = match (text.find('<'), text.find('>')) {
+        (Some(open), Some(close)) if open < close => &text[open + 1..close],
+        _ => text.split(',').next()?.trim(),
+    };
+    let uri = Uri::parse(&Bytes::copy_from_slice(inner.as_bytes())).ok()?;
+    number_of(&uri)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_from_sip_and_tel_uris() {
+        let sip = Uri::parse(&Bytes::from_static(
+            b"sip:+4930123456@acme.example;user=phone",
+        ))
+        .unwrap();
+        assert_eq!(number_of(&sip).as_deref(), Some("+4930123456"));
+        assert_eq!(
+            number_in_header(b"\"Alice\" <tel:+14255550100;ext=1>").as_deref(),
+            Some("+14255550100")
+        );
+        assert_eq!(
+            number_in_header(b"<sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>").as_deref(),
+            Some("+14255550100")
+        );
+        assert_eq!(number_in_header(b"garbage <"), None);
+    }
+}

@@ -1,0 +1,166 @@
+//! Where a call's message goes: a Microsoft proxy resolved by FQDN for every attempt (row 8),
+//! a carrier next hop, or an in-dialog target (back on the peer's own connection when it
+//! opened one, else its Contact over the transport that reached it).
+
+use std::net::{IpAddr, SocketAddr};
+
+use super::table::CallKey;
+use super::{settings, DispatchEvent, Dispatcher, Pending, Resolved, Route};
+use crate::call::{LegId, Target};
+use crate::health::HostResolver;
+use crate::sip::Uri;
+use crate::transport::{Destination, TransportKind};
+
+/// What to do with a message for a target.
+pub(super) enum Path {
+    Now(Route),
+    Resolve {
+        host: String,
+        port: u16,
+        kind: TransportKind,
+        server_name: Option<String>,
+    },
+    Unroutable,
+}
+
+impl Dispatcher {
+    pub(super) fn path(&self, key: CallKey, leg: LegId, target: &Target) -> Path {
+        let Some(slot) = self.table.get(key) else {
+            return Path::Unroutable;
+        };
+        match target {
+            Target::TeamsProxy(index) => {
+                let Some(proxy) = slot
+                    .proxies
+                    .get(*index)
+                    .and_then(|id| slot.routing.proxy(*id))
+                else {
+                    return Path::Unroutable;
+                };
+                let kind = settings::kind_of(proxy.transport);
+                let server_name = proxy
+                    .tls_name
+                    .clone()
+                    .or_else(|| (!is_ip(&proxy.host)).then(|| proxy.host.clone()));
+                host_path(&proxy.host, proxy.port, kind, server_name)
+            }
+            Target::Carrier(index) => {
+                let Some(target) = slot.carrier_targets.get(*index) else {
+                    return Path::Unroutable;
+                };
+                let server_name = (target.transport == TransportKind::Tls && !is_ip(&target.host))
+                    .then(|| target.host.clone());
+                host_path(&target.host, target.port, target.transport, server_name)
+            }
+            Target::Dialog { uri, transport } => {
+                // A peer that opened its own connection (Microsoft always does) gets our
+                // in-dialog requests on it while it is open.
+                if let Some(flow) = slot.flow(leg) {
+                    if flow.kind.is_stream() && flow.connection.is_some() {
+                        return Path::Now(Route::Back(flow.clone()));
+                    }
+                }
+                let Ok(parsed) = Uri::parse(uri) else {
+                    return Path::Unroutable;
+                };
+                let Some(sip) = parsed.as_sip() else {
+                    return Path::Unroutable;
+                };
+                let host = String::from_utf8_lossy(sip.host_unbracketed()).into_owned();
+                // The URI's own transport, else the one that reached this peer before.
+                let kind = sip
+                    .param("transport")
+                    .flatten()
+                    .and_then(|t| transport_token(t))
+                    .or_else(|| slot.sent_kind(leg))
+                    .unwrap_or(*transport);
+                let port = sip.port.unwrap_or(kind.default_port());
+                let server_name =
+                    (kind == TransportKind::Tls && !is_ip(&host)).then(|| host.clone());
+                host_path(&host, port, kind, server_name)
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn resolve(
+        &self,
+        key: CallKey,
+        leg: LegId,
+        pending: Pending,
+        host: String,
+        port: u16,
+        kind: TransportKind,
+        server_name: Option<String>,
+    ) {
+        let resolver = self.resolver.clone();
+        let events = self.events.clone();
+        tokio::spawn(async move {
+            let addresses = resolver.resolve(&host).await;
+            let dest = addresses.first().map(|ip| Destination {
+                kind,
+                addr: SocketAddr::new(*ip, port),
+                server_name,
+            });
+            let _ = events.send(DispatchEvent::Resolved(Resolved {
+                call: key,
+                leg,
+                pending,
+                dest,
+            }));
+        });
+    }
+}
+
+fn transport_token(token: &[u8]) -> Option<TransportKind> {
+    [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
+        .into_iter()
+        .find(|k| token.eq_ignore_ascii_case(k.via_token().as_bytes()))
+}
+
+fn is_ip(host: &str) -> bool {
+    host.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<IpAddr>()
+        .is_ok()
+}
+
+fn host_path(host: &str, port: u16, kind: TransportKind, server_name: Option<String>) -> Path {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    match bare.parse::<IpAddr>() {
+        Ok(ip) => Path::Now(Route::To(Destination {
+            kind,
+            addr: SocketAddr::new(ip, port),
+            server_name,
+        })),
+        Err(_) => Path::Resolve {
+            host: bare.to_string(),
+            port,
+            kind,
+            server_name,
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ip_hosts_are_sent_at_once_names_are_resolved() {
+        assert!(matches!(
+            host_path("127.0.0.3", 5061, TransportKind::Tcp, None),
+            Path::Now(Route::To(Destination { addr, .. })) if addr.port() == 5061
+        ));
+        assert!(matches!(
+            host_path("[::1]", 5061, TransportKind::Tls, None),
+            Path::Now(_)
+        ));
+        assert!(matches!(
+            host_path("sip.pstnhub.microsoft.com", 5061, TransportKind::Tls, None),
+            Path::Resolve { .. }
+        ));
+        assert_eq!(transport_token(b"tcp"), Some(TransportKind::Tcp));
+        assert_eq!(transport_token(b"sctp"), None);
+    }
+}
