@@ -3,6 +3,7 @@
 mod basic;
 mod failover;
 mod profile_rows;
+mod random_flows;
 mod teardown;
 
 use std::net::SocketAddr;
