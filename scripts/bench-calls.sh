@@ -201,6 +201,7 @@ load() {
 	s0=$(cpu_ticks "${sut_pids[@]}")
 	r0=$(cpu_ticks "${rtpe_pids[@]}")
 	u0=$(cpu_ticks "$UAS_PID")
+	[ "$path" = sbc ] && thread_ticks "$SBC_PID" >"$w/threads0"
 
 	# split RATE and the call count over the UACs (the first takes the remainders)
 	local t0 t1 k ip r_k m_k rates=() counts=() left_r=$rate left_m=$total
@@ -265,7 +266,14 @@ load() {
 	s1=$(cpu_ticks "${sut_pids[@]}")
 	r1=$(cpu_ticks "${rtpe_pids[@]}")
 	u1=$(cpu_ticks "$UAS_PID")
-	[ "$path" = sbc ] && sbcr1=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
+	if [ "$path" = sbc ]; then
+		sbcr1=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
+		# for the "what limits us" reading: the SBC's own counters and CPU per thread name
+		curl -s --max-time 2 "http://$METRICS_ADDR/metrics" >"$WORK/sbc-metrics-$kind-$rate.txt" 2>/dev/null
+		thread_ticks "$SBC_PID" >"$w/threads1"
+		thread_pct "$w/threads0" "$w/threads1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
+			>"$WORK/sbc-threads-$kind-$rate.txt"
+	fi
 	# the UAS ends by itself after the last BYE (-m); give it a moment, then stop it
 	for _ in $(seq 30); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
 	stop_pid "$SAMPLER_PID" sampler
@@ -304,6 +312,11 @@ load() {
 		"$path" "$kind" "$rate" "$n" "$total" "$created" "$ok" "$failed" "$retrans" "$retrans_sent" \
 		"$unexpected" "$dead" "$achieved" "$rt_ms" "$rc" "$sut_pct" "$rtpe_pct" "$uac_pct" "$uas_pct" \
 		"$mem0" "$mem_peak" "$mem1" "$mem2" "$established" "$active" "$fds0" "$fds1" "$sbc_retrans" "$verdict"
+	if [ "$verdict" != PASS ]; then
+		# the first thing that went wrong, for the console (SIPp's -trace_err logs)
+		grep -h -m1 -o -E "(received '[^']{0,90}|Call-Id '[^']*' (timed out|aborted)[^.]{0,60})" \
+			"$w"/uac*/*errors.log "$w"/uas/*errors.log 2>/dev/null | head -1 | tr -d '\r' >"$WORK/reason"
+	fi
 	if [ "$verdict" = PASS ] && [ "$KEEP" != 1 ]; then rm -rf "$w"; fi
 }
 
@@ -388,6 +401,10 @@ show() {
 	echo "$1" | awk -F'\t' '{ printf "%-9s %-4s %6s %4s %6s %6s %6s %6s %6s %8s %7s %5s %5s %5s %5s %8.1f %8.1f %s", $1,$2,$3,$4,$5,$7,$8,$9,$11,$13,$14,$16,$17,$18,$19,$20/1024,$21/1024,$29
 		if ($2 == "mem") printf "  established=%s mem1=%.1fMB settled=%.1fMB active=%s fds=%s", $24, $22/1024, $23/1024, $25, $27
 		printf "\n" }'
+	if [ "${1##*	}" != PASS ] && [ -s "$WORK/reason" ]; then
+		echo "    first error: $(cat "$WORK/reason")"
+	fi
+	rm -f "$WORK/reason"
 }
 verdict_of() { echo "${1##*	}"; }
 

@@ -91,3 +91,21 @@ metric_sum() {
 	curl -s --max-time 2 "$1" 2>/dev/null |
 		awk -v n="$2" '$1 == n || index($1, n "{") == 1 { s += $NF; found = 1 } END { if (found) printf "%.0f", s; else print "-" }'
 }
+
+# thread_ticks PID: "comm ticks" per thread name of one process (utime+stime, threads with the
+# same name added), for a per-thread CPU breakdown of the SUT.
+thread_ticks() {
+	local t
+	for t in /proc/"$1"/task/*; do
+		[ -r "$t/stat" ] || continue
+		# comm may contain spaces: it is between the first "(" and the last ")"
+		sed -n 's/^[0-9]* (\(.*\)) [A-Za-z] \(.*\)$/\1\t\2/p' "$t/stat" 2>/dev/null |
+			awk -F'\t' '{ split($2, f, " "); gsub(/ /, "_", $1); print $1, f[11] + f[12] }'
+	done | awk '{ s[$1] += $2 } END { for (k in s) print k, s[k] }' | sort
+}
+
+# thread_pct BEFORE_FILE AFTER_FILE SECONDS: per thread name, % of one core between two snapshots.
+thread_pct() {
+	awk -v s="$3" -v h="$CLK_TCK" 'NR == FNR { b[$1] = $2; next }
+		{ d = $2 - b[$1]; if (d > 0) printf "%-24s %6.1f %%\n", $1, 100 * d / h / s }' "$1" "$2" | sort -k2 -rn
+}
