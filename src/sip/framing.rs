@@ -125,6 +125,11 @@ impl StreamFramer {
     pub fn buffered(&self) -> usize {
         self.buf.len()
     }
+    /// The buffered bytes not yet framed: after an error with `can_respond`, the caller builds
+    /// its 400/513 from them (`ResponseBuilder::error_for_raw`).
+    pub fn pending(&self) -> &[u8] {
+        &self.buf
+    }
 
     /// Index just past the empty line ending the header block, if buffered. Resumes the
     /// search where the previous call stopped.

@@ -828,3 +828,15 @@ fn a_nul_byte_inside_a_header_value_is_rejected() {
         "the mandatory headers are readable: answer 400"
     );
 }
+
+#[test]
+fn framer_error_leaves_the_bytes_to_answer_from() {
+    let mut framer = StreamFramer::new(limits());
+    let bad = options_with("").replace("Content-Length: 0", "Content-Length: -1");
+    framer.push(bad.as_bytes());
+    let e = framer.next_event().unwrap_err();
+    assert_eq!(e.kind, ParseErrorKind::BadContentLength);
+    assert!(e.can_respond);
+    let r = ResponseBuilder::error_for_raw(framer.pending(), 400, e.kind.reason()).unwrap();
+    assert!(r.starts_with(b"SIP/2.0 400 Bad Content-Length\r\n"));
+}
