@@ -44,6 +44,8 @@ pub enum AppError {
     Dns(String),
     #[error("signal handler: {0}")]
     Signal(std::io::Error),
+    #[error("calls: {0}")]
+    Calls(#[from] crate::dispatch::DispatchError),
 }
 
 /// A started SBC. Dropping it does not stop it; call [`Running::shutdown`].
@@ -52,6 +54,8 @@ pub struct Running {
     pub readiness: Arc<Readiness>,
     pub ops_addr: SocketAddr,
     pub transport: TransportHandle,
+    /// The media engine of the calls (its sessions' counters are in `registry`).
+    pub media: crate::media::MediaHandle,
     ops: OpsServer,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -63,6 +67,7 @@ impl Running {
             task.abort();
         }
         self.ops.stop().await;
+        self.media.shutdown();
     }
 }
 
@@ -122,6 +127,16 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         };
     readiness.set_listeners_bound(true);
 
+    let (calls, call_events) =
+        match crate::dispatch::start(config, &registry, transport.local_addrs()) {
+            Ok(started) => started,
+            Err(e) => {
+                transport.shutdown();
+                ops.stop().await;
+                return Err(e.into());
+            }
+        };
+    let media = calls.media().clone();
     let identity = IdentityTemplate::new(loaded, &transport);
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let core = SipCore {
@@ -134,12 +149,18 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         pending_pings: HashMap::new(),
         responses: spawn_response_sender(transport.clone(), commands_tx.clone()),
         commands_tx: commands_tx.clone(),
+        calls,
     };
     let filter = SourceFilter {
         acl: SourceAcl::new(config),
         rejected: AppMetrics::register(&registry)?.rejected_requests,
     };
-    let mut tasks = vec![tokio::spawn(core.run(inbound, commands_rx, filter))];
+    let mut tasks = vec![tokio::spawn(core.run(
+        inbound,
+        commands_rx,
+        call_events,
+        filter,
+    ))];
     tasks.extend(start_pingers(
         config,
         &identity,
@@ -152,6 +173,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         readiness,
         ops_addr: ops.local_addr,
         transport,
+        media,
         ops,
         tasks,
     })

@@ -9,18 +9,13 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::answers::{final_response, with_allow, IdentityTemplate};
 use crate::config::SourceAcl;
+pub(super) use crate::dispatch::Route;
+use crate::dispatch::{DispatchEvents, Dispatcher};
 use crate::health::{self, PingOutcome};
 use crate::ops::RateLimitedLog;
 use crate::sip::{Message, Method};
 use crate::transaction::{Output, TransactionLayer, TuEvent, TxId};
 use crate::transport::{Destination, Inbound, Source, TransportHandle};
-
-/// Where a transaction's messages go: back along the path a request came, or to a peer.
-#[derive(Debug, Clone)]
-pub(super) enum Route {
-    Back(Source),
-    To(Destination),
-}
 
 pub(super) enum Command {
     SendOptions {
@@ -107,6 +102,8 @@ pub(super) struct SipCore {
     pub(super) pending_pings: HashMap<TxId, oneshot::Sender<PingOutcome>>,
     pub(super) responses: mpsc::UnboundedSender<(Option<TxId>, Source, Bytes)>,
     pub(super) commands_tx: mpsc::Sender<Command>,
+    /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
+    pub(super) calls: Dispatcher,
 }
 
 impl SipCore {
@@ -114,10 +111,14 @@ impl SipCore {
         mut self,
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
+        mut call_events: DispatchEvents,
         filter: SourceFilter,
     ) {
         loop {
-            let deadline = self.layer.poll_timeout();
+            let deadline = match (self.layer.poll_timeout(), self.calls.poll_timeout()) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            };
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -134,7 +135,14 @@ impl SipCore {
                     None => return,
                 },
                 Some(command) = commands.recv() => self.on_command(command),
-                _ = sleep => self.layer.handle_timeout(Instant::now()),
+                Some(event) = call_events.recv() => {
+                    self.calls.on_event(Instant::now(), &mut self.layer, event);
+                }
+                _ = sleep => {
+                    let now = Instant::now();
+                    self.layer.handle_timeout(now);
+                    self.calls.handle_timeout(now, &mut self.layer);
+                }
             }
             self.drain();
         }
@@ -192,6 +200,12 @@ impl SipCore {
     }
 
     pub(super) fn deliver(&mut self, event: TuEvent<Route>) {
+        let Some(event) = self
+            .calls
+            .on_tu_event(Instant::now(), &mut self.layer, event)
+        else {
+            return;
+        };
         match event {
             TuEvent::Request {
                 tx,
