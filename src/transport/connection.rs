@@ -20,6 +20,14 @@ use crate::sip::{FrameEvent, StreamFramer};
 const READ_CHUNK: usize = 16 * 1024;
 const PING: &[u8] = b"\r\n\r\n";
 const PONG: &[u8] = b"\r\n";
+/// Queued messages written together at most (one write each loop turn would let a pipelined
+/// storm of requests, cut dozens per read, overflow the queue with their answers).
+const WRITE_BATCH_MESSAGES: usize = 256;
+/// Before closing on bad input, answers to the messages delivered earlier on this connection
+/// may still be coming from the SIP core: send what arrives until the queue is quiet this
+/// long, for at most [`LINGER_MAX`].
+const LINGER_QUIET: Duration = Duration::from_secs(1);
+const LINGER_MAX: Duration = Duration::from_secs(3);
 
 /// A slot in the inbound connection limits, released when the connection ends.
 pub(crate) struct Permit {
@@ -234,6 +242,7 @@ async fn drive<S>(
     let mut buf = vec![0u8; READ_CHUNK];
     let mut shutdown = inner.shutdown.subscribe();
     let write_timeout = settings.message_timeout;
+    let mut delivered_any = false;
 
     let reason: &'static str = loop {
         let deadline = live.deadline();
@@ -243,15 +252,20 @@ async fn drive<S>(
                 Err(_) => break "read error",
                 Ok(n) => {
                     framer.push(&buf[..n]);
-                    match process_frames(&inner, &mut framer, &mut stream, &source, write_timeout).await {
+                    match process_frames(&inner, &mut framer, &mut stream, &source, write_timeout, &mut delivered_any).await {
                         Ok(completed) => live.on_received(Instant::now(), framer.buffered(), completed),
-                        Err(why) => break why,
+                        Err(why) => {
+                            if delivered_any && matches!(why, UNFRAMEABLE | TOO_LARGE) {
+                                send_in_flight(&mut stream, &mut queue, write_timeout).await;
+                            }
+                            break why;
+                        }
                     }
                 }
             },
             msg = queue.recv() => match msg {
                 Some(msg) => {
-                    if write(&mut stream, &msg, write_timeout).await.is_err() {
+                    if write_batch(&mut stream, msg, &mut queue, write_timeout).await.is_err() {
                         break "write failed";
                     }
                     live.on_sent_message(Instant::now());
@@ -292,6 +306,52 @@ async fn drive<S>(
     drop(setup.permit);
 }
 
+/// Write `first` and whatever else is queued already (bounded) in one go.
+async fn write_batch<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    first: Bytes,
+    queue: &mut mpsc::Receiver<Bytes>,
+    limit: Duration,
+) -> Result<(), ()> {
+    let mut more = Vec::new();
+    while more.len() < WRITE_BATCH_MESSAGES {
+        match queue.try_recv() {
+            Ok(msg) => more.push(msg),
+            Err(_) => break,
+        }
+    }
+    if more.is_empty() {
+        return write(stream, &first, limit).await;
+    }
+    let mut batch = Vec::with_capacity(first.len() + more.iter().map(Bytes::len).sum::<usize>());
+    batch.extend_from_slice(&first);
+    for msg in &more {
+        batch.extend_from_slice(msg);
+    }
+    write(stream, &batch, limit).await
+}
+
+/// Send the answers still arriving for messages delivered earlier, until the queue is quiet
+/// for [`LINGER_QUIET`] or [`LINGER_MAX`] has passed.
+async fn send_in_flight<S: AsyncWrite + Unpin>(
+    stream: &mut S,
+    queue: &mut mpsc::Receiver<Bytes>,
+    limit: Duration,
+) {
+    let give_up = Instant::now() + LINGER_MAX;
+    loop {
+        let quiet = (Instant::now() + LINGER_QUIET).min(give_up);
+        match tokio::time::timeout_at(quiet, queue.recv()).await {
+            Ok(Some(msg)) => {
+                if write_batch(stream, msg, queue, limit).await.is_err() {
+                    return;
+                }
+            }
+            Ok(None) | Err(_) => return,
+        }
+    }
+}
+
 async fn write<S: AsyncWrite + Unpin>(
     stream: &mut S,
     bytes: &[u8],
@@ -308,6 +368,9 @@ async fn write<S: AsyncWrite + Unpin>(
     }
 }
 
+const UNFRAMEABLE: &str = "unframeable input";
+const TOO_LARGE: &str = "message too large";
+
 /// Cut and deliver every whole message in the framer. Returns whether a message completed,
 /// or the reason the connection must close.
 async fn process_frames<S: AsyncWrite + Unpin>(
@@ -316,6 +379,7 @@ async fn process_frames<S: AsyncWrite + Unpin>(
     stream: &mut S,
     source: &Source,
     write_timeout: Duration,
+    delivered_any: &mut bool,
 ) -> Result<bool, &'static str> {
     let mut completed = false;
     loop {
@@ -328,6 +392,7 @@ async fn process_frames<S: AsyncWrite + Unpin>(
                         if inner.inbound.send(inbound).await.is_err() {
                             return Err("consumer gone");
                         }
+                        *delivered_any = true;
                     }
                     Err(Some(response)) => {
                         write(stream, &response, write_timeout)
@@ -351,7 +416,25 @@ async fn process_frames<S: AsyncWrite + Unpin>(
                     .with_label_values(&[reason])
                     .inc();
                 inner.warn_limited(source.remote.ip(), reason, &error.to_string());
-                return Err("unframeable input");
+                // The header block was readable: say why before closing (400, 513).
+                let pending = framer.pending();
+                let readable =
+                    &pending[..pending.len().min(inner.settings.limits.max_message_bytes)];
+                let response = error
+                    .can_respond
+                    .then(|| {
+                        crate::sip::ResponseBuilder::error_for_raw(
+                            readable,
+                            error.kind.status(),
+                            reason,
+                        )
+                    })
+                    .flatten();
+                if let Some(response) = response {
+                    inner.count_sent(source.kind, &response);
+                    let _ = write(stream, &response, write_timeout).await;
+                }
+                return Err(UNFRAMEABLE);
             }
         }
     }
@@ -367,7 +450,7 @@ async fn process_frames<S: AsyncWrite + Unpin>(
             reason,
             "stream message over the size limit",
         );
-        return Err("message too large");
+        return Err(TOO_LARGE);
     }
     Ok(completed)
 }
