@@ -11,7 +11,7 @@
 //! nothing asserts a duration.
 
 use std::io::{Read, Write};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
@@ -330,10 +330,14 @@ fn udp_silence(socket: &UdpSocket) -> Option<String> {
 }
 
 fn tcp_from(client: Ipv4Addr, to: SocketAddr) -> TcpStream {
-    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
-    socket.bind(&SocketAddr::from((client, 0)).into()).unwrap();
-    socket.connect(&to.into()).unwrap();
-    TcpStream::from(socket)
+    try_tcp_from(client, to).expect("TCP connect to the SBC")
+}
+
+fn try_tcp_from(client: Ipv4Addr, to: SocketAddr) -> Option<TcpStream> {
+    let socket = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+    socket.bind(&SocketAddr::from((client, 0)).into()).ok()?;
+    socket.connect(&to.into()).ok()?;
+    Some(TcpStream::from(socket))
 }
 
 /// Read SIP responses (cut by Content-Length) until `count` arrived, the peer closed, or
@@ -920,4 +924,408 @@ fn udp_response_goes_to_the_packet_source_not_a_client_supplied_received() {
     let at_client = udp_recv(&socket, WAIT).expect("no answer at the packet source");
     assert_ok_with_identity(&at_client);
     assert_eq!(socket.local_addr().unwrap(), local);
+}
+
+/// Send `bytes` on a fresh TCP connection from `client` and collect what comes back.
+fn tcp_exchange(sbc: &Sbc, client: Ipv4Addr, bytes: &[u8], wanted: usize) -> (Vec<String>, bool) {
+    let mut tcp = tcp_from(client, sbc.tcp_addr());
+    tcp.write_all(bytes).unwrap();
+    let replies = read_responses(&mut tcp, wanted, WAIT);
+    let closed = closed_within(&mut tcp, Duration::from_millis(300));
+    (replies, closed)
+}
+
+#[test]
+fn tcp_malformed_corpus_is_answered_or_dropped_and_counted() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 21);
+    let mut complaints = Vec::new();
+    // The Via names a port nobody listens on: an answer can only come on the connection.
+    let local: SocketAddr = (client, 9).into();
+    for case in corpus("TCP", local) {
+        let before = case.reason.map(|r| sbc.parse_errors(r));
+        let (replies, _) = tcp_exchange(&sbc, client, &case.bytes, 1);
+        complaints.extend(judge(&case, replies.first().map(String::as_str)));
+        if let (Some(reason), Some(before)) = (case.reason, before) {
+            if sbc.parse_errors(reason) <= before {
+                complaints.push(format!(
+                    "{}: sip_parse_errors_total{{reason=\"{reason}\"}} did not go up",
+                    case.name
+                ));
+            }
+        }
+    }
+    assert!(complaints.is_empty(), "{}", complaints.join("\n"));
+    sbc.assert_alive(client);
+}
+
+#[test]
+fn tcp_unframeable_streams_are_closed_and_counted() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 22);
+    let local: SocketAddr = (client, 9).into();
+    let mut complaints = Vec::new();
+    let cases: Vec<(&str, Vec<u8>, &str, Expect)> = vec![
+        (
+            "giant Content-Length",
+            request(
+                START,
+                "TCP",
+                local,
+                &std_headers("t-giant", "", "4000000000"),
+                "",
+            ),
+            "Message Too Large",
+            Expect::Status("513 Message Too Large"),
+        ),
+        (
+            "negative Content-Length",
+            request(START, "TCP", local, &std_headers("t-neg", "", "-5"), ""),
+            "Bad Content-Length",
+            Expect::Status("400 Bad Content-Length"),
+        ),
+        (
+            "overflowing Content-Length",
+            request(
+                START,
+                "TCP",
+                local,
+                &std_headers("t-ovf", "", "184467440737095516160"),
+                "",
+            ),
+            "Bad Content-Length",
+            Expect::Status("400 Bad Content-Length"),
+        ),
+        (
+            "two Content-Lengths",
+            request(
+                START,
+                "TCP",
+                local,
+                &std_headers("t-two", "Content-Length: 5\r\n", "0"),
+                "",
+            ),
+            "Bad Content-Length",
+            Expect::Status("400 Bad Content-Length"),
+        ),
+        (
+            "no Content-Length on a stream",
+            request(
+                START,
+                "TCP",
+                local,
+                &format!("Max-Forwards: 70\r\n{FROM_TO}Call-ID: t-none\r\nCSeq: 1 OPTIONS\r\n"),
+                "",
+            ),
+            "Missing Mandatory Header",
+            // RFC 3261 §18.3: mandatory on streams.
+            Expect::Status("400 Missing Mandatory Header"),
+        ),
+        (
+            "endless header line",
+            [
+                b"OPTIONS sip:a SIP/2.0\r\nX: ".as_slice(),
+                &vec![b'a'; 40_000],
+            ]
+            .concat(),
+            "Message Too Large",
+            Expect::Silence,
+        ),
+        (
+            "binary garbage without a line end",
+            (0..40_000u32)
+                .map(|i| (i.wrapping_mul(2_654_435_761) >> 7) as u8 | 1)
+                .filter(|b| *b != b'\n')
+                .collect(),
+            "Message Too Large",
+            Expect::Silence,
+        ),
+    ];
+    for (name, bytes, reason, expect) in cases {
+        let before = sbc.parse_errors(reason);
+        let mut tcp = tcp_from(client, sbc.tcp_addr());
+        // The SBC may close while we write; that is the point.
+        let _ = tcp.write_all(&bytes);
+        let replies = read_responses(&mut tcp, 1, Duration::from_millis(500));
+        if !closed_within(&mut tcp, WAIT) {
+            complaints.push(format!("{name}: connection left open"));
+        }
+        if sbc.parse_errors(reason) <= before {
+            complaints.push(format!("{name}: {reason} not counted"));
+        }
+        let case = Case {
+            name,
+            bytes: Vec::new(),
+            expect,
+            reason: Some(reason),
+        };
+        complaints.extend(judge(&case, replies.first().map(String::as_str)));
+    }
+    assert!(complaints.is_empty(), "{}", complaints.join("\n"));
+    sbc.assert_alive(client);
+}
+
+#[test]
+fn tcp_garbage_after_a_valid_message_answers_the_message_then_closes() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 23);
+    let local: SocketAddr = (client, 9).into();
+    let mut bytes = options("TCP", local, "t-then-garbage").into_bytes();
+    bytes.extend_from_slice(b"\x16\x03\x01GARBAGE \x00\xff\r\n\r\n");
+    let before = sbc.parse_errors("Missing Mandatory Header") + sbc.parse_errors("Bad Start Line");
+    let (replies, closed) = tcp_exchange(&sbc, client, &bytes, 2);
+    assert_eq!(replies.len(), 1, "{replies:?}");
+    assert_ok_with_identity(&replies[0]);
+    assert!(closed, "an unframeable tail must close the connection");
+    let after = sbc.parse_errors("Missing Mandatory Header") + sbc.parse_errors("Bad Start Line");
+    assert!(after > before, "the garbage tail was not counted");
+    sbc.assert_alive(client);
+}
+
+#[test]
+fn tcp_pipelined_storm_on_one_connection_is_answered_in_full() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 24);
+    let mut tcp = tcp_from(client, sbc.tcp_addr());
+    let local = tcp.local_addr().unwrap();
+    const STORM: usize = 2_000;
+    let mut storm = Vec::new();
+    for i in 0..STORM {
+        storm.extend_from_slice(options("TCP", local, &format!("storm-{i}")).as_bytes());
+        if i % 3 == 0 {
+            storm.extend_from_slice(b"\r\n\r\n"); // keep-alive pings mixed in
+        }
+    }
+    let mut writer = tcp.try_clone().unwrap();
+    let sending = std::thread::spawn(move || writer.write_all(&storm).is_ok());
+    let replies = read_responses(&mut tcp, STORM, Duration::from_secs(30));
+    assert!(sending.join().unwrap(), "the SBC stopped reading the storm");
+    let ok = replies
+        .iter()
+        .filter(|r| r.starts_with("SIP/2.0 200"))
+        .count();
+    assert_eq!(ok, STORM, "{} replies, {ok} of them 200", replies.len());
+    sbc.assert_alive(client);
+}
+
+#[test]
+fn tcp_slow_loris_is_closed_by_the_message_timeout() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 25);
+    let mut tcp = tcp_from(client, sbc.tcp_addr());
+    let local = tcp.local_addr().unwrap();
+    let message = options("TCP", local, "loris");
+    // One byte every 100 ms, 100 bytes at most: far slower than message_timeout (1 s).
+    let mut closed = false;
+    for byte in message.as_bytes().iter().take(100) {
+        if tcp.write_all(std::slice::from_ref(byte)).is_err() {
+            closed = true;
+            break;
+        }
+        if closed_within(&mut tcp, Duration::from_millis(100)) {
+            closed = true;
+            break;
+        }
+    }
+    assert!(
+        closed || closed_within(&mut tcp, WAIT),
+        "slow-loris connection left open"
+    );
+    sbc.assert_alive(client);
+}
+
+#[test]
+fn tcp_connection_flood_from_one_ip_is_limited_and_others_still_served() {
+    let sbc = Sbc::start(hostile_limits());
+    let flooder = Ipv4Addr::new(127, 0, 0, 26);
+    let refused_before = sbc.metric("connections_refused_total", &[("transport", "tcp")]);
+    let mut held = Vec::new();
+    for _ in 0..300 {
+        match try_tcp_from(flooder, sbc.tcp_addr()) {
+            Some(stream) => held.push(stream),
+            None => break,
+        }
+    }
+    sbc.wait_for("refused connections to be counted", WAIT, |s| {
+        s.metric("connections_refused_total", &[("transport", "tcp")]) >= refused_before + 250.0
+    });
+    // At most the per-IP limit (8) are still open from the flooder.
+    let open = held
+        .iter_mut()
+        .map(|s| closed_within(s, Duration::from_millis(5)))
+        .filter(|closed| !closed)
+        .count();
+    assert!(open <= 8, "{open} flood connections still open (limit 8)");
+    let warned = warn_lines_with("127.0.0.26");
+    assert!(warned <= 5, "{warned} warn lines for one connection flood");
+    // Another source is unaffected while the flood holds its 8.
+    sbc.assert_alive(Ipv4Addr::new(127, 0, 0, 27));
+    drop(held);
+    sbc.wait_for("flood connections to be released", WAIT, |s| {
+        s.metric("connections_open", &[("transport", "tcp")]) == 0.0
+    });
+    sbc.assert_alive(flooder);
+}
+
+#[test]
+fn tls_half_open_plaintext_and_certless_clients_are_closed_and_counted() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 31);
+    let handshakes = |s: &Sbc, result: &str| {
+        s.metric(
+            "tls_handshakes_total",
+            &[("direction", "inbound"), ("result", result)],
+        )
+    };
+    // Half-open: connect and say nothing; the handshake timeout (1 s) closes it.
+    let timeouts = handshakes(&sbc, "timeout");
+    let mut silent = tcp_from(client, sbc.tls_addr());
+    assert!(
+        closed_within(&mut silent, WAIT * 2),
+        "half-open TLS left open"
+    );
+    sbc.wait_for("the handshake timeout to be counted", WAIT, |s| {
+        handshakes(s, "timeout") > timeouts
+    });
+    // A TLS record header announcing a huge record, then nothing more.
+    let mut partial = tcp_from(client, sbc.tls_addr());
+    partial
+        .write_all(&[0x16, 0x03, 0x01, 0xff, 0xff, 0x01])
+        .unwrap();
+    assert!(
+        closed_within(&mut partial, WAIT * 2),
+        "partial ClientHello left open"
+    );
+    // Plain SIP on the TLS port.
+    let errors = handshakes(&sbc, "error");
+    let mut plain = tcp_from(client, sbc.tls_addr());
+    let local = plain.local_addr().unwrap();
+    plain
+        .write_all(options("TCP", local, "plain-on-tls").as_bytes())
+        .unwrap();
+    let replies = read_responses(&mut plain, 1, Duration::from_millis(500));
+    assert!(
+        replies.iter().all(|r| !r.starts_with("SIP/2.0")),
+        "plain SIP answered on the TLS port"
+    );
+    assert!(
+        closed_within(&mut plain, WAIT),
+        "plaintext on TLS port left open"
+    );
+    sbc.wait_for("the failed handshake to be counted", WAIT, |s| {
+        handshakes(s, "error") > errors
+    });
+    // A client without a certificate is refused (mutual TLS, row 7).
+    let certless = sbc.runtime.block_on(async {
+        let mut roots = rustls::RootCertStore::empty();
+        let ca = std::fs::read(sbc.certs().join("ca.pem")).unwrap();
+        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
+        let tcp = tokio::net::TcpStream::connect(sbc.tls_addr())
+            .await
+            .unwrap();
+        let name = rustls::pki_types::ServerName::try_from(BASE).unwrap();
+        let Ok(Ok(mut tls)) = tokio::time::timeout(WAIT, connector.connect(name, tcp)).await else {
+            return Vec::new(); // refused during the handshake (TLS 1.2)
+        };
+        // TLS 1.3: the refusal arrives after the client's Finished.
+        let local = tls.get_ref().0.local_addr().unwrap();
+        tls_ask(&mut tls, options("TLS", local, "certless").as_bytes(), 1).await
+    });
+    assert!(
+        certless.is_empty(),
+        "a client without certificate was answered"
+    );
+    // A flood of half-open connections from one IP hits the per-IP limit (8).
+    let refused = sbc.metric("connections_refused_total", &[("transport", "tls")]);
+    let flood: Vec<_> = (0..60)
+        .filter_map(|_| try_tcp_from(Ipv4Addr::new(127, 0, 0, 32), sbc.tls_addr()))
+        .collect();
+    sbc.wait_for("TLS connection refusals to be counted", WAIT, |s| {
+        s.metric("connections_refused_total", &[("transport", "tls")]) >= refused + 50.0
+    });
+    drop(flood);
+    sbc.assert_alive(client);
+}
+
+#[test]
+fn tls_malformed_messages_get_answers_and_a_storm_is_served() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 33);
+    let certs = sbc.certs();
+    sbc.runtime.block_on(async {
+        // NUL byte in a header: 400 and the connection closes (it cannot be framed further).
+        let mut tls = tls_connect(&certs, client, sbc.tls_addr()).await;
+        let local = tls.get_ref().0.local_addr().unwrap();
+        let nul = request(
+            START,
+            "TLS",
+            local,
+            &std_headers("tls-nul", "Subject: a\0b\r\n", "0"),
+            "",
+        );
+        let replies = tls_ask(&mut tls, &nul, 1).await;
+        assert_eq!(
+            replies.first().map(|r| status_line(r)),
+            Some("SIP/2.0 400 Bad Header Line"),
+            "{replies:?}"
+        );
+        // Over-size announced body: 513.
+        let mut tls = tls_connect(&certs, client, sbc.tls_addr()).await;
+        let big = request(
+            START,
+            "TLS",
+            local,
+            &std_headers("tls-big", "", "999999999"),
+            "",
+        );
+        let replies = tls_ask(&mut tls, &big, 1).await;
+        assert_eq!(
+            replies.first().map(|r| status_line(r)),
+            Some("SIP/2.0 513 Message Too Large"),
+            "{replies:?}"
+        );
+        // 300 Vias: 400 Too Many Headers, the connection stays usable.
+        let mut tls = tls_connect(&certs, client, sbc.tls_addr()).await;
+        let vias = request(
+            START,
+            "TLS",
+            local,
+            &std_headers(
+                "tls-vias",
+                &"Via: SIP/2.0/TLS 192.0.2.1;branch=z9hG4bKv\r\n".repeat(300),
+                "0",
+            ),
+            "",
+        );
+        let replies = tls_ask(&mut tls, &vias, 1).await;
+        assert_eq!(
+            replies.first().map(|r| status_line(r)),
+            Some("SIP/2.0 400 Too Many Headers"),
+            "{replies:?}"
+        );
+        // Then a pipelined storm on the same connection.
+        let mut storm = Vec::new();
+        for i in 0..500 {
+            storm.extend_from_slice(options("TLS", local, &format!("tls-storm-{i}")).as_bytes());
+        }
+        let replies = tls_ask(&mut tls, &storm, 500).await;
+        let ok = replies
+            .iter()
+            .filter(|r| r.starts_with("SIP/2.0 200"))
+            .count();
+        assert_eq!(ok, 500, "{} replies, {ok} of them 200", replies.len());
+    });
+    assert!(sbc.parse_errors("Bad Header Line") >= 1.0);
+    assert!(sbc.parse_errors("Message Too Large") >= 1.0);
+    assert!(sbc.parse_errors("Too Many Headers") >= 1.0);
+    sbc.assert_alive(client);
 }
