@@ -9,11 +9,15 @@
 #                  AES_CM_128_HMAC_SHA1_80 towards the "Teams" side)
 #   4. the peer harness itself (rtplat, REPS=1: direct rtp srtp) for the published baseline
 # Tests:
+#   light       LIGHT_SESSIONS (100) sessions carrier->Teams only at 50 pps = 5000 pps: the peer
+#               harness's latency load (100 streams one-way), every path incl. rtpengine
 #   latency     SESSIONS ("1000 5000") sessions x 50 pps each way (20 ms G.711, 172-byte RTP),
 #               SECS (8) s, first WARMUP (1) s excluded from latency. In SRTP mode the Teams
 #               end decrypts every packet (webrtc-srtp) and encrypts what it sends.
 #               rtpengine gets RTPE_SESSIONS ("1000"): it needs 4 fds per session and the
 #               open-files hard limit here is 20000.
+#   scale       SCALE ("5000:10"): SESSIONS:PPS pairs, each way - 5000 sessions at the packet
+#               rate of 1000 x 50 pps, to separate the session count from the packet rate
 #   throughput  TP_SESSIONS (500) sessions, carrier->Teams only (RTP in, RTP or SRTP out, as
 #               the peer harness), total rate doubling from TP_START (25000) pps while it
 #               passes, then BISECT (2) halvings, TP_SECS (3) s per step, capped at TP_MAX
@@ -36,7 +40,9 @@ set -uo pipefail
 HERE=$(cd "$(dirname "$0")/.." && pwd)
 PEERS=${PEERS:-/work/shared/peers}
 OUT_DIR=${OUT_DIR:-$HERE/docs/bench}
+LIGHT_SESSIONS=${LIGHT_SESSIONS:-100}
 SESSIONS=${SESSIONS:-1000 5000}
+SCALE=${SCALE:-5000:10}
 RTPE_SESSIONS=${RTPE_SESSIONS:-1000}
 SECS=${SECS:-8}
 WARMUP=${WARMUP:-1}
@@ -51,7 +57,7 @@ PEER=${PEER:-1}
 RTPE=${RTPE:-1}
 POOL_BASE=61000 # generator ports for rtpengine sessions (rtpengine itself uses 10000-29999)
 if [ "${QUICK:-0}" = 1 ]; then
-	SESSIONS="100"; RTPE_SESSIONS=100; SECS=3; TP_SESSIONS=100; TP_SECS=2; TP_MAX=100000; BISECT=0; PEER=0
+	LIGHT_SESSIONS=20; SESSIONS="100"; SCALE="200:10"; RTPE_SESSIONS=100; SECS=3; TP_SESSIONS=100; TP_SECS=2; TP_MAX=100000; BISECT=0; PEER=0
 fi
 BIN=${BENCH_BIN:-$HERE/target/release/bench-media} # BENCH_BIN: use a prebuilt binary, skip cargo
 
@@ -175,6 +181,10 @@ if [ -z "${BENCH_BIN:-}" ]; then
 	echo "building bench-media (release)..." >&2
 	cargo build --release --bin bench-media >&2 || exit 1
 fi
+if [ ! -x "$BIN" ]; then
+	echo "no generator binary at $BIN" >&2
+	exit 1
+fi
 if [ "${RT:-1}" = 1 ] && [ -z "${BENCH_RT_ACTIVE:-}" ] && [ "$(id -u)" = 0 ]; then
 	exec chrt -f 10 env BENCH_RT_ACTIVE=1 BENCH_BIN="$BIN" "$0" "$@"
 fi
@@ -198,10 +208,22 @@ LOAD0="$(cut -d' ' -f1-3 /proc/loadavg), cpu pressure $(sed -n 's/^some avg10=\(
 echo "# $CMD, $(nproc) cores, $(date -u +%FT%TZ), load at start: $LOAD0" >&2
 
 LAT=(--pps 50 --seconds "$SECS" --warmup "$WARMUP")
+echo "light load (as the peer harness), $LIGHT_SESSIONS sessions x 50 pps carrier->Teams:" >&2
+LIGHT_PATHS=(direct ours-rtp ours-srtp)
+[ "$RTPE" = 1 ] && LIGHT_PATHS+=(rtpe-rtp rtpe-srtp)
+for path in "${LIGHT_PATHS[@]}"; do
+	run_path "$path" "$path/light" "$LIGHT_SESSIONS" "${LAT[@]}" --direction fwd | tee -a "$TSV" | short
+done
 for n in $SESSIONS; do
 	echo "latency, $n sessions x 50 pps each way:" >&2
 	for path in direct ours-rtp ours-srtp; do
 		run_path "$path" "$path/lat" "$n" "${LAT[@]}" | tee -a "$TSV" | short
+	done
+done
+for sp in $SCALE; do
+	echo "scale, ${sp%%:*} sessions x ${sp##*:} pps each way:" >&2
+	for path in direct ours-rtp ours-srtp; do
+		run_path "$path" "$path/scale" "${sp%%:*}" --pps "${sp##*:}" --seconds "$SECS" --warmup "$WARMUP" | tee -a "$TSV" | short
 	done
 done
 if [ "$RTPE" = 1 ]; then
@@ -240,33 +262,47 @@ def f(r, k):
     except (KeyError, ValueError): return None
 names = {"direct": "direct loopback (no relay)", "ours-rtp": "ours RTP->RTP", "ours-srtp": "ours RTP->SRTP",
          "rtpe-rtp": "rtpengine RTP->RTP", "rtpe-srtp": "rtpengine RTP->SRTP"}
-print("| mode | sessions | offered pps | forwarded pps | loss % | p50/p99/p999 µs | added p50/p99/p999 µs vs direct | CPU% of relay | SRTP auth fail |")
-print("| --- | --- | --- | --- | --- | --- | --- | --- | --- |")
-def lat(r): return "/".join("%.0f" % f(r, k) for k in ("k_p50", "k_p99", "k_p999"))
-for r in rows:
-    path, test = r["label"].split("/")
-    if test != "lat":
-        continue
-    base = next((d for d in rows if d["label"] == "direct/lat" and d["sessions"] == r["sessions"]), None)
-    added = "-" if path == "direct" or base is None else "/".join(
-        "%+.0f" % (f(r, k) - f(base, k)) for k in ("k_p50", "k_p99", "k_p999"))
-    if path == "direct" and any(x["label"] == "direct/lat" and x["sessions"] == r["sessions"] for x in rows[:rows.index(r)]):
-        continue  # the same direct floor measured twice: show the first
-    print("| %s, latency | %s | %.0f | %.0f | %.3f | %s | %s | %s | %s |" % (
-        names[path], r["sessions"], f(r, "offered_pps"), f(r, "fwd_pps"), f(r, "loss_pct"), lat(r), added,
-        r.get("relay_cpu", "-"), r.get("auth_fail", "-") if r.get("srtp") == "1" else "-"))
+print("| mode | sessions | offered pps | forwarded pps | loss % | p50/p99/p999 µs | added p50/p99/p999 µs vs direct | CPU% of relay | CPU% of generator | SRTP auth fail |")
+print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+CAP = 999999  # the histogram tops out at 1 s
+def us(x): return ">=1s" if x >= CAP else "%.0f" % x
+def lat(r): return "/".join(us(f(r, k)) for k in ("k_p50", "k_p99", "k_p999"))
+kinds = {"light": "light load, one-way", "lat": "50 pps each way", "scale": "%s pps each way"}
+shown = set()
+for test in ("light", "lat", "scale"):
+    for r in rows:
+        path, t = r["label"].split("/")
+        if t != test:
+            continue
+        key = (path, test, r["sessions"])
+        if key in shown:
+            continue  # the same direct floor measured again before rtpengine: show the first
+        shown.add(key)
+        base = next((d for d in rows if d["label"] == "direct/" + test and d["sessions"] == r["sessions"]), None)
+        if path == "direct" or base is None:
+            added = "-"
+        elif max(f(r, k) for k in ("k_p50", "k_p99", "k_p999")) >= CAP:
+            added = "n/a (overload)"
+        else:
+            added = "/".join("%+.0f" % (f(r, k) - f(base, k)) for k in ("k_p50", "k_p99", "k_p999"))
+        kind = kinds[test] % ("%.0f" % (f(r, "offered_pps") / f(r, "streams"))) if test == "scale" else kinds[test]
+        limited = " (generator sent only %.0f pps)" % f(r, "send_pps") if f(r, "send_pps") < 0.95 * f(r, "offered_pps") else ""
+        print("| %s, %s%s | %s | %.0f | %.0f | %.3f | %s | %s | %s | %s | %s |" % (
+            names[path], kind, limited, r["sessions"], f(r, "offered_pps"), f(r, "fwd_pps"), f(r, "loss_pct"), lat(r),
+            added, r.get("relay_cpu", "-"), r.get("gen_cpu", "-"), r.get("auth_fail", "-") if r.get("srtp") == "1" else "-"))
 for path, t in tpmax.items():
     mx = float(t["max_pps_ok"])
     at = [r for r in rows if r["label"] == path + "/tput" and f(r, "offered_pps") == mx]
     fail = [r for r in rows if r["label"] == path + "/tput" and f(r, "offered_pps") == float(t["first_fail"])]
     r = at[-1] if at else None
-    note = " (first fail %s: fwd %s, loss %s %%)" % (t["first_fail"], fail[-1]["fwd_pps"], fail[-1]["loss_pct"]) if fail else ""
+    note = " (first fail %s: fwd %s, loss %.3f %%, p99 %s µs)" % (
+        t["first_fail"], fail[-1]["fwd_pps"], f(fail[-1], "loss_pct"), us(f(fail[-1], "k_p99"))) if fail else ""
     if r:
-        print("| %s, max throughput%s | %s | %.0f | %.0f | %.3f | %s | - | %s | %s |" % (
+        print("| %s, max throughput%s | %s | %.0f | %.0f | %.3f | %s | - | %s | %s | %s |" % (
             names[path], note, r["sessions"], mx, f(r, "fwd_pps"), f(r, "loss_pct"), lat(r), r.get("relay_cpu", "-"),
-            r.get("auth_fail", "-") if r.get("srtp") == "1" else "-"))
+            r.get("gen_cpu", "-"), r.get("auth_fail", "-") if r.get("srtp") == "1" else "-"))
     else:
-        print("| %s, max throughput%s | - | 0 | - | - | - | - | - | - |" % (names[path], note))
+        print("| %s, max throughput%s | - | 0 | - | - | - | - | - | - | - |" % (names[path], note))
 print()
 print("Command: `%s`; total %s s. Latency: one-way, kernel receive timestamp (SO_TIMESTAMPNS) minus the send "
       "time carried in the payload (decrypted on the SRTP leg). Throughput: carrier->Teams only, max offered rate "
