@@ -721,11 +721,230 @@ fn leading_number(value: &[u8]) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::transaction::{Output as TxOutput, TransactionMetrics, TransactionSettings};
 
     #[test]
     fn retry_after_value_is_its_leading_number() {
         assert_eq!(leading_number(b"1"), Some(1));
         assert_eq!(leading_number(b" 30 (busy);duration=5"), Some(30));
         assert_eq!(leading_number(b"soon"), None);
+    }
+
+    const CONFIG: &str = r#"
+[sbc]
+base_fqdn = "sbc.example.test"
+vendor = "V"
+model = "M"
+
+[tls]
+cert_chain = "sbc.pem"
+private_key = "sbc.key"
+
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+
+[[listen]]
+transport = "tls"
+address = "127.0.0.1:5061"
+
+[teams]
+proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
+allowed_source_cidrs = ["127.0.0.3/32"]
+
+[[carrier_trunk]]
+name = "pstn"
+address = "127.0.0.2:5060"
+allowed_source_cidrs = ["127.0.0.2/32"]
+
+[[tenant]]
+name = "acme"
+fqdn = "acme.sbc.example.test"
+numbers = ["+4930123400-+4930123499"]
+carrier_trunk = "pstn"
+max_concurrent_calls = 1
+
+[media.carrier]
+bind = "127.0.0.1"
+port_min = 41800
+port_max = 41849
+
+[media.teams]
+bind = "127.0.0.1"
+port_min = 41850
+port_max = 41899
+"#;
+
+    struct Bench {
+        calls: Dispatcher,
+        _events: DispatchEvents,
+        layer: Layer,
+    }
+
+    fn bench() -> Bench {
+        let loaded =
+            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+                .unwrap();
+        let registry = Registry::new();
+        let local = vec![(TransportKind::Udp, "127.0.0.1:5060".parse().unwrap())];
+        let (calls, events) = start(&loaded.config, &registry, local).unwrap();
+        let layer = TransactionLayer::new(
+            TransactionSettings::default(),
+            TransactionMetrics::register(&registry).unwrap(),
+        );
+        Bench {
+            calls,
+            _events: events,
+            layer,
+        }
+    }
+
+    fn source(ip: [u8; 4], kind: TransportKind) -> Source {
+        Source {
+            kind,
+            local: "127.0.0.1:5060".parse().unwrap(),
+            remote: SocketAddr::from((ip, 5070)),
+            connection: None,
+        }
+    }
+
+    fn request(text: &str) -> Message {
+        Message::parse(
+            Bytes::from(text.replace('\n', "\r\n")),
+            &crate::sip::Limits::default(),
+        )
+        .unwrap()
+    }
+
+    fn invite(uri: &str, from_user: &str, call_id: &str, branch: &str) -> Message {
+        request(&format!(
+            "INVITE {uri} SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bK{branch}\n\
+             Max-Forwards: 70\n\
+             From: <sip:{from_user}@peer.example;user=phone>;tag=f1\n\
+             To: <{uri}>\n\
+             Call-ID: {call_id}\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:{from_user}@127.0.0.9:5070>\n\
+             Content-Type: application/sdp\n\
+             Content-Length: 0\n\n"
+        ))
+    }
+
+    /// Feed `msg` through the transaction layer and the dispatcher; the final responses sent.
+    fn exchange(bench: &mut Bench, msg: Message, from: Source) -> Vec<String> {
+        let now = Instant::now();
+        bench.layer.on_incoming(now, msg, Route::Back(from));
+        let mut sent = Vec::new();
+        while let Some(output) = bench.layer.poll_output() {
+            match output {
+                TxOutput::Transmit { bytes, .. } => {
+                    let text = String::from_utf8_lossy(&bytes).to_string();
+                    if !text.starts_with("SIP/2.0 100") {
+                        sent.push(text);
+                    }
+                }
+                TxOutput::Deliver(event) => {
+                    let rest = bench.calls.on_tu_event(now, &mut bench.layer, event);
+                    assert!(rest.is_none(), "a call-layer event was handed back");
+                }
+            }
+        }
+        sent
+    }
+
+    #[tokio::test]
+    async fn row31_teams_invite_to_an_unknown_subdomain_gets_404_with_x_ms_sbc() {
+        let mut bench = bench();
+        let sent = exchange(
+            &mut bench,
+            invite(
+                "sip:+4969555000@initech.sbc.example.test",
+                "+4930123450",
+                "c1",
+                "a1",
+            ),
+            source([127, 0, 0, 3], TransportKind::Tcp),
+        );
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(sent[0].starts_with("SIP/2.0 404 "), "{}", sent[0]);
+        assert!(sent[0].contains("X-MS-SBC: V/M/"), "{}", sent[0]);
+        assert_eq!(bench.calls.call_count(), 0);
+    }
+
+    #[tokio::test]
+    async fn teams_invite_from_a_number_the_tenant_does_not_own_gets_403() {
+        let mut bench = bench();
+        let sent = exchange(
+            &mut bench,
+            invite(
+                "sip:+4969555000@acme.sbc.example.test",
+                "+4940555123",
+                "c2",
+                "a2",
+            ),
+            source([127, 0, 0, 3], TransportKind::Tcp),
+        );
+        assert!(sent[0].starts_with("SIP/2.0 403 "), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn carrier_invite_to_nobodys_number_gets_404_and_stranger_gets_403() {
+        let mut bench = bench();
+        let sent = exchange(
+            &mut bench,
+            invite("sip:+4989000000@127.0.0.1", "+4969111222", "c3", "a3"),
+            source([127, 0, 0, 2], TransportKind::Udp),
+        );
+        assert!(sent[0].starts_with("SIP/2.0 404 "), "{sent:?}");
+        let sent = exchange(
+            &mut bench,
+            invite("sip:+4930123450@127.0.0.1", "+4969111222", "c4", "a4"),
+            source([127, 0, 0, 99], TransportKind::Udp),
+        );
+        assert!(sent[0].starts_with("SIP/2.0 403 "), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn bye_for_an_unknown_dialog_gets_481() {
+        let mut bench = bench();
+        let bye = request(
+            "BYE sip:x@127.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.2:5070;branch=z9hG4bKb1\n\
+             Max-Forwards: 70\n\
+             From: <sip:a@b>;tag=1\n\
+             To: <sip:c@d>;tag=2\n\
+             Call-ID: nobody\n\
+             CSeq: 2 BYE\n\
+             Content-Length: 0\n\n",
+        );
+        let sent = exchange(&mut bench, bye, source([127, 0, 0, 2], TransportKind::Udp));
+        assert!(sent[0].starts_with("SIP/2.0 481 "), "{sent:?}");
+    }
+
+    #[tokio::test]
+    async fn a_call_is_admitted_then_the_tenant_limit_answers_503_with_retry_after() {
+        let mut bench = bench();
+        let sent = exchange(
+            &mut bench,
+            invite("sip:+4930123450@127.0.0.1", "+4969111222", "c5", "a5"),
+            source([127, 0, 0, 2], TransportKind::Udp),
+        );
+        assert_eq!(sent.len(), 1, "{sent:?}");
+        assert!(
+            sent[0].starts_with("INVITE sip:+4930123450@127.0.0.3:5061;user=phone SIP/2.0"),
+            "the first call goes to the Teams proxy: {}",
+            sent[0]
+        );
+        assert_eq!(bench.calls.call_count(), 1);
+        let sent = exchange(
+            &mut bench,
+            invite("sip:+4930123451@127.0.0.1", "+4969111222", "c6", "a6"),
+            source([127, 0, 0, 2], TransportKind::Udp),
+        );
+        assert!(sent[0].starts_with("SIP/2.0 503 "), "{sent:?}");
+        assert!(sent[0].contains("\r\nRetry-After: 1\r\n"), "{}", sent[0]);
+        assert_eq!(bench.calls.call_count(), 1);
+        bench.calls.shutdown();
     }
 }
