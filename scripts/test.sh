@@ -20,4 +20,4 @@ fi
 # Tests open many loopback sockets (media sessions); use the whole open-file allowance.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
-cargo test --all-targets "$@"
+cargo test --all-targets --no-fail-fast "$@"
