@@ -176,7 +176,7 @@ impl NumberIndex {
                 Some(prev) if prev.len == r.len && r.first <= prev.last => {
                     if prev.tenant != r.tenant {
                         return Err(NumberConflict {
-                            block: format!("range of {} digits from {}", r.len, r.first),
+                            block: format!("+{:0width$}-...", r.first, width = usize::from(r.len)),
                             tenants: (prev.tenant, r.tenant),
                         });
                     }
@@ -229,7 +229,7 @@ impl NumberIndex {
     fn check_cross_kind(&self) -> Result<(), NumberConflict> {
         let clash = |key: NumberKey, owner: TenantId, other: Option<TenantId>| match other {
             Some(other) if other != owner => Err(NumberConflict {
-                block: format!("{} digits {}", key.len, key.value),
+                block: format!("+{:0width$}", key.value, width = usize::from(key.len)),
                 tenants: (other, owner),
             }),
             _ => Ok(()),
