@@ -308,10 +308,10 @@ fn row34_sipp_options_over_udp_and_tcp_survive_malformed_input() {
             ok,
             "OPTIONS over {transport}: 200 with FQDN Contact and X-MS-SBC expected\n{errors}"
         );
-        let (ok, errors) = run_sipp_uac(dir.path(), "invite_503.xml", transport, target);
+        let (ok, errors) = run_sipp_uac(dir.path(), "invite_screened_403.xml", transport, target);
         assert!(
             ok,
-            "INVITE over {transport}: 503 with X-MS-SBC expected\n{errors}"
+            "INVITE over {transport}: 403 (screening) with X-MS-SBC expected\n{errors}"
         );
     }
 
