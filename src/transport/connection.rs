@@ -243,11 +243,15 @@ async fn drive<S>(
     let mut shutdown = inner.shutdown.subscribe();
     let write_timeout = settings.message_timeout;
     let mut delivered_any = false;
+    let queue_capacity = settings.connection_queue.max(1);
 
     let reason: &'static str = loop {
         let deadline = live.deadline();
         tokio::select! {
-            read = stream.read(&mut buf) => match read {
+            // Backpressure: a peer that pipelines requests faster than it reads our answers
+            // is not read from while its answer queue is half full, so answers are not lost
+            // to a full queue.
+            read = stream.read(&mut buf), if queue_room(&queue, queue_capacity) => match read {
                 Ok(0) => break "closed by peer",
                 Err(_) => break "read error",
                 Ok(n) => {
@@ -304,6 +308,11 @@ async fn drive<S>(
     // Best effort: TLS close_notify and FIN, bounded so a stuck peer cannot hold the task.
     let _ = timeout(Duration::from_secs(1), stream.shutdown()).await;
     drop(setup.permit);
+}
+
+/// Whether the answer queue is less than half full.
+fn queue_room(queue: &mpsc::Receiver<Bytes>, capacity: usize) -> bool {
+    queue.len() < capacity.div_ceil(2)
 }
 
 /// Write `first` and whatever else is queued already (bounded) in one go.
