@@ -1449,3 +1449,48 @@ fn sipsak_malformed_random_and_flood_modes() {
     });
     sbc.assert_alive(Ipv4Addr::new(127, 0, 0, 41));
 }
+
+/// Bug repro (src/app/sip_core.rs, not this suite's to fix): every answer leaves through one
+/// sequential sender task, and an answer whose stream connection is gone makes the transport
+/// connect to the Via sent-by port (RFC 3261 §18.2.2) inside that task. A client that sends
+/// requests on TCP, closes at once and names a port whose SYNs go unanswered (here: a
+/// listener with a full accept queue) stalls every other answer, UDP included, for
+/// `connect_timeout` per request.
+#[test]
+#[ignore = "known bug in src/app/sip_core.rs (sequential response sender); see the report"]
+fn answers_to_others_are_not_held_up_by_a_blackholed_stream_fallback() {
+    let sbc = Sbc::start(&format!(
+        "{}\nconnect_timeout_seconds = 5",
+        hostile_limits()
+    ));
+    let attacker = Ipv4Addr::new(127, 0, 0, 50);
+    // A port whose accept queue is full: further SYNs are dropped, connects hang.
+    let trap = socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).unwrap();
+    trap.bind(&SocketAddr::from((attacker, 0)).into()).unwrap();
+    trap.listen(0).unwrap();
+    let trap_addr = trap.local_addr().unwrap().as_socket().unwrap();
+    let _fill: Vec<_> = (0..4)
+        .filter_map(|_| {
+            let s =
+                socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None).ok()?;
+            s.set_nonblocking(true).ok()?;
+            let _ = s.connect(&trap_addr.into());
+            Some(s)
+        })
+        .collect();
+    for i in 0..4 {
+        let mut tcp = tcp_from(attacker, sbc.tcp_addr());
+        tcp.write_all(options("TCP", trap_addr, &format!("trap-{i}")).as_bytes())
+            .unwrap();
+        drop(tcp);
+    }
+    std::thread::sleep(Duration::from_millis(200));
+    let socket = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 51), 0)).unwrap();
+    let local = socket.local_addr().unwrap();
+    let reply = udp_ask(&socket, sbc.udp_addr(), &options("UDP", local, "victim"));
+    assert!(
+        reply.is_some(),
+        "an innocent OPTIONS over UDP got no answer within {WAIT:?}: answers are queued behind \
+         connects to a blackholed Via port"
+    );
+}
