@@ -77,6 +77,9 @@ impl Inner {
     ) -> Result<Inbound, Option<Bytes>> {
         match Message::parse(raw.clone(), &self.settings.limits) {
             Ok(message) => {
+                let message =
+                    super::via_stamp::stamp_top_via(&message, source.remote, &self.settings.limits)
+                        .unwrap_or(message);
                 self.metrics
                     .messages_received
                     .with_label_values(&[source.kind.label(), metrics::message_kind(&message)])

@@ -65,6 +65,7 @@ mod listener;
 pub mod metrics;
 mod tls;
 mod udp;
+mod via_stamp;
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
