@@ -631,6 +631,40 @@ pub(crate) fn scan_cseq(v: &[u8]) -> Option<(u32, Range<usize>)> {
     Some((seq as u32, method))
 }
 
+/// Index of the first CR, LF or NUL in `buf[from..end]`. Header values are long runs of
+/// printable bytes, so eight bytes are tested at once for any byte below 0x0e; the lowest
+/// such byte is exact (a borrow only propagates upwards), and a tab or other control byte
+/// found that way is stepped over.
+#[inline]
+pub(crate) fn find_cr_lf_nul(buf: &[u8], mut i: usize, end: usize) -> Option<usize> {
+    const ONES: u64 = 0x0101_0101_0101_0101;
+    const HIGHS: u64 = 0x8080_8080_8080_8080;
+    let end = end.min(buf.len());
+    while i + 8 <= end {
+        let Ok(chunk) = <[u8; 8]>::try_from(&buf[i..i + 8]) else {
+            break;
+        };
+        let word = u64::from_le_bytes(chunk);
+        let below = word.wrapping_sub(ONES * 0x0e) & !word & HIGHS;
+        if below == 0 {
+            i += 8;
+            continue;
+        }
+        let j = i + (below.trailing_zeros() / 8) as usize;
+        if matches!(buf[j], b'\r' | b'\n' | 0) {
+            return Some(j);
+        }
+        i = j + 1;
+    }
+    while i < end {
+        if matches!(buf[i], b'\r' | b'\n' | 0) {
+            return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
 /// One header line found by [`HeaderLines`]; all ranges are absolute into the buffer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct RawLine {
@@ -726,13 +760,12 @@ impl Iterator for HeaderLines<'_> {
             // A CR is only allowed right before a LF: a bare CR would be re-sent verbatim
             // and could be read as a line break by the next hop. A NUL is no TEXT-UTF8 char
             // (RFC 3261 §25.1) and would cut the value short in C-string peers.
-            let Some(hit) = memchr::memchr3(b'\r', b'\n', 0, &buf[search..limit_end]) else {
+            let Some(mut nl) = find_cr_lf_nul(buf, search, limit_end) else {
                 if limit_end < buf.len() {
                     return self.fail(ParseErrorKind::HeaderLineTooLong, start);
                 }
                 return self.fail(ParseErrorKind::Incomplete, buf.len());
             };
-            let mut nl = search + hit;
             if buf[nl] == 0 {
                 return self.fail(ParseErrorKind::BadHeaderLine, nl);
             }
@@ -760,10 +793,24 @@ impl Iterator for HeaderLines<'_> {
         if content_end - start > self.max_line {
             return self.fail(ParseErrorKind::HeaderLineTooLong, start);
         }
+        // Usually one SP after the colon and nothing before the CRLF: check the common
+        // case inline and leave folded or padded values to the general trim.
+        let mut value_start = colon + 1;
+        if value_start < content_end && buf[value_start] == b' ' {
+            value_start += 1;
+        }
+        let value = if value_start < content_end
+            && !is_lws(buf[value_start])
+            && !is_lws(buf[content_end - 1])
+        {
+            value_start..content_end
+        } else {
+            trim_lws(buf, value_start..content_end)
+        };
         self.pos = line_end;
         Some(Ok(RawLine {
             name: start..name_end,
-            value: trim_lws(buf, colon + 1..content_end),
+            value,
             line: start..line_end,
         }))
     }
@@ -793,6 +840,30 @@ mod tests {
         assert!(!all_escaped(b"a%2", &USER));
         assert!(!all_escaped(b"a%", &USER));
         assert!(!all_escaped(b"a%zz", &USER));
+    }
+
+    #[test]
+    fn cr_lf_nul_search_matches_a_plain_scan() {
+        let mut samples: Vec<Vec<u8>> = vec![
+            b"abc\tdef\x01ghij\rklm".to_vec(),
+            b"\t\t\t\t\t\t\t\t\t\n".to_vec(),
+            "caf\u{e9} \u{2603} value without break".as_bytes().to_vec(),
+            b"0123456789abcdef\x00x".to_vec(),
+            b"\x0d".to_vec(),
+            Vec::new(),
+        ];
+        samples.push((0u8..=255).rev().collect());
+        for s in &samples {
+            for from in 0..=s.len() {
+                for end in from..=s.len() {
+                    let plain = s[from..end]
+                        .iter()
+                        .position(|&b| matches!(b, b'\r' | b'\n' | 0))
+                        .map(|p| from + p);
+                    assert_eq!(find_cr_lf_nul(s, from, end), plain, "{s:?} {from} {end}");
+                }
+            }
+        }
     }
 
     #[test]
