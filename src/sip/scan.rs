@@ -94,6 +94,22 @@ fn all_escaped(s: &[u8], table: &[bool; 256]) -> bool {
     true
 }
 
+/// Index just past the run of `table` characters and `%HH` escapes starting at `i`.
+#[inline]
+fn escaped_run(s: &[u8], mut i: usize, table: &[bool; 256]) -> usize {
+    while i < s.len() {
+        let b = s[i];
+        if table[b as usize] {
+            i += 1;
+        } else if b == b'%' && i + 2 < s.len() && is_hex(s[i + 1]) && is_hex(s[i + 2]) {
+            i += 3;
+        } else {
+            break;
+        }
+    }
+    i
+}
+
 /// Parses an unsigned decimal with at most `max_digits` digits (no sign, no spaces).
 pub(crate) fn parse_decimal(s: &[u8], max_digits: usize) -> Option<u64> {
     if s.is_empty() || s.len() > max_digits {
@@ -333,30 +349,21 @@ pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
     let params_start = i;
     let mut param_list = ParamList::new();
     while i < u.len() && u[i] == b';' {
-        i += 1;
-        let name_start = i;
-        let mut j = i;
-        while j < u.len() && !matches!(u[j], b'=' | b';' | b'?') {
-            j += 1;
-        }
-        if j == name_start || !all_escaped(&u[name_start..j], &PARAMCHAR) {
+        // Name and value are runs of paramchar or escapes; whatever stops a run must be
+        // `=`, `;`, `?` or the end, which the checks below and after the loop enforce.
+        let name_start = i + 1;
+        i = escaped_run(u, name_start, &PARAMCHAR);
+        if i == name_start {
             return None;
         }
-        i = j;
+        let name = name_start..i;
         let mut value = None;
         if i < u.len() && u[i] == b'=' {
             let value_start = i + 1;
-            let mut k = value_start;
-            while k < u.len() && !matches!(u[k], b';' | b'?') {
-                k += 1;
-            }
-            if !all_escaped(&u[value_start..k], &PARAMCHAR) {
-                return None;
-            }
-            value = Some(value_start..k);
-            i = k;
+            i = escaped_run(u, value_start, &PARAMCHAR);
+            value = Some(value_start..i);
         }
-        param_list.push((name_start..j, value));
+        param_list.push((name, value));
     }
     let params = params_start..i;
     let headers = if i < u.len() && u[i] == b'?' {
