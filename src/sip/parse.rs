@@ -204,7 +204,8 @@ fn parse_start_line(buf: &Bytes, line: Range<usize>) -> Result<StartLine, Failur
     let uri_range = at + sp1 + 1..at + sp2;
     let uri_bytes = &buf[uri_range.clone()];
     let bad_uri = (ParseErrorKind::BadRequestUri, uri_range.start);
-    if uri_bytes.is_empty() || uri_bytes.iter().any(|&b| scan::is_lws(b)) {
+    // No separate whitespace check: `scan_uri` admits no byte at or below SP in any part.
+    if uri_bytes.is_empty() {
         return Err(bad_uri);
     }
     let uri = Uri::parse_owned(buf.slice(uri_range)).map_err(|_| bad_uri)?;

@@ -840,3 +840,23 @@ fn framer_error_leaves_the_bytes_to_answer_from() {
     let r = ResponseBuilder::error_for_raw(framer.pending(), 400, e.kind.reason()).unwrap();
     assert!(r.starts_with(b"SIP/2.0 400 Bad Content-Length\r\n"));
 }
+
+#[test]
+fn whitespace_or_controls_anywhere_in_the_request_uri_are_rejected() {
+    let uris = [
+        "sip:+1425\t5550100@sbc1.example.com",
+        "sip:+14255550100@sbc1.exa\tmple.com",
+        "sip:a@b;user=ph\tone",
+        "sip:a@b?x=\ty",
+        "tel:+1425\t5550100",
+        "urn:x\x01y",
+    ];
+    for uri in uris {
+        let msg = INVITE.replacen(
+            "sip:+14255550100@sbc1.customer.example.com:5061;user=phone;transport=tls",
+            uri,
+            1,
+        );
+        assert_eq!(err(&msg).kind, ParseErrorKind::BadRequestUri, "{uri:?}");
+    }
+}
