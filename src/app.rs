@@ -2,7 +2,8 @@
 //!
 //! One task (the SIP core) owns the [`TransactionLayer`]: it is driven by received messages,
 //! by OPTIONS pings the pingers ask it to send, and by the layer's own `poll_timeout`. Sends
-//! happen outside it: responses go through one ordered queue, new requests each in their own
+//! happen outside it: responses go through one ordered queue (those needing a new
+//! connection in their own bounded tasks, see [`responses`]), new requests each in their own
 //! task (a TLS connect must not stall everything else), and failures come back as commands.
 //!
 //! Until the call layer exists, requests other than OPTIONS get a clear final answer: INVITE
@@ -10,6 +11,7 @@
 
 mod answers;
 mod pingers;
+mod responses;
 mod sip_core;
 
 use std::collections::HashMap;
@@ -22,7 +24,8 @@ use tokio::task::JoinHandle;
 
 use self::answers::IdentityTemplate;
 use self::pingers::start_pingers;
-use self::sip_core::{spawn_response_sender, AppMetrics, SipCore, SourceFilter};
+use self::responses::{spawn_response_sender, AnswerFailures};
+use self::sip_core::{AppMetrics, SipCore, SourceFilter};
 
 use crate::config::{mapping, Loaded, SourceAcl};
 use crate::ops::{OpsServer, ProcessMetrics, Readiness};
@@ -147,7 +150,10 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         transport: transport.clone(),
         identity: identity.clone(),
         pending_pings: HashMap::new(),
-        responses: spawn_response_sender(transport.clone(), commands_tx.clone()),
+        responses: spawn_response_sender(
+            transport.clone(),
+            AnswerFailures::register(&registry, commands_tx.clone())?,
+        ),
         commands_tx: commands_tx.clone(),
         calls,
     };

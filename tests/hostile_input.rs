@@ -1450,14 +1450,13 @@ fn sipsak_malformed_random_and_flood_modes() {
     sbc.assert_alive(Ipv4Addr::new(127, 0, 0, 41));
 }
 
-/// Bug repro (src/app/sip_core.rs, not this suite's to fix): every answer leaves through one
-/// sequential sender task, and an answer whose stream connection is gone makes the transport
-/// connect to the Via sent-by port (RFC 3261 §18.2.2) inside that task. A client that sends
+/// Regression (src/app/responses.rs): answers once left through one sequential sender task,
+/// and an answer whose stream connection is gone made the transport connect to the Via
+/// sent-by port (RFC 3261 §18.2.2) inside that task. A client that sends
 /// requests on TCP, closes at once and names a port whose SYNs go unanswered (here: a
-/// listener with a full accept queue) stalls every other answer, UDP included, for
-/// `connect_timeout` per request.
+/// listener with a full accept queue) stalled every other answer, UDP included, for
+/// `connect_timeout` per request. Such answers now connect in their own tasks.
 #[test]
-#[ignore = "known bug in src/app/sip_core.rs (sequential response sender); see the report"]
 fn answers_to_others_are_not_held_up_by_a_blackholed_stream_fallback() {
     let sbc = Sbc::start(&format!(
         "{}\nconnect_timeout_seconds = 5",

@@ -8,6 +8,7 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use super::answers::{final_response, with_allow, IdentityTemplate};
+use super::responses::AnswerQueue;
 use crate::config::SourceAcl;
 pub(super) use crate::dispatch::Route;
 use crate::dispatch::{DispatchEvents, Dispatcher};
@@ -76,31 +77,12 @@ impl SourceFilter {
     }
 }
 
-/// Responses leave in the order they were made (a 100 must not overtake its 200).
-pub(super) fn spawn_response_sender(
-    transport: TransportHandle,
-    commands: mpsc::Sender<Command>,
-) -> mpsc::UnboundedSender<(Option<TxId>, Source, Bytes)> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<(Option<TxId>, Source, Bytes)>();
-    tokio::spawn(async move {
-        while let Some((id, source, bytes)) = rx.recv().await {
-            if let Err(error) = transport.send_response(&source, bytes).await {
-                tracing::debug!(%error, remote = %source.remote, "response not sent");
-                if let Some(id) = id {
-                    let _ = commands.send(Command::SendFailed(id)).await;
-                }
-            }
-        }
-    });
-    tx
-}
-
 pub(super) struct SipCore {
     pub(super) layer: TransactionLayer<Route>,
     pub(super) transport: TransportHandle,
     pub(super) identity: IdentityTemplate,
     pub(super) pending_pings: HashMap<TxId, oneshot::Sender<PingOutcome>>,
-    pub(super) responses: mpsc::UnboundedSender<(Option<TxId>, Source, Bytes)>,
+    pub(super) responses: AnswerQueue,
     pub(super) commands_tx: mpsc::Sender<Command>,
     /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
     pub(super) calls: Dispatcher,
@@ -182,7 +164,7 @@ impl SipCore {
     pub(super) fn transmit(&self, id: Option<TxId>, route: Route, bytes: Bytes) {
         match route {
             Route::Back(source) => {
-                let _ = self.responses.send((id, source, bytes));
+                self.responses.push((id, source, bytes));
             }
             Route::To(dest) => {
                 let transport = self.transport.clone();

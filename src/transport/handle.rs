@@ -277,6 +277,29 @@ impl Inner {
     }
 }
 
+/// Why [`TransportHandle::send_response_without_connecting`] did not send.
+#[derive(Debug)]
+pub enum NotSentNow {
+    /// A new stream connection is needed; hand this to
+    /// [`TransportHandle::send_after_connect`].
+    NeedsConnect(NeedsConnect),
+    Failed(TransportError),
+}
+
+/// An answer waiting for a connection to the Via target of its request.
+#[derive(Debug)]
+pub struct NeedsConnect {
+    dest: Destination,
+    msg: Bytes,
+}
+
+impl NeedsConnect {
+    /// Where the connection would go.
+    pub fn destination(&self) -> &Destination {
+        &self.dest
+    }
+}
+
 /// Cheap to clone; every clone drives the same transport.
 #[derive(Clone)]
 pub struct TransportHandle {
@@ -287,9 +310,26 @@ impl TransportHandle {
     /// Send a response to a request received from `source` (RFC 3261 §18.2.2): UDP to the Via
     /// `received`/`rport`/sent-by target from the socket the request arrived on; TCP/TLS on the
     /// request's connection while it is open, else on a (new or reused) connection to the Via
-    /// `received`/sent-by address.
+    /// `received`/sent-by address. May wait up to the connect (and handshake) timeout.
     pub async fn send_response(&self, source: &Source, msg: Bytes) -> Result<Sent, TransportError> {
-        self.check_size(&msg)?;
+        match self.send_response_without_connecting(source, msg).await {
+            Ok(sent) => Ok(sent),
+            Err(NotSentNow::Failed(error)) => Err(error),
+            Err(NotSentNow::NeedsConnect(pending)) => self.send_after_connect(pending).await,
+        }
+    }
+
+    /// [`send_response`](Self::send_response) except that it never opens a connection: UDP,
+    /// the request's still-open connection, or an already open connection to the Via target.
+    /// When a new connection is needed the answer comes back as [`NotSentNow::NeedsConnect`]
+    /// for [`send_after_connect`](Self::send_after_connect), so a caller sending answers in
+    /// order is never held up by a connect to an address that does not reply.
+    pub async fn send_response_without_connecting(
+        &self,
+        source: &Source,
+        msg: Bytes,
+    ) -> Result<Sent, NotSentNow> {
+        self.check_size(&msg).map_err(NotSentNow::Failed)?;
         if source.kind.is_stream() {
             if let Some(id) = source.connection {
                 if let Ok(sent) = self.inner.enqueue(id, &msg) {
@@ -299,27 +339,36 @@ impl TransportHandle {
         }
         let via = Message::parse(msg.clone(), &self.inner.settings.limits)
             .and_then(|m| m.top_via())
-            .map_err(|e| TransportError::BadResponse(e.to_string()))?;
+            .map_err(|e| NotSentNow::Failed(TransportError::BadResponse(e.to_string())))?;
         match source.kind {
             TransportKind::Udp => {
                 let target = addressing::udp_response_target(source.remote, &via);
-                self.inner.send_udp(Some(source.local), target, &msg).await
+                self.inner
+                    .send_udp(Some(source.local), target, &msg)
+                    .await
+                    .map_err(NotSentNow::Failed)
             }
             kind => {
                 let (addr, server_name) =
                     addressing::stream_fallback_target(kind, source.remote, &via);
-                self.inner
-                    .send_stream(
-                        Destination {
-                            kind,
-                            addr,
-                            server_name,
-                        },
-                        msg,
-                    )
-                    .await
+                let dest = Destination {
+                    kind,
+                    addr,
+                    server_name,
+                };
+                match self.inner.try_reuse(&dest, &msg) {
+                    Some(sent) => Ok(sent),
+                    None => Err(NotSentNow::NeedsConnect(NeedsConnect { dest, msg })),
+                }
             }
         }
+    }
+
+    /// Send an answer [`send_response_without_connecting`](Self::send_response_without_connecting)
+    /// could not: on a connection opened (or, if another sender was quicker, reused) to the
+    /// Via target, within the connect and handshake timeouts.
+    pub async fn send_after_connect(&self, pending: NeedsConnect) -> Result<Sent, TransportError> {
+        self.inner.send_stream(pending.dest, pending.msg).await
     }
 
     /// Send a new message (request, or a response the caller addressed itself). Streams: an

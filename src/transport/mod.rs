@@ -71,7 +71,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-pub use handle::TransportHandle;
+pub use handle::{NeedsConnect, NotSentNow, TransportHandle};
 pub use metrics::TransportMetrics;
 
 use crate::sip;
