@@ -246,7 +246,8 @@ fn validate(
         }
     }
     let id = value(call_id);
-    if id.is_empty() || id.iter().any(|&b| scan::is_lws(b) || b < b' ' || b == 0x7f) {
+    // LWS and every other control byte are all at or below SP.
+    if id.is_empty() || id.iter().any(|&b| b <= b' ' || b == 0x7f) {
         return Err((
             ParseErrorKind::BadCallId,
             headers[call_id].value_range.start,

@@ -532,16 +532,21 @@ fn expect_byte(v: &[u8], i: usize, byte: u8) -> Option<usize> {
 
 /// Validates one Via element: `SIP / 2.0 / transport LWS sent-by *( ; via-param )`.
 pub(crate) fn scan_via(v: &[u8]) -> Option<ViaSpans> {
-    let name = expect_token(v, 0)?;
-    if !v[name.clone()].eq_ignore_ascii_case(b"SIP") {
-        return None;
-    }
-    let i = expect_byte(v, name.end, b'/')?;
-    let version = expect_token(v, i)?;
-    if &v[version.clone()] != b"2.0" {
-        return None;
-    }
-    let i = expect_byte(v, version.end, b'/')?;
+    // Nearly every Via starts `SIP/2.0/` with no LWS inside the protocol part.
+    let i = if v.len() >= 8 && v[..4].eq_ignore_ascii_case(b"SIP/") && &v[4..8] == b"2.0/" {
+        8
+    } else {
+        let name = expect_token(v, 0)?;
+        if !v[name.clone()].eq_ignore_ascii_case(b"SIP") {
+            return None;
+        }
+        let i = expect_byte(v, name.end, b'/')?;
+        let version = expect_token(v, i)?;
+        if &v[version.clone()] != b"2.0" {
+            return None;
+        }
+        expect_byte(v, version.end, b'/')?
+    };
     let transport = expect_token(v, i)?;
     let mut i = transport.end;
     if i >= v.len() || !is_lws(v[i]) {
