@@ -97,11 +97,13 @@ pub(crate) fn failover_code(failover_codes: &[u16]) -> u16 {
 /// Reason phrase for the statuses the call sends.
 pub(crate) fn reason_phrase(status: u16) -> &'static str {
     match status {
+        100 => "Trying",
         180 => "Ringing",
         181 => "Call Is Being Forwarded",
         182 => "Queued",
         183 => "Session Progress",
         200 => "OK",
+        202 => "Accepted",
         400 => "Bad Request",
         403 => "Forbidden",
         404 => "Not Found",

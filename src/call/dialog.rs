@@ -131,9 +131,39 @@ impl Dialog {
         self.build_request(Method::Ack, invite_cseq, &new_branch(), body)
     }
 
+    /// A new in-dialog request with extra headers and a body of any type (NOTIFY with a
+    /// sipfrag, RFC 3515); carries our Contact like a dialog-creating request (RFC 6665 §8.2).
+    pub fn request_with(
+        &mut self,
+        method: Method,
+        headers: &[(HeaderName, String)],
+        content_type: &str,
+        body: &[u8],
+    ) -> Bytes {
+        self.local_cseq += 1;
+        let mut b = self.request_head(&method, self.local_cseq, &new_branch());
+        b = b.header(&HeaderName::Contact, self.contact().as_bytes());
+        for (name, value) in headers {
+            b = b.header(name, value.as_bytes());
+        }
+        b.body(Some(content_type), body)
+    }
+
     fn build_request(&self, method: Method, cseq: u32, branch: &str, body: Option<&[u8]>) -> Bytes {
+        let mut b = self.request_head(&method, cseq, branch);
+        if matches!(method, Method::Invite) {
+            b = b.header(&HeaderName::Contact, self.contact().as_bytes());
+        }
+        match body {
+            Some(sdp) => b.body(Some("application/sdp"), sdp),
+            None => b.build(),
+        }
+    }
+
+    /// Request line and the headers every request on this leg carries.
+    fn request_head(&self, method: &Method, cseq: u32, branch: &str) -> RequestBuilder {
         let target = self.remote_target.clone().unwrap_or_default();
-        let mut b = RequestBuilder::new(&method, &target)
+        let mut b = RequestBuilder::new(method, &target)
             .header(&HeaderName::Via, self.policy.via(branch).as_bytes())
             .header(
                 &HeaderName::MaxForwards,
@@ -146,16 +176,10 @@ impl Dialog {
         for route in &self.route_set {
             b = b.header(&HeaderName::Route, route);
         }
-        if matches!(method, Method::Invite) {
-            b = b.header(&HeaderName::Contact, self.contact().as_bytes());
-        }
         for (name, value) in self.policy.extra_headers() {
             b = b.header(&name, value.as_bytes());
         }
-        match body {
-            Some(sdp) => b.body(Some("application/sdp"), sdp),
-            None => b.build(),
-        }
+        b
     }
 
     /// A response on this leg to `request` (the peer's), with our tag and Contact (for

@@ -33,6 +33,20 @@ pub(crate) struct Negotiation {
     /// The carrier sent no SDP in its INVITE: we offered to Teams ourselves and owe the
     /// carrier an offer in our 200 (its answer comes in the ACK).
     pub delayed_offer: bool,
+    /// A transfer's new Teams leg: our offer to it, not yet in use.
+    transfer_offer: Option<TeamsLegState>,
+    /// The Teams leg as it was before the transfer's media took over (to go back to if the
+    /// new leg fails).
+    before_transfer: Option<TeamsLegState>,
+}
+
+/// What the Teams side of the negotiation holds for one Teams dialog.
+#[derive(Clone)]
+struct TeamsLegState {
+    key: SdesKey,
+    origin: LegOrigin,
+    sent: Option<Sdp>,
+    received: Option<Sdp>,
 }
 
 fn leg_index(leg: LegId) -> usize {
@@ -60,6 +74,8 @@ impl Negotiation {
             received: [None, None],
             sent: [None, None],
             delayed_offer: false,
+            transfer_offer: None,
+            before_transfer: None,
         }
     }
 
@@ -217,6 +233,92 @@ impl Negotiation {
         };
         origin.stamp(&mut answer);
         Ok((self.record_sent(leg, answer), commands))
+    }
+
+    /// Transfer (row 37): an offer for a new Teams leg from the carrier's current media, with
+    /// a fresh SRTP key and origin; our Teams-side address stays the same.
+    pub fn offer_for_transfer(&mut self) -> Result<Bytes, SdpError> {
+        let carrier = self.received[0].as_ref().ok_or(SdpError::NoAudio)?;
+        let key = SdesKey::generate();
+        let mut origin = LegOrigin::random(self.teams_local.ip());
+        let side = TeamsSide {
+            local: self.teams_local,
+            key: &key,
+            ice: self.ice.as_ref(),
+            codecs: &self.teams_codecs,
+        };
+        let offer = sdp::offer_towards_teams(carrier, &side, &mut origin)?;
+        let bytes = Bytes::from(offer.to_bytes());
+        self.transfer_offer = Some(TeamsLegState {
+            key,
+            origin,
+            sent: Some(offer),
+            received: None,
+        });
+        Ok(bytes)
+    }
+
+    /// The new Teams leg's SDP (18x or 200): its media takes over the Teams side of the
+    /// session (same local port, new remote and keys). Again for each new SDP of that leg.
+    pub fn use_transfer_answer(&mut self, body: &[u8]) -> Result<Vec<MediaCommand>, SdpError> {
+        let answer = Sdp::parse(body)?;
+        RemoteMedia::from_sdp(&answer)?;
+        let Some(mut pending) = self.transfer_offer.clone() else {
+            return Err(SdpError::NoAudio);
+        };
+        pending.received = Some(answer);
+        let current = self.swap_teams(pending);
+        if self.before_transfer.is_none() {
+            self.before_transfer = Some(current);
+        }
+        match self.teams_commands() {
+            Ok(commands) => Ok(commands),
+            Err(e) => {
+                if let Some(before) = self.before_transfer.take() {
+                    self.swap_teams(before);
+                }
+                Err(e)
+            }
+        }
+    }
+
+    /// The transfer failed: the original Teams leg's media again (if the new leg's had taken
+    /// over), else nothing.
+    pub fn abandon_transfer(&mut self) -> Vec<MediaCommand> {
+        self.transfer_offer = None;
+        match self.before_transfer.take() {
+            Some(before) => {
+                self.swap_teams(before);
+                self.teams_commands().unwrap_or_default()
+            }
+            None => Vec::new(),
+        }
+    }
+
+    /// The new Teams leg answered: it is the Teams leg from now on.
+    pub fn complete_transfer(&mut self) {
+        self.transfer_offer = None;
+        self.before_transfer = None;
+    }
+
+    fn swap_teams(&mut self, state: TeamsLegState) -> TeamsLegState {
+        let previous = TeamsLegState {
+            key: self.teams_key.clone(),
+            origin: self.teams_origin.clone(),
+            sent: self.sent[1].take(),
+            received: self.received[1].take(),
+        };
+        self.teams_key = state.key;
+        self.teams_origin = state.origin;
+        self.sent[1] = state.sent;
+        self.received[1] = state.received;
+        previous
+    }
+
+    fn teams_commands(&self) -> Result<Vec<MediaCommand>, SdpError> {
+        let mut commands = self.leg_commands(LegId::Teams)?;
+        commands.extend(self.payload_maps());
+        Ok(commands)
     }
 
     fn leg_commands(&self, leg: LegId) -> Result<Vec<MediaCommand>, SdpError> {

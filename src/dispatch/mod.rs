@@ -471,6 +471,9 @@ impl Dispatcher {
                 return;
             };
             let Some(output) = slot.call.poll() else {
+                // A transfer gives the Teams leg a new dialog (row 37): route it here too.
+                let teams_call_id = slot.call.call_id(LegId::Teams).clone();
+                self.table.add_call_id(key, LegId::Teams, &teams_call_id);
                 return;
             };
             self.execute(now, layer, key, output);

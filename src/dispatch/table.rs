@@ -87,6 +87,8 @@ pub struct CallTable {
     by_call_id: HashMap<Bytes, (CallKey, LegId)>,
     by_tx: HashMap<TxId, TxEntry>,
     by_session: HashMap<SessionId, CallKey>,
+    /// Call-IDs a call took on after it started (a transfer's new Teams dialog).
+    later_call_ids: HashMap<CallKey, Vec<Bytes>>,
     next_key: u64,
 }
 
@@ -107,9 +109,23 @@ impl CallTable {
         self.slots.insert(key, slot);
     }
 
+    /// Routes requests with `call_id` to `key` on `leg` as well (the old Call-ID keeps
+    /// working: Microsoft ends a transferred dialog with its own BYE).
+    pub fn add_call_id(&mut self, key: CallKey, leg: LegId, call_id: &Bytes) {
+        if self.by_call_id.contains_key(call_id) || !self.slots.contains_key(&key) {
+            return;
+        }
+        self.by_call_id.insert(call_id.clone(), (key, leg));
+        self.later_call_ids
+            .entry(key)
+            .or_default()
+            .push(call_id.clone());
+    }
+
     pub fn remove(&mut self, key: CallKey) -> Option<Slot> {
         let slot = self.slots.remove(&key)?;
-        for id in &slot.call_ids {
+        let later = self.later_call_ids.remove(&key).unwrap_or_default();
+        for id in slot.call_ids.iter().chain(later.iter()) {
             if self.by_call_id.get(id).is_some_and(|(k, _)| *k == key) {
                 self.by_call_id.remove(id);
             }

@@ -16,8 +16,9 @@ impl State {
         let Some(status) = msg.status() else { return };
         match self.sent.get(&token).cloned() {
             Some(Sent::Invite { .. }) => self.on_invite_response(now, token, status, msg, out),
+            Some(Sent::TransferInvite) => self.on_transfer_response(token, status, msg, out),
             Some(Sent::Cancel) | None => {}
-            Some(Sent::Bye) => {
+            Some(Sent::Bye | Sent::Notify) => {
                 if status >= 200 {
                     self.request_done(token, out);
                 }
@@ -258,6 +259,10 @@ impl State {
                     self.cancel_timer(TimerKind::HopTimeout, out);
                     self.attempt_failed(now, None, false, Some(reason), out);
                 }
+            }
+            Some(Sent::TransferInvite) => {
+                self.request_done(token, out);
+                self.transfer_failed(token, reason, out);
             }
             Some(_) => self.request_done(token, out),
             None => {}

@@ -62,6 +62,7 @@ impl State {
         skip: Option<LegId>,
         out: &mut VecDeque<Output>,
     ) {
+        self.stop_transfer(out);
         for leg in [LegId::Carrier, LegId::Teams] {
             if Some(leg) != skip {
                 self.send_bye(leg, out);

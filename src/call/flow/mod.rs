@@ -7,6 +7,7 @@
 mod callee;
 mod ending;
 mod peer;
+mod transfer;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -52,6 +53,10 @@ enum Sent {
     },
     Cancel,
     Bye,
+    /// The INVITE of a transfer's new Teams leg (row 37).
+    TransferInvite,
+    /// A NOTIFY with transfer progress on the Teams dialog the REFER came in.
+    Notify,
 }
 
 pub(crate) struct State {
@@ -81,6 +86,10 @@ pub(crate) struct State {
     cancel_requested: bool,
     /// Tokens of requests an ending call still waits for.
     awaiting: HashSet<u64>,
+    /// A transfer in progress (REFER from Teams, row 37).
+    transfer: Option<transfer::Transfer>,
+    /// Teams dialogs a transfer replaced, until Microsoft ends them with BYE.
+    replaced_teams: Vec<Dialog>,
 }
 
 fn idx(leg: LegId) -> usize {
@@ -158,6 +167,8 @@ impl State {
             answered_at: None,
             cancel_requested: false,
             awaiting: HashSet::new(),
+            transfer: None,
+            replaced_teams: Vec::new(),
         }
     }
 

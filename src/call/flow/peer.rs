@@ -16,6 +16,9 @@ impl State {
         let Some(method) = msg.method().cloned() else {
             return;
         };
+        if leg == LegId::Teams && self.on_other_teams_dialog(tx, &msg, out) {
+            return;
+        }
         if method != Method::Cancel {
             if let Ok(cseq) = msg.cseq() {
                 let dialog = self.dialog(leg);
@@ -34,6 +37,7 @@ impl State {
             Method::Bye => self.on_bye(now, leg, tx, &msg, out),
             Method::Invite => self.on_reinvite(leg, tx, &msg, out),
             Method::Options => self.respond(leg, tx, &msg, 200, None, out),
+            Method::Refer if leg == LegId::Teams => self.on_refer(leg, tx, &msg, out),
             _ => self.respond(leg, tx, &msg, 501, None, out),
         }
     }

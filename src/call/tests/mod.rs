@@ -4,6 +4,7 @@ mod basic;
 mod failover;
 mod profile_rows;
 mod random_flows;
+mod refer;
 mod teardown;
 
 use std::net::SocketAddr;

@@ -1,0 +1,359 @@
+//! Transfer by REFER from Microsoft (rows 36-38, RFC 3515 / RFC 5589 §6): 202, a new INVITE
+//! back to Microsoft with the Refer-To URI as Request-URI and Referred-By copied byte for byte,
+//! NOTIFY progress on the REFER's dialog, and the Teams leg swapped when the new leg answers.
+//! The carrier leg and the media session's ports never change; the new leg gets new SRTP keys.
+
+use super::*;
+
+/// One transfer in progress.
+pub(super) struct Transfer {
+    /// The new Teams leg (we are UAC), confirmed by its 2xx.
+    new_leg: Dialog,
+    invite_token: u64,
+    invite_cseq: u32,
+    invite: Bytes,
+    /// Provisional status last reported in a NOTIFY (each status once).
+    notified: u16,
+    responded: bool,
+    cancel_sent: bool,
+}
+
+/// `Subscription-State` of the implicit refer subscription (RFC 3515 §2.4.5).
+const ACTIVE: &str = "active;expires=60";
+const TERMINATED: &str = "terminated;reason=noresource";
+
+/// The URI of a Refer-To value, exactly as sent: the text inside `<>` of a name-addr, else
+/// the whole (trimmed) addr-spec. `None` unless it is a SIP(S) URI.
+fn refer_target(value: &[u8]) -> Option<&[u8]> {
+    let start = value.iter().position(|b| !b.is_ascii_whitespace())?;
+    let end = value.iter().rposition(|b| !b.is_ascii_whitespace())? + 1;
+    let value = &value[start..end];
+    let uri = match memchr::memchr(b'<', value) {
+        Some(open) => {
+            let close = open + 1 + memchr::memchr(b'>', &value[open + 1..])?;
+            &value[open + 1..close]
+        }
+        None => value,
+    };
+    let lower = uri
+        .get(..5)
+        .map(|p| p.to_ascii_lowercase())
+        .unwrap_or_default();
+    let is_sip = lower.starts_with(b"sip:") || lower.starts_with(b"sips:");
+    let clean = !uri.iter().any(|b| b.is_ascii_control() || *b == b' ');
+    (is_sip && clean && uri.len() > 4).then_some(uri)
+}
+
+impl State {
+    /// REFER from Microsoft in the Teams dialog (row 37).
+    pub(super) fn on_refer(
+        &mut self,
+        leg: LegId,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        if self.phase != Phase::Confirmed || self.transfer.is_some() {
+            self.respond(leg, tx, msg, 491, None, out);
+            return;
+        }
+        let refer_to = msg.header(&HeaderName::ReferTo).unwrap_or_default();
+        let Some(uri) = refer_target(&refer_to) else {
+            self.respond(leg, tx, msg, 400, None, out);
+            return;
+        };
+        let uri = Bytes::copy_from_slice(uri);
+        let offer = match self.neg.offer_for_transfer() {
+            Ok(offer) => offer,
+            Err(e) => {
+                self.respond(leg, tx, msg, e.sip_status(), None, out);
+                return;
+            }
+        };
+        self.respond(leg, tx, msg, 202, None, out);
+        self.notify_progress(100, ACTIVE, out);
+
+        // The PSTN party is who Microsoft's new call comes from.
+        let pstn_number = match self.direction {
+            Direction::Inbound => self.setup.numbers.caller.clone(),
+            Direction::Outbound => self.setup.numbers.callee.clone(),
+        };
+        let policy = self.dialogs[idx(LegId::Teams)].policy.clone();
+        let number = policy.number(&pstn_number);
+        let from = format!(
+            "<sip:{number}@{}{}>",
+            policy.local_host(),
+            policy.number_uri_params()
+        );
+        let to = format!("<{}>", String::from_utf8_lossy(&uri));
+        let mut new_leg = Dialog::originate(from, to, policy);
+        new_leg.contact_user = Some(number);
+        new_leg.remote_target = Some(uri);
+        let mut invite = new_leg.request(Method::Invite, Some(&offer));
+        if let Some(referred_by) = msg.header(&HeaderName::ReferredBy) {
+            let value = String::from_utf8_lossy(&referred_by).into_owned();
+            invite = add_headers(&invite, &[(HeaderName::ReferredBy, value)]);
+        }
+        let invite_cseq = new_leg.local_cseq;
+        let invite_token = self.send_request(
+            LegId::Teams,
+            Target::TeamsProxy(0),
+            invite.clone(),
+            Sent::TransferInvite,
+            out,
+        );
+        self.transfer = Some(Transfer {
+            new_leg,
+            invite_token,
+            invite_cseq,
+            invite,
+            notified: 100,
+            responded: false,
+            cancel_sent: false,
+        });
+    }
+
+    /// NOTIFY with `SIP/2.0 <status> <reason>` on the Teams dialog the REFER came in.
+    fn notify_progress(&mut self, status: u16, state: &str, out: &mut VecDeque<Output>) {
+        let frag = format!(
+            "SIP/2.0 {status} {}\r\n",
+            super::super::codes::reason_phrase(status)
+        );
+        let headers = [
+            (HeaderName::Event, "refer".to_owned()),
+            (
+                HeaderName::Other(Bytes::from_static(b"Subscription-State")),
+                state.to_owned(),
+            ),
+        ];
+        let dialog = self.dialog(LegId::Teams);
+        let notify = dialog.request_with(
+            Method::Notify,
+            &headers,
+            "message/sipfrag;version=2.0",
+            frag.as_bytes(),
+        );
+        let target = dialog.next_hop();
+        self.send_request(LegId::Teams, target, notify, Sent::Notify, out);
+    }
+
+    pub(super) fn on_transfer_response(
+        &mut self,
+        token: u64,
+        status: u16,
+        msg: Message,
+        out: &mut VecDeque<Output>,
+    ) {
+        let current = self
+            .transfer
+            .as_ref()
+            .is_some_and(|t| t.invite_token == token);
+        if !current {
+            return;
+        }
+        let live = self.phase == Phase::Confirmed;
+        if let Some(t) = self.transfer.as_mut() {
+            t.responded = true;
+        }
+        if status < 200 {
+            if !live {
+                self.cancel_transfer_invite(out);
+                return;
+            }
+            let new_status = self
+                .transfer
+                .as_ref()
+                .is_some_and(|t| status > 100 && t.notified != status);
+            if new_status {
+                if let Some(t) = self.transfer.as_mut() {
+                    t.notified = status;
+                }
+                self.notify_progress(status, ACTIVE, out);
+            }
+            let body = msg.body();
+            if !body.is_empty() && is_sdp(&msg) {
+                // Row 38: the new leg's early media (ringback) reaches the carrier on the
+                // existing media path; the confirmed carrier dialog gets no new 18x.
+                if let Ok(commands) = self.neg.use_transfer_answer(&body) {
+                    out.extend(commands.into_iter().map(Output::Media));
+                }
+            }
+            return;
+        }
+        if status >= 300 {
+            self.request_done(token, out);
+            self.transfer = None;
+            if live {
+                out.extend(self.neg.abandon_transfer().into_iter().map(Output::Media));
+                self.notify_progress(status, TERMINATED, out);
+            }
+            return;
+        }
+        self.on_transfer_answer(token, msg, live, out);
+    }
+
+    /// 2xx from the new leg: ACK, its media takes over, NOTIFY 200, and it becomes the Teams
+    /// leg. The old Teams dialog stays until Microsoft sends BYE on it.
+    fn on_transfer_answer(
+        &mut self,
+        token: u64,
+        msg: Message,
+        live: bool,
+        out: &mut VecDeque<Output>,
+    ) {
+        let Some(mut transfer) = self.transfer.take() else {
+            return;
+        };
+        transfer.new_leg.confirm_from_response(&msg);
+        let target = transfer.new_leg.next_hop();
+        out.push_back(Output::SendAck {
+            leg: LegId::Teams,
+            target: target.clone(),
+            msg: transfer.new_leg.ack(transfer.invite_cseq, None),
+        });
+        self.request_done(token, out);
+        let body = msg.body();
+        let media = if body.is_empty() {
+            // The answer came in a reliable 18x already, or never: the latter fails below.
+            if transfer.notified > 100 {
+                Ok(Vec::new())
+            } else {
+                Err(crate::sdp::SdpError::NoAudio)
+            }
+        } else {
+            self.neg.use_transfer_answer(&body)
+        };
+        let answered = live && media.is_ok();
+        if !answered {
+            let bye = transfer.new_leg.request(Method::Bye, None);
+            let bye_token = self.send_request(LegId::Teams, target, bye, Sent::Bye, out);
+            if self.phase == Phase::Ending {
+                self.awaiting.insert(bye_token);
+            }
+            if live {
+                out.extend(self.neg.abandon_transfer().into_iter().map(Output::Media));
+                self.notify_progress(488, TERMINATED, out);
+            }
+            return;
+        }
+        if let Ok(commands) = media {
+            out.extend(commands.into_iter().map(Output::Media));
+        }
+        self.neg.complete_transfer();
+        self.notify_progress(200, TERMINATED, out);
+        let old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], transfer.new_leg);
+        self.replaced_teams.push(old);
+    }
+
+    /// The new leg's INVITE failed without a response.
+    pub(super) fn transfer_failed(
+        &mut self,
+        token: u64,
+        reason: TxFailure,
+        out: &mut VecDeque<Output>,
+    ) {
+        if self
+            .transfer
+            .as_ref()
+            .is_none_or(|t| t.invite_token != token)
+        {
+            return;
+        }
+        self.transfer = None;
+        if self.phase != Phase::Confirmed {
+            return;
+        }
+        let status = match reason {
+            TxFailure::Timeout => 408,
+            _ => 503,
+        };
+        out.extend(self.neg.abandon_transfer().into_iter().map(Output::Media));
+        self.notify_progress(status, TERMINATED, out);
+    }
+
+    /// The call is ending with a transfer still ringing: cancel it (its answer, if any, is
+    /// ACKed and released when it comes).
+    pub(super) fn stop_transfer(&mut self, out: &mut VecDeque<Output>) {
+        let Some(token) = self.transfer.as_ref().map(|t| t.invite_token) else {
+            return;
+        };
+        self.awaiting.insert(token);
+        self.cancel_transfer_invite(out);
+    }
+
+    fn cancel_transfer_invite(&mut self, out: &mut VecDeque<Output>) {
+        let Some(transfer) = self.transfer.as_mut() else {
+            return;
+        };
+        if !transfer.responded || transfer.cancel_sent {
+            return;
+        }
+        transfer.cancel_sent = true;
+        let Ok(parsed) = Message::parse(transfer.invite.clone(), &Limits::default()) else {
+            return;
+        };
+        let Some(cancel) = cancel_for(&parsed) else {
+            return;
+        };
+        let cancel = add_headers(&cancel, &transfer.new_leg.policy.extra_headers());
+        self.send_request(
+            LegId::Teams,
+            Target::TeamsProxy(0),
+            cancel,
+            Sent::Cancel,
+            out,
+        );
+    }
+
+    /// A request on a Teams dialog other than the current one: a dialog a transfer replaced
+    /// (Microsoft's BYE releases only it, the call goes on) or a transfer leg not yet
+    /// answered. Returns false for the current dialog.
+    pub(super) fn on_other_teams_dialog(
+        &mut self,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        let Some(call_id) = msg.call_id() else {
+            return false;
+        };
+        if call_id == self.dialogs[idx(LegId::Teams)].call_id {
+            return false;
+        }
+        let Some(position) = self
+            .replaced_teams
+            .iter()
+            .position(|d| d.call_id == call_id)
+        else {
+            let Some(transfer) = &self.transfer else {
+                return false;
+            };
+            if transfer.new_leg.call_id != call_id {
+                return false;
+            }
+            let response = transfer.new_leg.response(msg, 481, None);
+            out.push_back(Output::SendResponse {
+                leg: LegId::Teams,
+                tx,
+                msg: response,
+            });
+            return true;
+        };
+        let method = msg.method().cloned();
+        let status = match method {
+            Some(Method::Bye) | Some(Method::Options) => 200,
+            Some(Method::Ack) => return true,
+            _ => 481,
+        };
+        let response = self.replaced_teams[position].response(msg, status, None);
+        out.push_back(Output::SendResponse {
+            leg: LegId::Teams,
+            tx,
+            msg: response,
+        });
+        if method == Some(Method::Bye) {
+            self.replaced_teams.remove(position);
+        }
+        true
+    }
+}

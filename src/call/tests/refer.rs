@@ -1,0 +1,482 @@
+//! Transfer by REFER from Microsoft (rows 36-38): byte-exact Refer-To / Referred-By copies,
+//! NOTIFY progress, the Teams leg swapped on the same media session, failures reported.
+
+use super::*;
+use crate::media::LegSide;
+
+const TEAMS_OK_TO: &str = "<sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>;tag=ms1";
+
+/// A 400-character Refer-To (row 37 limit) with no user part and `x-m`/`x-t` parameters.
+fn long_refer_to() -> String {
+    let head = "<sip:sip.pstnhub.microsoft.com:5061;transport=tls;x-m=8:orgid:fce2a4b8-1c3d-4e5f-8a9b-0c1d2e3f4a5b;x-t=72f988bf-86f1-41af-91ab-2d7cd011db47;x-pad=";
+    let tail = ">";
+    let pad = "a".repeat(400 - head.len() - tail.len());
+    let value = format!("{head}{pad}{tail}");
+    assert_eq!(value.len(), 400);
+    value
+}
+
+const REFERRED_BY: &str = "<sip:sip.pstnhub.microsoft.com:5061;transport=tls;x-m=8:orgid:0a1b2c3d-0000-4e5f-8a9b-111122223333;x-t=72f988bf-86f1-41af-91ab-2d7cd011db47;x-ti=b1c2d3e4f5a6;x-tt=sip%3A%2B14255550100%40sip.pstnhub.microsoft.com>";
+
+fn refer(h: &Harness, invite: &SentReq, cseq: u32, refer_to: &str, referred_by: &str) -> Message {
+    let _ = h;
+    with_body(
+        &format!(
+            "REFER sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKrefer{cseq}\r\nMax-Forwards: 70\r\n\
+             From: {TEAMS_OK_TO}\r\nTo: {}\r\nCall-ID: {}\r\nCSeq: {cseq} REFER\r\n\
+             Refer-To: {refer_to}\r\nReferred-By: {referred_by}\r\n\
+             User-Agent: Microsoft.PSTNHub.SIPProxy v.2024.1.1.1 i.USWE.1\r\n",
+            header(&invite.msg, HeaderName::From),
+            header(&invite.msg, HeaderName::CallId),
+        ),
+        None,
+    )
+}
+
+fn teams_bye_on(call_id: &str, to: &str, from: &str, cseq: u32) -> Message {
+    peer_in_dialog_request(
+        "BYE",
+        cseq,
+        call_id,
+        from,
+        to,
+        "SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKoldbye",
+    )
+}
+
+fn notifies(h: &Harness) -> Vec<SentReq> {
+    h.requests()
+        .into_iter()
+        .filter(|r| r.msg.method() == Some(&Method::Notify))
+        .collect()
+}
+
+/// Checks a NOTIFY of the refer subscription and returns its sipfrag status line.
+fn sipfrag(notify: &SentReq, subscription_state: &str, call_id: &str) -> String {
+    assert_eq!(notify.leg, LegId::Teams);
+    assert_eq!(header(&notify.msg, HeaderName::CallId), call_id);
+    assert_eq!(header(&notify.msg, HeaderName::Event), "refer");
+    assert_eq!(
+        header(&notify.msg, HeaderName::from_wire(b"Subscription-State")),
+        subscription_state
+    );
+    assert_eq!(
+        header(&notify.msg, HeaderName::ContentType),
+        "message/sipfrag;version=2.0"
+    );
+    body(&notify.msg).trim_end().to_owned()
+}
+
+fn srtp_outbound(commands: &[MediaCommand]) -> Vec<SrtpKeys> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::SetSrtp {
+                leg: LegSide::Teams,
+                outbound: Some(k),
+                ..
+            } => Some(k.clone()),
+            _ => None,
+        })
+        .collect()
+}
+
+fn teams_remote(commands: &[MediaCommand]) -> Vec<SocketAddr> {
+    commands
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::SetRemote {
+                leg: LegSide::Teams,
+                rtp,
+                ..
+            } => Some(*rtp),
+            _ => None,
+        })
+        .collect()
+}
+
+fn new_leg_sdp() -> String {
+    teams_sdp()
+        .replace("52.112.1.1", "52.112.9.9")
+        .replace("49152", "50100")
+        .replace(TEAMS_KEY_B64, "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIz")
+}
+
+/// Answered PSTN -> Teams call, REFER received: (harness, original INVITE, new INVITE).
+fn referred(refer_to: &str) -> (Harness, SentReq, SentReq) {
+    let (mut h, invite) = answered_inbound();
+    let msg = refer(&h, &invite, 1, refer_to, REFERRED_BY);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5000),
+        msg,
+    });
+    let (leg, tx, _) = h.response(202);
+    assert_eq!((leg, tx), (LegId::Teams, TxId(5000)));
+    let notify = notifies(&h);
+    assert_eq!(notify.len(), 1);
+    let call_id = header(&invite.msg, HeaderName::CallId);
+    assert_eq!(
+        sipfrag(&notify[0], "active;expires=60", &call_id),
+        "SIP/2.0 100 Trying"
+    );
+    let new_invite = h.request(Method::Invite);
+    (h, invite, new_invite)
+}
+
+fn uri_of(name_addr: &str) -> &str {
+    name_addr.trim_start_matches('<').trim_end_matches('>')
+}
+
+#[test]
+fn row37_refer_202_notify_100_and_new_invite_copies_400_char_refer_to_and_referred_by_verbatim() {
+    let refer_to = long_refer_to();
+    let (_h, invite, new_invite) = referred(&refer_to);
+    let msg = &new_invite.msg;
+    // Request-URI: the Refer-To URI byte for byte, on the wire (no user part, x-m/x-t kept).
+    let wire = String::from_utf8_lossy(msg.bytes()).into_owned();
+    let request_line = format!("INVITE {} SIP/2.0\r\n", uri_of(&refer_to));
+    assert!(wire.starts_with(&request_line), "{wire}");
+    assert_eq!(
+        msg.request_uri().unwrap().raw().as_ref(),
+        uri_of(&refer_to).as_bytes()
+    );
+    assert!(wire.contains(&format!("\r\nReferred-By: {REFERRED_BY}\r\n")));
+    // Contact = tenant FQDN (row 32); a new dialog (Call-ID, From tag), towards the proxies.
+    let contact = header(msg, HeaderName::Contact);
+    assert!(
+        contact.contains("@acme.sbc1.example.net:5068;transport=tls>"),
+        "{contact}"
+    );
+    assert_eq!(new_invite.target, Target::TeamsProxy(0));
+    assert_ne!(
+        header(msg, HeaderName::CallId),
+        header(&invite.msg, HeaderName::CallId)
+    );
+    assert_ne!(
+        header(msg, HeaderName::From),
+        header(&invite.msg, HeaderName::From)
+    );
+    assert!(header(msg, HeaderName::From)
+        .starts_with("<sip:+12065550123@acme.sbc1.example.net;user=phone>;tag="));
+    assert!(
+        wire.contains("\r\nAllow: INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, REFER\r\n"),
+        "row 36"
+    );
+    // The offer keeps the media session's Teams-side port, with a new key.
+    let sdp = body(msg);
+    assert!(sdp.contains("m=audio 30000 RTP/SAVP"), "{sdp}");
+    assert!(sdp.contains("a=crypto:"), "{sdp}");
+    assert_ne!(
+        sdp.lines().find(|l| l.starts_with("a=crypto:")),
+        body(&invite.msg)
+            .lines()
+            .find(|l| l.starts_with("a=crypto:"))
+    );
+}
+
+#[test]
+fn row37_refer_to_with_e164_user_part_and_addr_spec_form_is_copied_too() {
+    let (mut h, invite) = answered_inbound();
+    let target = "sip:+14255550199@sip.pstnhub.microsoft.com:5061;user=phone";
+    let msg = refer(&h, &invite, 1, target, REFERRED_BY);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5000),
+        msg,
+    });
+    h.response(202);
+    let new_invite = h.request(Method::Invite);
+    assert_eq!(
+        new_invite.msg.request_uri().unwrap().raw().as_ref(),
+        target.as_bytes()
+    );
+}
+
+#[test]
+fn row37_refer_without_a_sip_refer_to_is_refused_and_nothing_is_sent() {
+    let (mut h, invite) = answered_inbound();
+    let msg = refer(&h, &invite, 1, "<tel:+14255550199>", REFERRED_BY);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5000),
+        msg,
+    });
+    h.response(400);
+    assert!(h.requests().is_empty());
+}
+
+#[test]
+fn row37_row38_notify_100_180_200_swaps_the_teams_leg_on_the_same_media_session() {
+    let (mut h, invite, new_invite) = referred(&long_refer_to());
+    let old_call_id = header(&invite.msg, HeaderName::CallId);
+    let first_keys = srtp_outbound(
+        &h.all
+            .iter()
+            .filter_map(|o| match o {
+                Output::Media(c) => Some(c.clone()),
+                _ => None,
+            })
+            .collect::<Vec<_>>(),
+    );
+    assert_eq!(first_keys.len(), 1);
+
+    // 180 with SDP: NOTIFY 180, early media of the new leg (row 38), nothing to the carrier.
+    h.respond(
+        &new_invite,
+        180,
+        "ms2",
+        &[(
+            "Contact",
+            "<sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&new_leg_sdp()),
+    );
+    let notify = notifies(&h);
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        sipfrag(&notify[0], "active;expires=60", &old_call_id),
+        "SIP/2.0 180 Ringing"
+    );
+    let media = h.media();
+    assert_eq!(
+        teams_remote(&media),
+        vec!["52.112.9.9:50100".parse().unwrap()]
+    );
+    let new_keys = srtp_outbound(&media);
+    assert_eq!(new_keys.len(), 1);
+    assert_ne!(
+        new_keys[0], first_keys[0],
+        "the new leg gets a new SRTP key"
+    );
+    assert!(!media.iter().any(|c| matches!(
+        c,
+        MediaCommand::SetRemote {
+            leg: LegSide::Carrier,
+            ..
+        } | MediaCommand::Remove
+    )));
+    assert!(h.out.iter().all(|o| !matches!(
+        o,
+        Output::SendResponse {
+            leg: LegId::Carrier,
+            ..
+        } | Output::SendRequest {
+            leg: LegId::Carrier,
+            ..
+        }
+    )));
+
+    // 200: ACK, NOTIFY 200 terminated, the new leg is the Teams leg.
+    h.respond(
+        &new_invite,
+        200,
+        "ms2",
+        &[(
+            "Contact",
+            "<sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&new_leg_sdp()),
+    );
+    let acks = h.acks();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(
+        header(&acks[0].2, HeaderName::CallId),
+        header(&new_invite.msg, HeaderName::CallId)
+    );
+    let notify = notifies(&h);
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        sipfrag(&notify[0], "terminated;reason=noresource", &old_call_id),
+        "SIP/2.0 200 OK"
+    );
+    assert!(!h.media().contains(&MediaCommand::Remove));
+    assert_eq!(
+        h.call.call_id(LegId::Teams).as_ref(),
+        header(&new_invite.msg, HeaderName::CallId).as_bytes()
+    );
+
+    // Microsoft's BYE on the old dialog: 200, only that leg goes.
+    let bye = teams_bye_on(
+        &old_call_id,
+        &header(&invite.msg, HeaderName::From),
+        TEAMS_OK_TO,
+        2,
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5001),
+        msg: bye,
+    });
+    let (_, tx, _) = h.response(200);
+    assert_eq!(tx, TxId(5001));
+    assert!(h.requests().is_empty());
+    assert!(h.media().is_empty());
+    assert!(!h.finished());
+
+    // The carrier hangs up later: BYE goes to the new Teams dialog.
+    let carrier_to = h
+        .all
+        .iter()
+        .find_map(|o| match o {
+            Output::SendResponse {
+                leg: LegId::Carrier,
+                msg,
+                ..
+            } if parse(msg).status() == Some(200) => Some(header(&parse(msg), HeaderName::To)),
+            _ => None,
+        })
+        .unwrap();
+    let carrier_bye = peer_in_dialog_request(
+        "BYE",
+        2,
+        "carrier-call-1@10.0.0.1",
+        "<sip:2065550123@10.0.0.1>;tag=c1",
+        &carrier_to,
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKcbye",
+    );
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(5002),
+        msg: carrier_bye,
+    });
+    let teams_bye = h.request(Method::Bye);
+    assert_eq!(
+        header(&teams_bye.msg, HeaderName::CallId),
+        header(&new_invite.msg, HeaderName::CallId)
+    );
+    assert_eq!(
+        teams_bye.msg.request_uri().unwrap().raw().as_ref(),
+        b"sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls"
+    );
+    h.respond(&teams_bye, 200, "ms2", &[], None);
+    assert!(h.finished());
+}
+
+#[test]
+fn row37_failed_new_leg_is_reported_in_notify_and_the_original_call_stays() {
+    let (mut h, invite, new_invite) = referred(&long_refer_to());
+    let old_call_id = header(&invite.msg, HeaderName::CallId);
+    h.respond(&new_invite, 183, "ms2", &[], Some(&new_leg_sdp()));
+    assert_eq!(
+        teams_remote(&h.media()),
+        vec!["52.112.9.9:50100".parse().unwrap()]
+    );
+    h.respond(&new_invite, 486, "ms2", &[], None);
+    let notify = notifies(&h);
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        sipfrag(&notify[0], "terminated;reason=noresource", &old_call_id),
+        "SIP/2.0 486 Busy Here"
+    );
+    // Media back to the original Teams leg, with the original keys.
+    let media = h.media();
+    assert_eq!(
+        teams_remote(&media),
+        vec!["52.112.1.1:49152".parse().unwrap()]
+    );
+    assert!(!media.contains(&MediaCommand::Remove));
+    assert!(!h.finished());
+    assert_eq!(
+        h.call.call_id(LegId::Teams).as_ref(),
+        old_call_id.as_bytes()
+    );
+
+    // A second REFER is accepted again; this one times out -> NOTIFY 408.
+    let msg = refer(&h, &invite, 2, &long_refer_to(), REFERRED_BY);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5003),
+        msg,
+    });
+    h.response(202);
+    let second = h.request(Method::Invite);
+    h.input(Input::TxFailed {
+        leg: LegId::Teams,
+        tx: second.tx,
+        reason: TxFailure::Timeout,
+    });
+    let notify = notifies(&h);
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        sipfrag(&notify[0], "terminated;reason=noresource", &old_call_id),
+        "SIP/2.0 408 Request Timeout"
+    );
+    // No early media had taken over: nothing to restore.
+    assert!(h.media().is_empty());
+
+    // The original call still ends normally with BYE on the original Teams dialog.
+    let bye = teams_bye_on(
+        &old_call_id,
+        &header(&invite.msg, HeaderName::From),
+        TEAMS_OK_TO,
+        3,
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5004),
+        msg: bye,
+    });
+    h.response(200);
+    let carrier_bye = h.request(Method::Bye);
+    assert_eq!(carrier_bye.leg, LegId::Carrier);
+}
+
+#[test]
+fn row37_second_refer_while_one_is_in_progress_gets_491() {
+    let (mut h, invite, _new_invite) = referred(&long_refer_to());
+    let msg = refer(&h, &invite, 2, &long_refer_to(), REFERRED_BY);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5005),
+        msg,
+    });
+    h.response(491);
+    assert!(h.requests().is_empty());
+}
+
+#[test]
+fn row37_carrier_hangup_during_transfer_cancels_the_ringing_new_leg() {
+    let (mut h, _invite, new_invite) = referred(&long_refer_to());
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    let carrier_to = h
+        .all
+        .iter()
+        .find_map(|o| match o {
+            Output::SendResponse {
+                leg: LegId::Carrier,
+                msg,
+                ..
+            } if parse(msg).status() == Some(200) => Some(header(&parse(msg), HeaderName::To)),
+            _ => None,
+        })
+        .unwrap();
+    let carrier_bye = peer_in_dialog_request(
+        "BYE",
+        2,
+        "carrier-call-1@10.0.0.1",
+        "<sip:2065550123@10.0.0.1>;tag=c1",
+        &carrier_to,
+        "SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKcbye",
+    );
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(5006),
+        msg: carrier_bye,
+    });
+    let cancel = h.request(Method::Cancel);
+    assert_eq!(
+        cancel.msg.request_uri().unwrap().raw(),
+        new_invite.msg.request_uri().unwrap().raw()
+    );
+    let bye = h.request(Method::Bye);
+    assert_eq!(bye.leg, LegId::Teams);
+    h.respond(&bye, 200, "ms1", &[], None);
+    assert!(
+        !h.finished(),
+        "waits for the cancelled INVITE's final answer"
+    );
+    h.respond(&new_invite, 487, "ms2", &[], None);
+    assert!(h.finished());
+}

@@ -1,0 +1,197 @@
+//! End-to-end transfer by REFER from Microsoft (rows 36-38) through the SBC (in-process) with
+//! real SIPp peers: the carrier over UDP (127.0.0.2) calls a Teams DID; the Microsoft proxy
+//! stand-in (SIPp over TCP on 127.0.0.3, the test config sets the proxy transport to tcp)
+//! answers, sends a REFER with a 400-character Refer-To (x-m/x-t, no user part) and checks
+//! the 202 and the NOTIFY sequence; it then receives the SBC's new INVITE as a second call
+//! (new Call-ID) and checks its Request-URI and Referred-By byte for byte with `ereg
+//! check_it`, answers it and BYEs the old dialog. The carrier leg stays up through all of it
+//! (its scenario accepts no message during the transfer) and hangs up at the end, which must
+//! reach the new Teams dialog. Every check is a SIPp exit code or an SBC metric; every wait
+//! is bounded.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use common::*;
+
+const ACME_DID: &str = "+4930123450";
+const PSTN_CALLER: &str = "+4969111222";
+const LONG: Duration = Duration::from_secs(45);
+
+fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if ".+*?()[]{}|^$\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A scenario from `tests/sipp/refer` with its `@NAME@` placeholders replaced.
+fn refer_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp/refer")
+        .join(file);
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    for (name, value) in values {
+        text = text.replace(&format!("@{name}@"), value);
+    }
+    let unfilled = ["@CALLE", "@TENANT", "@HOLD_MS@", "@REFER", "@CALLER@"];
+    assert!(
+        !unfilled.iter().any(|p| text.contains(p)),
+        "unfilled placeholder in {file}"
+    );
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+/// SIPp with `calls` calls (the Teams stand-in sees the transfer's INVITE as a second call).
+fn sipp_calls(name: &str, dir: &Path, scenario: &Path, calls: u32, args: &[String]) -> Peer {
+    require("sipp", "sip-tester");
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .args(args)
+        .args(["-m", &calls.to_string()])
+        .args([
+            "-nostdin",
+            "-trace_err",
+            "-trace_logs",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("spawn sipp ({e}); install it with `apt-get install -y sip-tester`")
+        });
+    Peer::from_child(name, child, dir)
+}
+
+/// Refer-To as Microsoft sends it for a Teams user target: proxy FQDN, no user part, x-m
+/// (target MRI) and x-t (tenant), padded with a further parameter to exactly 400 characters.
+fn refer_to_400() -> String {
+    let head = "<sip:sip.pstnhub.microsoft.com:5061;transport=tls;x-m=8:orgid:fce2a4b8-1c3d-4e5f-8a9b-0c1d2e3f4a5b;x-t=72f988bf-86f1-41af-91ab-2d7cd011db47;x-ti=";
+    let value = format!("{head}{}>", "7".repeat(400 - head.len() - 1));
+    assert_eq!(value.len(), 400);
+    value
+}
+
+const REFERRED_BY: &str = "<sip:sip.pstnhub.microsoft.com:5061;transport=tls;x-m=8:orgid:0a1b2c3d-0000-4e5f-8a9b-111122223333;x-t=72f988bf-86f1-41af-91ab-2d7cd011db47;x-ti=b1c2d3e4f5a6;x-tt=sip%3A%2B4930123450%40sip.pstnhub.microsoft.com>";
+
+/// Rows 36, 37, 38: REFER from the Teams side of an answered PSTN -> Teams call: 202, NOTIFY
+/// 100/180/200 (terminated) on the old dialog, a new INVITE back to the Microsoft proxy with
+/// the Refer-To URI as Request-URI and Referred-By byte for byte and the tenant FQDN in
+/// Contact; Microsoft's BYE on the old dialog releases only that leg; the carrier leg is never
+/// touched and its final BYE reaches the new Teams dialog.
+#[test]
+fn row36_37_38_refer_from_teams_transfers_the_call_and_keeps_the_carrier_leg() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(51800);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let refer_to = refer_to_400();
+    let refer_uri = refer_to.trim_start_matches('<').trim_end_matches('>');
+    let teams_dir = lab.path().join("teams-refer");
+    let teams_path = refer_scenario(
+        &teams_dir,
+        "teams_uas_refer.xml",
+        &[
+            ("CALLED", ACME_DID.trim_start_matches('+')),
+            ("TENANT_RE", &regex_escape(&format!("acme.{BASE}"))),
+            ("REFER_TO", &refer_to),
+            ("REFER_URI_RE", &regex_escape(refer_uri)),
+            ("REFERRED_BY", REFERRED_BY),
+            (
+                "REFERRED_BY_RE",
+                &regex_escape(REFERRED_BY).replace('<', "&lt;"),
+            ),
+            ("REFER_AFTER_MS", "1000"),
+        ],
+    );
+    let teams_media = free_port_pair(TEAMS_IP);
+    let mut teams = sipp_calls(
+        "Teams SIPp UAS (REFER)",
+        &teams_dir,
+        &teams_path,
+        2,
+        &[
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            proxy_port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            teams_media.to_string(),
+            "-rtp_echo".into(),
+        ],
+    );
+    wait_listening_tcp((TEAMS_IP, proxy_port).into());
+
+    let carrier_port = free_udp_port(CARRIER_IP);
+    let carrier_dir = lab.path().join(format!("carrier-{carrier_port}"));
+    let carrier_path = refer_scenario(
+        &carrier_dir,
+        "carrier_uac.xml",
+        &[("CALLER", PSTN_CALLER), ("HOLD_MS", "6000")],
+    );
+    write_pcmu_pcap(&carrier_dir.join("pcmu.pcap"), PCAP_PACKETS);
+    let carrier_media = free_port_pair(CARRIER_IP);
+    let mut carrier = sipp_calls(
+        "carrier SIPp UAC (transfer)",
+        &carrier_dir,
+        &carrier_path,
+        1,
+        &[
+            lab.udp_addr().to_string(),
+            "-s".into(),
+            ACME_DID.into(),
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            carrier_port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            carrier_media.to_string(),
+        ],
+    );
+
+    let carrier_status = carrier.wait(LONG);
+    let teams_status = teams.wait(LONG);
+    assert!(
+        carrier_status.is_some_and(|s| s.success()) && teams_status.is_some_and(|s| s.success()),
+        "carrier SIPp: {carrier_status:?}, Teams SIPp: {teams_status:?}\ncarrier errors:\n{}\nTeams errors:\n{}",
+        carrier.errors(),
+        teams.errors()
+    );
+
+    // One call, answered once, ended once by the carrier (the old Teams leg's BYE did not
+    // end it).
+    assert_eq!(
+        lab.metric(
+            "calls_answered_total",
+            &[("tenant", "acme"), ("direction", "inbound")]
+        ),
+        1.0
+    );
+    assert!(lab.metric("media_packets_total", &[("direction", "carrier_to_teams")]) > 0.0);
+    lab.wait_idle();
+}
