@@ -416,15 +416,12 @@ pub(crate) fn name_addr_shape_ok(v: &[u8]) -> bool {
 }
 
 fn uri_shape_ok(u: &[u8]) -> bool {
-    let Some(colon) = memchr::memchr(b':', u) else {
-        return false;
-    };
-    colon > 0
-        && u[0].is_ascii_alphabetic()
-        && u[..colon]
-            .iter()
-            .all(|&b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
-        && colon + 1 < u.len()
+    // The scheme is the run of scheme characters, and it must end at a colon.
+    let colon = u
+        .iter()
+        .position(|&b| !(b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.')))
+        .unwrap_or(u.len());
+    colon > 0 && u[0].is_ascii_alphabetic() && colon + 1 < u.len() && u[colon] == b':'
 }
 
 fn scan_name_addr_with(v: &[u8], full_uri: bool) -> Option<NameAddrSpans> {
