@@ -428,7 +428,9 @@ fn run_all<M: Measurement>(c: &mut Criterion<M>) {
 }
 
 fn main() {
-    if std::env::var_os("MEDIA_BENCH_CPU_TIME").is_some() {
+    if let Ok(op) = std::env::var("MEDIA_BENCH_COUNT") {
+        count_mode(&op);
+    } else if std::env::var_os("MEDIA_BENCH_CPU_TIME").is_some() {
         let mut c = Criterion::default()
             .with_measurement(ThreadCpuTime)
             .configure_from_args();
@@ -439,4 +441,67 @@ fn main() {
         run_all(&mut c);
         c.final_summary();
     }
+}
+
+/// Instruction-count mode for `valgrind --tool=callgrind`: with
+/// `MEDIA_BENCH_COUNT=<op>` (`protect`, `unprotect`, `forward_rtp_to_srtp`,
+/// `forward_srtp_to_rtp`) the op runs `MEDIA_BENCH_COUNT_N` times (default 10000) inside
+/// `counted_op` and nothing else is measured, so
+/// `--toggle-collect='*counted_op*'` gives instructions per op = Ir / N.
+fn count_mode(op: &str) {
+    let iterations: u32 = std::env::var("MEDIA_BENCH_COUNT_N")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(10_000);
+    let teams_send = KeyMaterial::generate();
+    let teams_receive = KeyMaterial::generate();
+    let mut pair = leg_pair(&teams_send, &teams_receive);
+    let mut ctx = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &teams_send);
+    let mut receiver = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &teams_receive);
+    let mut source = ProtectedSource::new(&teams_receive);
+    for seq in 1..=iterations {
+        let seq = seq as u16;
+        let micros = u64::from(seq) * 20_000;
+        let (mut buf, len) = match op {
+            "unprotect" | "forward_srtp_to_rtp" => source.next(),
+            _ => (rtp_packet(seq), PACKET_LEN),
+        };
+        let ok = match op {
+            "protect" => counted_op(|| ctx.protect_rtp(&mut buf, len).is_ok()),
+            "unprotect" => counted_op(|| receiver.unprotect_rtp(&mut buf[..len]).is_ok()),
+            "forward_rtp_to_srtp" | "forward_srtp_to_rtp" => {
+                let from_teams = op == "forward_srtp_to_rtp";
+                let ingress = Ingress {
+                    leg: if from_teams {
+                        LegSide::Teams
+                    } else {
+                        LegSide::Carrier
+                    },
+                    socket: SocketRole::Rtp,
+                    from: if from_teams {
+                        addr(20, 50_000)
+                    } else {
+                        addr(10, 16_384)
+                    },
+                };
+                counted_op(|| {
+                    let action = forward_step(
+                        &mut pair,
+                        ingress,
+                        &mut buf,
+                        len,
+                        PacketTime::from_micros(micros),
+                    );
+                    matches!(action, Action::Forward { .. })
+                })
+            }
+            _ => panic!("unknown MEDIA_BENCH_COUNT op {op:?}"),
+        };
+        assert!(ok, "{op} failed at iteration {seq}");
+    }
+}
+
+#[inline(never)]
+fn counted_op(op: impl FnOnce() -> bool) -> bool {
+    black_box(op())
 }
