@@ -1493,3 +1493,68 @@ fn answers_to_others_are_not_held_up_by_a_blackholed_stream_fallback() {
          connects to a blackholed Via port"
     );
 }
+
+/// Row 11: malformed input earns a `400` only from a configured peer. A stranger (a
+/// scanner fingerprinting SIP servers) gets nothing over UDP, and its TCP connections are
+/// refused at accept; both are counted.
+#[test]
+fn malformed_input_is_answered_for_peers_only() {
+    let sbc = Sbc::start(hostile_limits());
+    let bad_cseq = |transport: &str, local: SocketAddr, call_id: &str| {
+        format!(
+            "OPTIONS sip:{BASE} SIP/2.0\r\n\
+             Via: SIP/2.0/{transport} {local};branch=z9hG4bK-{call_id}\r\n\
+             Max-Forwards: 70\r\n{FROM_TO}Call-ID: {call_id}\r\nCSeq: -1 OPTIONS\r\n\
+             Content-Length: 0\r\n\r\n"
+        )
+    };
+    let peer = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 60), 0)).unwrap();
+    let reply = udp_ask(
+        &peer,
+        sbc.udp_addr(),
+        &bad_cseq("UDP", peer.local_addr().unwrap(), "peer-bad"),
+    )
+    .expect("a peer's malformed request got no answer");
+    assert!(
+        status_line(&reply).starts_with("SIP/2.0 400 Bad CSeq"),
+        "{reply}"
+    );
+
+    let stranger_ip = Ipv4Addr::new(127, 200, 0, 60);
+    let dropped = |stage: &str| sbc.metric("sip_unknown_source_dropped_total", &[("stage", stage)]);
+    let (malformed_before, accept_before) = (dropped("malformed"), dropped("accept"));
+    let stranger = UdpSocket::bind((stranger_ip, 0)).unwrap();
+    let local = stranger.local_addr().unwrap();
+    stranger
+        .send_to(
+            bad_cseq("UDP", local, "stranger-bad").as_bytes(),
+            sbc.udp_addr(),
+        )
+        .unwrap();
+    let answer = udp_silence(&stranger);
+    assert!(
+        answer.is_none(),
+        "a stranger's malformed request was answered: {:?}",
+        answer.as_deref().map(status_line)
+    );
+    sbc.wait_for("the stranger's datagram to be counted", WAIT, |s| {
+        s.metric(
+            "sip_unknown_source_dropped_total",
+            &[("transport", "udp"), ("stage", "malformed")],
+        ) > malformed_before
+    });
+
+    // Over TCP the connection itself is refused (closed unread): no 400 either.
+    let mut tcp = tcp_from(stranger_ip, sbc.tcp_addr());
+    let local = tcp.local_addr().unwrap();
+    let _ = tcp.write_all(bad_cseq("TCP", local, "stranger-tcp").as_bytes());
+    let replies = read_responses(&mut tcp, 1, Duration::from_millis(700));
+    assert!(replies.is_empty(), "the stranger got {replies:?} over TCP");
+    sbc.wait_for("the stranger's connection to be refused", WAIT, |s| {
+        s.metric(
+            "sip_unknown_source_dropped_total",
+            &[("transport", "tcp"), ("stage", "accept")],
+        ) > accept_before
+    });
+    sbc.assert_alive(Ipv4Addr::new(127, 0, 0, 61));
+}

@@ -49,6 +49,15 @@ impl SourceAcl {
         }
     }
 
+    /// Every network a peer may send from (Microsoft's and every trunk's).
+    pub fn networks(&self) -> Vec<IpNet> {
+        self.teams
+            .iter()
+            .chain(self.trunks.iter().flatten())
+            .copied()
+            .collect()
+    }
+
     /// Teams wins when a range is configured for both (a lab on loopback).
     pub fn classify(&self, ip: IpAddr) -> Option<SourcePeer> {
         let ip = match ip {

@@ -5,7 +5,9 @@ use std::time::Duration;
 
 use super::{Config, TransportKind};
 use crate::transaction::TransactionSettings;
-use crate::transport::{self, ListenerSpec, RootStoreSource, TlsSettings, TransportSettings};
+use crate::transport::{
+    self, AllowedSources, ListenerSpec, RootStoreSource, TlsSettings, TransportSettings,
+};
 
 /// SIP parser limits.
 pub fn sip_limits(config: &Config) -> crate::sip::Limits {
@@ -63,6 +65,9 @@ pub fn transport_settings(config: &Config) -> TransportSettings {
         tls_handshake_timeout: Duration::from_secs(s.tls_handshake_timeout_seconds),
         connect_timeout: Duration::from_secs(s.connect_timeout_seconds),
         max_connection_age: seconds_or_none(s.max_connection_age_seconds),
+        allowed_sources: Some(AllowedSources::new(
+            super::SourceAcl::new(config).networks(),
+        )),
         ..TransportSettings::default()
     }
 }

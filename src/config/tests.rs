@@ -605,3 +605,20 @@ fn typo_in_proxy_table_names_the_field() {
     let e = parse(&text).unwrap_err().0;
     assert!(e[0].message.contains("host:port"), "{}", e[0]);
 }
+
+/// Row 11: the transport's source allow-list is Microsoft's ranges plus every trunk's
+/// networks (here the trunk's address, having no allowed_source_cidrs).
+#[test]
+fn transport_allowed_sources_are_the_source_acl() {
+    let loaded = parse(GOOD).unwrap();
+    let allowed = mapping::transport_settings(&loaded.config)
+        .allowed_sources
+        .unwrap();
+    assert!(
+        allowed.admits("52.114.1.1".parse().unwrap()),
+        "Microsoft range"
+    );
+    assert!(allowed.admits("127.0.0.1".parse().unwrap()), "the trunk");
+    assert!(!allowed.admits("127.0.0.2".parse().unwrap()));
+    assert!(!allowed.admits("198.51.100.7".parse().unwrap()));
+}

@@ -424,6 +424,9 @@ async fn process_frames<S: AsyncWrite + Unpin>(
                     .parse_errors
                     .with_label_values(&[reason])
                     .inc();
+                if !inner.admits_source(source.kind, source.remote.ip(), "malformed") {
+                    return Err(UNFRAMEABLE);
+                }
                 inner.warn_limited(source.remote.ip(), reason, &error.to_string());
                 // The header block was readable: say why before closing (400, 513).
                 let pending = framer.pending();

@@ -57,6 +57,27 @@ impl Inner {
         ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
+    /// Whether `source` may hear from us at all; counts a refusal under `stage`.
+    pub(crate) fn admits_source(
+        &self,
+        kind: TransportKind,
+        source: IpAddr,
+        stage: &'static str,
+    ) -> bool {
+        let admitted = self
+            .settings
+            .allowed_sources
+            .as_ref()
+            .is_none_or(|allowed| allowed.admits(source));
+        if !admitted {
+            self.metrics
+                .unknown_source_dropped
+                .with_label_values(&[kind.label(), stage])
+                .inc();
+        }
+        admitted
+    }
+
     /// Rate-limited warning about bad input from `source`.
     pub(crate) fn warn_limited(&self, source: IpAddr, reason: &'static str, detail: &str) {
         let allowed = match self.log_limiter.lock() {
@@ -92,6 +113,9 @@ impl Inner {
             Err(error) => {
                 let reason = error.kind.reason();
                 self.metrics.parse_errors.with_label_values(&[reason]).inc();
+                if !self.admits_source(source.kind, source.remote.ip(), "malformed") {
+                    return Err(None);
+                }
                 self.warn_limited(source.remote.ip(), reason, &error.to_string());
                 let response =
                     sip::ResponseBuilder::error_for_raw(&raw, error.kind.status(), reason);

@@ -66,6 +66,15 @@ pub(crate) async fn run_accept(inner: Arc<Inner>, kind: TransportKind, listener:
                 continue;
             }
         };
+        if !inner.admits_source(kind, remote.ip(), "accept") {
+            inner
+                .metrics
+                .connections_refused
+                .with_label_values(&[kind.label()])
+                .inc();
+            drop(tcp);
+            continue;
+        }
         let Some(permit) = Permit::acquire(&inner, remote.ip()) else {
             inner
                 .metrics

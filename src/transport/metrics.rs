@@ -22,6 +22,11 @@ pub struct TransportMetrics {
     pub connections_refused: IntCounterVec,
     /// `sip_inbound_dropped_total`: datagrams dropped because the consumer queue was full.
     pub inbound_dropped: IntCounter,
+    /// `sip_unknown_source_dropped_total{transport,stage}`: input from outside
+    /// [`TransportSettings::allowed_sources`](super::TransportSettings::allowed_sources)
+    /// dropped unanswered; stage = `malformed` (no error response) or `accept` (connection
+    /// refused, also counted in `connections_refused_total`).
+    pub unknown_source_dropped: IntCounterVec,
 }
 
 impl TransportMetrics {
@@ -69,7 +74,15 @@ impl TransportMetrics {
         registry.register(Box::new(tls_handshakes.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        let unknown_source_dropped = IntCounterVec::new(
+            Opts::new(
+                "sip_unknown_source_dropped_total",
+                "Input from a source outside the allowed networks dropped without an answer",
+            ),
+            &["transport", "stage"],
+        )?;
         registry.register(Box::new(inbound_dropped.clone()))?;
+        registry.register(Box::new(unknown_source_dropped.clone()))?;
         Ok(TransportMetrics {
             messages_received,
             messages_sent,
@@ -78,6 +91,7 @@ impl TransportMetrics {
             connections_open,
             connections_refused,
             inbound_dropped,
+            unknown_source_dropped,
         })
     }
 }

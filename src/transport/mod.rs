@@ -42,7 +42,10 @@
 //! * Malformed input: a `400 <reason>` (or the status the parser names) goes back when the
 //!   parser could read enough to build one, else the input is dropped; either way the error is
 //!   counted in `sip_parse_errors_total{reason}` and logged at most once per
-//!   [`TransportSettings::log_interval`] per source and reason. A stream that cannot be framed
+//!   [`TransportSettings::log_interval`] per source and reason. From a source outside
+//!   [`TransportSettings::allowed_sources`] nothing goes back and nothing is logged
+//!   (`sip_unknown_source_dropped_total{transport,stage="malformed"}`), and its stream
+//!   connections are refused at accept (`stage="accept"`). A stream that cannot be framed
 //!   any more is closed; nothing else is affected.
 //! * Keep-alive: a double-CRLF ping on a stream gets a CRLF pong; on connections we opened we
 //!   send a ping every [`TransportSettings::keepalive_interval`]. Whitespace-only datagrams are
@@ -63,6 +66,7 @@ mod handle;
 mod limits;
 mod listener;
 pub mod metrics;
+mod sources;
 mod tls;
 mod udp;
 mod via_stamp;
@@ -73,6 +77,7 @@ use std::time::Duration;
 
 pub use handle::{NeedsConnect, NotSentNow, TransportHandle};
 pub use metrics::TransportMetrics;
+pub use sources::AllowedSources;
 
 use crate::sip;
 
@@ -174,6 +179,11 @@ pub struct TransportSettings {
     pub connection_queue: usize,
     /// At most one warning per source IP and reason per interval.
     pub log_interval: Duration,
+    /// Peers' networks (row 11). When set, malformed input from elsewhere gets no error
+    /// response and stream connections from elsewhere are refused at accept; well-formed
+    /// messages are still delivered (the application drops strangers' requests itself).
+    /// `None`: every source is answered (a bare transport, tests).
+    pub allowed_sources: Option<AllowedSources>,
 }
 
 impl Default for TransportSettings {
@@ -194,6 +204,7 @@ impl Default for TransportSettings {
             inbound_queue: 4096,
             connection_queue: 1024,
             log_interval: Duration::from_secs(60),
+            allowed_sources: None,
         }
     }
 }
