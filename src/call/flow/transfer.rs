@@ -12,6 +12,11 @@ pub(super) struct Transfer {
     invite_token: u64,
     invite_cseq: u32,
     invite: Bytes,
+    /// Our SDP offer and Microsoft's Referred-By, for an attempt at the next proxy.
+    offer: Bytes,
+    referred_by: Option<String>,
+    /// Index into `CallSetup::teams.proxies` of the current attempt.
+    proxy: usize,
     /// Provisional status last reported in a NOTIFY (each status once).
     notified: u16,
     responded: bool,
@@ -89,28 +94,43 @@ impl State {
         let mut new_leg = Dialog::originate(from, to, policy);
         new_leg.contact_user = Some(number);
         new_leg.remote_target = Some(uri);
-        let mut invite = new_leg.request(Method::Invite, Some(&offer));
-        if let Some(referred_by) = msg.header(&HeaderName::ReferredBy) {
-            let value = String::from_utf8_lossy(&referred_by).into_owned();
-            invite = add_headers(&invite, &[(HeaderName::ReferredBy, value)]);
-        }
-        let invite_cseq = new_leg.local_cseq;
-        let invite_token = self.send_request(
-            LegId::Teams,
-            Target::TeamsProxy(0),
-            invite.clone(),
-            Sent::TransferInvite,
-            out,
-        );
-        self.transfer = Some(Transfer {
+        let mut transfer = Transfer {
             new_leg,
-            invite_token,
-            invite_cseq,
-            invite,
+            invite_token: 0,
+            invite_cseq: 0,
+            invite: Bytes::new(),
+            offer,
+            referred_by: msg
+                .header(&HeaderName::ReferredBy)
+                .map(|v| String::from_utf8_lossy(&v).into_owned()),
+            proxy: 0,
             notified: 100,
             responded: false,
             cancel_sent: false,
-        });
+        };
+        self.send_transfer_invite(&mut transfer, out);
+        self.transfer = Some(transfer);
+    }
+
+    /// The new leg's INVITE to `transfer.proxy` (a new transaction each attempt: CSeq + 1,
+    /// same Call-ID and tag), like any INVITE towards Microsoft (rows 8-10).
+    fn send_transfer_invite(&mut self, transfer: &mut Transfer, out: &mut VecDeque<Output>) {
+        let mut invite = transfer
+            .new_leg
+            .request(Method::Invite, Some(&transfer.offer));
+        if let Some(referred_by) = &transfer.referred_by {
+            invite = add_headers(&invite, &[(HeaderName::ReferredBy, referred_by.clone())]);
+        }
+        transfer.invite_cseq = transfer.new_leg.local_cseq;
+        transfer.invite = invite.clone();
+        transfer.responded = false;
+        transfer.invite_token = self.send_request(
+            LegId::Teams,
+            Target::TeamsProxy(transfer.proxy),
+            invite,
+            Sent::TransferInvite,
+            out,
+        );
     }
 
     /// NOTIFY with `SIP/2.0 <status> <reason>` on the Teams dialog the REFER came in.
@@ -259,8 +279,17 @@ impl State {
         {
             return;
         }
-        self.transfer = None;
+        let Some(mut transfer) = self.transfer.take() else {
+            return;
+        };
         if self.phase != Phase::Confirmed {
+            return;
+        }
+        if !transfer.responded && transfer.proxy + 1 < self.setup.teams.proxies.len() {
+            // No answer at all from this proxy (connect failure, timeout): the next one.
+            transfer.proxy += 1;
+            self.send_transfer_invite(&mut transfer, out);
+            self.transfer = Some(transfer);
             return;
         }
         let status = match reason {

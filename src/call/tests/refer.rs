@@ -391,12 +391,23 @@ fn row37_failed_new_leg_is_reported_in_notify_and_the_original_call_stays() {
         msg,
     });
     h.response(202);
-    let second = h.request(Method::Invite);
-    h.input(Input::TxFailed {
-        leg: LegId::Teams,
-        tx: second.tx,
-        reason: TxFailure::Timeout,
-    });
+    // No answer from any proxy: each is tried in turn (same dialog, new transaction).
+    let mut attempt = h.request(Method::Invite);
+    let call_id = header(&attempt.msg, HeaderName::CallId);
+    for index in 0..3 {
+        assert_eq!(attempt.target, Target::TeamsProxy(index));
+        assert_eq!(header(&attempt.msg, HeaderName::CallId), call_id);
+        assert_eq!(attempt.msg.cseq().unwrap().seq, index as u32 + 1);
+        assert!(notifies(&h).is_empty() || index == 0);
+        h.input(Input::TxFailed {
+            leg: LegId::Teams,
+            tx: attempt.tx,
+            reason: TxFailure::Timeout,
+        });
+        if index < 2 {
+            attempt = h.request(Method::Invite);
+        }
+    }
     let notify = notifies(&h);
     assert_eq!(notify.len(), 1);
     assert_eq!(
@@ -479,4 +490,123 @@ fn row37_carrier_hangup_during_transfer_cancels_the_ringing_new_leg() {
     );
     h.respond(&new_invite, 487, "ms2", &[], None);
     assert!(h.finished());
+}
+
+/// Teams -> PSTN call (Teams was the caller, its dialog one where we are UAS): the transfer
+/// still sends the new INVITE to the proxies with the PSTN party as caller, swaps the Teams
+/// leg and keeps the carrier dialog; a later Teams BYE on the new dialog ends the call.
+#[test]
+fn row37_transfer_of_a_teams_to_pstn_call_swaps_the_teams_leg_and_keeps_the_carrier() {
+    let mut h = Harness::outbound(setup(), teams_invite("", &teams_sdp()));
+    let invite = h.request(Method::Invite);
+    h.respond(
+        &invite,
+        200,
+        "pstn1",
+        &[("Contact", "<sip:+14255550100@10.0.0.1:5060>")],
+        Some(&carrier_sdp()),
+    );
+    let (_, _, ok) = h.response(200);
+    let our_to = header(&ok, HeaderName::To);
+    let teams_from = "<sip:+14255550100@sip.pstnhub.microsoft.com:5061;user=phone>;tag=t1";
+    let ack = with_body(
+        &format!(
+            "ACK sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKtack\r\nMax-Forwards: 70\r\n\
+             From: {teams_from}\r\nTo: {our_to}\r\nCall-ID: teams-call-1\r\nCSeq: 1 ACK\r\n"
+        ),
+        None,
+    );
+    h.input(Input::Ack {
+        leg: LegId::Teams,
+        msg: ack,
+    });
+    let refer_msg = with_body(
+        &format!(
+            "REFER sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKrefer\r\nMax-Forwards: 70\r\n\
+             From: {teams_from}\r\nTo: {our_to}\r\nCall-ID: teams-call-1\r\nCSeq: 2 REFER\r\n\
+             Refer-To: {}\r\nReferred-By: {REFERRED_BY}\r\n",
+            long_refer_to()
+        ),
+        None,
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6000),
+        msg: refer_msg,
+    });
+    h.response(202);
+    let notify = notifies(&h);
+    assert_eq!(notify.len(), 1);
+    assert_eq!(
+        sipfrag(&notify[0], "active;expires=60", "teams-call-1"),
+        "SIP/2.0 100 Trying"
+    );
+    // The NOTIFY goes to Microsoft's Contact via its Record-Route.
+    assert!(matches!(
+        &notify[0].target,
+        Target::Dialog { uri, .. } if uri.as_ref() == b"sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls;lr"
+    ));
+    let new_invite = h.request(Method::Invite);
+    assert_eq!(
+        new_invite.msg.request_uri().unwrap().raw().as_ref(),
+        uri_of(&long_refer_to()).as_bytes()
+    );
+    // The PSTN party (the callee of this call) is the caller of the new leg.
+    assert!(header(&new_invite.msg, HeaderName::From)
+        .starts_with("<sip:+14255550100@acme.sbc1.example.net;user=phone>;tag="));
+    h.respond(
+        &new_invite,
+        200,
+        "ms2",
+        &[(
+            "Contact",
+            "<sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&new_leg_sdp()),
+    );
+    assert_eq!(
+        sipfrag(
+            &notifies(&h)[0],
+            "terminated;reason=noresource",
+            "teams-call-1"
+        ),
+        "SIP/2.0 200 OK"
+    );
+    assert_eq!(
+        teams_remote(&h.media()),
+        vec!["52.112.9.9:50100".parse().unwrap()]
+    );
+
+    // Old dialog BYE: only that leg.
+    let old_bye = teams_bye_on("teams-call-1", &our_to, teams_from, 3);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6001),
+        msg: old_bye,
+    });
+    h.response(200);
+    assert!(h.requests().is_empty());
+
+    // BYE from Teams on the new dialog ends the call: BYE to the carrier.
+    let new_call_id = header(&new_invite.msg, HeaderName::CallId);
+    let new_bye = teams_bye_on(
+        &new_call_id,
+        &header(&new_invite.msg, HeaderName::From),
+        "<sip:sip.pstnhub.microsoft.com>;tag=ms2",
+        1,
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6002),
+        msg: new_bye,
+    });
+    h.response(200);
+    let carrier_bye = h.request(Method::Bye);
+    assert_eq!(carrier_bye.leg, LegId::Carrier);
+    assert_eq!(
+        header(&carrier_bye.msg, HeaderName::CallId),
+        header(&invite.msg, HeaderName::CallId)
+    );
 }
