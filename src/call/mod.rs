@@ -34,6 +34,9 @@
 //! (the caller leg keeps the caller's Call-ID, the leg the SBC originates gets a fresh random
 //! one); client transactions by the `TxId` given to [`Call::on_sent`]. A CANCEL arrives as
 //! [`Input::Request`] (its own server transaction) on the leg of the INVITE it cancels.
+//! A transfer (REFER from Teams, rows 36-38) gives the Teams leg a new dialog: once it is
+//! answered, `call_id(LegId::Teams)` returns the new Call-ID; keep routing the old one to the
+//! call too (Microsoft ends the old dialog with its own BYE, which releases only that dialog).
 //! Transaction layer events map as: `TuEvent::Response` -> [`Input::Response`];
 //! `Timeout` on a client tx -> `TxFailed { reason: Timeout }`; `TransportError` -> `TxFailed
 //! { reason: Transport }` (a connect/TLS failure may use `ConnectFailed`; both fail over);
