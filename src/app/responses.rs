@@ -215,3 +215,94 @@ async fn send_rest_in_order(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::transport::{ListenerSpec, Transport, TransportSettings};
+    use std::net::Ipv4Addr;
+
+    fn response(transport: &str, via: SocketAddr, branch: &str) -> Bytes {
+        Bytes::from(format!(
+            "SIP/2.0 200 OK\r\nVia: SIP/2.0/{transport} {via};branch=z9hG4bK-{branch}\r\n\
+             From: <sip:a@example.net>;tag=1\r\nTo: <sip:b@example.net>;tag=2\r\n\
+             Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
+        ))
+    }
+
+    /// A port whose accept queue is full: SYNs to it go unanswered, connects hang.
+    fn blackhole() -> (socket2::Socket, Vec<socket2::Socket>, SocketAddr) {
+        use socket2::{Domain, Socket, Type};
+        let trap = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+        trap.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
+            .unwrap();
+        trap.listen(0).unwrap();
+        let addr = trap.local_addr().unwrap().as_socket().unwrap();
+        let fill = (0..4)
+            .map(|_| {
+                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
+                s.set_nonblocking(true).unwrap();
+                let _ = s.connect(&addr.into());
+                s
+            })
+            .collect();
+        (trap, fill, addr)
+    }
+
+    #[tokio::test]
+    async fn answers_waiting_for_connects_are_limited_and_never_hold_up_udp() {
+        let registry = prometheus::Registry::new();
+        let any = SocketAddr::from((Ipv4Addr::LOCALHOST, 0));
+        let settings = TransportSettings {
+            listeners: vec![ListenerSpec {
+                kind: TransportKind::Udp,
+                bind: any,
+            }],
+            connect_timeout: Duration::from_secs(60),
+            ..TransportSettings::default()
+        };
+        let (transport, _inbound) = Transport::start(settings, &registry).await.unwrap();
+        let udp_local = transport.local_addr(TransportKind::Udp).unwrap();
+        let (commands, _commands_rx) = mpsc::channel(1024);
+        let failures = AnswerFailures::register(&registry, commands).unwrap();
+        let queue = spawn_response_sender(transport.clone(), failures.clone());
+        let (_trap, _fill, trap_addr) = blackhole();
+
+        // One more request connection than the limit, each gone, each answer aimed at the
+        // blackholed Via port.
+        for i in 0..=MAX_CONNECTING_ANSWERS {
+            let source = Source {
+                kind: TransportKind::Tcp,
+                local: udp_local,
+                remote: SocketAddr::from((Ipv4Addr::LOCALHOST, 20_000 + i as u16)),
+                connection: None,
+            };
+            queue.push((None, source, response("TCP", trap_addr, &format!("t{i}"))));
+        }
+        let limited = || failures.dropped.with_label_values(&["connect_limit"]).get();
+        for _ in 0..500 {
+            if limited() >= 1 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(limited(), 1, "exactly the answer over the limit is dropped");
+
+        let client = tokio::net::UdpSocket::bind(any).await.unwrap();
+        let client_addr = client.local_addr().unwrap();
+        let source = Source {
+            kind: TransportKind::Udp,
+            local: udp_local,
+            remote: client_addr,
+            connection: None,
+        };
+        queue.push((None, source, response("UDP", client_addr, "udp")));
+        let mut buf = vec![0u8; 4096];
+        let received = tokio::time::timeout(Duration::from_secs(5), client.recv(&mut buf))
+            .await
+            .expect("the UDP answer waited behind the pending connects")
+            .unwrap();
+        assert!(buf[..received].starts_with(b"SIP/2.0 200 OK"));
+        transport.shutdown();
+    }
+}
