@@ -161,7 +161,7 @@ load() {
 	mkdir -p "$w/uas"
 	(cd "$w/uas" && exec sipp -sf "$BENCH/uas-teams.xml" -t "$uas_t" -key ctransport "$ctransport" \
 		-i "$uas_ip" -p "$uas_port" -mi "$uas_ip" -mp 8000 -aa "${SIPP_COMMON[@]}" -stf uas.csv \
-		-m "$total" -timeout "$((tmax + 20))s" >uas.out 2>&1) &
+		-timeout "$((tmax + 20))s" >uas.out 2>&1) &
 	UAS_PID=$!
 	local up=0
 	for _ in $(seq 100); do
@@ -274,8 +274,9 @@ load() {
 		thread_pct "$w/threads0" "$w/threads1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
 			>"$WORK/sbc-threads-$kind-$rate.txt"
 	fi
-	# the UAS ends by itself after the last BYE (-m); give it a moment, then stop it
-	for _ in $(seq 30); do kill -0 "$UAS_PID" 2>/dev/null || break; sleep 0.1; done
+	# No -m on the UAS (it would count the SBC's OPTIONS pings as calls): every UAC ended
+	# after its last BYE was answered, so the UAS is idle; 0.5 s lets its 250 ms dumps catch up.
+	sleep 0.5
 	stop_pid "$SAMPLER_PID" sampler
 	SAMPLER_PID=""
 	local mem_peak
