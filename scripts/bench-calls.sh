@@ -34,6 +34,7 @@
 #   BUDGET_S=1080 (whole run; the searches stop stepping when their share is used)
 #   BUILD=1 (cargo build --release first)  SBC_BIN=target/release/teams-sbc
 #   SBC_SIP=127.0.0.1:5062 TEAMS_ADDR=127.0.1.1:5080 METRICS_ADDR=127.0.0.1:9095
+#   CARRIER_PORTS=10000-19999 TEAMS_PORTS=20000-29999 (SBC media ranges; they cap the rate)
 #   PEERS_DIR=/work/shared/peers  SAVE=1 (write docs/bench/calls-<UTC>.md and .tsv)
 #   OUT_DIR=docs/bench  KEEP=0 (1: keep every step's SIPp/SBC files, not only failures)
 #   RT=1 (root: run everything under SCHED_RR 10, see below; RT=0 = normal priority;
@@ -50,7 +51,7 @@ BENCH="$HERE/bench"
 # knobs given on the command line go into the reported command
 KNOBS_SET=${BENCH_CALLS_KNOBS:-}
 [ -n "${BENCH_CALLS_RT:-}" ] || for knob in START_CPS MAX_CPS STEP_SECS HOLD_MS BISECT UAC_MAX_CPS TENANTS MEM_CALLS PEER_MEM_CALLS \
-	MEM_CPS MEM_HOLD_S MEM_SETTLE_S BUDGET_S BUILD SAVE KEEP RT RT_POLICY SBC_SIP TEAMS_ADDR METRICS_ADDR PEERS_DIR; do
+	MEM_CPS MEM_HOLD_S MEM_SETTLE_S BUDGET_S BUILD SAVE KEEP RT RT_POLICY CARRIER_PORTS TEAMS_PORTS SBC_SIP TEAMS_ADDR METRICS_ADDR PEERS_DIR; do
 	[ -n "${!knob:-}" ] && KNOBS_SET+="$knob=${!knob} "
 done
 export START_CPS=${START_CPS:-500} MAX_CPS=${MAX_CPS:-32000} STEP_SECS=${STEP_SECS:-5}
@@ -61,6 +62,9 @@ export BUDGET_S=${BUDGET_S:-1080} BUILD=${BUILD:-1} SAVE=${SAVE:-1} KEEP=${KEEP:
 export SBC_BIN=${SBC_BIN:-$ROOT/target/release/teams-sbc}
 export SBC_SIP=${SBC_SIP:-127.0.0.1:5062} TEAMS_ADDR=${TEAMS_ADDR:-127.0.1.1:5080}
 export METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9095}
+# SBC media port ranges. At 4,000 cps x 1 s hold the carrier range of 10,000 ports ran out
+# (503 Retry-After: 1, "media port range ... exhausted"): it caps the search near 3,750 cps.
+export CARRIER_PORTS=${CARRIER_PORTS:-10000-19999} TEAMS_PORTS=${TEAMS_PORTS:-20000-29999}
 export PEERS_DIR=${PEERS_DIR:-/work/shared/peers} OUT_DIR=${OUT_DIR:-$ROOT/docs/bench}
 SIPP_COMMON=(-nostdin -buff_size 4194304 -trace_stat -trace_counts -trace_err -fd 250ms)
 TSV_HEADER="path	kind	rate	uacs	calls	created	ok	failed	retrans	retrans_sent	unexpected	dead	achieved_cps	inv_rt_ms	sipp_rc	sut_cpu%	rtpe_cpu%	uac_cpu%	uas_cpu%	mem0_kb	mem_peak_kb	mem1_kb	mem2_kb	established	sut_active	fds0	fds1	sbc_retrans	verdict"
@@ -88,8 +92,8 @@ render_sbc_config() {
 	}
 	sed -e "s/@SIP_ADDR@/$SBC_SIP/" -e "s/@TLS_PORT@/$port_tls/g" -e "s/@TEAMS_ADDR@/$TEAMS_ADDR/" \
 		-e "s/@METRICS_ADDR@/$METRICS_ADDR/" -e "s/@TENANTS@/$TENANTS/" \
-		-e "s/@CARRIER_PORT_MIN@/10000/" -e "s/@CARRIER_PORT_MAX@/19999/" \
-		-e "s/@TEAMS_PORT_MIN@/20000/" -e "s/@TEAMS_PORT_MAX@/29999/" \
+		-e "s/@CARRIER_PORT_MIN@/${CARRIER_PORTS%-*}/" -e "s/@CARRIER_PORT_MAX@/${CARRIER_PORTS#*-}/" \
+		-e "s/@TEAMS_PORT_MIN@/${TEAMS_PORTS%-*}/" -e "s/@TEAMS_PORT_MAX@/${TEAMS_PORTS#*-}/" \
 		"$BENCH/sbc-bench.toml" >"$dir/sbc.toml"
 	# One tenant per 3-digit block: DIDs +49301kkk*, called numbers +49301kkknnnn.
 	for ((i = 0; i < TENANTS; i++)); do
