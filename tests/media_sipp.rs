@@ -10,10 +10,12 @@
 
 use std::io::Write;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+mod common;
+
+use common::write_pcmu_pcap;
 use teams_sbc::media::{InterfaceSettings, LatchingMode, LegSide, MediaEngine, MediaSettings};
 
 const RELAY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 33, 1);
@@ -24,93 +26,6 @@ const UAS_SIP_PORT: u16 = 45080;
 const UAC_MEDIA_PORT: u16 = 46000;
 const UAS_MEDIA_PORT: u16 = 46100;
 const PACKETS: u32 = 100; // 2 s of 20 ms PCMU
-
-fn require_sipp() {
-    let found = Command::new("sipp")
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok();
-    assert!(
-        found,
-        "the `sipp` binary is missing: install it with `apt-get install -y sip-tester`"
-    );
-}
-
-/// A PCMU pcap (Ethernet/IPv4/UDP/RTP, 20 ms packets of a 400 Hz tone) for
-/// `play_pcap_audio`; SIPp rewrites the addresses and ports when replaying.
-fn write_pcmu_pcap(path: &Path, packets: u32) {
-    let mut out = Vec::new();
-    // Global header: magic, v2.4, tz 0, sigfigs 0, snaplen 65535, linktype Ethernet.
-    out.extend_from_slice(&0xa1b2_c3d4u32.to_le_bytes());
-    out.extend_from_slice(&2u16.to_le_bytes());
-    out.extend_from_slice(&4u16.to_le_bytes());
-    out.extend_from_slice(&0i32.to_le_bytes());
-    out.extend_from_slice(&0u32.to_le_bytes());
-    out.extend_from_slice(&65535u32.to_le_bytes());
-    out.extend_from_slice(&1u32.to_le_bytes());
-    for i in 0..packets {
-        let mut rtp = vec![0x80, if i == 0 { 0x80 } else { 0 }];
-        rtp.extend_from_slice(&((1000 + i) as u16).to_be_bytes());
-        rtp.extend_from_slice(&(160_000 + 160 * i).to_be_bytes());
-        rtp.extend_from_slice(&0x5eed_1234u32.to_be_bytes());
-        for n in 0..160u32 {
-            let phase = 2.0 * std::f64::consts::PI * 400.0 * f64::from(i * 160 + n) / 8000.0;
-            rtp.push(linear_to_ulaw((phase.sin() * 8000.0) as i16));
-        }
-        let mut udp = Vec::new();
-        udp.extend_from_slice(&7000u16.to_be_bytes());
-        udp.extend_from_slice(&8000u16.to_be_bytes());
-        udp.extend_from_slice(&((8 + rtp.len()) as u16).to_be_bytes());
-        udp.extend_from_slice(&0u16.to_be_bytes());
-        udp.extend_from_slice(&rtp);
-        let mut ip = vec![0x45, 0xb8];
-        ip.extend_from_slice(&((20 + udp.len()) as u16).to_be_bytes());
-        ip.extend_from_slice(&(i as u16).to_be_bytes());
-        ip.extend_from_slice(&[0, 0, 64, 17, 0, 0, 127, 0, 0, 1, 127, 0, 0, 1]);
-        let checksum = ip_checksum(&ip);
-        ip[10..12].copy_from_slice(&checksum.to_be_bytes());
-        let mut frame = vec![0u8; 12];
-        frame.extend_from_slice(&[0x08, 0x00]);
-        frame.extend_from_slice(&ip);
-        frame.extend_from_slice(&udp);
-        let micros = i * 20_000;
-        out.extend_from_slice(&(micros / 1_000_000).to_le_bytes());
-        out.extend_from_slice(&(micros % 1_000_000).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&(frame.len() as u32).to_le_bytes());
-        out.extend_from_slice(&frame);
-    }
-    std::fs::write(path, out).unwrap();
-}
-
-fn ip_checksum(header: &[u8]) -> u16 {
-    let mut sum: u32 = header
-        .chunks(2)
-        .map(|c| u32::from(u16::from_be_bytes([c[0], c[1]])))
-        .sum();
-    while sum >> 16 != 0 {
-        sum = (sum & 0xffff) + (sum >> 16);
-    }
-    !(sum as u16)
-}
-
-/// G.711 u-law encoding of one 16-bit sample.
-fn linear_to_ulaw(sample: i16) -> u8 {
-    const BIAS: i32 = 0x84;
-    const CLIP: i32 = 32635;
-    let sign = if sample < 0 { 0x80 } else { 0 };
-    let magnitude = (i32::from(sample).abs().min(CLIP)) + BIAS;
-    let mut exponent = 7;
-    let mut mask = 0x4000;
-    while exponent > 0 && magnitude & mask == 0 {
-        exponent -= 1;
-        mask >>= 1;
-    }
-    let mantissa = (magnitude >> (exponent + 3)) & 0x0f;
-    !(sign | (exponent << 4) | mantissa) as u8
-}
 
 fn uac_scenario(pause_ms: u32) -> String {
     format!(
@@ -242,7 +157,7 @@ fn wait_bounded(child: &mut KillOnDrop, limit: Duration) -> Option<std::process:
 
 #[test]
 fn sipp_uac_and_uas_exchange_rtp_through_a_session() {
-    require_sipp();
+    common::require("sipp", "sip-tester");
     let dir = tempfile::tempdir().unwrap();
     write_pcmu_pcap(&dir.path().join("pcmu.pcap"), PACKETS);
 
