@@ -361,6 +361,10 @@ pub struct Tenant {
     pub numbers: Vec<String>,
     /// Name of the `[[carrier_trunk]]` this tenant's PSTN calls use.
     pub carrier_trunk: String,
+    /// Further trunks tried in order when the one before fails transiently (408, 5xx, timeout,
+    /// connect failure) before the callee was alerted.
+    #[serde(default)]
+    pub failover_carrier_trunks: Vec<String>,
     #[serde(default)]
     pub max_concurrent_calls: Option<u32>,
     #[serde(default)]

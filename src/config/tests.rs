@@ -622,3 +622,31 @@ fn transport_allowed_sources_are_the_source_acl() {
     assert!(!allowed.admits("127.0.0.2".parse().unwrap()));
     assert!(!allowed.admits("198.51.100.7".parse().unwrap()));
 }
+
+#[test]
+fn failover_carrier_trunks_must_exist_and_not_repeat() {
+    let ok = GOOD.replacen(
+        "carrier_trunk = \"pstn\"",
+        "carrier_trunk = \"pstn\"\nfailover_carrier_trunks = []",
+        1,
+    );
+    assert!(parse(&ok).is_ok());
+    let e = errors_with(
+        "carrier_trunk = \"pstn\"",
+        "carrier_trunk = \"pstn\"\nfailover_carrier_trunks = [\"nope\"]",
+    );
+    assert_error(
+        &e,
+        "tenant[0].failover_carrier_trunks[0]",
+        "no carrier trunk named \"nope\"",
+    );
+    let e = errors_with(
+        "carrier_trunk = \"pstn\"",
+        "carrier_trunk = \"pstn\"\nfailover_carrier_trunks = [\"pstn\"]",
+    );
+    assert_error(
+        &e,
+        "tenant[0].failover_carrier_trunks[0]",
+        "carrier trunk \"pstn\" is listed twice",
+    );
+}

@@ -631,6 +631,14 @@ fn tenants(config: &Config, r: &mut Report) -> Vec<Vec<NumberBlock>> {
                 format!("no carrier trunk named {:?}", t.carrier_trunk),
             );
         }
+        for (j, name) in t.failover_carrier_trunks.iter().enumerate() {
+            let field = format!("tenant[{i}].failover_carrier_trunks[{j}]");
+            if !config.carrier_trunks.iter().any(|c| c.name == *name) {
+                r.error(&field, format!("no carrier trunk named {name:?}"));
+            } else if *name == t.carrier_trunk || t.failover_carrier_trunks[..j].contains(name) {
+                r.error(&field, format!("carrier trunk {name:?} is listed twice"));
+            }
+        }
         if t.max_concurrent_calls == Some(0) {
             r.error(&f("max_concurrent_calls"), "0 would refuse every call");
         }

@@ -296,10 +296,24 @@ impl RoutingTable {
                     })?;
                 blocks.push((id, block));
             }
+            let mut tenant_trunks = vec![TrunkId(trunk as u16)];
+            for name in &t.failover_carrier_trunks {
+                let failover = trunks
+                    .iter()
+                    .position(|c| *c.name == **name)
+                    .ok_or_else(|| RoutingError::UnknownTrunk {
+                        tenant: t.name.clone(),
+                        trunk: name.clone(),
+                    })?;
+                let id = TrunkId(failover as u16);
+                if !tenant_trunks.contains(&id) {
+                    tenant_trunks.push(id);
+                }
+            }
             tenants.push(Tenant {
                 name: Arc::from(t.name.as_str()),
                 fqdn: Arc::from(fqdn.as_str()),
-                trunks: vec![TrunkId(trunk as u16)],
+                trunks: tenant_trunks,
                 screen_calling_number: options.screen_calling_numbers,
                 max_concurrent_calls: t.max_concurrent_calls,
                 max_calls_per_second: t.max_calls_per_second,

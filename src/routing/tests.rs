@@ -807,3 +807,33 @@ fn registering_twice_in_one_registry_is_an_error_not_a_panic() {
     RoutingMetrics::register(&registry).unwrap();
     assert!(RoutingMetrics::register(&registry).is_err());
 }
+
+#[test]
+fn tenant_failover_trunks_follow_the_primary_in_configured_order() {
+    let text = CONFIG.replacen(
+        "carrier_trunk = \"pstn-a\"",
+        "carrier_trunk = \"pstn-a\"\nfailover_carrier_trunks = [\"pstn-b-core\", \"pstn-b\"]",
+        1,
+    );
+    let loaded = config::parse_str(&text, "routing.toml", Path::new("."), false).unwrap();
+    let t = RoutingTable::from_config(&loaded.config).unwrap();
+    let acme = t.tenant(tenant(&t, "acme")).unwrap();
+    assert_eq!(
+        acme.trunks,
+        vec![
+            trunk(&t, "pstn-a"),
+            trunk(&t, "pstn-b-core"),
+            trunk(&t, "pstn-b")
+        ]
+    );
+    // A transient failure of the primary moves the outbound call to the next trunk.
+    let mut route = t
+        .route_outbound("acme.sbc1.carrier.example", "+4989123", Some("+4930123450"))
+        .unwrap();
+    assert_eq!(route.trunks.current(), Some(trunk(&t, "pstn-a")));
+    assert_eq!(
+        route.trunks.on_failure(TrunkFailure::Response(503)),
+        TrunkStep::TryNext(trunk(&t, "pstn-b-core"))
+    );
+    assert_eq!(route.trunks.current(), Some(trunk(&t, "pstn-b-core")));
+}
