@@ -11,43 +11,7 @@ use rsip::message::HasHeaders;
 use teams_sbc::sip::{HeaderName, Limits, Message};
 
 /// The same Teams-style INVITE the benchmark uses.
-const TEAMS_INVITE: &str = concat!(
-    "INVITE sip:+14255550100@sbc1.customer.example.com:5061;user=phone;transport=tls SIP/2.0\r\n",
-    "FROM: <sip:+14255550199@sip.pstnhub.microsoft.com:5061;user=phone>;tag=a3e2b0fc1b2d4a4f\r\n",
-    "TO: <sip:+14255550100@sbc1.customer.example.com:5061;user=phone>\r\n",
-    "CSEQ: 1 INVITE\r\n",
-    "CALL-ID: 5b3a9f0e2c1d4e6fa7b8c9d0e1f2a3b4\r\n",
-    "MAX-FORWARDS: 70\r\n",
-    "VIA: SIP/2.0/TLS 52.114.148.0:5061;branch=z9hG4bKc4d6f2a1\r\n",
-    "RECORD-ROUTE: <sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls;lr>\r\n",
-    "CONTACT: <sip:api-du-a-usea.pstnhub.microsoft.com:443;x-i=5c1f0a3e7d2b4c8e>\r\n",
-    "CONTENT-LENGTH: 525\r\n",
-    "SUPPORTED: timer\r\n",
-    "USER-AGENT: Microsoft.PSTNHub.SIPProxy v.2024.10.1.2\r\n",
-    "CONTENT-TYPE: application/sdp\r\n",
-    "SESSION-EXPIRES: 3600\r\n",
-    "ALLOW: INVITE, ACK, OPTIONS, CANCEL, BYE, NOTIFY\r\n",
-    "\r\n",
-    "v=0\r\n",
-    "o=- 75839 0 IN IP4 52.114.148.10\r\n",
-    "s=session\r\n",
-    "c=IN IP4 52.114.148.10\r\n",
-    "b=CT:10000000\r\n",
-    "t=0 0\r\n",
-    "m=audio 49152 RTP/SAVP 0 8 9 103 104 101\r\n",
-    "a=rtcp:49153\r\n",
-    "a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WbN8m3nLq2vX9kZ7yR4tP1sQ6uA0cD5eF8gH2jK3|2^31|1:1\r\n",
-    "a=crypto:2 AES_CM_128_HMAC_SHA1_80 inline:Zq3xY7wV1uT5sR9pO2nM6lK0jI4hG8fE3dC7bA1z|2^31\r\n",
-    "a=rtpmap:0 PCMU/8000\r\n",
-    "a=rtpmap:8 PCMA/8000\r\n",
-    "a=rtpmap:9 G722/8000\r\n",
-    "a=rtpmap:103 SILK/8000\r\n",
-    "a=rtpmap:104 SILK/16000\r\n",
-    "a=rtpmap:101 telephone-event/8000\r\n",
-    "a=fmtp:101 0-16\r\n",
-    "a=ptime:20\r\n",
-    "a=sendrecv\r\n",
-);
+const TEAMS_INVITE: &str = include_str!("data/teams_invite.sip");
 
 const CARRIER_INVITE: &str = concat!(
     "INVITE sip:+14255550100@sbc.carrier.example.net;user=phone SIP/2.0\r\n",

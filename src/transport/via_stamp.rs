@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use crate::sip::{HeaderName, Limits, Message};
+use crate::sip::{Limits, Message};
 
 /// The request with its top Via stamped, or `None` when nothing needs to change (a response,
 /// no rport asked for and the sent-by host already equal to the source address).
@@ -65,29 +65,17 @@ fn stamped_limits(limits: &Limits) -> Limits {
     }
 }
 
-/// Byte range of the top Via value inside the message: the parser hands out slices of the
-/// message buffer, so the offset is found by address; a search of the first Via line is the
-/// fallback.
+/// Byte range of the top Via value inside the message. The parser hands out slices of the
+/// message buffer, so the offset is found by address; a value that is not such a slice (an
+/// unfolded copy) is left unstamped rather than searched for.
 fn locate(buf: &Bytes, raw: &Bytes) -> Option<(usize, usize)> {
     let base = buf.as_ptr() as usize;
     let at = raw.as_ptr() as usize;
-    if at >= base && at + raw.len() <= base + buf.len() && !raw.is_empty() {
-        let start = at - base;
-        return Some((start, start + raw.len()));
+    if raw.is_empty() || at < base || at + raw.len() > base + buf.len() {
+        return None;
     }
-    let first_via = Message::parse(buf.clone(), &Limits::default())
-        .ok()?
-        .header_entries()
-        .iter()
-        .find(|e| e.name == HeaderName::Via)?
-        .value_range
-        .clone();
-    let line = &buf[first_via.clone()];
-    let offset = memchr::memmem::find(line, raw)?;
-    Some((
-        first_via.start + offset,
-        first_via.start + offset + raw.len(),
-    ))
+    let start = at - base;
+    Some((start, start + raw.len()))
 }
 
 #[cfg(test)]
