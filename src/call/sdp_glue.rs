@@ -14,6 +14,10 @@ use crate::sdp::{
     RemoteMedia, SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
 };
 
+mod reinvite;
+
+pub(crate) use reinvite::{PendingOffer, ReinvitePlan};
+
 /// The SDP state of a call: what each leg sent us and what we sent each leg.
 pub(crate) struct Negotiation {
     teams_local: SocketAddr,
@@ -385,11 +389,11 @@ impl Negotiation {
         vec![
             MediaCommand::SetPayloadMap {
                 direction: MapDirection::CarrierToTeams,
-                mappings: mappings(&maps.carrier_to_teams, sc),
+                mappings: mappings(&maps.carrier_to_teams),
             },
             MediaCommand::SetPayloadMap {
                 direction: MapDirection::TeamsToCarrier,
-                mappings: mappings(&maps.teams_to_carrier, st),
+                mappings: mappings(&maps.teams_to_carrier),
             },
         ]
     }
@@ -436,20 +440,11 @@ fn with_direction(sdp: &[u8], direction: Direction) -> Vec<u8> {
     out.into_bytes()
 }
 
-/// Payload mappings with the clock rate of the codec as the sender uses it.
-fn mappings(map: &PtMap, sender_uses: &Sdp) -> Vec<PayloadMapping> {
-    let section = sender_uses
-        .primary_audio_index()
-        .and_then(|i| sender_uses.media().get(i));
-    map.pairs()
-        .iter()
-        .map(|(from, to)| {
-            let rate = section
-                .and_then(|s| s.codec(*from))
-                .map(|c| c.clock_rate)
-                .unwrap_or(8000);
-            PayloadMapping::new(*from, *to).with_clock_rate(rate)
-        })
+/// Payload mappings (row 48: telephone-event too, under each leg's own number) with the
+/// clock rate of the codec as the sender uses it.
+fn mappings(map: &PtMap) -> Vec<PayloadMapping> {
+    map.entries()
+        .map(|(from, to, rate)| PayloadMapping::new(from, to).with_clock_rate(rate))
         .collect()
 }
 

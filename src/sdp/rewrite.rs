@@ -630,3 +630,129 @@ fn plain_profile(profile: &str) -> &'static str {
         "RTP/AVP"
     }
 }
+
+/// Row 48: telephone-event crosses every rewrite, under the number each leg negotiated.
+#[cfg(test)]
+mod dtmf_tests {
+    use super::*;
+
+    const TEAMS_KEY: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd";
+
+    fn sdp(text: &str) -> Sdp {
+        Sdp::parse(text.replace('\n', "\r\n").as_bytes()).unwrap()
+    }
+
+    fn carrier_sdp(formats: &str, te_pt: u8) -> Sdp {
+        sdp(&format!(
+            "v=0\no=pstn 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
+             m=audio 16384 RTP/AVP {formats}\na=rtpmap:0 PCMU/8000\n\
+             a=rtpmap:{te_pt} telephone-event/8000\na=fmtp:{te_pt} 0-16\na=sendrecv\n"
+        ))
+    }
+
+    fn teams_sdp(formats: &str, te_pt: u8) -> Sdp {
+        sdp(&format!(
+            "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+             m=audio 52884 RTP/SAVP {formats}\na=rtpmap:0 PCMU/8000\n\
+             a=rtpmap:{te_pt} telephone-event/8000\na=fmtp:{te_pt} 0-15\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{TEAMS_KEY}|2^31\na=rtcp-mux\na=sendrecv\n"
+        ))
+    }
+
+    struct Sides {
+        key: SdesKey,
+        teams_codecs: CodecList,
+        carrier_codecs: CodecList,
+    }
+
+    impl Sides {
+        fn new() -> Sides {
+            Sides {
+                key: SdesKey::generate(),
+                teams_codecs: CodecList::teams_default(),
+                carrier_codecs: CodecList::new(["PCMU", "PCMA", "telephone-event"]),
+            }
+        }
+
+        fn teams(&self) -> TeamsSide<'_> {
+            TeamsSide {
+                local: "203.0.113.10:40000".parse().unwrap(),
+                key: &self.key,
+                ice: None,
+                codecs: &self.teams_codecs,
+            }
+        }
+
+        fn carrier(&self) -> CarrierSide<'_> {
+            CarrierSide {
+                local: "10.1.1.1:30000".parse().unwrap(),
+                codecs: &self.carrier_codecs,
+                offer_rtcp_mux: false,
+                strip_vendor_attributes: true,
+            }
+        }
+    }
+
+    fn origin() -> LegOrigin {
+        LegOrigin::new(1, "203.0.113.10".parse().unwrap())
+    }
+
+    fn telephone_event(m: &MediaSection) -> Vec<(u8, Option<String>)> {
+        m.rtpmaps()
+            .filter(|c| c.encoding.eq_ignore_ascii_case("telephone-event"))
+            .map(|c| (c.pt, m.fmtp(c.pt).map(str::to_owned)))
+            .collect()
+    }
+
+    #[test]
+    fn row48_pstn_to_teams_offer_keeps_101_and_answer_to_carrier_renumbers_teams_96() {
+        let s = Sides::new();
+        let carrier_offer = carrier_sdp("0 101", 101);
+        let to_teams = offer_towards_teams(&carrier_offer, &s.teams(), &mut origin()).unwrap();
+        let m = &to_teams.media()[0];
+        assert_eq!(m.format_list(), "0 101");
+        assert_eq!(telephone_event(m), vec![(101, Some("0-16".into()))]);
+
+        let teams_answer = teams_sdp("0 96", 96);
+        let to_carrier =
+            answer_towards_carrier(&teams_answer, &carrier_offer, &s.carrier(), &mut origin())
+                .unwrap();
+        let m = &to_carrier.media()[0];
+        assert_eq!(m.format_list(), "0 101");
+        assert_eq!(telephone_event(m), vec![(101, Some("0-15".into()))]);
+        assert!(m.rtpmaps().all(|c| c.pt != 96), "{to_carrier:?}");
+    }
+
+    #[test]
+    fn row48_teams_to_pstn_offer_keeps_127_and_answer_to_teams_renumbers_carrier_101() {
+        let s = Sides::new();
+        let teams_offer = teams_sdp("0 127", 127);
+        let to_carrier = offer_towards_carrier(&teams_offer, &s.carrier(), &mut origin()).unwrap();
+        let m = &to_carrier.media()[0];
+        assert_eq!(m.format_list(), "0 127");
+        assert_eq!(telephone_event(m), vec![(127, Some("0-15".into()))]);
+
+        let carrier_answer = carrier_sdp("0 101", 101);
+        let to_teams =
+            answer_towards_teams(&carrier_answer, &teams_offer, &s.teams(), &mut origin()).unwrap();
+        let m = &to_teams.media()[0];
+        assert_eq!(m.format_list(), "0 127");
+        assert_eq!(telephone_event(m), vec![(127, Some("0-16".into()))]);
+    }
+
+    #[test]
+    fn row48_telephone_event_dropped_only_when_a_leg_does_not_allow_it() {
+        let s = Sides::new();
+        let no_dtmf = CodecList::new(["PCMU"]);
+        let side = CarrierSide {
+            codecs: &no_dtmf,
+            ..s.carrier()
+        };
+        let to_carrier =
+            offer_towards_carrier(&teams_sdp("0 101", 101), &side, &mut origin()).unwrap();
+        let m = &to_carrier.media()[0];
+        assert_eq!(m.format_list(), "0");
+        assert!(telephone_event(m).is_empty());
+        assert!(m.fmtp(101).is_none());
+    }
+}
