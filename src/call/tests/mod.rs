@@ -1,6 +1,7 @@
 //! Whole call flows with a simulated clock: inputs in, exact messages out (parsed back).
 
 mod basic;
+mod dtmf;
 mod failover;
 mod profile_rows;
 mod random_flows;
