@@ -1,0 +1,493 @@
+//! Row 48 end to end: RFC 4733 telephone-event DTMF through the SBC (started in-process on
+//! loopback) when the legs number telephone-event differently, in both directions, before
+//! the answer (early media after a 183 with SDP) and after it.
+//!
+//! SIPp carries the signalling: the carrier (SIPp UAC over UDP, 127.0.0.2) offers PCMU/0 and
+//! telephone-event/101; the Microsoft proxy stand-in (SIPp UAS over TCP, 127.0.0.3) answers
+//! telephone-event/96 in a 183, then in the 200 after a pause, and hangs up after another.
+//! Both SDPs point at this test's own UDP sockets, so the test sends and receives the media
+//! itself: plain RTP on the carrier leg, SRTP on the Teams leg (webrtc-srtp with the keys from
+//! the SDP: the test chose the Teams key, the SBC's key is read from the offer the Teams SIPp
+//! logged).
+//!
+//! Each digit ('5', then '#') is sent as a real RFC 4733 event: a start packet with the
+//! marker bit, continuation packets with growing duration, and the end packet (E bit) three
+//! times, all with the event's timestamp. The other leg must receive every one of them, in
+//! order and exactly once, with that leg's payload type and otherwise byte for byte the same
+//! header and payload (after SRTP on the Teams leg). Whether a phase ran before or after the
+//! answer is checked on the SBC's own call metrics, not on timings; every wait is bounded.
+
+mod common;
+
+use std::net::{SocketAddr, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use common::*;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::protection_profile::ProtectionProfile;
+
+const ACME_DID: &str = "+4930123450";
+const PSTN_CALLER: &str = "+4969111222";
+const LONG: Duration = Duration::from_secs(45);
+/// What the carrier calls telephone-event (its offer) and what Teams calls it (its answer).
+const CARRIER_TE: u8 = 101;
+const TEAMS_TE: u8 = 96;
+/// How long the Teams stand-in stays in early media, then answered: each DTMF phase takes a
+/// fraction of that on loopback, and the test checks the call state around each phase.
+const EARLY_MS: &str = "5000";
+const HOLD_MS: &str = "5000";
+
+/// RFC 4733 event codes.
+const DIGIT_5: u8 = 5;
+const DIGIT_POUND: u8 = 11;
+
+/// A scenario from `tests/sipp/dtmf` with its `@NAME@` placeholders replaced, written to `dir`.
+fn dtmf_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/sipp/dtmf")
+        .join(file);
+    let mut text = std::fs::read_to_string(&source).unwrap();
+    for (name, value) in values {
+        text = text.replace(&format!("@{name}@"), value);
+    }
+    for name in [
+        "CALLER",
+        "MEDIA_IP",
+        "MEDIA_PORT",
+        "CRYPTO",
+        "EARLY_MS",
+        "HOLD_MS",
+    ] {
+        assert!(
+            !text.contains(&format!("@{name}@")),
+            "unfilled @{name}@ in {file}"
+        );
+    }
+    std::fs::create_dir_all(dir).unwrap();
+    let path = dir.join(file);
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
+fn teams_uas(lab: &Lab, port: u16, media: SocketAddr, key: &str) -> Peer {
+    let dir = lab.path().join(format!("teams-{port}"));
+    let path = dtmf_scenario(
+        &dir,
+        "teams_uas.xml",
+        &[
+            ("MEDIA_IP", &media.ip().to_string()),
+            ("MEDIA_PORT", &media.port().to_string()),
+            ("CRYPTO", key),
+            ("EARLY_MS", EARLY_MS),
+            ("HOLD_MS", HOLD_MS),
+        ],
+    );
+    let sipp_media = free_port_pair(TEAMS_IP);
+    let peer = sipp(
+        "Teams SIPp UAS (dtmf)",
+        &dir,
+        &path,
+        &[
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            sipp_media.to_string(),
+        ],
+    );
+    wait_listening_tcp((TEAMS_IP, port).into());
+    peer
+}
+
+fn carrier_uac(lab: &Lab, media: SocketAddr) -> Peer {
+    let port = free_udp_port(CARRIER_IP);
+    let dir = lab.path().join(format!("carrier-{port}"));
+    let path = dtmf_scenario(
+        &dir,
+        "carrier_uac.xml",
+        &[
+            ("CALLER", PSTN_CALLER),
+            ("MEDIA_IP", &media.ip().to_string()),
+            ("MEDIA_PORT", &media.port().to_string()),
+        ],
+    );
+    let sipp_media = free_port_pair(CARRIER_IP);
+    sipp(
+        "carrier SIPp UAC (dtmf)",
+        &dir,
+        &path,
+        &[
+            lab.udp_addr().to_string(),
+            "-s".into(),
+            ACME_DID.into(),
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            sipp_media.to_string(),
+        ],
+    )
+}
+
+/// The fields after `tag` in the first line that has it in the SIPp logs of the peer running
+/// in `<lab dir>/<dir_prefix>*`.
+fn logged(lab: &Lab, dir_prefix: &str, tag: &str) -> Option<Vec<String>> {
+    for dir in std::fs::read_dir(lab.path()).ok()?.flatten() {
+        if !dir.file_name().to_string_lossy().starts_with(dir_prefix) {
+            continue;
+        }
+        for entry in std::fs::read_dir(dir.path()).ok()?.flatten() {
+            if !entry.file_name().to_string_lossy().ends_with("_logs.log") {
+                continue;
+            }
+            let text = std::fs::read_to_string(entry.path()).ok()?;
+            if let Some(line) = text.lines().find(|l| l.contains(tag)) {
+                let rest = line.split(tag).nth(1)?;
+                return Some(rest.split_whitespace().map(str::to_owned).collect());
+            }
+        }
+    }
+    None
+}
+
+fn wait_logged(peer: &Peer, dir_prefix: &str, lab: &Lab, tag: &str) -> Vec<String> {
+    let deadline = Instant::now() + LONG;
+    loop {
+        if let Some(fields) = logged(lab, dir_prefix, tag) {
+            return fields;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never logged {tag}; SIPp errors:\n{}",
+            peer.name,
+            peer.errors()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// A random SDES inline key (16-byte key + 14-byte salt, base64).
+fn new_inline_key() -> String {
+    let raw: [u8; 30] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+fn srtp_context(inline: &str) -> Context {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(inline)
+        .expect("SDES inline key is base64");
+    assert_eq!(raw.len(), 30, "AES_CM_128 key + salt");
+    // No replay protection: a duplicate forwarded by the SBC must show up, not be hidden.
+    Context::new(
+        &raw[..16],
+        &raw[16..],
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+/// One RTP stream as a sender sees it.
+struct Stream {
+    ssrc: u32,
+    seq: u16,
+    /// RTP clock (8 kHz) of the next event or audio frame.
+    timestamp: u32,
+}
+
+impl Stream {
+    fn new(ssrc: u32) -> Stream {
+        Stream {
+            ssrc,
+            seq: rand::random::<u16>() & 0x7fff,
+            timestamp: rand::random::<u32>() & 0x7fff_ffff,
+        }
+    }
+
+    fn packet(&mut self, pt: u8, marker: bool, timestamp: u32, payload: &[u8]) -> Vec<u8> {
+        let mut p = vec![0x80, pt | if marker { 0x80 } else { 0 }];
+        p.extend_from_slice(&self.seq.to_be_bytes());
+        p.extend_from_slice(&timestamp.to_be_bytes());
+        p.extend_from_slice(&self.ssrc.to_be_bytes());
+        p.extend_from_slice(payload);
+        self.seq = self.seq.wrapping_add(1);
+        p
+    }
+
+    /// One 20 ms PCMU frame.
+    fn audio(&mut self) -> Vec<u8> {
+        let ts = self.timestamp;
+        self.timestamp = self.timestamp.wrapping_add(160);
+        self.packet(0, false, ts, &[0xff; 160])
+    }
+
+    /// RFC 4733 §2.5: a DTMF event as its sender emits it. Every packet carries the event's
+    /// start timestamp; the first has the marker bit; the duration grows; the final packet
+    /// (E bit) goes out three times (§2.5.1.4), each with its own sequence number.
+    fn dtmf(&mut self, pt: u8, event: u8) -> Vec<Vec<u8>> {
+        const VOLUME: u8 = 10;
+        let ts = self.timestamp;
+        let mut out = Vec::new();
+        for (i, duration) in [160u16, 320, 480, 640].into_iter().enumerate() {
+            let [hi, lo] = duration.to_be_bytes();
+            out.push(self.packet(pt, i == 0, ts, &[event, VOLUME, hi, lo]));
+        }
+        let [hi, lo] = 800u16.to_be_bytes();
+        for _ in 0..3 {
+            out.push(self.packet(pt, false, ts, &[event, 0x80 | VOLUME, hi, lo]));
+        }
+        self.timestamp = self.timestamp.wrapping_add(800 + 400);
+        out
+    }
+}
+
+/// `packet` with its payload type replaced (the marker bit kept).
+fn with_pt(packet: &[u8], pt: u8) -> Vec<u8> {
+    let mut p = packet.to_vec();
+    p[1] = (p[1] & 0x80) | pt;
+    p
+}
+
+/// The test's two media ends and what it knows of the SBC's.
+struct Media {
+    carrier: UdpSocket,
+    teams: UdpSocket,
+    sbc_carrier: SocketAddr,
+    sbc_teams: SocketAddr,
+    /// Encrypts what "Teams" sends (the key of its SDP).
+    teams_encrypt: Context,
+    /// Decrypts what the SBC sends to "Teams" (the key of the SBC's offer).
+    teams_decrypt: Context,
+    carrier_stream: Stream,
+    teams_stream: Stream,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Towards {
+    Teams,
+    Carrier,
+}
+
+impl Media {
+    fn send(&mut self, towards: Towards, packet: &[u8]) {
+        match towards {
+            Towards::Teams => {
+                self.carrier.send_to(packet, self.sbc_carrier).unwrap();
+            }
+            Towards::Carrier => {
+                let protected = self.teams_encrypt.encrypt_rtp(packet).unwrap();
+                self.teams.send_to(&protected, self.sbc_teams).unwrap();
+            }
+        }
+    }
+
+    /// The next RTP packet that reaches the receiving end, plain (SRTP removed on the Teams
+    /// side), or `None` after `limit`.
+    fn receive(&mut self, towards: Towards, limit: Duration) -> Option<Vec<u8>> {
+        let socket = match towards {
+            Towards::Teams => &self.teams,
+            Towards::Carrier => &self.carrier,
+        };
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let Ok((n, _)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            // RTCP (payload types 192-223 with the marker bit) is not what this test checks.
+            if n < 12 || (192..=223).contains(&buf[1]) {
+                continue;
+            }
+            return Some(match towards {
+                Towards::Teams => self
+                    .teams_decrypt
+                    .decrypt_rtp(&buf[..n])
+                    .unwrap_or_else(|e| panic!("SRTP from the SBC does not decrypt: {e}"))
+                    .to_vec(),
+                Towards::Carrier => buf[..n].to_vec(),
+            });
+        }
+        None
+    }
+
+    /// Audio until one frame crosses (the SBC has the leg's remote, keys and map): then the
+    /// path is known good, and leftovers are drained.
+    fn prime(&mut self, towards: Towards) {
+        for _ in 0..20 {
+            let frame = match towards {
+                Towards::Teams => self.carrier_stream.audio(),
+                Towards::Carrier => self.teams_stream.audio(),
+            };
+            self.send(towards, &frame);
+            if self
+                .receive(towards, Duration::from_millis(500))
+                .is_some_and(|p| p[1] & 0x7f == 0)
+            {
+                while self.receive(towards, Duration::from_millis(200)).is_some() {}
+                return;
+            }
+        }
+        panic!("no audio crossed the SBC towards {towards:?}");
+    }
+
+    /// Sends `digits` as RFC 4733 events with `sent_pt` and checks the other end gets every
+    /// packet, in order, exactly once, with `expected_pt` and nothing else changed.
+    fn dtmf(&mut self, towards: Towards, digits: &[u8], sent_pt: u8, expected_pt: u8) {
+        self.prime(towards);
+        for &digit in digits {
+            let packets = match towards {
+                Towards::Teams => self.carrier_stream.dtmf(sent_pt, digit),
+                Towards::Carrier => self.teams_stream.dtmf(sent_pt, digit),
+            };
+            for p in &packets {
+                self.send(towards, p);
+            }
+            let mut received = Vec::new();
+            while received.len() < packets.len() {
+                match self.receive(towards, Duration::from_secs(3)) {
+                    Some(p) => received.push(p),
+                    None => break,
+                }
+            }
+            // Anything more would be a duplicate (or a packet the SBC made up).
+            if let Some(extra) = self.receive(towards, Duration::from_millis(300)) {
+                received.push(extra);
+            }
+            let expected: Vec<Vec<u8>> = packets.iter().map(|p| with_pt(p, expected_pt)).collect();
+            assert_eq!(
+                received.len(),
+                expected.len(),
+                "digit {digit} towards {towards:?}: {} of {} packets arrived",
+                received.len(),
+                expected.len()
+            );
+            for (i, (got, want)) in received.iter().zip(&expected).enumerate() {
+                assert_eq!(
+                    got, want,
+                    "digit {digit} towards {towards:?}, packet {i}: header or payload differs"
+                );
+            }
+            // Spelled out what the byte comparison above already covers.
+            assert_eq!(received[0][1], 0x80 | expected_pt, "marker on the first");
+            let ends = received.iter().filter(|p| p[13] & 0x80 != 0).count();
+            assert_eq!(ends, 3, "all three end packets (E bit)");
+            let first_ts = &received[0][4..8];
+            assert!(received.iter().all(|p| &p[4..8] == first_ts));
+        }
+    }
+}
+
+fn calls_answered(lab: &Lab) -> f64 {
+    lab.metric("calls_answered_total", &[])
+}
+
+fn calls_active(lab: &Lab) -> f64 {
+    lab.metric("calls_active", &[])
+}
+
+/// Row 48: PSTN -> Teams call, carrier telephone-event 101, Teams 96. Before the answer
+/// (183 early media) and after it, '5' and '#' cross in both directions: the carrier's 101
+/// reaches Teams as 96 (SRTP), Teams' 96 reaches the carrier as 101, with marker bit,
+/// timestamp, event payload and all three end packets intact.
+#[test]
+fn row48_dtmf_101_96_both_directions_before_and_after_answer() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(56400);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let carrier_socket = UdpSocket::bind((CARRIER_IP, 0)).unwrap();
+    let teams_socket = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
+    for s in [&carrier_socket, &teams_socket] {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    let teams_key = new_inline_key();
+    let mut teams = teams_uas(
+        &lab,
+        proxy_port,
+        teams_socket.local_addr().unwrap(),
+        &teams_key,
+    );
+    let mut carrier = carrier_uac(&lab, carrier_socket.local_addr().unwrap());
+
+    // The SBC's Teams-side address and key (its offer), then its carrier side (the 183).
+    let offer = wait_logged(&teams, "teams-", &lab, "SBC-OFFER ");
+    let early = wait_logged(&carrier, "carrier-", &lab, "SBC-EARLY ");
+    assert_eq!(offer.len(), 3, "{offer:?}");
+    assert_ne!(offer[2], teams_key, "the SBC announces its own key");
+    let mut media = Media {
+        carrier: carrier_socket,
+        teams: teams_socket,
+        sbc_carrier: format!("{}:{}", early[0], early[1]).parse().unwrap(),
+        sbc_teams: format!("{}:{}", offer[0], offer[1]).parse().unwrap(),
+        teams_encrypt: srtp_context(&teams_key),
+        teams_decrypt: srtp_context(&offer[2]),
+        carrier_stream: Stream::new(0xca44_1e40),
+        teams_stream: Stream::new(0x7ea3_5000),
+    };
+
+    // Before answer: early media after the 183.
+    assert_eq!(calls_answered(&lab), 0.0);
+    media.dtmf(
+        Towards::Teams,
+        &[DIGIT_5, DIGIT_POUND],
+        CARRIER_TE,
+        TEAMS_TE,
+    );
+    media.dtmf(
+        Towards::Carrier,
+        &[DIGIT_5, DIGIT_POUND],
+        TEAMS_TE,
+        CARRIER_TE,
+    );
+    assert_eq!(
+        calls_answered(&lab),
+        0.0,
+        "the early DTMF phase ran past the 200 (EARLY_MS too short for this machine)"
+    );
+
+    // After answer.
+    lab.wait_for("the call to be answered", LONG, |lab| {
+        calls_answered(lab) >= 1.0
+    });
+    wait_logged(&carrier, "carrier-", &lab, "SBC-ANSWER ");
+    media.dtmf(
+        Towards::Teams,
+        &[DIGIT_5, DIGIT_POUND],
+        CARRIER_TE,
+        TEAMS_TE,
+    );
+    media.dtmf(
+        Towards::Carrier,
+        &[DIGIT_5, DIGIT_POUND],
+        TEAMS_TE,
+        CARRIER_TE,
+    );
+    assert_eq!(
+        calls_active(&lab),
+        1.0,
+        "the answered DTMF phase ran past the BYE (HOLD_MS too short for this machine)"
+    );
+
+    teams.expect_success(LONG);
+    carrier.expect_success(LONG);
+    assert_eq!(
+        lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")]),
+        0.0
+    );
+    lab.wait_idle();
+}
