@@ -32,6 +32,85 @@ impl StatusClass {
     }
 }
 
+/// One configured rewrite of a final status on its way to the caller (`[[carrier_trunk]]
+/// response_map`): `from` is the status the called side sent, `to` the one the caller gets.
+/// Validation keeps both final error codes (`from` 300..=699, `to` 400..=699 except 401/407).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct StatusRewrite {
+    pub from: u16,
+    pub to: u16,
+}
+
+/// What a `486 Busy Here` from Teams carries in its Q.850 Reason towards the carrier (row 58).
+/// Microsoft maps busy to Q.850 cause 34 (NICC ND1017) where RFC 4497 says 17; carriers that
+/// retry on 34 ring the caller again and again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BusyCause {
+    /// Cause 34 becomes this cause (default 17, "user busy"); other causes pass.
+    Rewrite(u8),
+    /// No Q.850 Reason on a 486 at all (the carrier derives 17 from the status).
+    Strip,
+    /// Teams' cause as it came.
+    Pass,
+}
+
+impl Default for BusyCause {
+    fn default() -> Self {
+        BusyCause::Rewrite(17)
+    }
+}
+
+/// Final-response policy of a carrier trunk: status tables per direction and the Q.850 rule
+/// of row 58.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ResponsePolicy {
+    /// PSTN -> Teams calls: Teams' final error on its way to the carrier.
+    pub to_carrier: Vec<StatusRewrite>,
+    /// Teams -> PSTN calls: the carrier's final error on its way to Teams.
+    pub to_teams: Vec<StatusRewrite>,
+    pub busy_cause: BusyCause,
+}
+
+/// The Q.850 cause in one `Reason` header value (`Q.850;cause=34;text="..."`), if it is one.
+/// Anything else (the `SIP` protocol, a cause outside 1..=127, garbage) is `None`.
+pub(crate) fn q850_cause(value: &[u8]) -> Option<u8> {
+    let text = std::str::from_utf8(value).ok()?;
+    let mut parts = text.split(';');
+    let protocol = parts.next()?.trim();
+    if !protocol.eq_ignore_ascii_case("Q.850") {
+        return None;
+    }
+    parts.find_map(|param| {
+        let (name, value) = param.split_once('=')?;
+        if !name.trim().eq_ignore_ascii_case("cause") {
+            return None;
+        }
+        let value = value.trim();
+        if value.is_empty() || value.len() > 3 || !value.bytes().all(|b| b.is_ascii_digit()) {
+            return None;
+        }
+        value.parse::<u8>().ok().filter(|c| (1..=127).contains(c))
+    })
+}
+
+/// The `Reason` value that crosses from Teams to the carrier with a final error response
+/// (`teams_status` as Teams sent it) or a BYE (`teams_status` = `None`): the first Q.850 cause
+/// Teams gave, written fresh as `Q.850;cause=N` (Teams' `text=` stays behind with every other
+/// Microsoft diagnostic), after the 486 rule of `busy`. `SIP` protocol Reasons do not cross.
+pub(crate) fn q850_reason_to_carrier(
+    teams_status: Option<u16>,
+    reasons: &[bytes::Bytes],
+    busy: BusyCause,
+) -> Option<String> {
+    let cause = reasons.iter().find_map(|r| q850_cause(r))?;
+    let cause = match (teams_status, busy) {
+        (Some(486), BusyCause::Strip) => return None,
+        (Some(486), BusyCause::Rewrite(to)) if cause == 34 => to,
+        _ => cause,
+    };
+    Some(format!("Q.850;cause={cause}"))
+}
+
 /// Statuses passed through unchanged; everything else is folded by class below.
 const KEEP: &[u16] = &[
     403, 404, 408, 410, 480, 484, 485, 486, 487, 488, 500, 502, 503, 504, 600, 603,
@@ -60,7 +139,42 @@ pub fn map_final_status(
     progressed: bool,
     failover_codes: &[u16],
 ) -> u16 {
-    let mapped = if KEEP.contains(&status) {
+    map_final_status_with(status, towards_teams, progressed, failover_codes, &[])
+}
+
+/// [`map_final_status`] with a configured table of one direction (`StatusRewrite::from` =
+/// the status the called side sent, before any built-in folding). Order:
+/// 1. towards Teams before any 18x, a transient failure (408, 5xx after the built-in folding)
+///    always becomes the failover code (row 30): no table entry can hide it from Microsoft's
+///    trunk failover;
+/// 2. the first table entry whose `from` is the called side's status decides;
+/// 3. otherwise the built-in rules (`KEEP`, `REWRITE`, folding by class);
+/// 4. towards Teams before any 18x, a transient result of 2/3 becomes the failover code too.
+pub fn map_final_status_with(
+    status: u16,
+    towards_teams: bool,
+    progressed: bool,
+    failover_codes: &[u16],
+    table: &[StatusRewrite],
+) -> u16 {
+    let built_in = built_in_status(status);
+    let may_fail_over = towards_teams && !progressed;
+    if may_fail_over && is_transient(built_in) {
+        return failover_code(failover_codes);
+    }
+    let mapped = table
+        .iter()
+        .find(|rule| rule.from == status)
+        .map_or(built_in, |rule| rule.to);
+    if may_fail_over && is_transient(mapped) {
+        return failover_code(failover_codes);
+    }
+    mapped
+}
+
+/// The built-in mapping of a final error from the called side.
+fn built_in_status(status: u16) -> u16 {
+    if KEEP.contains(&status) {
         status
     } else if let Some((_, to)) = REWRITE.iter().find(|(from, _)| *from == status) {
         *to
@@ -73,11 +187,7 @@ pub fn map_final_status(
             600..=699 => 603,
             _ => 500,
         }
-    };
-    if towards_teams && !progressed && is_transient(mapped) {
-        return failover_code(failover_codes);
     }
-    mapped
 }
 
 /// A failure worth trying elsewhere: timeout or server error.
@@ -185,5 +295,115 @@ mod tests {
                 status
             );
         }
+    }
+
+    #[test]
+    fn row58_table_is_keyed_by_the_called_sides_status_and_row30_comes_first() {
+        let table = [
+            StatusRewrite { from: 415, to: 488 },
+            StatusRewrite { from: 503, to: 486 },
+            StatusRewrite { from: 486, to: 502 },
+            StatusRewrite { from: 404, to: 480 },
+        ];
+        // Towards the carrier: the table decides, the built-in rules otherwise.
+        assert_eq!(
+            map_final_status_with(415, false, false, DEFAULT_FAILOVER, &table),
+            488
+        );
+        assert_eq!(
+            map_final_status_with(503, false, false, DEFAULT_FAILOVER, &table),
+            486
+        );
+        assert_eq!(
+            map_final_status_with(416, false, false, DEFAULT_FAILOVER, &table),
+            480
+        );
+        // Towards Teams before any 18x: transient failures stay the failover code (row 30),
+        // and a transient table result becomes it too.
+        assert_eq!(
+            map_final_status_with(503, true, false, DEFAULT_FAILOVER, &table),
+            503
+        );
+        assert_eq!(map_final_status_with(486, true, false, &[504], &table), 504);
+        assert_eq!(
+            map_final_status_with(404, true, false, DEFAULT_FAILOVER, &table),
+            480
+        );
+        // After a 18x the table decides.
+        assert_eq!(
+            map_final_status_with(503, true, true, DEFAULT_FAILOVER, &table),
+            486
+        );
+        assert_eq!(
+            map_final_status_with(486, true, true, DEFAULT_FAILOVER, &table),
+            502
+        );
+        // An empty table is map_final_status.
+        for status in 300..=699 {
+            for (teams, progressed) in [(false, false), (true, false), (true, true)] {
+                assert_eq!(
+                    map_final_status_with(status, teams, progressed, DEFAULT_FAILOVER, &[]),
+                    map_final_status(status, teams, progressed, DEFAULT_FAILOVER)
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn q850_cause_parsing() {
+        assert_eq!(q850_cause(b"Q.850;cause=34;text=\"x\""), Some(34));
+        assert_eq!(q850_cause(b" q.850 ; Cause = 17 "), Some(17));
+        assert_eq!(q850_cause(b"Q.850;text=\"a;b\";cause=16"), Some(16));
+        for bad in [
+            &b"SIP;cause=486"[..],
+            b"Q.850",
+            b"Q.850;cause=",
+            b"Q.850;cause=0",
+            b"Q.850;cause=128",
+            b"Q.850;cause=0034",
+            b"Q.850;cause=-1",
+            b"Q.8500;cause=34",
+            b"\xff\xfe",
+            b"",
+        ] {
+            assert_eq!(q850_cause(bad), None, "{}", String::from_utf8_lossy(bad));
+        }
+    }
+
+    #[test]
+    fn row58_q850_reason_towards_the_carrier() {
+        let busy = [bytes::Bytes::from_static(b"Q.850;cause=34;text=\"Busy\"")];
+        let reason = |status, policy| q850_reason_to_carrier(status, &busy, policy);
+        assert_eq!(
+            reason(Some(486), BusyCause::default()).as_deref(),
+            Some("Q.850;cause=17")
+        );
+        assert_eq!(
+            reason(Some(486), BusyCause::Rewrite(21)).as_deref(),
+            Some("Q.850;cause=21")
+        );
+        assert_eq!(
+            reason(Some(486), BusyCause::Pass).as_deref(),
+            Some("Q.850;cause=34")
+        );
+        assert_eq!(reason(Some(486), BusyCause::Strip), None);
+        // Not a 486: the cause crosses as sent; a BYE (no status) likewise.
+        assert_eq!(
+            reason(Some(480), BusyCause::Strip).as_deref(),
+            Some("Q.850;cause=34")
+        );
+        assert_eq!(
+            reason(None, BusyCause::default()).as_deref(),
+            Some("Q.850;cause=34")
+        );
+        let sip_only = [bytes::Bytes::from_static(b"SIP;cause=486")];
+        assert_eq!(
+            q850_reason_to_carrier(Some(486), &sip_only, BusyCause::Pass),
+            None
+        );
+        assert_eq!(
+            q850_reason_to_carrier(Some(486), &[], BusyCause::Pass),
+            None
+        );
     }
 }
