@@ -77,6 +77,7 @@ use crate::transaction::TxId;
 use crate::transport::TransportKind;
 
 pub use codes::{map_final_status, StatusClass};
+pub use flow::ReplacesHeader;
 pub use profile::{CarrierProfile, TeamsProfile};
 
 /// Which side of the call a message belongs to.

@@ -305,6 +305,73 @@ impl Negotiation {
         self.before_transfer = None;
     }
 
+    /// INVITE with Replaces from Microsoft (row 22): answer the new Teams dialog's `offer`
+    /// from the carrier leg's current media with a fresh SRTP key and origin on the same
+    /// Teams-side address (rows 41, 43); its media then takes over the Teams side. The carrier
+    /// keeps its codec: an offer without it fails with `NoCommonCodec` (488) and nothing
+    /// changes. `carrier_offered`: the carrier made the offer on its leg (our answer to it
+    /// then holds the codec in use).
+    pub fn answer_for_replacement(
+        &mut self,
+        offer: &[u8],
+        carrier_offered: bool,
+    ) -> Result<(Bytes, Vec<MediaCommand>), SdpError> {
+        let offer = Sdp::parse(offer)?;
+        let remote = RemoteMedia::from_sdp(&offer)?;
+        let carrier_answer = match carrier_offered {
+            true => self.sent[0].as_ref(),
+            false => self.received[0].as_ref(),
+        }
+        .ok_or(SdpError::NoAudio)?;
+        let key = SdesKey::generate();
+        let mut origin = LegOrigin::random(self.teams_local.ip());
+        let side = TeamsSide {
+            local: self.teams_local,
+            key: &key,
+            ice: self.ice.as_ref(),
+            codecs: &self.teams_codecs,
+        };
+        let answer = sdp::answer_towards_teams(carrier_answer, &offer, &side, &mut origin)?;
+        // The first codec of the anchored stream that carries voice (not DTMF or noise).
+        fn voice_codec(sdp: &Sdp) -> Option<(String, u32, u8)> {
+            let section = sdp.media().get(sdp.primary_audio_index()?)?;
+            let codecs = section.codecs();
+            let codec = codecs.iter().find(|c| {
+                !c.encoding.eq_ignore_ascii_case("telephone-event")
+                    && !c.encoding.eq_ignore_ascii_case("CN")
+            })?;
+            let encoding = codec.encoding.to_ascii_uppercase();
+            Some((encoding, codec.clock_rate, codec.channels))
+        }
+        let in_use = voice_codec(carrier_answer);
+        if in_use.is_none() || voice_codec(&answer) != in_use {
+            return Err(SdpError::NoCommonCodec);
+        }
+        let bytes = Bytes::from(answer.to_bytes());
+        let previous = self.swap_teams(TeamsLegState {
+            key,
+            origin,
+            sent: Some(answer),
+            received: Some(offer),
+        });
+        match self.teams_commands() {
+            Ok(mut commands) => {
+                if !remote.on_hold {
+                    // The replaced dialog may have been on hold; the new one is not.
+                    commands.push(MediaCommand::SetHold {
+                        leg: LegId::Teams.media_side(),
+                        on_hold: false,
+                    });
+                }
+                Ok((bytes, commands))
+            }
+            Err(e) => {
+                self.swap_teams(previous);
+                Err(e)
+            }
+        }
+    }
+
     fn swap_teams(&mut self, state: TeamsLegState) -> TeamsLegState {
         let previous = TeamsLegState {
             key: self.teams_key.clone(),

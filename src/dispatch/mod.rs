@@ -24,6 +24,7 @@
 
 mod admit;
 mod paths;
+mod replaces;
 mod settings;
 mod table;
 mod timers;
@@ -369,6 +370,7 @@ impl Dispatcher {
         source: Route,
         cancels: Option<TxId>,
     ) -> Option<TuEvent<Route>> {
+        let msg = self.route_replaces(now, layer, tx, msg, &from)?;
         let method = msg.method().cloned();
         let in_dialog = msg.to().ok().is_some_and(|to| to.tag.is_some());
         let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));

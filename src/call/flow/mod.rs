@@ -7,7 +7,10 @@
 mod callee;
 mod ending;
 mod peer;
+pub(super) mod replaces;
 mod transfer;
+
+pub use replaces::ReplacesHeader;
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::time::{Duration, Instant};
@@ -90,6 +93,8 @@ pub(crate) struct State {
     transfer: Option<transfer::Transfer>,
     /// Teams dialogs a transfer replaced, until Microsoft ends them with BYE.
     replaced_teams: Vec<Dialog>,
+    /// Our 200 to an INVITE with Replaces from Microsoft, until its ACK (row 22).
+    replacement: Option<replaces::Replacement>,
 }
 
 fn idx(leg: LegId) -> usize {
@@ -169,6 +174,7 @@ impl State {
             awaiting: HashSet::new(),
             transfer: None,
             replaced_teams: Vec::new(),
+            replacement: None,
         }
     }
 
@@ -429,8 +435,13 @@ impl State {
             }
             Input::TxFailed {
                 reason: TxFailure::AckTimeout,
+                tx,
                 ..
-            } => self.ack_missing(now, out),
+            } => {
+                if !self.replacement_ack_timeout(now, tx, out) {
+                    self.ack_missing(now, out);
+                }
+            }
             Input::TxFailed { tx, .. } if tx == self.caller_tx => self.caller_lost(now, out),
             Input::TxFailed { tx, reason, .. } => {
                 if let Some(&token) = self.txs.get(&tx) {

@@ -19,6 +19,9 @@ impl State {
         if leg == LegId::Teams && self.on_other_teams_dialog(tx, &msg, out) {
             return;
         }
+        if leg == LegId::Teams && self.on_new_teams_dialog(tx, &msg, out) {
+            return;
+        }
         if method != Method::Cancel {
             if let Ok(cseq) = msg.cseq() {
                 let dialog = self.dialog(leg);
@@ -192,6 +195,9 @@ impl State {
         msg: Message,
         out: &mut VecDeque<Output>,
     ) {
+        if self.replacement_acked(leg, &msg) {
+            return;
+        }
         if leg != self.caller || self.phase != Phase::Answered {
             return;
         }

@@ -6,6 +6,7 @@ mod failover;
 mod profile_rows;
 mod random_flows;
 mod refer;
+mod replaces;
 mod teardown;
 
 use std::net::SocketAddr;

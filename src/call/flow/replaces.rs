@@ -1,0 +1,272 @@
+//! INVITE with `Replaces` from Microsoft (row 22, RFC 3891; doc section 2.8): Microsoft opens
+//! a new dialog that takes over the Teams leg of a confirmed call (call queues, some
+//! transfers). The SBC answers it 200 from the carrier's current media (same Teams-side
+//! address and port, a fresh SRTP key: rows 41, 43), releases the replaced dialog with BYE
+//! (RFC 3891 §3: the UAS ends the replaced dialog) and leaves the carrier leg untouched; an
+//! offer without the carrier's codec is answered 488 and the call stays as it was.
+//!
+//! Matching (RFC 3891 §3): the header's Call-ID is the current Teams dialog's, `to-tag` is
+//! our tag in it and `from-tag` Microsoft's; anything else is 481. A confirmed dialog with
+//! `early-only` is 486; an early (ringing) Teams dialog is 481 (no call pickup here); a call
+//! that is ending 603; while a transfer or another replacement is in progress, or our 2xx to
+//! the caller is not yet ACKed, 491.
+//!
+//! The ACK of our 200 arrives on the new Call-ID. If it never comes (the transaction layer's
+//! `AckTimeout` on the INVITE's server transaction) the whole call ends with BYE on both legs
+//! (RFC 3261 §13.3.1.4): the replaced dialog is already released, so the carrier would
+//! otherwise be left talking to nobody.
+//!
+//! The SBC itself never sends Replaces (row 22): every message towards Microsoft is built
+//! from scratch by the leg's dialog and profile.
+
+use super::*;
+
+/// A parsed `Replaces` header value (RFC 3891 §6.1).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ReplacesHeader {
+    pub call_id: Bytes,
+    /// Compared with the replaced dialog's local tag (ours).
+    pub to_tag: Bytes,
+    /// Compared with the replaced dialog's remote tag (Microsoft's).
+    pub from_tag: Bytes,
+    /// Replace only an early dialog.
+    pub early_only: bool,
+}
+
+impl ReplacesHeader {
+    /// `callid *( SEMI replaces-param )`; exactly one `to-tag` and one `from-tag`.
+    pub fn parse(value: &[u8]) -> Result<ReplacesHeader, &'static str> {
+        let text = std::str::from_utf8(value).map_err(|_| "Replaces is not UTF-8")?;
+        let mut parts = text.split(';');
+        let call_id = parts.next().unwrap_or("").trim();
+        let call_id_ok = !call_id.is_empty()
+            && call_id
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'<' | b'>'));
+        if !call_id_ok {
+            return Err("Replaces without a valid Call-ID");
+        }
+        let (mut to_tag, mut from_tag, mut early_only) = (None, None, false);
+        for param in parts {
+            let (name, value) = match param.split_once('=') {
+                Some((n, v)) => (n.trim(), Some(v.trim())),
+                None => (param.trim(), None),
+            };
+            let slot = if name.eq_ignore_ascii_case("to-tag") {
+                &mut to_tag
+            } else if name.eq_ignore_ascii_case("from-tag") {
+                &mut from_tag
+            } else {
+                if name.eq_ignore_ascii_case("early-only") {
+                    early_only = true;
+                }
+                continue;
+            };
+            let tag = value.filter(|v| !v.is_empty() && v.bytes().all(|b| b.is_ascii_graphic()));
+            match (slot.is_some(), tag) {
+                (false, Some(tag)) => *slot = Some(Bytes::copy_from_slice(tag.as_bytes())),
+                (true, _) => return Err("Replaces with a repeated tag parameter"),
+                (false, None) => return Err("Replaces with an empty tag parameter"),
+            }
+        }
+        match (to_tag, from_tag) {
+            (Some(to_tag), Some(from_tag)) => Ok(ReplacesHeader {
+                call_id: Bytes::copy_from_slice(call_id.as_bytes()),
+                to_tag,
+                from_tag,
+                early_only,
+            }),
+            _ => Err("Replaces without to-tag and from-tag"),
+        }
+    }
+
+    /// The one `Replaces` header of `msg`: `Ok(None)` when there is none, an error when it
+    /// does not parse or there are several (RFC 3891 §3: 400).
+    pub fn of(msg: &Message) -> Result<Option<ReplacesHeader>, &'static str> {
+        let values = msg.header_lines(&HeaderName::Replaces);
+        match values.len() {
+            0 => Ok(None),
+            1 => {
+                let value = msg.header(&HeaderName::Replaces).unwrap_or_default();
+                ReplacesHeader::parse(&value).map(Some)
+            }
+            _ => Err("more than one Replaces header"),
+        }
+    }
+}
+
+/// Our 200 to an accepted INVITE with Replaces, until its ACK.
+pub(super) struct Replacement {
+    tx: TxId,
+    call_id: Bytes,
+}
+
+impl State {
+    /// A Teams request on a Call-ID the call does not know as a dialog yet: an INVITE with
+    /// Replaces (row 22) is handled here; anything else on such a Call-ID gets 481 (its ACK is
+    /// absorbed). Returns false for requests on a dialog the call knows.
+    pub(super) fn on_new_teams_dialog(
+        &mut self,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        let Some(call_id) = msg.call_id() else {
+            return false;
+        };
+        // Runs after `on_other_teams_dialog`, which took the replaced and transfer dialogs.
+        let known = call_id == self.dialogs[idx(LegId::Teams)].call_id
+            || self.replaced_teams.iter().any(|d| d.call_id == call_id);
+        if known {
+            return false;
+        }
+        let initial = msg.to().ok().is_some_and(|to| to.tag.is_none());
+        match msg.method() {
+            Some(Method::Ack) => {}
+            Some(Method::Invite) if initial => self.on_replaces_invite(tx, msg, out),
+            _ => self.answer_new_dialog(tx, msg, 481, out),
+        }
+        true
+    }
+
+    fn on_replaces_invite(&mut self, tx: TxId, msg: &Message, out: &mut VecDeque<Output>) {
+        let replaces = match ReplacesHeader::of(msg) {
+            Ok(Some(replaces)) => replaces,
+            // A new INVITE without Replaces is a new call, never this call's business.
+            Ok(None) => return self.answer_new_dialog(tx, msg, 481, out),
+            Err(_) => return self.answer_new_dialog(tx, msg, 400, out),
+        };
+        let status = self.replaces_refusal(&replaces);
+        if status != 0 {
+            return self.answer_new_dialog(tx, msg, status, out);
+        }
+        let body = msg.body();
+        if body.is_empty() || !is_sdp(msg) {
+            // Microsoft always offers; an offerless INVITE would need our offer in the 200.
+            return self.answer_new_dialog(tx, msg, 488, out);
+        }
+        let carrier_offered = self.direction == Direction::Inbound && !self.neg.delayed_offer;
+        let (answer, commands) = match self.neg.answer_for_replacement(&body, carrier_offered) {
+            Ok(answered) => answered,
+            Err(e) => return self.answer_new_dialog(tx, msg, e.sip_status(), out),
+        };
+        let policy = self.dialogs[idx(LegId::Teams)].policy.clone();
+        let mut new_leg = Dialog::from_invite(msg, new_tag(), policy);
+        if new_leg.contact_user.is_none() {
+            new_leg.contact_user = self.dialogs[idx(LegId::Teams)].contact_user.clone();
+        }
+        out.extend(commands.into_iter().map(Output::Media));
+        out.push_back(Output::SendResponse {
+            leg: LegId::Teams,
+            tx,
+            msg: new_leg.response(msg, 200, Some(&answer)),
+        });
+        let call_id = new_leg.call_id.clone();
+        let mut old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], new_leg);
+        let bye = old.request(Method::Bye, None);
+        let target = old.next_hop();
+        self.send_request(LegId::Teams, target, bye, Sent::Bye, out);
+        // Kept to answer what crosses our BYE on the old dialog (a BYE 200, others 481).
+        self.replaced_teams.push(old);
+        self.replacement = Some(Replacement { tx, call_id });
+    }
+
+    /// The status refusing `replaces` (RFC 3891 §3), or 0 when it may go ahead.
+    fn replaces_refusal(&self, replaces: &ReplacesHeader) -> u16 {
+        let current = &self.dialogs[idx(LegId::Teams)];
+        let matches = replaces.call_id == current.call_id
+            && replaces.to_tag == current.local_tag.as_bytes()
+            && current.remote_tag.as_ref() == Some(&replaces.from_tag);
+        if !matches {
+            return 481;
+        }
+        match self.phase {
+            // An early Teams dialog: not created by us on Teams -> PSTN calls (481 by the
+            // RFC), and call pickup of a ringing PSTN -> Teams call is not offered.
+            Phase::Calling => 481,
+            Phase::Answered => 491,
+            Phase::Ending | Phase::Finished => 603,
+            Phase::Confirmed if replaces.early_only => 486,
+            Phase::Confirmed if self.transfer.is_some() || self.replacement.is_some() => 491,
+            Phase::Confirmed => 0,
+        }
+    }
+
+    /// A final answer on a new dialog we do not take: its own To tag, the Teams headers.
+    fn answer_new_dialog(
+        &mut self,
+        tx: TxId,
+        msg: &Message,
+        status: u16,
+        out: &mut VecDeque<Output>,
+    ) {
+        let policy = self.dialogs[idx(LegId::Teams)].policy.clone();
+        let stranger = Dialog::from_invite(msg, new_tag(), policy);
+        out.push_back(Output::SendResponse {
+            leg: LegId::Teams,
+            tx,
+            msg: stranger.response(msg, status, None),
+        });
+    }
+
+    /// An ACK on `leg`: true when it acknowledges our 200 to an INVITE with Replaces.
+    pub(super) fn replacement_acked(&mut self, leg: LegId, msg: &Message) -> bool {
+        let call_id = msg.call_id();
+        leg == LegId::Teams
+            && self
+                .replacement
+                .take_if(|r| Some(&r.call_id) == call_id.as_ref())
+                .is_some()
+    }
+
+    /// No ACK for our 200 to an INVITE with Replaces: the call ends (module docs). True when
+    /// `tx` was that INVITE.
+    pub(super) fn replacement_ack_timeout(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        out: &mut VecDeque<Output>,
+    ) -> bool {
+        if self.replacement.take_if(|r| r.tx == tx).is_none() {
+            return false;
+        }
+        if matches!(self.phase, Phase::Answered | Phase::Confirmed) {
+            self.end_call(now, EndReason::AckTimeout, None, out);
+        }
+        true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::ReplacesHeader;
+
+    #[test]
+    fn replaces_header_parses_tags_and_early_only_in_any_order_and_case() {
+        let r = ReplacesHeader::parse(
+            b" 98asjd8@pc33.example ; From-Tag=31415 ;early-only;to-tag=7743",
+        )
+        .unwrap();
+        assert_eq!(&r.call_id[..], b"98asjd8@pc33.example");
+        assert_eq!(&r.to_tag[..], b"7743");
+        assert_eq!(&r.from_tag[..], b"31415");
+        assert!(r.early_only);
+        let r = ReplacesHeader::parse(b"abc;to-tag=1;from-tag=2;x=y").unwrap();
+        assert!(!r.early_only);
+    }
+
+    #[test]
+    fn replaces_header_without_both_tags_or_call_id_is_refused() {
+        for bad in [
+            &b"abc;to-tag=1"[..],
+            b"abc;from-tag=2",
+            b";to-tag=1;from-tag=2",
+            b"abc;to-tag=;from-tag=2",
+            b"abc;to-tag=1;to-tag=3;from-tag=2",
+            b"a<b;to-tag=1;from-tag=2",
+            b"\xff;to-tag=1;from-tag=2",
+        ] {
+            assert!(ReplacesHeader::parse(bad).is_err(), "{bad:?}");
+        }
+    }
+}
