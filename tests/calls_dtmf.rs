@@ -2,13 +2,15 @@
 //! loopback) when the legs number telephone-event differently, in both directions, before
 //! the answer (early media after a 183 with SDP) and after it.
 //!
-//! SIPp carries the signalling: the carrier (SIPp UAC over UDP, 127.0.0.2) offers PCMU/0 and
-//! telephone-event/101; the Microsoft proxy stand-in (SIPp UAS over TCP, 127.0.0.3) answers
-//! telephone-event/96 in a 183, then in the 200 after a pause, and hangs up after another.
-//! Both SDPs point at this test's own UDP sockets, so the test sends and receives the media
-//! itself: plain RTP on the carrier leg, SRTP on the Teams leg (webrtc-srtp with the keys from
-//! the SDP: the test chose the Teams key, the SBC's key is read from the offer the Teams SIPp
-//! logged).
+//! SIPp carries the signalling (scenarios in `tests/sipp/dtmf`). PSTN -> Teams: the carrier
+//! (SIPp UAC over UDP, 127.0.0.2) offers PCMU/0 and telephone-event/101; the Microsoft proxy
+//! stand-in (SIPp UAS over TCP, 127.0.0.3) answers telephone-event/96 in a 183, then in the
+//! 200 after a pause, and hangs up after another. Teams -> PSTN: the stand-in (SIPp UAC over
+//! TCP) offers telephone-event/127, the carrier (SIPp UAS over UDP) answers 101 in a 183, then
+//! the 200. All SDPs point at this test's own UDP sockets, so the test sends and receives the
+//! media itself: plain RTP on the carrier leg, SRTP on the Teams leg (webrtc-srtp with the
+//! keys from the SDP: the test chose the Teams key, the SBC's key is read from what the Teams
+//! SIPp logged).
 //!
 //! Each digit ('5', then '#') is sent as a real RFC 4733 event: a start packet with the
 //! marker bit, continuation packets with growing duration, and the end packet (E bit) three
@@ -30,10 +32,13 @@ use webrtc_srtp::protection_profile::ProtectionProfile;
 
 const ACME_DID: &str = "+4930123450";
 const PSTN_CALLER: &str = "+4969111222";
+const PSTN_CALLEE: &str = "+4969555000";
 const LONG: Duration = Duration::from_secs(45);
-/// What the carrier calls telephone-event (its offer) and what Teams calls it (its answer).
+/// What the carrier calls telephone-event and what Teams calls it: 96 when Teams answers a
+/// PSTN call, 127 when it offers a call to the PSTN.
 const CARRIER_TE: u8 = 101;
 const TEAMS_TE: u8 = 96;
+const TEAMS_OFFER_TE: u8 = 127;
 /// How long the Teams stand-in stays in early media, then answered: each DTMF phase takes a
 /// fraction of that on loopback, and the test checks the call state around each phase.
 const EARLY_MS: &str = "5000";
@@ -139,6 +144,78 @@ fn carrier_uac(lab: &Lab, media: SocketAddr) -> Peer {
             sipp_media.to_string(),
         ],
     )
+}
+
+/// The Microsoft stand-in placing a Teams -> PSTN call (SIPp UAC over TCP).
+fn teams_uac(lab: &Lab, media: SocketAddr, key: &str) -> Peer {
+    let port = free_tcp_port(TEAMS_IP);
+    let dir = lab.path().join(format!("teams-uac-{port}"));
+    let path = dtmf_scenario(
+        &dir,
+        "teams_uac.xml",
+        &[
+            ("CALLED", PSTN_CALLEE),
+            ("CALLER", ACME_DID),
+            ("TENANT", &format!("acme.{BASE}")),
+            ("MEDIA_IP", &media.ip().to_string()),
+            ("MEDIA_PORT", &media.port().to_string()),
+            ("CRYPTO", key),
+            ("HOLD_MS", HOLD_MS),
+        ],
+    );
+    let sipp_media = free_port_pair(TEAMS_IP);
+    sipp(
+        "Teams SIPp UAC (dtmf)",
+        &dir,
+        &path,
+        &[
+            lab.tcp_addr().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            sipp_media.to_string(),
+        ],
+    )
+}
+
+/// The carrier trunk answering a Teams -> PSTN call (SIPp UAS over UDP on the trunk address).
+fn carrier_uas(lab: &Lab, media: SocketAddr) -> Peer {
+    let dir = lab.path().join("carrier-uas");
+    let path = dtmf_scenario(
+        &dir,
+        "carrier_uas.xml",
+        &[
+            ("MEDIA_IP", &media.ip().to_string()),
+            ("MEDIA_PORT", &media.port().to_string()),
+            ("EARLY_MS", EARLY_MS),
+        ],
+    );
+    let sipp_media = free_port_pair(CARRIER_IP);
+    let peer = sipp(
+        "carrier SIPp UAS (dtmf)",
+        &dir,
+        &path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            lab.carrier_port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            sipp_media.to_string(),
+        ],
+    );
+    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
+    peer
 }
 
 /// The fields after `tag` in the first line that has it in the SIPp logs of the peer running
@@ -403,18 +480,14 @@ fn calls_active(lab: &Lab) -> f64 {
 /// reaches Teams as 96 (SRTP), Teams' 96 reaches the carrier as 101, with marker bit,
 /// timestamp, event payload and all three end packets intact.
 #[test]
-fn row48_dtmf_101_96_both_directions_before_and_after_answer() {
+fn row48_pstn_to_teams_dtmf_101_96_both_directions_before_and_after_answer() {
     let proxy_port = free_tcp_port(TEAMS_IP);
     let mut spec = LabSpec::new(56400);
     spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
     let lab = Lab::start(spec);
     lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
 
-    let carrier_socket = UdpSocket::bind((CARRIER_IP, 0)).unwrap();
-    let teams_socket = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
-    for s in [&carrier_socket, &teams_socket] {
-        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
-    }
+    let (carrier_socket, teams_socket) = sockets();
     let teams_key = new_inline_key();
     let mut teams = teams_uas(
         &lab,
@@ -477,6 +550,78 @@ fn row48_dtmf_101_96_both_directions_before_and_after_answer() {
         TEAMS_TE,
         CARRIER_TE,
     );
+    assert_eq!(
+        calls_active(&lab),
+        1.0,
+        "the answered DTMF phase ran past the BYE (HOLD_MS too short for this machine)"
+    );
+
+    teams.expect_success(LONG);
+    carrier.expect_success(LONG);
+    assert_eq!(
+        lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")]),
+        0.0
+    );
+    lab.wait_idle();
+}
+
+fn sockets() -> (UdpSocket, UdpSocket) {
+    let carrier = UdpSocket::bind((CARRIER_IP, 0)).unwrap();
+    let teams = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
+    for s in [&carrier, &teams] {
+        s.set_read_timeout(Some(Duration::from_millis(50))).unwrap();
+    }
+    (carrier, teams)
+}
+
+/// Row 48, the other call direction: Teams -> PSTN, Teams offers telephone-event 127, the
+/// carrier answers 101 (183 then 200). Teams' 127 reaches the carrier as 101; the carrier's
+/// DTMF sent under its own 101 (it assumes symmetric payload types) reaches Teams as 127;
+/// before and after the answer, every packet intact.
+#[test]
+fn row48_teams_to_pstn_dtmf_127_101_both_directions_before_and_after_answer() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(56600);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let (carrier_socket, teams_socket) = sockets();
+    let teams_key = new_inline_key();
+    let mut carrier = carrier_uas(&lab, carrier_socket.local_addr().unwrap());
+    let mut teams = teams_uac(&lab, teams_socket.local_addr().unwrap(), &teams_key);
+
+    let offer = wait_logged(&carrier, "carrier-uas", &lab, "SBC-OFFER ");
+    let early = wait_logged(&teams, "teams-uac-", &lab, "SBC-EARLY ");
+    assert_eq!(early.len(), 3, "{early:?}");
+    assert_ne!(early[2], teams_key, "the SBC announces its own key");
+    let mut media = Media {
+        carrier: carrier_socket,
+        teams: teams_socket,
+        sbc_carrier: format!("{}:{}", offer[0], offer[1]).parse().unwrap(),
+        sbc_teams: format!("{}:{}", early[0], early[1]).parse().unwrap(),
+        teams_encrypt: srtp_context(&teams_key),
+        teams_decrypt: srtp_context(&early[2]),
+        carrier_stream: Stream::new(0x0c44_1e41),
+        teams_stream: Stream::new(0x7ea3_5001),
+    };
+
+    assert_eq!(calls_answered(&lab), 0.0);
+    let digits = [DIGIT_5, DIGIT_POUND];
+    media.dtmf(Towards::Carrier, &digits, TEAMS_OFFER_TE, CARRIER_TE);
+    media.dtmf(Towards::Teams, &digits, CARRIER_TE, TEAMS_OFFER_TE);
+    assert_eq!(
+        calls_answered(&lab),
+        0.0,
+        "the early DTMF phase ran past the 200 (EARLY_MS too short for this machine)"
+    );
+
+    lab.wait_for("the call to be answered", LONG, |lab| {
+        calls_answered(lab) >= 1.0
+    });
+    wait_logged(&teams, "teams-uac-", &lab, "SBC-ANSWER ");
+    media.dtmf(Towards::Carrier, &digits, TEAMS_OFFER_TE, CARRIER_TE);
+    media.dtmf(Towards::Teams, &digits, CARRIER_TE, TEAMS_OFFER_TE);
     assert_eq!(
         calls_active(&lab),
         1.0,
