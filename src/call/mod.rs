@@ -153,6 +153,11 @@ pub enum TimerKind {
     ProgressDeadline,
     /// The call is ending: stop waiting for the last responses (BYE, CANCEL) and finish.
     Teardown,
+    /// Session timer (RFC 4028, row 42): we are the refresher on this leg; send the refresh
+    /// re-INVITE (half the session interval, or a retry after 491).
+    SessionRefresh(LegId),
+    /// Session timer: the peer is the refresher on this leg and no refresh came in time.
+    SessionExpiry(LegId),
 }
 
 /// Why a client transaction (or our 2xx) failed without a response.
@@ -242,6 +247,10 @@ pub enum EndReason {
     AllTargetsFailed,
     /// Unusable SDP or an internal mismatch.
     BadMedia,
+    /// The peer was the session refresher on a leg and no refresh came (RFC 4028 §10).
+    SessionExpired,
+    /// Our session refresh failed (408, 481 or no response; RFC 4028 §10).
+    SessionRefreshFailed,
 }
 
 impl EndReason {
@@ -257,6 +266,8 @@ impl EndReason {
             EndReason::Rejected => "rejected",
             EndReason::AllTargetsFailed => "all_targets_failed",
             EndReason::BadMedia => "bad_media",
+            EndReason::SessionExpired => "session_expired",
+            EndReason::SessionRefreshFailed => "session_refresh_failed",
         }
     }
 }
@@ -391,6 +402,9 @@ pub struct CallTimers {
     /// answer Teams with a failover code so Microsoft can try another SBC in time (row 29).
     /// Default 8 s (below Microsoft's 10 s `FailoverTimeSeconds`).
     pub progress_deadline: Duration,
+    /// Session interval we offer in our INVITEs (`Session-Expires`, RFC 4028; row 42).
+    /// Default 1800 s; config keeps it at 1800 s or more.
+    pub session_expires: Duration,
 }
 
 impl Default for CallTimers {
@@ -400,6 +414,7 @@ impl Default for CallTimers {
             no_answer: Duration::from_secs(180),
             ack_wait: Duration::from_secs(32),
             progress_deadline: Duration::from_secs(8),
+            session_expires: Duration::from_secs(1800),
         }
     }
 }

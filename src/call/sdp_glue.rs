@@ -101,6 +101,14 @@ impl Negotiation {
         }
     }
 
+    /// The SDP we last sent on `leg` (offer or answer), byte for byte: a session refresh
+    /// re-offers it unchanged, same o= version (RFC 4028 §10, RFC 3264 §8).
+    pub fn last_sent(&self, leg: LegId) -> Option<Bytes> {
+        self.sent[leg_index(leg)]
+            .as_ref()
+            .map(|sdp| Bytes::from(sdp.to_bytes()))
+    }
+
     fn record_sent(&mut self, leg: LegId, sdp: Sdp) -> Bytes {
         let bytes = Bytes::from(sdp.to_bytes());
         self.sent[leg_index(leg)] = Some(sdp);

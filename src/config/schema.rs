@@ -271,6 +271,10 @@ pub struct TeamsSection {
     /// Source ranges Microsoft may connect from (row 11).
     #[serde(default = "default_teams_cidrs")]
     pub allowed_source_cidrs: Vec<IpNet>,
+    /// Session interval (RFC 4028 `Session-Expires`) the SBC offers in its INVITEs, on both
+    /// legs; at least 1800 s (row 42). Intervals the peers choose are honoured as sent.
+    #[serde(default = "default_session_expires")]
+    pub session_expires_seconds: u64,
 }
 
 impl Default for TeamsSection {
@@ -284,6 +288,7 @@ impl Default for TeamsSection {
             forward_pai: false,
             media_bypass: false,
             allowed_source_cidrs: default_teams_cidrs(),
+            session_expires_seconds: default_session_expires(),
         }
     }
 }
@@ -546,6 +551,9 @@ pub(crate) fn default_teams_proxies() -> Vec<TeamsProxy> {
 }
 fn default_options_interval() -> u64 {
     60
+}
+fn default_session_expires() -> u64 {
+    1800
 }
 fn default_failover_time() -> u64 {
     10

@@ -650,3 +650,29 @@ fn failover_carrier_trunks_must_exist_and_not_repeat() {
         "carrier trunk \"pstn\" is listed twice",
     );
 }
+
+/// Row 42: our own session interval is at least 1800 s; the error names the field and file.
+#[test]
+fn session_expires_at_least_1800_seconds() {
+    let loaded = parse(GOOD).unwrap();
+    assert_eq!(loaded.config.teams.session_expires_seconds, 1800);
+    let text = GOOD.replacen(
+        "[media.carrier]",
+        "[teams]\nsession_expires_seconds = 3600\n\n[media.carrier]",
+        1,
+    );
+    assert_eq!(
+        parse(&text).unwrap().config.teams.session_expires_seconds,
+        3600
+    );
+    let e = errors_with(
+        "[media.carrier]",
+        "[teams]\nsession_expires_seconds = 90\n\n[media.carrier]",
+    );
+    assert_error(&e, "teams.session_expires_seconds", "at least 1800");
+    let shown = ConfigErrors(e).to_string();
+    assert!(
+        shown.contains("t.toml") && shown.contains("teams.session_expires_seconds"),
+        "{shown}"
+    );
+}

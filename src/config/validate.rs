@@ -370,6 +370,12 @@ fn teams(config: &Config, r: &mut Report) {
     if !(1..=600).contains(&t.failover_time_seconds) {
         r.error("teams.failover_time_seconds", "must be 1..=600");
     }
+    if !(1800..=86_400).contains(&t.session_expires_seconds) {
+        r.error(
+            "teams.session_expires_seconds",
+            "must be 1800..=86400 (the SBC's own session interval is at least 1800 s, row 42)",
+        );
+    }
     for (i, code) in t.failover_response_codes.iter().enumerate() {
         if !(400..=699).contains(code) {
             r.error(

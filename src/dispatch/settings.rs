@@ -65,6 +65,7 @@ impl DispatchSettings {
             timers: CallTimers {
                 hop_timeout: per_hop,
                 progress_deadline,
+                session_expires: Duration::from_secs(config.teams.session_expires_seconds),
                 ..CallTimers::default()
             },
             vendor: config.sbc.vendor.clone(),

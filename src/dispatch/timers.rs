@@ -34,6 +34,10 @@ impl CallTimers {
             TimerKind::HopTimeout,
             TimerKind::NoAnswer,
             TimerKind::AckWait,
+            TimerKind::SessionRefresh(crate::call::LegId::Carrier),
+            TimerKind::SessionRefresh(crate::call::LegId::Teams),
+            TimerKind::SessionExpiry(crate::call::LegId::Carrier),
+            TimerKind::SessionExpiry(crate::call::LegId::Teams),
         ] {
             self.cancel(call, kind);
         }

@@ -17,6 +17,9 @@ impl State {
         match self.sent.get(&token).cloned() {
             Some(Sent::Invite { .. }) => self.on_invite_response(now, token, status, msg, out),
             Some(Sent::TransferInvite) => self.on_transfer_response(token, status, msg, out),
+            Some(Sent::SessionRefresh { leg, cseq }) => {
+                self.on_session_refresh_response(now, token, leg, cseq, status, msg, out)
+            }
             Some(Sent::Cancel) | None => {}
             Some(Sent::Bye | Sent::Notify) => {
                 if status >= 200 {
@@ -69,6 +72,9 @@ impl State {
             }
             return;
         }
+        if status == 422 && self.session_retry_after_422(now, token, &msg, out) {
+            return;
+        }
         let retry_after = msg.has_header(&HeaderName::RetryAfter);
         self.attempt_failed(now, Some(status), retry_after, None, out);
     }
@@ -113,6 +119,8 @@ impl State {
                 out.extend(commands.into_iter().map(Output::Media));
                 let response =
                     self.dialogs[idx(self.caller)].response(&self.caller_invite, 200, Some(&sdp));
+                let response = self.session_answer_caller(now, response, out);
+                self.session_start_as_uac(now, callee, &msg, out);
                 out.push_back(Output::SendResponse {
                     leg: self.caller,
                     tx: self.caller_tx,
@@ -263,6 +271,9 @@ impl State {
             Some(Sent::TransferInvite) => {
                 self.request_done(token, out);
                 self.transfer_failed(token, reason, out);
+            }
+            Some(&Sent::SessionRefresh { leg, .. }) => {
+                self.session_refresh_failed(now, token, leg, out)
             }
             Some(_) => self.request_done(token, out),
             None => {}

@@ -7,6 +7,7 @@
 mod callee;
 mod ending;
 mod peer;
+mod session_timer;
 pub(super) mod replaces;
 mod transfer;
 
@@ -60,6 +61,8 @@ enum Sent {
     TransferInvite,
     /// A NOTIFY with transfer progress on the Teams dialog the REFER came in.
     Notify,
+    /// Our session refresh re-INVITE on `leg` (RFC 4028, row 42; `session_timer.rs`).
+    SessionRefresh { leg: LegId, cseq: u32 },
 }
 
 pub(crate) struct State {
@@ -93,6 +96,8 @@ pub(crate) struct State {
     transfer: Option<transfer::Transfer>,
     /// Teams dialogs a transfer replaced, until Microsoft ends them with BYE.
     replaced_teams: Vec<Dialog>,
+    /// Session timers of both legs (RFC 4028, row 42; `session_timer.rs`).
+    session: session_timer::SessionTimers,
     /// Our 200 to an INVITE with Replaces from Microsoft, until its ACK (row 22).
     replacement: Option<replaces::Replacement>,
 }
@@ -149,6 +154,7 @@ impl State {
             LegId::Carrier => setup.carrier.targets.len(),
         };
         let neg = Negotiation::new(&setup);
+        let session = session_timer::SessionTimers::new(&setup.timers);
         State {
             setup,
             direction,
@@ -174,6 +180,7 @@ impl State {
             awaiting: HashSet::new(),
             transfer: None,
             replaced_teams: Vec::new(),
+            session,
             replacement: None,
         }
     }
@@ -203,7 +210,7 @@ impl State {
             .tokens(&HeaderName::Require)
             .iter()
             .map(|t| String::from_utf8_lossy(t).trim().to_ascii_lowercase())
-            // A session timer we do not run is harmless: the peer refreshes (RFC 4028 §9).
+            // Session timers are supported (session_timer.rs, RFC 4028).
             .filter(|t| !t.is_empty() && t != "timer")
             .collect();
         if !unsupported.is_empty() {
@@ -222,6 +229,9 @@ impl State {
                 reason: EndReason::Rejected,
             }));
             self.reject_caller(now, 420, EndReason::Rejected, out);
+            return;
+        }
+        if self.session_reject_small_interval(now, &invite, out) {
             return;
         }
         match invite.max_forwards() {
@@ -302,6 +312,7 @@ impl State {
         if !identity.is_empty() {
             invite = add_headers(&invite, &identity);
         }
+        invite = add_headers(&invite, &self.session.offer_headers());
         let token = self.send_request(
             callee,
             target,

@@ -38,7 +38,7 @@ impl State {
         match method {
             Method::Cancel => self.on_cancel(now, leg, tx, &msg, out),
             Method::Bye => self.on_bye(now, leg, tx, &msg, out),
-            Method::Invite => self.on_reinvite(leg, tx, &msg, out),
+            Method::Invite => self.on_reinvite(now, leg, tx, &msg, out),
             Method::Options => self.respond(leg, tx, &msg, 200, None, out),
             Method::Refer if leg == LegId::Teams => self.on_refer(leg, tx, &msg, out),
             _ => self.respond(leg, tx, &msg, 501, None, out),
@@ -163,6 +163,7 @@ impl State {
 
     pub(super) fn on_reinvite(
         &mut self,
+        now: Instant,
         leg: LegId,
         tx: TxId,
         msg: &Message,
@@ -170,6 +171,9 @@ impl State {
     ) {
         if !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
             self.respond(leg, tx, msg, 491, None, out);
+            return;
+        }
+        if self.session_screen_reinvite(leg, tx, msg, out) {
             return;
         }
         if let Some(target) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
@@ -182,7 +186,13 @@ impl State {
         {
             Ok((sdp, commands)) => {
                 out.extend(commands.into_iter().map(Output::Media));
-                self.respond(leg, tx, msg, 200, Some(&sdp), out);
+                let response = self.dialogs[idx(leg)].response(msg, 200, Some(&sdp));
+                let response = self.on_refresh_received(now, leg, msg, response, out);
+                out.push_back(Output::SendResponse {
+                    leg,
+                    tx,
+                    msg: response,
+                });
             }
             Err(e) => self.respond(leg, tx, msg, e.sip_status(), None, out),
         }
@@ -260,6 +270,9 @@ impl State {
             }
             TimerKind::AckWait => self.ack_missing(now, out),
             TimerKind::Teardown => self.finish(out),
+            TimerKind::SessionRefresh(_) | TimerKind::SessionExpiry(_) => {
+                self.on_session_timer(now, kind, out)
+            }
         }
     }
 }

@@ -6,6 +6,7 @@ mod failover;
 mod profile_rows;
 mod random_flows;
 mod refer;
+mod session_timers;
 mod replaces;
 mod teardown;
 
