@@ -77,6 +77,7 @@ use crate::transaction::TxId;
 use crate::transport::TransportKind;
 
 pub use codes::{map_final_status, StatusClass};
+pub use flow::EarlyMediaPolicy;
 pub use flow::ReplacesHeader;
 pub use profile::{CarrierProfile, TeamsProfile};
 
@@ -377,6 +378,8 @@ pub struct CarrierLegSetup {
     /// The carrier is trusted with identity (RFC 3325): forward P-Asserted-Identity/Privacy.
     /// When false and Teams asked for privacy, no PAI is sent and From is anonymous (row 57).
     pub trusted: bool,
+    /// PSTN -> Teams: which of Microsoft's 18x reach the carrier (row 27).
+    pub early_media: EarlyMediaPolicy,
 }
 
 /// Numbers as routing decided them (translation already applied).

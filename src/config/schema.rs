@@ -353,6 +353,10 @@ pub struct CarrierTrunk {
     pub options_ping: bool,
     #[serde(default = "default_options_interval")]
     pub options_interval_seconds: u64,
+    /// PSTN -> Teams: which 18x reach this trunk: `first_only` (default), `convert_183_to_180`
+    /// or `relay` (row 27).
+    #[serde(default = "default_early_media")]
+    pub early_media: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -538,6 +542,9 @@ fn default_tls() -> TransportKind {
 }
 fn default_udp() -> TransportKind {
     TransportKind::Udp
+}
+fn default_early_media() -> String {
+    "first_only".to_owned()
 }
 pub(crate) fn default_teams_proxies() -> Vec<TeamsProxy> {
     [

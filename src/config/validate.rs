@@ -503,6 +503,16 @@ fn trunks(list: &[CarrierTrunk], r: &mut Report) {
         if t.options_ping && !(1..=3600).contains(&t.options_interval_seconds) {
             r.error(&f("options_interval_seconds"), "must be 1..=3600");
         }
+        if crate::call::EarlyMediaPolicy::from_name(&t.early_media).is_none() {
+            r.error(
+                &f("early_media"),
+                format!(
+                    "unknown early media policy {:?}; one of: {}",
+                    t.early_media,
+                    crate::call::EarlyMediaPolicy::NAMES.join(", ")
+                ),
+            );
+        }
     }
 }
 

@@ -252,6 +252,7 @@ impl Dispatcher {
             offer_rtcp_mux: false,
             strip_vendor_attributes: kind == TransportKind::Udp,
             trusted: trunk_settings.is_some_and(|t| t.trusted),
+            early_media: trunk_settings.map(|t| t.early_media).unwrap_or_default(),
         }
     }
 

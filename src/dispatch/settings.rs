@@ -16,6 +16,8 @@ use crate::transport::TransportKind;
 pub struct TrunkLegSettings {
     pub codecs: CodecList,
     pub trusted: bool,
+    /// Which 18x of Microsoft reach this trunk (row 27).
+    pub early_media: crate::call::EarlyMediaPolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -60,6 +62,8 @@ impl DispatchSettings {
                 .map(|t| TrunkLegSettings {
                     codecs: CodecList::new(&t.codecs),
                     trusted: t.trusted,
+                    early_media: crate::call::EarlyMediaPolicy::from_name(&t.early_media)
+                        .unwrap_or_default(),
                 })
                 .collect(),
             timers: CallTimers {

@@ -85,6 +85,8 @@ pub struct LabSpec {
     /// unique per test, above 40000.
     pub media_base: u16,
     pub teams_extra: String,
+    /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`).
+    pub carrier_extra: String,
 }
 
 impl LabSpec {
@@ -106,6 +108,7 @@ impl LabSpec {
             ],
             media_base,
             teams_extra: String::new(),
+            carrier_extra: String::new(),
         }
     }
 
@@ -197,6 +200,7 @@ transport = "udp"
 allowed_source_cidrs = ["{CARRIER_IP}/32"]
 codecs = ["PCMU", "PCMA", "telephone-event"]
 options_ping = false
+{carrier_extra}
 
 {tenants}
 
@@ -215,6 +219,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
 "#,
             proxies = spec.proxies.join(", "),
             teams_extra = spec.teams_extra,
+            carrier_extra = spec.carrier_extra,
             carrier_port = spec.carrier_port,
             cmin = spec.media_base,
             cmax = spec.media_base + 99,

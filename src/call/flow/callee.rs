@@ -42,6 +42,7 @@ impl State {
             if current && self.phase == Phase::Calling && !self.cancel_requested {
                 self.on_answer(now, token, msg, out);
             } else {
+                self.early_dialogs_end(token);
                 self.on_stray_answer(token, &msg, out);
             }
             return;
@@ -51,6 +52,7 @@ impl State {
         }
         if status >= 200 {
             self.request_done(token, out);
+            self.early_dialogs_end(token);
         }
         if !current {
             // An abandoned attempt woke up: stop it ringing in parallel with the current one.
@@ -68,7 +70,7 @@ impl State {
         self.cancel_timer(TimerKind::HopTimeout, out);
         if status < 200 {
             if status > 100 {
-                self.relay_provisional(status, &msg, out);
+                self.on_callee_provisional(token, status, &msg, out);
             }
             return;
         }
@@ -108,7 +110,7 @@ impl State {
             msg: ack,
         });
         self.request_done(token, out);
-        let body = msg.body();
+        let body = self.early_dialogs_answered(token, &msg);
         let answer = if body.is_empty() {
             Err(crate::sdp::SdpError::NoAudio)
         } else {

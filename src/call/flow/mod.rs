@@ -5,12 +5,14 @@
 //! on Teams -> PSTN calls), the callee leg the one the SBC originates.
 
 mod callee;
+mod early;
 mod ending;
 mod peer;
 mod session_timer;
 pub(super) mod replaces;
 mod transfer;
 
+pub use early::EarlyMediaPolicy;
 pub use replaces::ReplacesHeader;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -96,6 +98,8 @@ pub(crate) struct State {
     transfer: Option<transfer::Transfer>,
     /// Teams dialogs a transfer replaced, until Microsoft ends them with BYE.
     replaced_teams: Vec<Dialog>,
+    /// Forked early dialogs of the callee INVITE and the caller's 18x policy (rows 26, 27).
+    early: early::EarlyDialogs,
     /// Session timers of both legs (RFC 4028, row 42; `session_timer.rs`).
     session: session_timer::SessionTimers,
     /// Our 200 to an INVITE with Replaces from Microsoft, until its ACK (row 22).
@@ -154,6 +158,10 @@ impl State {
             LegId::Carrier => setup.carrier.targets.len(),
         };
         let neg = Negotiation::new(&setup);
+        let early = early::EarlyDialogs::new(match caller {
+            LegId::Carrier => setup.carrier.early_media,
+            LegId::Teams => early::EarlyMediaPolicy::Relay,
+        });
         let session = session_timer::SessionTimers::new(&setup.timers);
         State {
             setup,
@@ -180,6 +188,7 @@ impl State {
             awaiting: HashSet::new(),
             transfer: None,
             replaced_teams: Vec::new(),
+            early,
             session,
             replacement: None,
         }

@@ -19,6 +19,9 @@ impl State {
         if leg == LegId::Teams && self.on_other_teams_dialog(tx, &msg, out) {
             return;
         }
+        if self.request_on_ended_fork(leg, tx, &msg, out) {
+            return;
+        }
         if leg == LegId::Teams && self.on_new_teams_dialog(tx, &msg, out) {
             return;
         }

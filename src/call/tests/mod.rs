@@ -3,6 +3,7 @@
 mod basic;
 mod dtmf;
 mod failover;
+mod forks;
 mod profile_rows;
 mod random_flows;
 mod refer;
@@ -137,6 +138,8 @@ pub(super) fn setup() -> CallSetup {
             offer_rtcp_mux: false,
             strip_vendor_attributes: true,
             trusted: false,
+            // The flows of the other test files relay every 18x (forks.rs covers the policies).
+            early_media: EarlyMediaPolicy::Relay,
         },
         numbers: CallNumbers {
             caller: "+12065550123".into(),
