@@ -56,6 +56,7 @@
 mod codes;
 mod dialog;
 mod flow;
+mod identity;
 mod profile;
 mod sdp_glue;
 
@@ -76,7 +77,10 @@ use crate::sip::Message;
 use crate::transaction::TxId;
 use crate::transport::TransportKind;
 
-pub use codes::{map_final_status, StatusClass};
+pub use codes::{
+    map_final_status, map_final_status_with, BusyCause, ResponsePolicy, StatusClass,
+    StatusRewrite,
+};
 pub use flow::EarlyMediaPolicy;
 pub use flow::ReplacesHeader;
 pub use profile::{CarrierProfile, TeamsProfile};
@@ -380,6 +384,11 @@ pub struct CarrierLegSetup {
     pub trusted: bool,
     /// PSTN -> Teams: which of Microsoft's 18x reach the carrier (row 27).
     pub early_media: EarlyMediaPolicy,
+    /// Teams -> PSTN: turn Microsoft's History-Info into Diversion headers (RFC 5806, doc 2.9;
+    /// see `identity.rs`). Default false.
+    pub diversion_from_history_info: bool,
+    /// Final-status tables per direction and the Q.850 rule for Teams' 486 (row 58).
+    pub responses: ResponsePolicy,
 }
 
 /// Numbers as routing decided them (translation already applied).

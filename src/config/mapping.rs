@@ -183,3 +183,33 @@ pub fn ping_peers(config: &Config) -> Vec<PingPeer> {
     }
     peers
 }
+
+/// A carrier trunk's final-response policy for the call module (row 58). Validation has
+/// checked every value; anything else falls back to the default.
+pub fn response_policy(trunk: &super::CarrierTrunk) -> crate::call::ResponsePolicy {
+    use crate::call::{BusyCause, ResponsePolicy, StatusRewrite};
+    let table = |entries: &[super::StatusMapEntry]| {
+        entries
+            .iter()
+            .map(|e| StatusRewrite {
+                from: e.from,
+                to: e.to,
+            })
+            .collect()
+    };
+    let busy_cause = match &trunk.q850_486_cause {
+        super::Q850Cause::Number(n) => u8::try_from(*n)
+            .ok()
+            .filter(|c| (1..=127).contains(c))
+            .map(BusyCause::Rewrite)
+            .unwrap_or_default(),
+        super::Q850Cause::Word(w) if w == "strip" => BusyCause::Strip,
+        super::Q850Cause::Word(w) if w == "pass" => BusyCause::Pass,
+        super::Q850Cause::Word(_) => BusyCause::default(),
+    };
+    ResponsePolicy {
+        to_carrier: table(&trunk.response_map.to_carrier),
+        to_teams: table(&trunk.response_map.to_teams),
+        busy_cause,
+    }
+}

@@ -357,6 +357,48 @@ pub struct CarrierTrunk {
     /// or `relay` (row 27).
     #[serde(default = "default_early_media")]
     pub early_media: String,
+    /// Teams -> PSTN: turn Microsoft's History-Info into Diversion headers (RFC 5806).
+    #[serde(default)]
+    pub diversion_from_history_info: bool,
+    /// Q.850 cause of a 486 from Teams towards this trunk: a cause number replacing
+    /// Microsoft's 34 (default 17, RFC 4497), `"strip"` (no Q.850 Reason) or `"pass"` (row 58).
+    #[serde(default)]
+    pub q850_486_cause: Q850Cause,
+    /// Final-status rewrites per direction: `to_carrier` (Teams' answers on PSTN -> Teams
+    /// calls), `to_teams` (this trunk's answers on Teams -> PSTN calls).
+    #[serde(default)]
+    pub response_map: ResponseMap,
+}
+
+/// `q850_486_cause = 17` or `"strip"` / `"pass"`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(untagged)]
+pub enum Q850Cause {
+    Number(i64),
+    Word(String),
+}
+
+impl Default for Q850Cause {
+    fn default() -> Self {
+        Q850Cause::Number(17)
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ResponseMap {
+    #[serde(default)]
+    pub to_carrier: Vec<StatusMapEntry>,
+    #[serde(default)]
+    pub to_teams: Vec<StatusMapEntry>,
+}
+
+/// `{ from = 480, to = 404 }`: the final status `from` the called side becomes `to`.
+#[derive(Debug, Clone, Copy, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StatusMapEntry {
+    pub from: u16,
+    pub to: u16,
 }
 
 #[derive(Debug, Clone, Deserialize)]

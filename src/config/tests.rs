@@ -676,3 +676,134 @@ fn session_expires_at_least_1800_seconds() {
         "{shown}"
     );
 }
+
+/// Row 58 and doc 2.9: the trunk's Diversion switch, Q.850 busy rule and status tables load
+/// into the call module's policy; defaults are off / cause 17 / no tables.
+#[test]
+fn row58_trunk_response_policy_loads_and_maps() {
+    use crate::call::{BusyCause, StatusRewrite};
+    let loaded = parse(GOOD).unwrap();
+    let trunk = &loaded.config.carrier_trunks[0];
+    assert!(!trunk.diversion_from_history_info);
+    let policy = mapping::response_policy(trunk);
+    assert_eq!(policy, crate::call::ResponsePolicy::default());
+    assert_eq!(policy.busy_cause, BusyCause::Rewrite(17));
+    let text = GOOD.replacen(
+        "address = \"127.0.0.1:5070\"",
+        "address = \"127.0.0.1:5070\"\ndiversion_from_history_info = true\n\
+         q850_486_cause = \"strip\"\n\
+         response_map.to_carrier = [{ from = 480, to = 404 }]\n\
+         response_map.to_teams = [{ from = 404, to = 480 }, { from = 415, to = 488 }]",
+        1,
+    );
+    let loaded = parse(&text).unwrap();
+    let trunk = &loaded.config.carrier_trunks[0];
+    assert!(trunk.diversion_from_history_info);
+    let policy = mapping::response_policy(trunk);
+    assert_eq!(policy.busy_cause, BusyCause::Strip);
+    assert_eq!(
+        policy.to_carrier,
+        vec![StatusRewrite { from: 480, to: 404 }]
+    );
+    assert_eq!(
+        policy.to_teams,
+        vec![
+            StatusRewrite { from: 404, to: 480 },
+            StatusRewrite { from: 415, to: 488 }
+        ]
+    );
+    for (value, expected) in [
+        ("\"pass\"", BusyCause::Pass),
+        ("21", BusyCause::Rewrite(21)),
+        ("34", BusyCause::Rewrite(34)),
+    ] {
+        let text = GOOD.replacen(
+            "address = \"127.0.0.1:5070\"",
+            &format!("address = \"127.0.0.1:5070\"\nq850_486_cause = {value}"),
+            1,
+        );
+        let loaded = parse(&text).unwrap();
+        assert_eq!(
+            mapping::response_policy(&loaded.config.carrier_trunks[0]).busy_cause,
+            expected
+        );
+        // The dispatcher's per-trunk settings carry it.
+        let settings = crate::dispatch::DispatchSettings::from_config(&loaded.config);
+        assert_eq!(settings.trunks[0].responses.busy_cause, expected);
+    }
+}
+
+#[test]
+fn row58_bad_q850_cause_and_status_tables_name_field_and_file() {
+    let trunk = "address = \"127.0.0.1:5070\"";
+    let with = |extra: &str| errors_with(trunk, &format!("{trunk}\n{extra}"));
+    for (extra, fragment) in [
+        ("q850_486_cause = 0", "not a Q.850 cause"),
+        ("q850_486_cause = 128", "not a Q.850 cause"),
+        ("q850_486_cause = \"drop\"", "\"strip\" or \"pass\""),
+    ] {
+        assert_error(&with(extra), "carrier_trunk[0].q850_486_cause", fragment);
+    }
+    let e = with("response_map.to_carrier = [{ from = 180, to = 404 }]");
+    assert_error(
+        &e,
+        "carrier_trunk[0].response_map.to_carrier[0].from",
+        "300..=699",
+    );
+    let e = with("response_map.to_teams = [{ from = 486, to = 200 }]");
+    assert_error(&e, "carrier_trunk[0].response_map.to_teams[0].to", "2xx");
+    let e = with("response_map.to_teams = [{ from = 486, to = 302 }]");
+    assert_error(
+        &e,
+        "carrier_trunk[0].response_map.to_teams[0].to",
+        "400..=699",
+    );
+    let e = with("response_map.to_carrier = [{ from = 486, to = 407 }]");
+    assert_error(
+        &e,
+        "carrier_trunk[0].response_map.to_carrier[0].to",
+        "use 403",
+    );
+    let e = with("response_map.to_carrier = [{ from = 486, to = 480 }, { from = 486, to = 600 }]");
+    assert_error(
+        &e,
+        "carrier_trunk[0].response_map.to_carrier[1].from",
+        "mapped twice",
+    );
+    let e = with("response_map.to_carrier = [{ from = 4860, to = 480 }]");
+    assert_error(
+        &e,
+        "carrier_trunk[0].response_map.to_carrier[0].from",
+        "300..=699",
+    );
+    // The message names the file and the line of the offending entry.
+    let text = GOOD.replacen(
+        trunk,
+        &format!("{trunk}\nresponse_map.to_teams = [{{ from = 486, to = 200 }}]"),
+        1,
+    );
+    let e = errors_with(
+        trunk,
+        &format!("{trunk}\nresponse_map.to_teams = [{{ from = 486, to = 200 }}]"),
+    );
+    let shown = ConfigErrors(e.clone()).to_string();
+    assert!(
+        shown.contains("t.toml") && shown.contains("response_map.to_teams[0].to"),
+        "{shown}"
+    );
+    let err = e
+        .iter()
+        .find(|e| e.field == "carrier_trunk[0].response_map.to_teams[0].to")
+        .unwrap();
+    assert_eq!(err.line, Some(line_of(&text, "response_map.to_teams")));
+    // Unknown keys in the table are typos, not silently ignored.
+    let e = match parse(&GOOD.replacen(
+        trunk,
+        &format!("{trunk}\nresponse_map.to_carier = [{{ from = 486, to = 480 }}]"),
+        1,
+    )) {
+        Ok(_) => panic!("typo accepted"),
+        Err(e) => ConfigErrors(e.0).to_string(),
+    };
+    assert!(e.contains("to_carier"), "{e}");
+}

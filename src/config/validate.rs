@@ -513,6 +513,56 @@ fn trunks(list: &[CarrierTrunk], r: &mut Report) {
                 ),
             );
         }
+        response_rules(t, &f, r);
+    }
+}
+
+/// Row 58: the Q.850 busy rule and the final-status tables of one trunk.
+fn response_rules(t: &CarrierTrunk, f: &dyn Fn(&str) -> String, r: &mut Report) {
+    match &t.q850_486_cause {
+        Q850Cause::Number(n) if !(1..=127).contains(n) => r.error(
+            &f("q850_486_cause"),
+            format!("{n} is not a Q.850 cause (1..=127); or use \"strip\" / \"pass\""),
+        ),
+        Q850Cause::Word(w) if w != "strip" && w != "pass" => r.error(
+            &f("q850_486_cause"),
+            format!("{w:?}: use a Q.850 cause number (1..=127), \"strip\" or \"pass\""),
+        ),
+        _ => {}
+    }
+    for (direction, entries) in [
+        ("to_carrier", &t.response_map.to_carrier),
+        ("to_teams", &t.response_map.to_teams),
+    ] {
+        for (j, entry) in entries.iter().enumerate() {
+            let field = |name: &str| f(&format!("response_map.{direction}[{j}].{name}"));
+            if !(300..=699).contains(&entry.from) {
+                r.error(
+                    &field("from"),
+                    format!("{} is not a final error status (300..=699)", entry.from),
+                );
+            } else if entries[..j].iter().any(|e| e.from == entry.from) {
+                r.error(
+                    &field("from"),
+                    format!("{} is mapped twice in this table", entry.from),
+                );
+            }
+            let to = entry.to;
+            if !(400..=699).contains(&to) {
+                r.error(
+                    &field("to"),
+                    format!(
+                        "{to}: map to a final error status (400..=699); a failure never becomes \
+                         a 2xx, and a 3xx would need the peer's Contacts, which never cross"
+                    ),
+                );
+            } else if to == 401 || to == 407 {
+                r.error(
+                    &field("to"),
+                    format!("{to} needs our own authentication challenge; use 403"),
+                );
+            }
+        }
     }
 }
 

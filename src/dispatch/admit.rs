@@ -253,6 +253,11 @@ impl Dispatcher {
             strip_vendor_attributes: kind == TransportKind::Udp,
             trusted: trunk_settings.is_some_and(|t| t.trusted),
             early_media: trunk_settings.map(|t| t.early_media).unwrap_or_default(),
+            diversion_from_history_info: trunk_settings
+                .is_some_and(|t| t.diversion_from_history_info),
+            responses: trunk_settings
+                .map(|t| t.responses.clone())
+                .unwrap_or_default(),
         }
     }
 

@@ -18,6 +18,10 @@ pub struct TrunkLegSettings {
     pub trusted: bool,
     /// Which 18x of Microsoft reach this trunk (row 27).
     pub early_media: crate::call::EarlyMediaPolicy,
+    /// Diversion headers from Teams' History-Info (doc 2.9).
+    pub diversion_from_history_info: bool,
+    /// Final-status tables and the Q.850 busy rule (row 58).
+    pub responses: crate::call::ResponsePolicy,
 }
 
 #[derive(Debug, Clone)]
@@ -64,6 +68,8 @@ impl DispatchSettings {
                     trusted: t.trusted,
                     early_media: crate::call::EarlyMediaPolicy::from_name(&t.early_media)
                         .unwrap_or_default(),
+                    diversion_from_history_info: t.diversion_from_history_info,
+                    responses: mapping::response_policy(t),
                 })
                 .collect(),
             timers: CallTimers {

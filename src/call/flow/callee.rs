@@ -78,6 +78,7 @@ impl State {
             return;
         }
         let retry_after = msg.has_header(&HeaderName::RetryAfter);
+        self.callee_final = Some(msg);
         self.attempt_failed(now, Some(status), retry_after, None, out);
     }
 
@@ -233,23 +234,19 @@ impl State {
             self.send_invite(now, index + 1, out);
             return;
         }
+        let extra = self.failure_headers_to_caller(status);
         let status = status.unwrap_or(match failure {
             Some(TxFailure::Timeout) if self.callee == LegId::Carrier => 408,
             _ => 503,
         });
-        let to_caller = map_final_status(
-            status,
-            self.caller == LegId::Teams,
-            self.progressed,
-            &self.setup.teams.failover_response_codes,
-        );
+        let to_caller = self.status_to_caller(status);
         let reason = if failover {
             EndReason::AllTargetsFailed
         } else {
             EndReason::Rejected
         };
         self.current_invite = None;
-        self.reject_caller(now, to_caller, reason, out);
+        self.reject_caller_with(now, to_caller, reason, &extra, out);
     }
 
     pub(super) fn request_failed(

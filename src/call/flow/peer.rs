@@ -157,6 +157,7 @@ impl State {
                     LegId::Carrier => EndReason::ByeFromCarrier,
                     LegId::Teams => EndReason::ByeFromTeams,
                 };
+                self.note_bye_reason(leg, msg);
                 self.end_call(now, reason, Some(leg), out);
             }
             Phase::Ending => self.respond(leg, tx, msg, 200, None, out),
