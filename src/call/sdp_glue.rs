@@ -10,7 +10,7 @@ use super::{CallSetup, LegId, MediaCommand};
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
 use crate::media::{MapDirection, PayloadMapping, SrtpKeys};
 use crate::sdp::{
-    self, CallPtMaps, CarrierSide, CodecList, Direction, IceCredentials, LegOrigin, PtMap,
+    self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap,
     RemoteMedia, SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
 };
 
@@ -198,24 +198,6 @@ impl Negotiation {
         Ok((bytes, commands))
     }
 
-    /// An early answer of the called leg that the caller does not get (the carrier trunk's
-    /// early-media policy withheld it, row 27): the called leg's media only (address, keys,
-    /// ICE-lite). The caller leg gets no remote and no payload map before the 200, so the relay
-    /// sends the caller nothing it never negotiated.
-    pub fn early_answer_withheld(
-        &mut self,
-        callee: LegId,
-        body: &[u8],
-    ) -> Result<Vec<MediaCommand>, SdpError> {
-        let answer = Sdp::parse(body)?;
-        let previous = self.received[leg_index(callee)].replace(answer);
-        let commands = self.leg_commands(callee);
-        if commands.is_err() {
-            self.received[leg_index(callee)] = previous;
-        }
-        commands
-    }
-
     /// Delayed offer: the carrier's answer arrived in its ACK.
     pub fn answer_in_ack(&mut self, body: &[u8]) -> Result<Vec<MediaCommand>, SdpError> {
         let answer = Sdp::parse(body)?;
@@ -223,46 +205,6 @@ impl Negotiation {
         let mut commands = self.leg_commands(LegId::Carrier)?;
         commands.extend(self.payload_maps());
         Ok(commands)
-    }
-
-    /// A re-INVITE offer from `leg`: take its new address/keys/hold state and answer with the
-    /// SDP we last sent on that leg (the call keeps one media address for its life, row 41).
-    pub fn refresh_from(
-        &mut self,
-        leg: LegId,
-        body: Option<&[u8]>,
-    ) -> Result<(Bytes, Vec<MediaCommand>), SdpError> {
-        let mut commands = Vec::new();
-        let mut direction = Direction::SendRecv;
-        if let Some(body) = body.filter(|b| !b.is_empty()) {
-            let offer = Sdp::parse(body)?;
-            let remote = RemoteMedia::from_sdp(&offer)?;
-            self.received[leg_index(leg)] = Some(offer);
-            commands.extend(self.commands_for(leg, &remote));
-            commands.push(MediaCommand::SetHold {
-                leg: leg.media_side(),
-                on_hold: remote.on_hold,
-            });
-            direction = answer_direction(leg, &remote);
-        }
-        let last = self.sent[leg_index(leg)]
-            .as_ref()
-            .ok_or(SdpError::NoAudio)?;
-        let current = last
-            .primary_audio_index()
-            .and_then(|i| last.direction_of(i))
-            .unwrap_or(Direction::SendRecv);
-        if current == direction {
-            // A refresh: the same SDP, same o= version (RFC 3264 §8, row 41).
-            return Ok((Bytes::from(last.to_bytes()), commands));
-        }
-        let mut answer = Sdp::parse(&with_direction(&last.to_bytes(), direction))?;
-        let origin = match leg {
-            LegId::Carrier => &mut self.carrier_origin,
-            LegId::Teams => &mut self.teams_origin,
-        };
-        origin.stamp(&mut answer);
-        Ok((self.record_sent(leg, answer), commands))
     }
 
     /// Transfer (row 37): an offer for a new Teams leg from the carrier's current media, with
@@ -490,47 +432,6 @@ impl Negotiation {
             },
         ]
     }
-}
-
-/// Our direction answering a peer's offer: the mirror of its direction; towards Teams only
-/// `inactive` for any hold (row 39).
-fn answer_direction(leg: LegId, remote: &RemoteMedia) -> Direction {
-    match (leg, remote.direction) {
-        (_, Direction::SendRecv) if !remote.on_hold => Direction::SendRecv,
-        (LegId::Teams, _) => Direction::Inactive,
-        (LegId::Carrier, Direction::SendOnly) => Direction::RecvOnly,
-        (LegId::Carrier, Direction::RecvOnly) => Direction::SendOnly,
-        (LegId::Carrier, _) => Direction::Inactive,
-    }
-}
-
-/// `sdp` with every direction attribute replaced by one `a=<direction>` at the end of the
-/// first audio section.
-fn with_direction(sdp: &[u8], direction: Direction) -> Vec<u8> {
-    let text = String::from_utf8_lossy(sdp);
-    let mut out = String::with_capacity(text.len() + 16);
-    let mut in_audio = false;
-    let mut placed = false;
-    let line = format!("a={}\r\n", direction.as_str());
-    for l in text.split("\r\n").filter(|l| !l.is_empty()) {
-        if l.starts_with("m=") {
-            if in_audio && !placed {
-                out.push_str(&line);
-                placed = true;
-            }
-            in_audio = !placed && l.starts_with("m=audio");
-        }
-        let attr = l.strip_prefix("a=").unwrap_or("");
-        if Direction::from_attribute(attr).is_some() {
-            continue;
-        }
-        out.push_str(l);
-        out.push_str("\r\n");
-    }
-    if !placed {
-        out.push_str(&line);
-    }
-    out.into_bytes()
 }
 
 /// Payload mappings (row 48: telephone-event too, under each leg's own number) with the

@@ -17,6 +17,7 @@ impl State {
         match self.sent.get(&token).cloned() {
             Some(Sent::Invite { .. }) => self.on_invite_response(now, token, status, msg, out),
             Some(Sent::TransferInvite) => self.on_transfer_response(token, status, msg, out),
+            Some(Sent::Reinvite { .. }) => self.on_reinvite_response(now, token, status, msg, out),
             Some(Sent::SessionRefresh { leg, cseq }) => {
                 self.on_session_refresh_response(now, token, leg, cseq, status, msg, out)
             }
@@ -42,7 +43,6 @@ impl State {
             if current && self.phase == Phase::Calling && !self.cancel_requested {
                 self.on_answer(now, token, msg, out);
             } else {
-                self.early_dialogs_end(token);
                 self.on_stray_answer(token, &msg, out);
             }
             return;
@@ -52,7 +52,6 @@ impl State {
         }
         if status >= 200 {
             self.request_done(token, out);
-            self.early_dialogs_end(token);
         }
         if !current {
             // An abandoned attempt woke up: stop it ringing in parallel with the current one.
@@ -70,7 +69,7 @@ impl State {
         self.cancel_timer(TimerKind::HopTimeout, out);
         if status < 200 {
             if status > 100 {
-                self.on_callee_provisional(token, status, &msg, out);
+                self.relay_provisional(status, &msg, out);
             }
             return;
         }
@@ -78,7 +77,6 @@ impl State {
             return;
         }
         let retry_after = msg.has_header(&HeaderName::RetryAfter);
-        self.callee_final = Some(msg);
         self.attempt_failed(now, Some(status), retry_after, None, out);
     }
 
@@ -111,7 +109,7 @@ impl State {
             msg: ack,
         });
         self.request_done(token, out);
-        let body = self.early_dialogs_answered(token, &msg);
+        let body = msg.body();
         let answer = if body.is_empty() {
             Err(crate::sdp::SdpError::NoAudio)
         } else {
@@ -234,19 +232,23 @@ impl State {
             self.send_invite(now, index + 1, out);
             return;
         }
-        let extra = self.failure_headers_to_caller(status);
         let status = status.unwrap_or(match failure {
             Some(TxFailure::Timeout) if self.callee == LegId::Carrier => 408,
             _ => 503,
         });
-        let to_caller = self.status_to_caller(status);
+        let to_caller = map_final_status(
+            status,
+            self.caller == LegId::Teams,
+            self.progressed,
+            &self.setup.teams.failover_response_codes,
+        );
         let reason = if failover {
             EndReason::AllTargetsFailed
         } else {
             EndReason::Rejected
         };
         self.current_invite = None;
-        self.reject_caller_with(now, to_caller, reason, &extra, out);
+        self.reject_caller(now, to_caller, reason, out);
     }
 
     pub(super) fn request_failed(
@@ -270,6 +272,10 @@ impl State {
             Some(Sent::TransferInvite) => {
                 self.request_done(token, out);
                 self.transfer_failed(token, reason, out);
+            }
+            Some(Sent::Reinvite { .. }) => {
+                self.request_done(token, out);
+                self.reinvite_failed(token, out);
             }
             Some(&Sent::SessionRefresh { leg, .. }) => {
                 self.session_refresh_failed(now, token, leg, out)

@@ -5,15 +5,13 @@
 //! on Teams -> PSTN calls), the callee leg the one the SBC originates.
 
 mod callee;
-mod early;
 mod ending;
-mod identity;
 mod peer;
+mod reinvite;
 mod session_timer;
 pub(super) mod replaces;
 mod transfer;
 
-pub use early::EarlyMediaPolicy;
 pub use replaces::ReplacesHeader;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -21,7 +19,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::codes::{failover_code, is_transient};
+use super::codes::{failover_code, is_transient, map_final_status};
 use super::dialog::Dialog;
 use super::profile::{CarrierProfile, LegPolicy};
 use super::sdp_glue::Negotiation;
@@ -64,6 +62,8 @@ enum Sent {
     TransferInvite,
     /// A NOTIFY with transfer progress on the Teams dialog the REFER came in.
     Notify,
+    /// A re-INVITE relayed to `leg` (see `reinvite.rs`).
+    Reinvite { leg: LegId, cseq: u32 },
     /// Our session refresh re-INVITE on `leg` (RFC 4028, row 42; `session_timer.rs`).
     SessionRefresh { leg: LegId, cseq: u32 },
 }
@@ -99,12 +99,8 @@ pub(crate) struct State {
     transfer: Option<transfer::Transfer>,
     /// Teams dialogs a transfer replaced, until Microsoft ends them with BYE.
     replaced_teams: Vec<Dialog>,
-    /// The callee's final error response being handled (its Reason may cross, row 58).
-    callee_final: Option<Message>,
-    /// Extra lines of the BYEs a peer's BYE causes (Teams' Q.850 Reason, `identity.rs`).
-    bye_headers: Vec<(HeaderName, String)>,
-    /// Forked early dialogs of the callee INVITE and the caller's 18x policy (rows 26, 27).
-    early: early::EarlyDialogs,
+    /// Re-INVITEs relayed or answered, until their answer / ACK (`reinvite.rs`).
+    reinvites: reinvite::Reinvites,
     /// Session timers of both legs (RFC 4028, row 42; `session_timer.rs`).
     session: session_timer::SessionTimers,
     /// Our 200 to an INVITE with Replaces from Microsoft, until its ACK (row 22).
@@ -163,10 +159,6 @@ impl State {
             LegId::Carrier => setup.carrier.targets.len(),
         };
         let neg = Negotiation::new(&setup);
-        let early = early::EarlyDialogs::new(match caller {
-            LegId::Carrier => setup.carrier.early_media,
-            LegId::Teams => early::EarlyMediaPolicy::Relay,
-        });
         let session = session_timer::SessionTimers::new(&setup.timers);
         State {
             setup,
@@ -193,9 +185,7 @@ impl State {
             awaiting: HashSet::new(),
             transfer: None,
             replaced_teams: Vec::new(),
-            callee_final: None,
-            bye_headers: Vec::new(),
-            early,
+            reinvites: reinvite::Reinvites::default(),
             session,
             replacement: None,
         }
@@ -354,6 +344,65 @@ impl State {
         );
     }
 
+    /// Identity headers for the callee's INVITE: the caller's PAI as From towards Teams when
+    /// `forward_pai` (row 20, done in From); towards a trusted carrier PAI/Privacy (row 57).
+    fn identity_headers(&mut self) -> Vec<(HeaderName, String)> {
+        let invite = &self.caller_invite;
+        match self.callee {
+            LegId::Teams => {
+                if self.setup.teams.forward_pai {
+                    let pai_user = invite
+                        .header(&HeaderName::PAssertedIdentity)
+                        .and_then(|v| crate::sip::NameAddr::parse(&v).ok())
+                        .and_then(|n| number_of(&n.uri));
+                    if let Some(user) = pai_user {
+                        let user = String::from_utf8_lossy(&user).into_owned();
+                        let dialog = &mut self.dialogs[idx(LegId::Teams)];
+                        let number = dialog.policy.number(&user);
+                        dialog.local = format!(
+                            "<sip:{number}@{};user=phone>;tag={}",
+                            dialog.policy.local_host(),
+                            dialog.local_tag
+                        );
+                        dialog.contact_user = Some(number);
+                    }
+                }
+                Vec::new()
+            }
+            LegId::Carrier => {
+                let privacy = invite.header_values(&HeaderName::Privacy).iter().any(|v| {
+                    String::from_utf8_lossy(v)
+                        .to_ascii_lowercase()
+                        .contains("id")
+                }) || invite
+                    .from()
+                    .ok()
+                    .and_then(|f| f.uri.as_sip().and_then(|u| u.user.clone()))
+                    .is_some_and(|u| u.eq_ignore_ascii_case(b"anonymous"));
+                let trusted = self.setup.carrier.trusted;
+                let dialog = &mut self.dialogs[idx(LegId::Carrier)];
+                let host = dialog.policy.local_host().to_owned();
+                let number = super::profile::sanitize_user(&self.setup.numbers.caller);
+                let mut headers = Vec::new();
+                if privacy {
+                    dialog.local = format!(
+                        "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}",
+                        dialog.local_tag
+                    );
+                    dialog.contact_user = None;
+                    if trusted {
+                        headers.push((
+                            HeaderName::PAssertedIdentity,
+                            format!("<sip:{number}@{host}>"),
+                        ));
+                        headers.push((HeaderName::Privacy, "id".to_owned()));
+                    }
+                }
+                headers
+            }
+        }
+    }
+
     fn send_request(
         &mut self,
         leg: LegId,
@@ -403,10 +452,12 @@ impl State {
             }
             Input::TxFailed {
                 reason: TxFailure::AckTimeout,
+                leg,
                 tx,
-                ..
             } => {
-                if !self.replacement_ack_timeout(now, tx, out) {
+                if !self.replacement_ack_timeout(now, tx, out)
+                    && !self.reinvite_ack_timeout(now, leg, tx, out)
+                {
                     self.ack_missing(now, out);
                 }
             }

@@ -19,9 +19,6 @@ impl State {
         if leg == LegId::Teams && self.on_other_teams_dialog(tx, &msg, out) {
             return;
         }
-        if self.request_on_ended_fork(leg, tx, &msg, out) {
-            return;
-        }
         if leg == LegId::Teams && self.on_new_teams_dialog(tx, &msg, out) {
             return;
         }
@@ -41,7 +38,7 @@ impl State {
         match method {
             Method::Cancel => self.on_cancel(now, leg, tx, &msg, out),
             Method::Bye => self.on_bye(now, leg, tx, &msg, out),
-            Method::Invite => self.on_reinvite(now, leg, tx, &msg, out),
+            Method::Invite => self.on_reinvite(now, leg, tx, msg, out),
             Method::Options => self.respond(leg, tx, &msg, 200, None, out),
             Method::Refer if leg == LegId::Teams => self.on_refer(leg, tx, &msg, out),
             _ => self.respond(leg, tx, &msg, 501, None, out),
@@ -157,7 +154,6 @@ impl State {
                     LegId::Carrier => EndReason::ByeFromCarrier,
                     LegId::Teams => EndReason::ByeFromTeams,
                 };
-                self.note_bye_reason(leg, msg);
                 self.end_call(now, reason, Some(leg), out);
             }
             Phase::Ending => self.respond(leg, tx, msg, 200, None, out),
@@ -170,36 +166,10 @@ impl State {
         now: Instant,
         leg: LegId,
         tx: TxId,
-        msg: &Message,
+        msg: Message,
         out: &mut VecDeque<Output>,
     ) {
-        if !matches!(self.phase, Phase::Answered | Phase::Confirmed) {
-            self.respond(leg, tx, msg, 491, None, out);
-            return;
-        }
-        if self.session_screen_reinvite(leg, tx, msg, out) {
-            return;
-        }
-        if let Some(target) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
-            self.dialog(leg).remote_target = Some(target.uri.raw().clone());
-        }
-        let body = msg.body();
-        match self
-            .neg
-            .refresh_from(leg, (!body.is_empty()).then_some(&body[..]))
-        {
-            Ok((sdp, commands)) => {
-                out.extend(commands.into_iter().map(Output::Media));
-                let response = self.dialogs[idx(leg)].response(msg, 200, Some(&sdp));
-                let response = self.on_refresh_received(now, leg, msg, response, out);
-                out.push_back(Output::SendResponse {
-                    leg,
-                    tx,
-                    msg: response,
-                });
-            }
-            Err(e) => self.respond(leg, tx, msg, e.sip_status(), None, out),
-        }
+        self.reinvite_received(now, leg, tx, msg, out);
     }
 
     pub(super) fn on_ack(
@@ -210,6 +180,9 @@ impl State {
         out: &mut VecDeque<Output>,
     ) {
         if self.replacement_acked(leg, &msg) {
+            return;
+        }
+        if self.reinvite_acked(now, leg, &msg, out) {
             return;
         }
         if leg != self.caller || self.phase != Phase::Answered {
