@@ -198,6 +198,24 @@ impl Negotiation {
         Ok((bytes, commands))
     }
 
+    /// An early answer of the called leg that the caller does not get (the carrier trunk's
+    /// early-media policy withheld it, row 27): the called leg's media only (address, keys,
+    /// ICE-lite). The caller leg gets no remote and no payload map before the 200, so the relay
+    /// sends the caller nothing it never negotiated.
+    pub fn early_answer_withheld(
+        &mut self,
+        callee: LegId,
+        body: &[u8],
+    ) -> Result<Vec<MediaCommand>, SdpError> {
+        let answer = Sdp::parse(body)?;
+        let previous = self.received[leg_index(callee)].replace(answer);
+        let commands = self.leg_commands(callee);
+        if commands.is_err() {
+            self.received[leg_index(callee)] = previous;
+        }
+        commands
+    }
+
     /// Delayed offer: the carrier's answer arrived in its ACK.
     pub fn answer_in_ack(&mut self, body: &[u8]) -> Result<Vec<MediaCommand>, SdpError> {
         let answer = Sdp::parse(body)?;

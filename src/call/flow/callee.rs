@@ -43,6 +43,7 @@ impl State {
             if current && self.phase == Phase::Calling && !self.cancel_requested {
                 self.on_answer(now, token, msg, out);
             } else {
+                self.early_dialogs_end(token);
                 self.on_stray_answer(token, &msg, out);
             }
             return;
@@ -52,6 +53,7 @@ impl State {
         }
         if status >= 200 {
             self.request_done(token, out);
+            self.early_dialogs_end(token);
         }
         if !current {
             // An abandoned attempt woke up: stop it ringing in parallel with the current one.
@@ -69,7 +71,7 @@ impl State {
         self.cancel_timer(TimerKind::HopTimeout, out);
         if status < 200 {
             if status > 100 {
-                self.relay_provisional(status, &msg, out);
+                self.on_callee_provisional(token, status, &msg, out);
             }
             return;
         }
@@ -77,6 +79,7 @@ impl State {
             return;
         }
         let retry_after = msg.has_header(&HeaderName::RetryAfter);
+        self.callee_final = Some(msg);
         self.attempt_failed(now, Some(status), retry_after, None, out);
     }
 
@@ -109,7 +112,7 @@ impl State {
             msg: ack,
         });
         self.request_done(token, out);
-        let body = msg.body();
+        let body = self.early_dialogs_answered(token, &msg);
         let answer = if body.is_empty() {
             Err(crate::sdp::SdpError::NoAudio)
         } else {
@@ -232,23 +235,19 @@ impl State {
             self.send_invite(now, index + 1, out);
             return;
         }
+        let extra = self.failure_headers_to_caller(status);
         let status = status.unwrap_or(match failure {
             Some(TxFailure::Timeout) if self.callee == LegId::Carrier => 408,
             _ => 503,
         });
-        let to_caller = map_final_status(
-            status,
-            self.caller == LegId::Teams,
-            self.progressed,
-            &self.setup.teams.failover_response_codes,
-        );
+        let to_caller = self.status_to_caller(status);
         let reason = if failover {
             EndReason::AllTargetsFailed
         } else {
             EndReason::Rejected
         };
         self.current_invite = None;
-        self.reject_caller(now, to_caller, reason, out);
+        self.reject_caller_with(now, to_caller, reason, &extra, out);
     }
 
     pub(super) fn request_failed(

@@ -13,9 +13,22 @@ impl State {
         reason: EndReason,
         out: &mut VecDeque<Output>,
     ) {
+        self.reject_caller_with(now, status, reason, &[], out);
+    }
+
+    /// [`State::reject_caller`] with extra header lines (a Reason that crosses, row 58).
+    pub(super) fn reject_caller_with(
+        &mut self,
+        now: Instant,
+        status: u16,
+        reason: EndReason,
+        headers: &[(HeaderName, String)],
+        out: &mut VecDeque<Output>,
+    ) {
         if !self.caller_final_sent {
             let response =
                 self.dialogs[idx(self.caller)].response(&self.caller_invite, status, None);
+            let response = add_headers(&response, headers);
             out.push_back(Output::SendResponse {
                 leg: self.caller,
                 tx: self.caller_tx,
@@ -84,6 +97,7 @@ impl State {
         }
         let bye = dialog.request(Method::Bye, None);
         let target = dialog.next_hop();
+        let bye = add_headers(&bye, self.bye_headers_for(leg));
         let token = self.send_request(leg, target, bye, Sent::Bye, out);
         self.awaiting.insert(token);
     }

@@ -5,13 +5,16 @@
 //! on Teams -> PSTN calls), the callee leg the one the SBC originates.
 
 mod callee;
+mod early;
 mod ending;
+mod identity;
 mod peer;
 mod reinvite;
 mod session_timer;
 pub(super) mod replaces;
 mod transfer;
 
+pub use early::EarlyMediaPolicy;
 pub use replaces::ReplacesHeader;
 
 use std::collections::{HashMap, HashSet, VecDeque};
@@ -19,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
-use super::codes::{failover_code, is_transient, map_final_status};
+use super::codes::{failover_code, is_transient};
 use super::dialog::Dialog;
 use super::profile::{CarrierProfile, LegPolicy};
 use super::sdp_glue::Negotiation;
@@ -101,6 +104,12 @@ pub(crate) struct State {
     replaced_teams: Vec<Dialog>,
     /// Re-INVITEs relayed or answered, until their answer / ACK (`reinvite.rs`).
     reinvites: reinvite::Reinvites,
+    /// The callee's final error response being handled (its Reason may cross, row 58).
+    callee_final: Option<Message>,
+    /// Extra lines of the BYEs a peer's BYE causes (Teams' Q.850 Reason, `identity.rs`).
+    bye_headers: Vec<(HeaderName, String)>,
+    /// Forked early dialogs of the callee INVITE and the caller's 18x policy (rows 26, 27).
+    early: early::EarlyDialogs,
     /// Session timers of both legs (RFC 4028, row 42; `session_timer.rs`).
     session: session_timer::SessionTimers,
     /// Our 200 to an INVITE with Replaces from Microsoft, until its ACK (row 22).
@@ -159,6 +168,10 @@ impl State {
             LegId::Carrier => setup.carrier.targets.len(),
         };
         let neg = Negotiation::new(&setup);
+        let early = early::EarlyDialogs::new(match caller {
+            LegId::Carrier => setup.carrier.early_media,
+            LegId::Teams => early::EarlyMediaPolicy::Relay,
+        });
         let session = session_timer::SessionTimers::new(&setup.timers);
         State {
             setup,
@@ -186,6 +199,9 @@ impl State {
             transfer: None,
             replaced_teams: Vec::new(),
             reinvites: reinvite::Reinvites::default(),
+            callee_final: None,
+            bye_headers: Vec::new(),
+            early,
             session,
             replacement: None,
         }
@@ -342,65 +358,6 @@ impl State {
             now + self.setup.timers.hop_timeout,
             out,
         );
-    }
-
-    /// Identity headers for the callee's INVITE: the caller's PAI as From towards Teams when
-    /// `forward_pai` (row 20, done in From); towards a trusted carrier PAI/Privacy (row 57).
-    fn identity_headers(&mut self) -> Vec<(HeaderName, String)> {
-        let invite = &self.caller_invite;
-        match self.callee {
-            LegId::Teams => {
-                if self.setup.teams.forward_pai {
-                    let pai_user = invite
-                        .header(&HeaderName::PAssertedIdentity)
-                        .and_then(|v| crate::sip::NameAddr::parse(&v).ok())
-                        .and_then(|n| number_of(&n.uri));
-                    if let Some(user) = pai_user {
-                        let user = String::from_utf8_lossy(&user).into_owned();
-                        let dialog = &mut self.dialogs[idx(LegId::Teams)];
-                        let number = dialog.policy.number(&user);
-                        dialog.local = format!(
-                            "<sip:{number}@{};user=phone>;tag={}",
-                            dialog.policy.local_host(),
-                            dialog.local_tag
-                        );
-                        dialog.contact_user = Some(number);
-                    }
-                }
-                Vec::new()
-            }
-            LegId::Carrier => {
-                let privacy = invite.header_values(&HeaderName::Privacy).iter().any(|v| {
-                    String::from_utf8_lossy(v)
-                        .to_ascii_lowercase()
-                        .contains("id")
-                }) || invite
-                    .from()
-                    .ok()
-                    .and_then(|f| f.uri.as_sip().and_then(|u| u.user.clone()))
-                    .is_some_and(|u| u.eq_ignore_ascii_case(b"anonymous"));
-                let trusted = self.setup.carrier.trusted;
-                let dialog = &mut self.dialogs[idx(LegId::Carrier)];
-                let host = dialog.policy.local_host().to_owned();
-                let number = super::profile::sanitize_user(&self.setup.numbers.caller);
-                let mut headers = Vec::new();
-                if privacy {
-                    dialog.local = format!(
-                        "\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag={}",
-                        dialog.local_tag
-                    );
-                    dialog.contact_user = None;
-                    if trusted {
-                        headers.push((
-                            HeaderName::PAssertedIdentity,
-                            format!("<sip:{number}@{host}>"),
-                        ));
-                        headers.push((HeaderName::Privacy, "id".to_owned()));
-                    }
-                }
-                headers
-            }
-        }
     }
 
     fn send_request(

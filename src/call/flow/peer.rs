@@ -19,6 +19,9 @@ impl State {
         if leg == LegId::Teams && self.on_other_teams_dialog(tx, &msg, out) {
             return;
         }
+        if self.request_on_ended_fork(leg, tx, &msg, out) {
+            return;
+        }
         if leg == LegId::Teams && self.on_new_teams_dialog(tx, &msg, out) {
             return;
         }
@@ -154,6 +157,7 @@ impl State {
                     LegId::Carrier => EndReason::ByeFromCarrier,
                     LegId::Teams => EndReason::ByeFromTeams,
                 };
+                self.note_bye_reason(leg, msg);
                 self.end_call(now, reason, Some(leg), out);
             }
             Phase::Ending => self.respond(leg, tx, msg, 200, None, out),

@@ -1,8 +1,11 @@
 //! Whole call flows with a simulated clock: inputs in, exact messages out (parsed back).
 
 mod basic;
+mod cause_mapping;
 mod dtmf;
 mod failover;
+mod forks;
+mod identity;
 mod profile_rows;
 mod random_flows;
 mod reinvite;
@@ -138,6 +141,10 @@ pub(super) fn setup() -> CallSetup {
             offer_rtcp_mux: false,
             strip_vendor_attributes: true,
             trusted: false,
+            // The flows of the other test files relay every 18x (forks.rs covers the policies).
+            early_media: EarlyMediaPolicy::Relay,
+            diversion_from_history_info: false,
+            responses: ResponsePolicy::default(),
         },
         numbers: CallNumbers {
             caller: "+12065550123".into(),
