@@ -282,7 +282,7 @@ impl State {
         invite: &Message,
         out: &mut VecDeque<Output>,
     ) -> bool {
-        if !SessionExpires::of(invite).is_some_and(|se| se.interval < MIN_SE) {
+        if SessionExpires::of(invite).is_none_or(|se| se.interval >= MIN_SE) {
             return false;
         }
         let response = self.dialogs[idx(self.caller)].response(invite, 422, None);

@@ -608,3 +608,33 @@ fn row42_session_timers_are_cancelled_when_the_call_ends() {
         assert_eq!(armed(&h, kind), None, "{kind:?}");
     }
 }
+
+/// Glare (RFC 3261 §14.2): a re-INVITE from Teams while our refresh is open gets 491; the
+/// 200 to our refresh still restarts the timer.
+#[test]
+fn row42_reinvite_during_our_refresh_gets_491() {
+    let (mut h, _) = answered_outbound("Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n");
+    h.fire(TimerKind::SessionRefresh(LegId::Teams));
+    let refresh = h.request(Method::Invite);
+    let theirs = teams_reinvite(&h, 2, "", Some(&teams_sdp()));
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(2003),
+        msg: theirs,
+    });
+    let (_, tx, _) = h.response(491);
+    assert_eq!(tx, TxId(2003));
+    assert!(h.requests().is_empty());
+    h.respond(
+        &refresh,
+        200,
+        "t1",
+        &[("Session-Expires", "90;refresher=uac")],
+        Some(&teams_sdp()),
+    );
+    assert_eq!(h.acks().len(), 1);
+    assert_eq!(
+        armed(&h, TimerKind::SessionRefresh(LegId::Teams)),
+        Some(h.now + Duration::from_secs(45))
+    );
+}
