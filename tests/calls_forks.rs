@@ -8,11 +8,16 @@
 //! the carrier plays a PCMU pcap; the test's own UDP sockets sit on ports A and B and must
 //! see the SBC's SRTP at A (the 200's address) and nothing at B (the 183's).
 //!
+//! Between the 183 and the 200 the test streams SRTP to the SBC as fork B's early media
+//! (encrypted with webrtc-srtp under the key of the 183). With `relay` it must reach the
+//! carrier; with `first_only` and `convert_183_to_180` the carrier was given no SDP answer, so
+//! the SBC must authenticate it (the Teams side is set up) and forward none of it.
+//!
 //! Every wait is bounded; nothing asserts a duration. Needs root for SIPp's pcap replay.
 
 mod common;
 
-use std::net::UdpSocket;
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -20,13 +25,20 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::*;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::protection_profile::ProtectionProfile;
 
 const ACME_DID: &str = "+4930123450";
 const PSTN_CALLER: &str = "+4969111222";
 const LONG: Duration = Duration::from_secs(45);
 /// An SRTP packet of the pcap: 12 bytes RTP header, 160 bytes PCMU, 10 bytes auth tag.
 const SRTP_PCMU_LEN: usize = 12 + 160 + 10;
+/// How long the Teams stand-in waits between its 183 and its 200 (the early-media window).
+const EARLY_PAUSE_MS: &str = "3000";
+/// Early SRTP packets the test sends as fork B, 20 ms apart.
+const EARLY_PACKETS: u16 = 25;
 
 /// A scenario from `tests/sipp/forks` with its `@NAME@` placeholders replaced.
 fn forks_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
@@ -37,7 +49,7 @@ fn forks_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
-    for placeholder in ["@CALLE", "@CALLER@", "@PORT_", "@EARLY@", "@HOLD_MS@"] {
+    for placeholder in ["@CALLE", "@CALLER@", "@PORT_", "@EARLY", "@HOLD_MS@"] {
         assert!(
             !text.contains(placeholder),
             "unfilled placeholder {placeholder} in {file}"
@@ -75,6 +87,84 @@ fn sipp_traced(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer
             panic!("spawn sipp ({e}); install it with `apt-get install -y sip-tester`")
         });
     Peer::from_child(name, child, dir)
+}
+
+/// The text of SIPp's `*<suffix>` log in `dir` (empty until it exists).
+fn sipp_log(dir: &Path, suffix: &str) -> String {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(suffix))
+        .map(|e| std::fs::read_to_string(e.path()).unwrap_or_default())
+        .collect()
+}
+
+/// The SBC's Teams media address and SRTP key, logged by the Teams stand-in once it has sent
+/// its 183 (`EARLY-MEDIA ip port key`).
+fn early_media_window(teams_dir: &Path) -> (SocketAddr, String) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let log = sipp_log(teams_dir, "_logs.log");
+        if let Some(line) = log.lines().find(|l| l.contains("EARLY-MEDIA ")) {
+            let mut fields = line
+                .split("EARLY-MEDIA ")
+                .nth(1)
+                .unwrap()
+                .split_whitespace();
+            let ip = fields.next().unwrap();
+            let port = fields.next().unwrap();
+            let key = fields.next().unwrap().to_owned();
+            return (format!("{ip}:{port}").parse().unwrap(), key);
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Teams stand-in never reached its early-media window; errors:\n{}",
+            sipp_errors(teams_dir)
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn srtp_context(inline: &str) -> Context {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(inline)
+        .expect("SDES inline key is base64");
+    assert_eq!(raw.len(), 30, "AES_CM_128 key + salt");
+    Context::new(
+        &raw[..16],
+        &raw[16..],
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&0x0f0b_0002u32.to_be_bytes());
+    packet.extend((0..160u16).map(|i| (i as u8) ^ (seq as u8)));
+    packet
+}
+
+/// Fork B's early media: SRTP under the 183's key to the SBC's Teams media port, while the
+/// stand-in has not answered yet (checked after the last packet).
+fn send_early_media(teams_dir: &Path) {
+    let (sbc, key) = early_media_window(teams_dir);
+    let socket = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
+    let mut context = srtp_context(&key);
+    for seq in 0..EARLY_PACKETS {
+        let packet = context.encrypt_rtp(&rtp_packet(seq)).unwrap();
+        socket.send_to(&packet, sbc).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert!(
+        !sipp_log(teams_dir, "_logs.log").contains("ANSWERING"),
+        "the stand-in answered before the early media was sent (raise EARLY_PAUSE_MS)"
+    );
 }
 
 /// The messages SIPp received, from its `*_messages.log` in `dir`, in order.
@@ -158,6 +248,8 @@ struct Expect {
     /// `<recv>` elements of the carrier scenario before the 200 (loops back to `early`).
     scenario: &'static str,
     provisionals: Vec<(u16, bool)>,
+    /// Fork B's early media reaches the carrier.
+    early_media_relayed: bool,
 }
 
 const LOOP_180: &str = r#"  <label id="early"/>
@@ -184,6 +276,7 @@ fn run_forked_call(expect: Expect, media_base: u16) {
             ("CALLED", ACME_DID.trim_start_matches('+')),
             ("PORT_A", &port_a.port.to_string()),
             ("PORT_B", &port_b.port.to_string()),
+            ("EARLY_PAUSE_MS", EARLY_PAUSE_MS),
         ],
     );
     let teams_media = free_port_pair(TEAMS_IP);
@@ -240,6 +333,7 @@ fn run_forked_call(expect: Expect, media_base: u16) {
         ],
     );
 
+    send_early_media(&teams_dir);
     let carrier_status = carrier.wait(LONG);
     let teams_status = teams.wait(LONG);
     assert!(
@@ -288,6 +382,33 @@ fn run_forked_call(expect: Expect, media_base: u16) {
         ),
         1.0
     );
+    // Row 27: fork B's early media. Authenticated either way (the Teams side is set up from
+    // the 183 even when the carrier does not get it); forwarded only when the carrier got the
+    // SDP answer, else dropped for want of a carrier destination. Nothing else comes from
+    // the Teams side in this call (the stand-in sends no media).
+    let early_to_carrier = lab.metric("media_packets_total", &[("direction", "teams_to_carrier")]);
+    let no_remote = lab.metric("media_packets_dropped_total", &[("reason", "no_remote")]);
+    assert_eq!(
+        lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")]),
+        0.0
+    );
+    if expect.early_media_relayed {
+        assert!(
+            early_to_carrier >= 1.0,
+            "relay: no early media reached the carrier (dropped no_remote: {no_remote})"
+        );
+    } else {
+        assert_eq!(
+            early_to_carrier, 0.0,
+            "policy {}: early media reached a carrier that got no SDP",
+            expect.policy
+        );
+        assert!(
+            no_remote >= 1.0,
+            "policy {}: the early media never reached the SBC",
+            expect.policy
+        );
+    }
 }
 
 /// Rows 26, 27 with `early_media = "relay"`: the carrier gets 180, 180 and the 183 with an
@@ -299,6 +420,7 @@ fn row26_row27_forked_call_relay_policy() {
             policy: "relay",
             scenario: LOOP_180_183,
             provisionals: vec![(180, false), (180, false), (183, true)],
+            early_media_relayed: true,
         },
         57000,
     );
@@ -313,6 +435,7 @@ fn row26_row27_forked_call_first_only_policy() {
             policy: "first_only",
             scenario: LOOP_180,
             provisionals: vec![(180, false)],
+            early_media_relayed: false,
         },
         57200,
     );
@@ -327,6 +450,7 @@ fn row26_row27_forked_call_convert_183_to_180_policy() {
             policy: "convert_183_to_180",
             scenario: LOOP_180,
             provisionals: vec![(180, false), (180, false), (180, false)],
+            early_media_relayed: false,
         },
         57400,
     );
