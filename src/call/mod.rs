@@ -37,6 +37,10 @@
 //! A transfer (REFER from Teams, rows 36-38) gives the Teams leg a new dialog: once it is
 //! answered, `call_id(LegId::Teams)` returns the new Call-ID; keep routing the old one to the
 //! call too (Microsoft ends the old dialog with its own BYE, which releases only that dialog).
+//! An INVITE with Replaces from Microsoft (row 22) is a new Teams dialog for an existing call:
+//! feed it as [`Input::Request`] on `LegId::Teams` of the call whose Teams Call-ID its
+//! [`ReplacesHeader`] names and route its own Call-ID there too (dispatch does both); the
+//! call answers it, BYEs the replaced dialog and `call_id(LegId::Teams)` becomes the new one.
 //! Transaction layer events map as: `TuEvent::Response` -> [`Input::Response`];
 //! `Timeout` on a client tx -> `TxFailed { reason: Timeout }`; `TransportError` -> `TxFailed
 //! { reason: Transport }` (a connect/TLS failure may use `ConnectFailed`; both fail over);
@@ -51,7 +55,11 @@
 //! Messages are complete wire messages, built from scratch for each leg: nothing of one
 //! side's topology (Call-ID, tags, CSeq, Via, Record-Route, Contact, unknown headers) reaches
 //! the other; only numbers (as routing decided) and SDP (rewritten) cross. The header policy of
-//! each leg lives in `profile.rs` (Teams rules: rows 15-23, 32, 36, 59).
+//! each leg lives in `profile.rs` (Teams rules: rows 15-23, 32, 36, 59). Deliberate exceptions,
+//! all towards the carrier and rebuilt rather than copied: caller identity and privacy
+//! (P-Asserted-Identity/Privacy to trusted trunks only, row 57) and Diversion from
+//! History-Info in `identity.rs`; Teams' Q.850 cause in `Reason` on final errors and BYE
+//! (row 58, `codes.rs`).
 
 mod codes;
 mod dialog;
