@@ -8,8 +8,8 @@
 //! Matching (RFC 3891 §3): the header's Call-ID is the current Teams dialog's, `to-tag` is
 //! our tag in it and `from-tag` Microsoft's; anything else is 481. A confirmed dialog with
 //! `early-only` is 486; an early (ringing) Teams dialog is 481 (no call pickup here); a call
-//! that is ending 603; while a transfer or another replacement is in progress, or our 2xx to
-//! the caller is not yet ACKed, 491.
+//! that is ending 603; while a transfer, another replacement, a re-INVITE or our session
+//! refresh is in progress, or our 2xx to the caller is not yet ACKed, 491.
 //!
 //! The ACK of our 200 arrives on the new Call-ID. If it never comes (the transaction layer's
 //! `AckTimeout` on the INVITE's server transaction) the whole call ends with BYE on both legs
@@ -187,9 +187,19 @@ impl State {
             Phase::Answered => 491,
             Phase::Ending | Phase::Finished => 603,
             Phase::Confirmed if replaces.early_only => 486,
-            Phase::Confirmed if self.transfer.is_some() || self.replacement.is_some() => 491,
+            Phase::Confirmed if self.offer_answer_busy() => 491,
             Phase::Confirmed => 0,
         }
+    }
+
+    /// Another offer/answer is open on the call: a transfer's new leg, a replacement not yet
+    /// ACKed, a re-INVITE (relayed, or our 2xx to Teams awaiting its ACK) or our session
+    /// refresh towards Teams. The new dialog's answer would race it (RFC 3261 §14.2).
+    fn offer_answer_busy(&self) -> bool {
+        self.transfer.is_some()
+            || self.replacement.is_some()
+            || self.reinvite_in_progress(LegId::Teams)
+            || self.session_refresh_in_flight(LegId::Teams)
     }
 
     /// A final answer on a new dialog we do not take: its own To tag, the Teams headers.

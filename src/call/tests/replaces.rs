@@ -529,3 +529,101 @@ fn request_on_an_unknown_teams_call_id_gets_481() {
     h.response(481);
     assert!(h.requests().is_empty() && !h.finished());
 }
+
+/// A re-INVITE in progress (the carrier's hold relayed to Teams, its answer still awaited):
+/// the new dialog's offer would race it, so 491 (RFC 3261 §14.2).
+#[test]
+fn row22_replaces_while_a_reinvite_is_in_progress_gets_491() {
+    let (mut h, invite, ours) = inbound_confirmed();
+    let call_id = header(&invite.msg, HeaderName::CallId);
+    let ok = carrier_ack(&h);
+    let hold = with_body(
+        &format!(
+            "INVITE sip:+14255550100@192.0.2.10:5060 SIP/2.0\r\n\
+             Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKchold\r\nMax-Forwards: 70\r\n\
+             From: <sip:2065550123@10.0.0.1>;tag=c1\r\nTo: {}\r\n\
+             Call-ID: carrier-call-1@10.0.0.1\r\nCSeq: 2 INVITE\r\n\
+             Contact: <sip:2065550123@10.0.0.1:5060>\r\n",
+            header(&ok, HeaderName::To)
+        ),
+        Some(
+            &carrier_sdp()
+                .replace("o=carrier 1 1 ", "o=carrier 1 2 ")
+                .replace("a=sendrecv", "a=sendonly"),
+        ),
+    );
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(5000),
+        msg: hold,
+    });
+    let relayed = h.request(Method::Invite);
+    assert_eq!(relayed.leg, LegId::Teams, "the hold is relayed to Teams");
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6000),
+        msg: replaces_invite(
+            &replaces_value(&call_id, &ours, "ms1", ""),
+            &new_dialog_sdp(),
+        ),
+    });
+    h.response(491);
+    assert!(h.requests().is_empty() && h.media().is_empty());
+}
+
+/// Media bypass (rows 22, 41): the replacing dialog's answer is ICE-lite on the same address
+/// and port, and the media core answers STUN for the new dialog's ufrag.
+#[test]
+fn row22_replaces_on_a_bypass_trunk_answers_ice_lite_on_the_same_port() {
+    let mut bypass = setup();
+    bypass.teams.ice = Some(crate::sdp::IceCredentials::generate());
+    let mut h = Harness::inbound(bypass, carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    let teams_answer = format!(
+        "{}a=ice-ufrag:oldU\r\na=ice-pwd:oldpasswordoldpassword12\r\n",
+        teams_sdp()
+    );
+    h.respond(
+        &invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_answer),
+    );
+    let ack = carrier_ack(&h);
+    h.input(Input::Ack {
+        leg: LegId::Carrier,
+        msg: ack,
+    });
+    let ours = tag_of(&header(&invite.msg, HeaderName::From));
+    let call_id = header(&invite.msg, HeaderName::CallId);
+    let offer = format!(
+        "{}a=ice-ufrag:newU\r\na=ice-pwd:newpasswordnewpassword12\r\n\
+         a=candidate:1 1 UDP 2130706431 52.112.9.9 50100 typ host\r\n",
+        new_dialog_sdp()
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6000),
+        msg: replaces_invite(&replaces_value(&call_id, &ours, "ms1", ""), &offer),
+    });
+    let (_, _, ok) = h.response(200);
+    let answer = body(&ok);
+    assert!(answer.contains("a=ice-lite"), "{answer}");
+    assert!(answer.contains("m=audio 30000 RTP/SAVP"), "{answer}");
+    assert!(
+        answer.contains(" 198.51.100.10 30000 typ host"),
+        "our candidate is the same address and port: {answer}"
+    );
+    assert!(h.media().iter().any(|c| matches!(
+        c,
+        MediaCommand::EnableIceLite {
+            leg: LegSide::Teams,
+            remote_ufrag: Some(u),
+            ..
+        } if u == "newU"
+    )));
+}
