@@ -77,6 +77,11 @@ impl State {
         if self.session_screen_reinvite(leg, tx, &msg, out) {
             return;
         }
+        if self.transfer.is_some() {
+            // A transfer is swapping the Teams leg's media: one offer/answer at a time.
+            self.respond(leg, tx, &msg, 491, None, out);
+            return;
+        }
         if let Some(relay) = &self.reinvites.relay {
             if relay.pending.from() == leg {
                 // RFC 3261 §14.2: an INVITE while the previous one from the same side is open.
@@ -113,7 +118,6 @@ impl State {
                 let other = leg.other();
                 let other_unconfirmed = other == self.caller && self.phase == Phase::Answered;
                 if other_unconfirmed
-                    || self.transfer.is_some()
                     || self.reinvites.unacked[idx(other)].is_some()
                     || self.session_refresh_in_flight(other)
                 {

@@ -806,3 +806,40 @@ fn reinvite_with_an_old_cseq_gets_500() {
     assert_eq!(h.response(500).1, TxId(7402));
     assert!(h.requests().is_empty() && h.media().is_empty());
 }
+
+/// While a transfer (REFER, row 37) swaps the Teams leg, a re-INVITE from either side gets 491.
+#[test]
+fn reinvite_during_a_transfer_gets_491() {
+    let (mut h, invite) = answered_inbound();
+    let refer = with_body(
+        &format!(
+            "REFER sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKrefer1\r\nMax-Forwards: 70\r\n\
+             From: <sip:+14255550100@sip.pstnhub.microsoft.com;user=phone>;tag=ms1\r\n\
+             To: {}\r\nCall-ID: {}\r\nCSeq: 1 REFER\r\n\
+             Refer-To: <sip:+14255550199@sip.pstnhub.microsoft.com;user=phone>\r\n",
+            header(&invite.msg, HeaderName::From),
+            header(&invite.msg, HeaderName::CallId),
+        ),
+        None,
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(7501),
+        msg: refer,
+    });
+    h.response(202);
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(7502),
+        msg: carrier_reinvite(&h, 2, Some(&carrier_sdp_v(2, "a=sendonly"))),
+    });
+    assert_eq!(h.response(491).1, TxId(7502));
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(7503),
+        msg: teams_reinvite(&invite, 2, Some(&teams_sdp_v(10, "a=inactive"))),
+    });
+    assert_eq!(h.response(491).1, TxId(7503));
+    assert!(h.requests().is_empty() && h.media().is_empty());
+}
