@@ -109,6 +109,23 @@ impl Negotiation {
             .map(|sdp| Bytes::from(sdp.to_bytes()))
     }
 
+    /// The peer's answer to our session refresh (RFC 4028; our last SDP re-offered): nothing
+    /// to do when it is what the peer last sent, else taken like any answer to our offer.
+    pub fn refresh_answered(
+        &mut self,
+        leg: LegId,
+        body: &[u8],
+    ) -> Result<Vec<MediaCommand>, SdpError> {
+        let answer = Sdp::parse(body)?;
+        let same = self.received[leg_index(leg)]
+            .as_ref()
+            .is_some_and(|last| last.to_bytes() == answer.to_bytes());
+        if same {
+            return Ok(Vec::new());
+        }
+        self.reinvite_ack_answer(leg, body)
+    }
+
     fn record_sent(&mut self, leg: LegId, sdp: Sdp) -> Bytes {
         let bytes = Bytes::from(sdp.to_bytes());
         self.sent[leg_index(leg)] = Some(sdp);

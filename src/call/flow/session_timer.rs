@@ -563,7 +563,16 @@ impl State {
             return;
         }
         match status {
-            200..=299 => self.session_start_as_uac(now, leg, &response, out),
+            200..=299 => {
+                let body = response.body();
+                if !body.is_empty() && is_sdp(&response) {
+                    // An unusable answer leaves the media as it was; the session goes on.
+                    if let Ok(commands) = self.neg.refresh_answered(leg, &body) {
+                        out.extend(commands.into_iter().map(Output::Media));
+                    }
+                }
+                self.session_start_as_uac(now, leg, &response, out)
+            }
             422 => {
                 let raised = min_se_of(&response);
                 let retry = match (self.leg_timer_mut(leg), raised) {

@@ -172,6 +172,7 @@ fn row42_teams_refresher_uas_we_refresh_teams_at_half_interval() {
             ],
             Some(&teams_sdp()),
         );
+        assert!(h.media().is_empty(), "the same answer changes no media");
         let acks = h.acks();
         assert_eq!(acks.len(), 1);
         let (leg, _, ack) = &acks[0];
@@ -385,15 +386,25 @@ fn row42_422_from_teams_is_retried_with_raised_interval_then_we_refresh() {
         header(&refresh.msg, HeaderName::CallId),
         header(&first.msg, HeaderName::CallId)
     );
+    // Microsoft's answer moved its media: taken like any answer to our offer.
     h.respond(
         &refresh,
         200,
         "ms1",
         &[("Session-Expires", "3600;refresher=uac")],
-        Some(&teams_sdp()),
+        Some(&teams_sdp().replace("49152", "49200")),
     );
     assert_eq!(h.acks().len(), 1);
     assert_eq!(h.acks()[0].0, LegId::Teams);
+    let moved: SocketAddr = "52.112.1.1:49200".parse().unwrap();
+    assert!(
+        h.media().iter().any(|c| matches!(
+            c,
+            MediaCommand::SetRemote { leg: crate::media::LegSide::Teams, rtp, .. } if *rtp == moved
+        )),
+        "{:#?}",
+        h.media()
+    );
 }
 
 /// A peer that keeps answering 422 is given up after two retries: the caller gets a final
