@@ -100,6 +100,11 @@ mod tests {
         let t0 = Instant::now();
         timers.set(CallKey(7), TimerKind::AckWait, t0);
         timers.set(CallKey(7), TimerKind::NoAnswer, t0);
+        // Session timers, one per leg (row 42).
+        for leg in [crate::call::LegId::Carrier, crate::call::LegId::Teams] {
+            timers.set(CallKey(7), TimerKind::SessionRefresh(leg), t0);
+            timers.set(CallKey(7), TimerKind::SessionExpiry(leg), t0);
+        }
         timers.set(CallKey(8), TimerKind::NoAnswer, t0);
         timers.cancel_all(CallKey(7));
         assert_eq!(timers.pop_due(t0), Some((CallKey(8), TimerKind::NoAnswer)));
