@@ -20,7 +20,7 @@ use bytes::Bytes;
 
 use super::{leg_index, Negotiation};
 use crate::call::{LegId, MediaCommand};
-use crate::sdp::{self, Direction, IceCredentials, RemoteMedia, SdesKey, Sdp, SdpError};
+use crate::sdp::{self, IceCredentials, PayloadInfo, RemoteMedia, SdesKey, Sdp, SdpError};
 
 /// What to do with a re-INVITE.
 pub(crate) enum ReinvitePlan {
@@ -49,18 +49,30 @@ impl PendingOffer {
     }
 }
 
-/// What the other leg sees of a peer's SDP: hold state, direction and codecs (in order).
-/// Addresses, keys and ICE credentials stay on the peer's own leg.
-fn seen_by_other_leg(remote: &RemoteMedia) -> (bool, Direction, Vec<(String, u32, u8)>) {
-    (
-        remote.on_hold,
-        remote.direction,
-        remote
-            .payloads
-            .iter()
-            .map(|p| (p.encoding.to_ascii_lowercase(), p.clock_rate, p.channels))
-            .collect(),
-    )
+/// Whether the other leg must hear of `offer`, given the peer's previous SDP `before`: a
+/// hold/resume or another direction, the voice codec in use no longer offered, or DTMF
+/// (telephone-event) appearing or going away. A new address, SRTP key, ICE credentials or a
+/// longer codec list (Teams offers all its codecs where it answered one) stay on the peer's
+/// own leg and are answered by the SBC.
+fn other_leg_sees_change(before: &RemoteMedia, offer: &RemoteMedia) -> bool {
+    let is_voice = |p: &&PayloadInfo| {
+        !p.encoding.eq_ignore_ascii_case("telephone-event")
+            && !p.encoding.eq_ignore_ascii_case("CN")
+    };
+    let same_codec = |a: &PayloadInfo, b: &PayloadInfo| {
+        a.encoding.eq_ignore_ascii_case(&b.encoding)
+            && a.clock_rate == b.clock_rate
+            && a.channels == b.channels
+    };
+    let in_use_dropped = before
+        .payloads
+        .iter()
+        .find(is_voice)
+        .is_some_and(|used| !offer.payloads.iter().any(|p| same_codec(used, p)));
+    before.on_hold != offer.on_hold
+        || before.direction != offer.direction
+        || in_use_dropped
+        || before.telephone_event_pt.is_some() != offer.telephone_event_pt.is_some()
 }
 
 /// Same `o=` session id and version and the same lines otherwise: a refresh (RFC 3264 §8).
@@ -124,7 +136,7 @@ impl Negotiation {
         let other = from.other();
         let other_sees_change = before
             .as_ref()
-            .is_none_or(|b| seen_by_other_leg(b) != seen_by_other_leg(&remote));
+            .is_none_or(|b| other_leg_sees_change(b, &remote));
         if other_sees_change || self.received[leg_index(other)].is_none() {
             let (sent, origin) = match other {
                 LegId::Teams => {

@@ -843,3 +843,63 @@ fn reinvite_during_a_transfer_gets_491() {
     assert_eq!(h.response(491).1, TxId(7503));
     assert!(h.requests().is_empty() && h.media().is_empty());
 }
+
+/// Microsoft offers every codec it has where it answered one: a re-key offer with a longer
+/// codec list still stays on the Teams leg, answered with the carrier's codecs only.
+#[test]
+fn teams_offer_with_more_codecs_is_answered_locally() {
+    let (mut h, invite) = answered_inbound();
+    let offer = teams_sdp_v(10, "a=sendrecv")
+        .replace("RTP/SAVP 0 8 101", "RTP/SAVP 9 0 8 101")
+        .replace("a=rtpmap:0 PCMU", "a=rtpmap:9 G722/8000\r\na=rtpmap:0 PCMU")
+        .replace(TEAMS_KEY_B64, NEW_TEAMS_KEY_B64);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(7601),
+        msg: teams_reinvite(&invite, 2, Some(&offer)),
+    });
+    assert!(h.requests().is_empty(), "the carrier hears nothing");
+    let (_, _, ok) = h.response(200);
+    let answer = body(&ok);
+    assert_our_media(LegId::Teams, &answer);
+    assert!(
+        line(&answer, "m=").starts_with("m=audio 30000 RTP/SAVP 0 8 101"),
+        "{answer}"
+    );
+    assert_eq!(srtp(&h).len(), 1);
+}
+
+/// The codec in use is no longer offered: the carrier must renegotiate, so it is relayed.
+#[test]
+fn teams_offer_dropping_the_codec_in_use_is_relayed() {
+    let (mut h, invite) = answered_inbound();
+    let offer = teams_sdp_v(10, "a=sendrecv")
+        .replace("RTP/SAVP 0 8 101", "RTP/SAVP 8 101")
+        .replace("a=rtpmap:0 PCMU/8000\r\n", "");
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(7701),
+        msg: teams_reinvite(&invite, 2, Some(&offer)),
+    });
+    let relayed = h.request(Method::Invite);
+    assert_eq!(relayed.leg, LegId::Carrier);
+    let carrier_offer = body(&relayed.msg);
+    assert!(
+        line(&carrier_offer, "m=").starts_with("m=audio 20000 RTP/AVP 8 101"),
+        "{carrier_offer}"
+    );
+    h.respond(
+        &relayed,
+        200,
+        "c1",
+        &[],
+        Some(&carrier_sdp_v(2, "a=sendrecv").replace("RTP/AVP 0 8 101", "RTP/AVP 8 101")),
+    );
+    let (_, tx, ok) = h.response(200);
+    assert_eq!(tx, TxId(7701));
+    assert!(line(&body(&ok), "m=").starts_with("m=audio 30000 RTP/SAVP 8 101"));
+    assert!(h
+        .media()
+        .iter()
+        .any(|c| matches!(c, MediaCommand::SetPayloadMap { .. })));
+}
