@@ -581,3 +581,87 @@ fn row26_final_error_ends_every_early_dialog_without_bye() {
     h.response(486);
     assert!(h.finished());
 }
+
+/// Row 27 concerns what reaches the carrier: on Teams -> PSTN calls the 18x go to Microsoft,
+/// which gets every one of them (a trunk's `first_only` does not apply). Forks of the
+/// carrier's side are handled the same way as Microsoft's (row 26): the 200 of fork c1 wins
+/// after fork c2's early media, and a request of the carrier on c2's dialog gets 481.
+#[test]
+fn row26_row27_teams_to_pstn_relays_every_18x_and_carrier_forks_end() {
+    let mut s = setup();
+    s.carrier.early_media = EarlyMediaPolicy::FirstOnly;
+    let mut h = Harness::outbound(s, teams_invite("", &teams_sdp()));
+    let invite = h.request(Method::Invite);
+    h.respond(
+        &invite,
+        180,
+        "c1",
+        &[("Contact", "<sip:c1@10.0.0.1>")],
+        None,
+    );
+    h.respond(
+        &invite,
+        180,
+        "c2",
+        &[("Contact", "<sip:c2@10.0.0.2>")],
+        None,
+    );
+    let other_carrier_sdp = carrier_sdp().replace("10.0.0.1", "10.0.0.2");
+    h.respond(&invite, 183, "c2", &[], Some(&other_carrier_sdp));
+    let to_teams: Vec<(u16, bool)> = h
+        .all
+        .iter()
+        .filter_map(|o| match o {
+            Output::SendResponse {
+                leg: LegId::Teams,
+                msg,
+                ..
+            } => {
+                let msg = parse(msg);
+                Some((msg.status().unwrap(), !msg.body().is_empty()))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(to_teams, vec![(180, false), (180, false), (183, true)]);
+
+    h.respond(
+        &invite,
+        200,
+        "c1",
+        &[("Contact", "<sip:c1@10.0.0.1>")],
+        Some(&carrier_sdp()),
+    );
+    assert!(h.media().contains(&MediaCommand::SetRemote {
+        leg: LegSide::Carrier,
+        rtp: "10.0.0.1:40000".parse().unwrap(),
+        rtcp: Some("10.0.0.1:40001".parse().unwrap()),
+        rtcp_mux: false,
+    }));
+    assert_eq!(to_tag(&h.acks()[0].2).as_deref(), Some("c1"));
+
+    let carrier_request = |tag: &str| {
+        peer_in_dialog_request(
+            "BYE",
+            5,
+            &header(&invite.msg, HeaderName::CallId),
+            &format!("{};tag={tag}", header(&invite.msg, HeaderName::To)),
+            &header(&invite.msg, HeaderName::From),
+            "SIP/2.0/UDP 10.0.0.2:5060;branch=z9hG4bKc2bye",
+        )
+    };
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(6000),
+        msg: carrier_request("c2"),
+    });
+    assert_eq!(h.response(481).0, LegId::Carrier);
+    assert!(h.requests().is_empty());
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(6001),
+        msg: carrier_request("c1"),
+    });
+    assert_eq!(h.response(200).0, LegId::Carrier);
+    assert_eq!(h.request(Method::Bye).leg, LegId::Teams);
+}
