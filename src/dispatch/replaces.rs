@@ -67,8 +67,15 @@ impl Dispatcher {
         };
         match self.table.by_call_id(&call_id) {
             None => self.table.add_call_id(key, LegId::Teams, &call_id),
-            // A new attempt on a Call-ID this call already took (after a 491).
-            Some((known, LegId::Teams)) if known == key => {}
+            // A new attempt on a Call-ID this call already took after refusing it (a 491);
+            // never the Teams dialog in use nor the one to replace.
+            Some((known, LegId::Teams))
+                if known == key
+                    && call_id != replaces.call_id
+                    && self
+                        .table
+                        .get(key)
+                        .is_some_and(|slot| *slot.call.call_id(LegId::Teams) != call_id) => {}
             Some(_) => {
                 self.reply(now, layer, tx, &msg, 482, "Loop Detected", None);
                 return None;
@@ -248,10 +255,14 @@ port_max = 42699
     }
 
     fn teams_replaces_invite(call_id: &str, replaces: &str) -> Message {
+        teams_replaces_invite_on(call_id, replaces, call_id)
+    }
+
+    fn teams_replaces_invite_on(call_id: &str, replaces: &str, branch: &str) -> Message {
         with_sdp(
             &format!(
                 "INVITE sip:+4969111222@acme.sbc.example.test:5061;transport=tls SIP/2.0\n\
-                 Via: SIP/2.0/TCP 127.0.0.3:5061;branch=z9hG4bKrep{call_id}\n\
+                 Via: SIP/2.0/TCP 127.0.0.3:5061;branch=z9hG4bKrep{branch}\n\
                  Max-Forwards: 70\n\
                  From: <sip:+4930123450@sip.pstnhub.microsoft.com;user=phone>;tag=ms2\n\
                  To: <sip:+4969111222@acme.sbc.example.test;user=phone>\n\
@@ -346,6 +357,11 @@ port_max = 42699
         assert_eq!(value(bye, HeaderName::CallId), teams_call_id);
         assert_eq!(sent.len(), 2, "nothing to the carrier");
 
+        // A new INVITE on the Call-ID of the dialog in use is a loop, Replaces or not.
+        let again = teams_replaces_invite_on("new-dialog", &replaces, "again");
+        let sent = exchange(&mut bench, again, teams());
+        assert_eq!(sent[0].status(), Some(482), "{sent:?}");
+
         // The new dialog's ACK and BYE reach the call by its Call-ID.
         let to = value(ok, HeaderName::To);
         let ack = parse(&format!(
@@ -367,6 +383,7 @@ port_max = 42699
                     && value(m, HeaderName::CallId) == "carrier-1"),
             "the carrier is released"
         );
+        assert_eq!(bench.calls.call_count(), 0);
         bench.calls.shutdown();
     }
 }
