@@ -4,7 +4,8 @@
 //! the Teams side, which checks with `ereg check_it` that hold arrives as a=inactive (never
 //! sendonly/recvonly, row 39), still SRTP, never 0.0.0.0 (row 40). Then the Teams side re-keys
 //! (a new SDES key); the SBC answers it itself with a new key of its own, and the carrier
-//! dialog sees nothing of it (its scenario accepts no request then). The test then reads both
+//! dialog sees nothing of it; then Teams holds (a=inactive), which reaches the carrier as a
+//! re-INVITE with a=inactive on the SBC's same carrier-side address. The test then reads both
 //! SIPp message logs (-trace_msg) and checks that every SDP the SBC sent to each peer carries
 //! the same c= address and m= port (row 41). Every check is a SIPp exit code, a message
 //! assertion or an SBC metric; every wait is bounded.
@@ -131,9 +132,10 @@ fn sdp_summaries(messages: &[String]) -> Vec<(String, String, String, Option<Str
 
 /// Rows 39, 40, 41: hold and resume from the carrier relayed to Teams (hold as a=inactive,
 /// no 0.0.0.0), a Teams re-key answered by the SBC with a fresh key and never shown to the
-/// carrier, and one media address and port per leg in every SDP the SBC sent.
+/// carrier, a Teams hold relayed to the carrier, and one media address and port per leg in
+/// every SDP the SBC sent.
 #[test]
-fn row39_40_41_hold_resume_and_rekey_keep_our_media_address() {
+fn row39_40_41_hold_resume_rekey_and_teams_hold_keep_our_media_address() {
     let proxy_port = free_tcp_port(TEAMS_IP);
     let mut spec = LabSpec::new(57600);
     spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
@@ -176,7 +178,7 @@ fn row39_40_41_hold_resume_and_rekey_keep_our_media_address() {
     let carrier_path = reinvite_scenario(
         &carrier_dir,
         "carrier_uac.xml",
-        &[("CALLER", PSTN_CALLER), ("QUIET_MS", "3000")],
+        &[("CALLER", PSTN_CALLER), ("QUIET_MS", "10000")],
     );
     write_pcmu_pcap(&carrier_dir.join("pcmu.pcap"), PCAP_PACKETS);
     let carrier_media = free_port_pair(CARRIER_IP);
@@ -210,13 +212,14 @@ fn row39_40_41_hold_resume_and_rekey_keep_our_media_address() {
         teams.errors()
     );
 
-    // Row 41 towards Teams: the INVITE, the hold and resume re-INVITEs and the 200 to the
-    // re-key all carry one c= and one m= port; the re-key got a new key of ours.
+    // Row 41 towards Teams: the INVITE, the hold and resume re-INVITEs and the 200s to the
+    // re-key and to Teams' hold all carry one c= and one m= port; the re-key got a new key
+    // of ours, kept for the Teams hold.
     let teams_sdps = sdp_summaries(&received_messages(&teams_dir));
     let firsts: Vec<&str> = teams_sdps.iter().map(|s| s.0.as_str()).collect();
-    assert_eq!(teams_sdps.len(), 4, "SDPs received by Teams: {firsts:?}");
+    assert_eq!(teams_sdps.len(), 5, "SDPs received by Teams: {firsts:?}");
     assert!(firsts[..3].iter().all(|l| l.starts_with("INVITE ")));
-    assert!(firsts[3].starts_with("SIP/2.0 200"));
+    assert!(firsts[3..].iter().all(|l| l.starts_with("SIP/2.0 200")));
     for (first, c, port, _) in &teams_sdps {
         assert_eq!(c, &teams_sdps[0].1, "row 41: c= changed in {first}");
         assert_eq!(port, &teams_sdps[0].2, "row 41: m= port changed in {first}");
@@ -239,25 +242,42 @@ fn row39_40_41_hold_resume_and_rekey_keep_our_media_address() {
         .expect("SRTP key in the re-key answer");
     assert_ne!(rekey_answer, initial_key, "re-key: a fresh key of ours");
     assert_ne!(rekey_answer, NEW_TEAMS_KEY, "never Teams' own key echoed");
+    assert_eq!(
+        teams_sdps[4].3.as_ref(),
+        Some(&rekey_answer),
+        "Teams' hold (same key from Teams) keeps our key"
+    );
 
-    // Row 41 towards the carrier: the 200s to the INVITE, the hold and the resume; and no
-    // request from the SBC reached the carrier dialog (the re-key stayed on the Teams leg).
+    // Row 41 towards the carrier: the 200s to the INVITE, the hold and the resume, and the
+    // relayed Teams hold; the only request from the SBC on the carrier dialog is that hold
+    // (the re-key stayed on the Teams leg).
     let carrier_messages = received_messages(&carrier_dir);
     let carrier_sdps = sdp_summaries(&carrier_messages);
+    let firsts: Vec<&str> = carrier_sdps.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(
         carrier_sdps.len(),
-        3,
-        "SDPs received by the carrier: {carrier_sdps:?}"
+        4,
+        "SDPs received by the carrier: {firsts:?}"
     );
+    assert!(firsts[..3].iter().all(|l| l.starts_with("SIP/2.0 200")));
+    assert!(firsts[3].starts_with("INVITE "));
     for (first, c, port, key) in &carrier_sdps {
-        assert!(first.starts_with("SIP/2.0 200"), "{first}");
-        assert_eq!(c, &carrier_sdps[0].1, "row 41: c= changed");
-        assert_eq!(port, &carrier_sdps[0].2, "row 41: m= port changed");
+        assert_eq!(c, &carrier_sdps[0].1, "row 41: c= changed in {first}");
+        assert_eq!(
+            port, &carrier_sdps[0].2,
+            "row 41: m= port changed in {first}"
+        );
         assert!(key.is_none(), "no SRTP towards the carrier");
     }
+    let requests: Vec<&String> = carrier_messages
+        .iter()
+        .filter(|m| !m.starts_with("SIP/2.0"))
+        .collect();
     assert!(
-        !carrier_messages.iter().any(|m| !m.starts_with("SIP/2.0")),
-        "the carrier received a request: {carrier_messages:?}"
+        requests.len() == 2
+            && requests[0].starts_with("INVITE ")
+            && requests[1].starts_with("ACK "),
+        "only the relayed Teams hold and the ACK of its 200: {requests:?}"
     );
 
     assert_eq!(
