@@ -627,3 +627,27 @@ fn row22_replaces_on_a_bypass_trunk_answers_ice_lite_on_the_same_port() {
         } if u == "newU"
     )));
 }
+
+/// Replaces from the carrier side is not interpreted (only Microsoft's is, row 22): with
+/// `Require: replaces` the carrier gets 420 naming it (RFC 3261 §8.2.2.3) and Teams gets
+/// nothing; without it the header is dropped like any carrier header (profile_rows row 22).
+#[test]
+fn row22_carrier_invite_requiring_replaces_gets_420_and_nothing_reaches_teams() {
+    let invite = with_body(
+        "INVITE sip:+14255550100@192.0.2.10:5060 SIP/2.0\r\n\
+         Via: SIP/2.0/UDP 10.0.0.1:5060;branch=z9hG4bKcarrier1\r\nMax-Forwards: 70\r\n\
+         From: <sip:2065550123@10.0.0.1>;tag=c1\r\nTo: <sip:+14255550100@192.0.2.10>\r\n\
+         Call-ID: carrier-call-2@10.0.0.1\r\nCSeq: 1 INVITE\r\n\
+         Contact: <sip:2065550123@10.0.0.1:5060>\r\n\
+         Replaces: carrier-call-1@10.0.0.1;to-tag=a;from-tag=b\r\nRequire: replaces\r\n",
+        Some(&carrier_sdp()),
+    );
+    let h = Harness::inbound(setup(), invite);
+    let (leg, _, refused) = h.response(420);
+    assert_eq!(leg, LegId::Carrier);
+    assert_eq!(
+        header(&refused, HeaderName::from_wire(b"Unsupported")),
+        "replaces"
+    );
+    assert!(h.requests().is_empty());
+}
