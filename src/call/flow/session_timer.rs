@@ -15,7 +15,8 @@
 //!   carriers that ignore timers are fine.
 //! * Refresher = us: at half the interval a re-INVITE with our last SDP unchanged (same o=
 //!   version, a pure refresh, §10; never UPDATE: Microsoft does not list it, row 23), ACKed on
-//!   its 2xx, whose `Session-Expires` starts the next interval. 491 -> retry after RFC 3261
+//!   its 2xx, whose `Session-Expires` starts the next interval (its SDP changes media only if
+//!   it differs from the peer's last one). 491 -> retry after RFC 3261
 //!   §14.1's random delay; 422 -> retry with the interval raised; 408/481/no response -> BYE
 //!   on both legs (§10); another failure -> retry while the session lasts.
 //! * Refresher = peer: any accepted re-INVITE on the leg is a refresh; without one by
