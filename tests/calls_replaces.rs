@@ -7,8 +7,10 @@
 //! Teams-side media port with a new key (rows 41, 43), BYEs the first dialog (its SIPp
 //! answers 200), and never touches the carrier (its scenario accepts no message in between);
 //! the carrier's media reaches the new dialog's address encrypted with the new key (decrypted
-//! here with webrtc-srtp) and the carrier's hang-up reaches the new dialog. Every check is a
-//! SIPp exit code, a decrypted packet or an SBC metric; every wait is bounded.
+//! here with webrtc-srtp) and the carrier's hang-up reaches the new dialog. The same runs on
+//! a Teams -> PSTN call (the first stand-in is then a SIPp UAC, the carrier a SIPp UAS that
+//! hangs up). Every check is a SIPp exit code, a decrypted packet or an SBC metric; every wait
+//! is bounded.
 
 mod common;
 
