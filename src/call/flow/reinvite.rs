@@ -1,14 +1,16 @@
 //! Re-INVITEs from either peer (rows 39-41, 53).
 //!
-//! * A re-INVITE whose offer changes what the other leg sees (hold/resume, direction,
-//!   codecs) is relayed: a re-INVITE on the other leg's dialog with the offer rewritten (our
+//! * A re-INVITE whose offer changes what the other leg sees (hold/resume, direction, the
+//!   voice codec in use dropped, DTMF appearing or going; `sdp_glue/reinvite.rs`) is relayed: a re-INVITE on the other leg's dialog with the offer rewritten (our
 //!   address and port on that leg unchanged, row 41; hold towards Teams as `a=inactive`,
 //!   row 39; never `c=0.0.0.0`, row 40). Its 2xx is ACKed, the media core updated and the
 //!   original answered 200 with the rewritten answer; a non-2xx answers the original with the
 //!   same class and leaves media as it was.
-//! * A re-INVITE without SDP, a refresh (same `o=` version and lines, RFC 4028 session
-//!   timers rely on this) or a change of the peer's own transport only (new address, new SRTP
-//!   key, ICE restart) is answered here, without bothering the other leg.
+//! * A re-INVITE without SDP (our last SDP is the offer in the 2xx, the answer comes in the
+//!   ACK), a refresh (same `o=` version and lines, RFC 4028 session timers rely on this) or a
+//!   change of the peer's own transport only (new address, new SRTP key, ICE restart, a longer
+//!   codec list) is answered here, without bothering the other leg.
+//! * While a transfer (REFER) swaps the Teams leg, any re-INVITE gets 491.
 //! * Glare (RFC 3261 §14.2): while a relayed re-INVITE is pending, a re-INVITE from the other
 //!   leg gets 491 and a second one from the same leg 500 with Retry-After. We never send a
 //!   re-INVITE to a leg whose ACK for our last 2xx is outstanding (491 to the offerer).
