@@ -12,14 +12,19 @@
 
 mod common;
 
+use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use common::*;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::protection_profile::ProtectionProfile;
 
 const ACME_DID: &str = "+4930123450";
 const PSTN_CALLER: &str = "+4969111222";
+const PSTN_CALLEE: &str = "+4969555000";
 const LONG: Duration = Duration::from_secs(45);
 /// Teams' new SDES key (30 bytes of key and salt, base64) in its re-key re-INVITE.
 const NEW_TEAMS_KEY: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIz";
@@ -44,7 +49,16 @@ fn reinvite_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
-    let unfilled = ["@CALLE", "@TENANT", "@QUIET_MS@", "@NEW_KEY@"];
+    let unfilled = [
+        "@CALLE",
+        "@TENANT",
+        "@QUIET_MS@",
+        "@NEW_KEY@",
+        "@MEDIA_",
+        "@CRYPTO",
+        "@REKEY_AFTER_MS@",
+        "@HOLD_MS@",
+    ];
     assert!(
         !unfilled.iter().any(|p| text.contains(p)),
         "unfilled placeholder in {file}"
@@ -288,5 +302,264 @@ fn row39_40_41_hold_resume_rekey_and_teams_hold_keep_our_media_address() {
         1.0
     );
     assert!(lab.metric("media_packets_total", &[("direction", "carrier_to_teams")]) > 0.0);
+    lab.wait_idle();
+}
+
+/// A random SDES inline key (16-byte key + 14-byte salt, base64).
+fn new_inline_key() -> String {
+    let raw: [u8; 30] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// A fresh SRTP context (rollover counter 0) for `inline`, from webrtc-srtp.
+fn srtp_context(inline: &str) -> Context {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(inline)
+        .expect("SDES inline key is base64");
+    assert_eq!(raw.len(), 30, "AES_CM_128 key + salt");
+    Context::new(
+        &raw[..16],
+        &raw[16..],
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&0x7e57_0002u32.to_be_bytes());
+    packet.extend((0..160u16).map(|i| (i as u8) ^ (seq as u8)));
+    packet
+}
+
+/// `(address, key)` the Teams stand-in logged after `tag` (SBC-MEDIA / SBC-REKEY).
+fn logged_sbc_media(dir: &Path, tag: &str) -> Option<(SocketAddr, String)> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        if !entry.file_name().to_string_lossy().ends_with("_logs.log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let line = text.lines().find(|l| l.contains(tag))?;
+        let mut fields = line.split(tag).nth(1)?.split_whitespace();
+        let ip = fields.next()?;
+        let port = fields.next()?;
+        let key = fields.next()?.to_string();
+        return Some((format!("{ip}:{port}").parse().ok()?, key));
+    }
+    None
+}
+
+fn wait_logged(dir: &Path, tag: &str) -> (SocketAddr, String) {
+    let deadline = Instant::now() + LONG;
+    loop {
+        if let Some(found) = logged_sbc_media(dir, tag) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Teams stand-in never logged {tag}; SIPp errors:\n{}",
+            sipp_errors(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends RTP `seqs` encrypted with `encrypt` to `sbc` and returns the sequence numbers of
+/// the echoes (carrier SIPp `-rtp_echo`, re-encrypted by the SBC) that `decrypt` accepts,
+/// plus how many echoes `stale` (the keys before a re-key) still accepts.
+fn echo_round(
+    socket: &UdpSocket,
+    sbc: SocketAddr,
+    seqs: &[u16],
+    encrypt: &mut Context,
+    decrypt: &mut Context,
+    mut stale: Option<&mut Context>,
+) -> (std::collections::BTreeSet<u16>, usize) {
+    let mut echoed = std::collections::BTreeSet::new();
+    let mut stale_ok = 0;
+    let mut buf = [0u8; 2048];
+    let mut take = |n: usize, buf: &[u8], echoed: &mut std::collections::BTreeSet<u16>| {
+        if let Some(old) = stale.as_deref_mut() {
+            if old.decrypt_rtp(&buf[..n]).is_ok() {
+                stale_ok += 1;
+            }
+        }
+        if let Ok(plain) = decrypt.decrypt_rtp(&buf[..n]) {
+            let seq = u16::from_be_bytes([plain[2], plain[3]]);
+            assert_eq!(&plain[12..], &rtp_packet(seq)[12..], "payload of {seq}");
+            echoed.insert(seq);
+        }
+    };
+    let total = seqs.len();
+    for &seq in seqs {
+        let protected = encrypt.encrypt_rtp(&rtp_packet(seq)).unwrap();
+        socket.send_to(&protected, sbc).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            take(n, &buf, &mut echoed);
+        }
+    }
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle && echoed.len() < total {
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            take(n, &buf, &mut echoed);
+        }
+    }
+    (echoed, stale_ok)
+}
+
+/// Row 53 (re-key half) and row 41 with media: a Teams -> PSTN call whose Teams media is
+/// this test's socket (webrtc-srtp, an independent SRTP implementation). Before the re-key,
+/// RTP under Teams' first key comes back under the SBC's first key. Teams then re-INVITEs with
+/// a new key: the SBC answers (same address and port, a new key of its own, the carrier sees
+/// nothing) and from then on RTP under Teams' new key, in fresh contexts (rollover counter 0
+/// although the first keys had wrapped to 1), comes back under the SBC's new key and never
+/// under the old one.
+#[test]
+fn row41_row53_teams_rekey_media_continues_under_fresh_keys() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(57800);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let carrier_dir = lab.path().join("carrier-uas");
+    let carrier_path = scenario(
+        &carrier_dir,
+        "carrier_uas.xml",
+        &[("CALLED", PSTN_CALLEE.trim_start_matches('+'))],
+    );
+    let carrier_media = free_port_pair(CARRIER_IP);
+    let mut carrier = sipp_traced(
+        "carrier SIPp UAS (echo)",
+        &carrier_dir,
+        &carrier_path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            lab.carrier_port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            carrier_media.to_string(),
+            "-rtp_echo".into(),
+        ],
+    );
+    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
+
+    let socket = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let first_key = new_inline_key();
+    let second_key = new_inline_key();
+    let acme = format!("acme.{BASE}");
+    let teams_port = free_tcp_port(TEAMS_IP);
+    let teams_dir = lab.path().join(format!("teams-rekey-{teams_port}"));
+    let teams_path = reinvite_scenario(
+        &teams_dir,
+        "teams_uac_rekey.xml",
+        &[
+            ("CALLED", PSTN_CALLEE),
+            ("CALLER", ACME_DID),
+            ("TENANT", &acme),
+            ("TENANT_RE", &regex_escape(&acme)),
+            ("MEDIA_IP", &TEAMS_IP.to_string()),
+            (
+                "MEDIA_PORT",
+                &socket.local_addr().unwrap().port().to_string(),
+            ),
+            ("CRYPTO", &first_key),
+            ("CRYPTO2", &second_key),
+            ("REKEY_AFTER_MS", "4000"),
+            ("HOLD_MS", "8000"),
+        ],
+    );
+    let teams_media = free_port_pair(TEAMS_IP);
+    let mut teams = sipp_traced(
+        "Teams SIPp UAC (re-key)",
+        &teams_dir,
+        &teams_path,
+        &[
+            lab.tcp_addr().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            teams_port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            teams_media.to_string(),
+        ],
+    );
+
+    let (sbc_media, sbc_first_key) = wait_logged(&teams_dir, "SBC-MEDIA ");
+    assert_ne!(sbc_first_key, first_key, "the SBC announces its own key");
+    let mut old_decrypt = srtp_context(&sbc_first_key);
+    // Across the sequence number wrap: the rollover counters become 1 under the first keys.
+    let wrapping: Vec<u16> = (65526..=65535).chain(0..=9).collect();
+    let (before, _) = echo_round(
+        &socket,
+        sbc_media,
+        &wrapping,
+        &mut srtp_context(&first_key),
+        &mut old_decrypt,
+        None,
+    );
+    assert!(
+        before.len() >= 16,
+        "before the re-key only {} of 20 came back",
+        before.len()
+    );
+
+    let (rekey_media, sbc_second_key) = wait_logged(&teams_dir, "SBC-REKEY ");
+    assert_eq!(rekey_media, sbc_media, "row 41: same address and port");
+    assert_ne!(sbc_second_key, sbc_first_key, "a fresh key of ours");
+    assert_ne!(sbc_second_key, second_key);
+    // Fresh contexts on our side (rollover counter 0) continue the sequence numbers: the SBC
+    // must have restarted its contexts too (RFC 3711 §3.3.1, rtpengine issue #1443).
+    let continuing: Vec<u16> = (10..=49).collect();
+    let (after, stale) = echo_round(
+        &socket,
+        sbc_media,
+        &continuing,
+        &mut srtp_context(&second_key),
+        &mut srtp_context(&sbc_second_key),
+        Some(&mut old_decrypt),
+    );
+    assert!(
+        after.len() >= 32,
+        "after the re-key only {} of 40 came back under the new keys",
+        after.len()
+    );
+    assert_eq!(stale, 0, "nothing may come back under the old key");
+
+    teams.expect_success(LONG);
+    carrier.expect_success(LONG);
+    let carrier_requests: Vec<String> = received_messages(&carrier_dir)
+        .into_iter()
+        .filter_map(|m| m.lines().next().map(str::to_owned))
+        .filter(|l| l.starts_with("INVITE "))
+        .collect();
+    assert_eq!(
+        carrier_requests.len(),
+        1,
+        "the re-key never reaches the carrier: {carrier_requests:?}"
+    );
+    assert_eq!(
+        lab.metric(
+            "calls_answered_total",
+            &[("tenant", "acme"), ("direction", "outbound")]
+        ),
+        1.0
+    );
     lab.wait_idle();
 }
