@@ -7,8 +7,11 @@
 //! dialog sees nothing of it; then Teams holds (a=inactive), which reaches the carrier as a
 //! re-INVITE with a=inactive on the SBC's same carrier-side address. The test then reads both
 //! SIPp message logs (-trace_msg) and checks that every SDP the SBC sent to each peer carries
-//! the same c= address and m= port (row 41). Every check is a SIPp exit code, a message
-//! assertion or an SBC metric; every wait is bounded.
+//! the same c= address and m= port (row 41). Two Teams -> PSTN calls check the media plane
+//! from the test's own socket: a re-key (webrtc-srtp: fresh contexts on both sides after the
+//! sequence wrap) and an ICE restart on a bypass trunk (STUN checks with the old and the new
+//! credentials, row 53). Every check is a SIPp exit code, a message or packet assertion or an
+//! SBC metric; every wait is bounded.
 
 mod common;
 
@@ -58,6 +61,8 @@ fn reinvite_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf
         "@CRYPTO",
         "@REKEY_AFTER_MS@",
         "@HOLD_MS@",
+        "@UFRAG",
+        "@PWD",
     ];
     assert!(
         !unfilled.iter().any(|p| text.contains(p)),
@@ -560,6 +565,246 @@ fn row41_row53_teams_rekey_media_continues_under_fresh_keys() {
             &[("tenant", "acme"), ("direction", "outbound")]
         ),
         1.0
+    );
+    lab.wait_idle();
+}
+
+/// What the Teams stand-in logged from an ICE-lite answer of the SBC (`SBC-ICE` lines).
+#[derive(Debug, PartialEq, Eq)]
+struct LoggedIce {
+    media: SocketAddr,
+    ufrag: String,
+    pwd: String,
+    candidate: SocketAddr,
+}
+
+fn wait_logged_ice(dir: &Path, tag: &str) -> LoggedIce {
+    let deadline = Instant::now() + LONG;
+    loop {
+        let found = std::fs::read_dir(dir)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter(|e| e.file_name().to_string_lossy().ends_with("_logs.log"))
+            .find_map(|e| {
+                let text = std::fs::read_to_string(e.path()).ok()?;
+                let line = text.lines().find(|l| l.contains(tag))?.to_owned();
+                let f: Vec<&str> = line.split(tag).nth(1)?.split_whitespace().collect();
+                Some(LoggedIce {
+                    media: format!("{}:{}", f.first()?, f.get(1)?).parse().ok()?,
+                    ufrag: f.get(2)?.to_string(),
+                    pwd: f.get(3)?.to_string(),
+                    candidate: format!("{}:{}", f.get(4)?, f.get(5)?).parse().ok()?,
+                })
+            });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Teams stand-in never logged {tag}; SIPp errors:\n{}",
+            sipp_errors(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+mod stun_check {
+    //! Connectivity checks as a full, controlling Teams agent sends them (`stun` crate).
+
+    use std::net::{SocketAddr, UdpSocket};
+    use std::time::{Duration, Instant};
+
+    use stun::attributes::{ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME};
+    use stun::fingerprint::FINGERPRINT;
+    use stun::integrity::MessageIntegrity;
+    use stun::message::{Message, Setter, BINDING_REQUEST, BINDING_SUCCESS};
+    use stun::textattrs::TextAttribute;
+
+    pub fn request(username: &str, pwd: &str) -> Message {
+        let mut m = Message::new();
+        m.typ = BINDING_REQUEST;
+        m.new_transaction_id().unwrap();
+        m.write_header();
+        TextAttribute::new(ATTR_USERNAME, username.to_owned())
+            .add_to(&mut m)
+            .unwrap();
+        m.add(ATTR_PRIORITY, &2_130_706_431u32.to_be_bytes());
+        m.add(ATTR_ICE_CONTROLLING, &[7; 8]);
+        MessageIntegrity::new_short_term_integrity(pwd.to_owned())
+            .add_to(&mut m)
+            .unwrap();
+        FINGERPRINT.add_to(&mut m).unwrap();
+        m
+    }
+
+    /// The next STUN message on `socket` within `limit` (RTP and other datagrams skipped).
+    pub fn next_response(socket: &UdpSocket, limit: Duration) -> Option<Message> {
+        let deadline = Instant::now() + limit;
+        let mut buf = [0u8; 2048];
+        while Instant::now() < deadline {
+            let Ok((n, _)) = socket.recv_from(&mut buf) else {
+                continue;
+            };
+            // STUN: first two bits 0 and the magic cookie.
+            if n >= 20 && buf[0] >> 6 == 0 && buf[4..8] == [0x21, 0x12, 0xa4, 0x42] {
+                let mut m = Message::new();
+                if m.unmarshal_binary(&buf[..n]).is_ok() {
+                    return Some(m);
+                }
+            }
+        }
+        None
+    }
+
+    /// Sends `request` to `to` and asserts a success response to it, signed with `pwd`.
+    pub fn answered(socket: &UdpSocket, to: SocketAddr, request: &Message, pwd: &str) {
+        socket.send_to(&request.raw, to).unwrap();
+        let mut response =
+            next_response(socket, Duration::from_secs(3)).expect("an answer to the check");
+        assert_eq!(response.transaction_id, request.transaction_id);
+        assert_eq!(response.typ, BINDING_SUCCESS);
+        MessageIntegrity::new_short_term_integrity(pwd.to_owned())
+            .check(&mut response)
+            .expect("signed with the SBC's current ice-pwd");
+    }
+}
+
+/// Row 53 (ICE restart) on a media-bypass trunk: a Teams -> PSTN call whose Teams media is
+/// this test's socket. Checks with the SBC's first ICE-lite credentials are answered; Teams'
+/// re-INVITE with new ice-ufrag/ice-pwd gets an answer with new credentials of the SBC and the
+/// same address, port and host candidate (row 41); checks with the new credentials are
+/// answered, signed with the new password, and checks with the old ones no longer are.
+#[test]
+fn row53_ice_restart_on_a_bypass_trunk_changes_our_credentials_not_our_candidate() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(58000);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    spec.teams_extra = "media_bypass = true".into();
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let carrier_dir = lab.path().join("carrier-uas");
+    let carrier_path = scenario(
+        &carrier_dir,
+        "carrier_uas.xml",
+        &[("CALLED", PSTN_CALLEE.trim_start_matches('+'))],
+    );
+    let carrier_media = free_port_pair(CARRIER_IP);
+    let mut carrier = sipp_traced(
+        "carrier SIPp UAS",
+        &carrier_dir,
+        &carrier_path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            lab.carrier_port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            carrier_media.to_string(),
+        ],
+    );
+    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
+
+    let socket = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let (teams_ufrag, teams_pwd) = ("TeamsUf1", "teamsIcePassword1234567890");
+    let (teams_ufrag2, teams_pwd2) = ("TeamsUf2", "teamsIcePasswordRestarted0");
+    let acme = format!("acme.{BASE}");
+    let teams_port = free_tcp_port(TEAMS_IP);
+    let teams_dir = lab.path().join(format!("teams-ice-{teams_port}"));
+    let teams_path = reinvite_scenario(
+        &teams_dir,
+        "teams_uac_ice_restart.xml",
+        &[
+            ("CALLED", PSTN_CALLEE),
+            ("CALLER", ACME_DID),
+            ("TENANT", &acme),
+            ("TENANT_RE", &regex_escape(&acme)),
+            ("MEDIA_IP", &TEAMS_IP.to_string()),
+            (
+                "MEDIA_PORT",
+                &socket.local_addr().unwrap().port().to_string(),
+            ),
+            ("CRYPTO", &new_inline_key()),
+            ("UFRAG2", teams_ufrag2),
+            ("PWD2", teams_pwd2),
+            ("UFRAG", teams_ufrag),
+            ("PWD", teams_pwd),
+            ("REKEY_AFTER_MS", "3000"),
+            ("HOLD_MS", "4000"),
+        ],
+    );
+    let teams_media = free_port_pair(TEAMS_IP);
+    let mut teams = sipp_traced(
+        "Teams SIPp UAC (ICE restart)",
+        &teams_dir,
+        &teams_path,
+        &[
+            lab.tcp_addr().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            teams_port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            teams_media.to_string(),
+        ],
+    );
+
+    let first = wait_logged_ice(&teams_dir, "SBC-ICE ");
+    assert_eq!(
+        first.candidate, first.media,
+        "one host candidate on our media address"
+    );
+    let first_user = format!("{}:{teams_ufrag}", first.ufrag);
+    stun_check::answered(
+        &socket,
+        first.media,
+        &stun_check::request(&first_user, &first.pwd),
+        &first.pwd,
+    );
+
+    let restarted = wait_logged_ice(&teams_dir, "SBC-ICE2 ");
+    assert_eq!(
+        restarted.media, first.media,
+        "row 41: same address and port"
+    );
+    assert_eq!(restarted.candidate, first.candidate, "same candidate");
+    assert_ne!(restarted.ufrag, first.ufrag, "RFC 8445 §9: new ufrag");
+    assert_ne!(restarted.pwd, first.pwd, "RFC 8445 §9: new pwd");
+
+    // The old credentials are gone: that check gets no answer, the next (new) one does.
+    let stale = stun_check::request(&first_user, &first.pwd);
+    socket.send_to(&stale.raw, first.media).unwrap();
+    let fresh = stun_check::request(
+        &format!("{}:{teams_ufrag2}", restarted.ufrag),
+        &restarted.pwd,
+    );
+    stun_check::answered(&socket, restarted.media, &fresh, &restarted.pwd);
+    assert!(
+        stun_check::next_response(&socket, Duration::from_millis(500)).is_none(),
+        "no late answer to the check with the old credentials"
+    );
+
+    teams.expect_success(LONG);
+    carrier.expect_success(LONG);
+    let carrier_invites = received_messages(&carrier_dir)
+        .into_iter()
+        .filter(|m| m.starts_with("INVITE "))
+        .count();
+    assert_eq!(
+        carrier_invites, 1,
+        "the ICE restart never reaches the carrier"
     );
     lab.wait_idle();
 }
