@@ -296,6 +296,15 @@ impl State {
         true
     }
 
+    /// True while a re-INVITE transaction is open on `leg`: our relayed re-INVITE waits for
+    /// its answer there, the peer's relayed one waits for the other leg, or our 2xx waits for
+    /// its ACK. No other re-INVITE may start on `leg` then (RFC 3261 §14.1); for the session
+    /// refresher.
+    #[allow(dead_code)]
+    pub(super) fn reinvite_in_progress(&self, leg: LegId) -> bool {
+        self.reinvites.relay.is_some() || self.reinvites.unacked[idx(leg)].is_some()
+    }
+
     /// The call is ending: a relayed re-INVITE still open gets 487 (RFC 3261 §15.1.2); the
     /// answer to ours is still awaited so a late 2xx is ACKed.
     pub(super) fn stop_reinvite(&mut self, out: &mut VecDeque<Output>) {
