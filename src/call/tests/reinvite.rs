@@ -903,3 +903,49 @@ fn teams_offer_dropping_the_codec_in_use_is_relayed() {
         .iter()
         .any(|c| matches!(c, MediaCommand::SetPayloadMap { .. })));
 }
+
+/// Row 53 with a relay: Teams holds and restarts ICE in one offer; the hold goes to the
+/// carrier, and Teams' answer carries new ICE-lite credentials once the carrier answered.
+#[test]
+fn row53_ice_restart_inside_a_relayed_hold() {
+    let (mut h, invite) = bypass_call();
+    let first_offer = body(&invite.msg);
+    let offer = teams_sdp_v(10, "a=inactive")
+        .replace("a=rtcp-mux\r\n", &format!("a=rtcp-mux\r\n{RESTART_ICE}"));
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(7801),
+        msg: teams_reinvite(&invite, 2, Some(&offer)),
+    });
+    let relayed = h.request(Method::Invite);
+    assert_eq!(relayed.leg, LegId::Carrier);
+    assert!(
+        !body(&relayed.msg).contains("ice-"),
+        "ICE stays on the Teams leg"
+    );
+    h.respond(
+        &relayed,
+        200,
+        "c1",
+        &[],
+        Some(&carrier_sdp_v(2, "a=inactive")),
+    );
+    let (_, tx, ok) = h.response(200);
+    assert_eq!(tx, TxId(7801));
+    let answer = body(&ok);
+    assert_our_media(LegId::Teams, &answer);
+    assert!(answer.contains("a=inactive"));
+    assert_ne!(
+        line(&answer, "a=ice-ufrag:"),
+        line(&first_offer, "a=ice-ufrag:")
+    );
+    assert_eq!(
+        line(&answer, "a=candidate:"),
+        line(&first_offer, "a=candidate:")
+    );
+    assert!(h.media().iter().any(|c| matches!(
+        c,
+        MediaCommand::EnableIceLite { remote_ufrag: Some(r), local_ufrag, .. }
+            if r == "NeWu" && answer.contains(&format!("a=ice-ufrag:{local_ufrag}"))
+    )));
+}
