@@ -41,10 +41,6 @@
 //! feed it as [`Input::Request`] on `LegId::Teams` of the call whose Teams Call-ID its
 //! [`ReplacesHeader`] names and route its own Call-ID there too (dispatch does both); the
 //! call answers it, BYEs the replaced dialog and `call_id(LegId::Teams)` becomes the new one.
-//! An INVITE with Replaces from Microsoft (row 22) is a new Teams dialog for an existing call:
-//! feed it as [`Input::Request`] on `LegId::Teams` of the call whose Teams Call-ID its
-//! [`ReplacesHeader`] names and route its own Call-ID there too (dispatch does both); the
-//! call answers it, BYEs the replaced dialog and `call_id(LegId::Teams)` becomes the new one.
 //! Transaction layer events map as: `TuEvent::Response` -> [`Input::Response`];
 //! `Timeout` on a client tx -> `TxFailed { reason: Timeout }`; `TransportError` -> `TxFailed
 //! { reason: Transport }` (a connect/TLS failure may use `ConnectFailed`; both fail over);
@@ -90,8 +86,7 @@ use crate::transaction::TxId;
 use crate::transport::TransportKind;
 
 pub use codes::{
-    map_final_status, map_final_status_with, BusyCause, ResponsePolicy, StatusClass,
-    StatusRewrite,
+    map_final_status, map_final_status_with, BusyCause, ResponsePolicy, StatusClass, StatusRewrite,
 };
 pub use flow::EarlyMediaPolicy;
 pub use flow::ReplacesHeader;

@@ -10,8 +10,8 @@ use super::{CallSetup, LegId, MediaCommand};
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
 use crate::media::{MapDirection, PayloadMapping, SrtpKeys};
 use crate::sdp::{
-    self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap,
-    RemoteMedia, SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
+    self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
+    SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
 };
 
 mod reinvite;

@@ -10,8 +10,8 @@ mod ending;
 mod identity;
 mod peer;
 mod reinvite;
-mod session_timer;
 pub(super) mod replaces;
+mod session_timer;
 mod transfer;
 
 pub use early::EarlyMediaPolicy;
@@ -66,9 +66,15 @@ enum Sent {
     /// A NOTIFY with transfer progress on the Teams dialog the REFER came in.
     Notify,
     /// A re-INVITE relayed to `leg` (see `reinvite.rs`).
-    Reinvite { leg: LegId, cseq: u32 },
+    Reinvite {
+        leg: LegId,
+        cseq: u32,
+    },
     /// Our session refresh re-INVITE on `leg` (RFC 4028, row 42; `session_timer.rs`).
-    SessionRefresh { leg: LegId, cseq: u32 },
+    SessionRefresh {
+        leg: LegId,
+        cseq: u32,
+    },
 }
 
 pub(crate) struct State {

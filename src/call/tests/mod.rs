@@ -8,10 +8,10 @@ mod forks;
 mod identity;
 mod profile_rows;
 mod random_flows;
-mod reinvite;
 mod refer;
-mod session_timers;
+mod reinvite;
 mod replaces;
+mod session_timers;
 mod teardown;
 
 use std::net::SocketAddr;
