@@ -16,7 +16,7 @@ impl State {
         let Some(status) = msg.status() else { return };
         match self.sent.get(&token).cloned() {
             Some(Sent::Invite { .. }) => self.on_invite_response(now, token, status, msg, out),
-            Some(Sent::TransferInvite) => self.on_transfer_response(token, status, msg, out),
+            Some(Sent::TransferInvite) => self.on_transfer_response(now, token, status, msg, out),
             Some(Sent::Reinvite { .. }) => self.on_reinvite_response(now, token, status, msg, out),
             Some(Sent::SessionRefresh { leg, cseq }) => {
                 self.on_session_refresh_response(now, token, leg, cseq, status, msg, out)

@@ -22,7 +22,7 @@ impl State {
         if self.request_on_ended_fork(leg, tx, &msg, out) {
             return;
         }
-        if leg == LegId::Teams && self.on_new_teams_dialog(tx, &msg, out) {
+        if leg == LegId::Teams && self.on_new_teams_dialog(now, tx, &msg, out) {
             return;
         }
         if method != Method::Cancel {

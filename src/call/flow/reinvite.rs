@@ -300,7 +300,6 @@ impl State {
     /// its answer there, the peer's relayed one waits for the other leg, or our 2xx waits for
     /// its ACK. No other re-INVITE may start on `leg` then (RFC 3261 §14.1); for the session
     /// refresher.
-    #[allow(dead_code)]
     pub(super) fn reinvite_in_progress(&self, leg: LegId) -> bool {
         self.reinvites.relay.is_some() || self.reinvites.unacked[idx(leg)].is_some()
     }

@@ -107,6 +107,7 @@ impl State {
     /// absorbed). Returns false for requests on a dialog the call knows.
     pub(super) fn on_new_teams_dialog(
         &mut self,
+        now: Instant,
         tx: TxId,
         msg: &Message,
         out: &mut VecDeque<Output>,
@@ -123,13 +124,19 @@ impl State {
         let initial = msg.to().ok().is_some_and(|to| to.tag.is_none());
         match msg.method() {
             Some(Method::Ack) => {}
-            Some(Method::Invite) if initial => self.on_replaces_invite(tx, msg, out),
+            Some(Method::Invite) if initial => self.on_replaces_invite(now, tx, msg, out),
             _ => self.answer_new_dialog(tx, msg, 481, out),
         }
         true
     }
 
-    fn on_replaces_invite(&mut self, tx: TxId, msg: &Message, out: &mut VecDeque<Output>) {
+    fn on_replaces_invite(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: &Message,
+        out: &mut VecDeque<Output>,
+    ) {
         let replaces = match ReplacesHeader::of(msg) {
             Ok(Some(replaces)) => replaces,
             // A new INVITE without Replaces is a new call, never this call's business.
@@ -156,13 +163,16 @@ impl State {
             new_leg.contact_user = self.dialogs[idx(LegId::Teams)].contact_user.clone();
         }
         out.extend(commands.into_iter().map(Output::Media));
+        let response = new_leg.response(msg, 200, Some(&answer));
+        let call_id = new_leg.call_id.clone();
+        let mut old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], new_leg);
+        // A new session: its timer is the one this INVITE asks for (row 42), not the old one's.
+        let response = self.session_answer_new_teams_dialog(now, msg, response, out);
         out.push_back(Output::SendResponse {
             leg: LegId::Teams,
             tx,
-            msg: new_leg.response(msg, 200, Some(&answer)),
+            msg: response,
         });
-        let call_id = new_leg.call_id.clone();
-        let mut old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], new_leg);
         let bye = old.request(Method::Bye, None);
         let target = old.next_hop();
         self.send_request(LegId::Teams, target, bye, Sent::Bye, out);

@@ -48,6 +48,8 @@ pub(crate) const MAX_SE: u32 = 86_400;
 pub(crate) const MAX_422_RETRIES: u8 = 2;
 /// A failed refresh (not 408/481/491/422) is retried while at least this much is left.
 const LAST_RETRY_MARGIN: Duration = Duration::from_secs(8);
+/// A refresh due while another re-INVITE is open on the leg waits this long and looks again.
+const REFRESH_DEFER: Duration = Duration::from_secs(2);
 
 /// The `refresher` parameter of `Session-Expires`, relative to the transaction that carries it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -360,6 +362,18 @@ impl State {
         self.session_answer(now, leg, request, current, response, out)
     }
 
+    /// Our 200 to an INVITE with Replaces from Microsoft, after it became the Teams dialog:
+    /// the new session's timer comes from that INVITE alone.
+    pub(super) fn session_answer_new_teams_dialog(
+        &mut self,
+        now: Instant,
+        request: &Message,
+        response: Bytes,
+        out: &mut VecDeque<Output>,
+    ) -> Bytes {
+        self.session_answer(now, LegId::Teams, request, None, response, out)
+    }
+
     fn session_answer(
         &mut self,
         now: Instant,
@@ -490,7 +504,13 @@ impl State {
         match (expiry, timer.refresher) {
             (true, Refresher::Peer) => self.end_call(now, EndReason::SessionExpired, None, out),
             (false, Refresher::Us) if timer.in_flight.is_none() => {
-                self.send_session_refresh(leg, out)
+                if self.reinvite_in_progress(leg) {
+                    // RFC 3261 §14.1: no INVITE while another is open on the dialog. Its 2xx
+                    // is a refresh too and restarts the timer; if it fails, try again soon.
+                    self.set_timer(TimerKind::SessionRefresh(leg), now + REFRESH_DEFER, out);
+                } else {
+                    self.send_session_refresh(leg, out)
+                }
             }
             _ => {}
         }

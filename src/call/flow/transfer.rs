@@ -121,6 +121,8 @@ impl State {
         if let Some(referred_by) = &transfer.referred_by {
             invite = add_headers(&invite, &[(HeaderName::ReferredBy, referred_by.clone())]);
         }
+        // The new leg is a new session: it negotiates its own timer like our first INVITE.
+        invite = add_headers(&invite, &self.session.offer_headers());
         transfer.invite_cseq = transfer.new_leg.local_cseq;
         transfer.invite = invite.clone();
         transfer.responded = false;
@@ -159,6 +161,7 @@ impl State {
 
     pub(super) fn on_transfer_response(
         &mut self,
+        now: Instant,
         token: u64,
         status: u16,
         msg: Message,
@@ -209,13 +212,14 @@ impl State {
             }
             return;
         }
-        self.on_transfer_answer(token, msg, live, out);
+        self.on_transfer_answer(now, token, msg, live, out);
     }
 
     /// 2xx from the new leg: ACK, its media takes over, NOTIFY 200, and it becomes the Teams
     /// leg. The old Teams dialog stays until Microsoft sends BYE on it.
     fn on_transfer_answer(
         &mut self,
+        now: Instant,
         token: u64,
         msg: Message,
         live: bool,
@@ -263,6 +267,8 @@ impl State {
         self.notify_progress(200, TERMINATED, out);
         let old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], transfer.new_leg);
         self.replaced_teams.push(old);
+        // The old dialog's timer ends with it; the new one runs as its 2xx says (row 42).
+        self.session_start_as_uac(now, LegId::Teams, &msg, out);
     }
 
     /// The new leg's INVITE failed without a response.

@@ -231,6 +231,18 @@ impl Harness {
         self.now += by;
     }
 
+    /// The deadline of the last `SetTimer` for `kind`, unless cancelled after it.
+    pub fn armed(&self, kind: TimerKind) -> Option<Instant> {
+        for o in self.all.iter().rev() {
+            match o {
+                Output::SetTimer { kind: k, at } if *k == kind => return Some(*at),
+                Output::CancelTimer { kind: k } if *k == kind => return None,
+                _ => {}
+            }
+        }
+        None
+    }
+
     /// Fire `kind` at its deadline (the last SetTimer for it), advancing the clock.
     pub fn fire(&mut self, kind: TimerKind) -> &[Output] {
         let at = self

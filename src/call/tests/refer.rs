@@ -610,3 +610,52 @@ fn row37_transfer_of_a_teams_to_pstn_call_swaps_the_teams_leg_and_keeps_the_carr
         header(&invite.msg, HeaderName::CallId)
     );
 }
+
+/// Row 42 after a transfer (rows 37, 38): the new Teams dialog negotiates its own session
+/// timer like our first INVITE; when its 2xx makes us the refresher, the refresh goes on the
+/// new dialog at half its interval, and the old dialog's timer is gone with it.
+#[test]
+fn row42_new_leg_of_a_transfer_runs_its_own_session_timer() {
+    let (mut h, invite, new_invite) = referred(&long_refer_to());
+    assert!(new_invite.msg.has_token(&HeaderName::Supported, "timer"));
+    assert_eq!(header(&new_invite.msg, HeaderName::SessionExpires), "1800");
+    assert_eq!(header(&new_invite.msg, HeaderName::MinSe), "90");
+    h.respond(
+        &new_invite,
+        200,
+        "ms2",
+        &[
+            (
+                "Contact",
+                "<sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls>",
+            ),
+            ("Session-Expires", "120;refresher=uac"),
+            ("Require", "timer"),
+        ],
+        Some(&new_leg_sdp()),
+    );
+    assert_eq!(h.acks().len(), 1);
+    assert_eq!(
+        h.armed(TimerKind::SessionRefresh(LegId::Teams)),
+        Some(h.now + Duration::from_secs(60))
+    );
+    h.fire(TimerKind::SessionRefresh(LegId::Teams));
+    let refresh = h.request(Method::Invite);
+    assert_eq!(refresh.leg, LegId::Teams);
+    assert_eq!(
+        header(&refresh.msg, HeaderName::CallId),
+        header(&new_invite.msg, HeaderName::CallId)
+    );
+    assert_ne!(
+        header(&refresh.msg, HeaderName::CallId),
+        header(&invite.msg, HeaderName::CallId)
+    );
+    assert_eq!(
+        header(&refresh.msg, HeaderName::SessionExpires),
+        "120;refresher=uac"
+    );
+    assert_eq!(
+        refresh.msg.request_uri().unwrap().raw().as_ref(),
+        b"sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls"
+    );
+}

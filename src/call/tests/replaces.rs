@@ -18,6 +18,11 @@ fn new_dialog_sdp() -> String {
 
 /// Microsoft's INVITE opening a new dialog with `Replaces: <replaces>`.
 fn replaces_invite(replaces: &str, body: &str) -> Message {
+    replaces_invite_with(replaces, "", body)
+}
+
+/// [`replaces_invite`] with `extra` header lines.
+fn replaces_invite_with(replaces: &str, extra: &str, body: &str) -> Message {
     with_body(
         &format!(
             "INVITE sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
@@ -26,7 +31,7 @@ fn replaces_invite(replaces: &str, body: &str) -> Message {
              To: <sip:+12065550123@acme.sbc1.example.net:5068;user=phone>\r\n\
              Call-ID: {NEW_CALL_ID}\r\nCSeq: 1 INVITE\r\n\
              Contact: <sip:sip-du-a-eu.pstnhub.microsoft.com:5061;transport=tls>\r\n\
-             Supported: replaces\r\nReplaces: {replaces}\r\n"
+             Supported: replaces\r\nReplaces: {replaces}\r\n{extra}"
         ),
         Some(body),
     )
@@ -650,4 +655,47 @@ fn row22_carrier_invite_requiring_replaces_gets_420_and_nothing_reaches_teams() 
         "replaces"
     );
     assert!(h.requests().is_empty());
+}
+
+/// Row 42 with row 22: the INVITE with Replaces opens a new session whose timer is the one it
+/// asks for; Microsoft refreshes (`refresher=uac`) and, when it never does, the call ends
+/// with BYE on the new dialog and the carrier leg.
+#[test]
+fn row42_replacing_dialog_gets_the_session_timer_its_invite_asks_for() {
+    let (mut h, invite, ours) = inbound_confirmed();
+    let old_call_id = header(&invite.msg, HeaderName::CallId);
+    let msg = replaces_invite_with(
+        &replaces_value(&old_call_id, &ours, "ms1", ""),
+        "Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n",
+        &new_dialog_sdp(),
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6100),
+        msg,
+    });
+    let (_, tx, ok) = h.response(200);
+    assert_eq!(tx, TxId(6100));
+    assert_eq!(header(&ok, HeaderName::SessionExpires), "90;refresher=uac");
+    assert!(ok.has_token(&HeaderName::Require, "timer"));
+    assert_eq!(h.armed(TimerKind::SessionRefresh(LegId::Teams)), None);
+    h.input(Input::Ack {
+        leg: LegId::Teams,
+        msg: new_dialog_ack(),
+    });
+    h.fire(TimerKind::SessionExpiry(LegId::Teams));
+    let byes: Vec<(LegId, String)> = h
+        .requests()
+        .iter()
+        .filter(|r| r.msg.method() == Some(&Method::Bye))
+        .map(|r| (r.leg, header(&r.msg, HeaderName::CallId)))
+        .collect();
+    assert!(
+        byes.contains(&(LegId::Teams, NEW_CALL_ID.to_owned())),
+        "{byes:?}"
+    );
+    assert!(
+        byes.iter().any(|(leg, _)| *leg == LegId::Carrier),
+        "{byes:?}"
+    );
 }

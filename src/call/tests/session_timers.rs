@@ -11,18 +11,6 @@ fn with_headers(msg: &Message, extra: &str) -> Message {
     parse(format!("{first}\r\n{extra}{rest}").as_bytes())
 }
 
-/// The deadline of the last `SetTimer` for `kind`, unless cancelled after it.
-fn armed(h: &Harness, kind: TimerKind) -> Option<Instant> {
-    for o in h.all.iter().rev() {
-        match o {
-            Output::SetTimer { kind: k, at } if *k == kind => return Some(*at),
-            Output::CancelTimer { kind: k } if *k == kind => return None,
-            _ => {}
-        }
-    }
-    None
-}
-
 fn session_timer_kinds() -> [TimerKind; 4] {
     [
         TimerKind::SessionRefresh(LegId::Carrier),
@@ -125,13 +113,15 @@ fn row42_teams_refresher_uas_we_refresh_teams_at_half_interval() {
     assert!(ok.has_token(&HeaderName::Require, "timer"));
     let our_sdp = body(&ok);
     {
-        let refresh_at = armed(&h, TimerKind::SessionRefresh(LegId::Teams)).expect("refresh armed");
+        let refresh_at = h
+            .armed(TimerKind::SessionRefresh(LegId::Teams))
+            .expect("refresh armed");
         answered_at = refresh_at - Duration::from_secs(45);
         assert!(answered_at >= h.start && answered_at <= h.now);
     }
-    assert_eq!(armed(&h, TimerKind::SessionRefresh(LegId::Carrier)), None);
-    assert_eq!(armed(&h, TimerKind::SessionExpiry(LegId::Carrier)), None);
-    assert_eq!(armed(&h, TimerKind::SessionExpiry(LegId::Teams)), None);
+    assert_eq!(h.armed(TimerKind::SessionRefresh(LegId::Carrier)), None);
+    assert_eq!(h.armed(TimerKind::SessionExpiry(LegId::Carrier)), None);
+    assert_eq!(h.armed(TimerKind::SessionExpiry(LegId::Teams)), None);
 
     for round in 1..=2u32 {
         h.fire(TimerKind::SessionRefresh(LegId::Teams));
@@ -181,7 +171,7 @@ fn row42_teams_refresher_uas_we_refresh_teams_at_half_interval() {
         assert!(h.requests().is_empty());
         assert!(h.responses().is_empty());
         assert_eq!(
-            armed(&h, TimerKind::SessionRefresh(LegId::Teams)),
+            h.armed(TimerKind::SessionRefresh(LegId::Teams)),
             Some(h.now + Duration::from_secs(45))
         );
     }
@@ -196,8 +186,10 @@ fn row42_teams_refresher_uac_without_refresh_ends_with_bye_on_both_legs() {
     let ok = last_response(&h, LegId::Teams, 200);
     assert_eq!(header(&ok, HeaderName::SessionExpires), "90;refresher=uac");
     assert!(ok.has_token(&HeaderName::Require, "timer"));
-    assert_eq!(armed(&h, TimerKind::SessionRefresh(LegId::Teams)), None);
-    let expiry = armed(&h, TimerKind::SessionExpiry(LegId::Teams)).expect("expiry armed");
+    assert_eq!(h.armed(TimerKind::SessionRefresh(LegId::Teams)), None);
+    let expiry = h
+        .armed(TimerKind::SessionExpiry(LegId::Teams))
+        .expect("expiry armed");
 
     h.fire(TimerKind::SessionExpiry(LegId::Teams));
     assert_eq!(h.now, expiry);
@@ -226,7 +218,7 @@ fn row42_no_refresher_named_teams_refreshes_and_expiry_is_two_thirds_in() {
     let (h, _) = answered_outbound("Supported: timer\r\nSession-Expires: 90\r\n");
     let ok = last_response(&h, LegId::Teams, 200);
     assert_eq!(header(&ok, HeaderName::SessionExpires), "90;refresher=uac");
-    let refresh_or_expiry = armed(&h, TimerKind::SessionExpiry(LegId::Teams)).unwrap();
+    let refresh_or_expiry = h.armed(TimerKind::SessionExpiry(LegId::Teams)).unwrap();
     assert!(refresh_or_expiry >= h.start + Duration::from_secs(60));
     assert!(refresh_or_expiry <= h.now + Duration::from_secs(60));
 }
@@ -236,7 +228,7 @@ fn row42_no_refresher_named_teams_refreshes_and_expiry_is_two_thirds_in() {
 #[test]
 fn row42_refresh_received_restarts_the_expiry() {
     let (mut h, _) = answered_outbound("Supported: timer\r\nSession-Expires: 90;refresher=uac\r\n");
-    let first_expiry = armed(&h, TimerKind::SessionExpiry(LegId::Teams)).unwrap();
+    let first_expiry = h.armed(TimerKind::SessionExpiry(LegId::Teams)).unwrap();
     h.advance(Duration::from_secs(40));
     let refresh = teams_reinvite(
         &h,
@@ -254,7 +246,7 @@ fn row42_refresh_received_restarts_the_expiry() {
     assert_eq!(header(&ok, HeaderName::SessionExpires), "90;refresher=uac");
     assert!(ok.has_token(&HeaderName::Require, "timer"));
     assert!(h.requests().is_empty(), "a refresh stays on its leg");
-    let second_expiry = armed(&h, TimerKind::SessionExpiry(LegId::Teams)).unwrap();
+    let second_expiry = h.armed(TimerKind::SessionExpiry(LegId::Teams)).unwrap();
     assert_eq!(second_expiry, h.now + Duration::from_secs(60));
 
     // The first deadline is stale now: nothing happens.
@@ -368,10 +360,10 @@ fn row42_422_from_teams_is_retried_with_raised_interval_then_we_refresh() {
         msg: ack,
     });
     assert_eq!(
-        armed(&h, TimerKind::SessionRefresh(LegId::Teams)),
+        h.armed(TimerKind::SessionRefresh(LegId::Teams)),
         Some(h.now + Duration::from_secs(1800))
     );
-    assert_eq!(armed(&h, TimerKind::SessionRefresh(LegId::Carrier)), None);
+    assert_eq!(h.armed(TimerKind::SessionRefresh(LegId::Carrier)), None);
 
     h.fire(TimerKind::SessionRefresh(LegId::Teams));
     let refresh = h.request(Method::Invite);
@@ -461,7 +453,7 @@ fn row42_refresh_491_is_retried_and_481_ends_the_call() {
     let refresh = h.request(Method::Invite);
     h.respond(&refresh, 491, "ms1", &[], None);
     assert!(h.requests().is_empty());
-    let retry_at = armed(&h, TimerKind::SessionRefresh(LegId::Teams)).unwrap();
+    let retry_at = h.armed(TimerKind::SessionRefresh(LegId::Teams)).unwrap();
     assert!(retry_at >= h.now + Duration::from_millis(2100));
     assert!(retry_at <= h.now + Duration::from_secs(4));
 
@@ -542,7 +534,7 @@ fn row42_carrier_session_expires_without_timer_support_makes_us_refresher() {
         msg: ack,
     });
     assert_eq!(
-        armed(&h, TimerKind::SessionRefresh(LegId::Teams)),
+        h.armed(TimerKind::SessionRefresh(LegId::Teams)),
         None,
         "Teams' 200 had no Session-Expires: no timer there"
     );
@@ -586,7 +578,7 @@ fn row42_carrier_session_expires_without_timer_support_makes_us_refresher() {
 fn row42_session_timers_are_cancelled_when_the_call_ends() {
     let (mut h, invite) =
         answered_outbound("Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n");
-    assert!(armed(&h, TimerKind::SessionRefresh(LegId::Teams)).is_some());
+    assert!(h.armed(TimerKind::SessionRefresh(LegId::Teams)).is_some());
     // The carrier hangs up.
     let ok = h
         .all
@@ -616,7 +608,7 @@ fn row42_session_timers_are_cancelled_when_the_call_ends() {
     h.respond(&teams_bye, 200, "x", &[], None);
     assert!(h.call.is_finished());
     for kind in session_timer_kinds() {
-        assert_eq!(armed(&h, kind), None, "{kind:?}");
+        assert_eq!(h.armed(kind), None, "{kind:?}");
     }
 }
 
@@ -645,7 +637,76 @@ fn row42_reinvite_during_our_refresh_gets_491() {
     );
     assert_eq!(h.acks().len(), 1);
     assert_eq!(
-        armed(&h, TimerKind::SessionRefresh(LegId::Teams)),
+        h.armed(TimerKind::SessionRefresh(LegId::Teams)),
         Some(h.now + Duration::from_secs(45))
+    );
+}
+
+/// RFC 3261 §14.1 with row 42: our refresh falls due while Teams' hold re-INVITE is being
+/// relayed to the carrier. No second INVITE goes to Teams then; the refresh waits, and the
+/// 2xx we give Teams' re-INVITE is itself the refresh that restarts the interval.
+#[test]
+fn row42_refresh_waits_while_a_relayed_reinvite_is_open_on_the_leg() {
+    let (mut h, _) = answered_outbound("Supported: timer\r\nSession-Expires: 90;refresher=uas\r\n");
+    h.advance(Duration::from_secs(40));
+    let hold = teams_sdp()
+        .replace("o=- 9 9 ", "o=- 9 10 ")
+        .replace("a=sendrecv", "a=inactive");
+    let reinvite = teams_reinvite(&h, 2, "", Some(&hold));
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(2101),
+        msg: reinvite,
+    });
+    let relayed = h.request(Method::Invite);
+    assert_eq!(relayed.leg, LegId::Carrier);
+
+    h.fire(TimerKind::SessionRefresh(LegId::Teams));
+    assert!(
+        h.requests().is_empty(),
+        "no refresh INVITE on a dialog with an INVITE open: {:#?}",
+        h.out
+    );
+    let retry = h
+        .armed(TimerKind::SessionRefresh(LegId::Teams))
+        .expect("refresh re-armed");
+    assert!(retry > h.now);
+    assert!(!h.call.is_finished());
+
+    // The carrier takes the hold: our 200 to Teams carries the timer and restarts it.
+    h.respond(
+        &relayed,
+        200,
+        "pstn1",
+        &[],
+        Some(&carrier_sdp().replace("a=sendrecv", "a=inactive")),
+    );
+    let ok = last_response(&h, LegId::Teams, 200);
+    assert_eq!(header(&ok, HeaderName::CSeq), "2 INVITE");
+    assert_eq!(header(&ok, HeaderName::SessionExpires), "90;refresher=uas");
+    assert_eq!(
+        h.armed(TimerKind::SessionRefresh(LegId::Teams)),
+        Some(h.now + Duration::from_secs(45))
+    );
+    let ack = with_body(
+        &format!(
+            "ACK sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+             Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKtack2\r\nMax-Forwards: 70\r\n\
+             From: {}\r\nTo: {}\r\nCall-ID: teams-call-1\r\nCSeq: 2 ACK\r\n",
+            header(&ok, HeaderName::From),
+            header(&ok, HeaderName::To)
+        ),
+        None,
+    );
+    h.input(Input::Ack {
+        leg: LegId::Teams,
+        msg: ack,
+    });
+    h.fire(TimerKind::SessionRefresh(LegId::Teams));
+    let refresh = h.request(Method::Invite);
+    assert_eq!(refresh.leg, LegId::Teams);
+    assert_eq!(
+        header(&refresh.msg, HeaderName::SessionExpires),
+        "90;refresher=uac"
     );
 }
