@@ -128,10 +128,10 @@ fn stun(inbound: &mut LegState, ingress: Ingress, buf: &mut [u8], len: usize) ->
             len,
             nominate,
             priority,
+            remote_ufrag,
         } => {
-            if nominate {
-                if ice.nominated != Some(ingress.from) {
-                    ice.nominated = Some(ingress.from);
+            if let Some(agent) = remote_ufrag.filter(|_| nominate) {
+                if ice.nominate(ingress.from, agent) {
                     inbound.remote_rtp = Some(ingress.from);
                     inbound.notice = Some(LegNotice::IceNominated(ingress.from));
                 }
@@ -585,5 +585,265 @@ mod tests {
         let s = p.carrier.counters.snapshot();
         assert_eq!(s.lost, 2);
         assert_eq!(s.jitter, 0);
+    }
+
+    /// Row 52 harness: the Teams leg of a PSTN -> Teams bypass call and its forked clients.
+    mod forks {
+        use super::*;
+        use crate::media::ice::IceCredentials;
+        use stun::attributes::ATTR_USE_CANDIDATE;
+        use stun::attributes::{ATTR_ICE_CONTROLLING, ATTR_PRIORITY, ATTR_USERNAME};
+        use stun::fingerprint::FINGERPRINT;
+        use stun::integrity::MessageIntegrity;
+        use stun::message::{Message, Setter, BINDING_REQUEST};
+        use stun::textattrs::TextAttribute;
+
+        const SBC_UFRAG: &str = "sbcU";
+        const SBC_PWD: &str = "sbcPasswordOf22Chars00";
+
+        /// A forked Teams client: its ufrag, the address its SDP signals, the address its
+        /// checks and media come from.
+        struct Fork {
+            ufrag: &'static str,
+            signalled: SocketAddr,
+            source: SocketAddr,
+        }
+
+        const A: Fork = Fork {
+            ufrag: "forkA",
+            signalled: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9000),
+            source: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9001),
+        };
+        const B: Fork = Fork {
+            ufrag: "forkB",
+            signalled: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9500),
+            source: SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 9501),
+        };
+
+        fn creds(local: &str, remote: Option<&str>) -> IceCredentials {
+            IceCredentials {
+                local_ufrag: local.into(),
+                local_pwd: SBC_PWD.into(),
+                remote_ufrag: remote.map(String::from),
+            }
+        }
+
+        /// What the call layer sends for a Teams SDP: SetRemote, then EnableIce.
+        fn apply_sdp(p: &mut LegPair, fork: &Fork, remote_ufrag: Option<&str>) {
+            p.teams.set_remote(fork.signalled, None, true);
+            p.teams.enable_ice(creds(SBC_UFRAG, remote_ufrag));
+        }
+
+        /// Early SDP (18x) of `fork`: any forked client may check until the 200.
+        fn early(p: &mut LegPair, fork: &Fork) {
+            apply_sdp(p, fork, None);
+        }
+
+        /// The 200 of `fork`.
+        fn answer(p: &mut LegPair, fork: &Fork) {
+            apply_sdp(p, fork, Some(fork.ufrag));
+        }
+
+        /// A check as the fork's full, controlling ICE agent sends it to our leg.
+        fn check(p: &mut LegPair, fork: &Fork, from: SocketAddr, nominate: bool) -> Action {
+            let mut m = Message::new();
+            m.typ = BINDING_REQUEST;
+            m.new_transaction_id().unwrap();
+            m.write_header();
+            TextAttribute::new(ATTR_USERNAME, format!("{SBC_UFRAG}:{}", fork.ufrag))
+                .add_to(&mut m)
+                .unwrap();
+            m.add(ATTR_PRIORITY, &0x6E00_1EFFu32.to_be_bytes());
+            m.add(ATTR_ICE_CONTROLLING, &[7; 8]);
+            if nominate {
+                m.add(ATTR_USE_CANDIDATE, &[]);
+            }
+            MessageIntegrity::new_short_term_integrity(SBC_PWD.into())
+                .add_to(&mut m)
+                .unwrap();
+            FINGERPRINT.add_to(&mut m).unwrap();
+            let mut buf = [0u8; PACKET_BUFFER_LEN];
+            buf[..m.raw.len()].copy_from_slice(&m.raw);
+            let ingress = Ingress {
+                leg: LegSide::Teams,
+                socket: SocketRole::Rtp,
+                from,
+            };
+            forward_step(p, ingress, &mut buf, m.raw.len(), t(0))
+        }
+
+        fn answered(action: Action, to: SocketAddr) -> bool {
+            matches!(action, Action::Reply { to: t, .. } if t == to)
+        }
+
+        /// Where carrier media goes now.
+        fn carrier_media_to(p: &mut LegPair) -> SocketAddr {
+            let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
+            match forward_step(p, from_carrier(CARRIER_PEER), &mut buf, len, t(0)) {
+                Action::Forward {
+                    leg: LegSide::Teams,
+                    to,
+                    ..
+                } => to,
+                other => panic!("carrier media not forwarded to Teams: {other:?}"),
+            }
+        }
+
+        fn media_from(p: &mut LegPair, from: SocketAddr) -> Action {
+            let (mut buf, len) = rtp_packet(0, 2, &[0; 20]);
+            let ingress = Ingress {
+                leg: LegSide::Teams,
+                socket: SocketRole::Rtp,
+                from,
+            };
+            forward_step(p, ingress, &mut buf, len, t(0))
+        }
+
+        fn forked_call() -> LegPair {
+            let mut p = pair(LatchingMode::Off);
+            early(&mut p, &A);
+            early(&mut p, &B);
+            p
+        }
+
+        #[test]
+        fn row52_checks_of_every_fork_are_answered_before_the_200() {
+            let mut p = forked_call();
+            assert!(answered(check(&mut p, &A, A.source, false), A.source));
+            assert!(answered(check(&mut p, &B, B.source, false), B.source));
+            // A later 183 of the first fork does not shut the other one out either.
+            early(&mut p, &A);
+            assert!(answered(check(&mut p, &B, B.source, false), B.source));
+            assert!(answered(check(&mut p, &A, A.source, false), A.source));
+        }
+
+        /// Fork A nominates early, the 200 comes from fork B: A's pair loses the media, which
+        /// goes to B's signalled address, then to B's nominated pair; A is no longer answered.
+        #[test]
+        fn row52_200_of_another_fork_drops_the_early_nomination() {
+            let mut p = forked_call();
+            assert!(answered(check(&mut p, &B, B.source, false), B.source));
+            assert!(answered(check(&mut p, &A, A.source, true), A.source));
+            assert_eq!(
+                p.teams.notice.take(),
+                Some(LegNotice::IceNominated(A.source))
+            );
+            assert_eq!(carrier_media_to(&mut p), A.source);
+
+            answer(&mut p, &B);
+            assert_eq!(carrier_media_to(&mut p), B.signalled);
+            assert_eq!(p.teams.ice.as_ref().unwrap().nominated, None);
+
+            assert_eq!(
+                check(&mut p, &A, A.source, true),
+                Action::Drop(DropReason::Stun)
+            );
+            assert_eq!(carrier_media_to(&mut p), B.signalled);
+
+            // Pre-nomination rules again for the winner: its best check, then its nomination.
+            assert!(answered(check(&mut p, &B, B.source, false), B.source));
+            assert_eq!(carrier_media_to(&mut p), B.source);
+            let b_relay = SocketAddr::from(([127, 0, 0, 1], 9502));
+            assert!(answered(check(&mut p, &B, b_relay, true), b_relay));
+            assert_eq!(
+                p.teams.notice.take(),
+                Some(LegNotice::IceNominated(b_relay))
+            );
+            assert_eq!(carrier_media_to(&mut p), b_relay);
+            assert_eq!(
+                check(&mut p, &A, A.source, false),
+                Action::Drop(DropReason::Stun)
+            );
+            assert_eq!(carrier_media_to(&mut p), b_relay);
+        }
+
+        #[test]
+        fn row52_200_of_the_nominating_fork_keeps_its_pair() {
+            let mut p = forked_call();
+            assert!(answered(check(&mut p, &A, A.source, true), A.source));
+            answer(&mut p, &A);
+            assert_eq!(carrier_media_to(&mut p), A.source);
+            assert_eq!(p.teams.ice.as_ref().unwrap().nominated, Some(A.source));
+            assert_eq!(
+                check(&mut p, &B, B.source, true),
+                Action::Drop(DropReason::Stun)
+            );
+            assert_eq!(carrier_media_to(&mut p), A.source);
+            // A re-INVITE of the same agent (a=remote-candidate) keeps it too.
+            answer(&mut p, &A);
+            assert_eq!(carrier_media_to(&mut p), A.source);
+        }
+
+        /// Both forks nominate before the 200 (each completes ICE with us); the winner's own
+        /// nomination comes back, though another fork nominated after it.
+        #[test]
+        fn row52_winner_gets_its_own_nomination_back() {
+            let mut p = forked_call();
+            assert!(answered(check(&mut p, &A, A.source, true), A.source));
+            assert!(answered(check(&mut p, &B, B.source, true), B.source));
+            assert_eq!(carrier_media_to(&mut p), B.source);
+            answer(&mut p, &A);
+            assert_eq!(carrier_media_to(&mut p), A.source);
+            let ice = p.teams.ice.as_ref().unwrap();
+            assert_eq!(ice.nominated, Some(A.source));
+            assert!(ice.media_latched);
+        }
+
+        #[test]
+        fn row52_row53_ice_restart_drops_the_nomination() {
+            // The peer's restart: same agent, new ufrag.
+            let mut p = forked_call();
+            assert!(answered(check(&mut p, &A, A.source, true), A.source));
+            answer(&mut p, &A);
+            let restarted = Fork {
+                ufrag: "forkA2",
+                signalled: A.signalled,
+                source: A.source,
+            };
+            answer(&mut p, &restarted);
+            assert_eq!(carrier_media_to(&mut p), A.signalled);
+            assert_eq!(p.teams.ice.as_ref().unwrap().nominated, None);
+            assert_eq!(
+                check(&mut p, &A, A.source, true),
+                Action::Drop(DropReason::Stun)
+            );
+
+            // Ours: new local ufrag, same remote agent.
+            let mut p = forked_call();
+            assert!(answered(check(&mut p, &A, A.source, true), A.source));
+            p.teams.set_remote(A.signalled, None, true);
+            p.teams.enable_ice(creds("sbcU2", Some(A.ufrag)));
+            assert_eq!(carrier_media_to(&mut p), A.signalled);
+            assert_eq!(p.teams.ice.as_ref().unwrap().nominated, None);
+        }
+
+        /// Before nomination media follows the first fork that streams; the 200 of another
+        /// fork starts that over so the winner's media is followed.
+        #[test]
+        fn row52_early_media_latch_restarts_at_the_200_of_another_fork() {
+            let mut p = forked_call();
+            assert!(matches!(
+                media_from(&mut p, A.source),
+                Action::Forward { .. }
+            ));
+            assert_eq!(p.teams.notice.take(), Some(LegNotice::Latched(A.source)));
+            assert_eq!(carrier_media_to(&mut p), A.source);
+            // First source wins: a check or media of another fork does not move it.
+            assert!(answered(check(&mut p, &B, B.source, false), B.source));
+            assert!(matches!(
+                media_from(&mut p, B.source),
+                Action::Forward { .. }
+            ));
+            assert_eq!(carrier_media_to(&mut p), A.source);
+
+            answer(&mut p, &B);
+            assert_eq!(carrier_media_to(&mut p), B.signalled);
+            assert!(matches!(
+                media_from(&mut p, B.source),
+                Action::Forward { .. }
+            ));
+            assert_eq!(p.teams.notice.take(), Some(LegNotice::Latched(B.source)));
+            assert_eq!(carrier_media_to(&mut p), B.source);
+        }
     }
 }

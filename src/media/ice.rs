@@ -83,6 +83,9 @@ pub enum IceOutcome {
         use_candidate: bool,
         /// PRIORITY of the check, for choosing the best pair before nomination.
         priority: Option<u32>,
+        /// Which remote agent sent the check (its ufrag, the USERNAME part after the colon):
+        /// with forking several agents check one leg, and a nomination belongs to one of them.
+        remote_ufrag: UfragId,
         from: SocketAddr,
     },
     /// An authenticated check with an unknown comprehension-required attribute: send the
@@ -91,6 +94,22 @@ pub enum IceOutcome {
         response_len: usize,
         from: SocketAddr,
     },
+}
+
+/// An allocation-free identity of an ICE ufrag: its 64-bit FNV-1a hash. Tells the agents
+/// that check one leg apart (forked Teams clients, or one client before and after an ICE
+/// restart) without keeping their ufrags as strings on the media path.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct UfragId(u64);
+
+impl UfragId {
+    pub fn of(ufrag: &[u8]) -> Self {
+        const OFFSET_BASIS: u64 = 0xcbf2_9ce4_8422_2325;
+        const PRIME: u64 = 0x0000_0100_0000_01b3;
+        Self(ufrag.iter().fold(OFFSET_BASIS, |hash, &b| {
+            (hash ^ u64::from(b)).wrapping_mul(PRIME)
+        }))
+    }
 }
 
 /// Why a STUN datagram was dropped. `label` gives a fixed metric label.
@@ -196,9 +215,7 @@ fn answer_check(
         .iter()
         .find(|a| a.typ == ATTR_USERNAME)
         .ok_or(IceDropReason::Username)?;
-    if !username_matches(&username.value, creds) {
-        return Err(IceDropReason::Username);
-    }
+    let remote_ufrag = remote_ufrag_of(&username.value, creds).ok_or(IceDropReason::Username)?;
     let use_candidate = authenticated.iter().any(|a| a.typ == ATTR_USE_CANDIDATE);
     let priority = authenticated
         .iter()
@@ -236,22 +253,22 @@ fn answer_check(
         response_len,
         use_candidate,
         priority,
+        remote_ufrag,
         from,
     })
 }
 
-/// USERNAME is `<ufrag of the receiver>:<ufrag of the sender>` (RFC 8445 §7.2.2).
-fn username_matches(value: &[u8], creds: &IceCredentials) -> bool {
-    let Some(remote) = value
+/// USERNAME is `<ufrag of the receiver>:<ufrag of the sender>` (RFC 8445 §7.2.2): the
+/// sender's identity when the USERNAME is one we accept, else `None`.
+fn remote_ufrag_of(value: &[u8], creds: &IceCredentials) -> Option<UfragId> {
+    let remote = value
         .strip_prefix(creds.local_ufrag.as_bytes())
-        .and_then(|rest| rest.strip_prefix(b":"))
-    else {
-        return false;
-    };
-    match &creds.remote_ufrag {
+        .and_then(|rest| rest.strip_prefix(b":"))?;
+    let accepted = match &creds.remote_ufrag {
         Some(expected) => remote == expected.as_bytes(),
         None => !remote.is_empty(),
-    }
+    };
+    accepted.then(|| UfragId::of(remote))
 }
 
 /// A response to `request` with the attributes `add_body` writes, then
@@ -413,6 +430,7 @@ mod tests {
                     response_len: bytes.len(),
                     use_candidate: false,
                     priority: Some(0x6E00_1EFF),
+                    remote_ufrag: UfragId::of(REMOTE_UFRAG.as_bytes()),
                     from: teams_client(),
                 }
             );
@@ -591,6 +609,33 @@ mod tests {
             assert!(matches!(outcome, IceOutcome::Respond { from: f, .. } if f == from));
             assert_eq!(mapped_address(&decode_response(&bytes, &request)), from);
         }
+    }
+
+    /// Row 52: before the 200 (remote ufrag unknown) the checks of two forked clients are
+    /// both answered, each reported with its own agent identity.
+    #[test]
+    fn row52_forked_agents_are_told_apart() {
+        let mut agents = Vec::new();
+        for fork in ["forkA", "forkB"] {
+            let mut check = Check::valid();
+            check.username = Some(format!("{LOCAL_UFRAG}:{fork}"));
+            let (packet, _) = check.build();
+            match answer(&packet, teams_client(), &creds(None)).0 {
+                IceOutcome::Respond { remote_ufrag, .. } => {
+                    assert_eq!(remote_ufrag, UfragId::of(fork.as_bytes()));
+                    agents.push(remote_ufrag);
+                }
+                other => panic!("{fork}: {other:?}"),
+            }
+        }
+        assert_ne!(agents[0], agents[1]);
+    }
+
+    #[test]
+    fn ufrag_id_is_fnv1a_64() {
+        assert_eq!(UfragId::of(b""), UfragId(0xcbf2_9ce4_8422_2325));
+        assert_eq!(UfragId::of(b"a"), UfragId(0xaf63_dc4c_8601_ec8c));
+        assert_eq!(UfragId::of(b"foobar"), UfragId(0x8594_4171_f739_67e8));
     }
 
     #[test]

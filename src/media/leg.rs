@@ -4,7 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::media::cipher::SrtpStream;
-use crate::media::ice::IceCredentials;
+use crate::media::ice::{IceCredentials, UfragId};
 use crate::media::inactivity::InactivityTracker;
 use crate::media::metrics::Direction;
 use crate::media::rtp::PayloadMap;
@@ -52,17 +52,65 @@ pub enum SocketRole {
     Rtcp,
 }
 
+/// Nominations remembered per remote agent while several agents may check one leg.
+const MAX_AGENT_NOMINATIONS: usize = 4;
+
 /// ICE-lite state of a leg.
 #[derive(Debug)]
 pub struct IceLeg {
     pub credentials: IceCredentials,
     /// The pair the controlling agent nominated (USE-CANDIDATE); media goes there.
     pub nominated: Option<SocketAddr>,
+    /// The remote agent (ufrag) whose check nominated `nominated`.
+    pub nominated_by: Option<UfragId>,
+    /// The latest pair each remote agent nominated, oldest first. With forking (row 52) every
+    /// Teams client that got our offer checks and nominates before the 200, and the one whose
+    /// 200 wins does not nominate again (regular nomination happens once).
+    agent_nominations: [Option<(UfragId, SocketAddr)>; MAX_AGENT_NOMINATIONS],
     /// Highest PRIORITY among answered checks before nomination: media goes to that source
     /// until nomination (or until authentic media arrives from somewhere).
     pub best_check_priority: Option<u32>,
     /// Before nomination media follows the first source that streams authentic media.
     pub media_latched: bool,
+}
+
+impl IceLeg {
+    pub fn new(credentials: IceCredentials) -> Self {
+        Self {
+            credentials,
+            nominated: None,
+            nominated_by: None,
+            agent_nominations: [None; MAX_AGENT_NOMINATIONS],
+            best_check_priority: None,
+            media_latched: false,
+        }
+    }
+
+    /// Agent `by` nominated `pair`. Returns true when media moves to a new pair.
+    pub fn nominate(&mut self, pair: SocketAddr, by: UfragId) -> bool {
+        let slot = self
+            .agent_nominations
+            .iter()
+            .position(|n| n.is_none_or(|(agent, _)| agent == by))
+            .unwrap_or_else(|| {
+                self.agent_nominations.rotate_left(1);
+                MAX_AGENT_NOMINATIONS - 1
+            });
+        self.agent_nominations[slot] = Some((by, pair));
+        self.nominated_by = Some(by);
+        let moved = self.nominated != Some(pair);
+        self.nominated = Some(pair);
+        moved
+    }
+
+    /// The pair agent `agent` nominated last, if it did.
+    fn nomination_of(&self, agent: UfragId) -> Option<SocketAddr> {
+        self.agent_nominations
+            .iter()
+            .flatten()
+            .find(|(by, _)| *by == agent)
+            .map(|&(_, pair)| pair)
+    }
 }
 
 /// Symmetric RTP state.
@@ -148,6 +196,8 @@ pub enum LegNotice {
 pub struct LegState {
     pub side: LegSide,
     pub remote_rtp: Option<SocketAddr>,
+    /// The RTP address the peer's SDP names; `remote_rtp` may differ (latching, ICE).
+    signalled_rtp: Option<SocketAddr>,
     /// Where RTCP goes when the remote does not mux; `None` means RTP port + 1.
     pub remote_rtcp: Option<SocketAddr>,
     pub rtcp_mux: bool,
@@ -179,6 +229,7 @@ impl LegState {
         Self {
             side,
             remote_rtp: None,
+            signalled_rtp: None,
             remote_rtcp: None,
             rtcp_mux: !has_rtcp_socket,
             has_rtcp_socket,
@@ -203,9 +254,56 @@ impl LegState {
             self.latch.reset();
         }
         let nominated = self.ice.as_ref().and_then(|ice| ice.nominated);
+        self.signalled_rtp = Some(rtp);
         self.remote_rtp = Some(nominated.unwrap_or(rtp));
         self.remote_rtcp = rtcp;
         self.rtcp_mux = rtcp_mux;
+    }
+
+    /// Turns ICE-lite on (or updates its credentials). A nomination belongs to the remote
+    /// agent that made it and to our current credentials (rows 52, 53):
+    /// * no remote ufrag (Teams' SDP came in a 18x: every forked client that got our offer
+    ///   may check and nominate until the 200): every nomination is kept;
+    /// * the remote ufrag of the 200 (the fork that won) or of a later offer: only that
+    ///   agent's own nomination is kept, another fork's pair no longer gets media;
+    /// * a new local ufrag (our ICE restart) or a new remote one (the peer's): nothing is kept.
+    ///
+    /// Without a kept nomination media goes to the signalled address and the pre-nomination
+    /// rules start over (best-priority check, first authentic media source).
+    pub fn enable_ice(&mut self, credentials: IceCredentials) {
+        let previous = self.ice.take();
+        let remote_agent = credentials
+            .remote_ufrag
+            .as_deref()
+            .map(|ufrag| UfragId::of(ufrag.as_bytes()));
+        let mut next = IceLeg::new(credentials);
+        let had_media_choice = previous.as_ref().is_some_and(|ice| {
+            ice.nominated.is_some() || ice.media_latched || ice.best_check_priority.is_some()
+        });
+        let same_local = |ice: &IceLeg| ice.credentials.local_ufrag == next.credentials.local_ufrag;
+        if let Some(previous) = previous.filter(same_local) {
+            match remote_agent {
+                None => {
+                    next.nominated = previous.nominated;
+                    next.nominated_by = previous.nominated_by;
+                    next.agent_nominations = previous.agent_nominations;
+                }
+                Some(agent) => {
+                    if let Some(pair) = previous.nomination_of(agent) {
+                        next.nominate(pair, agent);
+                    }
+                }
+            }
+        }
+        next.media_latched = next.nominated.is_some();
+        if let Some(pair) = next.nominated {
+            self.remote_rtp = Some(pair);
+        } else if had_media_choice {
+            if let Some(signalled) = self.signalled_rtp {
+                self.remote_rtp = Some(signalled);
+            }
+        }
+        self.ice = Some(next);
     }
 
     /// Where RTCP for this leg's remote goes, and from which local socket.
@@ -305,16 +403,13 @@ mod tests {
     fn nominated_pair_outranks_signalled_address() {
         let mut leg = LegState::new(LegSide::Teams, LatchingMode::Off, false, Arc::default(), 0);
         leg.set_remote(addr(1000), None, true);
-        leg.ice = Some(IceLeg {
-            credentials: IceCredentials {
-                local_ufrag: "u".into(),
-                local_pwd: "p".into(),
-                remote_ufrag: None,
-            },
-            nominated: Some(addr(2000)),
-            best_check_priority: None,
-            media_latched: true,
+        let mut ice = IceLeg::new(IceCredentials {
+            local_ufrag: "u".into(),
+            local_pwd: "p".into(),
+            remote_ufrag: None,
         });
+        ice.nominate(addr(2000), UfragId::of(b"teams"));
+        leg.ice = Some(ice);
         leg.set_remote(addr(1000), None, true);
         assert_eq!(leg.remote_rtp, Some(addr(2000)));
         leg.ice = None;

@@ -17,7 +17,7 @@ use crate::media::engine::{MediaEvent, SessionId};
 use crate::media::forward::{forward_step, Action, Ingress, PacketTime};
 use crate::media::ice::IceCredentials;
 use crate::media::inactivity::{InactivityChange, InactivityPolicy};
-use crate::media::leg::{IceLeg, LegNotice, LegPair, LegSide, SocketRole};
+use crate::media::leg::{LegNotice, LegPair, LegSide, SocketRole};
 use crate::media::metrics::{DropReason, MediaMetrics, WorkerTally};
 use crate::media::rtp::PayloadMap;
 use crate::media::sys::{from_sockaddr, to_sockaddr, Epoll, EventFd, PacketBatch};
@@ -351,18 +351,7 @@ impl Worker {
                 credentials,
             } => {
                 if let Some(s) = self.session_mut(id) {
-                    let state = s.pair.leg_mut(leg);
-                    let keep_nomination = state
-                        .ice
-                        .as_ref()
-                        .filter(|ice| ice.credentials.local_ufrag == credentials.local_ufrag)
-                        .and_then(|ice| ice.nominated);
-                    state.ice = Some(IceLeg {
-                        credentials,
-                        nominated: keep_nomination,
-                        best_check_priority: None,
-                        media_latched: keep_nomination.is_some(),
-                    });
+                    s.pair.leg_mut(leg).enable_ice(credentials);
                 }
             }
             Command::SetPayloadMap { id, ingress, map } => {
