@@ -193,7 +193,7 @@ impl State {
         let mut sdp = None;
         if !body.is_empty() && is_sdp(msg) && !self.neg.delayed_offer {
             if let Ok((answer, commands)) = self.neg.answer_from_callee(self.callee, &body) {
-                out.extend(commands.into_iter().map(Output::Media));
+                out.extend(self.any_fork_may_check(commands));
                 sdp = Some(answer);
             }
         }

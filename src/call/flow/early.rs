@@ -251,14 +251,14 @@ impl State {
         if let Some(sdp) = sdp.filter(|_| !self.neg.delayed_offer) {
             if relay.with_sdp {
                 if let Ok((sdp, commands)) = self.neg.answer_from_callee(self.callee, &sdp) {
-                    out.extend(commands.into_iter().map(Output::Media));
+                    out.extend(self.any_fork_may_check(commands));
                     answer = Some(sdp);
                 }
             } else if let Ok(commands) = self.neg.early_answer_withheld(self.callee, &sdp) {
                 // The callee side is ready (keys, ICE-lite, its address); the caller side
                 // gets no remote until the 200, so no early media reaches a caller that was
                 // never given an answer.
-                out.extend(commands.into_iter().map(Output::Media));
+                out.extend(self.any_fork_may_check(commands));
             }
         }
         let Some(status) = relay.status else { return };
@@ -270,6 +270,26 @@ impl State {
             tx: self.caller_tx,
             msg: response,
         });
+    }
+
+    /// The media commands of an early (18x) answer. Row 52: with media bypass Teams' SDP in a
+    /// 18x is one forked client's, and until the 200 every client that got our offer may
+    /// check and nominate, so ICE-lite takes any remote ufrag (our password still
+    /// authenticates each check). The 200's SDP names the winner and narrows it again.
+    pub(super) fn any_fork_may_check(
+        &self,
+        commands: Vec<MediaCommand>,
+    ) -> impl Iterator<Item = Output> {
+        let callee_is_teams = self.callee == LegId::Teams;
+        commands.into_iter().map(move |mut command| {
+            // Only the Teams leg is ICE-lite.
+            if let MediaCommand::EnableIceLite { remote_ufrag, .. } = &mut command {
+                if callee_is_teams {
+                    *remote_ufrag = None;
+                }
+            }
+            Output::Media(command)
+        })
     }
 
     /// The 2xx of INVITE `token` that answers the call: its fork wins, the other early

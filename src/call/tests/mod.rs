@@ -1,6 +1,7 @@
 //! Whole call flows with a simulated clock: inputs in, exact messages out (parsed back).
 
 mod basic;
+mod bypass_forks;
 mod cause_mapping;
 mod dtmf;
 mod failover;
