@@ -352,6 +352,13 @@ pub struct CarrierTarget {
     pub host: String,
     pub port: u16,
     pub transport: TransportKind,
+    /// This hop's trunk is trusted with identity (RFC 3325): P-Asserted-Identity and Teams'
+    /// Privacy values cross. When false and Teams asked for privacy, no PAI is sent and From
+    /// is anonymous (row 57). Per hop: a failover trunk may be trusted less than the first.
+    pub trusted: bool,
+    /// Turn Microsoft's History-Info into Diversion headers for this hop's trunk (RFC 5806,
+    /// doc 2.9; see `identity.rs`).
+    pub diversion_from_history_info: bool,
 }
 
 /// The Teams leg of one call.
@@ -386,14 +393,8 @@ pub struct CarrierLegSetup {
     pub offer_rtcp_mux: bool,
     /// Drop vendor SDP attributes (Microsoft's are large) towards UDP trunks (row 24).
     pub strip_vendor_attributes: bool,
-    /// The carrier is trusted with identity (RFC 3325): forward P-Asserted-Identity/Privacy.
-    /// When false and Teams asked for privacy, no PAI is sent and From is anonymous (row 57).
-    pub trusted: bool,
     /// PSTN -> Teams: which of Microsoft's 18x reach the carrier (row 27).
     pub early_media: EarlyMediaPolicy,
-    /// Teams -> PSTN: turn Microsoft's History-Info into Diversion headers (RFC 5806, doc 2.9;
-    /// see `identity.rs`). Default false.
-    pub diversion_from_history_info: bool,
     /// Final-status tables per direction and the Q.850 rule for Teams' 486 (row 58).
     pub responses: ResponsePolicy,
 }

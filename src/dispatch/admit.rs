@@ -189,8 +189,8 @@ impl Dispatcher {
             .trunks
             .trunks()
             .iter()
-            .filter_map(|id| routing.trunk(*id))
-            .filter_map(|t| {
+            .filter_map(|id| Some((routing.trunk(*id)?, self.settings.trunks.get(id.index()))))
+            .filter_map(|(t, trunk_settings)| {
                 let (host, port) = settings::split_host_port(&t.address)?;
                 let host = match host.parse::<IpAddr>() {
                     Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
@@ -200,6 +200,9 @@ impl Dispatcher {
                     host,
                     port,
                     transport: settings::kind_of(t.transport),
+                    trusted: trunk_settings.is_some_and(|s| s.trusted),
+                    diversion_from_history_info: trunk_settings
+                        .is_some_and(|s| s.diversion_from_history_info),
                 })
             })
             .collect();
@@ -251,10 +254,7 @@ impl Dispatcher {
                 .unwrap_or_else(CodecList::carrier_default),
             offer_rtcp_mux: false,
             strip_vendor_attributes: kind == TransportKind::Udp,
-            trusted: trunk_settings.is_some_and(|t| t.trusted),
             early_media: trunk_settings.map(|t| t.early_media).unwrap_or_default(),
-            diversion_from_history_info: trunk_settings
-                .is_some_and(|t| t.diversion_from_history_info),
             responses: trunk_settings
                 .map(|t| t.responses.clone())
                 .unwrap_or_default(),

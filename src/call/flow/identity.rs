@@ -10,13 +10,14 @@ impl State {
     /// returns the extra header lines. Towards Teams: the carrier's PAI number in From when
     /// `forward_pai` (row 20) — unless the carrier asked for privacy, which is never undone.
     /// Towards the carrier: privacy, PAI for trusted trunks and Diversion (row 57, doc 2.9).
-    pub(super) fn identity_headers(&mut self) -> Vec<(HeaderName, String)> {
+    /// `index` is the attempt's target: each carrier hop has its own trunk's trust.
+    pub(super) fn identity_headers(&mut self, index: usize) -> Vec<(HeaderName, String)> {
         match self.callee {
             LegId::Teams => {
                 self.identity_towards_teams();
                 Vec::new()
             }
-            LegId::Carrier => self.identity_towards_carrier(),
+            LegId::Carrier => self.identity_towards_carrier(index),
         }
     }
 
@@ -50,18 +51,20 @@ impl State {
         }
     }
 
-    fn identity_towards_carrier(&mut self) -> Vec<(HeaderName, String)> {
+    fn identity_towards_carrier(&mut self, index: usize) -> Vec<(HeaderName, String)> {
         let host = self.dialogs[idx(LegId::Carrier)]
             .policy
             .local_host()
             .to_owned();
+        // No such hop cannot happen (attempts index the targets); untrusted is the safe side.
+        let hop = self.setup.carrier.targets.get(index);
         let decided = identity::towards_carrier(
             &self.caller_invite,
             &self.setup.numbers.caller,
             CarrierTrust {
                 host: &host,
-                trusted: self.setup.carrier.trusted,
-                diversion: self.setup.carrier.diversion_from_history_info,
+                trusted: hop.is_some_and(|h| h.trusted),
+                diversion: hop.is_some_and(|h| h.diversion_from_history_info),
             },
         );
         let dialog = &mut self.dialogs[idx(LegId::Carrier)];

@@ -330,7 +330,7 @@ impl State {
                 )
             }
         };
-        let identity = self.identity_headers();
+        let identity = self.identity_headers(index);
         let offer = self.callee_offer.clone();
         let dialog = self.dialog(callee);
         dialog.remote_target = Some(Bytes::from(uri));

@@ -20,8 +20,10 @@ fn invite(from: Option<&str>, extra: &str) -> Message {
 
 fn carrier_setup(trusted: bool, diversion: bool) -> CallSetup {
     let mut s = setup();
-    s.carrier.trusted = trusted;
-    s.carrier.diversion_from_history_info = diversion;
+    for hop in &mut s.carrier.targets {
+        hop.trusted = trusted;
+        hop.diversion_from_history_info = diversion;
+    }
     s
 }
 
@@ -228,6 +230,26 @@ fn row57_identity_is_the_same_on_every_trunk_failover_attempt() {
         assert_anonymous(m);
         assert_eq!(header(m, HeaderName::Privacy), "id");
     }
+}
+
+/// Row 57 across trunk failover: trust is the trunk's, so a trusted first trunk gets PAI
+/// and `Privacy: id`, and the untrusted failover trunk the same call moves to gets neither.
+#[test]
+fn row57_failover_to_an_untrusted_trunk_hides_the_identity_the_trusted_one_got() {
+    let extra = "P-Asserted-Identity: <tel:+14255550100>\r\nPrivacy: id\r\n";
+    let mut s = setup();
+    s.carrier.targets[0].trusted = true;
+    s.carrier.targets[1].trusted = false;
+    let mut h = Harness::outbound(s, invite(Some(ANONYMOUS_TEAMS_FROM), extra));
+    let first = h.request(Method::Invite);
+    assert!(first.msg.has_header(&HeaderName::PAssertedIdentity));
+    assert_eq!(header(&first.msg, HeaderName::Privacy), "id");
+    h.respond(&first, 503, "p1", &[], None);
+    let second = h.request(Method::Invite);
+    assert_eq!(second.target, Target::Carrier(1));
+    assert_anonymous(&second.msg);
+    assert!(!second.msg.has_header(&HeaderName::PAssertedIdentity));
+    assert!(!second.msg.has_header(&HeaderName::Privacy));
 }
 
 const HISTORY_302: &str = "<sip:+14255550199@sip.pstnhub.microsoft.com:5061;user=phone?Reason=SIP%3Bcause%3D302%3Btext%3D%22Moved%20temporarily%22>;index=1";
