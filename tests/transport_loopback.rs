@@ -640,6 +640,44 @@ async fn tcp_outgoing_connection_is_reused() {
     assert!(text.contains("Call-ID: reuse-1"));
 }
 
+/// `[sbc] bind_address`: connections we open leave from that address (peers' ACLs see it),
+/// and a destination of the other IP family still connects from the OS's choice.
+#[tokio::test]
+async fn outgoing_connections_leave_from_the_configured_bind_address() {
+    let (sbc, _rx, _) = start(TransportSettings {
+        outbound_bind: Some("127.0.0.7".parse().unwrap()),
+        ..TransportSettings::default()
+    })
+    .await;
+    let peer = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let dest = Destination {
+        kind: TransportKind::Tcp,
+        addr: peer.local_addr().unwrap(),
+        server_name: None,
+    };
+    sbc.send(dest, Bytes::from(options("TCP", "127.0.0.1:9", "bind-1")))
+        .await
+        .unwrap();
+    let (mut conn, from) = timeout(WAIT, peer.accept()).await.unwrap().unwrap();
+    assert_eq!(from.ip().to_string(), "127.0.0.7");
+    read_until(&mut conn, "Call-ID: bind-1").await;
+
+    let Ok(peer6) = TcpListener::bind("[::1]:0").await else {
+        return; // no IPv6 loopback on this machine: the IPv4 half above is the test
+    };
+    let dest6 = Destination {
+        kind: TransportKind::Tcp,
+        addr: peer6.local_addr().unwrap(),
+        server_name: None,
+    };
+    sbc.send(dest6, Bytes::from(options("TCP", "[::1]:9", "bind-2")))
+        .await
+        .unwrap();
+    let (mut conn6, from6) = timeout(WAIT, peer6.accept()).await.unwrap().unwrap();
+    assert!(from6.ip().is_loopback() && from6.is_ipv6());
+    read_until(&mut conn6, "Call-ID: bind-2").await;
+}
+
 #[tokio::test]
 async fn connect_failure_is_reported_so_the_caller_can_fail_over() {
     let (sbc, _rx, _) = start(TransportSettings::default()).await;

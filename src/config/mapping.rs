@@ -68,6 +68,7 @@ pub fn transport_settings(config: &Config) -> TransportSettings {
         allowed_sources: Some(AllowedSources::new(
             super::SourceAcl::new(config).networks(),
         )),
+        outbound_bind: config.sbc.bind_address,
         ..TransportSettings::default()
     }
 }

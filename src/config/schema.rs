@@ -47,7 +47,9 @@ pub struct SbcSection {
     /// The public address the FQDNs resolve to (the SBC may sit behind NAT).
     #[serde(default)]
     pub public_address: Option<IpAddr>,
-    /// Local address outgoing SIP connections are bound to; the OS chooses when unset.
+    /// Local address of the TCP/TLS connections the SBC opens (to Microsoft's proxies and
+    /// TCP/TLS trunks), for destinations of its IP family; the OS chooses when unset. UDP
+    /// leaves from the `[[listen]]` socket it belongs to.
     #[serde(default)]
     pub bind_address: Option<IpAddr>,
 }

@@ -807,3 +807,28 @@ fn row58_bad_q850_cause_and_status_tables_name_field_and_file() {
     };
     assert!(e.contains("to_carier"), "{e}");
 }
+
+#[test]
+fn bind_address_must_be_usable_here_and_reaches_the_transport() {
+    let e = errors_with(
+        "model = \"SBC\"",
+        "model = \"SBC\"\nbind_address = \"0.0.0.0\"",
+    );
+    assert_error(&e, "sbc.bind_address", "concrete");
+    // TEST-NET-1 is never an address of this machine.
+    let e = errors_with(
+        "model = \"SBC\"",
+        "model = \"SBC\"\nbind_address = \"192.0.2.77\"",
+    );
+    assert_error(&e, "sbc.bind_address", "cannot be used on this machine");
+    let text = GOOD.replacen(
+        "model = \"SBC\"",
+        "model = \"SBC\"\nbind_address = \"127.0.0.9\"",
+        1,
+    );
+    let loaded = parse(&text).unwrap();
+    assert_eq!(
+        crate::config::mapping::transport_settings(&loaded.config).outbound_bind,
+        Some("127.0.0.9".parse().unwrap())
+    );
+}

@@ -93,6 +93,20 @@ fn sbc(s: &SbcSection, r: &mut Report) {
             );
         }
     }
+    if let Some(ip) = s.bind_address {
+        if ip.is_unspecified() {
+            r.error(
+                "sbc.bind_address",
+                "must be a concrete address, not 0.0.0.0/:: (leave it out to let the OS choose)",
+            );
+        } else if let Err(e) = std::net::TcpListener::bind((ip, 0)) {
+            // Every connection to Microsoft would fail later with the same error.
+            r.error(
+                "sbc.bind_address",
+                format!("{ip} cannot be used on this machine: {e}"),
+            );
+        }
+    }
 }
 
 /// An FQDN Microsoft accepts in Contact: a name, never an IP (row 15), at most 63 characters

@@ -233,13 +233,31 @@ impl Inner {
         }
     }
 
+    /// A TCP connection to `addr`, from `outbound_bind` when it is of the same family.
+    async fn open_tcp(&self, addr: SocketAddr) -> std::io::Result<TcpStream> {
+        let Some(local) = self
+            .settings
+            .outbound_bind
+            .filter(|ip| ip.is_ipv4() == addr.is_ipv4())
+        else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = if addr.is_ipv4() {
+            tokio::net::TcpSocket::new_v4()?
+        } else {
+            tokio::net::TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(local, 0))?;
+        socket.connect(addr).await
+    }
+
     /// Open a connection to `dest` and register it for reuse.
     async fn connect(self: &Arc<Self>, dest: &Destination) -> Result<ConnectionId, TransportError> {
         if *self.shutdown.borrow() {
             return Err(TransportError::Shutdown);
         }
         let addr = dest.addr;
-        let tcp = match timeout(self.settings.connect_timeout, TcpStream::connect(addr)).await {
+        let tcp = match timeout(self.settings.connect_timeout, self.open_tcp(addr)).await {
             Err(_) => return Err(TransportError::ConnectTimeout(addr)),
             Ok(Err(source)) => return Err(TransportError::Connect { addr, source }),
             Ok(Ok(tcp)) => tcp,

@@ -71,7 +71,7 @@ mod tls;
 mod udp;
 mod via_stamp;
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -184,6 +184,10 @@ pub struct TransportSettings {
     /// messages are still delivered (the application drops strangers' requests itself).
     /// `None`: every source is answered (a bare transport, tests).
     pub allowed_sources: Option<AllowedSources>,
+    /// Local address of the TCP/TLS connections we open (`[sbc] bind_address`), so they leave
+    /// from the address the peers allow (their ACLs, Microsoft's view of the SBC). Used for
+    /// destinations of the same IP family; `None`: the OS picks.
+    pub outbound_bind: Option<IpAddr>,
 }
 
 impl Default for TransportSettings {
@@ -205,6 +209,7 @@ impl Default for TransportSettings {
             connection_queue: 1024,
             log_interval: Duration::from_secs(60),
             allowed_sources: None,
+            outbound_bind: None,
         }
     }
 }
