@@ -13,6 +13,7 @@ pub mod framing;
 pub mod header;
 pub mod message;
 pub mod method;
+pub mod multipart;
 pub mod parse;
 mod scan;
 pub mod uri;
