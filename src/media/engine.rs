@@ -393,7 +393,8 @@ impl MediaHandle {
     /// Installs SRTP on a leg: `inbound` decrypts what the peer sends (the peer's key),
     /// `outbound` encrypts what we send (our key). Every call builds fresh contexts, even
     /// with unchanged keys, so rollover counters restart at 0. `None` means plain RTP in
-    /// that direction.
+    /// that direction. While ICE-lite accepts any remote agent (forks before the 200) the
+    /// inbound keys replaced still authenticate, until an `enable_ice_lite` names the agent.
     pub fn set_srtp(
         &self,
         id: SessionId,
@@ -414,8 +415,11 @@ impl MediaHandle {
         )
     }
 
-    /// Makes the leg answer STUN connectivity checks as an ICE-lite agent. Calling it again
-    /// with the same local ufrag keeps the nomination; a new ufrag (ICE restart) clears it.
+    /// Makes the leg answer STUN connectivity checks as an ICE-lite agent. `remote_ufrag`
+    /// `None` accepts checks of any remote agent (Teams' SDP from a 18x: every forked client
+    /// may check, row 52). Calling it again keeps a nomination only under the same local
+    /// ufrag and only the named remote agent's own (see `LegState::enable_ice`); otherwise
+    /// media goes back to the signalled address.
     pub fn enable_ice_lite(
         &self,
         id: SessionId,

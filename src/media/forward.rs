@@ -164,7 +164,10 @@ fn rtp_packet(
     if let Some(srtp) = inbound.srtp_in.as_mut() {
         len = match srtp.unprotect_rtp(buf, len) {
             Ok(n) => n,
-            Err(CipherError::Auth) => return Action::Drop(DropReason::SrtpAuth),
+            Err(CipherError::Auth) => match inbound.unprotect_early_rtp(buf, len) {
+                Some(n) => n,
+                None => return Action::Drop(DropReason::SrtpAuth),
+            },
             Err(CipherError::Malformed) => return Action::Drop(DropReason::Malformed),
         };
     }
@@ -244,7 +247,10 @@ fn rtcp(
     if let Some(srtp) = inbound.srtp_in.as_mut() {
         len = match srtp.unprotect_rtcp(buf, len) {
             Ok(n) => n,
-            Err(CipherError::Auth) => return Action::Drop(DropReason::SrtpAuth),
+            Err(CipherError::Auth) => match inbound.unprotect_early_rtcp(buf, len) {
+                Some(n) => n,
+                None => return Action::Drop(DropReason::SrtpAuth),
+            },
             Err(CipherError::Malformed) => return Action::Drop(DropReason::Malformed),
         };
     }
@@ -704,6 +710,99 @@ mod tests {
             early(&mut p, &A);
             early(&mut p, &B);
             p
+        }
+
+        /// SRTP of `fork` (its own key, `sender`) from its source to our Teams leg.
+        fn srtp_from(p: &mut LegPair, fork: &Fork, sender: &mut SrtpStream, seq: u16) -> Action {
+            let (mut buf, len) = rtp_packet(0, seq, &[seq as u8; 160]);
+            let len = sender.protect_rtp(&mut buf, len).unwrap();
+            let ingress = Ingress {
+                leg: LegSide::Teams,
+                socket: SocketRole::Rtp,
+                from: fork.source,
+            };
+            forward_step(p, ingress, &mut buf, len, t(0))
+        }
+
+        /// What the call layer sends for a Teams SDP with its SDES key: SetRemote, SetSrtp,
+        /// EnableIce.
+        fn apply_keyed_sdp(p: &mut LegPair, fork: &Fork, key: u8, remote_ufrag: Option<&str>) {
+            p.teams.set_remote(fork.signalled, None, true);
+            p.teams.set_srtp(
+                Some(SrtpStream::new(&keys(key))),
+                Some(SrtpStream::new(&keys(99))),
+            );
+            p.teams.enable_ice(creds(SBC_UFRAG, remote_ufrag));
+        }
+
+        /// Each fork's 183 carries its own key: until the 200, early media of the first fork
+        /// still authenticates after a later fork's 183 and is the one followed; the 200 of
+        /// the other fork leaves only the winner's key.
+        #[test]
+        fn row52_early_media_of_an_earlier_fork_authenticates_until_the_200() {
+            const KEY_A: u8 = 10;
+            const KEY_B: u8 = 20;
+            let mut p = pair(LatchingMode::Off);
+            let mut sender_a = SrtpStream::new(&keys(KEY_A));
+            let mut sender_b = SrtpStream::new(&keys(KEY_B));
+            apply_keyed_sdp(&mut p, &A, KEY_A, None);
+            apply_keyed_sdp(&mut p, &B, KEY_B, None);
+
+            assert!(matches!(
+                srtp_from(&mut p, &A, &mut sender_a, 1),
+                Action::Forward { .. }
+            ));
+            assert_eq!(p.teams.notice.take(), Some(LegNotice::Latched(A.source)));
+            assert!(matches!(
+                srtp_from(&mut p, &B, &mut sender_b, 1),
+                Action::Forward { .. }
+            ));
+            assert_eq!(carrier_media_to(&mut p), A.source, "first source kept");
+            assert!(matches!(
+                srtp_from(&mut p, &A, &mut sender_a, 2),
+                Action::Forward { .. }
+            ));
+
+            apply_keyed_sdp(&mut p, &B, KEY_B, Some(B.ufrag));
+            assert_eq!(
+                srtp_from(&mut p, &A, &mut sender_a, 3),
+                Action::Drop(DropReason::SrtpAuth)
+            );
+            assert!(matches!(
+                srtp_from(&mut p, &B, &mut sender_b, 2),
+                Action::Forward { .. }
+            ));
+            assert_eq!(p.teams.notice.take(), Some(LegNotice::Latched(B.source)));
+            assert_eq!(carrier_media_to(&mut p), B.source);
+        }
+
+        /// Without forking (the agent known, or no ICE) a new key replaces the old one.
+        #[test]
+        fn rekey_of_a_known_agent_drops_the_old_key() {
+            let mut p = pair(LatchingMode::Off);
+            let mut old_sender = SrtpStream::new(&keys(10));
+            apply_keyed_sdp(&mut p, &A, 10, Some(A.ufrag));
+            assert!(matches!(
+                srtp_from(&mut p, &A, &mut old_sender, 1),
+                Action::Forward { .. }
+            ));
+            apply_keyed_sdp(&mut p, &A, 11, Some(A.ufrag));
+            assert_eq!(
+                srtp_from(&mut p, &A, &mut old_sender, 2),
+                Action::Drop(DropReason::SrtpAuth)
+            );
+
+            let mut p = pair(LatchingMode::Off);
+            p.teams.set_srtp(Some(SrtpStream::new(&keys(10))), None);
+            assert!(matches!(
+                srtp_from(&mut p, &A, &mut SrtpStream::new(&keys(10)), 1),
+                Action::Forward { .. }
+            ));
+            p.teams.set_srtp(Some(SrtpStream::new(&keys(11))), None);
+            assert_eq!(
+                srtp_from(&mut p, &A, &mut SrtpStream::new(&keys(10)), 2),
+                Action::Drop(DropReason::SrtpAuth)
+            );
         }
 
         #[test]

@@ -54,6 +54,8 @@ pub enum SocketRole {
 
 /// Nominations remembered per remote agent while several agents may check one leg.
 const MAX_AGENT_NOMINATIONS: usize = 4;
+/// Inbound SRTP keys of earlier forks kept while the answering fork is not known.
+const MAX_EARLY_INBOUND_KEYS: usize = 3;
 
 /// ICE-lite state of a leg.
 #[derive(Debug)]
@@ -206,6 +208,10 @@ pub struct LegState {
     pub latch: Latch,
     /// Decrypts what arrives on this leg.
     pub srtp_in: Option<SrtpStream>,
+    /// Inbound keys `srtp_in` replaced while the peer's ICE agent was open (forked Teams
+    /// clients before the 200, each with its own SDES key), newest last: early media of an
+    /// earlier fork still authenticates (row 52). Emptied once the answer names the agent.
+    early_srtp_in: [Option<SrtpStream>; MAX_EARLY_INBOUND_KEYS],
     /// Encrypts what leaves on this leg.
     pub srtp_out: Option<SrtpStream>,
     pub ice: Option<IceLeg>,
@@ -235,6 +241,7 @@ impl LegState {
             has_rtcp_socket,
             latch: Latch::new(latching),
             srtp_in: None,
+            early_srtp_in: Default::default(),
             srtp_out: None,
             ice: None,
             inbound_payloads: PayloadMap::default(),
@@ -258,6 +265,54 @@ impl LegState {
         self.remote_rtp = Some(nominated.unwrap_or(rtp));
         self.remote_rtcp = rtcp;
         self.rtcp_mux = rtcp_mux;
+    }
+
+    /// Installs SRTP contexts (fresh ones: a re-key restarts rollover counters). While the
+    /// peer's ICE agent is open (remote ufrag unknown: Teams' SDP came in a 18x and any
+    /// forked client may stream early media, each under its own key) the inbound context
+    /// replaced is kept for [`LegState::unprotect_early_rtp`]; otherwise it is dropped.
+    pub fn set_srtp(&mut self, inbound: Option<SrtpStream>, outbound: Option<SrtpStream>) {
+        let agent_open = self
+            .ice
+            .as_ref()
+            .is_some_and(|ice| ice.credentials.remote_ufrag.is_none());
+        let replaced = std::mem::replace(&mut self.srtp_in, inbound);
+        match replaced {
+            Some(earlier) if agent_open => {
+                let slot = self
+                    .early_srtp_in
+                    .iter()
+                    .position(Option::is_none)
+                    .unwrap_or_else(|| {
+                        self.early_srtp_in.rotate_left(1);
+                        MAX_EARLY_INBOUND_KEYS - 1
+                    });
+                self.early_srtp_in[slot] = Some(earlier);
+            }
+            _ if !agent_open => self.early_srtp_in = Default::default(),
+            _ => {}
+        }
+        self.srtp_out = outbound;
+    }
+
+    /// Authenticates and decrypts an SRTP packet `srtp_in` rejected with the inbound keys of
+    /// earlier forks, newest first; `None` when none of them takes it. (A failed check
+    /// leaves the buffer unchanged, so each key sees the packet as received.)
+    pub fn unprotect_early_rtp(&mut self, buf: &mut [u8], len: usize) -> Option<usize> {
+        self.early_srtp_in
+            .iter_mut()
+            .rev()
+            .flatten()
+            .find_map(|stream| stream.unprotect_rtp(buf, len).ok())
+    }
+
+    /// [`LegState::unprotect_early_rtp`] for SRTCP.
+    pub fn unprotect_early_rtcp(&mut self, buf: &mut [u8], len: usize) -> Option<usize> {
+        self.early_srtp_in
+            .iter_mut()
+            .rev()
+            .flatten()
+            .find_map(|stream| stream.unprotect_rtcp(buf, len).ok())
     }
 
     /// Turns ICE-lite on (or updates its credentials). A nomination belongs to the remote
@@ -294,6 +349,10 @@ impl LegState {
                     }
                 }
             }
+        }
+        if next.credentials.remote_ufrag.is_some() {
+            // The answer named the agent: other forks' keys no longer authenticate anything.
+            self.early_srtp_in = Default::default();
         }
         next.media_latched = next.nominated.is_some();
         if let Some(pair) = next.nominated {

@@ -340,9 +340,9 @@ impl Worker {
                 outbound,
             } => {
                 if let Some(s) = self.session_mut(id) {
-                    let state = s.pair.leg_mut(leg);
-                    state.srtp_in = inbound.map(|b| *b);
-                    state.srtp_out = outbound.map(|b| *b);
+                    s.pair
+                        .leg_mut(leg)
+                        .set_srtp(inbound.map(|b| *b), outbound.map(|b| *b));
                 }
             }
             Command::EnableIce {
