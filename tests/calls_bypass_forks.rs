@@ -6,11 +6,14 @@
 //! pause in which the test plays both clients' ICE agents - the 200 from fork B.
 //!
 //! The test's UDP sockets are the two clients: each fork has the socket its SDP signals and
-//! another its checks come from (a different candidate pair). Before the 200 the checks of
-//! both forks are answered and fork A nominates (USE-CANDIDATE). After the 200 (fork B) the
-//! carrier's RTP, sent by the test from the carrier's signalled media address, must reach
-//! fork B's signalled address as SRTP under the SBC's key, never fork A's pair; fork A's
-//! checks are no longer answered; once fork B nominates its pair, the media goes there.
+//! another its checks come from (a different candidate pair), and its own SDES key. The
+//! carrier trunk relays early media (`early_media = "relay"`), and the carrier's media socket
+//! is the test's too. Before the 200 the checks of both forks are answered, fork A nominates
+//! (USE-CANDIDATE) and its early media, under its own key, reaches the carrier although fork
+//! B's 183 came later. After the 200 (fork B) the carrier's RTP must reach fork B's
+//! signalled address as SRTP under the SBC's key, never fork A's pair; fork A's checks are no
+//! longer answered and its key no longer authenticates; once fork B nominates its pair, the
+//! media goes there.
 //!
 //! Every wait is bounded in time and count; nothing asserts a duration.
 
@@ -111,6 +114,12 @@ fn srtp_context(inline: &str) -> Context {
         None,
     )
     .unwrap()
+}
+
+/// A random SDES inline key (16-byte key + 14-byte salt, base64).
+fn new_inline_key() -> String {
+    let raw: [u8; 30] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(raw)
 }
 
 fn rtp_packet(seq: u16) -> Vec<u8> {
@@ -252,6 +261,37 @@ impl CarrierMedia {
     }
 }
 
+/// Teams media that reached the carrier's socket (plain RTP, as the test sent it) within
+/// `limit`: the sequence numbers.
+fn received_at_carrier(socket: &UdpSocket, limit: Duration) -> Vec<u16> {
+    socket
+        .set_read_timeout(Some(Duration::from_millis(20)))
+        .unwrap();
+    let deadline = Instant::now() + limit;
+    let mut seqs = Vec::new();
+    let mut buf = [0u8; 2048];
+    while Instant::now() < deadline {
+        let Ok((n, _)) = socket.recv_from(&mut buf) else {
+            continue;
+        };
+        if n >= 12 && buf[0] >> 6 == 2 {
+            let seq = u16::from_be_bytes([buf[2], buf[3]]);
+            assert_eq!(&buf[12..n], &rtp_packet(seq)[12..], "payload of {seq}");
+            seqs.push(seq);
+        }
+    }
+    seqs
+}
+
+/// Fork A's early media: SRTP under its own key from its nominated candidate.
+fn send_fork_media(socket: &UdpSocket, sbc: SocketAddr, context: &mut Context, seqs: &[u16]) {
+    for &seq in seqs {
+        let packet = context.encrypt_rtp(&rtp_packet(seq)).unwrap();
+        socket.send_to(&packet, sbc).unwrap();
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 /// Sends carrier RTP (at most `max` packets) until `target` of `clients` has received
 /// `wanted`; every client's socket is drained after each packet.
 fn stream_until(
@@ -288,6 +328,7 @@ fn row52_bypass_forks_media_follows_the_200_of_fork_b_not_the_nomination_of_fork
     let mut spec = LabSpec::new(59400);
     spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
     spec.teams_extra = "media_bypass = true".into();
+    spec.carrier_extra = "early_media = \"relay\"".into();
     let lab = Lab::start(spec);
     lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
 
@@ -303,6 +344,8 @@ fn row52_bypass_forks_media_follows_the_200_of_fork_b_not_the_nomination_of_fork
         Candidate::bind("fork B's checking (nominated) candidate"),
     ];
 
+    let a_key = new_inline_key();
+    let mut a_media = srtp_context(&a_key);
     let teams_dir = lab.path().join("teams-bypass-forks");
     let teams_path = bypass_forks_scenario(
         &teams_dir,
@@ -311,8 +354,10 @@ fn row52_bypass_forks_media_follows_the_200_of_fork_b_not_the_nomination_of_fork
             ("CALLED", ACME_DID.trim_start_matches('+')),
             ("A_PORT", &clients[A_SIGNALLED].port().to_string()),
             ("A_UFRAG", A_UFRAG),
+            ("A_KEY", &a_key),
             ("B_PORT", &clients[B_SIGNALLED].port().to_string()),
             ("B_UFRAG", B_UFRAG),
+            ("B_KEY", &new_inline_key()),
             ("EARLY_PAUSE_MS", EARLY_PAUSE_MS),
         ],
     );
@@ -416,6 +461,25 @@ fn row52_bypass_forks_media_follows_the_200_of_fork_b_not_the_nomination_of_fork
         ),
         "fork A's nomination before the 200 was not answered"
     );
+    // Fork A streams early media under its own key: authenticated although fork B's 183
+    // (fork B's key) came later, and relayed to the carrier.
+    send_fork_media(
+        &clients[A_CHECKS].socket,
+        sbc_teams,
+        &mut a_media,
+        &(1..=10).collect::<Vec<u16>>(),
+    );
+    let early = received_at_carrier(&carrier_socket, Duration::from_secs(1));
+    assert!(
+        !early.is_empty(),
+        "fork A's early media never reached the carrier (SRTP auth drops: {})",
+        lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")])
+    );
+    assert_eq!(
+        lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")]),
+        0.0,
+        "fork A's early media failed authentication"
+    );
     assert!(
         !sipp_logs(&teams_dir).contains("ANSWERING"),
         "the stand-in answered before the checks were done (raise EARLY_PAUSE_MS)"
@@ -451,6 +515,24 @@ fn row52_bypass_forks_media_follows_the_200_of_fork_b_not_the_nomination_of_fork
         );
     }
     stream_until(&mut media, &mut clients, B_SIGNALLED, 10, 150, &mut decrypt);
+
+    // Nor does fork A's key: its media is dropped, none reaches the carrier.
+    send_fork_media(
+        &clients[A_CHECKS].socket,
+        sbc_teams,
+        &mut a_media,
+        &(11..=15).collect::<Vec<u16>>(),
+    );
+    lab.wait_for(
+        "fork A's media after the 200 to fail authentication",
+        Duration::from_secs(10),
+        |lab| lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")]) >= 1.0,
+    );
+    let late = received_at_carrier(&media.socket, Duration::from_millis(500));
+    assert!(
+        late.iter().all(|seq| !(11..=15).contains(seq)),
+        "fork A's media after fork B's 200 reached the carrier: {late:?}"
+    );
 
     // Fork B nominates its pair: the media moves there and stays.
     let nomination = stun_check::request(&user_b, sbc_pwd, true);
