@@ -211,7 +211,8 @@ pub struct LegState {
     /// Inbound keys `srtp_in` replaced while the peer's ICE agent was open (forked Teams
     /// clients before the 200, each with its own SDES key), newest last: early media of an
     /// earlier fork still authenticates (row 52). Emptied once the answer names the agent.
-    early_srtp_in: [Option<SrtpStream>; MAX_EARLY_INBOUND_KEYS],
+    /// Boxed: a context is large and this is empty on almost every leg.
+    early_srtp_in: [Option<Box<SrtpStream>>; MAX_EARLY_INBOUND_KEYS],
     /// Encrypts what leaves on this leg.
     pub srtp_out: Option<SrtpStream>,
     pub ice: Option<IceLeg>,
@@ -287,7 +288,8 @@ impl LegState {
                         self.early_srtp_in.rotate_left(1);
                         MAX_EARLY_INBOUND_KEYS - 1
                     });
-                self.early_srtp_in[slot] = Some(earlier);
+                // Command handling, off the packet path: the allocation is fine here.
+                self.early_srtp_in[slot] = Some(Box::new(earlier));
             }
             _ if !agent_open => self.early_srtp_in = Default::default(),
             _ => {}
