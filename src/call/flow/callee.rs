@@ -78,6 +78,9 @@ impl State {
         if status == 422 && self.session_retry_after_422(now, token, &msg, out) {
             return;
         }
+        if status == 415 && self.location_refused(now, token, out) {
+            return;
+        }
         let retry_after = msg.has_header(&HeaderName::RetryAfter);
         self.callee_final = Some(msg);
         self.attempt_failed(now, Some(status), retry_after, None, out);
@@ -189,9 +192,8 @@ impl State {
     ) {
         self.progressed = true;
         self.cancel_timer(TimerKind::ProgressDeadline, out);
-        let body = msg.body();
         let mut sdp = None;
-        if !body.is_empty() && is_sdp(msg) && !self.neg.delayed_offer {
+        if let Some(body) = sdp_of(msg).filter(|_| !self.neg.delayed_offer) {
             if let Ok((answer, commands)) = self.neg.answer_from_callee(self.callee, &body) {
                 out.extend(self.any_fork_may_check(commands));
                 sdp = Some(answer);

@@ -235,8 +235,7 @@ impl State {
         msg: &Message,
         out: &mut VecDeque<Output>,
     ) {
-        let body = msg.body();
-        let sdp = (!body.is_empty() && is_sdp(msg)).then_some(body);
+        let sdp = sdp_of(msg);
         self.early.record(token, to_tag(msg), sdp.clone());
         if self.early.policy == EarlyMediaPolicy::Relay {
             self.early.relayed += 1;
@@ -297,13 +296,12 @@ impl State {
     /// in a 18x and does not repeat it) the one that fork sent early.
     pub(super) fn early_dialogs_answered(&mut self, token: u64, msg: &Message) -> Bytes {
         let tag = to_tag(msg);
-        let body = msg.body();
-        let sdp = if body.is_empty() {
-            self.early
+        let sdp = match sdp_of(msg) {
+            Some(body) => body,
+            None => self
+                .early
                 .early_sdp(token, tag.as_ref())
-                .unwrap_or_default()
-        } else {
-            body
+                .unwrap_or_default(),
         };
         self.early.answered(token, tag.as_ref());
         sdp

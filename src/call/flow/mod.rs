@@ -8,6 +8,7 @@ mod callee;
 mod early;
 mod ending;
 mod identity;
+mod location;
 mod peer;
 mod reinvite;
 pub(super) mod replaces;
@@ -33,6 +34,7 @@ use super::{
 use crate::media::MediaEvent;
 use crate::sip::{HeaderName, Limits, Message, Method};
 use crate::transaction::{cancel_for, new_tag, TxId};
+use location::sdp_of;
 
 /// How long an ending call waits for the last responses (64*T1).
 const TEARDOWN_GUARD: Duration = Duration::from_secs(32);
@@ -120,6 +122,8 @@ pub(crate) struct State {
     session: session_timer::SessionTimers,
     /// Our 200 to an INVITE with Replaces from Microsoft, until its ACK (row 22).
     replacement: Option<replaces::Replacement>,
+    /// Microsoft's emergency location for the carrier INVITE (row 56, `location.rs`).
+    location: location::CallerLocation,
 }
 
 fn idx(leg: LegId) -> usize {
@@ -179,6 +183,10 @@ impl State {
             LegId::Teams => early::EarlyMediaPolicy::Relay,
         });
         let session = session_timer::SessionTimers::new(&setup.timers);
+        let location = match callee {
+            LegId::Carrier => location::CallerLocation::of(invite),
+            LegId::Teams => location::CallerLocation::default(),
+        };
         State {
             setup,
             direction,
@@ -210,6 +218,7 @@ impl State {
             early,
             session,
             replacement: None,
+            location,
         }
     }
 
@@ -270,12 +279,15 @@ impl State {
             Some(hops) => self.dialog(self.callee).max_forwards = (hops - 1).min(70),
             None => {}
         }
-        let body = invite.body();
-        let has_sdp = !body.is_empty() && is_sdp(&invite);
-        match self
-            .neg
-            .offer_from_caller(self.caller, has_sdp.then_some(&body[..]))
-        {
+        let sdp = match location::sdp_body(&invite) {
+            Ok(sdp) => sdp,
+            Err(_) => {
+                // A multipart body we cannot take apart (row 56): say so, never guess.
+                self.reject_caller(now, 400, EndReason::Rejected, out);
+                return;
+            }
+        };
+        match self.neg.offer_from_caller(self.caller, sdp.as_deref()) {
             Ok(offer) => self.callee_offer = offer,
             Err(e) => {
                 self.reject_caller(now, e.sip_status(), EndReason::BadMedia, out);
@@ -332,10 +344,20 @@ impl State {
         };
         let identity = self.identity_headers(index);
         let offer = self.callee_offer.clone();
+        let with_location = self.location_body(index, &offer);
         let dialog = self.dialog(callee);
         dialog.remote_target = Some(Bytes::from(uri));
         dialog.remote = Bytes::from(to);
-        let mut invite = dialog.request(Method::Invite, Some(&offer));
+        let carries_location = with_location.is_some();
+        let mut invite = match with_location {
+            Some(located) => dialog.request_with(
+                Method::Invite,
+                &located.headers,
+                &located.content_type,
+                &located.body,
+            ),
+            None => dialog.request(Method::Invite, Some(&offer)),
+        };
         let cseq = dialog.local_cseq;
         if !identity.is_empty() {
             invite = add_headers(&invite, &identity);
@@ -355,6 +377,9 @@ impl State {
             out,
         );
         self.current_invite = Some(token);
+        if carries_location {
+            self.location_sent(token);
+        }
         out.push_back(Output::Record(CallRecord::TargetAttempt {
             leg: callee,
             index,
@@ -470,13 +495,6 @@ fn number_of(uri: &crate::sip::Uri) -> Option<Bytes> {
             (end > 0).then(|| rest.slice(..end))
         }
     }
-}
-
-pub(super) fn is_sdp(msg: &Message) -> bool {
-    msg.content_type().is_none_or(|ct| {
-        let ct = String::from_utf8_lossy(&ct).to_ascii_lowercase();
-        ct.trim().starts_with("application/sdp")
-    })
 }
 
 /// Inserts header lines before the blank line of a built message.

@@ -195,7 +195,7 @@ impl State {
         self.cancel_timer(TimerKind::AckWait, out);
         self.phase = Phase::Confirmed;
         if self.neg.delayed_offer {
-            let body = msg.body();
+            let body = sdp_of(&msg).unwrap_or_default();
             match self.neg.answer_in_ack(&body) {
                 Ok(commands) => out.extend(commands.into_iter().map(Output::Media)),
                 Err(_) => self.end_call(now, EndReason::BadMedia, None, out),

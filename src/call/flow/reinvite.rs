@@ -102,9 +102,8 @@ impl State {
         if let Some(target) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
             self.dialog(leg).remote_target = Some(target.uri.raw().clone());
         }
-        let body = msg.body();
-        let has_sdp = !body.is_empty() && is_sdp(&msg);
-        let plan = match self.neg.reinvite_offer(leg, has_sdp.then_some(&body[..])) {
+        let sdp = sdp_of(&msg);
+        let plan = match self.neg.reinvite_offer(leg, sdp.as_deref()) {
             Ok(plan) => plan,
             Err(e) => {
                 self.respond(leg, tx, &msg, e.sip_status(), None, out);
@@ -114,7 +113,7 @@ impl State {
         match plan {
             ReinvitePlan::Local { answer, commands } => {
                 out.extend(commands.into_iter().map(Output::Media));
-                self.answer_reinvite(now, leg, tx, &msg, &answer, !has_sdp, out);
+                self.answer_reinvite(now, leg, tx, &msg, &answer, sdp.is_none(), out);
             }
             ReinvitePlan::Relay { offer, pending } => {
                 let other = leg.other();
@@ -227,11 +226,9 @@ impl State {
         };
         self.on_reinvite_answered(now, leg, &msg, out);
         let from = relay.pending.from();
-        let body = msg.body();
-        let answered = if body.is_empty() {
-            Err(crate::sdp::SdpError::NoAudio)
-        } else {
-            self.neg.reinvite_answered(relay.pending, &body)
+        let answered = match sdp_of(&msg) {
+            None => Err(crate::sdp::SdpError::NoAudio),
+            Some(body) => self.neg.reinvite_answered(relay.pending, &body),
         };
         match answered {
             Ok((sdp, commands)) => {
@@ -265,8 +262,7 @@ impl State {
         else {
             return false;
         };
-        let body = msg.body();
-        if unacked.offer_in_2xx && !body.is_empty() && is_sdp(msg) {
+        if let Some(body) = sdp_of(msg).filter(|_| unacked.offer_in_2xx) {
             match self.neg.reinvite_ack_answer(leg, &body) {
                 Ok(commands) => out.extend(commands.into_iter().map(Output::Media)),
                 Err(_) => self.end_call(now, EndReason::BadMedia, None, out),

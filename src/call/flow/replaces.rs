@@ -147,11 +147,10 @@ impl State {
         if status != 0 {
             return self.answer_new_dialog(tx, msg, status, out);
         }
-        let body = msg.body();
-        if body.is_empty() || !is_sdp(msg) {
+        let Some(body) = sdp_of(msg) else {
             // Microsoft always offers; an offerless INVITE would need our offer in the 200.
             return self.answer_new_dialog(tx, msg, 488, out);
-        }
+        };
         let carrier_offered = self.direction == Direction::Inbound && !self.neg.delayed_offer;
         let (answer, commands) = match self.neg.answer_for_replacement(&body, carrier_offered) {
             Ok(answered) => answered,

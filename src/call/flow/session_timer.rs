@@ -585,8 +585,7 @@ impl State {
         }
         match status {
             200..=299 => {
-                let body = response.body();
-                if !body.is_empty() && is_sdp(&response) {
+                if let Some(body) = sdp_of(&response) {
                     // An unusable answer leaves the media as it was; the session goes on.
                     if let Ok(commands) = self.neg.refresh_answered(leg, &body) {
                         out.extend(commands.into_iter().map(Output::Media));

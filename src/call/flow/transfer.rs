@@ -193,8 +193,7 @@ impl State {
                 }
                 self.notify_progress(status, ACTIVE, out);
             }
-            let body = msg.body();
-            if !body.is_empty() && is_sdp(&msg) {
+            if let Some(body) = sdp_of(&msg) {
                 // Row 38: the new leg's early media (ringback) reaches the carrier on the
                 // existing media path; the confirmed carrier dialog gets no new 18x.
                 if let Ok(commands) = self.neg.use_transfer_answer(&body) {
@@ -236,16 +235,11 @@ impl State {
             msg: transfer.new_leg.ack(transfer.invite_cseq, None),
         });
         self.request_done(token, out);
-        let body = msg.body();
-        let media = if body.is_empty() {
+        let media = match sdp_of(&msg) {
             // The answer came in a reliable 18x already, or never: the latter fails below.
-            if transfer.notified > 100 {
-                Ok(Vec::new())
-            } else {
-                Err(crate::sdp::SdpError::NoAudio)
-            }
-        } else {
-            self.neg.use_transfer_answer(&body)
+            None if transfer.notified > 100 => Ok(Vec::new()),
+            None => Err(crate::sdp::SdpError::NoAudio),
+            Some(body) => self.neg.use_transfer_answer(&body),
         };
         let answered = live && media.is_ok();
         if !answered {

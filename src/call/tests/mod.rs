@@ -7,6 +7,7 @@ mod dtmf;
 mod failover;
 mod forks;
 mod identity;
+mod location;
 mod profile_rows;
 mod random_flows;
 mod refer;
