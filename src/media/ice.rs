@@ -3,8 +3,9 @@
 //! [`handle_packet`] is a pure function of one datagram: no sockets, no clock, no state.
 //! It answers valid Binding requests (connectivity checks) and never originates a check,
 //! as an ICE-lite agent must. Nomination is reported, not tracked: with forking, checks and
-//! USE-CANDIDATE can arrive from several Teams endpoints before or after the 200 OK, and
-//! the media core decides which remote address the leg sends to.
+//! USE-CANDIDATE can arrive from several Teams endpoints before or after the 200 OK (row 52),
+//! so each answer names the checking agent ([`UfragId`] of its ufrag) and the media core
+//! decides which remote address the leg sends to (`LegState::enable_ice`).
 //!
 //! Allocation: the `stun` crate copies the message and its attributes into `Vec`s. STUN
 //! checks arrive a few times per second per leg, off the RTP fast path, so this is accepted
