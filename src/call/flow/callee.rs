@@ -22,9 +22,15 @@ impl State {
                 self.on_session_refresh_response(now, token, leg, cseq, status, msg, out)
             }
             Some(Sent::Cancel) | None => {}
-            Some(Sent::Bye | Sent::Notify) => {
+            Some(Sent::Bye) => {
                 if status >= 200 {
                     self.request_done(token, out);
+                }
+            }
+            Some(Sent::Notify) => {
+                if status >= 200 {
+                    self.request_done(token, out);
+                    self.notify_done(token, out);
                 }
             }
         }
@@ -280,6 +286,10 @@ impl State {
             }
             Some(&Sent::SessionRefresh { leg, .. }) => {
                 self.session_refresh_failed(now, token, leg, out)
+            }
+            Some(Sent::Notify) => {
+                self.request_done(token, out);
+                self.notify_done(token, out);
             }
             Some(_) => self.request_done(token, out),
             None => {}

@@ -110,6 +110,8 @@ pub(crate) struct State {
     transfer: Option<transfer::Transfer>,
     /// Teams dialogs a transfer replaced, until Microsoft ends them with BYE.
     replaced_teams: Vec<Dialog>,
+    /// Transfer progress NOTIFYs, sent one at a time (`transfer.rs`).
+    notifier: transfer::ReferNotifier,
     /// Re-INVITEs relayed or answered, until their answer / ACK (`reinvite.rs`).
     reinvites: reinvite::Reinvites,
     /// The callee's final error response being handled (its Reason may cross, row 58).
@@ -212,6 +214,7 @@ impl State {
             awaiting: HashSet::new(),
             transfer: None,
             replaced_teams: Vec::new(),
+            notifier: transfer::ReferNotifier::default(),
             reinvites: reinvite::Reinvites::default(),
             callee_final: None,
             bye_headers: Vec::new(),

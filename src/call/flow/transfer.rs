@@ -23,6 +23,53 @@ pub(super) struct Transfer {
     cancel_sent: bool,
 }
 
+/// NOTIFYs of refer subscriptions, one at a time: the next waits for the final response (or
+/// failure) of the one before, so a subscriber never sees `200` overtake `180` on a stream
+/// transport or gets two NOTIFY transactions crossing in one dialog (RFC 6665 notifier
+/// behaviour). Each is built only when it is sent, so CSeqs go out in order.
+#[derive(Default)]
+pub(super) struct ReferNotifier {
+    in_flight: Option<u64>,
+    queued: VecDeque<PendingNotify>,
+}
+
+struct PendingNotify {
+    /// The Teams dialog the REFER came in (it may have been replaced by the time we send).
+    call_id: Bytes,
+    status: u16,
+    state: &'static str,
+}
+
+/// A subscriber that never answers does not grow the queue: the statuses reported per
+/// transfer are few (100, a provisional or two, one final), so older provisionals give way.
+const MAX_QUEUED_NOTIFIES: usize = 4;
+
+impl ReferNotifier {
+    fn push(&mut self, pending: PendingNotify) {
+        if self.queued.len() >= MAX_QUEUED_NOTIFIES {
+            let provisional = self.queued.iter().position(|n| n.status < 200);
+            match provisional {
+                Some(i) => {
+                    self.queued.remove(i);
+                }
+                None => {
+                    self.queued.pop_front();
+                }
+            }
+        }
+        self.queued.push_back(pending);
+    }
+
+    /// True when `token` was the NOTIFY in flight (the next may go now).
+    fn finished(&mut self, token: u64) -> bool {
+        if self.in_flight == Some(token) {
+            self.in_flight = None;
+            return true;
+        }
+        false
+    }
+}
+
 /// `Subscription-State` of the implicit refer subscription (RFC 3515 §2.4.5).
 const ACTIVE: &str = "active;expires=60";
 const TERMINATED: &str = "terminated;reason=noresource";
@@ -135,28 +182,67 @@ impl State {
         );
     }
 
-    /// NOTIFY with `SIP/2.0 <status> <reason>` on the Teams dialog the REFER came in.
-    fn notify_progress(&mut self, status: u16, state: &str, out: &mut VecDeque<Output>) {
-        let frag = format!(
-            "SIP/2.0 {status} {}\r\n",
-            super::super::codes::reason_phrase(status)
-        );
-        let headers = [
-            (HeaderName::Event, "refer".to_owned()),
-            (
-                HeaderName::Other(Bytes::from_static(b"Subscription-State")),
-                state.to_owned(),
-            ),
-        ];
-        let dialog = self.dialog(LegId::Teams);
-        let notify = dialog.request_with(
-            Method::Notify,
-            &headers,
-            "message/sipfrag;version=2.0",
-            frag.as_bytes(),
-        );
-        let target = dialog.next_hop();
-        self.send_request(LegId::Teams, target, notify, Sent::Notify, out);
+    /// NOTIFY with `SIP/2.0 <status> <reason>` on the Teams dialog the REFER came in, sent
+    /// once the NOTIFY before it is answered.
+    fn notify_progress(&mut self, status: u16, state: &'static str, out: &mut VecDeque<Output>) {
+        let call_id = self.dialogs[idx(LegId::Teams)].call_id.clone();
+        self.notifier.push(PendingNotify {
+            call_id,
+            status,
+            state,
+        });
+        self.send_next_notify(out);
+    }
+
+    /// A NOTIFY's transaction ended (final response or failure): the next queued one goes.
+    pub(super) fn notify_done(&mut self, token: u64, out: &mut VecDeque<Output>) {
+        if self.notifier.finished(token) {
+            self.send_next_notify(out);
+        }
+    }
+
+    fn send_next_notify(&mut self, out: &mut VecDeque<Output>) {
+        if self.notifier.in_flight.is_some() || self.phase == Phase::Finished {
+            return;
+        }
+        while let Some(pending) = self.notifier.queued.pop_front() {
+            let frag = format!(
+                "SIP/2.0 {} {}\r\n",
+                pending.status,
+                super::super::codes::reason_phrase(pending.status)
+            );
+            let headers = [
+                (HeaderName::Event, "refer".to_owned()),
+                (
+                    HeaderName::Other(Bytes::from_static(b"Subscription-State")),
+                    pending.state.to_owned(),
+                ),
+            ];
+            // The REFER's dialog is the current Teams leg or one a transfer replaced; one
+            // Microsoft has already ended gets nothing more.
+            let dialog = if self.dialogs[idx(LegId::Teams)].call_id == pending.call_id {
+                &mut self.dialogs[idx(LegId::Teams)]
+            } else {
+                match self
+                    .replaced_teams
+                    .iter_mut()
+                    .find(|d| d.call_id == pending.call_id)
+                {
+                    Some(dialog) => dialog,
+                    None => continue,
+                }
+            };
+            let notify = dialog.request_with(
+                Method::Notify,
+                &headers,
+                "message/sipfrag;version=2.0",
+                frag.as_bytes(),
+            );
+            let target = dialog.next_hop();
+            let token = self.send_request(LegId::Teams, target, notify, Sent::Notify, out);
+            self.notifier.in_flight = Some(token);
+            return;
+        }
     }
 
     pub(super) fn on_transfer_response(
@@ -384,5 +470,47 @@ impl State {
             self.replaced_teams.remove(position);
         }
         true
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pending(status: u16) -> PendingNotify {
+        PendingNotify {
+            call_id: Bytes::from_static(b"c"),
+            status,
+            state: ACTIVE,
+        }
+    }
+
+    #[test]
+    fn a_silent_subscriber_keeps_the_queue_bounded_and_finals_win_over_provisionals() {
+        let mut notifier = ReferNotifier::default();
+        for status in [180, 181, 182, 183, 486, 487] {
+            notifier.push(pending(status));
+        }
+        let statuses: Vec<u16> = notifier.queued.iter().map(|n| n.status).collect();
+        assert_eq!(statuses, vec![182, 183, 486, 487]);
+        for status in [200, 603] {
+            notifier.push(pending(status));
+        }
+        let statuses: Vec<u16> = notifier.queued.iter().map(|n| n.status).collect();
+        assert_eq!(statuses, vec![486, 487, 200, 603]);
+        notifier.push(pending(202));
+        let statuses: Vec<u16> = notifier.queued.iter().map(|n| n.status).collect();
+        assert_eq!(statuses, vec![487, 200, 603, 202]);
+    }
+
+    #[test]
+    fn only_the_notify_in_flight_releases_the_next() {
+        let mut notifier = ReferNotifier {
+            in_flight: Some(7),
+            ..Default::default()
+        };
+        assert!(!notifier.finished(6));
+        assert!(notifier.finished(7));
+        assert!(!notifier.finished(7));
     }
 }

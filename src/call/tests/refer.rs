@@ -52,6 +52,11 @@ fn notifies(h: &Harness) -> Vec<SentReq> {
         .collect()
 }
 
+/// Microsoft's 200 to a NOTIFY (the next one may go).
+fn answer_notify(h: &mut Harness, notify: &SentReq) {
+    h.respond(notify, 200, "ms1", &[], None);
+}
+
 /// Checks a NOTIFY of the refer subscription and returns its sipfrag status line.
 fn sipfrag(notify: &SentReq, subscription_state: &str, call_id: &str) -> String {
     assert_eq!(notify.leg, LegId::Teams);
@@ -122,6 +127,7 @@ fn referred(refer_to: &str) -> (Harness, SentReq, SentReq) {
         "SIP/2.0 100 Trying"
     );
     let new_invite = h.request(Method::Invite);
+    answer_notify(&mut h, &notify[0]);
     (h, invite, new_invite)
 }
 
@@ -268,7 +274,9 @@ fn row37_row38_notify_100_180_200_swaps_the_teams_leg_on_the_same_media_session(
         }
     )));
 
-    // 200: ACK, NOTIFY 200 terminated, the new leg is the Teams leg.
+    // 200 while NOTIFY 180 is still unanswered: ACK, the new leg is the Teams leg, and
+    // NOTIFY 200 waits for the 180's response so it cannot overtake it.
+    let notify_180 = notify[0].clone();
     h.respond(
         &new_invite,
         200,
@@ -285,11 +293,17 @@ fn row37_row38_notify_100_180_200_swaps_the_teams_leg_on_the_same_media_session(
         header(&acks[0].2, HeaderName::CallId),
         header(&new_invite.msg, HeaderName::CallId)
     );
+    assert!(notifies(&h).is_empty(), "one NOTIFY transaction at a time");
+    answer_notify(&mut h, &notify_180);
     let notify = notifies(&h);
     assert_eq!(notify.len(), 1);
     assert_eq!(
         sipfrag(&notify[0], "terminated;reason=noresource", &old_call_id),
         "SIP/2.0 200 OK"
+    );
+    assert!(
+        notify[0].msg.cseq().unwrap().seq > notify_180.msg.cseq().unwrap().seq,
+        "CSeq in sending order"
     );
     assert!(!h.media().contains(&MediaCommand::Remove));
     assert_eq!(
@@ -363,15 +377,25 @@ fn row37_failed_new_leg_is_reported_in_notify_and_the_original_call_stays() {
         teams_remote(&h.media()),
         vec!["52.112.9.9:50100".parse().unwrap()]
     );
+    let notify_183 = notifies(&h);
+    assert_eq!(notify_183.len(), 1);
+    // Microsoft's answer to NOTIFY 183 is lost: its transaction times out, the next goes.
     h.respond(&new_invite, 486, "ms2", &[], None);
+    assert!(notifies(&h).is_empty(), "one NOTIFY transaction at a time");
+    let media = h.media();
+    h.input(Input::TxFailed {
+        leg: LegId::Teams,
+        tx: notify_183[0].tx,
+        reason: TxFailure::Timeout,
+    });
     let notify = notifies(&h);
     assert_eq!(notify.len(), 1);
     assert_eq!(
         sipfrag(&notify[0], "terminated;reason=noresource", &old_call_id),
         "SIP/2.0 486 Busy Here"
     );
+    answer_notify(&mut h, &notify[0]);
     // Media back to the original Teams leg, with the original keys.
-    let media = h.media();
     assert_eq!(
         teams_remote(&media),
         vec!["52.112.1.1:49152".parse().unwrap()]
@@ -391,8 +415,11 @@ fn row37_failed_new_leg_is_reported_in_notify_and_the_original_call_stays() {
         msg,
     });
     h.response(202);
+    let notify_100 = notifies(&h);
+    assert_eq!(notify_100.len(), 1);
     // No answer from any proxy: each is tried in turn (same dialog, new transaction).
     let mut attempt = h.request(Method::Invite);
+    answer_notify(&mut h, &notify_100[0]);
     let call_id = header(&attempt.msg, HeaderName::CallId);
     for index in 0..3 {
         assert_eq!(attempt.target, Target::TeamsProxy(index));
@@ -549,6 +576,7 @@ fn row37_transfer_of_a_teams_to_pstn_call_swaps_the_teams_leg_and_keeps_the_carr
         Target::Dialog { uri, .. } if uri.as_ref() == b"sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls;lr"
     ));
     let new_invite = h.request(Method::Invite);
+    answer_notify(&mut h, &notify[0]);
     assert_eq!(
         new_invite.msg.request_uri().unwrap().raw().as_ref(),
         uri_of(&long_refer_to()).as_bytes()
