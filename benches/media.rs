@@ -4,7 +4,8 @@
 //!   bytes payload), our in-place `SrtpContext` against webrtc-srtp's `Context`, same group.
 //! * `forward`: the media core's socket-free `forward_step` (which uses our `SrtpContext`
 //!   through `media::cipher::SrtpStream`) carrier RTP -> Teams SRTP and back, plus the bare
-//!   composition (header parse + PT rewrite + our SRTP) for reference.
+//!   composition (header parse + PT rewrite + our SRTP) for reference, and carrier RTP ->
+//!   Teams SRTP with in-band DTMF detection on (row 48).
 //! * `sdp`: rewriting a Teams bypass offer into the offer sent to the carrier.
 //! * `stun`: answering one connectivity check (ICE-lite).
 //!
@@ -21,6 +22,7 @@ use std::sync::Arc;
 use criterion::measurement::{Measurement, ValueFormatter};
 use criterion::{BatchSize, Criterion, Throughput};
 use teams_sbc::media::cipher::{SrtpKeys, SrtpStream};
+use teams_sbc::media::dtmf_convert::{DtmfConverter, InbandDtmfPlan};
 use teams_sbc::media::forward::{forward_step, Action, Ingress, PacketTime};
 use teams_sbc::media::leg::{LegPair, LegSide, LegState, SocketRole};
 use teams_sbc::media::settings::LatchingMode;
@@ -162,6 +164,42 @@ fn forward<M: Measurement>(c: &mut Criterion<M>) {
 
     group.bench_function("forward_step/rtp_to_srtp", |b| {
         let mut pair = leg_pair(&teams_send, &teams_receive);
+        let ingress = Ingress {
+            leg: LegSide::Carrier,
+            socket: SocketRole::Rtp,
+            from: addr(10, 16_384),
+        };
+        let template = rtp_packet(0);
+        let mut buf = [0u8; 2048];
+        let mut seq: u16 = 0;
+        let mut micros = 0u64;
+        b.iter(|| {
+            seq = seq.wrapping_add(1);
+            micros += 20_000;
+            buf[..PACKET_LEN].copy_from_slice(&template[..PACKET_LEN]);
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            let action = forward_step(
+                &mut pair,
+                ingress,
+                &mut buf,
+                PACKET_LEN,
+                PacketTime::from_micros(micros),
+            );
+            debug_assert!(matches!(action, Action::Forward { .. }), "{action:?}");
+            black_box(action)
+        });
+    });
+
+    // The same with in-band DTMF detection on the carrier leg (a trunk without
+    // telephone-event, row 48): the Goertzel filters run over every G.711 payload.
+    group.bench_function("forward_step/rtp_to_srtp+inband_dtmf", |b| {
+        let mut pair = leg_pair(&teams_send, &teams_receive);
+        pair.carrier.inband_dtmf = Some(DtmfConverter::new(InbandDtmfPlan {
+            event_pt: 101,
+            pcmu_pt: Some(0),
+            pcma_pt: Some(8),
+            teams_event_pt: Some(101),
+        }));
         let ingress = Ingress {
             leg: LegSide::Carrier,
             socket: SocketRole::Rtp,

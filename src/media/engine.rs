@@ -13,6 +13,7 @@ use dashmap::DashMap;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::media::cipher::{SrtpKeys, SrtpStream};
+use crate::media::dtmf_convert::InbandDtmfPlan;
 use crate::media::ice::IceCredentials;
 use crate::media::inactivity::InactivityPolicy;
 use crate::media::leg::{LegPair, LegSide, LegState};
@@ -459,6 +460,17 @@ impl MediaHandle {
                 map: Box::new(PayloadMap::from_mappings(mappings)),
             },
         )
+    }
+
+    /// In-band DTMF conversion on the carrier leg (row 48): `Some` when the carrier sends
+    /// G.711 without telephone-event and Teams takes events; `None` stops it. The same plan
+    /// again keeps a digit in progress.
+    pub fn set_inband_dtmf(
+        &self,
+        id: SessionId,
+        plan: Option<InbandDtmfPlan>,
+    ) -> Result<(), MediaError> {
+        self.send_to_session(id, Command::SetInbandDtmf { id, plan })
     }
 
     /// Marks a leg on hold (or off hold; leaving hold restarts its inactivity clock).

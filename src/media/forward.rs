@@ -9,6 +9,7 @@
 use std::net::SocketAddr;
 
 use crate::media::cipher::CipherError;
+use crate::media::dtmf_convert::Converted;
 use crate::media::ice_glue::{answer_stun, StunAnswer};
 use crate::media::leg::{LatchVerdict, LegNotice, LegPair, LegSide, LegState, SocketRole};
 use crate::media::metrics::DropReason;
@@ -79,7 +80,12 @@ pub fn forward_step(
             outbound.counters.on_send(len);
         }
         // Authentic media that could not go on still proves the peer is alive.
-        Action::Drop(DropReason::NoRemote | DropReason::SrtpProtect | DropReason::SendError) => {
+        Action::Drop(
+            DropReason::NoRemote
+            | DropReason::SrtpProtect
+            | DropReason::SendError
+            | DropReason::UnnegotiatedPayload,
+        ) => {
             inbound.inactivity.on_activity(now.millis);
             inbound.counters.on_drop();
         }
@@ -188,9 +194,27 @@ fn rtp_packet(
     inbound
         .counters
         .publish_receive_stats(&inbound.receive_stats);
-    let mapped = payloads.rewrite(header.payload_type);
-    if mapped != header.payload_type {
-        rtp::write_payload_type(buf, mapped);
+    let teams_event = outbound
+        .inband_dtmf
+        .as_ref()
+        .is_some_and(|c| c.plan().is_teams_event(header.payload_type));
+    if teams_event {
+        // Teams' DTMF to a carrier that only knows in-band tones: not a payload it can play.
+        return Action::Drop(DropReason::UnnegotiatedPayload);
+    }
+    let converted = match inbound.inband_dtmf.as_mut() {
+        Some(converter) => converter.process(buf, len),
+        None => Converted::Audio,
+    };
+    match converted {
+        // Already under Teams' telephone-event number.
+        Converted::Event { len: event_len } => len = event_len,
+        Converted::Audio => {
+            let mapped = payloads.rewrite(header.payload_type);
+            if mapped != header.payload_type {
+                rtp::write_payload_type(buf, mapped);
+            }
+        }
     }
     let Some(to) = outbound.remote_rtp else {
         return Action::Drop(DropReason::NoRemote);

@@ -4,6 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use crate::media::cipher::SrtpStream;
+use crate::media::dtmf_convert::DtmfConverter;
 use crate::media::ice::{IceCredentials, UfragId};
 use crate::media::inactivity::InactivityTracker;
 use crate::media::metrics::Direction;
@@ -218,6 +219,8 @@ pub struct LegState {
     pub ice: Option<IceLeg>,
     /// Payload rewrite and clock rates for packets arriving on this leg.
     pub inbound_payloads: PayloadMap,
+    /// Carrier leg without telephone-event: its G.711 tones become RFC 4733 events (row 48).
+    pub inband_dtmf: Option<DtmfConverter>,
     pub receive_stats: ReceiveStats,
     pub inactivity: InactivityTracker,
     pub on_hold: bool,
@@ -246,6 +249,7 @@ impl LegState {
             srtp_out: None,
             ice: None,
             inbound_payloads: PayloadMap::default(),
+            inband_dtmf: None,
             receive_stats: ReceiveStats::default(),
             inactivity: InactivityTracker::new(now_millis),
             on_hold: false,

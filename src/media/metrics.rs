@@ -21,10 +21,13 @@ pub enum DropReason {
     Stun,
     /// The socket refused the send.
     SendError,
+    /// A payload type the receiving leg never negotiated (Teams' DTMF events towards a
+    /// carrier without telephone-event, row 48).
+    UnnegotiatedPayload,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 7] = [
+    pub const ALL: [DropReason; 8] = [
         DropReason::Malformed,
         DropReason::NoRemote,
         DropReason::SrtpAuth,
@@ -32,6 +35,7 @@ impl DropReason {
         DropReason::Latching,
         DropReason::Stun,
         DropReason::SendError,
+        DropReason::UnnegotiatedPayload,
     ];
 
     pub fn label(self) -> &'static str {
@@ -43,6 +47,7 @@ impl DropReason {
             DropReason::Latching => "latching",
             DropReason::Stun => "stun",
             DropReason::SendError => "send_error",
+            DropReason::UnnegotiatedPayload => "unnegotiated_payload",
         }
     }
 

@@ -24,9 +24,11 @@ pub mod ice;
 pub mod srtp;
 
 pub mod cipher;
+pub mod dtmf_convert;
 pub mod forward;
 mod ice_glue;
 pub mod inactivity;
+pub mod inband_dtmf;
 pub mod leg;
 pub mod metrics;
 pub mod rtp;
@@ -39,6 +41,7 @@ mod ports;
 mod worker;
 
 pub use cipher::SrtpKeys;
+pub use dtmf_convert::InbandDtmfPlan;
 pub use engine::{
     LegAddresses, MapDirection, MediaEngine, MediaError, MediaEvent, MediaHandle,
     SessionAllocation, SessionId, SessionStats, SOCKETS_PER_SESSION,

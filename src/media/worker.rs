@@ -13,6 +13,7 @@ use std::time::Instant;
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::media::cipher::SrtpStream;
+use crate::media::dtmf_convert::{DtmfConverter, InbandDtmfPlan};
 use crate::media::engine::{MediaEvent, SessionId};
 use crate::media::forward::{forward_step, Action, Ingress, PacketTime};
 use crate::media::ice::IceCredentials;
@@ -82,6 +83,10 @@ pub enum Command {
         id: SessionId,
         ingress: LegSide,
         map: Box<PayloadMap>,
+    },
+    SetInbandDtmf {
+        id: SessionId,
+        plan: Option<InbandDtmfPlan>,
     },
     SetHold {
         id: SessionId,
@@ -357,6 +362,15 @@ impl Worker {
             Command::SetPayloadMap { id, ingress, map } => {
                 if let Some(s) = self.session_mut(id) {
                     s.pair.leg_mut(ingress).inbound_payloads = *map;
+                }
+            }
+            Command::SetInbandDtmf { id, plan } => {
+                if let Some(s) = self.session_mut(id) {
+                    let carrier = s.pair.leg_mut(LegSide::Carrier);
+                    let current = carrier.inband_dtmf.as_ref().map(|c| c.plan());
+                    if current != plan {
+                        carrier.inband_dtmf = plan.map(DtmfConverter::new);
+                    }
                 }
             }
             Command::SetHold { id, leg, on_hold } => {

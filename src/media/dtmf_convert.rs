@@ -1,0 +1,455 @@
+//! In-band DTMF from the PSTN to RFC 4733 events towards Teams (row 48: Microsoft's media
+//! stack ignores tones in the audio, so a carrier leg without `telephone-event` would lose
+//! every IVR digit).
+//!
+//! The converter sits in the carrier -> Teams forward step. It watches the carrier's G.711
+//! audio with a [`ToneDetector`]; while a digit sounds, each audio packet is replaced *in
+//! place* by an event packet with the same SSRC and sequence number (so SRTP indexes and the
+//! receiver's loss accounting stay exact, and no packet is ever created or buffered): the
+//! event's start timestamp, a growing duration, the marker on the first one (RFC 4733
+//! §2.5.1). When the digit stops, the next three packets carry the end bit with the final
+//! duration (the three copies RFC 4733 §2.5.1.4 asks for), then audio flows again. The tone's
+//! first ~50 ms (detection time) go through as audio, which Teams plays and ignores.
+
+use crate::media::inband_dtmf::{ToneDetector, G711};
+use crate::media::rtp::RTP_HEADER_LEN;
+
+/// What the call layer negotiated for one call: the carrier sends G.711 under these payload
+/// types and no `telephone-event`; Teams expects events under `event_pt`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InbandDtmfPlan {
+    pub event_pt: u8,
+    pub pcmu_pt: Option<u8>,
+    pub pcma_pt: Option<u8>,
+    /// Teams' own events arrive under this number (the one in the SDP we sent it); the
+    /// carrier cannot take them.
+    pub teams_event_pt: Option<u8>,
+}
+
+impl InbandDtmfPlan {
+    /// An event packet from Teams: under the number we gave it, or under its own number
+    /// (senders that assume symmetric payload types, see `sdp::ptmap`).
+    pub fn is_teams_event(&self, payload_type: u8) -> bool {
+        self.teams_event_pt == Some(payload_type) || self.event_pt == payload_type
+    }
+}
+
+/// RFC 4733 volume field: -10 dBm0, a typical tone level (power of the detected tone is not
+/// measured; receivers use the field only to regenerate tones).
+const VOLUME: u8 = 10;
+/// End packets sent per event (RFC 4733 §2.5.1.4 recommends three).
+const END_COPIES: u8 = 3;
+/// Event payload: event, E/R/volume, duration (RFC 4733 §2.3).
+const EVENT_PAYLOAD_LEN: usize = 4;
+
+#[derive(Debug, Clone, Copy)]
+struct Event {
+    code: u8,
+    start_ts: u32,
+    duration: u16,
+    /// End packets still to send; 0 while the digit sounds.
+    ends_left: u8,
+}
+
+/// Per-leg converter state; fixed size, no allocation.
+#[derive(Debug, Clone)]
+pub struct DtmfConverter {
+    plan: InbandDtmfPlan,
+    detector: ToneDetector,
+    law: Option<G711>,
+    event: Option<Event>,
+    ssrc: Option<u32>,
+}
+
+/// What the forward step does with the packet after [`DtmfConverter::process`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Converted {
+    /// Not touched: forward as usual (payload type mapping applies).
+    Audio,
+    /// Now an event packet of `len` bytes already under Teams' payload type.
+    Event { len: usize },
+}
+
+impl DtmfConverter {
+    pub fn new(plan: InbandDtmfPlan) -> Self {
+        Self {
+            plan,
+            detector: ToneDetector::new(G711::Ulaw),
+            law: None,
+            event: None,
+            ssrc: None,
+        }
+    }
+
+    pub fn plan(&self) -> InbandDtmfPlan {
+        self.plan
+    }
+
+    fn law_of(&self, payload_type: u8) -> Option<G711> {
+        if self.plan.pcmu_pt == Some(payload_type) {
+            Some(G711::Ulaw)
+        } else if self.plan.pcma_pt == Some(payload_type) {
+            Some(G711::Alaw)
+        } else {
+            None
+        }
+    }
+
+    /// Looks at one decrypted RTP packet of `len` bytes from the carrier and rewrites it in
+    /// place when it falls inside a digit. `buf` must have room for the event payload (it
+    /// always does: an event is smaller than the audio it replaces).
+    pub fn process(&mut self, buf: &mut [u8], len: usize) -> Converted {
+        let Some(packet) = buf.get(..len) else {
+            return Converted::Audio;
+        };
+        let Some(payload_at) = payload_offset(packet) else {
+            return Converted::Audio;
+        };
+        let payload_type = packet[1] & 0x7f;
+        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
+        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let Some(law) = self.law_of(payload_type) else {
+            // Comfort noise, a codec we cannot listen to, or events the carrier sends itself.
+            return Converted::Audio;
+        };
+        if self.ssrc != Some(ssrc) || self.law != Some(law) {
+            // A new stream or codec: old tone state means nothing for it.
+            self.detector = ToneDetector::new(law);
+            self.law = Some(law);
+            self.ssrc = Some(ssrc);
+            self.event = None;
+        }
+        let payload_end = len - padding_len(packet, payload_at);
+        let samples = &packet[payload_at..payload_end];
+        let sample_count = samples.len() as u32;
+        let digit = self.detector.feed(samples);
+        let Some(mut event) = self.event else {
+            let Some(code) = digit else {
+                return Converted::Audio;
+            };
+            let event = Event {
+                code,
+                start_ts: timestamp,
+                duration: duration(timestamp, timestamp, sample_count),
+                ends_left: 0,
+            };
+            self.event = Some(event);
+            return Converted::Event {
+                len: self.write_event(buf, payload_at, &event, true, false),
+            };
+        };
+        if event.ends_left == 0 {
+            if digit == Some(event.code) {
+                event.duration = duration(event.start_ts, timestamp, sample_count);
+            } else {
+                // The end packets report the duration reached by the last packet of the tone.
+                event.ends_left = END_COPIES;
+            }
+        }
+        if event.ends_left > 0 {
+            event.ends_left -= 1;
+            let len = self.write_event(buf, payload_at, &event, false, true);
+            self.event = (event.ends_left > 0).then_some(event);
+            return Converted::Event { len };
+        }
+        self.event = Some(event);
+        Converted::Event {
+            len: self.write_event(buf, payload_at, &event, false, false),
+        }
+    }
+
+    fn write_event(
+        &self,
+        buf: &mut [u8],
+        payload_at: usize,
+        event: &Event,
+        first: bool,
+        end: bool,
+    ) -> usize {
+        // No padding on the event packet; the marker starts an event (RFC 4733 §2.5.1.1).
+        buf[0] &= !0x20;
+        buf[1] = (u8::from(first) << 7) | (self.plan.event_pt & 0x7f);
+        buf[4..8].copy_from_slice(&event.start_ts.to_be_bytes());
+        buf[payload_at] = event.code;
+        buf[payload_at + 1] = if end { 0x80 | VOLUME } else { VOLUME };
+        buf[payload_at + 2..payload_at + 4].copy_from_slice(&event.duration.to_be_bytes());
+        payload_at + EVENT_PAYLOAD_LEN
+    }
+}
+
+/// Event duration in timestamp units up to the end of the current packet, saturating at the
+/// 16-bit field (a digit held for more than 8 s just stops growing).
+fn duration(start_ts: u32, packet_ts: u32, samples: u32) -> u16 {
+    let elapsed = packet_ts.wrapping_sub(start_ts).wrapping_add(samples);
+    u16::try_from(elapsed).unwrap_or(u16::MAX)
+}
+
+/// Offset of the payload after CSRCs and a header extension; `None` for a truncated header.
+/// The payload must be able to hold an event (4 bytes) for a rewrite to be possible.
+fn payload_offset(packet: &[u8]) -> Option<usize> {
+    if packet.len() < RTP_HEADER_LEN {
+        return None;
+    }
+    let csrc_count = usize::from(packet[0] & 0x0f);
+    let mut at = RTP_HEADER_LEN + 4 * csrc_count;
+    if packet[0] & 0x10 != 0 {
+        let words = packet.get(at + 2..at + 4)?;
+        at += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+    }
+    let padding = if packet[0] & 0x20 != 0 {
+        usize::from(*packet.last()?)
+    } else {
+        0
+    };
+    (at + EVENT_PAYLOAD_LEN + padding <= packet.len()).then_some(at)
+}
+
+fn padding_len(packet: &[u8], payload_at: usize) -> usize {
+    if packet[0] & 0x20 == 0 {
+        return 0;
+    }
+    let padding = packet.last().map_or(0, |p| usize::from(*p));
+    padding.min(packet.len() - payload_at)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::inband_dtmf::encode;
+
+    const PLAN: InbandDtmfPlan = InbandDtmfPlan {
+        event_pt: 101,
+        pcmu_pt: Some(0),
+        pcma_pt: Some(8),
+        teams_event_pt: Some(101),
+    };
+
+    /// DTMF frequencies (row, column) of an RFC 4733 event code.
+    fn frequencies(code: u8) -> (f64, f64) {
+        const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+        const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+        let (row, col) = match code {
+            0 => (3, 1),
+            1..=9 => ((code - 1) / 3, (code - 1) % 3),
+            10 => (3, 0),
+            11 => (3, 2),
+            _ => (code - 12, 3),
+        };
+        let (row, col) = (usize::from(row), usize::from(col));
+        (ROWS[row], COLS[col])
+    }
+
+    /// 20 ms RTP packets of G.711 `law`: `tone` (a digit code, or silence) starting at `seq`.
+    struct Stream {
+        law: G711,
+        pt: u8,
+        ssrc: u32,
+        seq: u16,
+        sample: u64,
+    }
+
+    impl Stream {
+        fn new(law: G711, pt: u8) -> Self {
+            Self {
+                law,
+                pt,
+                ssrc: 0x0102_0304,
+                seq: 1000,
+                sample: 8000,
+            }
+        }
+
+        fn packet(&mut self, tone: Option<u8>) -> (Vec<u8>, usize) {
+            let mut buf = vec![0u8; 512];
+            buf[0] = 0x80;
+            buf[1] = self.pt;
+            buf[2..4].copy_from_slice(&self.seq.to_be_bytes());
+            buf[4..8].copy_from_slice(&(self.sample as u32).to_be_bytes());
+            buf[8..12].copy_from_slice(&self.ssrc.to_be_bytes());
+            for i in 0..160 {
+                let t = (self.sample + i) as f64 / 8000.0;
+                let value = match tone {
+                    Some(code) => {
+                        let (low, high) = frequencies(code);
+                        6000.0
+                            * ((2.0 * std::f64::consts::PI * low * t).sin()
+                                + (2.0 * std::f64::consts::PI * high * t).sin())
+                    }
+                    None => 0.0,
+                };
+                buf[12 + i as usize] = encode(self.law, value as i16);
+            }
+            self.seq = self.seq.wrapping_add(1);
+            self.sample += 160;
+            (buf, 172)
+        }
+    }
+
+    #[derive(Debug, PartialEq)]
+    struct EventPacket {
+        marker: bool,
+        seq: u16,
+        ts: u32,
+        code: u8,
+        end: bool,
+        duration: u16,
+    }
+
+    fn event_of(buf: &[u8], len: usize) -> EventPacket {
+        assert_eq!(len, 16);
+        assert_eq!(buf[1] & 0x7f, 101);
+        EventPacket {
+            marker: buf[1] & 0x80 != 0,
+            seq: u16::from_be_bytes([buf[2], buf[3]]),
+            ts: u32::from_be_bytes([buf[4], buf[5], buf[6], buf[7]]),
+            code: buf[12],
+            end: buf[13] & 0x80 != 0,
+            duration: u16::from_be_bytes([buf[14], buf[15]]),
+        }
+    }
+
+    /// Runs `tones` (one entry per 20 ms packet) and returns per packet `None` (left as audio)
+    /// or the event it became.
+    fn run(law: G711, pt: u8, tones: &[Option<u8>]) -> Vec<Option<EventPacket>> {
+        let mut converter = DtmfConverter::new(PLAN);
+        let mut stream = Stream::new(law, pt);
+        tones
+            .iter()
+            .map(|tone| {
+                let (mut buf, len) = stream.packet(*tone);
+                let before = buf.clone();
+                match converter.process(&mut buf, len) {
+                    Converted::Audio => {
+                        assert_eq!(buf, before, "audio is left untouched");
+                        None
+                    }
+                    Converted::Event { len } => {
+                        assert_eq!(&buf[2..4], &before[2..4], "sequence number kept");
+                        assert_eq!(&buf[8..12], &before[8..12], "SSRC kept");
+                        Some(event_of(&buf, len))
+                    }
+                }
+            })
+            .collect()
+    }
+
+    fn digit_then_silence(
+        code: u8,
+        tone_packets: usize,
+        silence_packets: usize,
+    ) -> Vec<Option<u8>> {
+        let mut tones = vec![Some(code); tone_packets];
+        tones.extend(vec![None; silence_packets]);
+        tones
+    }
+
+    #[test]
+    fn row48_a_pstn_tone_becomes_one_rfc4733_event_with_three_end_packets() {
+        for (law, pt) in [(G711::Ulaw, 0), (G711::Alaw, 8)] {
+            let out = run(law, pt, &digit_then_silence(5, 10, 10));
+            let events: Vec<&EventPacket> = out.iter().flatten().collect();
+            assert!(!events.is_empty(), "{law:?}: no event");
+            let first = out.iter().position(Option::is_some).unwrap_or_default();
+            assert!(first <= 4, "{law:?}: detected after {first} packets");
+            // One event: marker on the first packet only, one start timestamp, code 5.
+            assert!(events[0].marker);
+            assert!(events[1..].iter().all(|e| !e.marker));
+            assert!(events.iter().all(|e| e.code == 5 && e.ts == events[0].ts));
+            // Duration grows by 160 per packet while the tone lasts.
+            let sounding: Vec<&&EventPacket> = events.iter().filter(|e| !e.end).collect();
+            for pair in sounding.windows(2) {
+                assert_eq!(pair[1].duration, pair[0].duration + 160);
+            }
+            // Three end packets, the final duration, then audio again.
+            let ends: Vec<&&EventPacket> = events.iter().filter(|e| e.end).collect();
+            assert_eq!(ends.len(), 3, "{law:?}");
+            assert!(ends
+                .iter()
+                .all(|e| e.duration == sounding[sounding.len() - 1].duration));
+            let last_event = out.iter().rposition(Option::is_some).unwrap_or_default();
+            assert!(out[last_event + 1..].iter().all(Option::is_none));
+            assert!(events
+                .windows(2)
+                .all(|w| w[1].seq == w[0].seq.wrapping_add(1)));
+            // The event covers the tone heard after detection (to within the debounce).
+            let covered = u32::from(ends[0].duration);
+            assert!((160 * 5..=160 * 10).contains(&covered), "{covered}");
+        }
+    }
+
+    #[test]
+    fn row48_two_digits_in_a_row_are_two_events_in_order() {
+        let mut tones = digit_then_silence(1, 6, 5);
+        tones.extend(digit_then_silence(11, 6, 6));
+        let out = run(G711::Ulaw, 0, &tones);
+        let starts: Vec<(u8, u32)> = out
+            .iter()
+            .flatten()
+            .filter(|e| e.marker)
+            .map(|e| (e.code, e.ts))
+            .collect();
+        assert_eq!(starts.len(), 2, "{out:?}");
+        assert_eq!((starts[0].0, starts[1].0), (1, 11));
+        assert!(starts[1].1 > starts[0].1);
+    }
+
+    #[test]
+    fn row48_silence_other_codecs_and_the_carriers_own_events_are_left_alone() {
+        assert!(run(G711::Ulaw, 0, &[None; 20]).iter().all(Option::is_none));
+        // G.729 (18) cannot be listened to; PT 96 is not G.711 in this call.
+        assert!(run(G711::Ulaw, 18, &[Some(5); 12])
+            .iter()
+            .all(Option::is_none));
+        assert!(run(G711::Ulaw, 96, &[Some(5); 12])
+            .iter()
+            .all(Option::is_none));
+    }
+
+    #[test]
+    fn row48_a_new_ssrc_starts_over_without_ending_into_the_new_stream() {
+        let mut converter = DtmfConverter::new(PLAN);
+        let mut stream = Stream::new(G711::Ulaw, 0);
+        let mut converted = 0;
+        for _ in 0..8 {
+            let (mut buf, len) = stream.packet(Some(3));
+            if matches!(converter.process(&mut buf, len), Converted::Event { .. }) {
+                converted += 1;
+            }
+        }
+        assert!(converted > 0);
+        stream.ssrc = 0x0a0b_0c0d;
+        let (mut buf, len) = stream.packet(None);
+        assert_eq!(converter.process(&mut buf, len), Converted::Audio);
+    }
+
+    #[test]
+    fn row48_padding_and_extensions_are_handled_and_short_packets_ignored() {
+        let mut stream = Stream::new(G711::Ulaw, 0);
+        let mut converter = DtmfConverter::new(PLAN);
+        let mut last = Converted::Audio;
+        for _ in 0..8 {
+            let (mut buf, _) = stream.packet(Some(7));
+            // Padding bit with 4 bytes of padding after the 160 samples.
+            buf[0] |= 0x20;
+            buf[172..176].copy_from_slice(&[0, 0, 0, 4]);
+            last = converter.process(&mut buf, 176);
+            if let Converted::Event { len } = last {
+                assert_eq!(buf[0] & 0x20, 0, "padding bit cleared");
+                assert_eq!(event_of(&buf, len).code, 7);
+            }
+        }
+        assert!(matches!(last, Converted::Event { .. }));
+        // A header that claims more than the packet holds is not touched.
+        let mut short = [0x8fu8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
+        assert_eq!(converter.process(&mut short, 14), Converted::Audio);
+        let mut truncated = [0x80u8, 0, 0, 1];
+        assert_eq!(converter.process(&mut truncated, 4), Converted::Audio);
+    }
+
+    #[test]
+    fn durations_saturate_instead_of_wrapping() {
+        assert_eq!(duration(100, 100, 160), 160);
+        assert_eq!(duration(u32::MAX - 10, 5, 160), 176);
+        assert_eq!(duration(0, 70_000, 160), u16::MAX);
+    }
+}
