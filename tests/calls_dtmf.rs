@@ -113,11 +113,15 @@ fn teams_uas(lab: &Lab, port: u16, media: SocketAddr, key: &str) -> Peer {
 }
 
 fn carrier_uac(lab: &Lab, media: SocketAddr) -> Peer {
+    carrier_uac_with(lab, media, "carrier_uac.xml")
+}
+
+fn carrier_uac_with(lab: &Lab, media: SocketAddr, scenario: &str) -> Peer {
     let port = free_udp_port(CARRIER_IP);
     let dir = lab.path().join(format!("carrier-{port}"));
     let path = dtmf_scenario(
         &dir,
-        "carrier_uac.xml",
+        scenario,
         &[
             ("CALLER", PSTN_CALLER),
             ("MEDIA_IP", &media.ip().to_string()),
@@ -303,6 +307,26 @@ impl Stream {
         p.extend_from_slice(payload);
         self.seq = self.seq.wrapping_add(1);
         p
+    }
+
+    /// One 20 ms PCMU frame of a DTMF tone (`Some(code)`, both frequencies at about -10 dBm0
+    /// each, as a PSTN phone sends them) or of silence, continuing the stream's sample clock.
+    fn tone(&mut self, code: Option<u8>) -> Vec<u8> {
+        use teams_sbc::media::inband_dtmf::{encode, G711};
+        let ts = self.timestamp;
+        let samples: Vec<u8> = (0..160u32)
+            .map(|i| {
+                let t = f64::from(ts.wrapping_add(i)) / 8000.0;
+                let value = code.map_or(0.0, |code| {
+                    let (low, high) = dtmf_frequencies(code);
+                    let wave = |f: f64| (2.0 * std::f64::consts::PI * f * t).sin();
+                    7000.0 * (wave(low) + wave(high))
+                });
+                encode(G711::Ulaw, value as i16)
+            })
+            .collect();
+        self.timestamp = self.timestamp.wrapping_add(160);
+        self.packet(0, false, ts, &samples)
     }
 
     /// One 20 ms PCMU frame.
@@ -678,5 +702,193 @@ fn row48_teams_to_pstn_dtmf_127_101_both_directions_before_and_after_answer() {
         lab.metric("media_packets_dropped_total", &[("reason", "srtp_auth")]),
         0.0
     );
+    lab.wait_idle();
+}
+
+/// Row and column frequencies (Hz) of an RFC 4733 event code (Q.23).
+fn dtmf_frequencies(code: u8) -> (f64, f64) {
+    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    let (row, col) = match code {
+        0 => (3, 1),
+        1..=9 => (usize::from((code - 1) / 3), usize::from((code - 1) % 3)),
+        10 => (3, 0),
+        11 => (3, 2),
+        _ => (usize::from(code - 12), 3),
+    };
+    (ROWS[row], COLS[col])
+}
+
+impl Media {
+    /// Sends `digit` as a 240 ms PCMU tone and 200 ms of silence from the carrier and checks
+    /// what Teams gets: the same number of packets with the same sequence numbers (each audio
+    /// packet kept or replaced in place), the tone's start as audio until it is recognised,
+    /// then one RFC 4733 event under `teams_pt` (marker first, one timestamp, growing
+    /// duration, three end packets), then audio again.
+    fn inband_digit(&mut self, digit: u8, teams_pt: u8) {
+        let mut sent = Vec::new();
+        for frame in 0..22 {
+            let packet = self.carrier_stream.tone((frame < 12).then_some(digit));
+            self.send(Towards::Teams, &packet);
+            sent.push(packet);
+        }
+        let last_seq = &sent[sent.len() - 1][2..4];
+        let mut received = Vec::new();
+        loop {
+            let Some(p) = self.receive(Towards::Teams, Duration::from_secs(3)) else {
+                panic!("in-band digit {digit}: the last frame never came ({received:?})");
+            };
+            let done = &p[2..4] == last_seq;
+            // Priming frames that crossed late are not part of this digit.
+            if sent.iter().any(|s| s[2..4] == p[2..4]) {
+                received.push(p);
+            }
+            if done {
+                break;
+            }
+        }
+        let sequence = |p: &Vec<u8>| u16::from_be_bytes([p[2], p[3]]);
+        assert_eq!(
+            received.iter().map(sequence).collect::<Vec<_>>(),
+            sent.iter().map(sequence).collect::<Vec<_>>(),
+            "digit {digit}: one packet out per packet in, in order"
+        );
+        let events: Vec<&Vec<u8>> = received
+            .iter()
+            .filter(|p| p[1] & 0x7f == teams_pt)
+            .collect();
+        let first = received
+            .iter()
+            .position(|p| p[1] & 0x7f == teams_pt)
+            .unwrap_or_else(|| panic!("digit {digit}: no event reached Teams"));
+        assert!(
+            (1..=5).contains(&first),
+            "digit {digit}: recognised after {first} frames"
+        );
+        assert!(received[..first].iter().all(|p| p[1] & 0x7f == 0));
+        let last = first + events.len();
+        assert!(
+            received[first..last]
+                .iter()
+                .all(|p| p[1] & 0x7f == teams_pt),
+            "digit {digit}: one unbroken event"
+        );
+        assert!(
+            received[last..].iter().all(|p| p[1] & 0x7f == 0),
+            "audio after it"
+        );
+        assert!(last < received.len(), "digit {digit}: audio resumes");
+        for (i, p) in events.iter().enumerate() {
+            assert_eq!(p.len(), 16, "event payload only");
+            assert_eq!(p[12], digit, "event code");
+            assert_eq!(p[1] & 0x80 != 0, i == 0, "marker on the first packet only");
+            assert_eq!(p[4..8], events[0][4..8], "the event's timestamp throughout");
+        }
+        let duration = |p: &&Vec<u8>| u16::from_be_bytes([p[14], p[15]]);
+        let ends: Vec<&&Vec<u8>> = events.iter().filter(|p| p[13] & 0x80 != 0).collect();
+        assert_eq!(ends.len(), 3, "three end packets");
+        assert!(events[events.len() - 3..].iter().all(|p| p[13] & 0x80 != 0));
+        assert!(ends.iter().all(|p| duration(p) == duration(ends[0])));
+        assert!(events
+            .windows(2)
+            .all(|w| duration(&w[1]) >= duration(&w[0])));
+        let heard = u32::from(duration(ends[0]));
+        assert!(
+            (160 * 7..=160 * 16).contains(&heard),
+            "digit {digit}: event lasts {heard} samples of a 1920-sample tone"
+        );
+    }
+}
+
+/// Row 48, in-band half: a PSTN -> Teams call from a trunk whose DTMF is in-band only (PCMU,
+/// no telephone-event; real SIPp signalling, scenarios `tests/sipp/dtmf/carrier_uac_inband.xml`
+/// and `teams_uas.xml`). The SBC offers Teams telephone-event anyway, gives the carrier none,
+/// and the carrier's tones reach Teams as RFC 4733 events under Teams' number, before and
+/// after the answer; Teams' own events are not sent to a carrier that cannot take them.
+#[test]
+fn row48_inband_pstn_tones_reach_teams_as_rfc4733_events_before_and_after_answer() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(56800);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let (carrier_socket, teams_socket) = sockets();
+    let teams_key = new_inline_key();
+    let mut teams = teams_uas(
+        &lab,
+        proxy_port,
+        teams_socket.local_addr().unwrap(),
+        &teams_key,
+    );
+    let mut carrier = carrier_uac_with(
+        &lab,
+        carrier_socket.local_addr().unwrap(),
+        "carrier_uac_inband.xml",
+    );
+    // teams_uas.xml checked the offer carries telephone-event/101 (the carrier offered none);
+    // carrier_uac_inband.xml checks the carrier is never offered one.
+    let offer = wait_logged(&teams, "teams-", &lab, "SBC-OFFER ");
+    let early = wait_logged(&carrier, "carrier-", &lab, "SBC-EARLY ");
+    let mut media = Media {
+        carrier: carrier_socket,
+        teams: teams_socket,
+        sbc_carrier: format!("{}:{}", early[0], early[1]).parse().unwrap(),
+        sbc_teams: format!("{}:{}", offer[0], offer[1]).parse().unwrap(),
+        teams_encrypt: srtp_context(&teams_key),
+        teams_decrypt: srtp_context(&offer[2]),
+        carrier_stream: Stream::new(0xca44_1e42),
+        teams_stream: Stream::new(0x7ea3_5002),
+    };
+
+    assert_eq!(calls_answered(&lab), 0.0);
+    media.prime(Towards::Teams);
+    media.inband_digit(DIGIT_5, TEAMS_TE);
+    media.inband_digit(DIGIT_POUND, TEAMS_TE);
+    assert_eq!(
+        calls_answered(&lab),
+        0.0,
+        "the early DTMF phase ran past the 200 (EARLY_MS too short for this machine)"
+    );
+
+    lab.wait_for("the call to be answered", LONG, |lab| {
+        calls_answered(lab) >= 1.0
+    });
+    wait_logged(&carrier, "carrier-", &lab, "SBC-ANSWER ");
+    media.prime(Towards::Teams);
+    for digit in [1, 0, DIGIT_STAR, 15] {
+        media.inband_digit(digit, TEAMS_TE);
+    }
+
+    // Teams' events (under its own 96 or our 101) stop at the SBC; its audio goes on.
+    media.prime(Towards::Carrier);
+    let mut from_teams = Vec::new();
+    for pt in [TEAMS_TE, CARRIER_TE] {
+        from_teams.extend(media.teams_stream.dtmf(pt, DIGIT_5, Repeats::NewSequence));
+    }
+    let sentinel = media.teams_stream.audio();
+    for p in from_teams.iter().chain(std::iter::once(&sentinel)) {
+        media.send(Towards::Carrier, p);
+    }
+    loop {
+        let Some(p) = media.receive(Towards::Carrier, Duration::from_secs(3)) else {
+            panic!("Teams' audio after its events never reached the carrier");
+        };
+        assert_eq!(p[1] & 0x7f, 0, "only audio reaches an in-band carrier");
+        if p[2..4] == sentinel[2..4] {
+            break;
+        }
+    }
+    assert_eq!(
+        calls_active(&lab),
+        1.0,
+        "the answered DTMF phase ran past the BYE (HOLD_MS too short for this machine)"
+    );
+
+    teams.expect_success(LONG);
+    carrier.expect_success(LONG);
+    let dropped = |reason| lab.metric("media_packets_dropped_total", &[("reason", reason)]);
+    assert_eq!(dropped("unnegotiated_payload"), from_teams.len() as f64);
+    assert_eq!(dropped("srtp_auth"), 0.0);
     lab.wait_idle();
 }

@@ -43,6 +43,7 @@ fn inbound_call_offer_answer_and_hold() {
         key: &key,
         ice: Some(&ice),
         codecs: &teams_codecs,
+        inband_dtmf: false,
     };
     let carrier_side = CarrierSide {
         local: CARRIER_LOCAL.parse().unwrap(),
@@ -132,6 +133,7 @@ fn outbound_call_with_video_from_teams() {
         key: &key,
         ice: None,
         codecs: &teams_codecs,
+        inband_dtmf: false,
     };
     let carrier_side = CarrierSide {
         local: CARRIER_LOCAL.parse().unwrap(),

@@ -78,7 +78,7 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::media::{
-    LegSide, MapDirection, MediaEvent, PayloadMapping, SessionAllocation, SrtpKeys,
+    InbandDtmfPlan, LegSide, MapDirection, MediaEvent, PayloadMapping, SessionAllocation, SrtpKeys,
 };
 use crate::sdp::{CodecList, IceCredentials};
 use crate::sip::Message;
@@ -227,6 +227,10 @@ pub enum MediaCommand {
     SetPayloadMap {
         direction: MapDirection,
         mappings: Vec<PayloadMapping>,
+    },
+    /// Carrier G.711 tones become RFC 4733 events towards Teams (row 48); `None` stops it.
+    SetInbandDtmf {
+        plan: Option<InbandDtmfPlan>,
     },
     SetHold {
         leg: LegSide,
@@ -397,6 +401,9 @@ pub struct CarrierLegSetup {
     pub early_media: EarlyMediaPolicy,
     /// Final-status tables per direction and the Q.850 rule for Teams' 486 (row 58).
     pub responses: ResponsePolicy,
+    /// The trunk negotiated no telephone-event: offer it to Teams anyway and turn the
+    /// carrier's in-band G.711 tones into RFC 4733 events (row 48).
+    pub inband_dtmf: bool,
 }
 
 /// Numbers as routing decided them (translation already applied).

@@ -8,7 +8,7 @@ use bytes::Bytes;
 
 use super::{CallSetup, LegId, MediaCommand};
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
-use crate::media::{MapDirection, PayloadMapping, SrtpKeys};
+use crate::media::{InbandDtmfPlan, MapDirection, PayloadMapping, SrtpKeys};
 use crate::sdp::{
     self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
     SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
@@ -27,6 +27,8 @@ pub(crate) struct Negotiation {
     ice: Option<IceCredentials>,
     offer_rtcp_mux: bool,
     strip_vendor: bool,
+    /// Convert the carrier's in-band DTMF when it has no telephone-event (row 48).
+    inband_dtmf: bool,
     teams_origin: LegOrigin,
     carrier_origin: LegOrigin,
     /// Our SRTP sending key towards Teams.
@@ -72,6 +74,7 @@ impl Negotiation {
             ice: setup.teams.ice.clone(),
             offer_rtcp_mux: setup.carrier.offer_rtcp_mux,
             strip_vendor: setup.carrier.strip_vendor_attributes,
+            inband_dtmf: setup.carrier.inband_dtmf,
             teams_origin: LegOrigin::random(teams_local.ip()),
             carrier_origin: LegOrigin::random(carrier_local.ip()),
             teams_key: SdesKey::generate(),
@@ -89,6 +92,7 @@ impl Negotiation {
             key: &self.teams_key,
             ice: self.ice.as_ref(),
             codecs: &self.teams_codecs,
+            inband_dtmf: self.inband_dtmf,
         }
     }
 
@@ -253,6 +257,7 @@ impl Negotiation {
             key: &key,
             ice: self.ice.as_ref(),
             codecs: &self.teams_codecs,
+            inband_dtmf: self.inband_dtmf,
         };
         let offer = sdp::offer_towards_teams(carrier, &side, &mut origin)?;
         let bytes = Bytes::from(offer.to_bytes());
@@ -333,6 +338,7 @@ impl Negotiation {
             key: &key,
             ice: self.ice.as_ref(),
             codecs: &self.teams_codecs,
+            inband_dtmf: self.inband_dtmf,
         };
         let answer = sdp::answer_towards_teams(carrier_answer, &offer, &side, &mut origin)?;
         // The first codec of the anchored stream that carries voice (not DTMF or noise).
@@ -456,7 +462,11 @@ impl Negotiation {
         let Some(maps) = CallPtMaps::compute(sc, rc, st, rt) else {
             return Vec::new();
         };
+        let inband = MediaCommand::SetInbandDtmf {
+            plan: self.inband_plan(sc, rc, st, rt),
+        };
         vec![
+            inband,
             MediaCommand::SetPayloadMap {
                 direction: MapDirection::CarrierToTeams,
                 mappings: mappings(&maps.carrier_to_teams),
@@ -466,6 +476,50 @@ impl Negotiation {
                 mappings: mappings(&maps.teams_to_carrier),
             },
         ]
+    }
+}
+
+impl Negotiation {
+    /// In-band DTMF conversion (row 48) when the carrier's SDP has no telephone-event and
+    /// Teams' has one: the carrier sends G.711 under the numbers we sent it, Teams expects
+    /// events under its own number and sends them under ours (dropped towards the carrier).
+    fn inband_plan(
+        &self,
+        sent_carrier: &Sdp,
+        received_carrier: &Sdp,
+        sent_teams: &Sdp,
+        received_teams: &Sdp,
+    ) -> Option<InbandDtmfPlan> {
+        if !self.inband_dtmf {
+            return None;
+        }
+        fn audio(sdp: &Sdp) -> Option<&sdp::MediaSection> {
+            sdp.media().get(sdp.primary_audio_index()?)
+        }
+        fn pt_of(section: &sdp::MediaSection, name: &str) -> Option<u8> {
+            section
+                .codecs()
+                .iter()
+                .find(|c| c.clock_rate == 8000 && c.encoding.eq_ignore_ascii_case(name))
+                .map(|c| c.pt)
+        }
+        let carrier_own = audio(received_carrier)?;
+        let carrier_uses = audio(sent_carrier)?;
+        if pt_of(carrier_own, "telephone-event").is_some() {
+            return None;
+        }
+        let event_pt = pt_of(audio(received_teams)?, "telephone-event")?;
+        let pcmu_pt = pt_of(carrier_uses, "PCMU");
+        let pcma_pt = pt_of(carrier_uses, "PCMA");
+        if pcmu_pt.is_none() && pcma_pt.is_none() {
+            return None;
+        }
+        Some(InbandDtmfPlan {
+            event_pt,
+            pcmu_pt,
+            pcma_pt,
+            teams_event_pt: pt_of(audio(sent_teams)?, "telephone-event"),
+        })
     }
 }
 

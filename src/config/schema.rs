@@ -370,6 +370,10 @@ pub struct CarrierTrunk {
     /// calls), `to_teams` (this trunk's answers on Teams -> PSTN calls).
     #[serde(default)]
     pub response_map: ResponseMap,
+    /// When this trunk negotiates no telephone-event, detect its in-band G.711 DTMF tones and
+    /// send them to Teams as RFC 4733 events, which Teams requires (row 48). Default on.
+    #[serde(default = "default_true")]
+    pub inband_dtmf: bool,
 }
 
 /// `q850_486_cause = 17` or `"strip"` / `"pass"`.

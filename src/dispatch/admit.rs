@@ -258,6 +258,7 @@ impl Dispatcher {
             responses: trunk_settings
                 .map(|t| t.responses.clone())
                 .unwrap_or_default(),
+            inband_dtmf: trunk_settings.is_none_or(|t| t.inband_dtmf),
         }
     }
 

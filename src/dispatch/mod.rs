@@ -632,6 +632,7 @@ impl Dispatcher {
                 direction,
                 mappings,
             } => self.media.set_payload_map(session, direction, &mappings),
+            MediaCommand::SetInbandDtmf { plan } => self.media.set_inband_dtmf(session, plan),
             MediaCommand::SetHold { leg, on_hold } => self.media.set_hold(session, leg, on_hold),
             MediaCommand::EnableIceLite {
                 leg,

@@ -22,6 +22,8 @@ pub struct TrunkLegSettings {
     pub diversion_from_history_info: bool,
     /// Final-status tables and the Q.850 busy rule (row 58).
     pub responses: crate::call::ResponsePolicy,
+    /// In-band DTMF detection when the trunk has no telephone-event (row 48).
+    pub inband_dtmf: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -70,6 +72,7 @@ impl DispatchSettings {
                         .unwrap_or_default(),
                     diversion_from_history_info: t.diversion_from_history_info,
                     responses: mapping::response_policy(t),
+                    inband_dtmf: t.inband_dtmf,
                 })
                 .collect(),
             timers: CallTimers {

@@ -120,6 +120,9 @@ pub struct TeamsSide<'a> {
     /// `Some` on a media-bypass trunk: ICE-lite attributes and one host candidate (row 50).
     pub ice: Option<&'a IceCredentials>,
     pub codecs: &'a CodecList,
+    /// The SBC turns the carrier's in-band tones into RFC 4733 events (row 48): Teams gets
+    /// `telephone-event` next to G.711 even when the carrier's SDP has none.
+    pub inband_dtmf: bool,
 }
 
 /// What the SBC puts into SDP on the carrier leg.
@@ -152,6 +155,7 @@ pub fn offer_towards_teams(
         .ok_or(SdpError::NoAudio)?;
     let section = &carrier_offer.media()[audio];
     let formats = offer_formats(section, side.codecs)?;
+    let extra_event_pt = inband_event_pt(section, &formats, side, None);
     let slots = carrier_offer
         .media()
         .iter()
@@ -178,6 +182,7 @@ pub fn offer_towards_teams(
         ice: side.ice,
         hold_as_inactive: true,
         strip_vendor: false,
+        extra_event_pt,
     };
     Ok(build(carrier_offer, audio, &plan, origin))
 }
@@ -201,7 +206,9 @@ pub fn answer_towards_teams(
         .ok_or(SdpError::NoAudio)?;
     let offered = &teams_offer.media()[offer_audio];
     let chosen = select_crypto(offered.crypto()).ok_or(SdpError::NoUsableCrypto)?;
-    let formats = answer_formats(&carrier_answer.media()[answer_audio], offered, side.codecs)?;
+    let answered = &carrier_answer.media()[answer_audio];
+    let formats = answer_formats(answered, offered, side.codecs)?;
+    let extra_event_pt = inband_event_pt(answered, &formats, side, Some(offered));
     let plan = Plan {
         slots: mirror_slots(teams_offer, offer_audio),
         local: side.local,
@@ -212,6 +219,7 @@ pub fn answer_towards_teams(
         ice: side.ice,
         hold_as_inactive: true,
         strip_vendor: false,
+        extra_event_pt,
     };
     Ok(build(carrier_answer, answer_audio, &plan, origin))
 }
@@ -239,6 +247,7 @@ pub fn offer_towards_carrier(
         ice: None,
         hold_as_inactive: false,
         strip_vendor: side.strip_vendor_attributes,
+        extra_event_pt: None,
     };
     Ok(build(teams_offer, audio, &plan, origin))
 }
@@ -270,6 +279,7 @@ pub fn answer_towards_carrier(
         ice: None,
         hold_as_inactive: false,
         strip_vendor: side.strip_vendor_attributes,
+        extra_event_pt: None,
     };
     Ok(build(teams_answer, answer_audio, &plan, origin))
 }
@@ -308,6 +318,9 @@ struct Plan<'a> {
     /// Teams profile: any hold becomes `a=inactive`, a direction is always written (row 39).
     hold_as_inactive: bool,
     strip_vendor: bool,
+    /// `telephone-event/8000` under this number, added after the source's formats (the SBC
+    /// generates the events itself from in-band tones, row 48).
+    extra_event_pt: Option<u8>,
 }
 
 /// Attributes that belong to the source leg's transport or security and never cross legs.
@@ -410,6 +423,9 @@ fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> MediaSection {
     for (out_pt, _) in &plan.formats {
         let _ = write!(m, " {out_pt}");
     }
+    if let Some(pt) = plan.extra_event_pt {
+        let _ = write!(m, " {pt}");
+    }
     lines.push(Line::new(b'm', m));
 
     let mut direction_written = false;
@@ -490,6 +506,10 @@ fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> MediaSection {
                 lines.push(Line::new(b'a', value));
             }
         }
+    }
+    if let Some(pt) = plan.extra_event_pt {
+        lines.push(Line::new(b'a', format!("rtpmap:{pt} telephone-event/8000")));
+        lines.push(Line::new(b'a', format!("fmtp:{pt} 0-15")));
     }
     if plan.rtcp_mux {
         lines.push(Line::new(b'a', format!("rtcp:{port}")));
@@ -574,6 +594,43 @@ fn mirror_slots(offer: &Sdp, anchored: usize) -> SmallVec<[Slot<'_>; 4]> {
             }
         })
         .collect()
+}
+
+/// The `telephone-event` number to add towards Teams when the SBC converts in-band DTMF
+/// (row 48): only if the carrier side kept G.711 (the tones we can hear) and no event codec.
+/// An answer uses the number Teams offered (and adds nothing if Teams offered none); an offer
+/// takes 101, or the first dynamic number the offer leaves free.
+fn inband_event_pt(
+    source: &MediaSection,
+    formats: &[(u8, u8)],
+    side: &TeamsSide<'_>,
+    teams_offer: Option<&MediaSection>,
+) -> Option<u8> {
+    if !side.inband_dtmf || !side.codecs.allows("telephone-event") {
+        return None;
+    }
+    let codecs = source.codecs();
+    let kept = |name: &str| {
+        formats.iter().any(|(_, src)| {
+            codecs.iter().any(|c| {
+                c.pt == *src && c.clock_rate == 8000 && c.encoding.eq_ignore_ascii_case(name)
+            })
+        })
+    };
+    if kept("telephone-event") || !(kept("PCMU") || kept("PCMA")) {
+        return None;
+    }
+    match teams_offer {
+        Some(offer) => offer
+            .codecs()
+            .iter()
+            .find(|c| c.encoding.eq_ignore_ascii_case("telephone-event") && c.clock_rate == 8000)
+            .map(|c| c.pt)
+            .filter(|pt| !formats.iter().any(|(out, _)| out == pt)),
+        None => std::iter::once(101)
+            .chain(96..=127)
+            .find(|pt| !formats.iter().any(|(out, _)| out == pt)),
+    }
 }
 
 /// Offered formats kept: allowed by `codecs`, known encoding, each number once (row 47).
@@ -680,6 +737,7 @@ mod dtmf_tests {
                 key: &self.key,
                 ice: None,
                 codecs: &self.teams_codecs,
+                inband_dtmf: false,
             }
         }
 
@@ -754,5 +812,60 @@ mod dtmf_tests {
         assert_eq!(m.format_list(), "0");
         assert!(telephone_event(m).is_empty());
         assert!(m.fmtp(101).is_none());
+    }
+
+    fn g711_only(formats: &str) -> Sdp {
+        sdp(&format!(
+            "v=0\no=pstn 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
+             m=audio 16384 RTP/AVP {formats}\na=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
+             a=rtpmap:18 G729/8000\na=sendrecv\n"
+        ))
+    }
+
+    #[test]
+    fn row48_inband_carrier_gets_telephone_event_offered_to_teams_under_a_free_number() {
+        let s = Sides::new();
+        let side = TeamsSide {
+            inband_dtmf: true,
+            ..s.teams()
+        };
+        let to_teams = offer_towards_teams(&g711_only("8 0"), &side, &mut origin()).unwrap();
+        let m = &to_teams.media()[0];
+        assert_eq!(m.format_list(), "8 0 101");
+        assert_eq!(telephone_event(m), vec![(101, Some("0-15".into()))]);
+        // Off: the carrier's formats only, as before.
+        let plain = offer_towards_teams(&g711_only("8 0"), &s.teams(), &mut origin()).unwrap();
+        assert_eq!(plain.media()[0].format_list(), "8 0");
+        // The carrier has its own events: nothing added, its number kept.
+        let with_events =
+            offer_towards_teams(&carrier_sdp("0 101", 101), &side, &mut origin()).unwrap();
+        assert_eq!(with_events.media()[0].format_list(), "0 101");
+        // Only G.729 (no tones we could hear): nothing added.
+        let g729 = offer_towards_teams(&g711_only("18"), &side, &mut origin()).unwrap();
+        assert_eq!(g729.media()[0].format_list(), "18");
+    }
+
+    #[test]
+    fn row48_inband_carrier_answer_to_teams_keeps_the_event_number_teams_offered() {
+        let s = Sides::new();
+        let side = TeamsSide {
+            inband_dtmf: true,
+            ..s.teams()
+        };
+        let teams_offer = teams_sdp("0 127", 127);
+        let to_teams =
+            answer_towards_teams(&g711_only("0"), &teams_offer, &side, &mut origin()).unwrap();
+        let m = &to_teams.media()[0];
+        assert_eq!(m.format_list(), "0 127");
+        assert_eq!(telephone_event(m), vec![(127, Some("0-15".into()))]);
+        // A Teams offer without events gets none back.
+        let bare = sdp(
+            "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+             m=audio 52884 RTP/SAVP 0\na=rtpmap:0 PCMU/8000\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^31\n\
+             a=rtcp-mux\na=sendrecv\n",
+        );
+        let to_teams = answer_towards_teams(&g711_only("0"), &bare, &side, &mut origin()).unwrap();
+        assert_eq!(to_teams.media()[0].format_list(), "0");
     }
 }

@@ -55,6 +55,7 @@ impl Fixture {
             key: &self.key,
             ice: bypass.then_some(&self.ice),
             codecs: &self.teams_codecs,
+            inband_dtmf: false,
         }
     }
 

@@ -4,7 +4,7 @@
 //! to an IVR) and again at the 200.
 
 use super::*;
-use crate::media::{MapDirection, PayloadMapping};
+use crate::media::{InbandDtmfPlan, MapDirection, PayloadMapping};
 
 /// The carrier's offer: PCMU/0 and telephone-event/101.
 fn carrier_offer_101() -> String {
@@ -173,4 +173,93 @@ fn row48_teams_to_pstn_dtmf_127_maps_to_carrier_101_from_the_183_on() {
     let (_, _, ok) = h.response(200);
     assert_eq!(te_numbers(&body(&ok)), vec!["127"]);
     check(&h, "at the 200");
+}
+
+fn inband_plans(h: &Harness) -> Vec<Option<InbandDtmfPlan>> {
+    h.media()
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::SetInbandDtmf { plan } => Some(plan),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A carrier offer with G.711 only: its DTMF is in-band.
+fn carrier_offer_inband() -> String {
+    "v=0\r\no=carrier 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\nt=0 0\r\n\
+     m=audio 40000 RTP/AVP 8 0\r\na=rtpmap:8 PCMA/8000\r\na=rtpmap:0 PCMU/8000\r\n\
+     a=sendrecv\r\n"
+        .to_owned()
+}
+
+/// Row 48, in-band half: a carrier without telephone-event. Teams is offered events anyway
+/// and the media plane is told to turn the carrier's tones into events under Teams' number
+/// (and to keep Teams' own events from the carrier), from the 183 on.
+#[test]
+fn row48_inband_carrier_gets_events_offered_to_teams_and_conversion_from_the_183() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_offer_inband())));
+    let invite = h.request(Method::Invite);
+    assert_eq!(te_numbers(&body(&invite.msg)), vec!["101"]);
+    assert!(body(&invite.msg).contains("m=audio 30000 RTP/SAVP 8 0 101\r\n"));
+
+    h.respond(&invite, 183, "ms1", &[], Some(&teams_sdp_with_te(96)));
+    let (_, _, progress) = h.response(183);
+    assert!(
+        te_numbers(&body(&progress)).is_empty(),
+        "the carrier never gets events it did not offer"
+    );
+    // Teams answered PCMU only, so that is all the carrier was answered and will send.
+    let plans = inband_plans(&h);
+    assert_eq!(
+        plans,
+        vec![Some(InbandDtmfPlan {
+            event_pt: 96,
+            pcmu_pt: Some(0),
+            pcma_pt: None,
+            teams_event_pt: Some(101),
+        })]
+    );
+}
+
+/// A carrier with its own telephone-event needs no conversion; a trunk with it turned off
+/// offers Teams only what the carrier offered.
+#[test]
+fn row48_no_conversion_when_the_carrier_has_events_or_the_trunk_turns_it_off() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_offer_101())));
+    let invite = h.request(Method::Invite);
+    h.respond(&invite, 183, "ms1", &[], Some(&teams_sdp_with_te(96)));
+    assert_eq!(inband_plans(&h), vec![None]);
+
+    let mut off = setup();
+    off.carrier.inband_dtmf = false;
+    let mut h = Harness::inbound(off, carrier_invite(Some(&carrier_offer_inband())));
+    let invite = h.request(Method::Invite);
+    assert!(te_numbers(&body(&invite.msg)).is_empty());
+    h.respond(&invite, 183, "ms1", &[], Some(&teams_sdp_with_te(96)));
+    assert_eq!(inband_plans(&h), vec![None]);
+}
+
+/// Teams -> PSTN: Teams offers events, the carrier answers G.711 only; Teams' answer keeps
+/// its event number and the carrier's tones are converted under it.
+#[test]
+fn row48_teams_to_pstn_inband_carrier_answer_keeps_teams_event_number() {
+    let teams_offer = teams_sdp_with_te(127);
+    let mut h = Harness::outbound(setup(), teams_invite("", &teams_offer));
+    let invite = h.request(Method::Invite);
+    assert_eq!(te_numbers(&body(&invite.msg)), vec!["127"]);
+    let carrier_answer = "v=0\r\no=carrier 1 1 IN IP4 10.0.0.1\r\ns=-\r\nc=IN IP4 10.0.0.1\r\n\
+                          t=0 0\r\nm=audio 40000 RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na=sendrecv\r\n";
+    h.respond(&invite, 183, "c1", &[], Some(carrier_answer));
+    let (_, _, progress) = h.response(183);
+    assert_eq!(te_numbers(&body(&progress)), vec!["127"]);
+    assert_eq!(
+        inband_plans(&h),
+        vec![Some(InbandDtmfPlan {
+            event_pt: 127,
+            pcmu_pt: Some(0),
+            pcma_pt: None,
+            teams_event_pt: Some(127),
+        })]
+    );
 }

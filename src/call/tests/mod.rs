@@ -149,6 +149,7 @@ pub(super) fn setup() -> CallSetup {
             // The flows of the other test files relay every 18x (forks.rs covers the policies).
             early_media: EarlyMediaPolicy::Relay,
             responses: ResponsePolicy::default(),
+            inband_dtmf: true,
         },
         numbers: CallNumbers {
             caller: "+12065550123".into(),
