@@ -192,6 +192,17 @@ impl Dialog {
         let is_invite = request.method() == Some(&Method::Invite);
         if is_invite && (101..300).contains(&status) {
             b = b.header(&HeaderName::Contact, self.contact().as_bytes());
+            let dialog_creating = request.to().is_ok_and(|to| to.tag.is_none());
+            // Microsoft routes in-dialog requests by our Contact and takes a Record-Route in
+            // our messages as one we inserted (row 17), so only the carrier's come back.
+            let echo_routes = matches!(self.policy, LegPolicy::Carrier(_));
+            if dialog_creating && echo_routes {
+                // RFC 3261 §12.1.1: every Record-Route of the request, in order, so the
+                // carrier's proxies that record-routed stay on the path of ACK, BYE, re-INVITE.
+                for route in request.header_values(&HeaderName::RecordRoute) {
+                    b = b.header(&HeaderName::RecordRoute, &route);
+                }
+            }
         }
         for (name, value) in self.policy.extra_headers() {
             b = b.header(&name, value.as_bytes());

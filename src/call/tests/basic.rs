@@ -758,3 +758,46 @@ fn max_forwards_decrements_across_the_b2bua_and_zero_is_refused() {
     assert!(h.requests().is_empty());
     assert!(h.finished());
 }
+
+/// RFC 3261 §12.1.1: our 18x and 200 to a carrier INVITE carry every Record-Route of it, in
+/// order, so record-routing carrier proxies see the ACK and BYE; re-INVITE answers and
+/// responses towards Teams carry none (row 17).
+#[test]
+fn responses_to_a_carrier_invite_echo_its_record_routes_in_order() {
+    let invite = carrier_invite(Some(&carrier_sdp()));
+    let text = String::from_utf8_lossy(invite.bytes()).replace(
+        "Record-Route: <sip:10.0.0.99;lr>\r\n",
+        "Record-Route: <sip:edge.carrier.example;lr;ftag=c1>, <sip:10.0.0.99;lr>\r\n\
+         Record-Route: <sip:core.carrier.example;lr>\r\n",
+    );
+    let mut h = Harness::inbound(setup(), parse(text.as_bytes()));
+    let teams_invite = h.request(Method::Invite);
+    h.respond(&teams_invite, 180, "ms1", &[], None);
+    let expected = vec![
+        "<sip:edge.carrier.example;lr;ftag=c1>".to_owned(),
+        "<sip:10.0.0.99;lr>".to_owned(),
+        "<sip:core.carrier.example;lr>".to_owned(),
+    ];
+    let routes = |m: &Message| -> Vec<String> {
+        m.header_values(&HeaderName::RecordRoute)
+            .iter()
+            .map(|v| String::from_utf8_lossy(v).into_owned())
+            .collect()
+    };
+    let (leg, _, ringing) = h.response(180);
+    assert_eq!(leg, LegId::Carrier);
+    assert_eq!(routes(&ringing), expected);
+    h.respond(
+        &teams_invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    let (_, _, ok) = h.response(200);
+    assert_eq!(routes(&ok), expected);
+    assert!(!teams_invite.msg.has_header(&HeaderName::RecordRoute));
+}
