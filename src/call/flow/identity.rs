@@ -118,8 +118,8 @@ impl State {
         .unwrap_or_default()
     }
 
-    /// Headers for the BYEs this BYE from `leg` causes: Teams' Q.850 Reason crosses to the
-    /// carrier (RFC 3326); nothing crosses to Teams.
+    /// Headers for the BYEs (or the CANCEL) this BYE or CANCEL from `leg` causes: Teams'
+    /// Q.850 Reason crosses to the carrier (RFC 3326); nothing crosses to Teams.
     pub(super) fn note_bye_reason(&mut self, leg: LegId, bye: &Message) {
         self.bye_headers = match leg {
             LegId::Teams => {

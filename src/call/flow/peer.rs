@@ -74,6 +74,8 @@ impl State {
             return;
         }
         self.cancel_requested = true;
+        // Microsoft's Q.850 cause on its CANCEL reaches the carrier's CANCEL like a BYE's.
+        self.note_bye_reason(leg, msg);
         let response = self.dialogs[idx(leg)].response(&self.caller_invite, 487, None);
         out.push_back(Output::SendResponse {
             leg,
@@ -131,10 +133,9 @@ impl State {
         let Some(cancel) = cancel_for(&parsed) else {
             return;
         };
-        let cancel = add_headers(
-            &cancel,
-            &self.dialogs[idx(self.callee)].policy.extra_headers(),
-        );
+        let mut headers = self.dialogs[idx(self.callee)].policy.extra_headers();
+        headers.extend_from_slice(self.bye_headers_for(self.callee));
+        let cancel = add_headers(&cancel, &headers);
         let target = match self.callee {
             LegId::Teams => Target::TeamsProxy(index),
             LegId::Carrier => Target::Carrier(index),

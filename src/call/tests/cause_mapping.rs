@@ -330,3 +330,42 @@ fn timeouts_carry_no_stale_reason() {
     let (_, _, last) = h.response(503);
     assert!(reasons(&last).is_empty());
 }
+
+/// Microsoft cancelling a Teams -> PSTN call with a Q.850 cause (RFC 3326): the carrier's
+/// CANCEL carries it; a SIP-protocol Reason ("call completed elsewhere") does not cross.
+#[test]
+fn row58_teams_cancel_q850_reason_reaches_the_carrier_cancel() {
+    for (reason, expected) in [
+        (
+            "Q.850;cause=16;text=\"Normal call clearing\"",
+            Some("Q.850;cause=16"),
+        ),
+        ("SIP;cause=200;text=\"Call completed elsewhere\"", None),
+    ] {
+        let mut h = Harness::outbound(setup(), teams_invite("", &teams_sdp()));
+        let invite = h.request(Method::Invite);
+        h.respond(&invite, 180, "pstn1", &[], None);
+        let cancel = with_body(
+            &format!(
+                "CANCEL sip:+12065550123@acme.sbc1.example.net:5068;transport=tls SIP/2.0\r\n\
+                 Via: SIP/2.0/TLS 52.114.1.1:5061;branch=z9hG4bKteams1\r\nMax-Forwards: 70\r\n\
+                 From: <sip:+14255550100@sip.pstnhub.microsoft.com:5061;user=phone>;tag=t1\r\n\
+                 To: <sip:+12065550123@acme.sbc1.example.net:5068;user=phone>\r\n\
+                 Call-ID: teams-call-1\r\nCSeq: 1 CANCEL\r\nReason: {reason}\r\n"
+            ),
+            None,
+        );
+        h.input(Input::Request {
+            leg: LegId::Teams,
+            tx: TxId(1001),
+            msg: cancel,
+        });
+        let carrier_cancel = h.request(Method::Cancel);
+        assert_eq!(carrier_cancel.leg, LegId::Carrier);
+        let got = carrier_cancel
+            .msg
+            .has_header(&HeaderName::Reason)
+            .then(|| header(&carrier_cancel.msg, HeaderName::Reason));
+        assert_eq!(got.as_deref(), expected, "{reason}");
+    }
+}
