@@ -363,6 +363,9 @@ pub struct CarrierTarget {
     /// Turn Microsoft's History-Info into Diversion headers for this hop's trunk (RFC 5806,
     /// doc 2.9; see `identity.rs`).
     pub diversion_from_history_info: bool,
+    /// This hop's trunk table for its final errors on their way to Teams (row 58): the trunk
+    /// that answered decides, not the first one tried.
+    pub to_teams: Vec<StatusRewrite>,
 }
 
 /// The Teams leg of one call.

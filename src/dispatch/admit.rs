@@ -203,6 +203,9 @@ impl Dispatcher {
                     trusted: trunk_settings.is_some_and(|s| s.trusted),
                     diversion_from_history_info: trunk_settings
                         .is_some_and(|s| s.diversion_from_history_info),
+                    to_teams: trunk_settings
+                        .map(|s| s.responses.to_teams.clone())
+                        .unwrap_or_default(),
                 })
             })
             .collect();

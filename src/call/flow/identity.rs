@@ -81,9 +81,16 @@ impl State {
     /// and row 30's failover code towards Teams (see `map_final_status_with`).
     pub(super) fn status_to_caller(&self, status: u16) -> u16 {
         let policy = &self.setup.carrier.responses;
-        let table = match self.caller {
-            LegId::Carrier => &policy.to_carrier,
-            LegId::Teams => &policy.to_teams,
+        let hop = self
+            .current_invite
+            .and_then(|token| match self.sent.get(&token) {
+                Some(Sent::Invite { index, .. }) => self.setup.carrier.targets.get(*index),
+                _ => None,
+            });
+        let table = match (self.caller, hop) {
+            (LegId::Carrier, _) => &policy.to_carrier,
+            (LegId::Teams, Some(hop)) => &hop.to_teams,
+            (LegId::Teams, None) => &policy.to_teams,
         };
         map_final_status_with(
             status,

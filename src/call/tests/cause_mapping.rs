@@ -12,6 +12,9 @@ const MS_DIAG: (&str, &str) = (
 
 fn setup_with(policy: ResponsePolicy) -> CallSetup {
     let mut s = setup();
+    for target in &mut s.carrier.targets {
+        target.to_teams = policy.to_teams.clone();
+    }
     s.carrier.responses = policy;
     s
 }
@@ -368,4 +371,27 @@ fn row58_teams_cancel_q850_reason_reaches_the_carrier_cancel() {
             .then(|| header(&carrier_cancel.msg, HeaderName::Reason));
         assert_eq!(got.as_deref(), expected, "{reason}");
     }
+}
+
+/// Teams -> PSTN failing over between trunks with different tables: the final error is mapped
+/// by the table of the trunk that sent it, not of the first trunk tried.
+#[test]
+fn row58_response_table_of_the_trunk_that_answered_decides_after_failover() {
+    let mut s = setup();
+    s.carrier.targets[0].to_teams = vec![StatusRewrite { from: 404, to: 480 }];
+    s.carrier.targets[1].to_teams = vec![StatusRewrite { from: 404, to: 410 }];
+    let mut h = Harness::outbound(s, teams_invite("", &teams_sdp()));
+    let first = h.request(Method::Invite);
+    assert_eq!(first.target, Target::Carrier(0));
+    h.respond(&first, 503, "p1", &[], None);
+    let second = h.request(Method::Invite);
+    assert_eq!(second.target, Target::Carrier(1));
+    h.respond(&second, 404, "p2", &[], None);
+    let finals: Vec<u16> = h
+        .responses()
+        .into_iter()
+        .filter(|(leg, _, m)| *leg == LegId::Teams && m.status().is_some_and(|s| s >= 300))
+        .filter_map(|(_, _, m)| m.status())
+        .collect();
+    assert_eq!(finals, vec![410]);
 }

@@ -134,6 +134,7 @@ pub(super) fn setup() -> CallSetup {
                     transport: TransportKind::Udp,
                     trusted: false,
                     diversion_from_history_info: false,
+                    to_teams: Vec::new(),
                 },
                 CarrierTarget {
                     host: "10.0.0.2".into(),
@@ -141,6 +142,7 @@ pub(super) fn setup() -> CallSetup {
                     transport: TransportKind::Udp,
                     trusted: false,
                     diversion_from_history_info: false,
+                    to_teams: Vec::new(),
                 },
             ],
             codecs: CodecList::carrier_default(),
