@@ -10,8 +10,14 @@
 //! §2.5.1). When the digit stops, the next three packets carry the end bit with the final
 //! duration (the three copies RFC 4733 §2.5.1.4 asks for), then audio flows again. The tone's
 //! first ~50 ms (detection time) go through as audio, which Teams plays and ignores.
+//!
+//! The other way, Teams' RFC 4733 events become G.711 tones for the carrier: each event
+//! packet that advances the event's duration is replaced in place by an audio packet holding
+//! the newly covered samples of the digit's two frequencies (at the event's volume), under
+//! the G.711 payload type the carrier uses; retransmissions and the repeated end packets add
+//! nothing and are dropped.
 
-use crate::media::inband_dtmf::{ToneDetector, G711};
+use crate::media::inband_dtmf::{encode, ToneDetector, G711};
 use crate::media::rtp::RTP_HEADER_LEN;
 
 /// What the call layer negotiated for one call: the carrier sends G.711 under these payload
@@ -51,7 +57,7 @@ struct Event {
     ends_left: u8,
 }
 
-/// Per-leg converter state; fixed size, no allocation.
+/// Per-call converter state (kept on the carrier leg); fixed size, no allocation.
 #[derive(Debug, Clone)]
 pub struct DtmfConverter {
     plan: InbandDtmfPlan,
@@ -59,7 +65,26 @@ pub struct DtmfConverter {
     law: Option<G711>,
     event: Option<Event>,
     ssrc: Option<u32>,
+    /// Teams' event being played to the carrier: its timestamp and the samples played.
+    playing: Option<(u32, u16)>,
 }
+
+/// What happens to an event packet from Teams on its way to an in-band carrier.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ToCarrier {
+    /// Now a G.711 packet of `len` bytes under the carrier's payload type.
+    Tone { len: usize },
+    /// Adds no new samples: a retransmission or a copy of the end packet.
+    Redundant,
+    /// Cannot be played: not a DTMF digit, no G.711 on the carrier leg, truncated.
+    Drop,
+}
+
+/// Most samples one event packet turns into (60 ms): an event packet normally advances by
+/// 20 ms; after a loss the tone resumes rather than filling the gap.
+const MAX_TONE_SAMPLES: u16 = 480;
+/// Peak amplitude of a 0 dBm0 sine in 16-bit linear G.711 terms.
+const DBM0_PEAK: f32 = 22_700.0;
 
 /// What the forward step does with the packet after [`DtmfConverter::process`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -78,6 +103,7 @@ impl DtmfConverter {
             law: None,
             event: None,
             ssrc: None,
+            playing: None,
         }
     }
 
@@ -158,6 +184,71 @@ impl DtmfConverter {
         }
     }
 
+    /// Turns one RFC 4733 packet from Teams (already decrypted, `len` bytes in `buf`) into a
+    /// G.711 packet with the tone it newly covers. `buf` must have room for the header and
+    /// [`MAX_TONE_SAMPLES`] bytes.
+    pub fn event_to_tone(&mut self, buf: &mut [u8], len: usize) -> ToCarrier {
+        let law = match (self.law, self.plan.pcmu_pt, self.plan.pcma_pt) {
+            // The law the carrier itself sends, else the one negotiated.
+            (Some(law), _, _) => law,
+            (None, Some(_), _) => G711::Ulaw,
+            (None, None, Some(_)) => G711::Alaw,
+            (None, None, None) => return ToCarrier::Drop,
+        };
+        let tone_pt = match law {
+            G711::Ulaw => self.plan.pcmu_pt,
+            G711::Alaw => self.plan.pcma_pt,
+        };
+        let Some(tone_pt) = tone_pt else {
+            return ToCarrier::Drop;
+        };
+        let Some(packet) = buf.get(..len) else {
+            return ToCarrier::Drop;
+        };
+        let Some(at) = payload_offset(packet) else {
+            return ToCarrier::Drop;
+        };
+        let code = packet[at];
+        let volume = packet[at + 1] & 0x3f;
+        let duration = u16::from_be_bytes([packet[at + 2], packet[at + 3]]);
+        let start = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let Some((low, high)) = frequencies(code) else {
+            return ToCarrier::Drop;
+        };
+        let played = match self.playing {
+            Some((ts, played)) if ts == start => played,
+            _ => 0,
+        };
+        if duration <= played {
+            return ToCarrier::Redundant;
+        }
+        let samples = (duration - played).min(MAX_TONE_SAMPLES);
+        if buf.len() < at + usize::from(samples) {
+            return ToCarrier::Drop;
+        }
+        self.playing = Some((start, duration));
+        let first_sample = start.wrapping_add(u32::from(duration - samples));
+        buf[0] &= !0x20;
+        buf[1] = (u8::from(played == 0) << 7) | (tone_pt & 0x7f);
+        buf[4..8].copy_from_slice(&first_sample.to_be_bytes());
+        // Each tone at the event's level (-volume dBm0), never above -3 dBm0 so the sum fits.
+        let amplitude = f64::from(DBM0_PEAK) * 10f64.powf(-f64::from(volume.max(3)) / 20.0);
+        let wave = |frequency: f32, n: f64| {
+            // Phase from the position in the event, so consecutive packets join seamlessly;
+            // in f64 and reduced to one turn, so long digits stay exact.
+            let turns = (f64::from(frequency) * n / 8000.0).fract();
+            (std::f64::consts::TAU * turns).sin()
+        };
+        for (i, byte) in buf[at..at + usize::from(samples)].iter_mut().enumerate() {
+            let n = f64::from(duration - samples) + i as f64;
+            let value = amplitude * (wave(low, n) + wave(high, n));
+            *byte = encode(law, value as i16);
+        }
+        ToCarrier::Tone {
+            len: at + usize::from(samples),
+        }
+    }
+
     fn write_event(
         &self,
         buf: &mut [u8],
@@ -175,6 +266,21 @@ impl DtmfConverter {
         buf[payload_at + 2..payload_at + 4].copy_from_slice(&event.duration.to_be_bytes());
         payload_at + EVENT_PAYLOAD_LEN
     }
+}
+
+/// Row and column frequencies (Hz) of an RFC 4733 DTMF event code (0-15).
+fn frequencies(code: u8) -> Option<(f32, f32)> {
+    const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+    const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+    let (row, col) = match code {
+        0 => (3, 1),
+        1..=9 => ((code - 1) / 3, (code - 1) % 3),
+        10 => (3, 0),
+        11 => (3, 2),
+        12..=15 => (code - 12, 3),
+        _ => return None,
+    };
+    Some((ROWS[usize::from(row)], COLS[usize::from(col)]))
 }
 
 /// Event duration in timestamp units up to the end of the current packet, saturating at the
@@ -451,5 +557,113 @@ mod tests {
         assert_eq!(duration(100, 100, 160), 160);
         assert_eq!(duration(u32::MAX - 10, 5, 160), 176);
         assert_eq!(duration(0, 70_000, 160), u16::MAX);
+    }
+
+    /// An RFC 4733 packet from Teams: event `code`, `duration`, end bit.
+    fn teams_event(seq: u16, ts: u32, code: u8, duration: u16, end: bool) -> Vec<u8> {
+        let mut buf = vec![0u8; 2048];
+        buf[0] = 0x80;
+        buf[1] = 101;
+        buf[2..4].copy_from_slice(&seq.to_be_bytes());
+        buf[4..8].copy_from_slice(&ts.to_be_bytes());
+        buf[8..12].copy_from_slice(&0x7ea3_0001u32.to_be_bytes());
+        buf[12] = code;
+        buf[13] = if end { 0x80 | 10 } else { 10 };
+        buf[14..16].copy_from_slice(&duration.to_be_bytes());
+        buf
+    }
+
+    #[test]
+    fn row48_teams_events_become_a_g711_tone_the_detector_recognises() {
+        for (law, pt, plan) in [
+            (G711::Ulaw, 0, PLAN),
+            (
+                G711::Alaw,
+                8,
+                InbandDtmfPlan {
+                    pcmu_pt: None,
+                    ..PLAN
+                },
+            ),
+        ] {
+            let mut converter = DtmfConverter::new(plan);
+            let mut detector = ToneDetector::new(law);
+            let start = 90_000u32;
+            let mut tones = Vec::new();
+            let mut durations: Vec<(u16, bool)> = (1..=6).map(|i| (160 * i, false)).collect();
+            durations.extend([(1040, true), (1040, true), (1040, true)]);
+            for (i, (duration, end)) in durations.into_iter().enumerate() {
+                let mut buf = teams_event(500 + i as u16, start, 9, duration, end);
+                match converter.event_to_tone(&mut buf, 16) {
+                    ToCarrier::Tone { len } => tones.push(buf[..len].to_vec()),
+                    other => {
+                        assert_eq!(other, ToCarrier::Redundant);
+                        assert!(end && i > 6, "packet {i} dropped");
+                    }
+                }
+            }
+            // 6 growing packets and the first end packet carry new samples; 2 end copies not.
+            assert_eq!(tones.len(), 7, "{law:?}");
+            let mut heard = Vec::new();
+            for (i, tone) in tones.iter().enumerate() {
+                assert_eq!(tone[1] & 0x7f, pt);
+                assert_eq!(tone[1] & 0x80 != 0, i == 0, "marker starts the tone");
+                let ts = u32::from_be_bytes([tone[4], tone[5], tone[6], tone[7]]);
+                assert_eq!(ts, start + 160 * i as u32, "timestamps follow the samples");
+                let samples = &tone[12..];
+                assert_eq!(samples.len(), if i < 6 { 160 } else { 80 });
+                heard.push(detector.feed(samples));
+            }
+            // Silence after it ends the digit.
+            heard.push(detector.feed(&[encode(law, 0); 160]));
+            heard.push(detector.feed(&[encode(law, 0); 160]));
+            heard.push(detector.feed(&[encode(law, 0); 160]));
+            assert!(heard.contains(&Some(9)), "{law:?}: {heard:?}");
+            assert!(heard.iter().flatten().all(|d| *d == 9));
+        }
+    }
+
+    #[test]
+    fn row48_a_lost_event_packet_resumes_the_tone_without_filling_the_gap() {
+        let mut converter = DtmfConverter::new(PLAN);
+        let mut first = teams_event(1, 8000, 1, 160, false);
+        assert_eq!(
+            converter.event_to_tone(&mut first, 16),
+            ToCarrier::Tone { len: 172 }
+        );
+        let mut jump = teams_event(5, 8000, 1, 1600, false);
+        assert_eq!(
+            converter.event_to_tone(&mut jump, 16),
+            ToCarrier::Tone { len: 12 + 480 }
+        );
+        let ts = u32::from_be_bytes([jump[4], jump[5], jump[6], jump[7]]);
+        assert_eq!(ts, 8000 + 1600 - 480);
+        assert_eq!(jump[1] & 0x80, 0, "no marker inside one event");
+        // A new event (new timestamp) starts over, with the marker.
+        let mut next = teams_event(6, 20_000, 2, 160, false);
+        assert_eq!(
+            converter.event_to_tone(&mut next, 16),
+            ToCarrier::Tone { len: 172 }
+        );
+        assert_eq!(next[1], 0x80);
+    }
+
+    #[test]
+    fn row48_unplayable_events_are_dropped() {
+        // Not a DTMF digit (event 16+: flash, tones of other RFC 4733 registries).
+        let mut converter = DtmfConverter::new(PLAN);
+        let mut flash = teams_event(1, 8000, 16, 160, false);
+        assert_eq!(converter.event_to_tone(&mut flash, 16), ToCarrier::Drop);
+        // A carrier without G.711 cannot be given tones.
+        let mut g729 = DtmfConverter::new(InbandDtmfPlan {
+            pcmu_pt: None,
+            pcma_pt: None,
+            ..PLAN
+        });
+        let mut digit = teams_event(1, 8000, 3, 160, false);
+        assert_eq!(g729.event_to_tone(&mut digit, 16), ToCarrier::Drop);
+        // A truncated event.
+        let mut short = teams_event(1, 8000, 3, 160, false);
+        assert_eq!(converter.event_to_tone(&mut short, 14), ToCarrier::Drop);
     }
 }

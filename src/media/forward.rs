@@ -9,7 +9,7 @@
 use std::net::SocketAddr;
 
 use crate::media::cipher::CipherError;
-use crate::media::dtmf_convert::Converted;
+use crate::media::dtmf_convert::{Converted, ToCarrier};
 use crate::media::ice_glue::{answer_stun, StunAnswer};
 use crate::media::leg::{LatchVerdict, LegNotice, LegPair, LegSide, LegState, SocketRole};
 use crate::media::metrics::DropReason;
@@ -84,7 +84,8 @@ pub fn forward_step(
             DropReason::NoRemote
             | DropReason::SrtpProtect
             | DropReason::SendError
-            | DropReason::UnnegotiatedPayload,
+            | DropReason::UnnegotiatedPayload
+            | DropReason::DtmfRedundant,
         ) => {
             inbound.inactivity.on_activity(now.millis);
             inbound.counters.on_drop();
@@ -198,17 +199,26 @@ fn rtp_packet(
         .inband_dtmf
         .as_ref()
         .is_some_and(|c| c.plan().is_teams_event(header.payload_type));
-    if teams_event {
-        // Teams' DTMF to a carrier that only knows in-band tones: not a payload it can play.
-        return Action::Drop(DropReason::UnnegotiatedPayload);
-    }
-    let converted = match inbound.inband_dtmf.as_mut() {
-        Some(converter) => converter.process(buf, len),
-        None => Converted::Audio,
+    let converted = if teams_event {
+        // Teams' DTMF to a carrier that only knows in-band tones: played as G.711.
+        match outbound
+            .inband_dtmf
+            .as_mut()
+            .map(|c| c.event_to_tone(buf, len))
+        {
+            Some(ToCarrier::Tone { len }) => Converted::Event { len },
+            Some(ToCarrier::Redundant) => return Action::Drop(DropReason::DtmfRedundant),
+            _ => return Action::Drop(DropReason::UnnegotiatedPayload),
+        }
+    } else {
+        match inbound.inband_dtmf.as_mut() {
+            Some(converter) => converter.process(buf, len),
+            None => Converted::Audio,
+        }
     };
     match converted {
-        // Already under Teams' telephone-event number.
-        Converted::Event { len: event_len } => len = event_len,
+        // Already under the receiving leg's payload type.
+        Converted::Event { len: new_len } => len = new_len,
         Converted::Audio => {
             let mapped = payloads.rewrite(header.payload_type);
             if mapped != header.payload_type {

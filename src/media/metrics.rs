@@ -24,10 +24,12 @@ pub enum DropReason {
     /// A payload type the receiving leg never negotiated (Teams' DTMF events towards a
     /// carrier without telephone-event, row 48).
     UnnegotiatedPayload,
+    /// An RFC 4733 repeat (retransmission, end copy) that adds no tone for an in-band carrier.
+    DtmfRedundant,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 8] = [
+    pub const ALL: [DropReason; 9] = [
         DropReason::Malformed,
         DropReason::NoRemote,
         DropReason::SrtpAuth,
@@ -36,6 +38,7 @@ impl DropReason {
         DropReason::Stun,
         DropReason::SendError,
         DropReason::UnnegotiatedPayload,
+        DropReason::DtmfRedundant,
     ];
 
     pub fn label(self) -> &'static str {
@@ -48,6 +51,7 @@ impl DropReason {
             DropReason::Stun => "stun",
             DropReason::SendError => "send_error",
             DropReason::UnnegotiatedPayload => "unnegotiated_payload",
+            DropReason::DtmfRedundant => "dtmf_redundant",
         }
     }
 
