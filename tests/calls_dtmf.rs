@@ -112,11 +112,7 @@ fn teams_uas(lab: &Lab, port: u16, media: SocketAddr, key: &str) -> Peer {
     peer
 }
 
-fn carrier_uac(lab: &Lab, media: SocketAddr) -> Peer {
-    carrier_uac_with(lab, media, "carrier_uac.xml")
-}
-
-fn carrier_uac_with(lab: &Lab, media: SocketAddr, scenario: &str) -> Peer {
+fn carrier_uac(lab: &Lab, media: SocketAddr, scenario: &str) -> Peer {
     let port = free_udp_port(CARRIER_IP);
     let dir = lab.path().join(format!("carrier-{port}"));
     let path = dtmf_scenario(
@@ -312,14 +308,14 @@ impl Stream {
     /// One 20 ms PCMU frame of a DTMF tone (`Some(code)`, both frequencies at about -10 dBm0
     /// each, as a PSTN phone sends them) or of silence, continuing the stream's sample clock.
     fn tone(&mut self, code: Option<u8>) -> Vec<u8> {
-        use teams_sbc::media::inband_dtmf::{encode, G711};
+        use teams_sbc::media::inband_dtmf::{encode, frequencies, G711};
         let ts = self.timestamp;
         let samples: Vec<u8> = (0..160u32)
             .map(|i| {
                 let t = f64::from(ts.wrapping_add(i)) / 8000.0;
                 let value = code.map_or(0.0, |code| {
-                    let (low, high) = dtmf_frequencies(code);
-                    let wave = |f: f64| (2.0 * std::f64::consts::PI * f * t).sin();
+                    let (low, high) = frequencies(code).unwrap_or_default();
+                    let wave = |f: f32| (2.0 * std::f64::consts::PI * f64::from(f) * t).sin();
                     7000.0 * (wave(low) + wave(high))
                 });
                 encode(G711::Ulaw, value as i16)
@@ -542,43 +538,57 @@ fn calls_active(lab: &Lab) -> f64 {
     lab.metric("calls_active", &[])
 }
 
-/// Row 48: PSTN -> Teams call, carrier telephone-event 101, Teams 96. Before the answer
-/// (183 early media) and after it, '5' and '#' cross in both directions: the carrier's 101
-/// reaches Teams as 96 (SRTP), Teams' 96 reaches the carrier as 101, with marker bit,
-/// timestamp, event payload and all three end packets intact.
-#[test]
-fn row48_pstn_to_teams_dtmf_101_96_both_directions_before_and_after_answer() {
+/// A PSTN -> Teams call (SBC media ports from `media_base`) placed by the carrier SIPp running
+/// `carrier_scenario` and answered by `teams_uas.xml` with a 183, up to the point where the
+/// test's own sockets know both of the SBC's media addresses and keys. The streams the test
+/// sends use the SSRCs `(carrier, teams)`.
+fn pstn_to_teams_until_183(
+    media_base: u16,
+    carrier_scenario: &str,
+    (carrier_ssrc, teams_ssrc): (u32, u32),
+) -> (Lab, Peer, Peer, Media) {
     let proxy_port = free_tcp_port(TEAMS_IP);
-    let mut spec = LabSpec::new(56400);
+    let mut spec = LabSpec::new(media_base);
     spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
     let lab = Lab::start(spec);
     lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
 
     let (carrier_socket, teams_socket) = sockets();
     let teams_key = new_inline_key();
-    let mut teams = teams_uas(
+    let teams = teams_uas(
         &lab,
         proxy_port,
         teams_socket.local_addr().unwrap(),
         &teams_key,
     );
-    let mut carrier = carrier_uac(&lab, carrier_socket.local_addr().unwrap());
+    let carrier = carrier_uac(&lab, carrier_socket.local_addr().unwrap(), carrier_scenario);
 
     // The SBC's Teams-side address and key (its offer), then its carrier side (the 183).
     let offer = wait_logged(&teams, "teams-", &lab, "SBC-OFFER ");
     let early = wait_logged(&carrier, "carrier-", &lab, "SBC-EARLY ");
     assert_eq!(offer.len(), 3, "{offer:?}");
     assert_ne!(offer[2], teams_key, "the SBC announces its own key");
-    let mut media = Media {
+    let media = Media {
         carrier: carrier_socket,
         teams: teams_socket,
         sbc_carrier: format!("{}:{}", early[0], early[1]).parse().unwrap(),
         sbc_teams: format!("{}:{}", offer[0], offer[1]).parse().unwrap(),
         teams_encrypt: srtp_context(&teams_key),
         teams_decrypt: srtp_context(&offer[2]),
-        carrier_stream: Stream::new(0xca44_1e40),
-        teams_stream: Stream::new(0x7ea3_5000),
+        carrier_stream: Stream::new(carrier_ssrc),
+        teams_stream: Stream::new(teams_ssrc),
     };
+    (lab, teams, carrier, media)
+}
+
+/// Row 48: PSTN -> Teams call, carrier telephone-event 101, Teams 96. Before the answer
+/// (183 early media) and after it, '5' and '#' cross in both directions: the carrier's 101
+/// reaches Teams as 96 (SRTP), Teams' 96 reaches the carrier as 101, with marker bit,
+/// timestamp, event payload and all three end packets intact.
+#[test]
+fn row48_pstn_to_teams_dtmf_101_96_both_directions_before_and_after_answer() {
+    let (lab, mut teams, mut carrier, mut media) =
+        pstn_to_teams_until_183(56400, "carrier_uac.xml", (0xca44_1e40, 0x7ea3_5000));
 
     // Before answer: early media after the 183.
     assert_eq!(calls_answered(&lab), 0.0);
@@ -703,20 +713,6 @@ fn row48_teams_to_pstn_dtmf_127_101_both_directions_before_and_after_answer() {
         0.0
     );
     lab.wait_idle();
-}
-
-/// Row and column frequencies (Hz) of an RFC 4733 event code (Q.23).
-fn dtmf_frequencies(code: u8) -> (f64, f64) {
-    const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-    const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    let (row, col) = match code {
-        0 => (3, 1),
-        1..=9 => (usize::from((code - 1) / 3), usize::from((code - 1) % 3)),
-        10 => (3, 0),
-        11 => (3, 2),
-        _ => (usize::from(code - 12), 3),
-    };
-    (ROWS[row], COLS[col])
 }
 
 impl Media {
@@ -851,39 +847,10 @@ impl Media {
 /// after the answer; Teams' own events reach the carrier as G.711 tones of the same digits.
 #[test]
 fn row48_inband_pstn_tones_reach_teams_as_rfc4733_events_before_and_after_answer() {
-    let proxy_port = free_tcp_port(TEAMS_IP);
-    let mut spec = LabSpec::new(56800);
-    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
-    let lab = Lab::start(spec);
-    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
-
-    let (carrier_socket, teams_socket) = sockets();
-    let teams_key = new_inline_key();
-    let mut teams = teams_uas(
-        &lab,
-        proxy_port,
-        teams_socket.local_addr().unwrap(),
-        &teams_key,
-    );
-    let mut carrier = carrier_uac_with(
-        &lab,
-        carrier_socket.local_addr().unwrap(),
-        "carrier_uac_inband.xml",
-    );
-    // teams_uas.xml checked the offer carries telephone-event/101 (the carrier offered none);
+    // teams_uas.xml checks the offer carries telephone-event/101 (the carrier offered none);
     // carrier_uac_inband.xml checks the carrier is never offered one.
-    let offer = wait_logged(&teams, "teams-", &lab, "SBC-OFFER ");
-    let early = wait_logged(&carrier, "carrier-", &lab, "SBC-EARLY ");
-    let mut media = Media {
-        carrier: carrier_socket,
-        teams: teams_socket,
-        sbc_carrier: format!("{}:{}", early[0], early[1]).parse().unwrap(),
-        sbc_teams: format!("{}:{}", offer[0], offer[1]).parse().unwrap(),
-        teams_encrypt: srtp_context(&teams_key),
-        teams_decrypt: srtp_context(&offer[2]),
-        carrier_stream: Stream::new(0xca44_1e42),
-        teams_stream: Stream::new(0x7ea3_5002),
-    };
+    let (lab, mut teams, mut carrier, mut media) =
+        pstn_to_teams_until_183(56800, "carrier_uac_inband.xml", (0xca44_1e42, 0x7ea3_5002));
 
     assert_eq!(calls_answered(&lab), 0.0);
     media.prime(Towards::Teams);

@@ -17,8 +17,8 @@
 //! the G.711 payload type the carrier uses; retransmissions and the repeated end packets add
 //! nothing and are dropped.
 
-use crate::media::inband_dtmf::{encode, ToneDetector, G711};
-use crate::media::rtp::RTP_HEADER_LEN;
+use crate::media::inband_dtmf::{encode, frequencies, ToneDetector, G711};
+use crate::media::rtp::{RtpHeader, RTP_HEADER_LEN};
 
 /// What the call layer negotiated for one call: the carrier sends G.711 under these payload
 /// types and no `telephone-event`; Teams expects events under `event_pt`.
@@ -86,13 +86,15 @@ const MAX_TONE_SAMPLES: u16 = 480;
 /// Peak amplitude of a 0 dBm0 sine in 16-bit linear G.711 terms.
 const DBM0_PEAK: f32 = 22_700.0;
 
-/// What the forward step does with the packet after [`DtmfConverter::process`].
+/// What the forward step does with the packet after [`DtmfConverter::process`] (or a tone
+/// from [`DtmfConverter::event_to_tone`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Converted {
     /// Not touched: forward as usual (payload type mapping applies).
     Audio,
-    /// Now an event packet of `len` bytes already under Teams' payload type.
-    Event { len: usize },
+    /// Rewritten in place, `len` bytes, already under the receiving leg's payload type (an
+    /// event packet towards Teams, a tone packet towards the carrier).
+    Rewritten { len: usize },
 }
 
 impl DtmfConverter {
@@ -121,23 +123,18 @@ impl DtmfConverter {
         }
     }
 
-    /// Looks at one decrypted RTP packet of `len` bytes from the carrier and rewrites it in
-    /// place when it falls inside a digit. `buf` must have room for the event payload (it
-    /// always does: an event is smaller than the audio it replaces).
-    pub fn process(&mut self, buf: &mut [u8], len: usize) -> Converted {
-        let Some(packet) = buf.get(..len) else {
-            return Converted::Audio;
-        };
-        let Some(payload_at) = payload_offset(packet) else {
-            return Converted::Audio;
-        };
-        let payload_type = packet[1] & 0x7f;
-        let ssrc = u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]);
-        let timestamp = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
-        let Some(law) = self.law_of(payload_type) else {
+    /// Looks at one decrypted RTP packet of `len` bytes from the carrier (`header` already
+    /// read from it) and rewrites it in place when it falls inside a digit. `buf` must have
+    /// room for the event payload (it always does: an event is smaller than the audio).
+    pub fn process(&mut self, header: &RtpHeader, buf: &mut [u8], len: usize) -> Converted {
+        let Some(law) = self.law_of(header.payload_type) else {
             // Comfort noise, a codec we cannot listen to, or events the carrier sends itself.
             return Converted::Audio;
         };
+        let Some((payload_at, payload_end)) = buf.get(..len).and_then(payload_bounds) else {
+            return Converted::Audio;
+        };
+        let (ssrc, timestamp) = (header.ssrc, header.timestamp);
         if self.ssrc != Some(ssrc) || self.law != Some(law) {
             // A new stream or codec: old tone state means nothing for it.
             self.detector = ToneDetector::new(law);
@@ -145,8 +142,7 @@ impl DtmfConverter {
             self.ssrc = Some(ssrc);
             self.event = None;
         }
-        let payload_end = len - padding_len(packet, payload_at);
-        let samples = &packet[payload_at..payload_end];
+        let samples = &buf[payload_at..payload_end];
         let sample_count = samples.len() as u32;
         let digit = self.detector.feed(samples);
         let Some(mut event) = self.event else {
@@ -160,7 +156,7 @@ impl DtmfConverter {
                 ends_left: 0,
             };
             self.event = Some(event);
-            return Converted::Event {
+            return Converted::Rewritten {
                 len: self.write_event(buf, payload_at, &event, true, false),
             };
         };
@@ -176,18 +172,18 @@ impl DtmfConverter {
             event.ends_left -= 1;
             let len = self.write_event(buf, payload_at, &event, false, true);
             self.event = (event.ends_left > 0).then_some(event);
-            return Converted::Event { len };
+            return Converted::Rewritten { len };
         }
         self.event = Some(event);
-        Converted::Event {
+        Converted::Rewritten {
             len: self.write_event(buf, payload_at, &event, false, false),
         }
     }
 
-    /// Turns one RFC 4733 packet from Teams (already decrypted, `len` bytes in `buf`) into a
-    /// G.711 packet with the tone it newly covers. `buf` must have room for the header and
-    /// [`MAX_TONE_SAMPLES`] bytes.
-    pub fn event_to_tone(&mut self, buf: &mut [u8], len: usize) -> ToCarrier {
+    /// Turns one RFC 4733 packet from Teams (already decrypted, `len` bytes in `buf`,
+    /// `header` read from it) into a G.711 packet with the tone it newly covers. `buf` must
+    /// have room for the header and [`MAX_TONE_SAMPLES`] bytes.
+    pub fn event_to_tone(&mut self, header: &RtpHeader, buf: &mut [u8], len: usize) -> ToCarrier {
         let law = match (self.law, self.plan.pcmu_pt, self.plan.pcma_pt) {
             // The law the carrier itself sends, else the one negotiated.
             (Some(law), _, _) => law,
@@ -202,16 +198,13 @@ impl DtmfConverter {
         let Some(tone_pt) = tone_pt else {
             return ToCarrier::Drop;
         };
-        let Some(packet) = buf.get(..len) else {
+        let Some((at, _)) = buf.get(..len).and_then(payload_bounds) else {
             return ToCarrier::Drop;
         };
-        let Some(at) = payload_offset(packet) else {
-            return ToCarrier::Drop;
-        };
-        let code = packet[at];
-        let volume = packet[at + 1] & 0x3f;
-        let duration = u16::from_be_bytes([packet[at + 2], packet[at + 3]]);
-        let start = u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]);
+        let code = buf[at];
+        let volume = buf[at + 1] & 0x3f;
+        let duration = u16::from_be_bytes([buf[at + 2], buf[at + 3]]);
+        let start = header.timestamp;
         let Some((low, high)) = frequencies(code) else {
             return ToCarrier::Drop;
         };
@@ -268,21 +261,6 @@ impl DtmfConverter {
     }
 }
 
-/// Row and column frequencies (Hz) of an RFC 4733 DTMF event code (0-15).
-fn frequencies(code: u8) -> Option<(f32, f32)> {
-    const ROWS: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
-    const COLS: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-    let (row, col) = match code {
-        0 => (3, 1),
-        1..=9 => ((code - 1) / 3, (code - 1) % 3),
-        10 => (3, 0),
-        11 => (3, 2),
-        12..=15 => (code - 12, 3),
-        _ => return None,
-    };
-    Some((ROWS[usize::from(row)], COLS[usize::from(col)]))
-}
-
 /// Event duration in timestamp units up to the end of the current packet, saturating at the
 /// 16-bit field (a digit held for more than 8 s just stops growing).
 fn duration(start_ts: u32, packet_ts: u32, samples: u32) -> u16 {
@@ -290,32 +268,26 @@ fn duration(start_ts: u32, packet_ts: u32, samples: u32) -> u16 {
     u16::try_from(elapsed).unwrap_or(u16::MAX)
 }
 
-/// Offset of the payload after CSRCs and a header extension; `None` for a truncated header.
-/// The payload must be able to hold an event (4 bytes) for a rewrite to be possible.
-fn payload_offset(packet: &[u8]) -> Option<usize> {
+/// Where the payload starts (after CSRCs and a header extension) and ends (before any
+/// padding); `None` for a truncated header or a payload too short to hold an event (4 bytes),
+/// which is then left alone.
+fn payload_bounds(packet: &[u8]) -> Option<(usize, usize)> {
     if packet.len() < RTP_HEADER_LEN {
         return None;
     }
     let csrc_count = usize::from(packet[0] & 0x0f);
-    let mut at = RTP_HEADER_LEN + 4 * csrc_count;
+    let mut start = RTP_HEADER_LEN + 4 * csrc_count;
     if packet[0] & 0x10 != 0 {
-        let words = packet.get(at + 2..at + 4)?;
-        at += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+        let words = packet.get(start + 2..start + 4)?;
+        start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
     }
     let padding = if packet[0] & 0x20 != 0 {
         usize::from(*packet.last()?)
     } else {
         0
     };
-    (at + EVENT_PAYLOAD_LEN + padding <= packet.len()).then_some(at)
-}
-
-fn padding_len(packet: &[u8], payload_at: usize) -> usize {
-    if packet[0] & 0x20 == 0 {
-        return 0;
-    }
-    let padding = packet.last().map_or(0, |p| usize::from(*p));
-    padding.min(packet.len() - payload_at)
+    let end = packet.len().checked_sub(padding)?;
+    (start + EVENT_PAYLOAD_LEN <= end).then_some((start, end))
 }
 
 #[cfg(test)]
@@ -330,19 +302,19 @@ mod tests {
         teams_event_pt: Some(101),
     };
 
-    /// DTMF frequencies (row, column) of an RFC 4733 event code.
-    fn frequencies(code: u8) -> (f64, f64) {
-        const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
-        const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
-        let (row, col) = match code {
-            0 => (3, 1),
-            1..=9 => ((code - 1) / 3, (code - 1) % 3),
-            10 => (3, 0),
-            11 => (3, 2),
-            _ => (code - 12, 3),
-        };
-        let (row, col) = (usize::from(row), usize::from(col));
-        (ROWS[row], COLS[col])
+    /// The forward step's call: the header read first, as `forward::rtp_packet` does.
+    fn convert(converter: &mut DtmfConverter, buf: &mut [u8], len: usize) -> Converted {
+        match crate::media::rtp::read_rtp_header(&buf[..len]) {
+            Some(header) => converter.process(&header, buf, len),
+            None => Converted::Audio,
+        }
+    }
+
+    fn to_tone(converter: &mut DtmfConverter, buf: &mut [u8], len: usize) -> ToCarrier {
+        match crate::media::rtp::read_rtp_header(&buf[..len]) {
+            Some(header) => converter.event_to_tone(&header, buf, len),
+            None => ToCarrier::Drop,
+        }
     }
 
     /// 20 ms RTP packets of G.711 `law`: `tone` (a digit code, or silence) starting at `seq`.
@@ -376,10 +348,9 @@ mod tests {
                 let t = (self.sample + i) as f64 / 8000.0;
                 let value = match tone {
                     Some(code) => {
-                        let (low, high) = frequencies(code);
-                        6000.0
-                            * ((2.0 * std::f64::consts::PI * low * t).sin()
-                                + (2.0 * std::f64::consts::PI * high * t).sin())
+                        let (low, high) = frequencies(code).unwrap_or_default();
+                        let wave = |f: f32| (2.0 * std::f64::consts::PI * f64::from(f) * t).sin();
+                        6000.0 * (wave(low) + wave(high))
                     }
                     None => 0.0,
                 };
@@ -424,12 +395,12 @@ mod tests {
             .map(|tone| {
                 let (mut buf, len) = stream.packet(*tone);
                 let before = buf.clone();
-                match converter.process(&mut buf, len) {
+                match convert(&mut converter, &mut buf, len) {
                     Converted::Audio => {
                         assert_eq!(buf, before, "audio is left untouched");
                         None
                     }
-                    Converted::Event { len } => {
+                    Converted::Rewritten { len } => {
                         assert_eq!(&buf[2..4], &before[2..4], "sequence number kept");
                         assert_eq!(&buf[8..12], &before[8..12], "SSRC kept");
                         Some(event_of(&buf, len))
@@ -518,14 +489,17 @@ mod tests {
         let mut converted = 0;
         for _ in 0..8 {
             let (mut buf, len) = stream.packet(Some(3));
-            if matches!(converter.process(&mut buf, len), Converted::Event { .. }) {
+            if matches!(
+                convert(&mut converter, &mut buf, len),
+                Converted::Rewritten { .. }
+            ) {
                 converted += 1;
             }
         }
         assert!(converted > 0);
         stream.ssrc = 0x0a0b_0c0d;
         let (mut buf, len) = stream.packet(None);
-        assert_eq!(converter.process(&mut buf, len), Converted::Audio);
+        assert_eq!(convert(&mut converter, &mut buf, len), Converted::Audio);
     }
 
     #[test]
@@ -538,18 +512,18 @@ mod tests {
             // Padding bit with 4 bytes of padding after the 160 samples.
             buf[0] |= 0x20;
             buf[172..176].copy_from_slice(&[0, 0, 0, 4]);
-            last = converter.process(&mut buf, 176);
-            if let Converted::Event { len } = last {
+            last = convert(&mut converter, &mut buf, 176);
+            if let Converted::Rewritten { len } = last {
                 assert_eq!(buf[0] & 0x20, 0, "padding bit cleared");
                 assert_eq!(event_of(&buf, len).code, 7);
             }
         }
-        assert!(matches!(last, Converted::Event { .. }));
+        assert!(matches!(last, Converted::Rewritten { .. }));
         // A header that claims more than the packet holds is not touched.
         let mut short = [0x8fu8, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0xff, 0xff];
-        assert_eq!(converter.process(&mut short, 14), Converted::Audio);
+        assert_eq!(convert(&mut converter, &mut short, 14), Converted::Audio);
         let mut truncated = [0x80u8, 0, 0, 1];
-        assert_eq!(converter.process(&mut truncated, 4), Converted::Audio);
+        assert_eq!(convert(&mut converter, &mut truncated, 4), Converted::Audio);
     }
 
     #[test]
@@ -594,7 +568,7 @@ mod tests {
             durations.extend([(1040, true), (1040, true), (1040, true)]);
             for (i, (duration, end)) in durations.into_iter().enumerate() {
                 let mut buf = teams_event(500 + i as u16, start, 9, duration, end);
-                match converter.event_to_tone(&mut buf, 16) {
+                match to_tone(&mut converter, &mut buf, 16) {
                     ToCarrier::Tone { len } => tones.push(buf[..len].to_vec()),
                     other => {
                         assert_eq!(other, ToCarrier::Redundant);
@@ -628,12 +602,12 @@ mod tests {
         let mut converter = DtmfConverter::new(PLAN);
         let mut first = teams_event(1, 8000, 1, 160, false);
         assert_eq!(
-            converter.event_to_tone(&mut first, 16),
+            to_tone(&mut converter, &mut first, 16),
             ToCarrier::Tone { len: 172 }
         );
         let mut jump = teams_event(5, 8000, 1, 1600, false);
         assert_eq!(
-            converter.event_to_tone(&mut jump, 16),
+            to_tone(&mut converter, &mut jump, 16),
             ToCarrier::Tone { len: 12 + 480 }
         );
         let ts = u32::from_be_bytes([jump[4], jump[5], jump[6], jump[7]]);
@@ -642,7 +616,7 @@ mod tests {
         // A new event (new timestamp) starts over, with the marker.
         let mut next = teams_event(6, 20_000, 2, 160, false);
         assert_eq!(
-            converter.event_to_tone(&mut next, 16),
+            to_tone(&mut converter, &mut next, 16),
             ToCarrier::Tone { len: 172 }
         );
         assert_eq!(next[1], 0x80);
@@ -653,7 +627,7 @@ mod tests {
         // Not a DTMF digit (event 16+: flash, tones of other RFC 4733 registries).
         let mut converter = DtmfConverter::new(PLAN);
         let mut flash = teams_event(1, 8000, 16, 160, false);
-        assert_eq!(converter.event_to_tone(&mut flash, 16), ToCarrier::Drop);
+        assert_eq!(to_tone(&mut converter, &mut flash, 16), ToCarrier::Drop);
         // A carrier without G.711 cannot be given tones.
         let mut g729 = DtmfConverter::new(InbandDtmfPlan {
             pcmu_pt: None,
@@ -661,9 +635,9 @@ mod tests {
             ..PLAN
         });
         let mut digit = teams_event(1, 8000, 3, 160, false);
-        assert_eq!(g729.event_to_tone(&mut digit, 16), ToCarrier::Drop);
+        assert_eq!(to_tone(&mut g729, &mut digit, 16), ToCarrier::Drop);
         // A truncated event.
         let mut short = teams_event(1, 8000, 3, 160, false);
-        assert_eq!(converter.event_to_tone(&mut short, 14), ToCarrier::Drop);
+        assert_eq!(to_tone(&mut converter, &mut short, 14), ToCarrier::Drop);
     }
 }

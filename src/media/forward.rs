@@ -195,30 +195,23 @@ fn rtp_packet(
     inbound
         .counters
         .publish_receive_stats(&inbound.receive_stats);
-    let teams_event = outbound
-        .inband_dtmf
-        .as_ref()
-        .is_some_and(|c| c.plan().is_teams_event(header.payload_type));
-    let converted = if teams_event {
+    let converted = match outbound.inband_dtmf.as_mut() {
         // Teams' DTMF to a carrier that only knows in-band tones: played as G.711.
-        match outbound
-            .inband_dtmf
-            .as_mut()
-            .map(|c| c.event_to_tone(buf, len))
-        {
-            Some(ToCarrier::Tone { len }) => Converted::Event { len },
-            Some(ToCarrier::Redundant) => return Action::Drop(DropReason::DtmfRedundant),
-            _ => return Action::Drop(DropReason::UnnegotiatedPayload),
+        Some(to_carrier) if to_carrier.plan().is_teams_event(header.payload_type) => {
+            match to_carrier.event_to_tone(&header, buf, len) {
+                ToCarrier::Tone { len } => Converted::Rewritten { len },
+                ToCarrier::Redundant => return Action::Drop(DropReason::DtmfRedundant),
+                ToCarrier::Drop => return Action::Drop(DropReason::UnnegotiatedPayload),
+            }
         }
-    } else {
-        match inbound.inband_dtmf.as_mut() {
-            Some(converter) => converter.process(buf, len),
+        _ => match inbound.inband_dtmf.as_mut() {
+            Some(from_carrier) => from_carrier.process(&header, buf, len),
             None => Converted::Audio,
-        }
+        },
     };
     match converted {
         // Already under the receiving leg's payload type.
-        Converted::Event { len: new_len } => len = new_len,
+        Converted::Rewritten { len: new_len } => len = new_len,
         Converted::Audio => {
             let mapped = payloads.rewrite(header.payload_type);
             if mapped != header.payload_type {

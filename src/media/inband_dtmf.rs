@@ -46,6 +46,20 @@ const COEFFS: [f32; 8] = [
 /// RFC 4733 event codes by [row][column] (0-9 digits, 10 `*`, 11 `#`, 12-15 A-D).
 const KEYPAD: [[u8; 4]; 4] = [[1, 2, 3, 12], [4, 5, 6, 13], [7, 8, 9, 14], [10, 0, 11, 15]];
 
+/// Q.23 row frequencies (Hz), the rows of [`KEYPAD`].
+const ROW_HZ: [f32; 4] = [697.0, 770.0, 852.0, 941.0];
+/// Q.23 column frequencies (Hz), the columns of [`KEYPAD`].
+const COLUMN_HZ: [f32; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
+
+/// Row and column frequencies (Hz) of an RFC 4733 DTMF event code (0-15); `None` for the
+/// other events (flash, tones).
+pub fn frequencies(code: u8) -> Option<(f32, f32)> {
+    KEYPAD.iter().enumerate().find_map(|(row, keys)| {
+        let column = keys.iter().position(|&k| k == code)?;
+        Some((ROW_HZ[row], COLUMN_HZ[column]))
+    })
+}
+
 /// Peak amplitude, on the 16-bit linear scale of [`decode`], of a per-tone level of about
 /// -34 dBm0 (0 dBm0 is a sine of peak ~22,700). The floor sits well under the -25 dBm0 that
 /// must still be detected because a tone off-frequency by 1.5 % loses up to ~8 dB in the
@@ -398,14 +412,8 @@ mod tests {
 
     /// Row and column frequency of an RFC 4733 event code.
     fn freqs(code: u8) -> (f64, f64) {
-        for (r, row) in KEYPAD.iter().enumerate() {
-            for (c, &k) in row.iter().enumerate() {
-                if k == code {
-                    return (ROWS[r], COLS[c]);
-                }
-            }
-        }
-        panic!("no such code {code}");
+        let (row, column) = frequencies(code).unwrap_or_else(|| panic!("no such code {code}"));
+        (f64::from(row), f64::from(column))
     }
 
     /// Linear signal under construction; tones keep their phase from the absolute sample

@@ -201,6 +201,15 @@ fn row58_response_table_towards_the_carrier() {
     assert_eq!(r.status(), Some(404));
 }
 
+/// Final error statuses the last step sent to Teams.
+fn finals_to_teams(h: &Harness) -> Vec<u16> {
+    h.responses()
+        .into_iter()
+        .filter(|(leg, _, m)| *leg == LegId::Teams && m.status().is_some_and(|s| s >= 300))
+        .filter_map(|(_, _, m)| m.status())
+        .collect()
+}
+
 /// Teams -> PSTN: the carrier answers `status` (after `progress` 180 when set).
 fn carrier_rejects(s: CallSetup, status: u16, progress: bool) -> u16 {
     let mut h = Harness::outbound(s, teams_invite("", &teams_sdp()));
@@ -210,12 +219,7 @@ fn carrier_rejects(s: CallSetup, status: u16, progress: bool) -> u16 {
     }
     loop {
         h.respond(&invite, status, "p1", &[], None);
-        let finals: Vec<u16> = h
-            .responses()
-            .into_iter()
-            .filter(|(leg, _, m)| *leg == LegId::Teams && m.status().is_some_and(|s| s >= 300))
-            .filter_map(|(_, _, m)| m.status())
-            .collect();
+        let finals = finals_to_teams(&h);
         if let Some(status) = finals.first() {
             return *status;
         }
@@ -387,11 +391,6 @@ fn row58_response_table_of_the_trunk_that_answered_decides_after_failover() {
     let second = h.request(Method::Invite);
     assert_eq!(second.target, Target::Carrier(1));
     h.respond(&second, 404, "p2", &[], None);
-    let finals: Vec<u16> = h
-        .responses()
-        .into_iter()
-        .filter(|(leg, _, m)| *leg == LegId::Teams && m.status().is_some_and(|s| s >= 300))
-        .filter_map(|(_, _, m)| m.status())
-        .collect();
+    let finals = finals_to_teams(&h);
     assert_eq!(finals, vec![410]);
 }
