@@ -25,6 +25,12 @@ impl State {
         if leg == LegId::Teams && self.on_new_teams_dialog(now, tx, &msg, out) {
             return;
         }
+        if !self.in_leg_dialog(leg, &method, &msg) {
+            // A Call-ID alone does not make a request ours: whoever read it off the wire
+            // still cannot end, move or re-key the call.
+            self.respond(leg, tx, &msg, 481, None, out);
+            return;
+        }
         if method != Method::Cancel {
             if let Ok(cseq) = msg.cseq() {
                 let dialog = self.dialog(leg);
@@ -45,6 +51,21 @@ impl State {
             Method::Options => self.respond(leg, tx, &msg, 200, None, out),
             Method::Refer if leg == LegId::Teams => self.on_refer(leg, tx, &msg, out),
             _ => self.respond(leg, tx, &msg, 501, None, out),
+        }
+    }
+
+    /// RFC 3261 §12.2.2: a request within the leg's dialog carries our tag in To and the
+    /// peer's in From. A CANCEL belongs to the INVITE it cancels: no To tag of ours yet (or
+    /// ours), the caller's From tag.
+    fn in_leg_dialog(&self, leg: LegId, method: &Method, msg: &Message) -> bool {
+        let dialog = &self.dialogs[idx(leg)];
+        let from_tag = msg.from().ok().and_then(|f| f.tag);
+        let to_tag = msg.to().ok().and_then(|t| t.tag);
+        let from_matches = dialog.remote_tag.is_none() || from_tag == dialog.remote_tag;
+        let ours = to_tag.as_deref() == Some(dialog.local_tag.as_bytes());
+        match method {
+            Method::Cancel => from_matches && (to_tag.is_none() || ours),
+            _ => from_matches && ours,
         }
     }
 
@@ -185,6 +206,9 @@ impl State {
         out: &mut VecDeque<Output>,
     ) {
         if self.replacement_acked(leg, &msg) {
+            return;
+        }
+        if !self.in_leg_dialog(leg, &Method::Ack, &msg) {
             return;
         }
         if self.reinvite_acked(now, leg, &msg, out) {

@@ -169,13 +169,14 @@ fn bye_before_answer_is_481_and_unknown_methods_501() {
         tx: TxId(7000),
         msg: bye,
     });
-    h.response(481);
+    let (_, _, refusal) = h.response(481);
+    let ours = to_tag(&refusal).expect("our tag on the 481");
     let info = peer_in_dialog_request(
         "INFO",
         3,
         "carrier-call-1@10.0.0.1",
         "<sip:a@10.0.0.1>;tag=c1",
-        "<sip:b@192.0.2.10>",
+        &format!("<sip:b@192.0.2.10>;tag={ours}"),
         "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKx2",
     );
     h.input(Input::Request {
@@ -230,4 +231,81 @@ fn transport_loss_towards_the_caller_after_answer_sends_bye_both_sides() {
         reason: TxFailure::Transport,
     });
     assert_bye_both_sides_then_finish(&mut h, EndReason::TransportLost);
+}
+
+/// RFC 3261 §12.2.2: the Call-ID alone does not make a request the dialog's. A BYE (or
+/// re-INVITE, ACK) with a tag that is not ours in To, or not the peer's in From, is answered
+/// 481 and changes nothing; the genuine BYE still ends the call.
+#[test]
+fn requests_with_the_call_id_but_foreign_tags_get_481_and_the_call_goes_on() {
+    let (mut h, _) = answered_inbound();
+    let ok = h
+        .all
+        .iter()
+        .rev()
+        .find_map(|o| match o {
+            Output::SendResponse {
+                leg: LegId::Carrier,
+                msg,
+                ..
+            } if parse(msg).status() == Some(200) => Some(parse(msg)),
+            _ => None,
+        })
+        .expect("200 to carrier");
+    let ours = to_tag(&ok).unwrap();
+    let forged = [
+        (
+            "<sip:a@10.0.0.1>;tag=c1",
+            "<sip:b@192.0.2.10>;tag=guessed".to_string(),
+        ),
+        (
+            "<sip:a@10.0.0.1>;tag=other",
+            format!("<sip:b@192.0.2.10>;tag={ours}"),
+        ),
+        ("<sip:a@10.0.0.1>", format!("<sip:b@192.0.2.10>;tag={ours}")),
+    ];
+    for (i, (from, to)) in forged.iter().enumerate() {
+        for method in ["BYE", "INVITE"] {
+            h.out.clear();
+            let request = peer_in_dialog_request(
+                method,
+                10 + i as u32,
+                "carrier-call-1@10.0.0.1",
+                from,
+                to,
+                &format!("SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKforged{method}{i}"),
+            );
+            h.input(Input::Request {
+                leg: LegId::Carrier,
+                tx: TxId(8000 + i as u64),
+                msg: request,
+            });
+            h.response(481);
+            assert!(
+                h.requests().is_empty(),
+                "{method} {from} {to}: nothing crosses"
+            );
+            assert!(
+                h.media().is_empty(),
+                "{method} {from} {to}: media untouched"
+            );
+            assert!(!h.finished());
+        }
+    }
+    let bye = peer_in_dialog_request(
+        "BYE",
+        20,
+        "carrier-call-1@10.0.0.1",
+        "<sip:a@10.0.0.1>;tag=c1",
+        &format!("<sip:b@192.0.2.10>;tag={ours}"),
+        "SIP/2.0/UDP 10.0.0.1;branch=z9hG4bKbye",
+    );
+    h.out.clear();
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(9000),
+        msg: bye,
+    });
+    h.response(200);
+    assert_eq!(h.request(Method::Bye).leg, LegId::Teams);
 }
