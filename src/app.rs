@@ -25,9 +25,9 @@ use tokio::task::JoinHandle;
 use self::answers::IdentityTemplate;
 use self::pingers::start_pingers;
 use self::responses::{spawn_response_sender, AnswerFailures};
-use self::sip_core::{AppMetrics, SipCore, SourceFilter};
+use self::sip_core::{AppMetrics, SipCore};
 
-use crate::config::{mapping, Loaded, SourceAcl};
+use crate::config::{mapping, Loaded};
 use crate::ops::{OpsServer, ProcessMetrics, Readiness};
 use crate::transaction::{TransactionLayer, TransactionMetrics};
 use crate::transport::{Transport, TransportHandle};
@@ -156,17 +156,9 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         ),
         commands_tx: commands_tx.clone(),
         calls,
+        metrics: AppMetrics::register(&registry)?,
     };
-    let filter = SourceFilter {
-        acl: SourceAcl::new(config),
-        rejected: AppMetrics::register(&registry)?.rejected_requests,
-    };
-    let mut tasks = vec![tokio::spawn(core.run(
-        inbound,
-        commands_rx,
-        call_events,
-        filter,
-    ))];
+    let mut tasks = vec![tokio::spawn(core.run(inbound, commands_rx, call_events))];
     tasks.extend(start_pingers(
         config,
         &identity,

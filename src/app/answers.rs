@@ -4,18 +4,18 @@
 use bytes::Bytes;
 
 use crate::config::Loaded;
-use crate::health::{self, SbcIdentity, SipTransport};
+use crate::health::{self, ProductHeaders, SbcIdentity, SipTransport};
 use crate::sip::{HeaderName, Message, ResponseBuilder};
 use crate::transaction::new_tag;
-use crate::transport::{Source, TransportHandle, TransportKind};
+use crate::transport::{Peer, Source, TransportHandle, TransportKind};
 
 /// What goes into Contact / X-MS-SBC of our answers, per listener.
 #[derive(Clone)]
 pub(super) struct IdentityTemplate {
     base_fqdn: String,
     tenant_fqdns: Vec<String>,
-    vendor: String,
-    model: String,
+    microsoft: ProductHeaders,
+    carrier: ProductHeaders,
     signaling_port: u16,
     /// First listener port of each transport, for Contact of pings sent over it.
     ports: Vec<(TransportKind, u16)>,
@@ -37,21 +37,29 @@ impl IdentityTemplate {
                 .iter()
                 .map(|t| t.fqdn.clone())
                 .collect(),
-            vendor: loaded.config.sbc.vendor.clone(),
-            model: loaded.config.sbc.model.clone(),
+            microsoft: loaded.microsoft_product(),
+            carrier: loaded.carrier_product(),
             signaling_port: loaded.config.sbc.sip_signaling_port,
             ports,
         }
     }
 
-    pub(super) fn make(&self, fqdn: &str, port: u16, transport: SipTransport) -> SbcIdentity {
+    pub(super) fn make(
+        &self,
+        fqdn: &str,
+        port: u16,
+        transport: SipTransport,
+        to_microsoft: bool,
+    ) -> SbcIdentity {
         SbcIdentity {
             fqdn: fqdn.to_string(),
             port,
             transport,
-            vendor: self.vendor.clone(),
-            model: self.model.clone(),
-            version: env!("CARGO_PKG_VERSION").to_string(),
+            product: if to_microsoft {
+                self.microsoft.clone()
+            } else {
+                self.carrier.clone()
+            },
         }
     }
 
@@ -70,11 +78,17 @@ impl IdentityTemplate {
                     .cloned()
             })
             .unwrap_or_else(|| self.base_fqdn.clone());
-        self.make(&fqdn, source.local.port(), sip_transport(source.kind))
+        self.make(
+            &fqdn,
+            source.local.port(),
+            sip_transport(source.kind),
+            source.peer == Some(Peer::Microsoft),
+        )
     }
 
-    /// Identity for pings sent over `kind`: TLS uses the SipSignalingPort Teams knows.
-    pub(super) fn for_ping(&self, kind: TransportKind) -> SbcIdentity {
+    /// Identity for pings sent over `kind` to Microsoft or a carrier: TLS uses the
+    /// SipSignalingPort Teams knows.
+    pub(super) fn for_ping(&self, kind: TransportKind, to_microsoft: bool) -> SbcIdentity {
         let port = if kind == TransportKind::Tls {
             self.signaling_port
         } else {
@@ -84,7 +98,7 @@ impl IdentityTemplate {
                 .map(|(_, p)| *p)
                 .unwrap_or(kind.default_port())
         };
-        self.make(&self.base_fqdn, port, sip_transport(kind))
+        self.make(&self.base_fqdn, port, sip_transport(kind), to_microsoft)
     }
 }
 
@@ -104,7 +118,7 @@ pub(super) fn transport_of(kind: SipTransport) -> TransportKind {
     }
 }
 
-/// A final response with a To tag, X-MS-SBC and Server (row 59).
+/// A final response with a To tag and the product headers for the peer (row 59).
 pub(super) fn final_response(
     request: &Message,
     status: u16,
@@ -134,7 +148,5 @@ pub(super) fn response_builder(
     if !has_tag {
         builder = builder.to_tag(&new_tag());
     }
-    builder
-        .header(&HeaderName::XMsSbc, id.x_ms_sbc().as_bytes())
-        .header(&HeaderName::Server, id.product().as_bytes())
+    id.product.to_response(builder)
 }

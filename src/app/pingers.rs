@@ -98,7 +98,7 @@ pub(super) fn start_pingers(
     });
     let mut tasks = Vec::new();
     for peer in peers {
-        let local = identity.for_ping(transport_of(peer.target.transport));
+        let local = identity.for_ping(transport_of(peer.target.transport), peer.is_teams);
         let name = peer.target.name.clone();
         if peer.is_teams {
             readiness.add_teams_proxy(&name);

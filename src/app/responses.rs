@@ -63,7 +63,7 @@ impl AnswerFailures {
     /// Count and (rate-limited) log a dropped answer, and let its transaction know.
     pub(super) fn drop_answer(&self, reason: &'static str, id: Option<TxId>, remote: SocketAddr) {
         self.dropped.with_label_values(&[reason]).inc();
-        if let Some(suppressed) = DROPPED_LOG.check(reason, Instant::now()) {
+        if let Some(suppressed) = DROPPED_LOG.check(&reason, Instant::now()) {
             tracing::warn!(reason, %remote, suppressed, "SIP response dropped");
         }
         self.report_failure(id);
@@ -276,6 +276,7 @@ mod tests {
                 local: udp_local,
                 remote: SocketAddr::from((Ipv4Addr::LOCALHOST, 20_000 + i as u16)),
                 connection: None,
+                peer: None,
             };
             queue.push((None, source, response("TCP", trap_addr, &format!("t{i}"))));
         }
@@ -295,6 +296,7 @@ mod tests {
             local: udp_local,
             remote: client_addr,
             connection: None,
+            peer: None,
         };
         queue.push((None, source, response("UDP", client_addr, "udp")));
         let mut buf = vec![0u8; 4096];

@@ -9,13 +9,11 @@ use tokio::sync::{mpsc, oneshot};
 
 use super::answers::{final_response, with_allow, IdentityTemplate};
 use super::responses::AnswerQueue;
-use crate::config::SourceAcl;
 pub(super) use crate::dispatch::Route;
 use crate::dispatch::{DispatchEvents, Dispatcher};
 use crate::health::{self, PingOutcome};
-use crate::ops::RateLimitedLog;
 use crate::sip::{Message, Method};
-use crate::transaction::{Output, TransactionLayer, TuEvent, TxId};
+use crate::transaction::{Output, Payer, TransactionLayer, TuEvent, TxId};
 use crate::transport::{Destination, Inbound, Source, TransportHandle};
 
 pub(super) enum Command {
@@ -47,36 +45,6 @@ impl AppMetrics {
     }
 }
 
-pub(super) static REJECTED_SOURCE_LOG: RateLimitedLog =
-    RateLimitedLog::new(std::time::Duration::from_secs(60));
-
-/// Requests only from Microsoft's ranges or a configured carrier trunk (row 11); anything
-/// else (scanners, strangers) is dropped without an answer.
-pub(super) struct SourceFilter {
-    pub(super) acl: SourceAcl,
-    pub(super) rejected: prometheus::IntCounterVec,
-}
-
-impl SourceFilter {
-    pub(super) fn admits(&self, message: &Message, source: &Source) -> bool {
-        if !message.is_request() || self.acl.classify(source.remote.ip()).is_some() {
-            return true;
-        }
-        self.rejected
-            .with_label_values(&["source_not_allowed"])
-            .inc();
-        let key = source.remote.ip().to_string();
-        if let Some(suppressed) = REJECTED_SOURCE_LOG.check(&key, Instant::now()) {
-            tracing::warn!(
-                source = %source.remote,
-                suppressed,
-                "request from a source that is neither Microsoft nor a carrier trunk dropped"
-            );
-        }
-        false
-    }
-}
-
 pub(super) struct SipCore {
     pub(super) layer: TransactionLayer<Route>,
     pub(super) transport: TransportHandle,
@@ -86,6 +54,7 @@ pub(super) struct SipCore {
     pub(super) commands_tx: mpsc::Sender<Command>,
     /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
     pub(super) calls: Dispatcher,
+    pub(super) metrics: AppMetrics,
 }
 
 impl SipCore {
@@ -94,7 +63,6 @@ impl SipCore {
         mut inbound: mpsc::Receiver<Inbound>,
         mut commands: mpsc::Receiver<Command>,
         mut call_events: DispatchEvents,
-        filter: SourceFilter,
     ) {
         loop {
             let deadline = match (self.layer.poll_timeout(), self.calls.poll_timeout()) {
@@ -109,11 +77,7 @@ impl SipCore {
             };
             tokio::select! {
                 received = inbound.recv() => match received {
-                    Some(Inbound { message, source }) => {
-                        if filter.admits(&message, &source) {
-                            self.layer.on_incoming(Instant::now(), message, Route::Back(source));
-                        }
-                    }
+                    Some(Inbound { message, source }) => self.on_inbound(message, source),
                     None => return,
                 },
                 Some(command) = commands.recv() => self.on_command(command),
@@ -128,6 +92,33 @@ impl SipCore {
             }
             self.drain();
         }
+    }
+
+    /// A message from an identified peer (the transport dropped strangers before parsing).
+    pub(super) fn on_inbound(&mut self, message: Message, source: Source) {
+        let Some(peer) = source.peer else {
+            // Only a transport run without peer rules delivers these; nobody to talk to.
+            self.metrics
+                .rejected_requests
+                .with_label_values(&["unidentified_peer"])
+                .inc();
+            return;
+        };
+        let out_of_dialog = message
+            .to()
+            .ok()
+            .is_some_and(|to| to.param("tag").is_none());
+        if message.method() == Some(&Method::Options) && out_of_dialog {
+            // Health checks keep no transaction: a retransmission just gets another 200, and
+            // an OPTIONS flood costs one answer each, never table space.
+            let identity = self.identity.for_request(&message, &source);
+            let response = health::options_response(&message, &identity);
+            self.responses.push((None, source, response));
+            return;
+        }
+        let payers = [Payer::Source(source.remote.ip()), Payer::Peer(peer)];
+        self.layer
+            .on_incoming_paid(Instant::now(), message, Route::Back(source), payers);
     }
 
     pub(super) fn on_command(&mut self, command: Command) {

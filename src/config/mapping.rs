@@ -6,7 +6,8 @@ use std::time::Duration;
 use super::{Config, TransportKind};
 use crate::transaction::TransactionSettings;
 use crate::transport::{
-    self, AllowedSources, ListenerSpec, RootStoreSource, TlsSettings, TransportSettings,
+    self, ListenerSpec, MicrosoftRule, PeerRules, RootStoreSource, TlsSettings, TransportSettings,
+    TrunkRule,
 };
 
 /// SIP parser limits.
@@ -36,13 +37,9 @@ pub fn transport_settings(config: &Config) -> TransportSettings {
         (Some(cert), Some(key)) => Some(TlsSettings {
             cert_chain_pem: cert.clone(),
             key_pem: key.clone(),
-            roots: if config.tls.roots == "webpki" {
-                RootStoreSource::WebPki
-            } else {
-                RootStoreSource::PemFile(config.tls.roots.clone().into())
-            },
+            roots: root_store(&config.tls.roots),
             require_client_cert: config.tls.require_client_cert,
-            required_peer_sans: vec![config.tls.teams_peer_san.clone()],
+            required_peer_sans: config.tls.teams_peer_san.clone(),
         }),
         _ => None,
     };
@@ -65,12 +62,55 @@ pub fn transport_settings(config: &Config) -> TransportSettings {
         tls_handshake_timeout: Duration::from_secs(s.tls_handshake_timeout_seconds),
         connect_timeout: Duration::from_secs(s.connect_timeout_seconds),
         max_connection_age: seconds_or_none(s.max_connection_age_seconds),
-        allowed_sources: Some(AllowedSources::new(
-            super::SourceAcl::new(config).networks(),
-        )),
+        peers: Some(peer_rules(config)),
         outbound_bind: config.sbc.bind_address,
         ..TransportSettings::default()
     }
+}
+
+/// `tls.roots`: a built-in set by name, else a PEM file.
+pub fn root_store(roots: &str) -> RootStoreSource {
+    match roots {
+        "microsoft" => RootStoreSource::Microsoft,
+        "webpki" => RootStoreSource::WebPki,
+        path => RootStoreSource::PemFile(path.into()),
+    }
+}
+
+/// Who may speak to the SBC (row 11; rows 4 and 7 for certificates): Microsoft over TLS
+/// from its ranges with one of its names, each trunk over its transports from its networks.
+pub fn peer_rules(config: &Config) -> PeerRules {
+    let microsoft = MicrosoftRule {
+        networks: config.teams.allowed_source_cidrs.clone(),
+        certificate_names: config.tls.teams_peer_san.clone(),
+        plain_tcp_lab: config.teams.lab_plain_tcp,
+    };
+    let trunks = config
+        .carrier_trunks
+        .iter()
+        .map(|t| {
+            let mut networks = t.allowed_source_cidrs.clone();
+            // Validation guarantees a literal address or source networks.
+            let literal = super::validate::check_host_port(&t.address)
+                .ok()
+                .and_then(|(host, _)| host.parse::<std::net::IpAddr>().ok());
+            if let Some(ip) = literal {
+                if !networks.iter().any(|n| n.contains(&ip)) {
+                    networks.push(ipnet::IpNet::from(ip));
+                }
+            }
+            TrunkRule {
+                networks,
+                transports: t
+                    .inbound_transports()
+                    .into_iter()
+                    .map(transport_kind)
+                    .collect(),
+                certificate_name: t.tls_peer_name.clone(),
+            }
+        })
+        .collect();
+    PeerRules::new(microsoft, trunks)
 }
 
 pub fn transaction_settings(config: &Config) -> TransactionSettings {
@@ -79,6 +119,8 @@ pub fn transaction_settings(config: &Config) -> TransactionSettings {
         t2: Duration::from_millis(config.sip.t2_ms),
         t4: Duration::from_millis(config.sip.t4_ms),
         max_transactions: config.sip.max_transactions,
+        max_transactions_per_source: config.sip.max_transactions_per_source,
+        max_transactions_per_peer: config.sip.max_transactions_per_peer,
         ..TransactionSettings::default()
     }
 }

@@ -5,7 +5,6 @@
 //! trunk named "foo"`. Other modules never see this type; [`mapping`] turns it into their own
 //! settings structs.
 
-pub mod acl;
 mod certcheck;
 mod locate;
 pub mod mapping;
@@ -16,7 +15,6 @@ mod validate;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-pub use acl::{SourceAcl, SourcePeer};
 pub use numbers::NumberBlock;
 pub use schema::*;
 
@@ -77,14 +75,18 @@ pub struct Loaded {
 }
 
 impl Loaded {
-    /// `X-MS-SBC` value: `vendor/model/version` (row 59).
-    pub fn x_ms_sbc(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.config.sbc.vendor,
-            self.config.sbc.model,
-            env!("CARGO_PKG_VERSION")
+    /// `X-MS-SBC: vendor/model/version` towards Microsoft (row 59).
+    pub fn microsoft_product(&self) -> crate::health::ProductHeaders {
+        crate::health::ProductHeaders::microsoft(
+            &self.config.sbc.vendor,
+            &self.config.sbc.model,
+            env!("CARGO_PKG_VERSION"),
         )
+    }
+
+    /// `Server` / `User-Agent` towards carriers: only what the operator configured.
+    pub fn carrier_product(&self) -> crate::health::ProductHeaders {
+        crate::health::ProductHeaders::carrier(self.config.sbc.carrier_user_agent.as_deref())
     }
 
     /// The tenant owning `number` (E.164, `+` optional), if any.
@@ -169,7 +171,7 @@ fn resolve_paths(config: &mut Config, base_dir: &Path) {
     if let Some(p) = config.tls.private_key.as_mut() {
         resolve(p);
     }
-    if config.tls.roots != "webpki" {
+    if !["microsoft", "webpki"].contains(&config.tls.roots.as_str()) {
         let mut p = PathBuf::from(&config.tls.roots);
         resolve(&mut p);
         config.tls.roots = p.display().to_string();

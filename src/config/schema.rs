@@ -44,6 +44,10 @@ pub struct SbcSection {
     /// Second part of `X-MS-SBC`.
     #[serde(default = "default_model")]
     pub model: String,
+    /// `Server` / `User-Agent` text towards carrier trunks; unset: none, so nothing on the
+    /// carrier side tells the product or its version (Microsoft gets `X-MS-SBC` only).
+    #[serde(default)]
+    pub carrier_user_agent: Option<String>,
     /// The public address the FQDNs resolve to (the SBC may sit behind NAT).
     #[serde(default)]
     pub public_address: Option<IpAddr>,
@@ -75,6 +79,14 @@ pub struct SipSection {
     /// Upper bound of concurrent transactions; new requests beyond it get 503.
     #[serde(default = "default_max_transactions")]
     pub max_transactions: usize,
+    /// Live server transactions one source address may hold; beyond it its new requests get
+    /// 503 while other senders are served.
+    #[serde(default = "default_max_transactions_per_source")]
+    pub max_transactions_per_source: usize,
+    /// Live server transactions one peer (Microsoft, or one carrier trunk over all its
+    /// addresses) may hold.
+    #[serde(default = "default_max_transactions_per_peer")]
+    pub max_transactions_per_peer: usize,
     /// Inbound TCP/TLS connections accepted from one source IP.
     #[serde(default = "default_max_connections_per_ip")]
     pub max_connections_per_ip: usize,
@@ -110,6 +122,8 @@ impl Default for SipSection {
             t2_ms: default_t2_ms(),
             t4_ms: default_t4_ms(),
             max_transactions: default_max_transactions(),
+            max_transactions_per_source: default_max_transactions_per_source(),
+            max_transactions_per_peer: default_max_transactions_per_peer(),
             max_connections_per_ip: default_max_connections_per_ip(),
             max_connections: default_max_connections(),
             idle_timeout_seconds: default_idle_timeout(),
@@ -131,15 +145,34 @@ pub struct TlsSection {
     /// PEM file: private key of the leaf (PKCS#8, PKCS#1 or SEC1).
     #[serde(default)]
     pub private_key: Option<PathBuf>,
-    /// Trust anchors for Microsoft's certificate: "webpki" (Mozilla roots) or a PEM file path.
+    /// Trust anchors for every TLS peer: "microsoft" (the roots Microsoft names for Direct
+    /// Routing, built in), "webpki" (Mozilla's roots) or a PEM file path.
     #[serde(default = "default_roots")]
     pub roots: String,
     /// Demand a client certificate from peers connecting to our TLS listener (mutual TLS).
     #[serde(default = "default_true")]
     pub require_client_cert: bool,
-    /// Name Microsoft's certificate must carry (row 7).
-    #[serde(default = "default_teams_peer_san")]
-    pub teams_peer_san: String,
+    /// Names one of which Microsoft's certificate must be valid for, on the connections it
+    /// opens and on ours (row 7); a string or a list.
+    #[serde(
+        default = "default_teams_peer_san",
+        deserialize_with = "one_or_many_names"
+    )]
+    pub teams_peer_san: Vec<String>,
+}
+
+/// `"name"` or `["name", ...]`.
+fn one_or_many_names<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Vec<String>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum OneOrMany {
+        One(String),
+        Many(Vec<String>),
+    }
+    Ok(match OneOrMany::deserialize(d)? {
+        OneOrMany::One(name) => vec![name],
+        OneOrMany::Many(names) => names,
+    })
 }
 
 impl Default for TlsSection {
@@ -273,6 +306,10 @@ pub struct TeamsSection {
     /// Source ranges Microsoft may connect from (row 11).
     #[serde(default = "default_teams_cidrs")]
     pub allowed_source_cidrs: Vec<IpNet>,
+    /// LAB ONLY, insecure: plain TCP from `allowed_source_cidrs` is taken as Microsoft, for
+    /// stand-ins that cannot speak TLS (SIPp). Required by a proxy with `transport = "tcp"`.
+    #[serde(default)]
+    pub lab_plain_tcp: bool,
     /// Session interval (RFC 4028 `Session-Expires`) the SBC offers in its INVITEs, on both
     /// legs; at least 1800 s (row 42). Intervals the peers choose are honoured as sent.
     #[serde(default = "default_session_expires")]
@@ -290,6 +327,7 @@ impl Default for TeamsSection {
             forward_pai: false,
             media_bypass: false,
             allowed_source_cidrs: default_teams_cidrs(),
+            lab_plain_tcp: false,
             session_expires_seconds: default_session_expires(),
         }
     }
@@ -335,9 +373,19 @@ pub struct CarrierTrunk {
     pub address: String,
     #[serde(default = "default_udp")]
     pub transport: TransportKind,
-    /// Sources accepted as this trunk; empty = the IP of `address` (must then be a literal IP).
+    /// Sources accepted as this trunk, besides the IP of `address` when that is a literal
+    /// (required when it is a host name).
     #[serde(default)]
     pub allowed_source_cidrs: Vec<IpNet>,
+    /// Transports this trunk may send over; default: UDP and TCP for a `udp` or `tcp` trunk
+    /// (RFC 3261 §18.1.1 moves large requests to TCP), TLS for a `tls` trunk.
+    #[serde(default)]
+    pub inbound_transports: Option<Vec<TransportKind>>,
+    /// TLS trunks: a name the carrier's certificate must be valid for (as client and as
+    /// server); unset: any certificate chaining to `tls.roots`, or none when
+    /// `tls.require_client_cert` is false.
+    #[serde(default)]
+    pub tls_peer_name: Option<String>,
     #[serde(default)]
     pub max_concurrent_calls: Option<u32>,
     #[serde(default)]
@@ -374,6 +422,17 @@ pub struct CarrierTrunk {
     /// send them to Teams as RFC 4733 events, which Teams requires (row 48). Default on.
     #[serde(default = "default_true")]
     pub inband_dtmf: bool,
+}
+
+impl CarrierTrunk {
+    /// The transports this trunk's requests may arrive over.
+    pub fn inbound_transports(&self) -> Vec<TransportKind> {
+        match (&self.inbound_transports, self.transport) {
+            (Some(list), _) => list.clone(),
+            (None, TransportKind::Tls) => vec![TransportKind::Tls],
+            (None, _) => vec![TransportKind::Udp, TransportKind::Tcp],
+        }
+    }
 }
 
 /// `q850_486_cause = 17` or `"strip"` / `"pass"`.
@@ -549,6 +608,12 @@ fn default_t2_ms() -> u64 {
 fn default_t4_ms() -> u64 {
     5000
 }
+fn default_max_transactions_per_source() -> usize {
+    crate::transaction::TransactionSettings::default().max_transactions_per_source
+}
+fn default_max_transactions_per_peer() -> usize {
+    crate::transaction::TransactionSettings::default().max_transactions_per_peer
+}
 fn default_max_transactions() -> usize {
     100_000
 }
@@ -577,13 +642,22 @@ fn default_max_connection_age() -> u64 {
     3600
 }
 fn default_roots() -> String {
-    "webpki".to_string()
+    "microsoft".to_string()
 }
 fn default_true() -> bool {
     true
 }
-fn default_teams_peer_san() -> String {
-    "sip.pstnhub.microsoft.com".to_string()
+/// Microsoft's Direct Routing proxy names (commercial and GCC); GCC High and DoD configure
+/// their own (`sip.pstnhub.gov.teams.microsoft.us`, `sip.pstnhub.dod.teams.microsoft.us`).
+pub const MICROSOFT_PEER_NAMES: [&str; 4] = [
+    "sip.pstnhub.microsoft.com",
+    "sip2.pstnhub.microsoft.com",
+    "sip3.pstnhub.microsoft.com",
+    "sip-all.pstnhub.microsoft.com",
+];
+
+fn default_teams_peer_san() -> Vec<String> {
+    MICROSOFT_PEER_NAMES.iter().map(|n| n.to_string()).collect()
 }
 fn default_tls() -> TransportKind {
     TransportKind::Tls

@@ -82,9 +82,12 @@ fn good_config_loads_with_defaults() {
     let c = &loaded.config;
     assert_eq!(c.sbc.sip_signaling_port, 5061);
     assert_eq!(c.sip.max_message_bytes, 65536);
-    assert_eq!(c.tls.roots, "webpki");
+    assert_eq!(c.tls.roots, "microsoft");
     assert!(c.tls.require_client_cert);
-    assert_eq!(c.tls.teams_peer_san, "sip.pstnhub.microsoft.com");
+    assert_eq!(
+        c.tls.teams_peer_san,
+        crate::config::schema::MICROSOFT_PEER_NAMES
+    );
     assert_eq!(c.teams.proxies.len(), 3);
     assert_eq!(
         c.teams.proxies[0].address(),
@@ -101,7 +104,11 @@ fn good_config_loads_with_defaults() {
         c.tls.cert_chain.as_deref(),
         Some(Path::new("/etc/sbc/certs/sbc.pem"))
     );
-    assert!(loaded.x_ms_sbc().starts_with("Example/SBC/"));
+    assert!(loaded
+        .microsoft_product()
+        .x_ms_sbc
+        .is_some_and(|v| v.starts_with("Example/SBC/")));
+    assert_eq!(loaded.carrier_product().server, None);
     assert!(loaded.warnings.is_empty(), "{:?}", loaded.warnings);
 }
 
@@ -326,7 +333,7 @@ fn failover_codes_must_be_failures() {
 fn teams_proxies_override_with_transport() {
     let text = GOOD.replacen(
         "[media.carrier]",
-        "[teams]\nproxies = [\"127.0.0.1:15061\", { address = \"127.0.0.1:15062\", transport = \"tcp\" }]\n\n[media.carrier]",
+        "[teams]\nlab_plain_tcp = true\nproxies = [\"127.0.0.1:15061\", { address = \"127.0.0.1:15062\", transport = \"tcp\" }]\n\n[media.carrier]",
         1,
     );
     let loaded = parse(&text).unwrap();
@@ -475,8 +482,11 @@ fn maps_to_module_settings() {
     assert_eq!(t.listeners[1].kind, crate::transport::TransportKind::Tls);
     assert_eq!(t.listeners[1].bind, "127.0.0.1:5061".parse().unwrap());
     let tls = t.tls.unwrap();
-    assert_eq!(tls.required_peer_sans, vec!["sip.pstnhub.microsoft.com"]);
-    assert_eq!(tls.roots, crate::transport::RootStoreSource::WebPki);
+    assert_eq!(
+        tls.required_peer_sans,
+        crate::config::schema::MICROSOFT_PEER_NAMES
+    );
+    assert_eq!(tls.roots, crate::transport::RootStoreSource::Microsoft);
     assert!(tls.require_client_cert);
     assert_eq!(t.limits.max_message_bytes, 65536);
     assert_eq!(t.idle_timeout, std::time::Duration::from_secs(180));
@@ -515,14 +525,15 @@ fn transport_timeouts_validated() {
 }
 
 #[test]
-fn row11_source_acl_admits_all_microsoft_ranges_and_trunks() {
+fn row11_peer_rules_hold_every_microsoft_range_and_each_trunk() {
+    use crate::transport::{Peer, TransportKind as Kind};
     let text = GOOD.replacen(
         "address = \"127.0.0.1:5070\"",
         "address = \"127.0.0.1:5070\"\n\n[[carrier_trunk]]\nname = \"second\"\naddress = \"pstn2.example:5060\"\nallowed_source_cidrs = [\"198.51.100.0/28\"]",
         1,
     );
     let loaded = parse(&text).unwrap();
-    let acl = SourceAcl::new(&loaded.config);
+    let rules = mapping::peer_rules(&loaded.config);
     let ip = |s: &str| s.parse::<std::net::IpAddr>().unwrap();
     for teams in [
         "52.112.0.0",
@@ -531,21 +542,49 @@ fn row11_source_acl_admits_all_microsoft_ranges_and_trunks() {
         "52.123.255.255",
         "::ffff:52.114.1.1",
     ] {
-        assert_eq!(acl.classify(ip(teams)), Some(SourcePeer::Teams), "{teams}");
+        assert!(rules.may_be_tls_peer(ip(teams)), "{teams}");
+        assert_eq!(rules.classify_plain(Kind::Udp, ip(teams)), None, "{teams}");
     }
     for outside in ["52.111.255.255", "52.124.0.0", "10.0.0.1", "::1"] {
-        assert_eq!(acl.classify(ip(outside)), None, "{outside}");
+        assert!(!rules.may_be_tls_peer(ip(outside)), "{outside}");
+        assert_eq!(rules.classify_plain(Kind::Udp, ip(outside)), None);
     }
+    let trunk = |i: usize| {
+        Some(Peer::Carrier(
+            crate::transport::TrunkId::from_index(i).unwrap(),
+        ))
+    };
+    assert_eq!(rules.classify_plain(Kind::Udp, ip("127.0.0.1")), trunk(0));
     assert_eq!(
-        acl.classify(ip("127.0.0.1")),
-        Some(SourcePeer::CarrierTrunk(0))
+        rules.classify_plain(Kind::Tcp, ip("127.0.0.1")),
+        trunk(0),
+        "a UDP trunk may move a large request to TCP"
     );
-    assert_eq!(acl.classify(ip("127.0.0.2")), None);
+    assert_eq!(rules.classify_plain(Kind::Udp, ip("127.0.0.2")), None);
     assert_eq!(
-        acl.classify(ip("198.51.100.15")),
-        Some(SourcePeer::CarrierTrunk(1))
+        rules.classify_plain(Kind::Udp, ip("198.51.100.15")),
+        trunk(1)
     );
-    assert_eq!(acl.classify(ip("198.51.100.16")), None);
+    assert_eq!(rules.classify_plain(Kind::Udp, ip("198.51.100.16")), None);
+}
+
+#[test]
+fn lab_plain_tcp_to_microsoft_must_be_asked_for() {
+    let text = format!(
+        "{GOOD}\n[teams]\nproxies = [{{ address = \"127.0.0.3:5060\", transport = \"tcp\" }}]\n"
+    );
+    let e = parse(&text).unwrap_err().0;
+    assert_error(&e, "teams.proxies[0].transport", "lab_plain_tcp");
+    let lab = text.replacen("[teams]", "[teams]\nlab_plain_tcp = true", 1);
+    let loaded = parse(&lab).unwrap();
+    assert!(
+        loaded
+            .warnings
+            .iter()
+            .any(|w| w.to_string().contains("teams.lab_plain_tcp")),
+        "{:?}",
+        loaded.warnings
+    );
 }
 
 #[test]
@@ -606,21 +645,20 @@ fn typo_in_proxy_table_names_the_field() {
     assert!(e[0].message.contains("host:port"), "{}", e[0]);
 }
 
-/// Row 11: the transport's source allow-list is Microsoft's ranges plus every trunk's
-/// networks (here the trunk's address, having no allowed_source_cidrs).
+/// Row 11: the transport hears exactly the peers of the configuration.
 #[test]
-fn transport_allowed_sources_are_the_source_acl() {
+fn transport_peers_are_the_configured_peers() {
     let loaded = parse(GOOD).unwrap();
-    let allowed = mapping::transport_settings(&loaded.config)
-        .allowed_sources
-        .unwrap();
-    assert!(
-        allowed.admits("52.114.1.1".parse().unwrap()),
-        "Microsoft range"
-    );
-    assert!(allowed.admits("127.0.0.1".parse().unwrap()), "the trunk");
-    assert!(!allowed.admits("127.0.0.2".parse().unwrap()));
-    assert!(!allowed.admits("198.51.100.7".parse().unwrap()));
+    let peers = mapping::transport_settings(&loaded.config).peers.unwrap();
+    assert_eq!(peers, mapping::peer_rules(&loaded.config));
+    assert!(peers.may_be_tls_peer("52.114.1.1".parse().unwrap()));
+    let udp = crate::transport::TransportKind::Udp;
+    assert!(peers
+        .classify_plain(udp, "127.0.0.1".parse().unwrap())
+        .is_some());
+    assert!(peers
+        .classify_plain(udp, "127.0.0.2".parse().unwrap())
+        .is_none());
 }
 
 #[test]

@@ -172,6 +172,17 @@ fn sip(s: &SipSection, r: &mut Report) {
     if !(1..=60_000).contains(&s.t4_ms) {
         r.error("sip.t4_ms", "must be 1..=60000");
     }
+    for (field, value) in [
+        (
+            "sip.max_transactions_per_source",
+            s.max_transactions_per_source,
+        ),
+        ("sip.max_transactions_per_peer", s.max_transactions_per_peer),
+    ] {
+        if value == 0 {
+            r.error(field, "must be at least 1");
+        }
+    }
     if s.max_transactions == 0 {
         r.error("sip.max_transactions", "must be at least 1");
     }
@@ -256,14 +267,31 @@ fn tls(config: &Config, check_files: bool, r: &mut Report) {
             _ => {}
         }
     }
-    if t.roots != "webpki" && check_files && !std::path::Path::new(&t.roots).is_file() {
+    let roots = super::mapping::root_store(&t.roots);
+    let roots_readable = match &roots {
+        crate::transport::RootStoreSource::PemFile(path) => !check_files || path.is_file(),
+        _ => true,
+    };
+    if !roots_readable {
         r.error(
             "tls.roots",
             format!(
-                "must be \"webpki\" or an existing PEM file; {} not found",
+                "must be \"microsoft\", \"webpki\" or an existing PEM file; {} not found",
                 t.roots
             ),
         );
+    } else if check_files {
+        match crate::transport::missing_microsoft_roots(&roots) {
+            Ok(missing) if !missing.is_empty() => r.warn(
+                "tls.roots",
+                format!(
+                    "lacks roots Microsoft's proxies chain to (rows 7, 11): {}",
+                    missing.join(", ")
+                ),
+            ),
+            Ok(_) => {}
+            Err(e) => r.error("tls.roots", e.to_string()),
+        }
     }
     if let (true, Some(cert), Some(key)) = (check_files, &t.cert_chain, &t.private_key) {
         if cert.is_file() && key.is_file() {
@@ -282,8 +310,16 @@ fn tls(config: &Config, check_files: bool, r: &mut Report) {
             }
         }
     }
-    if let Err(e) = check_dns_name(&t.teams_peer_san) {
-        r.error("tls.teams_peer_san", e);
+    if t.teams_peer_san.is_empty() {
+        r.error(
+            "tls.teams_peer_san",
+            "at least one name Microsoft's certificate carries is required",
+        );
+    }
+    for (i, name) in t.teams_peer_san.iter().enumerate() {
+        if let Err(e) = check_dns_name(name) {
+            r.error(&format!("tls.teams_peer_san[{i}]"), e);
+        }
     }
     if !t.require_client_cert {
         r.warn(
@@ -363,12 +399,19 @@ fn teams(config: &Config, r: &mut Report) {
                 &format!("teams.proxies[{i}].transport"),
                 "Microsoft speaks TLS (tcp is allowed for tests only); udp is not",
             );
-        } else if p.transport() == TransportKind::Tcp {
-            r.warn(
+        } else if p.transport() == TransportKind::Tcp && !t.lab_plain_tcp {
+            r.error(
                 &format!("teams.proxies[{i}].transport"),
-                "tcp is for tests only; Microsoft accepts TLS only",
+                "tcp is for labs only and needs teams.lab_plain_tcp = true; Microsoft speaks TLS",
             );
         }
+    }
+    if t.lab_plain_tcp {
+        r.warn(
+            "teams.lab_plain_tcp",
+            "LAB ONLY: plain TCP from teams.allowed_source_cidrs is taken as Microsoft; \
+             anyone able to send from those addresses can place calls",
+        );
     }
     if !(1..=180).contains(&t.options_interval_seconds) {
         r.error(
@@ -488,6 +531,23 @@ fn trunks(list: &[CarrierTrunk], r: &mut Report) {
                         "required when address is a host name (which sources are this trunk?)",
                     );
                 }
+            }
+        }
+        let inbound = t.inbound_transports();
+        if inbound.is_empty() {
+            r.error(
+                &f("inbound_transports"),
+                "at least one transport is required",
+            );
+        }
+        if let Some(name) = &t.tls_peer_name {
+            if let Err(e) = check_dns_name(name) {
+                r.error(&f("tls_peer_name"), e);
+            } else if !inbound.contains(&TransportKind::Tls) && t.transport != TransportKind::Tls {
+                r.error(
+                    &f("tls_peer_name"),
+                    "only meaningful for a trunk that uses TLS",
+                );
             }
         }
         if t.max_concurrent_calls == Some(0) {

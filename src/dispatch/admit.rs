@@ -17,7 +17,7 @@ use crate::routing::{AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyI
 use crate::sdp::{CodecList, IceCredentials};
 use crate::sip::{HeaderName, Message, Uri};
 use crate::transaction::TxId;
-use crate::transport::{Source, TransportKind};
+use crate::transport::{Peer, Source, TransportKind};
 
 /// The pieces of a new call decided by routing.
 struct NewCall {
@@ -27,6 +27,10 @@ struct NewCall {
     labels: CallLabels,
     proxies: Vec<ProxyId>,
     carrier_targets: Vec<CarrierTarget>,
+    /// The trunk of each of `carrier_targets`.
+    carrier_target_trunks: Vec<TrunkId>,
+    /// Who may speak in the carrier leg's dialogs (the calling trunk, or the first hop).
+    carrier_owner: Peer,
     guard: AdmitGuard,
     from_leg: LegId,
 }
@@ -40,12 +44,10 @@ impl Dispatcher {
         msg: Message,
         from: Source,
     ) {
-        if self.settings.is_teams_source(from.remote.ip()) {
-            self.new_from_teams(now, layer, tx, msg, from);
-            return;
-        }
-        match self.routing.trunk_for_source(from.remote.ip()) {
-            Some(trunk) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+        // The transport decided who sent it (transport, certificate and address together).
+        match from.peer {
+            Some(Peer::Microsoft) => self.new_from_teams(now, layer, tx, msg, from),
+            Some(Peer::Carrier(trunk)) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
             None => self.reply(
                 now,
                 layer,
@@ -53,6 +55,7 @@ impl Dispatcher {
                 &msg,
                 403,
                 "Forbidden (unknown source)",
+                None,
                 None,
             ),
         }
@@ -74,7 +77,16 @@ impl Dispatcher {
             Ok(route) => route,
             Err(miss) => {
                 tracing::info!(?miss, "PSTN call without a tenant");
-                self.reply(now, layer, tx, &msg, miss.sip_status(), "Not Found", None);
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    miss.sip_status(),
+                    "Not Found",
+                    None,
+                    from.peer,
+                );
                 return;
             }
         };
@@ -83,12 +95,30 @@ impl Dispatcher {
             Err(rejection) => {
                 self.metrics.rejected(&rejection);
                 let retry = Some(rejection.retry_after_secs);
-                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    503,
+                    "Service Unavailable",
+                    retry,
+                    from.peer,
+                );
                 return;
             }
         };
         let Some(tenant) = routing.tenant(route.tenant) else {
-            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                500,
+                "Server Internal Error",
+                None,
+                from.peer,
+            );
             return;
         };
         let proxies: Vec<_> = routing
@@ -112,7 +142,7 @@ impl Dispatcher {
             callee: route.called_e164.clone(),
         };
         let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
-        let teams = self.teams_leg(&tenant.fqdn, proxy_targets);
+        let teams = self.teams_leg(&tenant.fqdn, proxy_targets, Some(trunk));
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
         let parts = NewCall {
             carrier,
@@ -121,6 +151,8 @@ impl Dispatcher {
             labels,
             proxies,
             carrier_targets: Vec::new(),
+            carrier_target_trunks: Vec::new(),
+            carrier_owner: Peer::Carrier(trunk),
             guard,
             from_leg: LegId::Carrier,
         };
@@ -155,7 +187,16 @@ impl Dispatcher {
                         "Forbidden (calling number not assigned to the tenant)"
                     }
                 };
-                self.reply(now, layer, tx, &msg, miss.sip_status(), reason, None);
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    miss.sip_status(),
+                    reason,
+                    None,
+                    from.peer,
+                );
                 return;
             }
         };
@@ -168,6 +209,7 @@ impl Dispatcher {
                 503,
                 "Service Unavailable (no trunk)",
                 None,
+                from.peer,
             );
             return;
         };
@@ -176,27 +218,51 @@ impl Dispatcher {
             Err(rejection) => {
                 self.metrics.rejected(&rejection);
                 let retry = Some(rejection.retry_after_secs);
-                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", retry);
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    503,
+                    "Service Unavailable",
+                    retry,
+                    from.peer,
+                );
                 return;
             }
         };
         let Some(tenant) = routing.tenant(route.tenant) else {
-            self.reply(now, layer, tx, &msg, 500, "Server Internal Error", None);
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                500,
+                "Server Internal Error",
+                None,
+                from.peer,
+            );
             return;
         };
         let dial = routing.outbound_numbers(trunk, &route);
-        let targets: Vec<CarrierTarget> = route
+        let (targets, target_trunks): (Vec<CarrierTarget>, Vec<TrunkId>) = route
             .trunks
             .trunks()
             .iter()
-            .filter_map(|id| Some((routing.trunk(*id)?, self.settings.trunks.get(id.index()))))
-            .filter_map(|(t, trunk_settings)| {
+            .filter_map(|id| {
+                Some((
+                    *id,
+                    routing.trunk(*id)?,
+                    self.settings.trunks.get(id.index()),
+                ))
+            })
+            .filter_map(|(id, t, trunk_settings)| {
                 let (host, port) = settings::split_host_port(&t.address)?;
                 let host = match host.parse::<IpAddr>() {
                     Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
                     _ => host,
                 };
-                Some(CarrierTarget {
+                let target = CarrierTarget {
                     host,
                     port,
                     transport: settings::kind_of(t.transport),
@@ -206,9 +272,10 @@ impl Dispatcher {
                     to_teams: trunk_settings
                         .map(|s| s.responses.to_teams.clone())
                         .unwrap_or_default(),
-                })
+                };
+                Some((target, id))
             })
-            .collect();
+            .unzip();
         let kind = targets
             .first()
             .map(|t| t.transport)
@@ -224,7 +291,7 @@ impl Dispatcher {
             callee: dial.called,
         };
         let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
-        let teams = self.teams_leg(&tenant.fqdn, Vec::new());
+        let teams = self.teams_leg(&tenant.fqdn, Vec::new(), None);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
         let parts = NewCall {
             carrier,
@@ -233,6 +300,8 @@ impl Dispatcher {
             labels,
             proxies: Vec::new(),
             carrier_targets: targets,
+            carrier_target_trunks: target_trunks,
+            carrier_owner: Peer::Carrier(trunk),
             guard,
             from_leg: LegId::Teams,
         };
@@ -265,7 +334,18 @@ impl Dispatcher {
         }
     }
 
-    fn teams_leg(&self, fqdn: &str, proxies: Vec<ProxyTarget>) -> TeamsLegSetup {
+    /// `calling_trunk`: the trunk that placed a PSTN -> Teams call. Its P-Asserted-Identity
+    /// reaches Teams (`forward_pai`, row 20) only when that trunk is trusted: an untrusted
+    /// carrier could otherwise present any number as verified.
+    fn teams_leg(
+        &self,
+        fqdn: &str,
+        proxies: Vec<ProxyTarget>,
+        calling_trunk: Option<TrunkId>,
+    ) -> TeamsLegSetup {
+        let caller_trusted = calling_trunk
+            .and_then(|t| self.settings.trunks.get(t.index()))
+            .is_some_and(|t| t.trusted);
         TeamsLegSetup {
             tenant_fqdn: fqdn.to_string(),
             sip_port: self.settings.sip_signaling_port,
@@ -273,7 +353,7 @@ impl Dispatcher {
             codecs: self.settings.teams_codecs.clone(),
             ice: self.settings.media_bypass.then(IceCredentials::generate),
             failover_response_codes: self.settings.failover_response_codes.clone(),
-            forward_pai: self.settings.forward_pai,
+            forward_pai: self.settings.forward_pai && caller_trusted,
         }
     }
 
@@ -293,7 +373,16 @@ impl Dispatcher {
             Ok(allocation) => allocation,
             Err(error) => {
                 tracing::warn!(%error, "no media session for a new call");
-                self.reply(now, layer, tx, &msg, 503, "Service Unavailable", Some(1));
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    503,
+                    "Service Unavailable",
+                    Some(1),
+                    from.peer,
+                );
                 return;
             }
         };
@@ -331,6 +420,8 @@ impl Dispatcher {
             routing: self.routing.clone(),
             proxies: parts.proxies,
             carrier_targets: parts.carrier_targets,
+            carrier_target_trunks: parts.carrier_target_trunks,
+            owners: [parts.carrier_owner, Peer::Microsoft],
             flows,
             sent_kinds: [None, None],
             transactions: Vec::new(),

@@ -48,7 +48,7 @@ use crate::routing::{
 };
 use crate::sip::{HeaderName, Message, Method, ResponseBuilder};
 use crate::transaction::{new_tag, Timer, TransactionLayer, TuEvent, TxId};
-use crate::transport::{Destination, Source, TransportKind};
+use crate::transport::{Destination, Peer, Source, TransportKind};
 
 pub use settings::{DispatchSettings, TrunkLegSettings};
 pub use table::CallKey;
@@ -235,10 +235,18 @@ impl Dispatcher {
             }
             TuEvent::Ack { msg, source, .. } => {
                 let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));
+                let Route::Back(from) = source else {
+                    return None;
+                };
                 if let Some((key, leg)) = known {
-                    if let (Route::Back(from), Some(slot)) = (&source, self.table.get_mut(key)) {
-                        slot.set_flow(leg, from.clone());
+                    // An ACK from anyone but the leg's peer is not for this dialog; an ACK
+                    // gets no answer, so it is dropped. The owner's ACK confirms the dialog
+                    // our 2xx set up: what follows goes back its way.
+                    let slot = self.table.get_mut(key)?;
+                    if Some(slot.owner(leg)) != from.peer {
+                        return None;
                     }
+                    slot.set_flow(leg, from);
                     self.feed(now, layer, key, Input::Ack { leg, msg });
                 }
                 None
@@ -374,13 +382,24 @@ impl Dispatcher {
         let method = msg.method().cloned();
         let in_dialog = msg.to().ok().is_some_and(|to| to.tag.is_some());
         let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));
+        let peer = from.peer;
         match (&method, known) {
             (Some(Method::Invite), Some(_)) if !in_dialog => {
-                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None);
+                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None, peer);
             }
             (_, Some((key, leg))) => {
-                if let Some(slot) = self.table.get_mut(key) {
-                    slot.set_flow(leg, from);
+                if !self.may_touch(key, leg, &from, method.as_ref(), cancels) {
+                    self.reply(
+                        now,
+                        layer,
+                        tx,
+                        &msg,
+                        481,
+                        "Call/Transaction Does Not Exist",
+                        None,
+                        peer,
+                    );
+                    return None;
                 }
                 self.table.add_tx(
                     tx,
@@ -392,6 +411,7 @@ impl Dispatcher {
                         proxy: None,
                     },
                 );
+                self.table.add_flow_candidate(tx, from);
                 self.feed(now, layer, key, Input::Request { leg, tx, msg });
             }
             (Some(Method::Invite), None) if in_dialog => {
@@ -403,6 +423,7 @@ impl Dispatcher {
                     481,
                     "Call/Transaction Does Not Exist",
                     None,
+                    peer,
                 );
             }
             (Some(Method::Invite), None) => self.new_call(now, layer, tx, msg, from),
@@ -415,6 +436,7 @@ impl Dispatcher {
                     481,
                     "Call/Transaction Does Not Exist",
                     None,
+                    peer,
                 );
             }
             _ => {
@@ -429,7 +451,34 @@ impl Dispatcher {
         None
     }
 
-    /// A final answer we make ourselves (no call): To tag, X-MS-SBC, Server (row 59).
+    /// Whether a request from `from` may act on leg `leg` of call `key`: only the peer that
+    /// owns the leg (RFC 3261 §12.2.2 dialogs are Call-ID and tags, which anyone on the path
+    /// of a UDP leg can read), and a CANCEL only for the INVITE transaction of that call
+    /// (RFC 3261 §9.2: matched by the INVITE's branch).
+    fn may_touch(
+        &self,
+        key: CallKey,
+        leg: LegId,
+        from: &Source,
+        method: Option<&Method>,
+        cancels: Option<TxId>,
+    ) -> bool {
+        let Some(slot) = self.table.get(key) else {
+            return false;
+        };
+        if from.peer != Some(slot.owner(leg)) {
+            return false;
+        }
+        if method != Some(&Method::Cancel) {
+            return true;
+        }
+        cancels
+            .and_then(|invite| self.table.tx(invite))
+            .is_some_and(|entry| entry.call == key && entry.leg == leg && !entry.client)
+    }
+
+    /// A final answer we make ourselves (no call): To tag and the product headers for the
+    /// peer it goes to (row 59).
     #[allow(clippy::too_many_arguments)]
     fn reply(
         &self,
@@ -440,16 +489,14 @@ impl Dispatcher {
         status: u16,
         reason: &str,
         retry_after: Option<u32>,
+        to: Option<Peer>,
     ) {
         let has_tag = request.to().ok().is_some_and(|to| to.tag.is_some());
-        let product = self.settings.product();
         let mut builder = ResponseBuilder::new(request, status, reason);
         if !has_tag {
             builder = builder.to_tag(&new_tag());
         }
-        builder = builder
-            .header(&HeaderName::XMsSbc, product.as_bytes())
-            .header(&HeaderName::Server, product.as_bytes());
+        builder = self.settings.product_for(to).to_response(builder);
         if let Some(seconds) = retry_after {
             builder = builder.header(&HeaderName::RetryAfter, seconds.to_string().as_bytes());
         }
@@ -494,6 +541,15 @@ impl Dispatcher {
                     Target::TeamsProxy(index) => Some(index),
                     _ => None,
                 };
+                if let (Target::Carrier(index), true) = (&target, msg.starts_with(b"INVITE ")) {
+                    // The hop tried now owns the carrier leg: only its trunk may speak in
+                    // the dialogs it answers.
+                    if let Some(slot) = self.table.get_mut(key) {
+                        if let Some(&trunk) = slot.carrier_target_trunks.get(*index) {
+                            slot.set_owner(LegId::Carrier, Peer::Carrier(trunk));
+                        }
+                    }
+                }
                 let pending = Pending::Request { token, msg, proxy };
                 match self.path(key, leg, &target) {
                     Path::Now(route) => self.send_pending(now, layer, key, leg, pending, route),
@@ -512,6 +568,9 @@ impl Dispatcher {
                 }
             }
             Output::SendResponse { tx, msg, .. } => {
+                if crate::transaction::status_of(&msg).is_some_and(|s| (200..300).contains(&s)) {
+                    self.table.accept_flow(tx);
+                }
                 if let Err(error) = layer.send_response(now, tx, msg) {
                     tracing::debug!(%error, "call response not accepted by the transaction layer");
                 }
@@ -757,11 +816,16 @@ address = "127.0.0.1:5061"
 [teams]
 proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
 allowed_source_cidrs = ["127.0.0.3/32"]
+lab_plain_tcp = true
 
 [[carrier_trunk]]
 name = "pstn"
 address = "127.0.0.2:5060"
 allowed_source_cidrs = ["127.0.0.2/32"]
+
+[[carrier_trunk]]
+name = "other"
+address = "127.0.0.5:5060"
 
 [[tenant]]
 name = "acme"
@@ -769,6 +833,12 @@ fqdn = "acme.sbc.example.test"
 numbers = ["+4930123400-+4930123499"]
 carrier_trunk = "pstn"
 max_concurrent_calls = 1
+
+[[tenant]]
+name = "initech"
+fqdn = "initech.sbc.example.test"
+numbers = ["+4940*"]
+carrier_trunk = "other"
 
 [media.carrier]
 bind = "127.0.0.1"
@@ -805,12 +875,20 @@ port_max = 41899
         }
     }
 
+    /// A message from `ip` over `kind`, its peer identified by the test config's rules as
+    /// the transport would.
     fn source(ip: [u8; 4], kind: TransportKind) -> Source {
+        let loaded =
+            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+                .unwrap();
+        let remote = SocketAddr::from((ip, 5070));
         Source {
             kind,
             local: "127.0.0.1:5060".parse().unwrap(),
-            remote: SocketAddr::from((ip, 5070)),
+            remote,
             connection: None,
+            peer: crate::config::mapping::peer_rules(&loaded.config)
+                .classify_plain(kind, remote.ip()),
         }
     }
 
@@ -909,6 +987,91 @@ port_max = 41899
             source([127, 0, 0, 99], TransportKind::Udp),
         );
         assert!(sent[0].starts_with("SIP/2.0 403 "), "{sent:?}");
+    }
+
+    fn in_call_request(method: &str, call_id: &str, branch: &str, to_tag: bool) -> Message {
+        let to_tag = if to_tag { ";tag=sbc1" } else { "" };
+        request(&format!(
+            "{method} sip:+4930123450@127.0.0.1 SIP/2.0\n\
+             Via: SIP/2.0/UDP 127.0.0.9:5070;branch=z9hG4bK{branch}\n\
+             Max-Forwards: 70\n\
+             From: <sip:+4969111222@peer.example;user=phone>;tag=f1\n\
+             To: <sip:+4930123450@127.0.0.1>{to_tag}\n\
+             Call-ID: {call_id}\n\
+             CSeq: 1 {method}\n\
+             Content-Length: 0\n\n"
+        ))
+    }
+
+    fn starts(sent: &[String], status: &str) -> bool {
+        sent.iter()
+            .any(|m| m.starts_with(&format!("SIP/2.0 {status} ")))
+    }
+
+    /// A stolen Call-ID and branch are not enough: a CANCEL (or BYE) from another admitted
+    /// trunk, or a CANCEL whose branch is not the INVITE's (RFC 3261 §9.2), gets 481 and the
+    /// call goes on; only the calling trunk's CANCEL of that INVITE ends it.
+    #[tokio::test]
+    async fn cancel_or_bye_from_another_trunk_or_branch_gets_481_and_the_call_goes_on() {
+        let mut bench = bench();
+        let carrier = || source([127, 0, 0, 2], TransportKind::Udp);
+        let intruder = || source([127, 0, 0, 5], TransportKind::Udp);
+        assert!(
+            intruder().peer.is_some(),
+            "the intruder is an admitted trunk"
+        );
+        exchange(
+            &mut bench,
+            invite("sip:+4930123450@127.0.0.1", "+4969111222", "c7", "a7"),
+            carrier(),
+        );
+        assert_eq!(bench.calls.call_count(), 1);
+
+        let sent = exchange(
+            &mut bench,
+            in_call_request("CANCEL", "c7", "a7", false),
+            intruder(),
+        );
+        assert!(starts(&sent, "481"), "{sent:?}");
+        let sent = exchange(
+            &mut bench,
+            in_call_request("BYE", "c7", "b7", true),
+            intruder(),
+        );
+        assert!(starts(&sent, "481"), "{sent:?}");
+        let sent = exchange(
+            &mut bench,
+            in_call_request("CANCEL", "c7", "x7", false),
+            carrier(),
+        );
+        assert!(starts(&sent, "481"), "{sent:?}");
+        assert!(!starts(&sent, "487"), "{sent:?}");
+        assert_eq!(bench.calls.call_count(), 1, "the call goes on");
+
+        let sent = exchange(
+            &mut bench,
+            in_call_request("CANCEL", "c7", "a7", false),
+            carrier(),
+        );
+        assert!(starts(&sent, "200"), "{sent:?}");
+        assert!(starts(&sent, "487"), "the INVITE is terminated: {sent:?}");
+        bench.calls.shutdown();
+    }
+
+    /// One trunk cannot place calls to another trunk's customers (looks like an unknown
+    /// number), and our answers to carriers name no product or version.
+    #[tokio::test]
+    async fn a_trunk_reaches_only_its_own_tenants_and_hears_no_version() {
+        let mut bench = bench();
+        let sent = exchange(
+            &mut bench,
+            invite("sip:+4940111222@127.0.0.1", "+4969111222", "c8", "a8"),
+            source([127, 0, 0, 2], TransportKind::Udp),
+        );
+        assert!(starts(&sent, "404"), "{sent:?}");
+        assert!(!sent[0].contains("X-MS-SBC"), "{}", sent[0]);
+        assert!(!sent[0].contains("Server:"), "{}", sent[0]);
+        assert_eq!(bench.calls.call_count(), 0);
     }
 
     #[tokio::test]

@@ -20,7 +20,7 @@ use super::{Dispatcher, Layer};
 use crate::call::{Input, LegId, ReplacesHeader};
 use crate::sip::{HeaderName, Message, Method};
 use crate::transaction::TxId;
-use crate::transport::Source;
+use crate::transport::{Peer, Source};
 
 impl Dispatcher {
     /// Takes an INVITE with Replaces from Microsoft; gives every other request back.
@@ -36,7 +36,7 @@ impl Dispatcher {
             && msg.to().ok().is_some_and(|to| to.tag.is_none());
         if !initial_invite
             || !msg.has_header(&HeaderName::Replaces)
-            || !self.settings.is_teams_source(from.remote.ip())
+            || from.peer != Some(Peer::Microsoft)
         {
             return Some(msg);
         }
@@ -45,7 +45,7 @@ impl Dispatcher {
             Ok(None) => return Some(msg),
             Err(reason) => {
                 let reason = format!("Bad Request ({reason})");
-                self.reply(now, layer, tx, &msg, 400, &reason, None);
+                self.reply(now, layer, tx, &msg, 400, &reason, None, from.peer);
                 return None;
             }
         };
@@ -58,11 +58,21 @@ impl Dispatcher {
                 481,
                 "Call/Transaction Does Not Exist",
                 None,
+                from.peer,
             );
             return None;
         };
         let Some(call_id) = msg.call_id() else {
-            self.reply(now, layer, tx, &msg, 400, "Bad Request (no Call-ID)", None);
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                400,
+                "Bad Request (no Call-ID)",
+                None,
+                from.peer,
+            );
             return None;
         };
         match self.table.by_call_id(&call_id) {
@@ -77,7 +87,7 @@ impl Dispatcher {
                         .get(key)
                         .is_some_and(|slot| *slot.call.call_id(LegId::Teams) != call_id) => {}
             Some(_) => {
-                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None);
+                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None, from.peer);
                 return None;
             }
         }
@@ -142,6 +152,7 @@ address = "127.0.0.1:5061"
 [teams]
 proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
 allowed_source_cidrs = ["127.0.0.3/32"]
+lab_plain_tcp = true
 
 [[carrier_trunk]]
 name = "pstn"
@@ -195,12 +206,20 @@ port_max = 42699
         }
     }
 
+    /// A message from `ip` over `kind`, its peer identified by the test config's rules as
+    /// the transport would.
     fn source(ip: [u8; 4], kind: TransportKind) -> Source {
+        let loaded =
+            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+                .unwrap();
+        let remote = SocketAddr::from((ip, 5070));
         Source {
             kind,
             local: "127.0.0.1:5060".parse().unwrap(),
-            remote: SocketAddr::from((ip, 5070)),
+            remote,
             connection: None,
+            peer: crate::config::mapping::peer_rules(&loaded.config)
+                .classify_plain(kind, remote.ip()),
         }
     }
 

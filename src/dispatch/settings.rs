@@ -4,12 +4,11 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use ipnet::IpNet;
-
 use crate::call::CallTimers;
 use crate::config::{mapping, Config};
+use crate::health::ProductHeaders;
 use crate::sdp::CodecList;
-use crate::transport::TransportKind;
+use crate::transport::{Peer, TransportKind};
 
 /// Per carrier trunk (same order as `RoutingTable::trunks`).
 #[derive(Debug, Clone)]
@@ -32,8 +31,6 @@ pub struct DispatchSettings {
     pub sip_signaling_port: u16,
     /// Address put in Contact/Via towards carriers instead of the listener address.
     pub public_address: Option<IpAddr>,
-    /// Microsoft's source ranges: requests from there are Teams -> PSTN calls (row 11).
-    pub teams_sources: Vec<IpNet>,
     pub teams_codecs: CodecList,
     pub media_bypass: bool,
     pub failover_response_codes: Vec<u16>,
@@ -42,6 +39,9 @@ pub struct DispatchSettings {
     pub timers: CallTimers,
     pub vendor: String,
     pub model: String,
+    /// What our own answers say about the product, per side (row 59).
+    pub microsoft_product: ProductHeaders,
+    pub carrier_product: ProductHeaders,
     /// Names of the media interfaces of each leg.
     pub carrier_interface: String,
     pub teams_interface: String,
@@ -57,7 +57,6 @@ impl DispatchSettings {
         DispatchSettings {
             sip_signaling_port: config.sbc.sip_signaling_port,
             public_address: config.sbc.public_address,
-            teams_sources: config.teams.allowed_source_cidrs.clone(),
             teams_codecs: CodecList::teams_default(),
             media_bypass: config.teams.media_bypass,
             failover_response_codes: config.teams.failover_response_codes.clone(),
@@ -83,28 +82,24 @@ impl DispatchSettings {
             },
             vendor: config.sbc.vendor.clone(),
             model: config.sbc.model.clone(),
+            microsoft_product: ProductHeaders::microsoft(
+                &config.sbc.vendor,
+                &config.sbc.model,
+                env!("CARGO_PKG_VERSION"),
+            ),
+            carrier_product: ProductHeaders::carrier(config.sbc.carrier_user_agent.as_deref()),
             carrier_interface: "carrier".to_string(),
             teams_interface: "teams".to_string(),
             limits: mapping::sip_limits(config),
         }
     }
 
-    /// `X-MS-SBC` / `Server` value (row 59).
-    pub fn product(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            self.vendor,
-            self.model,
-            env!("CARGO_PKG_VERSION")
-        )
-    }
-
-    pub fn is_teams_source(&self, ip: IpAddr) -> bool {
-        let ip = match ip {
-            IpAddr::V6(v6) => v6.to_ipv4_mapped().map(IpAddr::V4).unwrap_or(ip),
-            v4 => v4,
-        };
-        self.teams_sources.iter().any(|net| net.contains(&ip))
+    /// The product headers of an answer to `peer`.
+    pub fn product_for(&self, peer: Option<Peer>) -> &ProductHeaders {
+        match peer {
+            Some(Peer::Microsoft) => &self.microsoft_product,
+            _ => &self.carrier_product,
+        }
     }
 
     /// Host for Contact/Via towards a carrier when the request used `local`.

@@ -8,9 +8,10 @@ use bytes::Bytes;
 
 use crate::call::{Call, CarrierTarget, LegId};
 use crate::media::SessionId;
+use crate::routing::TrunkId;
 use crate::routing::{AdmitGuard, CallLabels, ProxyId, RoutingTable};
 use crate::transaction::TxId;
-use crate::transport::{Source, TransportKind};
+use crate::transport::{Peer, Source, TransportKind};
 
 /// Identifies one call for its whole life; never reused, so a late DNS answer or timer for a
 /// finished call finds nothing.
@@ -29,14 +30,19 @@ pub struct Slot {
     pub routing: Arc<RoutingTable>,
     /// `CallSetup::teams.proxies[i]` is `proxies[i]` of `routing`.
     pub proxies: Vec<ProxyId>,
-    /// Where the last request from each leg's peer came from: in-dialog requests to a peer
-    /// that opened its own connection go back on it.
+    /// Where the last request each leg's peer sent and the call accepted came from:
+    /// in-dialog requests to a peer that opened its own connection go back on it.
     pub flows: [Option<Source>; 2],
+    /// The peer each leg belongs to: only it may send requests in that leg's dialogs
+    /// (Microsoft for the Teams leg; the trunk of the current hop for the carrier leg).
+    pub owners: [Peer; 2],
     /// The transport our requests on each leg actually used (a Microsoft stand-in may be
     /// configured for TCP while the Teams profile says TLS): in-dialog requests use it too.
     pub sent_kinds: [Option<TransportKind>; 2],
     /// `CallSetup::carrier.targets` (Teams -> PSTN).
     pub carrier_targets: Vec<CarrierTarget>,
+    /// The trunk of each of `carrier_targets`.
+    pub carrier_target_trunks: Vec<TrunkId>,
     pub transactions: Vec<TxId>,
     /// `calls_attempted_total`/`calls_active` counted (paired with `ended` at the end).
     pub attempted: bool,
@@ -58,6 +64,14 @@ impl Slot {
 
     pub fn set_flow(&mut self, leg: LegId, source: Source) {
         self.flows[leg_index(leg)] = Some(source);
+    }
+
+    pub fn owner(&self, leg: LegId) -> Peer {
+        self.owners[leg_index(leg)]
+    }
+
+    pub fn set_owner(&mut self, leg: LegId, peer: Peer) {
+        self.owners[leg_index(leg)] = peer;
     }
 
     pub fn sent_kind(&self, leg: LegId) -> Option<TransportKind> {
@@ -89,6 +103,9 @@ pub struct CallTable {
     by_session: HashMap<SessionId, CallKey>,
     /// Call-IDs a call took on after it started (a transfer's new Teams dialog).
     later_call_ids: HashMap<CallKey, Vec<Bytes>>,
+    /// Where the request of a server transaction came from: it becomes its leg's flow only
+    /// once the call accepts the request (a 2xx), so a request it refuses redirects nothing.
+    flow_candidates: HashMap<TxId, Source>,
     next_key: u64,
 }
 
@@ -132,6 +149,7 @@ impl CallTable {
         }
         for tx in &slot.transactions {
             self.by_tx.remove(tx);
+            self.flow_candidates.remove(tx);
         }
         if let Some(session) = slot.session {
             self.by_session.remove(&session);
@@ -172,8 +190,29 @@ impl CallTable {
         }
     }
 
+    /// Remember where the request of server transaction `tx` came from.
+    pub fn add_flow_candidate(&mut self, tx: TxId, source: Source) {
+        if self.by_tx.contains_key(&tx) {
+            self.flow_candidates.insert(tx, source);
+        }
+    }
+
+    /// The call accepted the request of `tx`: its sender is now the leg's flow.
+    pub fn accept_flow(&mut self, tx: TxId) {
+        let Some(source) = self.flow_candidates.remove(&tx) else {
+            return;
+        };
+        let Some(entry) = self.by_tx.get(&tx) else {
+            return;
+        };
+        if let Some(slot) = self.slots.get_mut(&entry.call) {
+            slot.set_flow(entry.leg, source);
+        }
+    }
+
     /// A transaction ended (its `Terminated` event).
     pub fn forget_tx(&mut self, tx: TxId) {
+        self.flow_candidates.remove(&tx);
         if let Some(entry) = self.by_tx.remove(&tx) {
             if let Some(slot) = self.slots.get_mut(&entry.call) {
                 slot.transactions.retain(|t| *t != tx);

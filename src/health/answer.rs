@@ -10,26 +10,24 @@ use crate::transaction::new_tag;
 pub const ALLOW_METHODS: &str = "INVITE, ACK, CANCEL, BYE, OPTIONS, NOTIFY, REFER";
 
 /// `200 OK` to `req` (an OPTIONS): To tag, FQDN Contact with the transport of the listener it
-/// arrived on, Allow, Accept, X-MS-SBC and Server. Send it on the request's server
-/// transaction with `TransactionLayer::send_response`.
+/// arrived on, Allow, Accept and the product headers for that peer (X-MS-SBC to Microsoft).
+/// Answered statelessly: a retransmitted OPTIONS simply gets another 200.
 pub fn options_response(req: &Message, identity: &SbcIdentity) -> Bytes {
-    ResponseBuilder::new(req, 200, "OK")
+    let builder = ResponseBuilder::new(req, 200, "OK")
         .to_tag(&new_tag())
         .header(&HeaderName::Contact, identity.contact().as_bytes())
         .header(&HeaderName::Allow, ALLOW_METHODS.as_bytes())
         .header(
             &HeaderName::Other(Bytes::from_static(b"Accept")),
             b"application/sdp",
-        )
-        .header(&HeaderName::XMsSbc, identity.x_ms_sbc().as_bytes())
-        .header(&HeaderName::Server, identity.product().as_bytes())
-        .build()
+        );
+    identity.product.to_response(builder).build()
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::health::SipTransport;
+    use crate::health::{ProductHeaders, SipTransport};
     use crate::sip::Limits;
 
     fn identity(transport: SipTransport) -> SbcIdentity {
@@ -37,9 +35,7 @@ mod tests {
             fqdn: "sbc1.example.net".to_string(),
             port: 5061,
             transport,
-            vendor: "ExampleCorp".to_string(),
-            model: "RustSBC".to_string(),
-            version: "0.1.0".to_string(),
+            product: crate::health::ProductHeaders::microsoft("ExampleCorp", "RustSBC", "0.1.0"),
         }
     }
 
@@ -106,7 +102,7 @@ mod tests {
     }
 
     #[test]
-    fn row59_x_ms_sbc_and_server_identify_the_product() {
+    fn row59_microsoft_hears_x_ms_sbc_and_no_server_header() {
         let resp = parse(options_response(
             &teams_options(),
             &identity(SipTransport::Tls),
@@ -115,9 +111,21 @@ mod tests {
             resp.header(&HeaderName::XMsSbc).unwrap().as_ref(),
             b"ExampleCorp/RustSBC/0.1.0"
         );
+        assert!(resp.header(&HeaderName::Server).is_none());
+    }
+
+    #[test]
+    fn carriers_hear_no_version_unless_one_is_configured() {
+        let mut id = identity(SipTransport::Udp);
+        id.product = ProductHeaders::carrier(None);
+        let resp = parse(options_response(&teams_options(), &id));
+        assert!(resp.header(&HeaderName::XMsSbc).is_none());
+        assert!(resp.header(&HeaderName::Server).is_none());
+        id.product = ProductHeaders::carrier(Some("Carrier SBC"));
+        let resp = parse(options_response(&teams_options(), &id));
         assert_eq!(
             resp.header(&HeaderName::Server).unwrap().as_ref(),
-            b"ExampleCorp-RustSBC/0.1.0"
+            b"Carrier SBC"
         );
     }
 
@@ -135,8 +143,12 @@ mod tests {
 
     #[test]
     fn configured_identity_cannot_inject_header_lines() {
-        let mut id = identity(SipTransport::Tls);
-        id.version = "1.0\r\nEvil: yes".to_string();
-        assert_eq!(id.x_ms_sbc(), "ExampleCorp/RustSBC/1.0Evil:yes");
+        let microsoft = ProductHeaders::microsoft("ExampleCorp", "RustSBC", "1.0\r\nEvil: yes");
+        assert_eq!(
+            microsoft.x_ms_sbc.as_deref(),
+            Some("ExampleCorp/RustSBC/1.0Evil:yes")
+        );
+        let carrier = ProductHeaders::carrier(Some("SBC\r\nEvil: yes"));
+        assert_eq!(carrier.server.as_deref(), Some("SBCEvil: yes"));
     }
 }

@@ -189,9 +189,11 @@ mod tests {
                 fqdn: "sbc1.example.net".to_string(),
                 port: 5061,
                 transport: SipTransport::Tls,
-                vendor: "ExampleCorp".to_string(),
-                model: "RustSBC".to_string(),
-                version: "0.1.0".to_string(),
+                product: crate::health::ProductHeaders::microsoft(
+                    "ExampleCorp",
+                    "RustSBC",
+                    "0.1.0",
+                ),
             },
             PingerSettings {
                 interval,

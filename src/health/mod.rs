@@ -21,6 +21,8 @@ pub use pinger::{
     TEAMS_OPTIONS_INTERVAL,
 };
 
+use crate::sip::{HeaderName, RequestBuilder, ResponseBuilder};
+
 /// Transport of a listener or peer, as written in Via (`TLS`) and in URIs (`transport=tls`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SipTransport {
@@ -49,40 +51,75 @@ impl SipTransport {
     }
 }
 
+/// What the SBC says about its product to one peer. Microsoft gets `X-MS-SBC:
+/// vendor/model/version` on every request and response, as its checklist asks (row 59), and
+/// nothing else; carriers get a `Server` / `User-Agent` only when the operator configured
+/// one. Strangers get no answer at all, so no scanner learns a version.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ProductHeaders {
+    pub x_ms_sbc: Option<String>,
+    /// `Server` on responses, `User-Agent` on requests.
+    pub server: Option<String>,
+}
+
+impl ProductHeaders {
+    /// Towards Microsoft: `X-MS-SBC: <vendor>/<model>/<version>`.
+    pub fn microsoft(vendor: &str, model: &str, version: &str) -> ProductHeaders {
+        ProductHeaders {
+            x_ms_sbc: Some(format!(
+                "{}/{}/{}",
+                header_safe(vendor),
+                header_safe(model),
+                header_safe(version)
+            )),
+            server: None,
+        }
+    }
+
+    /// Towards a carrier: the configured `Server` / `User-Agent` text, if any.
+    pub fn carrier(configured: Option<&str>) -> ProductHeaders {
+        ProductHeaders {
+            x_ms_sbc: None,
+            server: configured
+                .map(|text| text.chars().filter(|c| !c.is_control()).collect::<String>())
+                .filter(|text| !text.trim().is_empty()),
+        }
+    }
+
+    /// Add the headers to a response.
+    pub fn to_response(&self, mut builder: ResponseBuilder) -> ResponseBuilder {
+        if let Some(value) = &self.x_ms_sbc {
+            builder = builder.header(&HeaderName::XMsSbc, value.as_bytes());
+        }
+        if let Some(value) = &self.server {
+            builder = builder.header(&HeaderName::Server, value.as_bytes());
+        }
+        builder
+    }
+
+    /// Add the headers to a request.
+    pub fn to_request(&self, mut builder: RequestBuilder) -> RequestBuilder {
+        if let Some(value) = &self.x_ms_sbc {
+            builder = builder.header(&HeaderName::XMsSbc, value.as_bytes());
+        }
+        if let Some(value) = &self.server {
+            builder = builder.header(&HeaderName::UserAgent, value.as_bytes());
+        }
+        builder
+    }
+}
+
 /// Who we are on one listener: the FQDN (never an IP towards Teams, row 34), the port and
-/// transport of the listener, and the product identity for `X-MS-SBC` (row 59) and
-/// `Server`/`User-Agent`.
+/// transport of the listener, and what we say about our product to that peer.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SbcIdentity {
     pub fqdn: String,
     pub port: u16,
     pub transport: SipTransport,
-    pub vendor: String,
-    pub model: String,
-    pub version: String,
+    pub product: ProductHeaders,
 }
 
 impl SbcIdentity {
-    /// `X-MS-SBC` value: `<vendor>/<model>/<version>`.
-    pub fn x_ms_sbc(&self) -> String {
-        format!(
-            "{}/{}/{}",
-            header_safe(&self.vendor),
-            header_safe(&self.model),
-            header_safe(&self.version)
-        )
-    }
-
-    /// `Server` / `User-Agent` value: `<vendor>-<model>/<version>` (one product token).
-    pub fn product(&self) -> String {
-        format!(
-            "{}-{}/{}",
-            header_safe(&self.vendor),
-            header_safe(&self.model),
-            header_safe(&self.version)
-        )
-    }
-
     /// `sip:<fqdn>:<port>` (From of our OPTIONS).
     pub fn uri(&self) -> String {
         format!("sip:{}:{}", uri_host(&self.fqdn), self.port)

@@ -245,17 +245,15 @@ impl OptionsPinger {
         let from = format!("<{}>;tag={}", local.uri(), from_tag);
         let to = format!("<sip:{}:{}>", peer_host, self.peer.port);
         let contact = local.contact();
-        let bytes = RequestBuilder::new(&Method::Options, request_uri.as_bytes())
+        let builder = RequestBuilder::new(&Method::Options, request_uri.as_bytes())
             .header(&HeaderName::Via, via.as_bytes())
             .header(&HeaderName::MaxForwards, b"70")
             .header(&HeaderName::From, from.as_bytes())
             .header(&HeaderName::To, to.as_bytes())
             .header(&HeaderName::CallId, call_id.as_bytes())
             .header(&HeaderName::CSeq, format!("{cseq} OPTIONS").as_bytes())
-            .header(&HeaderName::Contact, contact.as_bytes())
-            .header(&HeaderName::XMsSbc, local.x_ms_sbc().as_bytes())
-            .header(&HeaderName::UserAgent, local.product().as_bytes())
-            .build();
+            .header(&HeaderName::Contact, contact.as_bytes());
+        let bytes = local.product.to_request(builder).build();
         OptionsPing {
             call_id,
             branch,
@@ -297,9 +295,11 @@ mod tests {
                 fqdn: "sbc1.example.net".to_string(),
                 port: 5068,
                 transport: SipTransport::Tls,
-                vendor: "ExampleCorp".to_string(),
-                model: "RustSBC".to_string(),
-                version: "0.1.0".to_string(),
+                product: crate::health::ProductHeaders::microsoft(
+                    "ExampleCorp",
+                    "RustSBC",
+                    "0.1.0",
+                ),
             },
             settings,
             metrics.clone(),
@@ -395,9 +395,9 @@ mod tests {
             header(&msg, HeaderName::XMsSbc),
             "ExampleCorp/RustSBC/0.1.0"
         );
-        assert_eq!(
-            header(&msg, HeaderName::UserAgent),
-            "ExampleCorp-RustSBC/0.1.0"
+        assert!(
+            msg.header(&HeaderName::UserAgent).is_none(),
+            "no version beyond X-MS-SBC"
         );
         let cseq = msg.cseq().unwrap();
         assert_eq!((cseq.seq, cseq.method), (1, Method::Options));
@@ -576,9 +576,7 @@ mod tests {
                 fqdn: "sbc1.example.net".to_string(),
                 port: 5060,
                 transport: SipTransport::Udp,
-                vendor: "V".to_string(),
-                model: "M".to_string(),
-                version: "1".to_string(),
+                product: crate::health::ProductHeaders::microsoft("V", "M", "1"),
             },
             PingerSettings::default(),
             metrics,

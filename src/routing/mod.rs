@@ -1,4 +1,4 @@
-//! Routing: which carrier trunk a request came from, which tenant a call belongs to, number
+//! Routing: which tenant a call belongs to, number
 //! normalisation, the order of trunks and Microsoft proxies to try, admission limits and the
 //! per-tenant/per-trunk call metrics. Pure and I/O-free.
 //!
@@ -6,8 +6,9 @@
 //! `ArcSwap` and a call holds the `Arc` it started with, so a reload never changes the route of
 //! a call in progress. Ids ([`TrunkId`], [`TenantId`], [`ProxyId`]) index into one table.
 //!
-//! PSTN → Teams (inbound): [`RoutingTable::trunk_for_source`] (unknown → 403), then
-//! [`RoutingTable::route_inbound`] (called number → tenant; miss → 404).
+//! PSTN → Teams (inbound): the trunk the transport identified the sender as
+//! ([`crate::transport::Peer`]), then [`RoutingTable::route_inbound`] (called number → a
+//! tenant that trunk serves; miss → 404).
 //! Teams → PSTN (outbound): [`RoutingTable::route_outbound`] (Request-URI host → tenant, calling
 //! number screening), then per attempt [`RoutingTable::outbound_numbers`] for the trunk chosen
 //! by [`TrunkFailover`].
@@ -16,14 +17,12 @@ mod failover;
 mod limits;
 mod metrics;
 mod numbers;
-mod sources;
 mod translate;
 
 #[cfg(test)]
 mod tests;
 
 use std::collections::HashMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -37,9 +36,9 @@ pub use limits::{AdmitGuard, CallLimiter, LimitReason, LimitScope, Rejection};
 pub use metrics::{CallDirection, CallFailure, CallLabels, RoutingMetrics};
 pub use numbers::{clean_number, is_e164, NumberMatch};
 
-/// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrunkId(pub(crate) u16);
+/// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`); the
+/// transport names the sender of a request with the same id.
+pub use crate::transport::TrunkId;
 
 /// Index of a tenant in its [`RoutingTable`] (same order as `[[tenant]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -49,11 +48,6 @@ pub struct TenantId(pub(crate) u16);
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct ProxyId(pub(crate) u8);
 
-impl TrunkId {
-    pub fn index(self) -> usize {
-        usize::from(self.0)
-    }
-}
 impl TenantId {
     pub fn index(self) -> usize {
         usize::from(self.0)
@@ -155,6 +149,10 @@ pub enum InboundMiss {
     CalledNotE164 { translated: String },
     /// E.164, but no tenant owns it.
     UnknownNumber { called_e164: String },
+    /// A tenant owns it, but the calling trunk is not one of that tenant's trunks: one
+    /// carrier cannot reach another carrier's customers. Answered like an unknown number, so
+    /// it tells nothing about who else is hosted here.
+    TenantNotServed { tenant: TenantId },
 }
 
 impl InboundMiss {
@@ -217,7 +215,6 @@ pub struct RoutingTable {
     trunks: Vec<Trunk>,
     tenants: Vec<Tenant>,
     proxies: Vec<Proxy>,
-    sources: sources::SourceIndex,
     numbers: numbers::NumberIndex,
     /// Lowercase FQDN → tenant.
     hosts: HashMap<Box<str>, TenantId>,
@@ -245,9 +242,7 @@ impl RoutingTable {
             return Err(RoutingError::TooMany("Microsoft proxies"));
         }
         let mut trunks = Vec::with_capacity(config.carrier_trunks.len());
-        let mut source_nets = Vec::new();
-        for (i, t) in config.carrier_trunks.iter().enumerate() {
-            let id = TrunkId(i as u16);
+        for t in &config.carrier_trunks {
             let translation =
                 translate::TrunkTranslation::compile(&t.number_translation).map_err(|e| {
                     RoutingError::BadPattern {
@@ -256,11 +251,6 @@ impl RoutingTable {
                         message: e.message,
                     }
                 })?;
-            if t.allowed_source_cidrs.is_empty() {
-                source_nets.extend(sources::address_as_net(&t.address).map(|net| (net, id)));
-            } else {
-                source_nets.extend(t.allowed_source_cidrs.iter().map(|net| (*net, id)));
-            }
             trunks.push(Trunk {
                 name: Arc::from(t.name.as_str()),
                 address: t.address.clone(),
@@ -351,7 +341,6 @@ impl RoutingTable {
             trunks,
             tenants,
             proxies,
-            sources: sources::SourceIndex::build(source_nets),
             numbers,
             hosts,
             max_concurrent_sessions: config.teams.max_concurrent_sessions,
@@ -417,11 +406,6 @@ impl RoutingTable {
         ProxyMemory::new(self.proxies.len(), self.proxy_failed_hold, epoch)
     }
 
-    /// The carrier trunk a request from `source` belongs to; `None` → answer 403, never guess.
-    pub fn trunk_for_source(&self, source: IpAddr) -> Option<TrunkId> {
-        self.sources.lookup(source)
-    }
-
     /// The tenant owning an E.164 number (`+` optional).
     pub fn tenant_for_number(&self, number: &str) -> Option<(TenantId, NumberMatch)> {
         self.numbers.lookup(number)
@@ -460,6 +444,13 @@ impl RoutingTable {
                 called_e164: called,
             });
         };
+        let served = self
+            .tenants
+            .get(tenant.index())
+            .is_some_and(|t| t.trunks.contains(&trunk));
+        if !served {
+            return Err(InboundMiss::TenantNotServed { tenant });
+        }
         let calling_e164 = calling.and_then(|raw| {
             let cleaned = clean_number(raw);
             let translated = match rules {

@@ -43,6 +43,7 @@ proxies = [
   { address = "127.0.0.1:45061", transport = "tcp", tls_name = "sip3.pstnhub.microsoft.com" },
 ]
 max_concurrent_sessions = 3
+lab_plain_tcp = true
 
 [[carrier_trunk]]
 name = "pstn-a"
@@ -103,62 +104,61 @@ fn tenant(t: &RoutingTable, name: &str) -> TenantId {
     t.tenant_by_name(name).unwrap()
 }
 
+/// The sender of a carrier request is a trunk as the transport's peer rules (built from
+/// this configuration) say: most specific network, the address literal, IPv6 and v4-mapped.
+fn carrier_at(kind: crate::transport::TransportKind, s: &str) -> Option<TrunkId> {
+    match config::mapping::peer_rules(&loaded().config).classify_plain(kind, ip(s)) {
+        Some(crate::transport::Peer::Carrier(trunk)) => Some(trunk),
+        _ => None,
+    }
+}
+
 #[test]
 fn trunk_by_source_cidr_longest_prefix_ipv4_ipv6_and_address_literal() {
+    use crate::transport::TransportKind::Udp;
     let t = table();
     let a = trunk(&t, "pstn-a");
     let b = trunk(&t, "pstn-b");
     let core = trunk(&t, "pstn-b-core");
-    assert_eq!(t.trunk_for_source(ip("198.51.100.1")), Some(a));
-    assert_eq!(t.trunk_for_source(ip("198.51.100.127")), Some(a));
+    assert_eq!(carrier_at(Udp, "198.51.100.1"), Some(a));
+    assert_eq!(carrier_at(Udp, "198.51.100.127"), Some(a));
     assert_eq!(
-        t.trunk_for_source(ip("198.51.100.128")),
+        carrier_at(Udp, "198.51.100.128"),
         Some(core),
         "/25 beats /24"
     );
-    assert_eq!(t.trunk_for_source(ip("198.51.100.255")), Some(core));
-    assert_eq!(t.trunk_for_source(ip("2001:db8:a:ffff::1")), Some(a));
-    assert_eq!(t.trunk_for_source(ip("::ffff:198.51.100.7")), Some(a));
-    assert_eq!(
-        t.trunk_for_source(ip("192.0.2.10")),
-        Some(b),
-        "address literal"
-    );
-    assert_eq!(t.trunk_for_source(ip("192.0.2.11")), None);
-    assert_eq!(t.trunk_for_source(ip("2001:db8:b::1")), None);
+    assert_eq!(carrier_at(Udp, "198.51.100.255"), Some(core));
+    assert_eq!(carrier_at(Udp, "2001:db8:a:ffff::1"), Some(a));
+    assert_eq!(carrier_at(Udp, "::ffff:198.51.100.7"), Some(a));
+    assert_eq!(carrier_at(Udp, "192.0.2.10"), Some(b), "address literal");
+    assert_eq!(carrier_at(Udp, "192.0.2.11"), None);
+    assert_eq!(carrier_at(Udp, "2001:db8:b::1"), None);
     // A Microsoft address is never a carrier trunk.
-    assert_eq!(t.trunk_for_source(ip("52.112.0.1")), None);
+    assert_eq!(carrier_at(Udp, "52.112.0.1"), None);
 }
 
 #[test]
-fn row11_microsoft_ranges_are_checked_by_config_source_acl() {
-    // Routing does not duplicate the Teams ACL; SourceAcl in config owns it. This checks both
-    // agree on the boundaries the app relies on.
-    let l = loaded();
-    let acl = config::SourceAcl::new(&l.config);
-    let t = table();
+fn row11_microsoft_ranges_speak_tls_only() {
+    use crate::transport::TransportKind::{Tcp, Udp};
+    let rules = config::mapping::peer_rules(&loaded().config);
     for inside in [
         "52.112.0.0",
         "52.115.255.255",
         "52.120.0.0",
         "52.123.255.255",
     ] {
+        assert!(rules.may_be_tls_peer(ip(inside)), "{inside}");
+        assert_eq!(rules.classify_plain(Udp, ip(inside)), None, "{inside}");
+        // This configuration is a lab with a plain-TCP stand-in (teams.lab_plain_tcp).
         assert_eq!(
-            acl.classify(ip(inside)),
-            Some(config::SourcePeer::Teams),
+            rules.classify_plain(Tcp, ip(inside)),
+            Some(crate::transport::Peer::Microsoft),
             "{inside}"
         );
-        assert_eq!(t.trunk_for_source(ip(inside)), None);
     }
     for outside in ["52.111.255.255", "52.124.0.0"] {
-        assert_eq!(acl.classify(ip(outside)), None, "{outside}");
+        assert!(!rules.may_be_tls_peer(ip(outside)), "{outside}");
     }
-    assert_eq!(
-        acl.classify(ip("198.51.100.1")),
-        Some(config::SourcePeer::CarrierTrunk(
-            trunk(&t, "pstn-a").index()
-        ))
-    );
 }
 
 #[test]
@@ -225,14 +225,40 @@ fn inbound_unknown_number_is_a_typed_404_miss() {
     );
     assert_eq!(miss.sip_status(), 404);
     // Range bounds: one below and one above acme's block; +493013* belongs to globex.
+    let b = trunk(&t, "pstn-b");
     assert!(t.route_inbound(a, "+4930123399", None).is_err());
     assert_eq!(
-        t.route_inbound(a, "+4930130000", None).unwrap().tenant,
+        t.route_inbound(b, "+4930130000", None).unwrap().tenant,
         tenant(&t, "globex")
     );
     assert!(t.route_inbound(a, "+4930123500", None).is_err());
     assert!(t.route_inbound(a, "", None).is_err());
     assert!(t.route_inbound(a, "+", None).is_err());
+}
+
+/// One carrier cannot reach another carrier's customers: a tenant's numbers are reachable
+/// only from the trunks that tenant names, and a miss looks like an unknown number.
+#[test]
+fn inbound_calls_reach_only_tenants_the_calling_trunk_serves() {
+    let t = table();
+    let a = trunk(&t, "pstn-a");
+    let b = trunk(&t, "pstn-b");
+    assert_eq!(
+        t.route_inbound(b, "+4940777", None).unwrap().tenant,
+        tenant(&t, "globex")
+    );
+    let miss = t.route_inbound(a, "+4940777", None).unwrap_err();
+    assert_eq!(
+        miss,
+        InboundMiss::TenantNotServed {
+            tenant: tenant(&t, "globex")
+        }
+    );
+    assert_eq!(miss.sip_status(), 404);
+    assert!(
+        t.route_inbound(b, "+4930123450", None).is_err(),
+        "acme is pstn-a's"
+    );
 }
 
 #[test]
@@ -265,7 +291,7 @@ fn row31_row32_two_tenants_on_one_base_by_request_uri_host() {
     }
     // Row 32: the Contact FQDN for an inbound call is the tenant found by DID.
     let inbound = t
-        .route_inbound(trunk(&t, "pstn-a"), "+4940777", None)
+        .route_inbound(trunk(&t, "pstn-b"), "+4940777", None)
         .unwrap();
     assert_eq!(
         &*t.tenant(inbound.tenant).unwrap().fqdn,

@@ -10,8 +10,8 @@ use super::build::{overloaded, trying};
 use super::key::{client_key_for_request, client_key_for_response, server_key, TxKey};
 use super::state::{Ctx, Flow, TimerEntry, Transaction};
 use super::{
-    is_unreliable, status_of, Output, TransactionMetrics, TransactionSettings, TuEvent, TxError,
-    TxId, TxKind,
+    is_unreliable, status_of, Output, Payer, TransactionMetrics, TransactionSettings, TuEvent,
+    TxError, TxId, TxKind,
 };
 use crate::sip::{Message, Method};
 
@@ -28,6 +28,10 @@ pub struct TransactionLayer<T> {
     timers: BinaryHeap<TimerEntry>,
     generation: u64,
     outputs: VecDeque<Output<T>>,
+    /// Who pays for each server transaction started by [`Self::on_incoming_paid`].
+    paid_by: HashMap<TxId, [Payer; 2]>,
+    /// Live server transactions per payer (entries removed at zero).
+    live_per_payer: HashMap<Payer, usize>,
 }
 
 impl<T: Clone> TransactionLayer<T> {
@@ -42,6 +46,8 @@ impl<T: Clone> TransactionLayer<T> {
             timers: BinaryHeap::new(),
             generation: 0,
             outputs: VecDeque::new(),
+            paid_by: HashMap::new(),
+            live_per_payer: HashMap::new(),
         }
     }
 
@@ -73,9 +79,33 @@ impl<T: Clone> TransactionLayer<T> {
     /// Responses go to their client transaction; strays are dropped.
     pub fn on_incoming(&mut self, now: Instant, msg: Message, source: T) {
         if msg.is_request() {
-            self.incoming_request(now, msg, source);
+            self.incoming_request(now, msg, source, None);
         } else {
             self.incoming_response(now, msg, source);
+        }
+    }
+
+    /// [`on_incoming`](Self::on_incoming) for a message from an identified sender: a server
+    /// transaction it starts is charged to `payers`, and a payer at its quota
+    /// ([`TransactionSettings::max_transactions_per_source`] / `_per_peer`) gets a stateless
+    /// 503 instead.
+    pub fn on_incoming_paid(&mut self, now: Instant, msg: Message, source: T, payers: [Payer; 2]) {
+        if msg.is_request() {
+            self.incoming_request(now, msg, source, Some(payers));
+        } else {
+            self.incoming_response(now, msg, source);
+        }
+    }
+
+    /// Live server transactions charged to `payer`.
+    pub fn live_for(&self, payer: &Payer) -> usize {
+        self.live_per_payer.get(payer).copied().unwrap_or(0)
+    }
+
+    fn quota(&self, payer: &Payer) -> usize {
+        match payer {
+            Payer::Source(_) => self.settings.max_transactions_per_source,
+            Payer::Peer(_) => self.settings.max_transactions_per_peer,
         }
     }
 
@@ -87,7 +117,13 @@ impl<T: Clone> TransactionLayer<T> {
         }
     }
 
-    fn incoming_request(&mut self, now: Instant, msg: Message, source: T) {
+    fn incoming_request(
+        &mut self,
+        now: Instant,
+        msg: Message,
+        source: T,
+        payers: Option<[Payer; 2]>,
+    ) {
         let Some(key) = server_key(&msg) else {
             self.metrics.stray.inc();
             return;
@@ -121,6 +157,22 @@ impl<T: Clone> TransactionLayer<T> {
             });
             return;
         }
+        let over_quota = payers
+            .iter()
+            .flatten()
+            .find(|payer| self.live_for(payer) >= self.quota(payer));
+        if let Some(payer) = over_quota {
+            self.metrics
+                .quota_rejected
+                .with_label_values(&[payer.label()])
+                .inc();
+            self.outputs.push_back(Output::Transmit {
+                tx: None,
+                dest: source,
+                bytes: overloaded(&msg),
+            });
+            return;
+        }
         let reliable = match msg.top_via() {
             Ok(via) => !is_unreliable(&via.transport),
             Err(_) => return,
@@ -147,6 +199,12 @@ impl<T: Clone> TransactionLayer<T> {
             tx.start_server_non_invite(&mut ctx);
         }
         self.insert(tx, key);
+        if let Some(payers) = payers {
+            for payer in payers {
+                *self.live_per_payer.entry(payer).or_insert(0) += 1;
+            }
+            self.paid_by.insert(id, payers);
+        }
         self.outputs.push_back(Output::Deliver(TuEvent::Request {
             tx: id,
             msg,
@@ -387,6 +445,14 @@ impl<T: Clone> TransactionLayer<T> {
         };
         if self.index.get(&tx.key) == Some(&id) {
             self.index.remove(&tx.key);
+        }
+        for payer in self.paid_by.remove(&id).into_iter().flatten() {
+            if let Some(live) = self.live_per_payer.get_mut(&payer) {
+                *live = live.saturating_sub(1);
+                if *live == 0 {
+                    self.live_per_payer.remove(&payer);
+                }
+            }
         }
         self.metrics
             .active

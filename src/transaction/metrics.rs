@@ -20,6 +20,9 @@ pub struct TransactionMetrics {
     pub rejected: IntCounter,
     /// `transactions_stray_total`: responses and ACK-less messages matching nothing, dropped.
     pub stray: IntCounter,
+    /// `transactions_quota_rejected_total{payer}`: new requests answered 503 because their
+    /// source address (`source`) or peer (`peer`) holds its quota of transactions.
+    pub quota_rejected: IntCounterVec,
 }
 
 impl TransactionMetrics {
@@ -52,12 +55,20 @@ impl TransactionMetrics {
                 "transactions_stray_total",
                 "SIP responses matching no transaction, dropped",
             )?,
+            quota_rejected: IntCounterVec::new(
+                Opts::new(
+                    "transactions_quota_rejected_total",
+                    "New SIP requests answered 503 because their source address or peer holds its quota of transactions",
+                ),
+                &["payer"],
+            )?,
         };
         registry.register(Box::new(metrics.created.clone()))?;
         registry.register(Box::new(metrics.active.clone()))?;
         registry.register(Box::new(metrics.retransmissions.clone()))?;
         registry.register(Box::new(metrics.timeouts.clone()))?;
         registry.register(Box::new(metrics.rejected.clone()))?;
+        registry.register(Box::new(metrics.quota_rejected.clone()))?;
         registry.register(Box::new(metrics.stray.clone()))?;
         Ok(metrics)
     }

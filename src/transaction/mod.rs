@@ -64,6 +64,11 @@ pub struct TransactionSettings {
     /// Live transactions (client + server). A new request beyond this gets a stateless 503;
     /// `send_request` beyond it fails with [`TxError::Full`].
     pub max_transactions: usize,
+    /// Live server transactions one source address may hold ([`Payer::Source`]); beyond
+    /// it, its new requests get a stateless 503 while everyone else is served.
+    pub max_transactions_per_source: usize,
+    /// Live server transactions one peer (Microsoft, or one carrier trunk) may hold.
+    pub max_transactions_per_peer: usize,
     /// Timer D on unreliable transports (RFC 3261: at least 32 s).
     pub timer_d: Duration,
     /// Guard for INVITE transactions that never get a final response (RFC 3261 §16.6 Timer C:
@@ -79,6 +84,8 @@ impl Default for TransactionSettings {
             t2: Duration::from_secs(4),
             t4: Duration::from_secs(5),
             max_transactions: 100_000,
+            max_transactions_per_source: 20_000,
+            max_transactions_per_peer: 60_000,
             timer_d: Duration::from_secs(32),
             timer_c: Duration::from_secs(300),
         }
@@ -89,6 +96,25 @@ impl TransactionSettings {
     /// 64*T1: Timers B, F, H, J (unreliable), L and M.
     pub fn timeout_64t1(&self) -> Duration {
         self.t1.saturating_mul(64)
+    }
+}
+
+/// Who pays for the server transactions a request starts: its source address and the peer
+/// the transport identified, each capped by its own quota, so one sender (or one trunk's many
+/// addresses) cannot fill the table that every peer shares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Payer {
+    Source(std::net::IpAddr),
+    Peer(crate::transport::Peer),
+}
+
+impl Payer {
+    /// Metric label.
+    pub fn label(&self) -> &'static str {
+        match self {
+            Payer::Source(_) => "source",
+            Payer::Peer(_) => "peer",
+        }
     }
 }
 

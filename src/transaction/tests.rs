@@ -973,6 +973,70 @@ fn beyond_max_transactions_new_requests_get_a_stateless_503() {
     assert!(sent(&h.incoming(30, ack.msg())).is_empty());
 }
 
+/// One sender at its quota gets stateless 503s while another source of the same peer, and
+/// other peers, are served; the quota frees as its transactions end.
+#[test]
+fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
+    use crate::transport::{Peer, TrunkId};
+    let settings = TransactionSettings {
+        max_transactions_per_source: 2,
+        max_transactions_per_peer: 3,
+        ..TransactionSettings::default()
+    };
+    let mut h = Harness::with_settings(settings);
+    let flooder: std::net::IpAddr = "192.0.2.1".parse().unwrap();
+    let neighbour: std::net::IpAddr = "192.0.2.2".parse().unwrap();
+    let trunk = Payer::Peer(Peer::Carrier(TrunkId::from_index(0).unwrap()));
+    let offer = |h: &mut Harness, ip, branch: &'static str, peer: Payer| {
+        let req = Req::new("INVITE", "UDP").branch(Some(branch));
+        h.layer
+            .on_incoming_paid(h.at(0), req.msg(), PEER, [Payer::Source(ip), peer]);
+        h.drain()
+    };
+    for branch in ["z9hG4bKf1", "z9hG4bKf2"] {
+        assert_eq!(events(&offer(&mut h, flooder, branch, trunk)).len(), 1);
+    }
+    let out = offer(&mut h, flooder, "z9hG4bKf3", trunk);
+    assert!(
+        events(&out).is_empty(),
+        "over the source quota: the TU never sees it"
+    );
+    assert_eq!(transmitted(&out)[0].status(), Some(503));
+    assert_eq!(
+        h.metrics
+            .quota_rejected
+            .with_label_values(&["source"])
+            .get(),
+        1
+    );
+    // Another address of the same trunk is served until the trunk's own quota.
+    assert_eq!(
+        events(&offer(&mut h, neighbour, "z9hG4bKn1", trunk)).len(),
+        1
+    );
+    let out = offer(&mut h, neighbour, "z9hG4bKn2", trunk);
+    assert_eq!(transmitted(&out)[0].status(), Some(503));
+    assert_eq!(
+        h.metrics.quota_rejected.with_label_values(&["peer"]).get(),
+        1
+    );
+    // Microsoft is another peer: unaffected.
+    let out = offer(&mut h, neighbour, "z9hG4bKm1", Payer::Peer(Peer::Microsoft));
+    assert_eq!(events(&out).len(), 1);
+    assert_eq!(h.layer.live_for(&Payer::Source(flooder)), 2);
+    // Transactions that end give their quota back.
+    let id = h.layer.live_for(&trunk);
+    assert_eq!(id, 3);
+    let txs: Vec<TxId> = (1..=6).map(TxId).collect();
+    for tx in txs {
+        h.layer.terminate(tx);
+    }
+    h.drain();
+    assert_eq!(h.layer.live_for(&Payer::Source(flooder)), 0);
+    assert_eq!(h.layer.live_for(&trunk), 0);
+    assert_eq!(events(&offer(&mut h, flooder, "z9hG4bKf4", trunk)).len(), 1);
+}
+
 #[test]
 fn metrics_count_created_and_active_transactions() {
     let mut h = Harness::new();

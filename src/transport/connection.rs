@@ -62,6 +62,8 @@ pub(crate) struct ConnectionSetup {
     pub(crate) permit: Option<Permit>,
     /// TLS: the end-entity certificate the peer presented, if any.
     pub(crate) peer_cert: Option<CertificateDer<'static>>,
+    /// Who is on the other end, decided before the connection is spawned.
+    pub(crate) peer: Option<super::Peer>,
 }
 
 /// Register the connection and start its task.
@@ -237,6 +239,7 @@ async fn drive<S>(
         local: setup.local,
         remote: setup.remote,
         connection: Some(id),
+        peer: setup.peer,
     };
     let mut framer = StreamFramer::new(settings.limits);
     let mut buf = vec![0u8; READ_CHUNK];
@@ -424,9 +427,6 @@ async fn process_frames<S: AsyncWrite + Unpin>(
                     .parse_errors
                     .with_label_values(&[reason])
                     .inc();
-                if !inner.admits_source(source.kind, source.remote.ip(), "malformed") {
-                    return Err(UNFRAMEABLE);
-                }
                 inner.warn_limited(source.remote.ip(), reason, &error.to_string());
                 // The header block was readable: say why before closing (400, 513).
                 let pending = framer.pending();

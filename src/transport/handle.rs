@@ -13,8 +13,9 @@ use tokio::sync::{mpsc, watch, Notify};
 use tokio::time::timeout;
 
 use super::connection::{self, ConnectionSetup};
-use super::limits::{ConnectionLimiter, LogLimiter};
+use super::limits::ConnectionLimiter;
 use super::metrics::{self, TransportMetrics};
+use super::peer::{Peer, PeerRules};
 use super::tls::{self, TlsConfigs};
 use super::{
     addressing, listener, udp, ConnectionId, Destination, Inbound, Sent, Source, TransportError,
@@ -36,6 +37,13 @@ pub(crate) struct ConnEntry {
     pub(crate) peer_cert: Option<rustls::pki_types::CertificateDer<'static>>,
 }
 
+/// A sender that matches no peer: dropped without an answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Stranger;
+
+/// One warning per source and reason per interval, in constant time and bounded memory.
+type SourceLog = crate::ops::RateLimitedLog<(IpAddr, &'static str)>;
+
 pub(crate) struct Inner {
     pub(crate) settings: TransportSettings,
     pub(crate) metrics: TransportMetrics,
@@ -46,7 +54,9 @@ pub(crate) struct Inner {
     pub(crate) outbound: DashMap<ConnKey, ConnectionId>,
     connect_locks: DashMap<ConnKey, Arc<tokio::sync::Mutex<()>>>,
     pub(crate) limiter: Mutex<ConnectionLimiter>,
-    log_limiter: Mutex<LogLimiter>,
+    log_limiter: SourceLog,
+    /// Who may speak to us (`None`: everyone, as an unidentified peer; bare transports).
+    peers: ArcSwapOption<PeerRules>,
     pub(crate) tls: ArcSwapOption<TlsConfigs>,
     next_id: AtomicU64,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -57,35 +67,70 @@ impl Inner {
         ConnectionId(self.next_id.fetch_add(1, Ordering::Relaxed))
     }
 
-    /// Whether `source` may hear from us at all; counts a refusal under `stage`.
-    pub(crate) fn admits_source(
+    fn stranger(&self, kind: TransportKind, stage: &'static str) -> Stranger {
+        self.metrics
+            .unknown_source_dropped
+            .with_label_values(&[kind.label(), stage])
+            .inc();
+        Stranger
+    }
+
+    /// The peer behind a datagram or plain TCP connection from `ip`, decided before anything
+    /// is read; a stranger is counted under `stage`.
+    pub(crate) fn identify_plain(
         &self,
         kind: TransportKind,
-        source: IpAddr,
+        ip: IpAddr,
         stage: &'static str,
-    ) -> bool {
+    ) -> Result<Option<Peer>, Stranger> {
+        match self.peers.load().as_deref() {
+            None => Ok(None),
+            Some(rules) => match rules.classify_plain(kind, ip) {
+                Some(peer) => Ok(Some(peer)),
+                None => Err(self.stranger(kind, stage)),
+            },
+        }
+    }
+
+    /// Whether a TLS handshake with `ip` is worth starting.
+    pub(crate) fn may_be_tls_peer(&self, ip: IpAddr) -> bool {
         let admitted = self
-            .settings
-            .allowed_sources
-            .as_ref()
-            .is_none_or(|allowed| allowed.admits(source));
+            .peers
+            .load()
+            .as_deref()
+            .is_none_or(|rules| rules.may_be_tls_peer(ip));
         if !admitted {
-            self.metrics
-                .unknown_source_dropped
-                .with_label_values(&[kind.label(), stage])
-                .inc();
+            self.stranger(TransportKind::Tls, "accept");
         }
         admitted
     }
 
+    /// The peer behind a TLS connection once its certificate is known.
+    pub(crate) fn identify_tls(
+        &self,
+        ip: IpAddr,
+        cert: Option<&rustls::pki_types::CertificateDer<'_>>,
+    ) -> Result<Option<Peer>, Stranger> {
+        match self.peers.load().as_deref() {
+            None => Ok(None),
+            Some(rules) => match rules.classify_tls(ip, cert) {
+                Some(peer) => Ok(Some(peer)),
+                None => {
+                    self.warn_limited(
+                        ip,
+                        "unrecognised TLS peer",
+                        "certificate names no peer for this source address",
+                    );
+                    Err(self.stranger(TransportKind::Tls, "certificate"))
+                }
+            },
+        }
+    }
+
     /// Rate-limited warning about bad input from `source`.
     pub(crate) fn warn_limited(&self, source: IpAddr, reason: &'static str, detail: &str) {
-        let allowed = match self.log_limiter.lock() {
-            Ok(mut limiter) => limiter.should_log(source, reason, Instant::now()),
-            Err(_) => false,
-        };
-        if allowed {
-            tracing::warn!(%source, reason, detail, "rejected SIP input (further ones from this source and reason suppressed for a while)");
+        if let Some(suppressed) = self.log_limiter.check(&(source, reason), Instant::now()) {
+            tracing::warn!(%source, reason, detail, suppressed, "rejected SIP input (further ones from this source and reason suppressed for a while)");
         }
     }
 
@@ -113,9 +158,6 @@ impl Inner {
             Err(error) => {
                 let reason = error.kind.reason();
                 self.metrics.parse_errors.with_label_values(&[reason]).inc();
-                if !self.admits_source(source.kind, source.remote.ip(), "malformed") {
-                    return Err(None);
-                }
                 self.warn_limited(source.remote.ip(), reason, &error.to_string());
                 let response =
                     sip::ResponseBuilder::error_for_raw(&raw, error.kind.status(), reason);
@@ -273,9 +315,15 @@ impl Inner {
             outbound_key: Some(dest.clone()),
             permit: None,
             peer_cert: None,
+            peer: None,
         };
         match dest.kind {
-            TransportKind::Tcp => Ok(connection::spawn(self.clone(), tcp, setup)),
+            TransportKind::Tcp => {
+                setup.peer = self
+                    .identify_plain(TransportKind::Tcp, addr.ip(), "connect")
+                    .map_err(|Stranger| TransportError::UnknownPeer(addr))?;
+                Ok(connection::spawn(self.clone(), tcp, setup))
+            }
             TransportKind::Tls => {
                 let configs = self.tls.load_full().ok_or(TransportError::NoTlsConfig)?;
                 let server_name =
@@ -310,6 +358,9 @@ impl Inner {
                     }),
                     Ok(Ok(stream)) => {
                         setup.peer_cert = connection::peer_end_entity(stream.get_ref().1);
+                        setup.peer = self
+                            .identify_tls(addr.ip(), setup.peer_cert.as_ref())
+                            .map_err(|Stranger| TransportError::UnknownPeer(addr))?;
                         Ok(connection::spawn(self.clone(), stream, setup))
                     }
                 }
@@ -557,7 +608,8 @@ pub(crate) async fn start(
             settings.max_connections_per_ip,
             settings.max_connections,
         )),
-        log_limiter: Mutex::new(LogLimiter::new(settings.log_interval, 4096)),
+        log_limiter: SourceLog::new(settings.log_interval),
+        peers: ArcSwapOption::new(settings.peers.clone().map(Arc::new)),
         settings,
         metrics,
         inbound,

@@ -1,9 +1,7 @@
-//! Admission and log-rate bookkeeping, free of I/O: connection counts per source IP and in
-//! total, and "warn at most once per interval per (source, reason)".
+//! Admission bookkeeping, free of I/O: connection counts per source IP and in total.
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::time::{Duration, Instant};
 
 /// Counts inbound connections per source IP and in total.
 #[derive(Debug)]
@@ -54,45 +52,6 @@ impl ConnectionLimiter {
     }
 }
 
-/// Decides whether a warning about `(source, reason)` may be logged now. Memory is bounded:
-/// when the table is full it is cleared, which at worst lets one extra line per key through.
-#[derive(Debug)]
-pub(crate) struct LogLimiter {
-    interval: Duration,
-    max_entries: usize,
-    last: HashMap<(IpAddr, &'static str), Instant>,
-}
-
-impl LogLimiter {
-    pub(crate) fn new(interval: Duration, max_entries: usize) -> LogLimiter {
-        LogLimiter {
-            interval,
-            max_entries,
-            last: HashMap::new(),
-        }
-    }
-
-    pub(crate) fn should_log(
-        &mut self,
-        source: IpAddr,
-        reason: &'static str,
-        now: Instant,
-    ) -> bool {
-        if let Some(last) = self.last.get_mut(&(source, reason)) {
-            if now.saturating_duration_since(*last) < self.interval {
-                return false;
-            }
-            *last = now;
-            return true;
-        }
-        if self.last.len() >= self.max_entries {
-            self.last.clear();
-        }
-        self.last.insert((source, reason), now);
-        true
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -129,26 +88,5 @@ mod tests {
         l.release(ip("192.0.2.9"));
         assert_eq!(l.total(), 0);
         assert!(l.try_acquire(ip("192.0.2.9")));
-    }
-
-    #[test]
-    fn log_limiter_once_per_interval_per_key() {
-        let mut l = LogLimiter::new(Duration::from_secs(10), 100);
-        let t0 = Instant::now();
-        assert!(l.should_log(ip("192.0.2.1"), "Bad Via", t0));
-        assert!(!l.should_log(ip("192.0.2.1"), "Bad Via", t0 + Duration::from_secs(9)));
-        assert!(l.should_log(ip("192.0.2.1"), "Bad CSeq", t0));
-        assert!(l.should_log(ip("192.0.2.2"), "Bad Via", t0));
-        assert!(l.should_log(ip("192.0.2.1"), "Bad Via", t0 + Duration::from_secs(10)));
-    }
-
-    #[test]
-    fn log_limiter_memory_is_bounded() {
-        let mut l = LogLimiter::new(Duration::from_secs(10), 4);
-        let t0 = Instant::now();
-        for i in 0..100u8 {
-            l.should_log(IpAddr::from([10, 0, 0, i]), "x", t0);
-            assert!(l.last.len() <= 4);
-        }
     }
 }

@@ -8,7 +8,7 @@ use tokio::net::{TcpListener, TcpStream, UdpSocket};
 use tokio::time::timeout;
 
 use super::connection::{self, ConnectionSetup, Permit};
-use super::handle::Inner;
+use super::handle::{Inner, Stranger};
 use super::{TransportError, TransportKind};
 
 fn socket(kind: TransportKind, addr: SocketAddr) -> Result<Socket, TransportError> {
@@ -66,7 +66,14 @@ pub(crate) async fn run_accept(inner: Arc<Inner>, kind: TransportKind, listener:
                 continue;
             }
         };
-        if !inner.admits_source(kind, remote.ip(), "accept") {
+        let peer = match kind {
+            TransportKind::Tls => match inner.may_be_tls_peer(remote.ip()) {
+                true => Ok(None),
+                false => Err(Stranger),
+            },
+            _ => inner.identify_plain(kind, remote.ip(), "accept"),
+        };
+        let Ok(peer) = peer else {
             inner
                 .metrics
                 .connections_refused
@@ -74,7 +81,7 @@ pub(crate) async fn run_accept(inner: Arc<Inner>, kind: TransportKind, listener:
                 .inc();
             drop(tcp);
             continue;
-        }
+        };
         let Some(permit) = Permit::acquire(&inner, remote.ip()) else {
             inner
                 .metrics
@@ -100,6 +107,7 @@ pub(crate) async fn run_accept(inner: Arc<Inner>, kind: TransportKind, listener:
             outbound_key: None,
             permit: Some(permit),
             peer_cert: None,
+            peer,
         };
         match kind {
             TransportKind::Tls => {
@@ -131,7 +139,15 @@ async fn accept_tls(inner: Arc<Inner>, tcp: TcpStream, mut setup: ConnectionSetu
     match handshake {
         Ok(Ok(stream)) => {
             setup.peer_cert = connection::peer_end_entity(stream.get_ref().1);
-            connection::spawn(inner, stream, setup);
+            // The handshake proved the chain; the name and the address together say who it
+            // is. Nobody recognisable gets the connection closed before a byte is read.
+            match inner.identify_tls(setup.remote.ip(), setup.peer_cert.as_ref()) {
+                Ok(peer) => {
+                    setup.peer = peer;
+                    connection::spawn(inner, stream, setup);
+                }
+                Err(Stranger) => drop(stream),
+            }
         }
         Ok(Err(error)) => {
             inner.warn_limited(

@@ -66,7 +66,7 @@ mod handle;
 mod limits;
 mod listener;
 pub mod metrics;
-mod sources;
+mod peer;
 mod tls;
 mod udp;
 mod via_stamp;
@@ -77,7 +77,8 @@ use std::time::Duration;
 
 pub use handle::{NeedsConnect, NotSentNow, TransportHandle};
 pub use metrics::TransportMetrics;
-pub use sources::AllowedSources;
+pub use peer::{MicrosoftRule, Peer, PeerRules, TrunkId, TrunkRule};
+pub use tls::{missing_microsoft_roots, MICROSOFT_ROOTS};
 
 use crate::sip;
 
@@ -129,6 +130,8 @@ pub struct ListenerSpec {
 /// Trust anchors for verifying peers.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum RootStoreSource {
+    /// The roots Microsoft names for Direct Routing, built in ([`MICROSOFT_ROOTS`]).
+    Microsoft,
     /// Mozilla's set from `webpki-roots` (includes DigiCert Global Root G2).
     WebPki,
     /// Roots from a PEM file (for Microsoft's published list, or a test CA).
@@ -179,11 +182,10 @@ pub struct TransportSettings {
     pub connection_queue: usize,
     /// At most one warning per source IP and reason per interval.
     pub log_interval: Duration,
-    /// Peers' networks (row 11). When set, malformed input from elsewhere gets no error
-    /// response and stream connections from elsewhere are refused at accept; well-formed
-    /// messages are still delivered (the application drops strangers' requests itself).
-    /// `None`: every source is answered (a bare transport, tests).
-    pub allowed_sources: Option<AllowedSources>,
+    /// Who may speak to us (row 11 and the certificate rules of rows 4 and 7): datagrams
+    /// and connections matching no peer are dropped before parsing, without an answer.
+    /// `None`: everyone is heard, as an unidentified peer (a bare transport, tests).
+    pub peers: Option<PeerRules>,
     /// Local address of the TCP/TLS connections we open (`[sbc] bind_address`), so they leave
     /// from the address the peers allow (their ACLs, Microsoft's view of the SBC). Used for
     /// destinations of the same IP family; `None`: the OS picks.
@@ -208,7 +210,7 @@ impl Default for TransportSettings {
             inbound_queue: 4096,
             connection_queue: 1024,
             log_interval: Duration::from_secs(60),
-            allowed_sources: None,
+            peers: None,
             outbound_bind: None,
         }
     }
@@ -228,6 +230,9 @@ pub struct Source {
     pub remote: SocketAddr,
     /// The stream connection, for TCP/TLS.
     pub connection: Option<ConnectionId>,
+    /// Who sent it, decided by transport, certificate and address before parsing; `None`
+    /// only on a transport run without peer rules.
+    pub peer: Option<Peer>,
 }
 
 /// A received message that parsed.
@@ -274,6 +279,8 @@ pub enum TransportError {
         addr: SocketAddr,
         source: std::io::Error,
     },
+    #[error("{0} is not a configured peer on this transport")]
+    UnknownPeer(SocketAddr),
     #[error("connecting to {0}: timed out")]
     ConnectTimeout(SocketAddr),
     #[error("TLS handshake with {addr}: {reason}")]

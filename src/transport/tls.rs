@@ -114,8 +114,115 @@ fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TransportError> {
         .ok_or_else(|| TransportError::Tls(format!("{} holds no private key", path.display())))
 }
 
+/// The roots Microsoft names for the certificates of its Direct Routing proxies
+/// (teams-direct-routing.md §1.5), as `(name, SHA-1 fingerprint)`, in `microsoft_roots.pem`.
+/// Baltimore CyberTrust Root is not among them: it expired in May 2025 and nothing valid
+/// chains to it any more.
+pub const MICROSOFT_ROOTS: [(&str, &str); 8] = [
+    (
+        "DigiCert Global Root CA",
+        "a8985d3a65e5e5c4b2d7d66d40c6dd2fb19c5436",
+    ),
+    (
+        "DigiCert Global Root G2",
+        "df3c24f9bfd666761b268073fe06d1cc8d4f82a4",
+    ),
+    (
+        "DigiCert Global Root G3",
+        "7e04de896a3e666d00e687d33ffad93be83d349e",
+    ),
+    (
+        "DigiCert TLS ECC P384 Root G5",
+        "17f3de5e9f0f19e98ef61f32266e20c407ae30ee",
+    ),
+    (
+        "DigiCert TLS RSA4096 Root G5",
+        "a78849dc5d7c758c8cde399856b3aad0b2a57135",
+    ),
+    (
+        "DigiCert High Assurance EV Root CA",
+        "5fb7ee0633e259dbad0c4c9ae6d38f1a61c7dc25",
+    ),
+    (
+        "Microsoft RSA Root Certificate Authority 2017",
+        "73a5e64a3bff8316ff0edccc618a906e4eae4d74",
+    ),
+    (
+        "Microsoft ECC Root Certificate Authority 2017",
+        "999a64c37ff47d9fab95f14769891460eec4c3c5",
+    ),
+];
+
+const MICROSOFT_ROOTS_PEM: &[u8] = include_bytes!("microsoft_roots.pem");
+
+fn parse_pem_certificates(
+    pem: &[u8],
+    origin: &str,
+) -> Result<Vec<CertificateDer<'static>>, TransportError> {
+    use rustls::pki_types::pem::PemObject;
+    CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| TransportError::Tls(format!("parsing {origin}: {e}")))
+}
+
+fn sha1_hex(der: &[u8]) -> String {
+    use sha1::Digest;
+    sha1::Sha1::digest(der)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Which of [`MICROSOFT_ROOTS`] a root set lacks (by name), so `check-config` can say why a
+/// handshake with Microsoft would fail.
+pub fn missing_microsoft_roots(
+    source: &RootStoreSource,
+) -> Result<Vec<&'static str>, TransportError> {
+    let present: Vec<String> = match source {
+        RootStoreSource::Microsoft => return Ok(Vec::new()),
+        RootStoreSource::WebPki => {
+            // webpki-roots keeps subjects and keys, not whole certificates: compare by the
+            // certificates' subjects instead.
+            let builtin = parse_pem_certificates(MICROSOFT_ROOTS_PEM, "built-in roots")?;
+            let subjects: Vec<Vec<u8>> = webpki_roots::TLS_SERVER_ROOTS
+                .iter()
+                .map(|anchor| anchor.subject.as_ref().to_vec())
+                .collect();
+            let mut present = Vec::new();
+            for cert in &builtin {
+                let anchor = webpki::anchor_from_trusted_cert(cert)
+                    .map_err(|e| TransportError::Tls(format!("built-in root: {e}")))?;
+                if subjects
+                    .iter()
+                    .any(|s| s.as_slice() == anchor.subject.as_ref())
+                {
+                    present.push(sha1_hex(cert));
+                }
+            }
+            present
+        }
+        RootStoreSource::PemFile(path) => load_chain(path)?
+            .iter()
+            .map(|cert| sha1_hex(cert))
+            .collect(),
+    };
+    Ok(MICROSOFT_ROOTS
+        .iter()
+        .filter(|(_, sha1)| !present.iter().any(|p| p == sha1))
+        .map(|(name, _)| *name)
+        .collect())
+}
+
 fn load_roots(source: &RootStoreSource) -> Result<RootCertStore, TransportError> {
     match source {
+        RootStoreSource::Microsoft => {
+            let mut store = RootCertStore::empty();
+            store.add_parsable_certificates(parse_pem_certificates(
+                MICROSOFT_ROOTS_PEM,
+                "built-in Microsoft roots",
+            )?);
+            Ok(store)
+        }
         RootStoreSource::WebPki => Ok(RootCertStore {
             roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
         }),

@@ -30,7 +30,13 @@ pub(crate) async fn run(inner: Arc<Inner>, socket: Arc<UdpSocket>) {
             // ICMP port unreachable from an earlier send shows up here on Linux; keep going.
             Err(_) => continue,
         };
-        let datagram = &buf[..len];
+        // Strangers cost one lookup: nothing is parsed, answered or logged for them.
+        let Ok(peer) = inner.identify_plain(TransportKind::Udp, remote.ip(), "datagram") else {
+            continue;
+        };
+        let Some(datagram) = buf.get(..len) else {
+            continue;
+        };
         if datagram.iter().all(u8::is_ascii_whitespace) {
             // CRLF keep-alives some UAs send over UDP: nothing to answer.
             continue;
@@ -50,6 +56,7 @@ pub(crate) async fn run(inner: Arc<Inner>, socket: Arc<UdpSocket>) {
             local,
             remote,
             connection: None,
+            peer,
         };
         match inner.parse_received(Bytes::copy_from_slice(datagram), &source) {
             Ok(inbound) => match inner.inbound.try_send(inbound) {
