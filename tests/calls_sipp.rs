@@ -26,33 +26,6 @@ const PSTN_CALLER: &str = "+4969111222";
 const PSTN_CALLEE: &str = "+4969555000";
 const LONG: Duration = Duration::from_secs(45);
 
-/// The Microsoft stand-in side of a PSTN -> Teams call: a SIPp UAS over TCP echoing media.
-fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> Peer {
-    let dir = dir.join(format!("teams-{port}"));
-    let path = scenario(&dir, file, values);
-    let media = free_port_pair(TEAMS_IP);
-    let peer = sipp(
-        &format!("Teams SIPp UAS ({file})"),
-        &dir,
-        &path,
-        &[
-            "-t".into(),
-            "t1".into(),
-            "-i".into(),
-            TEAMS_IP.to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-mi".into(),
-            TEAMS_IP.to_string(),
-            "-mp".into(),
-            media.to_string(),
-            "-rtp_echo".into(),
-        ],
-    );
-    wait_listening_tcp((TEAMS_IP, port).into());
-    peer
-}
-
 /// The carrier side of a Teams -> PSTN call: a SIPp UAS over UDP on the trunk's address.
 fn carrier_uas(lab: &Lab, values: &[(&str, &str)]) -> Peer {
     let dir = lab.path().join("carrier-uas");
@@ -104,20 +77,6 @@ fn teams_uac(lab: &Lab, name: &str, file: &str, values: &[(&str, &str)]) -> Peer
             media.to_string(),
         ],
     )
-}
-
-fn regex_escape(text: &str) -> String {
-    text.replace('.', "\\.").replace('+', "\\+")
-}
-
-/// A lab with one Microsoft stand-in (SIPp over TCP) whose first ping has already failed.
-fn lab_with_one_proxy(media_base: u16) -> (Lab, u16) {
-    let port = free_tcp_port(TEAMS_IP);
-    let mut spec = LabSpec::new(media_base);
-    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), port)];
-    let lab = Lab::start(spec);
-    lab.wait_first_pings(&[format!("{TEAMS_IP}:{port}")]);
-    (lab, port)
 }
 
 fn packets(lab: &Lab, direction: &str) -> f64 {

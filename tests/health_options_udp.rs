@@ -29,9 +29,7 @@ fn identity(port: u16) -> SbcIdentity {
         fqdn: "sbc1.example.test".to_string(),
         port,
         transport: SipTransport::Udp,
-        vendor: "ExampleCorp".to_string(),
-        model: "RustSBC".to_string(),
-        version: "0.1.0".to_string(),
+        product: teams_sbc::health::ProductHeaders::microsoft("ExampleCorp", "RustSBC", "0.1.0"),
     }
 }
 

@@ -8,6 +8,8 @@
 
 #![allow(dead_code)]
 
+pub mod tls;
+
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
@@ -85,8 +87,12 @@ pub struct LabSpec {
     /// unique per test, above 40000.
     pub media_base: u16,
     pub teams_extra: String,
-    /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`).
+    /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`); further
+    /// `[[carrier_trunk]]` / `[[tenant]]` tables may follow.
     pub carrier_extra: String,
+    /// Extra lines of the `[sbc]` and `[sip]` tables.
+    pub sbc_extra: String,
+    pub sip_extra: String,
 }
 
 impl LabSpec {
@@ -109,6 +115,8 @@ impl LabSpec {
             media_base,
             teams_extra: String::new(),
             carrier_extra: String::new(),
+            sbc_extra: String::new(),
+            sip_extra: String::new(),
         }
     }
 
@@ -164,10 +172,12 @@ base_fqdn = "{BASE}"
 sip_signaling_port = {tls}
 vendor = "TestVendor"
 model = "TestModel"
+{sbc_extra}
 
 [sip]
 t1_ms = 100
 connect_timeout_seconds = 2
+{sip_extra}
 
 [tls]
 cert_chain = "certs/sbc.pem"
@@ -191,6 +201,7 @@ proxies = [{proxies}]
 # One ping at start (before the stand-ins listen), the next long after the test.
 options_interval_seconds = 180
 allowed_source_cidrs = ["{TEAMS_IP}/32"]
+lab_plain_tcp = {lab_plain_tcp}
 {teams_extra}
 
 [[carrier_trunk]]
@@ -218,7 +229,14 @@ port_max = {tmax}
 metrics_listen = "{SBC_IP}:{metrics}"
 "#,
             proxies = spec.proxies.join(", "),
+            // SIPp stand-ins for Microsoft speak plain TCP: only labs may take that.
+            lab_plain_tcp = spec
+                .proxies
+                .iter()
+                .any(|p| p.contains(r#"transport = "tcp""#)),
             teams_extra = spec.teams_extra,
+            sbc_extra = spec.sbc_extra,
+            sip_extra = spec.sip_extra,
             carrier_extra = spec.carrier_extra,
             carrier_port = spec.carrier_port,
             cmin = spec.media_base,
@@ -459,11 +477,22 @@ pub const PCAP_PACKETS: u32 = 100;
 
 /// The carrier side of a PSTN -> Teams call: a SIPp UAC over UDP calling `called`.
 pub fn carrier_uac(lab: &Lab, file: &str, called: &str, values: &[(&str, &str)]) -> Peer {
-    let port = free_udp_port(CARRIER_IP);
+    carrier_uac_from(lab, CARRIER_IP, file, called, values)
+}
+
+/// [`carrier_uac`] from another address (a second trunk's).
+pub fn carrier_uac_from(
+    lab: &Lab,
+    ip: Ipv4Addr,
+    file: &str,
+    called: &str,
+    values: &[(&str, &str)],
+) -> Peer {
+    let port = free_udp_port(ip);
     let dir = lab.path().join(format!("carrier-{port}"));
     let path = scenario(&dir, file, values);
     write_pcmu_pcap(&dir.join("pcmu.pcap"), PCAP_PACKETS);
-    let media = free_port_pair(CARRIER_IP);
+    let media = free_port_pair(ip);
     sipp(
         &format!("carrier SIPp UAC ({file})"),
         &dir,
@@ -475,15 +504,62 @@ pub fn carrier_uac(lab: &Lab, file: &str, called: &str, values: &[(&str, &str)])
             "-t".into(),
             "u1".into(),
             "-i".into(),
-            CARRIER_IP.to_string(),
+            ip.to_string(),
             "-p".into(),
             port.to_string(),
             "-mi".into(),
-            CARRIER_IP.to_string(),
+            ip.to_string(),
             "-mp".into(),
             media.to_string(),
         ],
     )
+}
+
+/// The Microsoft stand-in side of a PSTN -> Teams call: a SIPp UAS over TCP (lab mode)
+/// echoing media.
+pub fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> Peer {
+    let dir = dir.join(format!("teams-{port}"));
+    let path = scenario(&dir, file, values);
+    let media = free_port_pair(TEAMS_IP);
+    let peer = sipp(
+        &format!("Teams SIPp UAS ({file})"),
+        &dir,
+        &path,
+        &[
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            media.to_string(),
+            "-rtp_echo".into(),
+        ],
+    );
+    wait_listening_tcp((TEAMS_IP, port).into());
+    peer
+}
+
+/// `text` as a literal in a SIPp regular expression.
+pub fn regex_escape(text: &str) -> String {
+    text.replace('.', "\\.").replace('+', "\\+")
+}
+
+/// A lab with one Microsoft stand-in (SIPp over TCP) whose first ping has already failed.
+pub fn lab_with_one_proxy(media_base: u16) -> (Lab, u16) {
+    lab_with_one_proxy_and(LabSpec::new(media_base))
+}
+
+/// [`lab_with_one_proxy`] from a spec the caller prepared.
+pub fn lab_with_one_proxy_and(mut spec: LabSpec) -> (Lab, u16) {
+    let port = free_tcp_port(TEAMS_IP);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{port}")]);
+    (lab, port)
 }
 
 /// Wait until something listens for TCP on `addr` (a SIPp UAS is up). Read from
