@@ -10,8 +10,9 @@
 //! * **A carrier trunk** by the transports it may use and its source networks (most specific
 //!   network first, then configuration order), and for TLS optionally by a certificate name.
 //!
-//! Carriers win over Microsoft on UDP and plain TCP, where Microsoft never speaks, so a lab
-//! with overlapping loopback ranges still tells the two apart.
+//! On UDP Microsoft never speaks; on plain TCP (labs only) the more specific network wins
+//! and a carrier wins a tie, so a lab with overlapping loopback ranges still tells the two
+//! apart.
 
 use std::net::IpAddr;
 
@@ -143,13 +144,18 @@ impl PeerRules {
         self.microsoft.networks.iter().any(|net| net.contains(&ip))
     }
 
-    /// Trunks whose networks hold `ip` and that accept `kind`, most specific first.
-    fn trunks_at(&self, kind: TransportKind, ip: IpAddr) -> impl Iterator<Item = TrunkId> + '_ {
+    /// Trunks whose networks hold `ip` and that accept `kind`, with the prefix length of
+    /// the network that matched, most specific first.
+    fn trunks_at(
+        &self,
+        kind: TransportKind,
+        ip: IpAddr,
+    ) -> impl Iterator<Item = (TrunkId, u8)> + '_ {
         self.trunk_networks
             .iter()
             .filter(move |(net, _)| net.contains(&ip))
-            .map(|(_, id)| *id)
-            .filter(move |id| {
+            .map(|(net, id)| (*id, net.prefix_len()))
+            .filter(move |(id, _)| {
                 self.trunks
                     .get(id.index())
                     .is_some_and(|t| t.transports.contains(&kind))
@@ -159,13 +165,25 @@ impl PeerRules {
     /// The peer behind a UDP datagram or a plain TCP connection; `None`: a stranger.
     pub fn classify_plain(&self, kind: TransportKind, ip: IpAddr) -> Option<Peer> {
         let ip = canonical(ip);
-        if let Some(trunk) = self.trunks_at(kind, ip).next() {
-            return Some(Peer::Carrier(trunk));
+        let trunk = self.trunks_at(kind, ip).next();
+        let microsoft = (kind == TransportKind::Tcp && self.microsoft.plain_tcp_lab)
+            .then(|| {
+                self.microsoft
+                    .networks
+                    .iter()
+                    .filter(|net| net.contains(&ip))
+                    .map(IpNet::prefix_len)
+                    .max()
+            })
+            .flatten();
+        match (trunk, microsoft) {
+            (Some((_, trunk_prefix)), Some(ms_prefix)) if ms_prefix > trunk_prefix => {
+                Some(Peer::Microsoft)
+            }
+            (Some((trunk, _)), _) => Some(Peer::Carrier(trunk)),
+            (None, Some(_)) => Some(Peer::Microsoft),
+            (None, None) => None,
         }
-        (kind == TransportKind::Tcp
-            && self.microsoft.plain_tcp_lab
-            && self.is_microsoft_address(ip))
-        .then_some(Peer::Microsoft)
     }
 
     /// Whether a TLS connection from `ip` could belong to a peer (decided finally by
@@ -191,6 +209,7 @@ impl PeerRules {
             }
         }
         self.trunks_at(TransportKind::Tls, ip)
+            .map(|(id, _)| id)
             .find(|id| {
                 let required = self
                     .trunks
@@ -258,6 +277,34 @@ mod tests {
             Some(Peer::Microsoft)
         );
         assert_eq!(r.classify_plain(TransportKind::Udp, ip("52.112.1.1")), None);
+    }
+
+    #[test]
+    fn lab_plain_tcp_goes_to_the_more_specific_of_microsoft_and_a_trunk() {
+        let r = PeerRules::new(
+            MicrosoftRule {
+                networks: nets(&["127.0.1.0/24"]),
+                certificate_names: Vec::new(),
+                plain_tcp_lab: true,
+            },
+            vec![trunk(
+                &["127.0.0.0/8"],
+                &[TransportKind::Udp, TransportKind::Tcp],
+            )],
+        );
+        assert_eq!(
+            r.classify_plain(TransportKind::Tcp, ip("127.0.1.5")),
+            Some(Peer::Microsoft)
+        );
+        assert_eq!(
+            r.classify_plain(TransportKind::Udp, ip("127.0.1.5")),
+            Some(Peer::Carrier(TrunkId(0))),
+            "never Microsoft over UDP"
+        );
+        assert_eq!(
+            r.classify_plain(TransportKind::Tcp, ip("127.0.0.5")),
+            Some(Peer::Carrier(TrunkId(0)))
+        );
     }
 
     #[test]
