@@ -6,6 +6,11 @@
 //! connection in their own bounded tasks, see [`responses`]), new requests each in their own
 //! task (a TLS connect must not stall everything else), and failures come back as commands.
 //!
+//! Faults: the SIP core beats a heartbeat that `/healthz` checks ([`crate::ops::liveness`]);
+//! [`run`] ends the process with an error when the SIP core task ends on its own, and a
+//! release build aborts on any panic (`panic = "abort"`), so a supervisor restarts it rather
+//! than leaving a zombie.
+//!
 //! Until the call layer exists, requests other than OPTIONS get a clear final answer: INVITE
 //! 503, in-dialog requests 481, recognised but unsupported methods 405, unknown methods 501.
 
@@ -28,7 +33,7 @@ use self::responses::{spawn_response_sender, AnswerFailures};
 use self::sip_core::{AppMetrics, SipCore, SourceFilter};
 
 use crate::config::{mapping, Loaded, SourceAcl};
-use crate::ops::{OpsServer, ProcessMetrics, Readiness};
+use crate::ops::{Heartbeat, Liveness, OpsServer, ProcessMetrics, Readiness};
 use crate::transaction::{TransactionLayer, TransactionMetrics};
 use crate::transport::{Transport, TransportHandle};
 
@@ -49,23 +54,30 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error("calls: {0}")]
     Calls(#[from] crate::dispatch::DispatchError),
+    #[error("the SIP core task ended unexpectedly{0}")]
+    CoreEnded(String),
 }
 
 /// A started SBC. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub registry: Registry,
     pub readiness: Arc<Readiness>,
+    /// What `/healthz` checks: the SIP core's and every media worker's heartbeat.
+    pub liveness: Arc<Liveness>,
     pub ops_addr: SocketAddr,
     pub transport: TransportHandle,
     /// The media engine of the calls (its sessions' counters are in `registry`).
     pub media: crate::media::MediaHandle,
     ops: OpsServer,
+    /// The SIP core task, watched by [`run`].
+    core: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn shutdown(self) {
         self.transport.shutdown();
+        self.core.abort();
         for task in &self.tasks {
             task.abort();
         }
@@ -74,13 +86,15 @@ impl Running {
     }
 }
 
-/// Run until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and key.
+/// Run until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and key. Returns an error
+/// (the process then exits with a failure status, for its supervisor to restart it) when the
+/// SIP core task ends by itself: without it no message is handled.
 pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
-    let running = start(&loaded).await?;
+    let mut running = start(&loaded).await?;
     tracing::info!(
         listeners = ?running.transport.local_addrs(),
         ops = %running.ops_addr,
@@ -88,20 +102,31 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
         trunks = loaded.config.carrier_trunks.len(),
         "teams-sbc running"
     );
-    loop {
+    let outcome = loop {
         tokio::select! {
             _ = hup.recv() => match running.transport.reload_tls() {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
                 Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; old certificate kept"),
             },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            ended = &mut running.core => {
+                let why = match ended {
+                    Err(e) if e.is_panic() => ": it panicked".to_string(),
+                    Err(e) => format!(": {e}"),
+                    Ok(()) => String::new(),
+                };
+                tracing::error!(
+                    "the SIP core task ended{why}; stopping for the supervisor to restart us"
+                );
+                break Err(AppError::CoreEnded(why));
+            }
         }
-    }
+    };
     tracing::info!("shutting down");
     running.readiness.set_listeners_bound(false);
     running.shutdown().await;
-    Ok(())
+    outcome
 }
 
 /// Start ops, transport, the SIP core and the pingers.
@@ -110,9 +135,11 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
     let registry = Registry::new();
     ProcessMetrics::register(&registry)?;
     let readiness = Arc::new(Readiness::new());
+    let liveness = Arc::new(Liveness::default());
     let ops = OpsServer::start(
         config.ops.metrics_listen,
         registry.clone(),
+        liveness.clone(),
         readiness.clone(),
     )
     .await
@@ -140,6 +167,8 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             }
         };
     let media = calls.media().clone();
+    let heartbeat = Heartbeat::new(std::time::Instant::now());
+    liveness.watch("sip_core", heartbeat.clone());
     let identity = IdentityTemplate::new(loaded, &transport);
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let core = SipCore {
@@ -155,32 +184,30 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             AnswerFailures::register(&registry, commands_tx.clone())?,
         ),
         commands_tx: commands_tx.clone(),
+        heartbeat,
         calls,
     };
     let filter = SourceFilter {
         acl: SourceAcl::new(config),
         rejected: AppMetrics::register(&registry)?.rejected_requests,
     };
-    let mut tasks = vec![tokio::spawn(core.run(
-        inbound,
-        commands_rx,
-        call_events,
-        filter,
-    ))];
-    tasks.extend(start_pingers(
-        config,
-        &identity,
-        &registry,
-        &readiness,
-        commands_tx,
-    )?);
+    let core = tokio::spawn(core.run(inbound, commands_rx, call_events, filter));
+    let tasks = match start_pingers(config, &identity, &registry, &readiness, commands_tx) {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            core.abort();
+            return Err(e);
+        }
+    };
     Ok(Running {
         registry,
         readiness,
+        liveness,
         ops_addr: ops.local_addr,
         transport,
         media,
         ops,
+        core,
         tasks,
     })
 }

@@ -13,6 +13,7 @@ use crate::config::SourceAcl;
 pub(super) use crate::dispatch::Route;
 use crate::dispatch::{DispatchEvents, Dispatcher};
 use crate::health::{self, PingOutcome};
+use crate::ops::liveness::{Heartbeat, BEAT_EVERY};
 use crate::ops::RateLimitedLog;
 use crate::sip::{Message, Method};
 use crate::transaction::{Output, TransactionLayer, TuEvent, TxId};
@@ -84,6 +85,8 @@ pub(super) struct SipCore {
     pub(super) pending_pings: HashMap<TxId, oneshot::Sender<PingOutcome>>,
     pub(super) responses: AnswerQueue,
     pub(super) commands_tx: mpsc::Sender<Command>,
+    /// Beaten once per loop turn (`/healthz`); the periodic tick keeps an idle core beating.
+    pub(super) heartbeat: Heartbeat,
     /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
     pub(super) calls: Dispatcher,
 }
@@ -96,7 +99,12 @@ impl SipCore {
         mut call_events: DispatchEvents,
         filter: SourceFilter,
     ) {
+        // Stops the heartbeat when this future ends or is dropped, e.g. unwound by a panic.
+        let _alive = self.heartbeat.stop_on_drop();
+        let mut pulse = tokio::time::interval(BEAT_EVERY);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            self.heartbeat.beat();
             let deadline = match (self.layer.poll_timeout(), self.calls.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -125,6 +133,7 @@ impl SipCore {
                     self.layer.handle_timeout(now);
                     self.calls.handle_timeout(now, &mut self.layer);
                 }
+                _ = pulse.tick() => {}
             }
             self.drain();
         }
