@@ -6,10 +6,10 @@
 //! connection in their own bounded tasks, see [`responses`]), new requests each in their own
 //! task (a TLS connect must not stall everything else), and failures come back as commands.
 //!
-//! Faults: the SIP core beats a heartbeat that `/healthz` checks ([`crate::ops::liveness`]);
-//! [`run`] ends the process with an error when the SIP core task ends on its own, and a
-//! release build aborts on any panic (`panic = "abort"`), so a supervisor restarts it rather
-//! than leaving a zombie.
+//! Faults: the SIP core and every media worker beat a heartbeat that `/healthz` checks
+//! ([`crate::ops::liveness`]); [`run`] ends the process with an error when the SIP core task
+//! ends on its own, and a release build aborts on any panic (`panic = "abort"`), so a
+//! supervisor restarts it rather than leaving a zombie.
 //!
 //! Until the call layer exists, requests other than OPTIONS get a clear final answer: INVITE
 //! 503, in-dialog requests 481, recognised but unsupported methods 405, unknown methods 501.
@@ -169,6 +169,9 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
     let media = calls.media().clone();
     let heartbeat = Heartbeat::new(std::time::Instant::now());
     liveness.watch("sip_core", heartbeat.clone());
+    for (n, worker) in media.heartbeats().into_iter().enumerate() {
+        liveness.watch(&format!("media_worker_{n}"), worker);
+    }
     let identity = IdentityTemplate::new(loaded, &transport);
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let core = SipCore {
