@@ -3,19 +3,22 @@
 //! One task (the SIP core) owns the [`TransactionLayer`]: it is driven by received messages,
 //! by OPTIONS pings the pingers ask it to send, and by the layer's own `poll_timeout`. Sends
 //! happen outside it: responses go through one ordered queue (those needing a new
-//! connection in their own bounded tasks, see [`responses`]), new requests each in their own
-//! task (a TLS connect must not stall everything else), and failures come back as commands.
+//! connection in their own bounded lanes, see [`responses`]), new requests through one
+//! ordered lane per destination (a TLS connect to one peer must not stall the others, see
+//! [`requests`]), and failures come back as commands.
 //!
 //! Faults: the SIP core and every media worker beat a heartbeat that `/healthz` checks
 //! ([`crate::ops::liveness`]); [`run`] ends the process with an error when the SIP core task
 //! ends on its own, and a release build aborts on any panic (`panic = "abort"`), so a
-//! supervisor restarts it rather than leaving a zombie.
+//! supervisor (packaging/teams-sbc.service) restarts it rather than leaving a zombie.
 //!
 //! Until the call layer exists, requests other than OPTIONS get a clear final answer: INVITE
 //! 503, in-dialog requests 481, recognised but unsupported methods 405, unknown methods 501.
 
 mod answers;
+mod lanes;
 mod pingers;
+mod requests;
 mod responses;
 mod sip_core;
 
@@ -29,7 +32,8 @@ use tokio::task::JoinHandle;
 
 use self::answers::IdentityTemplate;
 use self::pingers::start_pingers;
-use self::responses::{spawn_response_sender, AnswerFailures};
+use self::requests::{request_failures, RequestSender};
+use self::responses::{answer_failures, spawn_response_sender};
 use self::sip_core::{AppMetrics, SipCore, SourceFilter};
 
 use crate::config::{mapping, Loaded, SourceAcl};
@@ -179,14 +183,16 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             mapping::transaction_settings(config),
             TransactionMetrics::register(&registry)?,
         ),
-        transport: transport.clone(),
         identity: identity.clone(),
         pending_pings: HashMap::new(),
         responses: spawn_response_sender(
             transport.clone(),
-            AnswerFailures::register(&registry, commands_tx.clone())?,
+            answer_failures(&registry, commands_tx.clone())?,
         ),
-        commands_tx: commands_tx.clone(),
+        requests: RequestSender::new(
+            transport.clone(),
+            request_failures(&registry, commands_tx.clone())?,
+        ),
         heartbeat,
         calls,
     };

@@ -8,6 +8,7 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use super::answers::{final_response, with_allow, IdentityTemplate};
+use super::requests::RequestSender;
 use super::responses::AnswerQueue;
 use crate::config::SourceAcl;
 pub(super) use crate::dispatch::Route;
@@ -17,7 +18,7 @@ use crate::ops::liveness::{Heartbeat, BEAT_EVERY};
 use crate::ops::RateLimitedLog;
 use crate::sip::{Message, Method};
 use crate::transaction::{Output, TransactionLayer, TuEvent, TxId};
-use crate::transport::{Destination, Inbound, Source, TransportHandle};
+use crate::transport::{Destination, Inbound, Source};
 
 pub(super) enum Command {
     SendOptions {
@@ -80,11 +81,10 @@ impl SourceFilter {
 
 pub(super) struct SipCore {
     pub(super) layer: TransactionLayer<Route>,
-    pub(super) transport: TransportHandle,
     pub(super) identity: IdentityTemplate,
     pub(super) pending_pings: HashMap<TxId, oneshot::Sender<PingOutcome>>,
     pub(super) responses: AnswerQueue,
-    pub(super) commands_tx: mpsc::Sender<Command>,
+    pub(super) requests: RequestSender,
     /// Beaten once per loop turn (`/healthz`); the periodic tick keeps an idle core beating.
     pub(super) heartbeat: Heartbeat,
     /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
@@ -170,23 +170,10 @@ impl SipCore {
         }
     }
 
-    pub(super) fn transmit(&self, id: Option<TxId>, route: Route, bytes: Bytes) {
+    pub(super) fn transmit(&mut self, id: Option<TxId>, route: Route, bytes: Bytes) {
         match route {
-            Route::Back(source) => {
-                self.responses.push((id, source, bytes));
-            }
-            Route::To(dest) => {
-                let transport = self.transport.clone();
-                let commands = self.commands_tx.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = transport.send(dest.clone(), bytes).await {
-                        tracing::debug!(%error, addr = %dest.addr, "request not sent");
-                        if let Some(id) = id {
-                            let _ = commands.send(Command::SendFailed(id)).await;
-                        }
-                    }
-                });
-            }
+            Route::Back(source) => self.responses.push((id, source, bytes)),
+            Route::To(dest) => self.requests.push(dest, id, bytes),
         }
     }
 
