@@ -87,6 +87,8 @@ pub struct LabSpec {
     pub teams_extra: String,
     /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`).
     pub carrier_extra: String,
+    /// Lines of the `[media]` table (e.g. `workers = 2`).
+    pub media_extra: String,
 }
 
 impl LabSpec {
@@ -109,6 +111,7 @@ impl LabSpec {
             media_base,
             teams_extra: String::new(),
             carrier_extra: String::new(),
+            media_extra: String::new(),
         }
     }
 
@@ -204,6 +207,9 @@ options_ping = false
 
 {tenants}
 
+[media]
+{media_extra}
+
 [media.carrier]
 bind = "{SBC_IP}"
 port_min = {cmin}
@@ -220,6 +226,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
             proxies = spec.proxies.join(", "),
             teams_extra = spec.teams_extra,
             carrier_extra = spec.carrier_extra,
+            media_extra = spec.media_extra,
             carrier_port = spec.carrier_port,
             cmin = spec.media_base,
             cmax = spec.media_base + 99,
@@ -251,6 +258,13 @@ metrics_listen = "{SBC_IP}:{metrics}"
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The SBC itself (its media handle, ops address, registry).
+    pub fn running(&self) -> &Running {
+        self.running
+            .as_ref()
+            .expect("the SBC runs until the lab is dropped")
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
