@@ -87,7 +87,8 @@ pub struct LabSpec {
     pub teams_extra: String,
     /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`).
     pub carrier_extra: String,
-    /// Lines of the `[media]` table (e.g. `workers = 2`).
+    /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
+    /// written, so a test may still open that table in `teams_extra`.
     pub media_extra: String,
 }
 
@@ -207,9 +208,7 @@ options_ping = false
 
 {tenants}
 
-[media]
-{media_extra}
-
+{media_table}
 [media.carrier]
 bind = "{SBC_IP}"
 port_min = {cmin}
@@ -226,7 +225,11 @@ metrics_listen = "{SBC_IP}:{metrics}"
             proxies = spec.proxies.join(", "),
             teams_extra = spec.teams_extra,
             carrier_extra = spec.carrier_extra,
-            media_extra = spec.media_extra,
+            media_table = if spec.media_extra.is_empty() {
+                String::new()
+            } else {
+                format!("[media]\n{}\n", spec.media_extra)
+            },
             carrier_port = spec.carrier_port,
             cmin = spec.media_base,
             cmax = spec.media_base + 99,
