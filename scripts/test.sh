@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test of teams-sbc on a fresh Debian machine: installs the real peers the
-# end-to-end tests drive (SIPp, openssl, baresip, sipsak, tshark, promtool) when missing, then cargo test.
+# end-to-end tests drive (SIPp, openssl, baresip, sipsak, tshark, promtool) and the tools they
+# check with (systemd-analyze) when missing, then cargo test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +12,7 @@ command -v baresip >/dev/null 2>&1 || need_pkgs+=(baresip-core)
 command -v sipsak >/dev/null 2>&1 || need_pkgs+=(sipsak)
 command -v tshark >/dev/null 2>&1 || need_pkgs+=(tshark)
 command -v promtool >/dev/null 2>&1 || need_pkgs+=(prometheus)
+command -v systemd-analyze >/dev/null 2>&1 || need_pkgs+=(systemd)
 if ((${#need_pkgs[@]})); then
 	echo "installing test peers: ${need_pkgs[*]}"
 	if [ "$(id -u)" -ne 0 ]; then SUDO=sudo; else SUDO=; fi

@@ -3,14 +3,22 @@
 //! One task (the SIP core) owns the [`TransactionLayer`]: it is driven by received messages,
 //! by OPTIONS pings the pingers ask it to send, and by the layer's own `poll_timeout`. Sends
 //! happen outside it: responses go through one ordered queue (those needing a new
-//! connection in their own bounded tasks, see [`responses`]), new requests each in their own
-//! task (a TLS connect must not stall everything else), and failures come back as commands.
+//! connection in their own bounded lanes, see [`responses`]), new requests through one
+//! ordered lane per destination (a TLS connect to one peer must not stall the others, see
+//! [`requests`]), and failures come back as commands.
+//!
+//! Faults: the SIP core and every media worker beat a heartbeat that `/healthz` checks
+//! ([`crate::ops::liveness`]); [`run`] ends the process with an error when the SIP core task
+//! ends on its own, and a release build aborts on any panic (`panic = "abort"`), so a
+//! supervisor (packaging/teams-sbc.service) restarts it rather than leaving a zombie.
 //!
 //! Until the call layer exists, requests other than OPTIONS get a clear final answer: INVITE
 //! 503, in-dialog requests 481, recognised but unsupported methods 405, unknown methods 501.
 
 mod answers;
+mod lanes;
 mod pingers;
+mod requests;
 mod responses;
 mod sip_core;
 
@@ -24,11 +32,12 @@ use tokio::task::JoinHandle;
 
 use self::answers::IdentityTemplate;
 use self::pingers::start_pingers;
-use self::responses::{spawn_response_sender, AnswerFailures};
+use self::requests::{request_failures, RequestSender};
+use self::responses::{answer_failures, spawn_response_sender};
 use self::sip_core::{AppMetrics, SipCore};
 
 use crate::config::{mapping, Loaded};
-use crate::ops::{OpsServer, ProcessMetrics, Readiness};
+use crate::ops::{Heartbeat, Liveness, OpsServer, ProcessMetrics, Readiness};
 use crate::transaction::{TransactionLayer, TransactionMetrics};
 use crate::transport::{Transport, TransportHandle};
 
@@ -49,23 +58,30 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error("calls: {0}")]
     Calls(#[from] crate::dispatch::DispatchError),
+    #[error("the SIP core task ended unexpectedly{0}")]
+    CoreEnded(String),
 }
 
 /// A started SBC. Dropping it does not stop it; call [`Running::shutdown`].
 pub struct Running {
     pub registry: Registry,
     pub readiness: Arc<Readiness>,
+    /// What `/healthz` checks: the SIP core's and every media worker's heartbeat.
+    pub liveness: Arc<Liveness>,
     pub ops_addr: SocketAddr,
     pub transport: TransportHandle,
     /// The media engine of the calls (its sessions' counters are in `registry`).
     pub media: crate::media::MediaHandle,
     ops: OpsServer,
+    /// The SIP core task, watched by [`run`].
+    core: JoinHandle<()>,
     tasks: Vec<JoinHandle<()>>,
 }
 
 impl Running {
     pub async fn shutdown(self) {
         self.transport.shutdown();
+        self.core.abort();
         for task in &self.tasks {
             task.abort();
         }
@@ -74,13 +90,15 @@ impl Running {
     }
 }
 
-/// Run until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and key.
+/// Run until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and key. Returns an error
+/// (the process then exits with a failure status, for its supervisor to restart it) when the
+/// SIP core task ends by itself: without it no message is handled.
 pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signal)?;
     let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
-    let running = start(&loaded).await?;
+    let mut running = start(&loaded).await?;
     tracing::info!(
         listeners = ?running.transport.local_addrs(),
         ops = %running.ops_addr,
@@ -88,20 +106,31 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
         trunks = loaded.config.carrier_trunks.len(),
         "teams-sbc running"
     );
-    loop {
+    let outcome = loop {
         tokio::select! {
             _ = hup.recv() => match running.transport.reload_tls() {
                 Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
                 Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; old certificate kept"),
             },
-            _ = term.recv() => break,
-            _ = int.recv() => break,
+            _ = term.recv() => break Ok(()),
+            _ = int.recv() => break Ok(()),
+            ended = &mut running.core => {
+                let why = match ended {
+                    Err(e) if e.is_panic() => ": it panicked".to_string(),
+                    Err(e) => format!(": {e}"),
+                    Ok(()) => String::new(),
+                };
+                tracing::error!(
+                    "the SIP core task ended{why}; stopping for the supervisor to restart us"
+                );
+                break Err(AppError::CoreEnded(why));
+            }
         }
-    }
+    };
     tracing::info!("shutting down");
     running.readiness.set_listeners_bound(false);
     running.shutdown().await;
-    Ok(())
+    outcome
 }
 
 /// Start ops, transport, the SIP core and the pingers.
@@ -110,9 +139,11 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
     let registry = Registry::new();
     ProcessMetrics::register(&registry)?;
     let readiness = Arc::new(Readiness::new());
+    let liveness = Arc::new(Liveness::default());
     let ops = OpsServer::start(
         config.ops.metrics_listen,
         registry.clone(),
+        liveness.clone(),
         readiness.clone(),
     )
     .await
@@ -140,6 +171,11 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             }
         };
     let media = calls.media().clone();
+    let heartbeat = Heartbeat::new(std::time::Instant::now());
+    liveness.watch("sip_core", heartbeat.clone());
+    for (n, worker) in media.heartbeats().into_iter().enumerate() {
+        liveness.watch(&format!("media_worker_{n}"), worker);
+    }
     let identity = IdentityTemplate::new(loaded, &transport);
     let (commands_tx, commands_rx) = mpsc::channel(1024);
     let core = SipCore {
@@ -147,32 +183,37 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             mapping::transaction_settings(config),
             TransactionMetrics::register(&registry)?,
         ),
-        transport: transport.clone(),
         identity: identity.clone(),
         pending_pings: HashMap::new(),
         responses: spawn_response_sender(
             transport.clone(),
-            AnswerFailures::register(&registry, commands_tx.clone())?,
+            answer_failures(&registry, commands_tx.clone())?,
         ),
-        commands_tx: commands_tx.clone(),
+        requests: RequestSender::new(
+            transport.clone(),
+            request_failures(&registry, commands_tx.clone())?,
+        ),
+        heartbeat,
         calls,
         metrics: AppMetrics::register(&registry)?,
     };
-    let mut tasks = vec![tokio::spawn(core.run(inbound, commands_rx, call_events))];
-    tasks.extend(start_pingers(
-        config,
-        &identity,
-        &registry,
-        &readiness,
-        commands_tx,
-    )?);
+    let core = tokio::spawn(core.run(inbound, commands_rx, call_events));
+    let tasks = match start_pingers(config, &identity, &registry, &readiness, commands_tx) {
+        Ok(tasks) => tasks,
+        Err(e) => {
+            core.abort();
+            return Err(e);
+        }
+    };
     Ok(Running {
         registry,
         readiness,
+        liveness,
         ops_addr: ops.local_addr,
         transport,
         media,
         ops,
+        core,
         tasks,
     })
 }

@@ -10,10 +10,9 @@ use std::time::{Duration, Instant};
 
 use teams_sbc::media::srtp::{KeyMaterial, SrtpSuite};
 use teams_sbc::media::{
-    InterfaceSettings, LatchingMode, LegSide, MapDirection, MediaEngine, MediaEvent, MediaHandle,
-    MediaSettings, PayloadMapping, SessionAllocation, SrtpKeys,
+    InterfaceSettings, LatchingMode, LegSide, MapDirection, MediaEngine, MediaEvent, MediaEvents,
+    MediaHandle, MediaSettings, PayloadMapping, SessionAllocation, SrtpKeys,
 };
-use tokio::sync::mpsc::UnboundedReceiver;
 use webrtc_srtp::context::Context as OracleContext;
 use webrtc_srtp::protection_profile::ProtectionProfile;
 
@@ -37,7 +36,7 @@ fn settings(bind: IpAddr, latching: LatchingMode) -> MediaSettings {
 
 struct Relay {
     handle: MediaHandle,
-    events: UnboundedReceiver<MediaEvent>,
+    events: MediaEvents,
     registry: prometheus::Registry,
 }
 

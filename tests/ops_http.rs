@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use prometheus::{IntCounter, Registry};
-use teams_sbc::ops::{OpsServer, Readiness};
+use teams_sbc::ops::{Heartbeat, Liveness, OpsServer, Readiness};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -45,9 +45,15 @@ async fn serves_metrics_health_and_readiness() {
     calls.inc_by(3);
     let readiness = Arc::new(Readiness::new());
     readiness.add_teams_proxy("sip.pstnhub.microsoft.com:5061");
-    let server = OpsServer::start("127.0.0.1:0".parse().unwrap(), registry, readiness.clone())
-        .await
-        .unwrap();
+    let liveness = Arc::new(Liveness::default());
+    let server = OpsServer::start(
+        "127.0.0.1:0".parse().unwrap(),
+        registry,
+        liveness.clone(),
+        readiness.clone(),
+    )
+    .await
+    .unwrap();
     let addr = server.local_addr;
 
     let (status, body) = get(addr, "/metrics").await;
@@ -56,6 +62,20 @@ async fn serves_metrics_health_and_readiness() {
     assert!(body.contains("test_calls_total 3"), "{body}");
 
     assert_eq!(get(addr, "/healthz").await.0, 200);
+    let core = Heartbeat::new(std::time::Instant::now());
+    let worker = Heartbeat::new(std::time::Instant::now());
+    liveness.watch("sip_core", core.clone());
+    liveness.watch("media_worker_0", worker.clone());
+    let (status, body) = get(addr, "/healthz").await;
+    assert_eq!(status, 200, "{body}");
+    assert!(body.starts_with("ok\n"), "{body}");
+    // A loop that ended turns /healthz red and is named.
+    drop(worker.stop_on_drop());
+    let (status, body) = get(addr, "/healthz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(body.starts_with("unhealthy\n"), "{body}");
+    assert!(body.contains("media_worker_0 dead"), "{body}");
+    assert!(body.contains("sip_core ok"), "{body}");
 
     let (status, body) = get(addr, "/readyz").await;
     assert_eq!(status, 503);
@@ -85,6 +105,7 @@ async fn oversized_request_head_is_refused() {
     let server = OpsServer::start(
         "127.0.0.1:0".parse().unwrap(),
         Registry::new(),
+        Arc::new(Liveness::default()),
         Arc::new(Readiness::new()),
     )
     .await

@@ -4,24 +4,23 @@
 //! connection to the Via target) go out from one task in the order they were made, so a 100
 //! never overtakes its 200 on a stream. An answer whose request's connection is gone needs a
 //! new connection to the Via address (RFC 3261 §18.2.2), which may take the whole connect
-//! timeout when that address does not reply; such answers are sent from their own tasks,
-//! one task per request connection (keeping their order), at most
-//! [`MAX_CONNECTING_ANSWERS`] at once. Beyond the limits answers are dropped and counted
-//! rather than queued without bound.
+//! timeout when that address does not reply; such answers go to an ordered lane (see
+//! [`lanes`](super::lanes)) per request connection, at most [`MAX_CONNECTING_ANSWERS`]
+//! lanes at once, and later answers for that connection queue behind them. Beyond the
+//! limits answers are dropped and counted rather than queued without bound.
 
-use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
-use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use tokio::sync::mpsc;
 use tokio::sync::mpsc::error::TrySendError;
-use tokio::sync::{mpsc, Semaphore};
 
+use super::lanes::{LaneQueue, Lanes, Push, SendFailures};
 use super::sip_core::Command;
-use crate::ops::RateLimitedLog;
 use crate::transaction::TxId;
-use crate::transport::{ConnectionId, NotSentNow, Source, TransportHandle, TransportKind};
+use crate::transport::{
+    ConnectionId, NeedsConnect, NotSentNow, Source, TransportHandle, TransportKind,
+};
 
 /// One answer: its server transaction (to report a failed send), where the request came
 /// from, and the bytes.
@@ -35,52 +34,25 @@ pub(super) const MAX_CONNECTING_ANSWERS: usize = 64;
 /// transactions on the same connection).
 const ANSWERS_PER_CONNECT: usize = 32;
 
-static DROPPED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(60));
-
-/// `sip_responses_dropped_total{reason}` plus the failure path back to the SIP core.
-#[derive(Clone)]
-pub(super) struct AnswerFailures {
-    pub(super) dropped: prometheus::IntCounterVec,
-    pub(super) commands: mpsc::Sender<Command>,
-}
-
-impl AnswerFailures {
-    pub(super) fn register(
-        registry: &prometheus::Registry,
-        commands: mpsc::Sender<Command>,
-    ) -> prometheus::Result<AnswerFailures> {
-        let dropped = prometheus::IntCounterVec::new(
-            prometheus::Opts::new(
-                "sip_responses_dropped_total",
-                "Responses dropped before the transport, by reason (queue_full, connect_limit)",
-            ),
-            &["reason"],
-        )?;
-        registry.register(Box::new(dropped.clone()))?;
-        Ok(AnswerFailures { dropped, commands })
-    }
-
-    /// Count and (rate-limited) log a dropped answer, and let its transaction know.
-    pub(super) fn drop_answer(&self, reason: &'static str, id: Option<TxId>, remote: SocketAddr) {
-        self.dropped.with_label_values(&[reason]).inc();
-        if let Some(suppressed) = DROPPED_LOG.check(&reason, Instant::now()) {
-            tracing::warn!(reason, %remote, suppressed, "SIP response dropped");
-        }
-        self.report_failure(id);
-    }
-
-    fn report_failure(&self, id: Option<TxId>) {
-        if let Some(id) = id {
-            let _ = self.commands.try_send(Command::SendFailed(id));
-        }
-    }
+/// `sip_responses_dropped_total{reason}` (queue_full, connect_limit) and the failure path.
+pub(super) fn answer_failures(
+    registry: &prometheus::Registry,
+    commands: mpsc::Sender<Command>,
+) -> prometheus::Result<SendFailures> {
+    SendFailures::register(
+        registry,
+        "response",
+        "sip_responses_dropped_total",
+        "Responses dropped before the transport, by reason (queue_full, connect_limit)",
+        commands,
+    )
 }
 
 /// The queue the SIP core puts answers on (never blocks it: full means dropped).
 #[derive(Clone)]
 pub(super) struct AnswerQueue {
     queue: mpsc::Sender<Answer>,
-    failures: AnswerFailures,
+    failures: SendFailures,
 }
 
 impl AnswerQueue {
@@ -88,7 +60,7 @@ impl AnswerQueue {
         match self.queue.try_send(answer) {
             Ok(()) => {}
             Err(TrySendError::Full((id, source, _))) => {
-                self.failures.drop_answer("queue_full", id, source.remote)
+                self.failures.drop_message("queue_full", id, source.remote)
             }
             // The sender task ended: the SBC is shutting down.
             Err(TrySendError::Closed(_)) => {}
@@ -105,7 +77,7 @@ fn connect_key(source: &Source) -> ConnectKey {
 
 pub(super) fn spawn_response_sender(
     transport: TransportHandle,
-    failures: AnswerFailures,
+    failures: SendFailures,
 ) -> AnswerQueue {
     let (queue, mut answers) = mpsc::channel::<Answer>(ANSWER_QUEUE);
     let handle = AnswerQueue {
@@ -113,40 +85,25 @@ pub(super) fn spawn_response_sender(
         failures: failures.clone(),
     };
     tokio::spawn(async move {
-        let connect_slots = Arc::new(Semaphore::new(MAX_CONNECTING_ANSWERS));
-        let mut connecting: HashMap<ConnectKey, mpsc::Sender<Answer>> = HashMap::new();
-        while let Some((id, source, bytes)) = answers.recv().await {
-            let key = connect_key(&source);
+        let mut connecting = Lanes::new(MAX_CONNECTING_ANSWERS, ANSWERS_PER_CONNECT);
+        while let Some(answer) = answers.recv().await {
             // Behind an earlier answer still waiting for its connection: stay behind it.
-            if let Some(waiting) = connecting.get(&key) {
-                match waiting.try_send((id, source, bytes)) {
-                    Ok(()) => continue,
-                    Err(TrySendError::Full((id, source, _))) => {
-                        failures.drop_answer("queue_full", id, source.remote);
-                        continue;
-                    }
-                    Err(TrySendError::Closed((i, s, b))) => {
-                        connecting.remove(&key);
-                        send_ordered(
-                            &transport,
-                            &failures,
-                            &connect_slots,
-                            &mut connecting,
-                            (i, s, b),
-                        )
-                        .await;
-                        continue;
-                    }
+            match connecting.push(&connect_key(&answer.1), answer) {
+                Push::Queued => {}
+                Push::Full((id, source, _)) => {
+                    failures.drop_message("queue_full", id, source.remote)
                 }
+                Push::NoLane(answer) => {
+                    send_ordered(&transport, &failures, &mut connecting, answer).await
+                }
+                Push::Finishing((id, source, bytes)) => open_lane(
+                    &transport,
+                    &failures,
+                    &mut connecting,
+                    (id, source),
+                    FirstAnswer::Behind(bytes),
+                ),
             }
-            send_ordered(
-                &transport,
-                &failures,
-                &connect_slots,
-                &mut connecting,
-                (id, source, bytes),
-            )
-            .await;
         }
     });
     handle
@@ -154,9 +111,8 @@ pub(super) fn spawn_response_sender(
 
 async fn send_ordered(
     transport: &TransportHandle,
-    failures: &AnswerFailures,
-    connect_slots: &Arc<Semaphore>,
-    connecting: &mut HashMap<ConnectKey, mpsc::Sender<Answer>>,
+    failures: &SendFailures,
+    connecting: &mut Lanes<ConnectKey, Answer>,
     (id, source, bytes): Answer,
 ) {
     match transport
@@ -168,47 +124,58 @@ async fn send_ordered(
             tracing::debug!(%error, remote = %source.remote, "response not sent");
             failures.report_failure(id);
         }
-        Err(NotSentNow::NeedsConnect(pending)) => {
-            let Ok(slot) = connect_slots.clone().try_acquire_owned() else {
-                failures.drop_answer("connect_limit", id, source.remote);
-                return;
-            };
-            connecting.retain(|_, waiting| !waiting.is_closed());
-            let (more_tx, more) = mpsc::channel(ANSWERS_PER_CONNECT);
-            connecting.insert(connect_key(&source), more_tx);
-            let transport = transport.clone();
-            let failures = failures.clone();
-            tokio::spawn(async move {
-                if let Err(error) = transport.send_after_connect(pending).await {
-                    tracing::debug!(%error, remote = %source.remote, "response not sent");
-                    failures.report_failure(id);
-                }
-                send_rest_in_order(&transport, &failures, more).await;
-                drop(slot);
-            });
+        Err(NotSentNow::NeedsConnect(pending)) => open_lane(
+            transport,
+            failures,
+            connecting,
+            (id, source),
+            FirstAnswer::NeedsConnect(pending),
+        ),
+    }
+}
+
+/// The answer that opens a lane for its request connection.
+enum FirstAnswer {
+    /// It needs a new connection to the Via target.
+    NeedsConnect(NeedsConnect),
+    /// The connection's previous lane is still sending: it goes after those.
+    Behind(Bytes),
+}
+
+fn open_lane(
+    transport: &TransportHandle,
+    failures: &SendFailures,
+    connecting: &mut Lanes<ConnectKey, Answer>,
+    (id, source): (Option<TxId>, Source),
+    first: FirstAnswer,
+) {
+    let key = connect_key(&source);
+    let remote = source.remote;
+    let transport = transport.clone();
+    let lane_failures = failures.clone();
+    let opened = connecting.open(key, move |more| async move {
+        let sent = match first {
+            FirstAnswer::NeedsConnect(pending) => transport.send_after_connect(pending).await,
+            FirstAnswer::Behind(bytes) => transport.send_response(&source, bytes).await,
+        };
+        if let Err(error) = sent {
+            tracing::debug!(%error, %remote, "response not sent");
+            lane_failures.report_failure(id);
         }
+        send_rest_in_order(&transport, &lane_failures, more).await;
+    });
+    if !opened {
+        failures.drop_message("connect_limit", id, remote);
     }
 }
 
 /// The answers that queued up behind the first one; the connection it opened is reused.
 async fn send_rest_in_order(
     transport: &TransportHandle,
-    failures: &AnswerFailures,
-    mut more: mpsc::Receiver<Answer>,
+    failures: &SendFailures,
+    mut more: LaneQueue<Answer>,
 ) {
-    loop {
-        let (id, source, bytes) = match more.try_recv() {
-            Ok(answer) => answer,
-            Err(_) => {
-                // Nothing waiting: refuse further answers (the ordered task will send them
-                // itself), then send what slipped in before the close.
-                more.close();
-                match more.try_recv() {
-                    Ok(answer) => answer,
-                    Err(_) => return,
-                }
-            }
-        };
+    while let Some((id, source, bytes)) = more.next() {
         if let Err(error) = transport.send_response(&source, bytes).await {
             tracing::debug!(%error, remote = %source.remote, "response not sent");
             failures.report_failure(id);
@@ -219,8 +186,10 @@ async fn send_rest_in_order(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::app::lanes::tests::blackhole;
     use crate::transport::{ListenerSpec, Transport, TransportSettings};
     use std::net::Ipv4Addr;
+    use std::time::Duration;
 
     fn response(transport: &str, via: SocketAddr, branch: &str) -> Bytes {
         Bytes::from(format!(
@@ -228,25 +197,6 @@ mod tests {
              From: <sip:a@example.net>;tag=1\r\nTo: <sip:b@example.net>;tag=2\r\n\
              Call-ID: {branch}\r\nCSeq: 1 OPTIONS\r\nContent-Length: 0\r\n\r\n"
         ))
-    }
-
-    /// A port whose accept queue is full: SYNs to it go unanswered, connects hang.
-    fn blackhole() -> (socket2::Socket, Vec<socket2::Socket>, SocketAddr) {
-        use socket2::{Domain, Socket, Type};
-        let trap = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-        trap.bind(&SocketAddr::from((Ipv4Addr::LOCALHOST, 0)).into())
-            .unwrap();
-        trap.listen(0).unwrap();
-        let addr = trap.local_addr().unwrap().as_socket().unwrap();
-        let fill = (0..4)
-            .map(|_| {
-                let s = Socket::new(Domain::IPV4, Type::STREAM, None).unwrap();
-                s.set_nonblocking(true).unwrap();
-                let _ = s.connect(&addr.into());
-                s
-            })
-            .collect();
-        (trap, fill, addr)
     }
 
     #[tokio::test]
@@ -264,7 +214,7 @@ mod tests {
         let (transport, _inbound) = Transport::start(settings, &registry).await.unwrap();
         let udp_local = transport.local_addr(TransportKind::Udp).unwrap();
         let (commands, _commands_rx) = mpsc::channel(1024);
-        let failures = AnswerFailures::register(&registry, commands).unwrap();
+        let failures = answer_failures(&registry, commands).unwrap();
         let queue = spawn_response_sender(transport.clone(), failures.clone());
         let (_trap, _fill, trap_addr) = blackhole();
 

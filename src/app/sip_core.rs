@@ -8,13 +8,15 @@ use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot};
 
 use super::answers::{final_response, with_allow, IdentityTemplate};
+use super::requests::RequestSender;
 use super::responses::AnswerQueue;
 pub(super) use crate::dispatch::Route;
 use crate::dispatch::{DispatchEvents, Dispatcher};
 use crate::health::{self, PingOutcome};
+use crate::ops::liveness::{Heartbeat, BEAT_EVERY};
 use crate::sip::{Message, Method};
 use crate::transaction::{Output, Payer, TransactionLayer, TuEvent, TxId};
-use crate::transport::{Destination, Inbound, Source, TransportHandle};
+use crate::transport::{Destination, Inbound, Source};
 
 pub(super) enum Command {
     SendOptions {
@@ -47,11 +49,12 @@ impl AppMetrics {
 
 pub(super) struct SipCore {
     pub(super) layer: TransactionLayer<Route>,
-    pub(super) transport: TransportHandle,
     pub(super) identity: IdentityTemplate,
     pub(super) pending_pings: HashMap<TxId, oneshot::Sender<PingOutcome>>,
     pub(super) responses: AnswerQueue,
-    pub(super) commands_tx: mpsc::Sender<Command>,
+    pub(super) requests: RequestSender,
+    /// Beaten once per loop turn (`/healthz`); the periodic tick keeps an idle core beating.
+    pub(super) heartbeat: Heartbeat,
     /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
     pub(super) calls: Dispatcher,
     pub(super) metrics: AppMetrics,
@@ -64,7 +67,12 @@ impl SipCore {
         mut commands: mpsc::Receiver<Command>,
         mut call_events: DispatchEvents,
     ) {
+        // Stops the heartbeat when this future ends or is dropped, e.g. unwound by a panic.
+        let _alive = self.heartbeat.stop_on_drop();
+        let mut pulse = tokio::time::interval(BEAT_EVERY);
+        pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
+            self.heartbeat.beat();
             let deadline = match (self.layer.poll_timeout(), self.calls.poll_timeout()) {
                 (Some(a), Some(b)) => Some(a.min(b)),
                 (a, b) => a.or(b),
@@ -89,6 +97,7 @@ impl SipCore {
                     self.layer.handle_timeout(now);
                     self.calls.handle_timeout(now, &mut self.layer);
                 }
+                _ = pulse.tick() => {}
             }
             self.drain();
         }
@@ -152,23 +161,10 @@ impl SipCore {
         }
     }
 
-    pub(super) fn transmit(&self, id: Option<TxId>, route: Route, bytes: Bytes) {
+    pub(super) fn transmit(&mut self, id: Option<TxId>, route: Route, bytes: Bytes) {
         match route {
-            Route::Back(source) => {
-                self.responses.push((id, source, bytes));
-            }
-            Route::To(dest) => {
-                let transport = self.transport.clone();
-                let commands = self.commands_tx.clone();
-                tokio::spawn(async move {
-                    if let Err(error) = transport.send(dest.clone(), bytes).await {
-                        tracing::debug!(%error, addr = %dest.addr, "request not sent");
-                        if let Some(id) = id {
-                            let _ = commands.send(Command::SendFailed(id)).await;
-                        }
-                    }
-                });
-            }
+            Route::Back(source) => self.responses.push((id, source, bytes)),
+            Route::To(dest) => self.requests.push(dest, id, bytes),
         }
     }
 

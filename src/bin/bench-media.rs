@@ -1066,9 +1066,8 @@ mod ours {
     use std::net::IpAddr;
     use teams_sbc::media::srtp::{KeyMaterial, SrtpSuite};
     use teams_sbc::media::{
-        InterfaceSettings, LegSide, MediaEngine, MediaEvent, MediaHandle, MediaSettings, SrtpKeys,
+        InterfaceSettings, LegSide, MediaEngine, MediaEvents, MediaHandle, MediaSettings, SrtpKeys,
     };
-    use tokio::sync::mpsc::UnboundedReceiver;
 
     /// Ports of the engine: outside the kernel's ephemeral range (where the generator's pool
     /// sockets live) and large enough for 5,000 sessions (carrier: RTP+RTCP pairs).
@@ -1078,7 +1077,7 @@ mod ours {
     /// Our media engine, kept alive (with its event stream) for the duration of the run.
     pub struct Relay {
         handle: MediaHandle,
-        _events: UnboundedReceiver<MediaEvent>,
+        _events: MediaEvents,
     }
 
     impl Drop for Relay {

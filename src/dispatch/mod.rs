@@ -42,7 +42,7 @@ use crate::call::{
 };
 use crate::config::Config;
 use crate::health::DnsResolver;
-use crate::media::{MediaEngine, MediaError, MediaEvent, MediaHandle, SessionId};
+use crate::media::{MediaEngine, MediaError, MediaEvent, MediaEvents, MediaHandle, SessionId};
 use crate::routing::{
     CallFailure, CallLimiter, ProxyMemory, ProxyOutcome, RoutingError, RoutingMetrics, RoutingTable,
 };
@@ -104,14 +104,25 @@ enum Pending {
     },
 }
 
-/// Media events and DNS answers, for the SIP core's `select!`.
+/// DNS lookups running or answered but not yet taken by the SIP core. Each lookup holds a
+/// slot of the answer channel from its start, so its answer can never be dropped and no
+/// more than this many run at once; beyond it a target fails like one that does not resolve.
+pub const MAX_RESOLVING: usize = 256;
+
+/// Media events (the engine's bounded queue, see `media::EVENT_QUEUE`) and DNS answers, for
+/// the SIP core's `select!`.
 pub struct DispatchEvents {
-    rx: mpsc::UnboundedReceiver<DispatchEvent>,
+    media: MediaEvents,
+    resolved: mpsc::Receiver<Resolved>,
 }
 
 impl DispatchEvents {
     pub async fn recv(&mut self) -> Option<DispatchEvent> {
-        self.rx.recv().await
+        tokio::select! {
+            Some(event) = self.media.recv() => Some(DispatchEvent::Media(event)),
+            Some(resolved) = self.resolved.recv() => Some(DispatchEvent::Resolved(resolved)),
+            else => None,
+        }
     }
 }
 
@@ -122,19 +133,16 @@ pub fn start(
     local: Vec<(TransportKind, SocketAddr)>,
 ) -> Result<(Dispatcher, DispatchEvents), DispatchError> {
     let routing = Arc::new(RoutingTable::from_config(config)?);
-    let (media, mut media_events) =
+    let (media, media_events) =
         MediaEngine::start(crate::config::mapping::media_settings(config), registry)?;
     let resolver = DnsResolver::from_system().map_err(|e| DispatchError::Dns(e.to_string()))?;
     let metrics = RoutingMetrics::register(registry)?;
-    let (tx, rx) = mpsc::unbounded_channel();
-    let forward = tx.clone();
-    tokio::spawn(async move {
-        while let Some(event) = media_events.recv().await {
-            if forward.send(DispatchEvent::Media(event)).is_err() {
-                return;
-            }
-        }
-    });
+    let (resolved_tx, resolved_rx) = mpsc::channel(MAX_RESOLVING);
+    let resolve_refused = prometheus::IntCounter::new(
+        "dns_lookups_refused_total",
+        "Targets not looked up because MAX_RESOLVING lookups were already running",
+    )?;
+    registry.register(Box::new(resolve_refused.clone()))?;
     let now = Instant::now();
     let dispatcher = Dispatcher {
         settings: DispatchSettings::from_config(config),
@@ -144,12 +152,19 @@ pub fn start(
         metrics,
         media,
         resolver: Arc::new(resolver),
-        events: tx,
+        resolved: resolved_tx,
+        resolve_refused,
         table: CallTable::default(),
         timers: CallTimers::default(),
         local,
     };
-    Ok((dispatcher, DispatchEvents { rx }))
+    Ok((
+        dispatcher,
+        DispatchEvents {
+            media: media_events,
+            resolved: resolved_rx,
+        },
+    ))
 }
 
 /// The table of calls and everything needed to drive them. Lives in the SIP core task.
@@ -161,7 +176,8 @@ pub struct Dispatcher {
     metrics: RoutingMetrics,
     media: MediaHandle,
     resolver: Arc<DnsResolver>,
-    events: mpsc::UnboundedSender<DispatchEvent>,
+    resolved: mpsc::Sender<Resolved>,
+    resolve_refused: prometheus::IntCounter,
     table: CallTable,
     timers: CallTimers,
     local: Vec<(TransportKind, SocketAddr)>,
@@ -558,7 +574,13 @@ impl Dispatcher {
                         port,
                         kind,
                         server_name,
-                    } => self.resolve(key, leg, pending, host, port, kind, server_name),
+                    } => {
+                        if let Err(pending) =
+                            self.resolve(key, leg, pending, host, port, kind, server_name)
+                        {
+                            self.not_resolved(now, key, pending);
+                        }
+                    }
                     Path::Unroutable => {
                         tracing::warn!(?target, "request target cannot be routed");
                         if let Some(slot) = self.table.get_mut(key) {
@@ -584,7 +606,13 @@ impl Dispatcher {
                         port,
                         kind,
                         server_name,
-                    } => self.resolve(key, leg, pending, host, port, kind, server_name),
+                    } => {
+                        if let Err(pending) =
+                            self.resolve(key, leg, pending, host, port, kind, server_name)
+                        {
+                            self.not_resolved(now, key, pending);
+                        }
+                    }
                     Path::Unroutable => tracing::warn!(?target, "ACK target cannot be routed"),
                 }
             }
@@ -654,11 +682,18 @@ impl Dispatcher {
         if self.table.get(call).is_none() {
             return;
         }
-        match (dest, pending) {
-            (Some(dest), pending) => {
-                self.send_pending(now, layer, call, leg, pending, Route::To(dest));
-            }
-            (None, Pending::Request { token, proxy, .. }) => {
+        match dest {
+            Some(dest) => self.send_pending(now, layer, call, leg, pending, Route::To(dest)),
+            None => self.not_resolved(now, call, pending),
+        }
+        self.drain(now, layer, call);
+    }
+
+    /// A target name without an address (or not looked up: too many lookups running) fails
+    /// the request as a failed connect would.
+    fn not_resolved(&mut self, now: Instant, call: CallKey, pending: Pending) {
+        match pending {
+            Pending::Request { token, proxy, .. } => {
                 if let Some(index) = proxy {
                     self.note_proxy(call, index, ProxyOutcome::ConnectFailed, now);
                 }
@@ -666,9 +701,8 @@ impl Dispatcher {
                     slot.call.on_sent(now, token, None);
                 }
             }
-            (None, Pending::Ack { .. }) => tracing::warn!("ACK target did not resolve"),
+            Pending::Ack { .. } => tracing::warn!("ACK target did not resolve"),
         }
-        self.drain(now, layer, call);
     }
 
     fn apply_media(&mut self, key: CallKey, command: MediaCommand) {

@@ -3,11 +3,13 @@
 //! opened one, else its Contact over the transport that reached it).
 
 use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 
 use super::table::CallKey;
-use super::{settings, DispatchEvent, Dispatcher, Pending, Resolved, Route};
+use super::{settings, Dispatcher, Pending, Resolved, Route};
 use crate::call::{LegId, Target};
 use crate::health::HostResolver;
+use crate::ops::RateLimitedLog;
 use crate::sip::Uri;
 use crate::transport::{Destination, TransportKind};
 
@@ -82,6 +84,8 @@ impl Dispatcher {
         }
     }
 
+    /// Look `host` up in a task of its own, its answer queued for the SIP core. `Err` hands
+    /// `pending` back when [`MAX_RESOLVING`](super::MAX_RESOLVING) lookups are running.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn resolve(
         &self,
@@ -92,9 +96,21 @@ impl Dispatcher {
         port: u16,
         kind: TransportKind,
         server_name: Option<String>,
-    ) {
+    ) -> Result<(), Pending> {
+        // The answer's slot is taken now, so the lookup's result always has room.
+        let Ok(slot) = self.resolved.clone().try_reserve_owned() else {
+            self.resolve_refused.inc();
+            if let Some(suppressed) = RESOLVE_REFUSED_LOG.check(&"limit", Instant::now()) {
+                tracing::warn!(
+                    limit = super::MAX_RESOLVING,
+                    suppressed,
+                    %host,
+                    "too many DNS lookups running; target treated as unresolved"
+                );
+            }
+            return Err(pending);
+        };
         let resolver = self.resolver.clone();
-        let events = self.events.clone();
         tokio::spawn(async move {
             let addresses = resolver.resolve(&host).await;
             let dest = addresses.first().map(|ip| Destination {
@@ -102,15 +118,18 @@ impl Dispatcher {
                 addr: SocketAddr::new(*ip, port),
                 server_name,
             });
-            let _ = events.send(DispatchEvent::Resolved(Resolved {
+            slot.send(Resolved {
                 call: key,
                 leg,
                 pending,
                 dest,
-            }));
+            });
         });
+        Ok(())
     }
 }
+
+static RESOLVE_REFUSED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(60));
 
 fn transport_token(token: &[u8]) -> Option<TransportKind> {
     [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
@@ -162,5 +181,100 @@ mod tests {
         ));
         assert_eq!(transport_token(b"tcp"), Some(TransportKind::Tcp));
         assert_eq!(transport_token(b"sctp"), None);
+    }
+
+    const CONFIG: &str = r#"
+[sbc]
+base_fqdn = "sbc.example.test"
+
+[tls]
+cert_chain = "sbc.pem"
+private_key = "sbc.key"
+
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+
+[[listen]]
+transport = "tls"
+address = "127.0.0.1:5061"
+
+[teams]
+proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
+allowed_source_cidrs = ["127.0.0.3/32"]
+
+[[carrier_trunk]]
+name = "pstn"
+address = "127.0.0.2:5060"
+allowed_source_cidrs = ["127.0.0.2/32"]
+
+[[tenant]]
+name = "acme"
+fqdn = "acme.sbc.example.test"
+numbers = ["+4930123400-+4930123499"]
+carrier_trunk = "pstn"
+
+[media]
+workers = 1
+
+[media.carrier]
+bind = "127.0.0.1"
+port_min = 41900
+port_max = 41909
+
+[media.teams]
+bind = "127.0.0.1"
+port_min = 41910
+port_max = 41919
+"#;
+
+    #[tokio::test]
+    async fn lookups_beyond_the_limit_are_refused_and_every_answer_has_room() {
+        let loaded =
+            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+                .unwrap();
+        let registry = prometheus::Registry::new();
+        let local = vec![(TransportKind::Udp, "127.0.0.1:5060".parse().unwrap())];
+        let (calls, mut events) = super::super::start(&loaded.config, &registry, local).unwrap();
+        let ack = || Pending::Ack {
+            msg: bytes::Bytes::from_static(b"ACK"),
+        };
+        let lookup = |calls: &Dispatcher, host: &str| {
+            calls.resolve(
+                CallKey(1),
+                LegId::Carrier,
+                ack(),
+                host.to_string(),
+                5060,
+                TransportKind::Udp,
+                None,
+            )
+        };
+        // Every slot but one is held, as by lookups in flight; the last lookup's answer
+        // waits in the channel, unread, and still holds its slot.
+        let held: Vec<_> = (1..super::super::MAX_RESOLVING)
+            .map(|_| calls.resolved.clone().try_reserve_owned().unwrap())
+            .collect();
+        assert!(lookup(&calls, "127.0.0.7").is_ok());
+        assert!(matches!(
+            lookup(&calls, "127.0.0.8"),
+            Err(Pending::Ack { .. })
+        ));
+        assert_eq!(calls.resolve_refused.get(), 1);
+        let answer = tokio::time::timeout(std::time::Duration::from_secs(10), events.recv())
+            .await
+            .expect("the lookup answers")
+            .expect("events open");
+        match answer {
+            super::super::DispatchEvent::Resolved(Resolved { dest, .. }) => assert_eq!(
+                dest.map(|d| d.addr),
+                Some("127.0.0.7:5060".parse().unwrap())
+            ),
+            other => panic!("unexpected {other:?}"),
+        }
+        // Its slot came back with the answer taken.
+        assert!(lookup(&calls, "127.0.0.9").is_ok());
+        drop(held);
+        calls.shutdown();
     }
 }

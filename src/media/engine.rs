@@ -3,17 +3,19 @@
 //! queued to the worker that owns the session.
 
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::mpsc::{self, Sender};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::mpsc::{self, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 use std::time::Instant;
 
 use dashmap::DashMap;
-use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::media::cipher::{SrtpKeys, SrtpStream};
 use crate::media::dtmf_convert::InbandDtmfPlan;
+use crate::media::faults::{
+    event_queue, least_loaded_alive, FaultMetrics, MediaEvents, EVENT_QUEUE,
+};
 use crate::media::ice::IceCredentials;
 use crate::media::inactivity::InactivityPolicy;
 use crate::media::leg::{LegPair, LegSide, LegState};
@@ -24,6 +26,7 @@ use crate::media::settings::{LatchingMode, MediaSettings};
 use crate::media::stats::{LegCounters, LegStats};
 use crate::media::sys::EventFd;
 use crate::media::worker::{Command, SessionSetup, Worker, WorkerConfig};
+use crate::ops::liveness::{Heartbeat, STALE_AFTER};
 
 /// Identifies a media session (a pair of legs) for its whole life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -111,6 +114,10 @@ pub enum MediaError {
     Settings(String),
     #[error("media engine stopped")]
     Stopped,
+    #[error("no media worker is alive")]
+    NoLiveWorker,
+    #[error("media worker not taking commands (stuck)")]
+    WorkerBusy,
     #[error("media I/O: {0}")]
     Io(#[from] std::io::Error),
     #[error("media metrics: {0}")]
@@ -123,10 +130,18 @@ struct Interface {
     pool: Mutex<PortPool>,
 }
 
+/// Commands waiting for one worker. A live worker drains its queue at every wake, within
+/// milliseconds; only a stuck one fills it, and then commands are refused (and counted)
+/// instead of piling up.
+pub const COMMAND_QUEUE: usize = 4096;
+
 struct WorkerLink {
-    commands: Sender<Command>,
+    commands: SyncSender<Command>,
     waker: Arc<EventFd>,
     sessions: AtomicUsize,
+    heartbeat: Heartbeat,
+    /// Placement has seen this worker dead or stuck (logged and counted once per failure).
+    failed: AtomicBool,
 }
 
 struct SessionRecord {
@@ -144,6 +159,9 @@ struct Shared {
     latching: LatchingMode,
     epoch: Instant,
     metrics: MediaMetrics,
+    faults: FaultMetrics,
+    /// Session creation found no live worker (logged once per outage).
+    none_alive: AtomicBool,
     threads: Mutex<Vec<JoinHandle<()>>>,
 }
 
@@ -164,22 +182,25 @@ impl MediaEngine {
     pub fn start(
         settings: MediaSettings,
         registry: &prometheus::Registry,
-    ) -> Result<(MediaHandle, UnboundedReceiver<MediaEvent>), MediaError> {
+    ) -> Result<(MediaHandle, MediaEvents), MediaError> {
         settings.validate().map_err(MediaError::Settings)?;
         let metrics = MediaMetrics::register(registry)?;
+        let faults = FaultMetrics::register(registry)?;
         let epoch = Instant::now();
         let policy = InactivityPolicy {
             timeout_millis: settings.inactivity_timeout.as_millis().max(1) as u64,
             hold_counts_as_activity: settings.hold_counts_as_activity,
         };
-        let (events_tx, events_rx) = unbounded_channel();
+        let (events_tx, events_rx) = event_queue(EVENT_QUEUE, faults.clone());
         let mut workers = Vec::new();
         let mut threads = Vec::new();
         for n in 0..settings.worker_count() {
-            let (commands_tx, commands_rx) = mpsc::channel();
+            let (commands_tx, commands_rx) = mpsc::sync_channel(COMMAND_QUEUE);
             let waker = Arc::new(EventFd::new()?);
+            let heartbeat = Heartbeat::new(epoch);
             let worker = Worker::new(WorkerConfig {
                 waker: waker.clone(),
+                heartbeat: heartbeat.clone(),
                 commands: commands_rx,
                 events: events_tx.clone(),
                 metrics: metrics.clone(),
@@ -195,6 +216,8 @@ impl MediaEngine {
                 commands: commands_tx,
                 waker,
                 sessions: AtomicUsize::new(0),
+                heartbeat,
+                failed: AtomicBool::new(false),
             });
         }
         let interfaces = settings
@@ -214,6 +237,8 @@ impl MediaEngine {
             latching: settings.latching,
             epoch,
             metrics,
+            faults,
+            none_alive: AtomicBool::new(false),
             threads: Mutex::new(threads),
         });
         Ok((MediaHandle { shared }, events_rx))
@@ -254,6 +279,7 @@ impl MediaHandle {
     ) -> Result<SessionAllocation, MediaError> {
         let carrier_if = self.interface(carrier_interface)?;
         let teams_if = self.interface(teams_interface)?;
+        let worker = self.live_worker()?;
         let (carrier_port, carrier_rtp, carrier_rtcp) = {
             let iface = &self.shared.interfaces[carrier_if];
             let mut pool = iface.pool.lock().map_err(|_| MediaError::Stopped)?;
@@ -300,7 +326,6 @@ impl MediaHandle {
                 now,
             ),
         };
-        let worker = self.least_loaded_worker();
         let setup = SessionSetup {
             id,
             sockets: [Some(carrier_rtp), Some(carrier_rtcp), Some(teams_rtp)],
@@ -340,21 +365,91 @@ impl MediaHandle {
         })
     }
 
-    fn least_loaded_worker(&self) -> usize {
+    /// The least loaded worker whose heartbeat is alive. A worker that panicked (its
+    /// heartbeat stopped as the thread unwound) or is stuck (no heartbeat for
+    /// [`STALE_AFTER`]) gets no new session: its sockets would never be read.
+    fn live_worker(&self) -> Result<usize, MediaError> {
+        let now = Instant::now();
+        let loads = self.shared.workers.iter().enumerate().map(|(index, w)| {
+            (
+                w.sessions.load(Ordering::Relaxed),
+                self.worker_alive(index, w, now),
+            )
+        });
+        match least_loaded_alive(loads) {
+            Some(worker) => {
+                self.shared.none_alive.store(false, Ordering::Relaxed);
+                Ok(worker)
+            }
+            None => {
+                self.shared
+                    .faults
+                    .sessions_refused
+                    .with_label_values(&["no_live_worker"])
+                    .inc();
+                if !self.shared.none_alive.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        "no media worker is alive: new sessions are refused \
+                         (media_sessions_refused_total); logged once"
+                    );
+                }
+                Err(MediaError::NoLiveWorker)
+            }
+        }
+    }
+
+    /// Whether worker `index` beats; a change either way is logged (and a failure counted)
+    /// once.
+    fn worker_alive(&self, index: usize, worker: &WorkerLink, now: Instant) -> bool {
+        let pulse = worker.heartbeat.pulse(now, STALE_AFTER);
+        let alive = pulse.is_alive();
+        if worker.failed.swap(!alive, Ordering::Relaxed) == alive {
+            if alive {
+                tracing::warn!(worker = index, "media worker alive again");
+            } else {
+                self.shared.faults.worker_failures.inc();
+                tracing::error!(
+                    worker = index,
+                    state = ?pulse,
+                    "media worker dead or stuck; no new sessions go to it"
+                );
+            }
+        }
+        alive
+    }
+
+    /// Every worker's heartbeat, in worker order, for `/healthz`.
+    pub fn heartbeats(&self) -> Vec<Heartbeat> {
         self.shared
             .workers
             .iter()
-            .enumerate()
-            .min_by_key(|(_, w)| w.sessions.load(Ordering::Relaxed))
-            .map(|(i, _)| i)
-            .unwrap_or(0)
+            .map(|w| w.heartbeat.clone())
+            .collect()
+    }
+
+    /// Test hook: make worker `worker` panic, as a bug in it would. In a release build
+    /// (`panic = "abort"`) that ends the process; under test it unwinds that thread only.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn panic_worker(&self, worker: usize) -> Result<(), MediaError> {
+        self.send(worker, Command::Panic)
+    }
+
+    /// Test hook: which worker owns session `id`.
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn worker_of(&self, id: SessionId) -> Option<usize> {
+        self.shared.sessions.get(&id).map(|r| r.worker)
     }
 
     fn send(&self, worker: usize, command: Command) -> Result<(), MediaError> {
         let link = self.shared.workers.get(worker).ok_or(MediaError::Stopped)?;
-        link.commands
-            .send(command)
-            .map_err(|_| MediaError::Stopped)?;
+        match link.commands.try_send(command) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) => {
+                self.shared.faults.commands_refused.inc();
+                return Err(MediaError::WorkerBusy);
+            }
+            Err(TrySendError::Disconnected(_)) => return Err(MediaError::Stopped),
+        }
         link.waker.signal();
         Ok(())
     }
@@ -524,7 +619,7 @@ impl MediaHandle {
             Err(_) => return,
         };
         for w in &self.shared.workers {
-            let _ = w.commands.send(Command::Stop);
+            let _ = w.commands.try_send(Command::Stop);
             w.waker.signal();
         }
         for t in threads {
@@ -540,9 +635,74 @@ pub const SOCKETS_PER_SESSION: usize = 3;
 mod tests {
     use super::*;
 
+    use crate::media::settings::InterfaceSettings;
+    use crate::ops::Pulse;
+    use std::net::{IpAddr, Ipv4Addr};
+    use std::time::Duration;
+
     #[test]
     fn handle_is_send_and_sync() {
         fn check<T: Send + Sync + Clone>() {}
         check::<MediaHandle>();
+    }
+
+    fn wait_stopped(media: &MediaHandle, worker: usize) {
+        for _ in 0..1000 {
+            if media.heartbeats()[worker].pulse(Instant::now(), STALE_AFTER) == Pulse::Stopped {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        panic!("media worker {worker} still beats after its panic");
+    }
+
+    #[test]
+    fn sessions_avoid_a_worker_that_panicked_and_none_alive_refuses_cleanly() {
+        let lo = IpAddr::V4(Ipv4Addr::LOCALHOST);
+        let settings = MediaSettings {
+            interfaces: vec![
+                InterfaceSettings::new("carrier", lo, 47140, 47179),
+                InterfaceSettings::new("teams", lo, 47180, 47199),
+            ],
+            workers: 2,
+            ..MediaSettings::default()
+        };
+        let registry = prometheus::Registry::new();
+        let (media, _events) = MediaEngine::start(settings, &registry).unwrap();
+        assert!(media
+            .heartbeats()
+            .iter()
+            .all(|h| h.pulse(Instant::now(), STALE_AFTER).is_alive()));
+
+        // Worker 0 is the least loaded, and the one that dies.
+        media.panic_worker(0).unwrap();
+        wait_stopped(&media, 0);
+        let mut sessions = Vec::new();
+        for _ in 0..4 {
+            let session = media.create_session("carrier", "teams").unwrap();
+            assert_eq!(media.worker_of(session.id), Some(1));
+            sessions.push(session.id);
+        }
+        assert_eq!(media.shared.faults.worker_failures.get(), 1, "counted once");
+
+        media.panic_worker(1).unwrap();
+        wait_stopped(&media, 1);
+        assert!(matches!(
+            media.create_session("carrier", "teams"),
+            Err(MediaError::NoLiveWorker)
+        ));
+        assert!(matches!(
+            media.create_session("carrier", "teams"),
+            Err(MediaError::NoLiveWorker)
+        ));
+        let refused = &media.shared.faults.sessions_refused;
+        assert_eq!(refused.with_label_values(&["no_live_worker"]).get(), 2);
+        assert_eq!(media.shared.faults.worker_failures.get(), 2);
+        // Sessions of dead workers can still be removed; their ports come back.
+        for id in sessions {
+            let _ = media.remove_session(id);
+        }
+        assert_eq!(media.session_count(), 0);
+        media.shutdown();
     }
 }

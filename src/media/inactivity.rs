@@ -68,6 +68,12 @@ impl InactivityTracker {
         InactivityChange::BecameInactive
     }
 
+    /// The inactivity report of the last poll could not be delivered: the next poll that
+    /// still finds the leg silent makes it again.
+    pub fn retract_report(&mut self) {
+        self.reported_inactive = false;
+    }
+
     /// Restarts the clock, e.g. when a leg leaves hold so it gets a full timeout.
     pub fn restart(&mut self, now_millis: u64) {
         self.last_activity_millis = now_millis;
@@ -83,6 +89,21 @@ mod tests {
         timeout_millis: 30_000,
         hold_counts_as_activity: true,
     };
+
+    #[test]
+    fn a_retracted_report_is_made_again() {
+        let mut t = InactivityTracker::new(0);
+        assert_eq!(
+            t.poll(30_000, false, POLICY),
+            InactivityChange::BecameInactive
+        );
+        t.retract_report();
+        assert_eq!(
+            t.poll(30_250, false, POLICY),
+            InactivityChange::BecameInactive
+        );
+        assert_eq!(t.poll(30_500, false, POLICY), InactivityChange::None);
+    }
 
     #[test]
     fn reports_once_after_timeout_without_media() {

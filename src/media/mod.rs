@@ -4,9 +4,9 @@
 //!
 //! Shape (docs/architecture.md, principle 3):
 //! * [`MediaEngine::start`] spawns `workers` std threads. Each worker owns an epoll set, the
-//!   sockets of the sessions assigned to it (least-loaded worker at creation) and a flat slot
-//!   table; an epoll token is `slot << 2 | socket`, so a packet finds its leg with two array
-//!   indexes, no map and no lock.
+//!   sockets of the sessions assigned to it (least-loaded live worker at creation, see
+//!   `faults`) and a flat slot table; an epoll token is `slot << 2 | socket`, so a packet
+//!   finds its leg with two array indexes, no map and no lock.
 //! * Per ready socket the worker receives up to 32 datagrams with `recvmmsg` into
 //!   preallocated 2 KiB buffers, runs [`forward_step`] on each in place (SRTP unprotect,
 //!   latching, loss/jitter, payload type rewrite, SRTP protect) and sends the results with
@@ -37,6 +37,7 @@ pub mod stats;
 pub mod sys;
 
 mod engine;
+mod faults;
 mod ports;
 mod worker;
 
@@ -46,6 +47,7 @@ pub use engine::{
     LegAddresses, MapDirection, MediaEngine, MediaError, MediaEvent, MediaHandle,
     SessionAllocation, SessionId, SessionStats, SOCKETS_PER_SESSION,
 };
+pub use faults::{MediaEvents, EVENT_QUEUE};
 pub use forward::{forward_step, Action, Ingress, PacketTime};
 pub use leg::{LegPair, LegSide, LegState, SocketRole};
 pub use metrics::{DropReason, MediaMetrics};

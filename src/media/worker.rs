@@ -10,11 +10,10 @@ use std::sync::mpsc::{Receiver, TryRecvError};
 use std::sync::Arc;
 use std::time::Instant;
 
-use tokio::sync::mpsc::UnboundedSender;
-
 use crate::media::cipher::SrtpStream;
 use crate::media::dtmf_convert::{DtmfConverter, InbandDtmfPlan};
 use crate::media::engine::{MediaEvent, SessionId};
+use crate::media::faults::EventSink;
 use crate::media::forward::{forward_step, Action, Ingress, PacketTime};
 use crate::media::ice::IceCredentials;
 use crate::media::inactivity::{InactivityChange, InactivityPolicy};
@@ -22,6 +21,7 @@ use crate::media::leg::{LegNotice, LegPair, LegSide, SocketRole};
 use crate::media::metrics::{DropReason, MediaMetrics, WorkerTally};
 use crate::media::rtp::PayloadMap;
 use crate::media::sys::{from_sockaddr, to_sockaddr, Epoll, EventFd, PacketBatch};
+use crate::ops::liveness::Heartbeat;
 
 /// Packets received per recvmmsg call.
 pub const BATCH: usize = 32;
@@ -98,6 +98,9 @@ pub enum Command {
     },
     /// Close everything and end the thread.
     Stop,
+    /// Test hook: panic, as a bug in the worker would.
+    #[cfg(any(test, feature = "test-hooks"))]
+    Panic,
 }
 
 struct Session {
@@ -113,7 +116,8 @@ pub struct Worker {
     epoll: Epoll,
     waker: Arc<EventFd>,
     commands: Receiver<Command>,
-    events: UnboundedSender<MediaEvent>,
+    events: EventSink,
+    heartbeat: Heartbeat,
     metrics: MediaMetrics,
     policy: InactivityPolicy,
     epoch: Instant,
@@ -129,8 +133,11 @@ pub struct Worker {
 
 pub struct WorkerConfig {
     pub waker: Arc<EventFd>,
+    /// Beaten once per epoll wake (on the engine's `epoch` clock); stopped when the thread
+    /// ends, by return or by a panic unwinding it.
+    pub heartbeat: Heartbeat,
     pub commands: Receiver<Command>,
-    pub events: UnboundedSender<MediaEvent>,
+    pub events: EventSink,
     pub metrics: MediaMetrics,
     pub policy: InactivityPolicy,
     pub epoch: Instant,
@@ -148,6 +155,7 @@ impl Worker {
             waker: config.waker,
             commands: config.commands,
             events: config.events,
+            heartbeat: config.heartbeat,
             metrics: config.metrics,
             policy: config.policy,
             epoch: config.epoch,
@@ -168,6 +176,7 @@ impl Worker {
 
     /// Runs until every control handle is gone.
     pub fn run(mut self) {
+        let _alive = self.heartbeat.stop_on_drop();
         let mut events = vec![libc::epoll_event { events: 0, u64: 0 }; 256];
         let mut last_tick = 0u64;
         loop {
@@ -192,6 +201,8 @@ impl Worker {
                 }
             }
             let now = self.now().millis;
+            // The epoll wait above is bounded by the tick, so an idle worker beats too.
+            self.heartbeat.beat_at(now);
             if now.saturating_sub(last_tick) >= self.tick_millis {
                 last_tick = now;
                 self.check_inactivity(now);
@@ -274,7 +285,8 @@ impl Worker {
                             remote,
                         },
                     };
-                    let _ = self.events.send(event);
+                    // A notice the full queue drops is state this leg already holds.
+                    self.events.send(event);
                 }
             }
             self.send_batch(count);
@@ -325,6 +337,8 @@ impl Worker {
         let now = self.now().millis;
         match command {
             Command::Stop => {}
+            #[cfg(any(test, feature = "test-hooks"))]
+            Command::Panic => panic!("media worker made to panic (test hook)"),
             Command::Add(setup) => self.add(*setup),
             Command::Remove { id } => self.remove(id),
             Command::SetRemote {
@@ -438,8 +452,91 @@ impl Worker {
                         leg,
                     },
                 };
-                let _ = self.events.send(event);
+                if !self.events.send(event) {
+                    // The queue is full: the next tick reports it again.
+                    state.inactivity.retract_report();
+                }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::media::faults::{event_queue, FaultMetrics};
+    use crate::media::leg::LegState;
+    use crate::media::settings::LatchingMode;
+    use crate::media::stats::LegCounters;
+
+    fn silent_session(id: u64) -> SessionSetup {
+        let leg = |side, has_rtcp_socket| {
+            LegState::new(
+                side,
+                LatchingMode::Off,
+                has_rtcp_socket,
+                Arc::new(LegCounters::default()),
+                0,
+            )
+        };
+        SessionSetup {
+            id: SessionId(id),
+            sockets: [None, None, None],
+            pair: LegPair {
+                carrier: leg(LegSide::Carrier, true),
+                teams: leg(LegSide::Teams, false),
+            },
+        }
+    }
+
+    #[test]
+    fn an_inactivity_report_the_full_queue_refused_comes_on_a_later_tick() {
+        let registry = prometheus::Registry::new();
+        let (sink, mut events) = event_queue(1, FaultMetrics::register(&registry).unwrap());
+        let (_commands, commands_rx) = std::sync::mpsc::sync_channel(1);
+        let epoch = Instant::now();
+        let mut worker = Worker::new(WorkerConfig {
+            waker: Arc::new(EventFd::new().unwrap()),
+            heartbeat: Heartbeat::new(epoch),
+            commands: commands_rx,
+            events: sink,
+            metrics: MediaMetrics::register(&registry).unwrap(),
+            policy: InactivityPolicy {
+                timeout_millis: 1_000,
+                hold_counts_as_activity: true,
+            },
+            epoch,
+            batched_io: false,
+        })
+        .unwrap();
+        worker.add(silent_session(1));
+        worker.add(silent_session(2));
+
+        // Four legs fall silent at once; the queue holds one report per tick here.
+        let mut reported = Vec::new();
+        for tick in 0..8u64 {
+            worker.check_inactivity(1_000 + tick * 250);
+            while let Ok(event) = events.try_recv() {
+                reported.push(event);
+            }
+        }
+        let inactive = |session, leg| MediaEvent::Inactive {
+            session: SessionId(session),
+            leg,
+        };
+        reported.sort_by_key(|e| match e {
+            MediaEvent::Inactive { session, leg } => (session.0, *leg == LegSide::Teams),
+            _ => (u64::MAX, true),
+        });
+        assert_eq!(
+            reported,
+            vec![
+                inactive(1, LegSide::Carrier),
+                inactive(1, LegSide::Teams),
+                inactive(2, LegSide::Carrier),
+                inactive(2, LegSide::Teams),
+            ],
+            "every report exactly once"
+        );
     }
 }

@@ -10,7 +10,7 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
 
-use super::Readiness;
+use super::{Liveness, Readiness};
 
 const MAX_REQUEST_HEAD: usize = 8 * 1024;
 const IO_TIMEOUT: Duration = Duration::from_secs(5);
@@ -38,6 +38,7 @@ impl HttpMetrics {
 
 pub struct OpsState {
     pub registry: Registry,
+    pub liveness: Arc<Liveness>,
     pub readiness: Arc<Readiness>,
     pub metrics: HttpMetrics,
 }
@@ -108,7 +109,13 @@ pub fn respond(head: &[u8], state: &OpsState) -> (Response, bool) {
     let path = target.split('?').next().unwrap_or(target);
     let (label, response) = match path {
         "/metrics" => ("/metrics", metrics(&state.registry)),
-        "/healthz" => ("/healthz", Response::text(200, "ok\n")),
+        "/healthz" => {
+            let (healthy, body) = state.liveness.status(std::time::Instant::now());
+            (
+                "/healthz",
+                Response::text(if healthy { 200 } else { 503 }, body),
+            )
+        }
         "/readyz" => {
             let (ready, body) = state.readiness.status();
             (
@@ -230,6 +237,7 @@ mod tests {
         let metrics = HttpMetrics::register(&registry).unwrap();
         OpsState {
             registry,
+            liveness: Arc::new(Liveness::default()),
             readiness: Arc::new(Readiness::new()),
             metrics,
         }
@@ -246,6 +254,15 @@ mod tests {
             .0
         };
         assert_eq!(get("/healthz").status, 200);
+        let worker = crate::ops::Heartbeat::new(std::time::Instant::now());
+        s.liveness.watch("media_worker_0", worker.clone());
+        assert_eq!(get("/healthz").status, 200);
+        worker.stop();
+        let health = get("/healthz");
+        assert_eq!(health.status, 503);
+        assert!(String::from_utf8(health.body)
+            .unwrap()
+            .contains("media_worker_0 dead"));
         assert_eq!(get("/readyz").status, 503);
         s.readiness.set_listeners_bound(true);
         s.readiness.set_teams_proxy_up("p", true);
@@ -254,7 +271,8 @@ mod tests {
         let m = get("/metrics?x=1");
         assert_eq!(m.status, 200);
         let body = String::from_utf8(m.body).unwrap();
-        assert!(body.contains("ops_http_requests_total{path=\"/healthz\",status=\"200\"} 1"));
+        assert!(body.contains("ops_http_requests_total{path=\"/healthz\",status=\"200\"} 2"));
+        assert!(body.contains("ops_http_requests_total{path=\"/healthz\",status=\"503\"} 1"));
     }
 
     #[test]

@@ -5,6 +5,7 @@
 //! only serves it.
 
 pub mod http;
+pub mod liveness;
 pub mod logging;
 pub mod ratelimit;
 pub mod readiness;
@@ -17,6 +18,7 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 
 pub use http::{HttpMetrics, OpsState};
+pub use liveness::{Heartbeat, Liveness, Pulse};
 pub use logging::{init_logging, LogFormat};
 pub use ratelimit::RateLimitedLog;
 pub use readiness::Readiness;
@@ -65,10 +67,12 @@ pub struct OpsServer {
 }
 
 impl OpsServer {
-    /// Bind `addr` (port 0 for an ephemeral port) and serve `registry` and `readiness`.
+    /// Bind `addr` (port 0 for an ephemeral port) and serve `registry` (`/metrics`),
+    /// `liveness` (`/healthz`) and `readiness` (`/readyz`).
     pub async fn start(
         addr: SocketAddr,
         registry: Registry,
+        liveness: Arc<Liveness>,
         readiness: Arc<Readiness>,
     ) -> std::io::Result<OpsServer> {
         let listener = TcpListener::bind(addr).await?;
@@ -76,6 +80,7 @@ impl OpsServer {
         let metrics = HttpMetrics::register(&registry).map_err(std::io::Error::other)?;
         let state = Arc::new(OpsState {
             registry,
+            liveness,
             readiness,
             metrics,
         });

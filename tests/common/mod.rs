@@ -93,6 +93,9 @@ pub struct LabSpec {
     /// Extra lines of the `[sbc]` and `[sip]` tables.
     pub sbc_extra: String,
     pub sip_extra: String,
+    /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
+    /// written, so a test may still open that table in `teams_extra`.
+    pub media_extra: String,
 }
 
 impl LabSpec {
@@ -117,6 +120,7 @@ impl LabSpec {
             carrier_extra: String::new(),
             sbc_extra: String::new(),
             sip_extra: String::new(),
+            media_extra: String::new(),
         }
     }
 
@@ -215,6 +219,7 @@ options_ping = false
 
 {tenants}
 
+{media_table}
 [media.carrier]
 bind = "{SBC_IP}"
 port_min = {cmin}
@@ -238,6 +243,11 @@ metrics_listen = "{SBC_IP}:{metrics}"
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
             carrier_extra = spec.carrier_extra,
+            media_table = if spec.media_extra.is_empty() {
+                String::new()
+            } else {
+                format!("[media]\n{}\n", spec.media_extra)
+            },
             carrier_port = spec.carrier_port,
             cmin = spec.media_base,
             cmax = spec.media_base + 99,
@@ -269,6 +279,13 @@ metrics_listen = "{SBC_IP}:{metrics}"
 
     pub fn path(&self) -> &Path {
         self.dir.path()
+    }
+
+    /// The SBC itself (its media handle, ops address, registry).
+    pub fn running(&self) -> &Running {
+        self.running
+            .as_ref()
+            .expect("the SBC runs until the lab is dropped")
     }
 
     pub fn udp_addr(&self) -> SocketAddr {
