@@ -63,19 +63,29 @@ pub fn cancel_for(invite: &Message) -> Option<Bytes> {
     Some(builder.build())
 }
 
-pub(crate) fn trying(request: &Message) -> Bytes {
-    ResponseBuilder::new(request, 100, "Trying").build()
+fn with_headers(mut builder: ResponseBuilder, extra: &[(HeaderName, Bytes)]) -> Bytes {
+    for (name, value) in extra {
+        builder = builder.header(name, value);
+    }
+    builder.build()
 }
 
-pub(crate) fn request_timeout(request: &Message) -> Bytes {
-    ResponseBuilder::new(request, 408, "Request Timeout")
-        .to_tag(&new_tag())
-        .build()
+pub(crate) fn trying(request: &Message, extra: &[(HeaderName, Bytes)]) -> Bytes {
+    with_headers(ResponseBuilder::new(request, 100, "Trying"), extra)
 }
 
-pub(crate) fn overloaded(request: &Message) -> Bytes {
-    ResponseBuilder::new(request, 503, "Service Unavailable")
-        .to_tag(&new_tag())
-        .header(&HeaderName::RetryAfter, b"5")
-        .build()
+pub(crate) fn request_timeout(request: &Message, extra: &[(HeaderName, Bytes)]) -> Bytes {
+    with_headers(
+        ResponseBuilder::new(request, 408, "Request Timeout").to_tag(&new_tag()),
+        extra,
+    )
+}
+
+pub(crate) fn overloaded(request: &Message, extra: &[(HeaderName, Bytes)]) -> Bytes {
+    with_headers(
+        ResponseBuilder::new(request, 503, "Service Unavailable")
+            .to_tag(&new_tag())
+            .header(&HeaderName::RetryAfter, b"5"),
+        extra,
+    )
 }

@@ -3,6 +3,7 @@
 use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::sip::{Message, Method, Via};
+use crate::transport::Peer;
 
 /// The key a transaction is found by. ACK is folded into INVITE for server keys so a
 /// hop-by-hop ACK finds the INVITE server transaction; CANCEL keeps its own method, so it
@@ -11,11 +12,13 @@ use crate::sip::{Message, Method, Via};
 pub(crate) enum TxKey {
     /// Branch of our own Via plus the CSeq method.
     Client { branch: Bytes, method: Method },
-    /// RFC 3261 peers: branch, sent-by and method.
+    /// RFC 3261 peers: branch, sent-by and method; and the peer that sent it, so a request
+    /// copying another peer's branch and sent-by is not taken for its retransmission.
     Server {
         branch: Bytes,
         sent_by: Bytes,
         method: Method,
+        owner: Option<Peer>,
     },
     /// RFC 2543 peers (no magic cookie): Request-URI, From tag, Call-ID, CSeq number and
     /// method, top Via. The To tag is left out so an ACK (which carries our tag) matches.
@@ -26,6 +29,7 @@ pub(crate) enum TxKey {
         cseq: u32,
         method: Method,
         via: Bytes,
+        owner: Option<Peer>,
     },
 }
 
@@ -35,11 +39,15 @@ impl TxKey {
         match self {
             TxKey::Client { .. } => None,
             TxKey::Server {
-                branch, sent_by, ..
+                branch,
+                sent_by,
+                owner,
+                ..
             } => Some(TxKey::Server {
                 branch: branch.clone(),
                 sent_by: sent_by.clone(),
                 method,
+                owner: *owner,
             }),
             TxKey::Server2543 {
                 request_uri,
@@ -47,6 +55,7 @@ impl TxKey {
                 call_id,
                 cseq,
                 via,
+                owner,
                 ..
             } => Some(TxKey::Server2543 {
                 request_uri: request_uri.clone(),
@@ -55,7 +64,43 @@ impl TxKey {
                 cseq: *cseq,
                 method,
                 via: via.clone(),
+                owner: *owner,
             }),
+        }
+    }
+
+    /// The key of a server transaction started by `owner` (client keys are ours).
+    pub(crate) fn owned_by(self, owner: Option<Peer>) -> TxKey {
+        match self {
+            TxKey::Server {
+                branch,
+                sent_by,
+                method,
+                ..
+            } => TxKey::Server {
+                branch,
+                sent_by,
+                method,
+                owner,
+            },
+            TxKey::Server2543 {
+                request_uri,
+                from_tag,
+                call_id,
+                cseq,
+                method,
+                via,
+                ..
+            } => TxKey::Server2543 {
+                request_uri,
+                from_tag,
+                call_id,
+                cseq,
+                method,
+                via,
+                owner,
+            },
+            client => client,
         }
     }
 }
@@ -109,6 +154,7 @@ pub(crate) fn server_key(msg: &Message) -> Option<TxKey> {
             sent_by: sent_by(&via),
             branch: via.branch?,
             method,
+            owner: None,
         });
     }
     let cseq = msg.cseq().ok()?;
@@ -127,5 +173,6 @@ pub(crate) fn server_key(msg: &Message) -> Option<TxKey> {
         cseq: cseq.seq,
         method,
         via: via_key.freeze(),
+        owner: None,
     })
 }

@@ -10,8 +10,8 @@ use super::build::{overloaded, trying};
 use super::key::{client_key_for_request, client_key_for_response, server_key, TxKey};
 use super::state::{Ctx, Flow, TimerEntry, Transaction};
 use super::{
-    is_unreliable, status_of, Output, Payer, TransactionMetrics, TransactionSettings, TuEvent,
-    TxError, TxId, TxKind,
+    is_unreliable, status_of, Output, OwnResponseHeaders, Payer, TransactionMetrics,
+    TransactionSettings, TuEvent, TxError, TxId, TxKind,
 };
 use crate::sip::{Message, Method};
 
@@ -32,6 +32,7 @@ pub struct TransactionLayer<T> {
     paid_by: HashMap<TxId, [Payer; 2]>,
     /// Live server transactions per payer (entries removed at zero).
     live_per_payer: HashMap<Payer, usize>,
+    own_headers: OwnResponseHeaders<T>,
 }
 
 impl<T: Clone> TransactionLayer<T> {
@@ -48,7 +49,15 @@ impl<T: Clone> TransactionLayer<T> {
             outputs: VecDeque::new(),
             paid_by: HashMap::new(),
             live_per_payer: HashMap::new(),
+            own_headers: Box::new(|_| Vec::new()),
         }
+    }
+
+    /// Headers for the responses the layer makes itself, by route (see
+    /// [`OwnResponseHeaders`]).
+    pub fn with_own_response_headers(mut self, headers: OwnResponseHeaders<T>) -> Self {
+        self.own_headers = headers;
+        self
     }
 
     pub fn settings(&self) -> &TransactionSettings {
@@ -124,7 +133,11 @@ impl<T: Clone> TransactionLayer<T> {
         source: T,
         payers: Option<[Payer; 2]>,
     ) {
-        let Some(key) = server_key(&msg) else {
+        let owner = payers.iter().flatten().find_map(|payer| match payer {
+            Payer::Peer(peer) => Some(*peer),
+            Payer::Source(_) => None,
+        });
+        let Some(key) = server_key(&msg).map(|key| key.owned_by(owner)) else {
             self.metrics.stray.inc();
             return;
         };
@@ -150,10 +163,11 @@ impl<T: Clone> TransactionLayer<T> {
         }
         if self.transactions.len() >= self.settings.max_transactions {
             self.metrics.rejected.inc();
+            let bytes = overloaded(&msg, &(self.own_headers)(&source));
             self.outputs.push_back(Output::Transmit {
                 tx: None,
                 dest: source,
-                bytes: overloaded(&msg),
+                bytes,
             });
             return;
         }
@@ -166,10 +180,11 @@ impl<T: Clone> TransactionLayer<T> {
                 .quota_rejected
                 .with_label_values(&[payer.label()])
                 .inc();
+            let bytes = overloaded(&msg, &(self.own_headers)(&source));
             self.outputs.push_back(Output::Transmit {
                 tx: None,
                 dest: source,
-                bytes: overloaded(&msg),
+                bytes,
             });
             return;
         }
@@ -191,7 +206,7 @@ impl<T: Clone> TransactionLayer<T> {
         let id = self.allocate_id();
         let mut tx = Transaction::new(id, kind, reliable, source.clone(), key.clone(), msg.clone());
         if kind == TxKind::ServerInvite {
-            let bytes = trying(&msg);
+            let bytes = trying(&msg, &(self.own_headers)(&source));
             let mut ctx = self.ctx(now);
             tx.start_server_invite(&mut ctx, bytes);
         } else {
@@ -301,6 +316,7 @@ impl<T: Clone> TransactionLayer<T> {
             outputs: &mut self.outputs,
             timers: &mut self.timers,
             generation: &mut self.generation,
+            own_headers: &self.own_headers,
         };
         let result = transaction.send_response(&mut ctx, status, response);
         let awaiting_ack = result.is_ok()
@@ -403,6 +419,7 @@ impl<T: Clone> TransactionLayer<T> {
             outputs: &mut self.outputs,
             timers: &mut self.timers,
             generation: &mut self.generation,
+            own_headers: &self.own_headers,
         }
     }
 
@@ -431,6 +448,7 @@ impl<T: Clone> TransactionLayer<T> {
             outputs: &mut self.outputs,
             timers: &mut self.timers,
             generation: &mut self.generation,
+            own_headers: &self.own_headers,
         };
         let flow = step(tx, &mut ctx);
         if flow == Flow::Terminate {

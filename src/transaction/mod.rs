@@ -99,6 +99,12 @@ impl TransactionSettings {
     }
 }
 
+/// Headers the layer adds to the responses it makes itself (100 Trying, a 408 for a request
+/// the TU never answered, the stateless 503s) on a route: what the peer there expects of
+/// every response (X-MS-SBC towards Microsoft, row 59).
+pub type OwnResponseHeaders<T> =
+    Box<dyn Fn(&T) -> Vec<(crate::sip::HeaderName, Bytes)> + Send + Sync>;
+
 /// Who pays for the server transactions a request starts: its source address and the peer
 /// the transport identified, each capped by its own quota, so one sender (or one trunk's many
 /// addresses) cannot fill the table that every peer shares.

@@ -64,6 +64,7 @@ pub(crate) struct Ctx<'a, T> {
     pub outputs: &'a mut VecDeque<Output<T>>,
     pub timers: &'a mut BinaryHeap<TimerEntry>,
     pub generation: &'a mut u64,
+    pub own_headers: &'a super::OwnResponseHeaders<T>,
 }
 
 pub(crate) struct Transaction<T> {
@@ -423,7 +424,8 @@ impl<T: Clone> Transaction<T> {
                         timer: Timer::Unanswered,
                     },
                 );
-                let timeout = super::build::request_timeout(&self.request);
+                let timeout =
+                    super::build::request_timeout(&self.request, &(ctx.own_headers)(&self.peer));
                 // Proceeding is open for a final response, so this cannot be refused.
                 match self.send_response(ctx, 408, timeout) {
                     Ok(flow) => flow,

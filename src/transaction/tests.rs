@@ -1037,6 +1037,72 @@ fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
     assert_eq!(events(&offer(&mut h, flooder, "z9hG4bKf4", trunk)).len(), 1);
 }
 
+/// A transaction belongs to the peer that started it: another peer replaying its branch and
+/// sent-by starts a transaction of its own instead of being absorbed as a retransmission
+/// (which would answer it with the victim's response, or hand the victim the attacker's).
+#[test]
+fn a_request_replaying_another_peers_branch_is_its_own_transaction() {
+    use crate::transport::{Peer, TrunkId};
+    let mut h = Harness::new();
+    let victim = Payer::Peer(Peer::Carrier(TrunkId::from_index(0).unwrap()));
+    let intruder = Payer::Peer(Peer::Carrier(TrunkId::from_index(1).unwrap()));
+    let source = Payer::Source("192.0.2.1".parse().unwrap());
+    let cancel = Req::new("CANCEL", "UDP");
+    h.layer
+        .on_incoming_paid(h.at(0), cancel.msg(), PEER, [source, intruder]);
+    let first = events(&h.drain());
+    assert_eq!(first.len(), 1);
+    h.layer
+        .on_incoming_paid(h.at(10), cancel.msg(), PEER, [source, victim]);
+    let second = events(&h.drain());
+    assert_eq!(second.len(), 1, "the victim's request reaches the TU");
+    // The same peer again is a retransmission.
+    h.layer
+        .on_incoming_paid(h.at(20), cancel.msg(), PEER, [source, victim]);
+    assert!(events(&h.drain()).is_empty());
+}
+
+/// Row 59: the responses the layer makes itself carry what the route's peer expects of
+/// every response (X-MS-SBC towards Microsoft).
+#[test]
+fn row59_the_layers_own_100_and_503_carry_the_routes_headers() {
+    let settings = TransactionSettings {
+        max_transactions: 1,
+        ..TransactionSettings::default()
+    };
+    let metrics = TransactionMetrics::register(&Registry::new()).unwrap();
+    let mut h = Harness {
+        layer: TransactionLayer::new(settings, metrics.clone()).with_own_response_headers(
+            Box::new(|route: &&'static str| {
+                if *route == PEER {
+                    vec![(crate::sip::HeaderName::XMsSbc, Bytes::from_static(b"V/M/1"))]
+                } else {
+                    Vec::new()
+                }
+            }),
+        ),
+        t0: Instant::now(),
+        metrics,
+    };
+    let out = h.incoming(0, Req::new("INVITE", "UDP").msg());
+    let trying = &transmitted(&out)[0];
+    assert_eq!(trying.status(), Some(100));
+    assert_eq!(
+        trying.header(&crate::sip::HeaderName::XMsSbc).as_deref(),
+        Some(&b"V/M/1"[..])
+    );
+    let out = h.incoming(
+        10,
+        Req::new("INVITE", "UDP").branch(Some("z9hG4bKfull")).msg(),
+    );
+    let refused = &transmitted(&out)[0];
+    assert_eq!(refused.status(), Some(503));
+    assert_eq!(
+        refused.header(&crate::sip::HeaderName::XMsSbc).as_deref(),
+        Some(&b"V/M/1"[..])
+    );
+}
+
 #[test]
 fn metrics_count_created_and_active_transactions() {
     let mut h = Harness::new();
