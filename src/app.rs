@@ -35,6 +35,7 @@ use self::pingers::start_pingers;
 use self::requests::{request_failures, RequestSender};
 use self::responses::{answer_failures, spawn_response_sender};
 use self::sip_core::{AppMetrics, SipCore};
+use crate::dispatch::Route;
 
 use crate::config::{mapping, Loaded};
 use crate::ops::{Heartbeat, Liveness, OpsServer, ProcessMetrics, Readiness};
@@ -133,6 +134,20 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     outcome
 }
 
+/// The product headers of the responses the transaction layer makes itself (100 Trying,
+/// 408, 503): X-MS-SBC towards Microsoft (row 59: every response), the configured text (if
+/// any) towards carriers.
+fn own_response_headers(loaded: &Loaded) -> crate::transaction::OwnResponseHeaders<Route> {
+    let microsoft = loaded.microsoft_product().response_headers();
+    let carrier = loaded.carrier_product().response_headers();
+    Box::new(move |route| match route {
+        Route::Back(source) if source.peer == Some(crate::transport::Peer::Microsoft) => {
+            microsoft.clone()
+        }
+        _ => carrier.clone(),
+    })
+}
+
 /// Start ops, transport, the SIP core and the pingers.
 pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
     let config = &loaded.config;
@@ -182,7 +197,8 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         layer: TransactionLayer::new(
             mapping::transaction_settings(config),
             TransactionMetrics::register(&registry)?,
-        ),
+        )
+        .with_own_response_headers(own_response_headers(loaded)),
         identity: identity.clone(),
         pending_pings: HashMap::new(),
         responses: spawn_response_sender(

@@ -245,6 +245,11 @@ impl Dispatcher {
             return;
         };
         let dial = routing.outbound_numbers(trunk, &route);
+        // Our requests to Microsoft in this call's dialog go to its proxies, in order.
+        let proxies: Vec<_> = routing
+            .proxy_failover(Some(&self.proxy_memory), now)
+            .order()
+            .to_vec();
         let (targets, target_trunks): (Vec<CarrierTarget>, Vec<TrunkId>) = route
             .trunks
             .trunks()
@@ -298,7 +303,7 @@ impl Dispatcher {
             teams,
             numbers,
             labels,
-            proxies: Vec::new(),
+            proxies,
             carrier_targets: targets,
             carrier_target_trunks: target_trunks,
             carrier_owner: Peer::Carrier(trunk),
@@ -419,6 +424,7 @@ impl Dispatcher {
             labels: parts.labels,
             routing: self.routing.clone(),
             proxies: parts.proxies,
+            teams_proxy: 0,
             carrier_targets: parts.carrier_targets,
             carrier_target_trunks: parts.carrier_target_trunks,
             owners: [parts.carrier_owner, Peer::Microsoft],

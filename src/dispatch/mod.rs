@@ -272,6 +272,10 @@ impl Dispatcher {
                     return Some(TuEvent::Response { tx, msg, source });
                 };
                 self.table.mark_responded(tx);
+                if let (Some(index), Some(slot)) = (entry.proxy, self.table.get_mut(entry.call)) {
+                    // The proxy that answered is the one the dialog's requests go to.
+                    slot.teams_proxy = index;
+                }
                 if let Some(index) = entry.proxy {
                     let status = msg.status().unwrap_or(0);
                     let retry_after = msg
@@ -326,6 +330,18 @@ impl Dispatcher {
                 };
                 if let (Some(index), TxFailure::ConnectFailed) = (entry.proxy, reason) {
                     self.note_proxy(entry.call, index, ProxyOutcome::ConnectFailed, now);
+                }
+                if entry.leg == LegId::Teams
+                    && entry.proxy.is_none()
+                    && reason == TxFailure::ConnectFailed
+                {
+                    // The leg's proxy cannot be reached: the dialog's next requests go to
+                    // the next proxy in the call's order.
+                    if let Some(slot) = self.table.get_mut(entry.call) {
+                        let failed = slot.teams_proxy;
+                        slot.teams_proxy = (failed + 1) % slot.proxies.len().max(1);
+                        self.note_proxy(entry.call, failed, ProxyOutcome::ConnectFailed, now);
+                    }
                 }
                 self.fail_tx(now, layer, tx, entry, reason);
                 None
@@ -869,8 +885,8 @@ carrier_trunk = "pstn"
 max_concurrent_calls = 1
 
 [[tenant]]
-name = "initech"
-fqdn = "initech.sbc.example.test"
+name = "umbrella"
+fqdn = "umbrella.sbc.example.test"
 numbers = ["+4940*"]
 carrier_trunk = "other"
 
@@ -949,10 +965,22 @@ port_max = 41899
         ))
     }
 
-    /// Feed `msg` through the transaction layer and the dispatcher; the final responses sent.
+    /// Feed `msg` through the transaction layer (charged to its sender, as the SIP core
+    /// does) and the dispatcher; the final responses sent.
     fn exchange(bench: &mut Bench, msg: Message, from: Source) -> Vec<String> {
         let now = Instant::now();
-        bench.layer.on_incoming(now, msg, Route::Back(from));
+        match from.peer {
+            Some(peer) => {
+                let payers = [
+                    crate::transaction::Payer::Source(from.remote.ip()),
+                    crate::transaction::Payer::Peer(peer),
+                ];
+                bench
+                    .layer
+                    .on_incoming_paid(now, msg, Route::Back(from), payers);
+            }
+            None => bench.layer.on_incoming(now, msg, Route::Back(from)),
+        }
         let mut sent = Vec::new();
         while let Some(output) = bench.layer.poll_output() {
             match output {

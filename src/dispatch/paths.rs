@@ -1,6 +1,9 @@
 //! Where a call's message goes: a Microsoft proxy resolved by FQDN for every attempt (row 8),
-//! a carrier next hop, or an in-dialog target (back on the peer's own connection when it
-//! opened one, else its Contact over the transport that reached it).
+//! a carrier next hop, or an in-dialog target. Microsoft's connections carry Microsoft's
+//! requests only (teams-direct-routing.md §1.7, rows 13-14): our in-dialog requests towards
+//! Microsoft go to the proxy of the leg, on a connection we open (or reuse) to its FQDN,
+//! with the dialog's Request-URI and Route set unchanged. Towards a carrier they go back on
+//! the carrier's own connection when it opened one, else to its Contact.
 
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
@@ -31,21 +34,8 @@ impl Dispatcher {
             return Path::Unroutable;
         };
         match target {
-            Target::TeamsProxy(index) => {
-                let Some(proxy) = slot
-                    .proxies
-                    .get(*index)
-                    .and_then(|id| slot.routing.proxy(*id))
-                else {
-                    return Path::Unroutable;
-                };
-                let kind = settings::kind_of(proxy.transport);
-                let server_name = proxy
-                    .tls_name
-                    .clone()
-                    .or_else(|| (!is_ip(&proxy.host)).then(|| proxy.host.clone()));
-                host_path(&proxy.host, proxy.port, kind, server_name)
-            }
+            Target::TeamsProxy(index) => proxy_path(slot, *index),
+            Target::Dialog { .. } if leg == LegId::Teams => proxy_path(slot, slot.teams_proxy),
             Target::Carrier(index) => {
                 let Some(target) = slot.carrier_targets.get(*index) else {
                     return Path::Unroutable;
@@ -55,8 +45,8 @@ impl Dispatcher {
                 host_path(&target.host, target.port, target.transport, server_name)
             }
             Target::Dialog { uri, transport } => {
-                // A peer that opened its own connection (Microsoft always does) gets our
-                // in-dialog requests on it while it is open.
+                // A carrier that opened its own connection gets our in-dialog requests on
+                // it while it is open.
                 if let Some(flow) = slot.flow(leg) {
                     if flow.kind.is_stream() && flow.connection.is_some() {
                         return Path::Now(Route::Back(flow.clone()));
@@ -131,6 +121,23 @@ impl Dispatcher {
 
 static RESOLVE_REFUSED_LOG: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(60));
 
+/// Microsoft's proxy `index` of the call's list, by its FQDN (checked in its certificate).
+fn proxy_path(slot: &super::table::Slot, index: usize) -> Path {
+    let Some(proxy) = slot
+        .proxies
+        .get(index)
+        .and_then(|id| slot.routing.proxy(*id))
+    else {
+        return Path::Unroutable;
+    };
+    let kind = settings::kind_of(proxy.transport);
+    let server_name = proxy
+        .tls_name
+        .clone()
+        .or_else(|| (!is_ip(&proxy.host)).then(|| proxy.host.clone()));
+    host_path(&proxy.host, proxy.port, kind, server_name)
+}
+
 fn transport_token(token: &[u8]) -> Option<TransportKind> {
     [TransportKind::Udp, TransportKind::Tcp, TransportKind::Tls]
         .into_iter()
@@ -202,6 +209,7 @@ address = "127.0.0.1:5061"
 [teams]
 proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
 allowed_source_cidrs = ["127.0.0.3/32"]
+lab_plain_tcp = true
 
 [[carrier_trunk]]
 name = "pstn"

@@ -28,8 +28,12 @@ pub struct Slot {
     pub labels: CallLabels,
     /// The table the call was routed with (a reload never changes a call's route).
     pub routing: Arc<RoutingTable>,
-    /// `CallSetup::teams.proxies[i]` is `proxies[i]` of `routing`.
+    /// Microsoft's proxies in the order this call tries them (`CallSetup::teams.proxies[i]`
+    /// is `proxies[i]` of `routing` on PSTN -> Teams calls).
     pub proxies: Vec<ProxyId>,
+    /// Index into `proxies` of the proxy our in-dialog requests to Microsoft go to: the one
+    /// that answered our INVITE, the next one after a connection to it failed.
+    pub teams_proxy: usize,
     /// Where the last request each leg's peer sent and the call accepted came from:
     /// in-dialog requests to a peer that opened its own connection go back on it.
     pub flows: [Option<Source>; 2],

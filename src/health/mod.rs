@@ -86,13 +86,22 @@ impl ProductHeaders {
         }
     }
 
-    /// Add the headers to a response.
-    pub fn to_response(&self, mut builder: ResponseBuilder) -> ResponseBuilder {
+    /// The headers of a response, as name and value.
+    pub fn response_headers(&self) -> Vec<(HeaderName, bytes::Bytes)> {
+        let mut headers = Vec::new();
         if let Some(value) = &self.x_ms_sbc {
-            builder = builder.header(&HeaderName::XMsSbc, value.as_bytes());
+            headers.push((HeaderName::XMsSbc, value.clone().into()));
         }
         if let Some(value) = &self.server {
-            builder = builder.header(&HeaderName::Server, value.as_bytes());
+            headers.push((HeaderName::Server, value.clone().into()));
+        }
+        headers
+    }
+
+    /// Add the headers to a response.
+    pub fn to_response(&self, mut builder: ResponseBuilder) -> ResponseBuilder {
+        for (name, value) in self.response_headers() {
+            builder = builder.header(&name, &value);
         }
         builder
     }
