@@ -170,7 +170,7 @@ fn teams_uac(lab: &Lab, media: SocketAddr, key: &str) -> Peer {
         &dir,
         &path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

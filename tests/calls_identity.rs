@@ -132,7 +132,7 @@ fn teams_uac(lab: &Lab, status: &str) -> Peer {
         &dir,
         &path,
         vec![
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

@@ -93,7 +93,7 @@ fn emergency_call(media_base: u16, carrier_first: &str) {
         &dir,
         &path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

@@ -492,7 +492,7 @@ fn row41_row53_teams_rekey_media_continues_under_fresh_keys() {
         &teams_dir,
         &teams_path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),
@@ -747,7 +747,7 @@ fn row53_ice_restart_on_a_bypass_trunk_changes_our_credentials_not_our_candidate
         &teams_dir,
         &teams_path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

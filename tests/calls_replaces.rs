@@ -179,7 +179,7 @@ fn replace_and_check_media(lab: &Lab, dialog: &[String], values: &[(&str, &str)]
         &second_dir,
         &second_path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),
@@ -403,7 +403,7 @@ fn row22_invite_with_replaces_on_a_teams_to_pstn_call_keeps_the_carrier_leg() {
         &first_dir,
         &first_path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

@@ -152,7 +152,7 @@ fn teams_uac(lab: &Lab, file: &str, sink: &UdpSocket, waits: (&str, &str)) -> (P
         &dir,
         &path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

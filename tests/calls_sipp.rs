@@ -64,7 +64,7 @@ fn teams_uac(lab: &Lab, name: &str, file: &str, values: &[(&str, &str)]) -> Peer
         &dir,
         &path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

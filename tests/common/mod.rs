@@ -4,10 +4,16 @@
 //! with placeholders filled in, bounded waits, and metric reads from the SBC's registry.
 //!
 //! Loopback plan: the SBC signals on 127.0.0.1; the carrier peer is 127.0.0.2 (the trunk's
-//! source); Microsoft stand-ins are 127.0.0.3 (the configured Microsoft source range).
+//! source); Microsoft is 127.0.0.3 and 127.0.0.4 (the configured Microsoft source range).
+//!
+//! Microsoft is played by SIPp behind a [`microsoft::MicrosoftStandIn`] per configured proxy:
+//! every call test reaches "Microsoft" over mutual TLS, with Microsoft's own connections for
+//! Microsoft's requests. A lab that opts out (`LabSpec::tls_stand_in = false`) talks to SIPp
+//! over plain TCP with `teams.lab_plain_tcp`.
 
 #![allow(dead_code)]
 
+pub mod microsoft;
 pub mod tls;
 
 use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
@@ -21,6 +27,8 @@ pub const BASE: &str = "sbc.example.test";
 pub const SBC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
 pub const CARRIER_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 pub const TEAMS_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
+/// Microsoft's second source address (its own connections alternate between the two).
+pub const TEAMS_IP2: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
 /// Fail (never skip) when a peer is missing, saying how to install it.
 pub fn require(binary: &str, package: &str) {
@@ -96,6 +104,9 @@ pub struct LabSpec {
     /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
     /// written, so a test may still open that table in `teams_extra`.
     pub media_extra: String,
+    /// Put a mutual-TLS Microsoft stand-in in front of each SIPp proxy of `proxies` made by
+    /// [`LabSpec::tcp_proxy`] (default); false: the SBC reaches SIPp over plain TCP.
+    pub tls_stand_in: bool,
 }
 
 impl LabSpec {
@@ -121,6 +132,7 @@ impl LabSpec {
             sbc_extra: String::new(),
             sip_extra: String::new(),
             media_extra: String::new(),
+            tls_stand_in: true,
         }
     }
 
@@ -139,6 +151,19 @@ pub struct Lab {
     pub carrier_port: u16,
     running: Option<Running>,
     runtime: tokio::runtime::Runtime,
+    /// The TLS stand-ins, by the address of the SIPp each fronts.
+    stand_ins: Vec<(SocketAddr, microsoft::MicrosoftStandIn)>,
+}
+
+/// The SIPp address of a proxy entry made by [`LabSpec::tcp_proxy`].
+fn sipp_proxy_address(entry: &str) -> Option<SocketAddr> {
+    if !entry.contains(r#"transport = "tcp""#) {
+        return None;
+    }
+    entry
+        .split('"')
+        .nth(1)
+        .and_then(|address| address.parse().ok())
 }
 
 impl Lab {
@@ -151,7 +176,29 @@ impl Lab {
             .with_test_writer()
             .try_init();
         let dir = tempfile::tempdir().unwrap();
-        teams_sbc::devcerts::generate(&dir.path().join("certs"), BASE).unwrap();
+        let certs = dir.path().join("certs");
+        teams_sbc::devcerts::generate(&certs, BASE).unwrap();
+        let mut stand_ins = Vec::new();
+        let mut proxies = Vec::new();
+        for entry in &spec.proxies {
+            match sipp_proxy_address(entry).filter(|_| spec.tls_stand_in) {
+                Some(sipp) => {
+                    let stand_in = microsoft::MicrosoftStandIn::start(
+                        &certs,
+                        TEAMS_IP,
+                        [TEAMS_IP, TEAMS_IP2],
+                        BASE,
+                    );
+                    stand_in.route_default_to(sipp);
+                    proxies.push(format!(
+                        r#"{{ address = "{}", tls_name = "sip.pstnhub.microsoft.com" }}"#,
+                        stand_in.proxy_addr
+                    ));
+                    stand_ins.push((sipp, stand_in));
+                }
+                None => proxies.push(entry.clone()),
+            }
+        }
         let udp = free_udp_port(SBC_IP);
         let tcp = free_tcp_port(SBC_IP);
         let tls = free_tcp_port(SBC_IP);
@@ -204,7 +251,7 @@ address = "{SBC_IP}:{tls}"
 proxies = [{proxies}]
 # One ping at start (before the stand-ins listen), the next long after the test.
 options_interval_seconds = 180
-allowed_source_cidrs = ["{TEAMS_IP}/32"]
+allowed_source_cidrs = ["{TEAMS_IP}/32", "{TEAMS_IP2}/32"]
 lab_plain_tcp = {lab_plain_tcp}
 {teams_extra}
 
@@ -233,12 +280,9 @@ port_max = {tmax}
 [ops]
 metrics_listen = "{SBC_IP}:{metrics}"
 "#,
-            proxies = spec.proxies.join(", "),
+            proxies = proxies.join(", "),
             // SIPp stand-ins for Microsoft speak plain TCP: only labs may take that.
-            lab_plain_tcp = spec
-                .proxies
-                .iter()
-                .any(|p| p.contains(r#"transport = "tcp""#)),
+            lab_plain_tcp = proxies.iter().any(|p| p.contains(r#"transport = "tcp""#)),
             teams_extra = spec.teams_extra,
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
@@ -266,6 +310,9 @@ metrics_listen = "{SBC_IP}:{metrics}"
         let running = runtime
             .block_on(teams_sbc::app::start(&loaded))
             .unwrap_or_else(|e| panic!("SBC does not start: {e}"));
+        for (_, stand_in) in &stand_ins {
+            stand_in.send_to_sbc((SBC_IP, tls).into());
+        }
         Lab {
             dir,
             udp,
@@ -274,7 +321,32 @@ metrics_listen = "{SBC_IP}:{metrics}"
             carrier_port: spec.carrier_port,
             running: Some(running),
             runtime,
+            stand_ins,
         }
+    }
+
+    /// Where a SIPp playing Microsoft sends its requests: the first stand-in's entry (which
+    /// carries them to the SBC over Microsoft's own TLS connections), else the SBC's TCP
+    /// listener.
+    pub fn teams_entry(&self) -> SocketAddr {
+        self.stand_ins
+            .first()
+            .map(|(_, s)| s.entry_addr)
+            .unwrap_or_else(|| self.tcp_addr())
+    }
+
+    /// The stand-in in front of the SIPp at `sipp`.
+    pub fn stand_in(&self, sipp: SocketAddr) -> Option<&microsoft::MicrosoftStandIn> {
+        self.stand_ins
+            .iter()
+            .find(|(addr, _)| *addr == sipp)
+            .map(|(_, s)| s)
+    }
+
+    /// Requests the SBC sent on connections Microsoft opened, over all stand-ins (rows 13,
+    /// 14: must stay 0).
+    pub fn microsoft_connection_violations(&self) -> usize {
+        self.stand_ins.iter().map(|(_, s)| s.violations()).sum()
     }
 
     pub fn path(&self) -> &Path {
@@ -343,17 +415,37 @@ metrics_listen = "{SBC_IP}:{metrics}"
 
     /// The first OPTIONS ping to each Microsoft stand-in has failed (nothing listened yet), so
     /// the next one comes long after the test: SIPp never sees an OPTIONS it did not expect.
+    ///
+    /// A proxy behind a TLS stand-in answers OPTIONS itself (as Microsoft does): wait for it
+    /// to be up instead, which proves the mutual TLS path.
     pub fn wait_first_pings(&self, peers: &[String]) {
         for peer in peers {
-            self.wait_for(
-                &format!("the first OPTIONS to {peer} to fail"),
-                Duration::from_secs(20),
-                |lab| lab.metric("options_failures_total", &[("peer", peer)]) >= 1.0,
-            );
+            let stand_in = peer
+                .parse::<SocketAddr>()
+                .ok()
+                .and_then(|addr| self.stand_in(addr));
+            match stand_in {
+                Some(stand_in) => {
+                    let label = stand_in.proxy_addr.to_string();
+                    self.wait_for(
+                        &format!("the stand-in for {peer} to answer OPTIONS over TLS"),
+                        Duration::from_secs(20),
+                        |lab| lab.metric("options_peer_up", &[("peer", &label)]) >= 1.0,
+                    );
+                }
+                None => self.wait_for(
+                    &format!("the first OPTIONS to {peer} to fail"),
+                    Duration::from_secs(20),
+                    |lab| lab.metric("options_failures_total", &[("peer", peer)]) >= 1.0,
+                ),
+            }
         }
     }
 
     /// Wait until no call and no media session is left.
+    ///
+    /// Also checks the SBC never sent a request on a connection Microsoft opened (rows 13,
+    /// 14: those carry Microsoft's requests only).
     pub fn wait_idle(&self) {
         self.wait_for(
             "calls and media sessions to end",
@@ -362,6 +454,11 @@ metrics_listen = "{SBC_IP}:{metrics}"
                 lab.metric("calls_active", &[]) == 0.0
                     && lab.metric("media_sessions_active", &[]) == 0.0
             },
+        );
+        assert_eq!(
+            self.microsoft_connection_violations(),
+            0,
+            "the SBC sent requests on connections Microsoft opened"
         );
     }
 }
