@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ipnet::IpNet;
 
 use super::settings;
 use super::table::{Slot, TxEntry};
@@ -27,6 +28,9 @@ struct NewCall {
     labels: CallLabels,
     proxies: Vec<ProxyId>,
     carrier_targets: Vec<CarrierTarget>,
+    /// Networks the carrier leg's media may come from: those of every trunk the call may
+    /// use (the one it came from, or each one failover may try).
+    carrier_media_sources: Vec<IpNet>,
     guard: AdmitGuard,
     from_leg: LegId,
 }
@@ -114,6 +118,10 @@ impl Dispatcher {
         let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
         let teams = self.teams_leg(&tenant.fqdn, proxy_targets);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
+        let carrier_media_sources = routing
+            .trunk(trunk)
+            .map(|t| t.sources.clone())
+            .unwrap_or_default();
         let parts = NewCall {
             carrier,
             teams,
@@ -121,6 +129,7 @@ impl Dispatcher {
             labels,
             proxies,
             carrier_targets: Vec::new(),
+            carrier_media_sources,
             guard,
             from_leg: LegId::Carrier,
         };
@@ -226,6 +235,13 @@ impl Dispatcher {
         let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
         let teams = self.teams_leg(&tenant.fqdn, Vec::new());
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
+        let carrier_media_sources = route
+            .trunks
+            .trunks()
+            .iter()
+            .filter_map(|id| routing.trunk(*id))
+            .flat_map(|t| t.sources.iter().copied())
+            .collect();
         let parts = NewCall {
             carrier,
             teams,
@@ -233,6 +249,7 @@ impl Dispatcher {
             labels,
             proxies: Vec::new(),
             carrier_targets: targets,
+            carrier_media_sources,
             guard,
             from_leg: LegId::Teams,
         };
@@ -289,6 +306,7 @@ impl Dispatcher {
         let allocation = match self.media.create_session(
             &self.settings.carrier_interface,
             &self.settings.teams_interface,
+            &parts.carrier_media_sources,
         ) {
             Ok(allocation) => allocation,
             Err(error) => {

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use dashmap::DashMap;
+use ipnet::IpNet;
 use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
 
 use crate::media::cipher::{SrtpKeys, SrtpStream};
@@ -246,11 +247,15 @@ impl MediaHandle {
     }
 
     /// Allocates and binds the sockets of a new session: an even/odd RTP/RTCP pair on the
-    /// carrier interface and one rtcp-mux port on the Teams interface.
+    /// carrier interface and one rtcp-mux port on the Teams interface, each drawn at random
+    /// from its range. `carrier_sources`: the networks the carrier may send media from
+    /// besides the hosts its SDP names (the trunk's source networks); media from anywhere
+    /// else is dropped.
     pub fn create_session(
         &self,
         carrier_interface: &str,
         teams_interface: &str,
+        carrier_sources: &[IpNet],
     ) -> Result<SessionAllocation, MediaError> {
         let carrier_if = self.interface(carrier_interface)?;
         let teams_if = self.interface(teams_interface)?;
@@ -284,7 +289,7 @@ impl MediaHandle {
             Arc::new(LegCounters::default()),
         ];
         let now = self.shared.epoch.elapsed().as_millis() as u64;
-        let pair = LegPair {
+        let mut pair = LegPair {
             carrier: LegState::new(
                 LegSide::Carrier,
                 self.shared.latching,
@@ -300,6 +305,7 @@ impl MediaHandle {
                 now,
             ),
         };
+        pair.carrier.set_allowed_sources(carrier_sources);
         let worker = self.least_loaded_worker();
         let setup = SessionSetup {
             id,

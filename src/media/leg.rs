@@ -1,7 +1,9 @@
 //! Worker-owned state of a media leg and of a session's pair of legs.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
+
+use ipnet::IpNet;
 
 use crate::media::cipher::SrtpStream;
 use crate::media::dtmf_convert::DtmfConverter;
@@ -116,13 +118,36 @@ impl IceLeg {
     }
 }
 
-/// Symmetric RTP state.
+/// A strict latch window that sees this many packets without latching closes: media is
+/// then accepted only from the remote address as it stands.
+pub const LATCH_WINDOW_PACKETS: u32 = 50;
+/// ... and so does one this long after its first packet.
+pub const LATCH_WINDOW_MILLIS: u64 = 2_000;
+
+/// Where symmetric RTP may still move the leg's remote address.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LatchWindow {
+    /// Opened by a new offer/answer (`set_remote`): `packets` seen so far, the first at
+    /// `since_millis`.
+    Open {
+        packets: u32,
+        since_millis: Option<u64>,
+    },
+    /// Strict from here until the next offer/answer.
+    Closed,
+}
+
+/// Symmetric RTP and RTCP state of a leg whose peer may sit behind NAT (the carrier leg).
+/// Only sources the leg allows reach it (see [`LegState::source_allowed`]).
 #[derive(Debug, Clone, Copy)]
 pub struct Latch {
     pub mode: LatchingMode,
     candidate: Option<SocketAddr>,
     candidate_count: u32,
     pub latched: Option<SocketAddr>,
+    window: LatchWindow,
+    /// The RTCP source taken in strict mode since the last offer/answer.
+    rtcp_latched: Option<SocketAddr>,
 }
 
 /// Outcome of presenting a valid packet's source to the latch.
@@ -141,28 +166,54 @@ impl Latch {
             candidate: None,
             candidate_count: 0,
             latched: None,
+            window: LatchWindow::Open {
+                packets: 0,
+                since_millis: None,
+            },
+            rtcp_latched: None,
         }
     }
 
+    /// A new offer/answer: forget the latch and open a new window.
     pub fn reset(&mut self) {
         *self = Self::new(self.mode);
     }
 
-    /// Presents the source of a packet that passed validation (and SRTP authentication).
-    pub fn observe(&mut self, from: SocketAddr) -> LatchVerdict {
+    /// Presents the source of an RTP packet that passed validation (and SRTP
+    /// authentication) at `now_millis`; `remote` is where the leg sends media now.
+    pub fn observe(
+        &mut self,
+        from: SocketAddr,
+        now_millis: u64,
+        remote: Option<SocketAddr>,
+    ) -> LatchVerdict {
         let (after, strict) = match self.mode {
             LatchingMode::Off => return LatchVerdict::Accept,
             LatchingMode::Learn { after_packets } => (after_packets.max(1), false),
             LatchingMode::Strict { after_packets } => (after_packets.max(1), true),
         };
-        match self.latched {
-            Some(latched) if latched == from => {
-                self.candidate = None;
-                self.candidate_count = 0;
-                return LatchVerdict::Accept;
+        if self.latched == Some(from) {
+            self.candidate = None;
+            self.candidate_count = 0;
+            return LatchVerdict::Accept;
+        }
+        if strict {
+            let LatchWindow::Open {
+                packets,
+                since_millis,
+            } = &mut self.window
+            else {
+                return self.strict_verdict(from, remote);
+            };
+            *packets += 1;
+            let since = *since_millis.get_or_insert(now_millis);
+            if *packets >= LATCH_WINDOW_PACKETS
+                || now_millis.saturating_sub(since) >= LATCH_WINDOW_MILLIS
+            {
+                // Closed without a latch from this source: strict to what we have.
+                self.window = LatchWindow::Closed;
+                return self.strict_verdict(from, remote);
             }
-            Some(_) if strict => return LatchVerdict::Reject,
-            _ => {}
         }
         if self.candidate == Some(from) {
             self.candidate_count += 1;
@@ -174,18 +225,59 @@ impl Latch {
             self.latched = Some(from);
             self.candidate = None;
             self.candidate_count = 0;
+            if strict {
+                self.window = LatchWindow::Closed;
+            }
             return LatchVerdict::Moved(from);
         }
         LatchVerdict::Accept
     }
 
-    /// RTCP on the separate port is accepted only from the latched host in strict mode.
-    pub fn allows_rtcp_from(&self, from: SocketAddr) -> bool {
-        match (self.mode, self.latched) {
-            (LatchingMode::Strict { .. }, Some(latched)) => latched.ip() == from.ip(),
-            _ => true,
+    /// Once the strict window has closed only the latched source (or, without a latch, the
+    /// remote address) is accepted.
+    fn strict_verdict(&self, from: SocketAddr, remote: Option<SocketAddr>) -> LatchVerdict {
+        if self.latched.or(remote) == Some(from) {
+            LatchVerdict::Accept
+        } else {
+            LatchVerdict::Reject
         }
     }
+
+    /// Presents the source of an RTCP packet; `rtp_remote` is where the leg sends RTP now.
+    /// `Moved` means RTCP is answered there from now on (symmetric RTCP).
+    /// * `Off`: accepted, RTCP goes where SDP says.
+    /// * `Learn`: accepted, and every packet moves the RTCP destination.
+    /// * `Strict`: the first RTCP packet after an offer/answer from the host media is
+    ///   exchanged with is taken and moves the RTCP destination; from then on only that
+    ///   source is accepted, until the next offer/answer.
+    pub fn observe_rtcp(
+        &mut self,
+        from: SocketAddr,
+        rtp_remote: Option<SocketAddr>,
+    ) -> LatchVerdict {
+        match self.mode {
+            LatchingMode::Off => LatchVerdict::Accept,
+            LatchingMode::Learn { .. } => LatchVerdict::Moved(from),
+            LatchingMode::Strict { .. } => match self.rtcp_latched {
+                Some(latched) if latched == from => LatchVerdict::Accept,
+                Some(_) => LatchVerdict::Reject,
+                None => {
+                    let media_host = self.latched.or(rtp_remote).map(|a| a.ip());
+                    if media_host.is_some_and(|host| same_host(host, from.ip())) {
+                        self.rtcp_latched = Some(from);
+                        LatchVerdict::Moved(from)
+                    } else {
+                        LatchVerdict::Reject
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// The same host, also when a dual-stack socket reports an IPv4 peer as `::ffff:a.b.c.d`.
+fn same_host(a: IpAddr, b: IpAddr) -> bool {
+    a.to_canonical() == b.to_canonical()
 }
 
 /// Something the control plane should hear about, left by the forward step for the worker.
@@ -201,6 +293,12 @@ pub struct LegState {
     pub remote_rtp: Option<SocketAddr>,
     /// The RTP address the peer's SDP names; `remote_rtp` may differ (latching, ICE).
     signalled_rtp: Option<SocketAddr>,
+    /// The peer's `a=rtcp` address, when its SDP names one.
+    signalled_rtcp: Option<SocketAddr>,
+    /// Networks the peer may send media from besides the hosts its SDP names: the carrier
+    /// trunk's source networks. Only the carrier leg checks sources; media from anywhere
+    /// else is dropped before it costs anything (RTP Bleed).
+    allowed_sources: Box<[IpNet]>,
     /// Where RTCP goes when the remote does not mux; `None` means RTP port + 1.
     pub remote_rtcp: Option<SocketAddr>,
     pub rtcp_mux: bool,
@@ -240,6 +338,8 @@ impl LegState {
             side,
             remote_rtp: None,
             signalled_rtp: None,
+            signalled_rtcp: None,
+            allowed_sources: Box::default(),
             remote_rtcp: None,
             rtcp_mux: !has_rtcp_socket,
             has_rtcp_socket,
@@ -258,18 +358,38 @@ impl LegState {
         }
     }
 
-    /// Applies a signalled remote address; a changed address restarts latching.
+    /// Applies a signalled remote address. Each offer/answer restarts latching: the first
+    /// packets after it may move the remote address (a NAT in front of the peer), then the
+    /// latch is strict again (see [`Latch`]).
     /// On an ICE-lite leg a nominated pair outranks SDP: media stays on it (RFC 8445; the
     /// controlling agent's re-INVITE may still carry the default candidate).
     pub fn set_remote(&mut self, rtp: SocketAddr, rtcp: Option<SocketAddr>, rtcp_mux: bool) {
-        if self.remote_rtp != Some(rtp) {
-            self.latch.reset();
-        }
+        self.latch.reset();
         let nominated = self.ice.as_ref().and_then(|ice| ice.nominated);
         self.signalled_rtp = Some(rtp);
+        self.signalled_rtcp = rtcp;
         self.remote_rtp = Some(nominated.unwrap_or(rtp));
         self.remote_rtcp = rtcp;
         self.rtcp_mux = rtcp_mux;
+    }
+
+    /// The networks (besides the hosts its SDP names) the peer may send media from.
+    pub fn set_allowed_sources(&mut self, networks: &[IpNet]) {
+        self.allowed_sources = networks.into();
+    }
+
+    /// Whether media from `from` may reach this leg at all: on the carrier leg only from a
+    /// host the peer's SDP names or from the trunk's networks; the Teams leg admits only what
+    /// authenticates (SRTP, STUN checks), from wherever a Teams endpoint is.
+    pub fn source_allowed(&self, from: SocketAddr) -> bool {
+        if self.side == LegSide::Teams {
+            return true;
+        }
+        let host = from.ip().to_canonical();
+        let signalled = |a: Option<SocketAddr>| a.is_some_and(|a| a.ip().to_canonical() == host);
+        signalled(self.signalled_rtp)
+            || signalled(self.signalled_rtcp)
+            || self.allowed_sources.iter().any(|net| net.contains(&host))
     }
 
     /// Installs SRTP contexts (fresh ones: a re-key restarts rollover counters). While the
@@ -310,6 +430,12 @@ impl LegState {
             .rev()
             .flatten()
             .find_map(|stream| stream.unprotect_rtp(buf, len).ok())
+    }
+
+    /// Only SRTP may arrive on or leave this leg (the Teams leg): before its keys are
+    /// installed nothing passes, never plain RTP.
+    pub fn requires_srtp(&self) -> bool {
+        self.side == LegSide::Teams
     }
 
     /// [`LegState::unprotect_early_rtp`] for SRTCP.
@@ -429,39 +555,195 @@ mod tests {
         SocketAddr::from(([127, 0, 0, 1], port))
     }
 
+    fn host(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, last], port))
+    }
+
+    /// `count` packets from `from` at `now_millis`, the verdict of each.
+    fn packets(l: &mut Latch, from: SocketAddr, count: usize, now: u64) -> Vec<LatchVerdict> {
+        (0..count).map(|_| l.observe(from, now, None)).collect()
+    }
+
     #[test]
     fn learn_moves_after_n_packets_and_can_move_again() {
         let mut l = Latch::new(LatchingMode::Learn { after_packets: 3 });
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Moved(addr(1)));
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(2)), LatchVerdict::Moved(addr(2)));
+        let remote = Some(addr(9));
+        assert_eq!(l.observe(addr(1), 0, remote), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1), 0, remote), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1), 0, remote), LatchVerdict::Moved(addr(1)));
+        assert_eq!(l.observe(addr(1), 0, remote), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2), 0, remote), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1), 0, remote), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2), 0, remote), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(2), 0, remote), LatchVerdict::Accept);
+        // Long after the offer/answer: learn still moves (its documented risk).
+        assert_eq!(
+            l.observe(addr(2), 3_600_000, remote),
+            LatchVerdict::Moved(addr(2))
+        );
+        assert_eq!(
+            l.observe_rtcp(addr(7), remote),
+            LatchVerdict::Moved(addr(7))
+        );
     }
 
+    /// RTP Bleed: the first packets after an offer/answer latch (a NAT in front of the
+    /// carrier), after that the latch never moves: three packets from another source later
+    /// in the call are refused, not followed.
     #[test]
-    fn strict_rejects_others_once_latched() {
+    fn rtp_bleed_strict_latch_moves_only_in_the_window_after_an_offer_answer() {
         let mut l = Latch::new(LatchingMode::Strict { after_packets: 2 });
-        assert_eq!(l.observe(addr(2)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Accept);
-        assert_eq!(l.observe(addr(1)), LatchVerdict::Moved(addr(1)));
-        for _ in 0..5 {
-            assert_eq!(l.observe(addr(2)), LatchVerdict::Reject);
+        let signalled = Some(addr(5000));
+        assert_eq!(l.observe(addr(2), 0, signalled), LatchVerdict::Accept);
+        assert_eq!(l.observe(addr(1), 20, signalled), LatchVerdict::Accept);
+        assert_eq!(
+            l.observe(addr(1), 40, signalled),
+            LatchVerdict::Moved(addr(1))
+        );
+        for now in [60, 80, 100, 120, 140] {
+            assert_eq!(l.observe(addr(2), now, signalled), LatchVerdict::Reject);
         }
-        assert!(l.allows_rtcp_from(addr(9)));
-        assert!(!l.allows_rtcp_from(SocketAddr::from(([127, 0, 0, 2], 1))));
+        assert_eq!(l.observe(addr(1), 160, signalled), LatchVerdict::Accept);
+        // Not even the signalled address takes it back before the next offer/answer.
+        assert_eq!(
+            packets(&mut l, addr(5000), 3, 180),
+            vec![LatchVerdict::Reject; 3]
+        );
+        l.reset();
+        assert_eq!(l.observe(addr(2), 200, signalled), LatchVerdict::Accept);
+        assert_eq!(
+            l.observe(addr(2), 220, signalled),
+            LatchVerdict::Moved(addr(2))
+        );
+    }
+
+    /// Sources that never stream steadily enough to latch (an injector racing the carrier)
+    /// close the window after a bounded number of packets: then only the remote address.
+    #[test]
+    fn rtp_bleed_strict_window_closes_after_bounded_packets_without_a_latch() {
+        let mut l = Latch::new(LatchingMode::Strict { after_packets: 3 });
+        let remote = Some(addr(5000));
+        let mut verdicts = Vec::new();
+        for n in 0..LATCH_WINDOW_PACKETS {
+            let from = if n % 2 == 0 { addr(1) } else { addr(2) };
+            verdicts.push(l.observe(from, u64::from(n), remote));
+        }
+        assert!(verdicts[..verdicts.len() - 1]
+            .iter()
+            .all(|v| *v == LatchVerdict::Accept));
+        assert_eq!(verdicts.last(), Some(&LatchVerdict::Reject));
+        assert_eq!(
+            packets(&mut l, addr(1), 5, 100),
+            vec![LatchVerdict::Reject; 5]
+        );
+        assert_eq!(l.observe(addr(5000), 100, remote), LatchVerdict::Accept);
     }
 
     #[test]
-    fn off_accepts_everything() {
+    fn rtp_bleed_strict_window_closes_after_its_time_without_a_latch() {
+        let mut l = Latch::new(LatchingMode::Strict { after_packets: 3 });
+        let remote = Some(addr(5000));
+        assert_eq!(l.observe(addr(1), 10_000, remote), LatchVerdict::Accept);
+        assert_eq!(
+            l.observe(addr(1), 10_000 + LATCH_WINDOW_MILLIS, remote),
+            LatchVerdict::Reject
+        );
+        assert_eq!(
+            l.observe(addr(1), 10_000 + LATCH_WINDOW_MILLIS, remote),
+            LatchVerdict::Reject
+        );
+        assert_eq!(
+            l.observe(addr(5000), 10_000 + LATCH_WINDOW_MILLIS, remote),
+            LatchVerdict::Accept
+        );
+    }
+
+    /// One RTCP packet used to move RTCP at any time in the call. Strict: the first RTCP
+    /// after an offer/answer from the media host is taken; nothing else until the next one.
+    #[test]
+    fn rtp_bleed_rtcp_latches_once_per_offer_answer_from_the_media_host() {
+        let mut l = Latch::new(LatchingMode::Strict { after_packets: 2 });
+        let signalled = Some(host(2, 5000));
+        assert_eq!(
+            l.observe_rtcp(host(66, 5001), signalled),
+            LatchVerdict::Reject,
+            "another host"
+        );
+        assert_eq!(
+            l.observe_rtcp(host(2, 5001), signalled),
+            LatchVerdict::Moved(host(2, 5001))
+        );
+        assert_eq!(
+            l.observe_rtcp(host(2, 5001), signalled),
+            LatchVerdict::Accept
+        );
+        assert_eq!(
+            l.observe_rtcp(host(2, 7001), signalled),
+            LatchVerdict::Reject,
+            "same host, other port: not after the first"
+        );
+        // RTP latched behind a NAT: the next offer/answer lets RTCP follow that host.
+        l.reset();
+        for now in 0..2 {
+            l.observe(host(9, 30000), now, signalled);
+        }
+        assert_eq!(l.latched, Some(host(9, 30000)));
+        assert_eq!(
+            l.observe_rtcp(host(9, 30001), signalled),
+            LatchVerdict::Moved(host(9, 30001))
+        );
+        let mut off = Latch::new(LatchingMode::Off);
+        assert_eq!(
+            off.observe_rtcp(host(66, 1), signalled),
+            LatchVerdict::Accept
+        );
+    }
+
+    #[test]
+    fn off_accepts_every_allowed_source() {
         let mut l = Latch::new(LatchingMode::Off);
         for p in 0..10 {
-            assert_eq!(l.observe(addr(p)), LatchVerdict::Accept);
+            assert_eq!(l.observe(addr(p), 0, Some(addr(1))), LatchVerdict::Accept);
         }
+    }
+
+    /// RTP Bleed: carrier media only from the hosts its SDP names or the trunk's networks
+    /// (also as IPv4-mapped IPv6 from a dual-stack socket); the Teams leg leaves sources to
+    /// SRTP authentication.
+    #[test]
+    fn rtp_bleed_carrier_media_only_from_signalled_hosts_or_trunk_networks() {
+        let mut carrier = LegState::new(
+            LegSide::Carrier,
+            LatchingMode::Strict { after_packets: 3 },
+            true,
+            Arc::default(),
+            0,
+        );
+        assert!(
+            !carrier.source_allowed(host(2, 4000)),
+            "nothing signalled yet"
+        );
+        carrier.set_allowed_sources(&["198.51.100.0/24".parse().unwrap()]);
+        carrier.set_remote(host(2, 4000), Some(host(3, 4001)), false);
+        for allowed in [
+            host(2, 4000),
+            host(2, 9999),
+            host(3, 1),
+            "198.51.100.77:5000".parse().unwrap(),
+            "[::ffff:127.0.0.2]:4000".parse().unwrap(),
+            "[::ffff:198.51.100.1]:4000".parse().unwrap(),
+        ] {
+            assert!(carrier.source_allowed(allowed), "{allowed}");
+        }
+        for foreign in [
+            host(66, 4000),
+            "198.51.101.1:5000".parse().unwrap(),
+            "[::1]:4000".parse().unwrap(),
+        ] {
+            assert!(!carrier.source_allowed(foreign), "{foreign}");
+        }
+        let teams = LegState::new(LegSide::Teams, LatchingMode::Off, false, Arc::default(), 0);
+        assert!(teams.source_allowed(host(66, 4000)));
     }
 
     #[test]

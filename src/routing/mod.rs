@@ -27,6 +27,8 @@ use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::config::{Config, NumberBlock, TransportKind};
 
 pub use failover::{
@@ -74,6 +76,8 @@ pub struct Trunk {
     pub transport: TransportKind,
     pub max_concurrent_calls: Option<u32>,
     pub max_calls_per_second: Option<u32>,
+    /// Networks its SIP and media come from: `allowed_source_cidrs`, or the address' IP.
+    pub sources: Vec<IpNet>,
     translation: translate::TrunkTranslation,
 }
 
@@ -256,17 +260,19 @@ impl RoutingTable {
                         message: e.message,
                     }
                 })?;
-            if t.allowed_source_cidrs.is_empty() {
-                source_nets.extend(sources::address_as_net(&t.address).map(|net| (net, id)));
+            let trunk_sources: Vec<IpNet> = if t.allowed_source_cidrs.is_empty() {
+                sources::address_as_net(&t.address).into_iter().collect()
             } else {
-                source_nets.extend(t.allowed_source_cidrs.iter().map(|net| (*net, id)));
-            }
+                t.allowed_source_cidrs.clone()
+            };
+            source_nets.extend(trunk_sources.iter().map(|net| (*net, id)));
             trunks.push(Trunk {
                 name: Arc::from(t.name.as_str()),
                 address: t.address.clone(),
                 transport: t.transport,
                 max_concurrent_calls: t.max_concurrent_calls,
                 max_calls_per_second: t.max_calls_per_second,
+                sources: trunk_sources,
                 translation,
             });
         }
