@@ -398,10 +398,12 @@ impl MediaHandle {
     }
 
     /// Installs SRTP on a leg: `inbound` decrypts what the peer sends (the peer's key),
-    /// `outbound` encrypts what we send (our key). Every call builds fresh contexts, even
-    /// with unchanged keys, so rollover counters restart at 0. `None` means plain RTP in
-    /// that direction. While ICE-lite accepts any remote agent (forks before the 200) the
-    /// inbound keys replaced still authenticate, until an `enable_ice_lite` names the agent.
+    /// `outbound` encrypts what we send (our key). A new key gets a fresh context (rollover
+    /// counter 0); a key already in use keeps its context (counters and replay state go on),
+    /// so the caller must announce a new key of ours whenever it wants a new outbound
+    /// context. `None` means no SRTP in that direction (the Teams leg then passes nothing).
+    /// While ICE-lite accepts any remote agent (forks before the 200) the inbound keys
+    /// replaced still authenticate, until an `enable_ice_lite` names the agent.
     pub fn set_srtp(
         &self,
         id: SessionId,

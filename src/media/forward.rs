@@ -174,7 +174,10 @@ fn rtp_packet(
     if let Some(srtp) = inbound.srtp_in.as_mut() {
         len = match srtp.unprotect_rtp(buf, len) {
             Ok(n) => n,
-            Err(CipherError::Auth) => match inbound.unprotect_early_rtp(buf, len) {
+            Err(CipherError::Auth) => match inbound
+                .unprotect_early_rtp(buf, len)
+                .or_else(|| inbound.unprotect_restarted_rtp(buf, len, now.millis))
+            {
                 Some(n) => n,
                 None => return Action::Drop(DropReason::SrtpAuth),
             },
@@ -330,6 +333,7 @@ fn rtcp(
 mod tests {
     use super::*;
     use crate::media::cipher::{SrtpKeys, SrtpStream};
+    use crate::media::leg::RESTART_QUIET_MILLIS;
     use crate::media::rtp::{PayloadMap, PayloadMapping};
     use crate::media::settings::LatchingMode;
     use crate::media::srtp::{KeyMaterial, SrtpSuite};
@@ -810,6 +814,132 @@ mod tests {
         );
         assert_eq!(p.teams.counters.snapshot().dropped, 2);
         assert_eq!(p.carrier.counters.snapshot().tx_packets, 0);
+    }
+
+    /// A Teams endpoint restarting its stream under the same key (same SSRC, a new sender
+    /// context: rollover counter 0, sequence from elsewhere) used to be black-holed by the
+    /// replay window. Once the old stream has been silent long enough, the restarted one
+    /// flows; also when the old one had wrapped (rollover counter 1).
+    #[test]
+    fn row43_teams_stream_restart_under_the_same_key_is_not_black_holed() {
+        for first in [30_000u16, 65_530] {
+            let mut p = pair(LatchingMode::Off);
+            let mut old = SrtpStream::new(&keys(TEAMS_KEY));
+            let mut now = 0;
+            for step in 0..20u16 {
+                let (mut buf, len) = rtp_packet(0, first.wrapping_add(step), &[1; 20]);
+                let len = old.protect_rtp(&mut buf, len).unwrap();
+                now += 20;
+                assert!(forwarded(forward_step(
+                    &mut p,
+                    from_teams(addr(TEAMS_PEER)),
+                    &mut buf,
+                    len,
+                    t(now)
+                )));
+            }
+            let silent_since = now;
+            let mut restarted = SrtpStream::new(&keys(TEAMS_KEY));
+            let mut flowing_from = None;
+            for seq in 100..200u16 {
+                let (mut buf, len) = rtp_packet(0, seq, &[2; 20]);
+                let len = restarted.protect_rtp(&mut buf, len).unwrap();
+                now += 20;
+                let action =
+                    forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(now));
+                match (action, flowing_from) {
+                    (Action::Forward { .. }, None) => flowing_from = Some(now),
+                    (Action::Forward { .. }, Some(_)) => {}
+                    (other, Some(_)) => panic!("{first}: dropped once flowing: {other:?}"),
+                    (other, None) => assert_eq!(other, Action::Drop(DropReason::SrtpAuth)),
+                }
+            }
+            let flowing_from = flowing_from.expect("the restarted stream flows");
+            assert!(
+                flowing_from - silent_since >= RESTART_QUIET_MILLIS,
+                "{first}"
+            );
+            assert!(
+                flowing_from - silent_since <= RESTART_QUIET_MILLIS + 20,
+                "{first}"
+            );
+        }
+    }
+
+    /// The restart rule is no replay hole: old packets replayed while the genuine stream
+    /// flows are all refused, however many in a row.
+    #[test]
+    fn row43_replayed_teams_packets_never_restart_a_flowing_stream() {
+        let mut p = pair(LatchingMode::Off);
+        let mut sender = SrtpStream::new(&keys(TEAMS_KEY));
+        let mut recorded = Vec::new();
+        let mut seq = 1000u16;
+        let mut now = 0;
+        let mut send = |p: &mut LegPair, now: u64, seq: u16| {
+            let (mut buf, len) = rtp_packet(0, seq, &[3; 20]);
+            let len = sender.protect_rtp(&mut buf, len).unwrap();
+            let copy = (buf, len);
+            let action = forward_step(p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(now));
+            (action, copy)
+        };
+        for _ in 0..100 {
+            let (action, copy) = send(&mut p, now, seq);
+            assert!(forwarded(action));
+            recorded.push(copy);
+            seq += 1;
+            now += 20;
+        }
+        for burst in recorded.chunks(5) {
+            // Consecutive old packets, as a restarted stream would look, then the genuine
+            // stream's next packet.
+            for (buf, len) in burst {
+                let mut replay = *buf;
+                assert_eq!(
+                    forward_step(&mut p, from_teams(host(66, 9)), &mut replay, *len, t(now)),
+                    Action::Drop(DropReason::SrtpAuth)
+                );
+            }
+            let (action, _) = send(&mut p, now, seq);
+            assert!(forwarded(action));
+            seq += 1;
+            now += 20;
+        }
+    }
+
+    /// A Teams endpoint changing its SSRC starts a fresh stream at once.
+    #[test]
+    fn row43_teams_ssrc_change_gets_a_fresh_stream_at_once() {
+        let mut p = pair(LatchingMode::Off);
+        let mut sender = SrtpStream::new(&keys(TEAMS_KEY));
+        for (seq, ssrc) in [(40_000u16, 1u32), (40_001, 1), (7, 2), (8, 2), (40_002, 1)] {
+            let (mut buf, len) = rtp_packet(0, seq, &[4; 20]);
+            buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            let len = sender.protect_rtp(&mut buf, len).unwrap();
+            let action = forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0));
+            assert!(forwarded(action), "{seq}/{ssrc}: {action:?}");
+        }
+    }
+
+    /// A carrier restarting its sequence numbers used to be black-holed towards Teams (our
+    /// outbound context refused every index as used). One packet is lost, then Teams gets
+    /// the stream continuing where it was.
+    #[test]
+    fn row43_carrier_sequence_restart_continues_towards_teams() {
+        let mut p = pair(LatchingMode::Off);
+        let mut teams_receiver = SrtpStream::new(&keys(SBC_KEY));
+        let mut received = Vec::new();
+        for seq in (2000..2010u16).chain(3..13) {
+            let (mut buf, len) = rtp_packet(0, seq, &[5; 20]);
+            match forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(0)) {
+                Action::Forward { len, .. } => {
+                    let len = teams_receiver.unprotect_rtp(&mut buf, len).unwrap();
+                    assert_eq!(&buf[12..len], &[5; 20]);
+                    received.push(u16::from_be_bytes([buf[2], buf[3]]));
+                }
+                other => assert_eq!((seq, other), (3, Action::Drop(DropReason::SrtpProtect))),
+            }
+        }
+        assert_eq!(received, (2000..2019).collect::<Vec<_>>());
     }
 
     /// Row 52 harness: the Teams leg of a PSTN -> Teams bypass call and its forked clients.

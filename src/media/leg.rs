@@ -59,6 +59,9 @@ pub enum SocketRole {
 const MAX_AGENT_NOMINATIONS: usize = 4;
 /// Inbound SRTP keys of earlier forks kept while the answering fork is not known.
 const MAX_EARLY_INBOUND_KEYS: usize = 3;
+/// A peer's restarted SRTP stream takes over only after the stream it replaces has been
+/// silent this long, so replayed packets cannot take over a stream that is still flowing.
+pub const RESTART_QUIET_MILLIS: u64 = 500;
 
 /// ICE-lite state of a leg.
 #[derive(Debug)]
@@ -280,6 +283,11 @@ fn same_host(a: IpAddr, b: IpAddr) -> bool {
     a.to_canonical() == b.to_canonical()
 }
 
+/// The context in `slot` when it was built from `next`'s keys.
+fn take_if_keys(slot: &mut Option<Box<SrtpStream>>, next: &SrtpStream) -> Option<Box<SrtpStream>> {
+    slot.take_if(|stream| stream.keys() == next.keys())
+}
+
 /// Something the control plane should hear about, left by the forward step for the worker.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LegNotice {
@@ -312,8 +320,14 @@ pub struct LegState {
     /// earlier fork still authenticates (row 52). Emptied once the answer names the agent.
     /// Boxed: a context is large and this is empty on almost every leg.
     early_srtp_in: [Option<Box<SrtpStream>>; MAX_EARLY_INBOUND_KEYS],
+    /// The inbound context `srtp_in` replaced last (outside forking), brought back if its
+    /// keys come back (a transfer that failed): never a second context for the same key.
+    retired_srtp_in: Option<Box<SrtpStream>>,
     /// Encrypts what leaves on this leg.
     pub srtp_out: Option<SrtpStream>,
+    /// The outbound context `srtp_out` replaced last, likewise: a key is never used by a
+    /// second context, whose rollover counter and SRTCP index would start again at 0.
+    retired_srtp_out: Option<Box<SrtpStream>>,
     pub ice: Option<IceLeg>,
     /// Payload rewrite and clock rates for packets arriving on this leg.
     pub inbound_payloads: PayloadMap,
@@ -346,7 +360,9 @@ impl LegState {
             latch: Latch::new(latching),
             srtp_in: None,
             early_srtp_in: Default::default(),
+            retired_srtp_in: None,
             srtp_out: None,
+            retired_srtp_out: None,
             ice: None,
             inbound_payloads: PayloadMap::default(),
             inband_dtmf: None,
@@ -392,18 +408,45 @@ impl LegState {
             || self.allowed_sources.iter().any(|net| net.contains(&host))
     }
 
-    /// Installs SRTP contexts (fresh ones: a re-key restarts rollover counters). While the
-    /// peer's ICE agent is open (remote ufrag unknown: Teams' SDP came in a 18x and any
-    /// forked client may stream early media, each under its own key) the inbound context
-    /// replaced is kept for [`LegState::unprotect_early_rtp`]; otherwise it is dropped.
+    /// Installs SRTP contexts. A key never gets a second context (which would restart its
+    /// rollover counter and SRTCP index at 0 and reuse keystream): a direction whose keys
+    /// are those of its current context keeps that context, and one whose keys are those of
+    /// the context it replaced gets that one back. A new outbound context continues the
+    /// SRTCP index of the one it replaces. While the peer's ICE agent is open (remote ufrag
+    /// unknown: Teams' SDP came in a 18x and any forked client may stream early media, each
+    /// under its own key) the inbound contexts replaced are kept for
+    /// [`LegState::unprotect_early_rtp`]; otherwise they are dropped.
     pub fn set_srtp(&mut self, inbound: Option<SrtpStream>, outbound: Option<SrtpStream>) {
+        self.set_srtp_in(inbound);
+        self.set_srtp_out(outbound);
+    }
+
+    fn set_srtp_in(&mut self, inbound: Option<SrtpStream>) {
         let agent_open = self
             .ice
             .as_ref()
             .is_some_and(|ice| ice.credentials.remote_ufrag.is_none());
+        if let (Some(current), Some(next)) = (&self.srtp_in, &inbound) {
+            if current.keys() == next.keys() {
+                if !agent_open {
+                    self.early_srtp_in = Default::default();
+                }
+                return;
+            }
+        }
+        let inbound = inbound.map(|next| {
+            // Command handling, off the packet path: moving boxes around is fine here.
+            let earlier = self
+                .early_srtp_in
+                .iter_mut()
+                .find(|slot| slot.as_ref().is_some_and(|s| s.keys() == next.keys()))
+                .and_then(Option::take)
+                .or_else(|| take_if_keys(&mut self.retired_srtp_in, &next));
+            earlier.map_or(next, |stream| *stream)
+        });
         let replaced = std::mem::replace(&mut self.srtp_in, inbound);
-        match replaced {
-            Some(earlier) if agent_open => {
+        if agent_open {
+            if let Some(earlier) = replaced {
                 let slot = self
                     .early_srtp_in
                     .iter()
@@ -412,13 +455,36 @@ impl LegState {
                         self.early_srtp_in.rotate_left(1);
                         MAX_EARLY_INBOUND_KEYS - 1
                     });
-                // Command handling, off the packet path: the allocation is fine here.
                 self.early_srtp_in[slot] = Some(Box::new(earlier));
             }
-            _ if !agent_open => self.early_srtp_in = Default::default(),
-            _ => {}
+        } else {
+            self.early_srtp_in = Default::default();
+            if let Some(replaced) = replaced {
+                self.retired_srtp_in = Some(Box::new(replaced));
+            }
         }
-        self.srtp_out = outbound;
+    }
+
+    fn set_srtp_out(&mut self, outbound: Option<SrtpStream>) {
+        let Some(next) = outbound else {
+            if let Some(replaced) = self.srtp_out.take() {
+                self.retired_srtp_out = Some(Box::new(replaced));
+            }
+            return;
+        };
+        if self
+            .srtp_out
+            .as_ref()
+            .is_some_and(|current| current.keys() == next.keys())
+        {
+            return;
+        }
+        let mut chosen = take_if_keys(&mut self.retired_srtp_out, &next).map_or(next, |s| *s);
+        if let Some(replaced) = self.srtp_out.take() {
+            chosen.continue_srtcp_index_of(&replaced);
+            self.retired_srtp_out = Some(Box::new(replaced));
+        }
+        self.srtp_out = Some(chosen);
     }
 
     /// Authenticates and decrypts an SRTP packet `srtp_in` rejected with the inbound keys of
@@ -436,6 +502,21 @@ impl LegState {
     /// installed nothing passes, never plain RTP.
     pub fn requires_srtp(&self) -> bool {
         self.side == LegSide::Teams
+    }
+
+    /// An SRTP packet `srtp_in` refused may start a stream the peer restarted under the
+    /// same key (see `SrtpStream::unprotect_restarted_rtp`); the stream it replaces counts as
+    /// silent once nothing valid arrived on the leg for [`RESTART_QUIET_MILLIS`].
+    pub fn unprotect_restarted_rtp(
+        &mut self,
+        buf: &mut [u8],
+        len: usize,
+        now_millis: u64,
+    ) -> Option<usize> {
+        let silent_for = now_millis.saturating_sub(self.inactivity.last_activity_millis());
+        self.srtp_in
+            .as_mut()?
+            .unprotect_restarted_rtp(buf, len, silent_for >= RESTART_QUIET_MILLIS)
     }
 
     /// [`LegState::unprotect_early_rtp`] for SRTCP.
@@ -777,5 +858,130 @@ mod tests {
         leg.has_rtcp_socket = false;
         leg.rtcp_mux = false;
         assert_eq!(leg.rtcp_destination(), Some((SocketRole::Rtp, addr(5001))));
+    }
+
+    mod srtp_install {
+        //! Keystream reuse: what `set_srtp` does with keys it already has.
+
+        use super::*;
+        use crate::media::cipher::SrtpKeys;
+        use crate::media::srtp::{KeyMaterial, SrtpSuite};
+
+        fn keys(byte: u8) -> SrtpKeys {
+            SrtpKeys::new(
+                SrtpSuite::AesCm128HmacSha1_80,
+                KeyMaterial::new([byte; 16], [byte ^ 0x5a; 14]),
+            )
+        }
+
+        fn stream(byte: u8) -> Option<SrtpStream> {
+            Some(SrtpStream::new(&keys(byte)))
+        }
+
+        fn teams_leg() -> LegState {
+            LegState::new(LegSide::Teams, LatchingMode::Off, false, Arc::default(), 0)
+        }
+
+        /// Protects RTP `seq` (SSRC 1) on `leg`'s outbound context; its rollover counter.
+        fn send_rtp(leg: &mut LegState, seq: u16) -> Option<u32> {
+            let mut buf = [0u8; 64];
+            buf[0] = 0x80;
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+            buf[8..12].copy_from_slice(&1u32.to_be_bytes());
+            let out = leg.srtp_out.as_mut().unwrap();
+            out.protect_rtp(&mut buf, 20).unwrap();
+            out.rollover_counter(1)
+        }
+
+        fn send_rtcp(leg: &mut LegState) -> u32 {
+            let out = leg.srtp_out.as_mut().unwrap();
+            let index = out.next_srtcp_index();
+            let mut buf = [0u8; 64];
+            buf[..8].copy_from_slice(&[0x80, 201, 0, 1, 0, 0, 0, 1]);
+            out.protect_rtcp(&mut buf, 8).unwrap();
+            index
+        }
+
+        /// The same outbound key again (a fork's 200, a second 18x) used to rebuild the
+        /// context: rollover counter and SRTCP index back to 0 under the same key.
+        #[test]
+        fn row43_keystream_reuse_the_same_outbound_key_keeps_its_context() {
+            let mut leg = teams_leg();
+            leg.set_srtp(stream(1), stream(2));
+            for seq in [65_534, 65_535, 0] {
+                send_rtp(&mut leg, seq);
+            }
+            assert_eq!(send_rtcp(&mut leg), 0);
+            leg.set_srtp(stream(3), stream(2));
+            assert_eq!(send_rtp(&mut leg, 1), Some(1), "rollover counter goes on");
+            assert_eq!(send_rtcp(&mut leg), 1, "SRTCP index goes on");
+            assert_eq!(leg.srtp_in.as_ref().unwrap().keys(), &keys(3));
+        }
+
+        /// SRTCP indexes keep rising across a new outbound key (and never start at 0 again).
+        #[test]
+        fn row43_keystream_reuse_srtcp_index_is_monotonic_across_context_resets() {
+            let mut leg = teams_leg();
+            leg.set_srtp(stream(1), stream(2));
+            let mut indexes = vec![send_rtcp(&mut leg), send_rtcp(&mut leg)];
+            leg.set_srtp(stream(1), stream(4));
+            indexes.push(send_rtcp(&mut leg));
+            leg.set_srtp(stream(1), stream(5));
+            indexes.push(send_rtcp(&mut leg));
+            assert_eq!(indexes, vec![0, 1, 2, 3]);
+        }
+
+        /// A transfer that fails brings the old Teams leg's keys back: its contexts come
+        /// back too instead of new ones for keys already used.
+        #[test]
+        fn row43_keystream_reuse_keys_coming_back_get_their_old_contexts() {
+            let mut leg = teams_leg();
+            leg.set_srtp(stream(1), stream(2));
+            for seq in [65_535, 0, 1] {
+                send_rtp(&mut leg, seq);
+            }
+            send_rtcp(&mut leg);
+            leg.set_srtp(stream(7), stream(8));
+            send_rtcp(&mut leg);
+            leg.set_srtp(stream(1), stream(2));
+            assert_eq!(send_rtp(&mut leg, 2), Some(1), "the old context, ROC 1");
+            assert_eq!(send_rtcp(&mut leg), 2);
+            assert_eq!(leg.srtp_in.as_ref().unwrap().keys(), &keys(1));
+        }
+
+        /// Forks (row 52): the 200 of the fork whose key was replaced by a later 183 gets
+        /// that fork's context back, replay state and all.
+        #[test]
+        fn row52_answering_fork_gets_its_early_context_back() {
+            let mut leg = teams_leg();
+            leg.ice = Some(IceLeg::new(IceCredentials {
+                local_ufrag: "u".into(),
+                local_pwd: "p".into(),
+                remote_ufrag: None,
+            }));
+            leg.set_srtp(stream(10), stream(2));
+            let mut sender = SrtpStream::new(&keys(10));
+            let mut buf = [0u8; 64];
+            buf[0] = 0x80;
+            buf[8..12].copy_from_slice(&5u32.to_be_bytes());
+            let len = sender.protect_rtp(&mut buf, 20).unwrap();
+            let replay = buf;
+            leg.srtp_in
+                .as_mut()
+                .unwrap()
+                .unprotect_rtp(&mut buf, len)
+                .unwrap();
+            leg.set_srtp(stream(20), stream(2));
+            leg.set_srtp(stream(10), stream(2));
+            let mut again = replay;
+            assert!(
+                leg.srtp_in
+                    .as_mut()
+                    .unwrap()
+                    .unprotect_rtp(&mut again, len)
+                    .is_err(),
+                "a replay stays a replay"
+            );
+        }
     }
 }
