@@ -401,10 +401,15 @@ impl LegState {
         if self.side == LegSide::Teams {
             return true;
         }
-        let host = from.ip().to_canonical();
-        let signalled = |a: Option<SocketAddr>| a.is_some_and(|a| a.ip().to_canonical() == host);
-        signalled(self.signalled_rtp)
-            || signalled(self.signalled_rtcp)
+        let ip = from.ip();
+        let named = |a: Option<SocketAddr>| a.is_some_and(|a| a.ip() == ip);
+        if named(self.signalled_rtp) || named(self.signalled_rtcp) {
+            return true;
+        }
+        let host = ip.to_canonical();
+        let named = |a: Option<SocketAddr>| a.is_some_and(|a| a.ip().to_canonical() == host);
+        named(self.signalled_rtp)
+            || named(self.signalled_rtcp)
             || self.allowed_sources.iter().any(|net| net.contains(&host))
     }
 

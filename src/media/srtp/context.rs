@@ -164,21 +164,19 @@ impl SrtpContext {
         let header_len = rtp_header_len(&buf[..len])?;
         let (sent_seq, ssrc) = rtp_seq_ssrc(buf);
         let slot = self.slot_for(ssrc);
-        let mut state = self.streams[slot];
-        let mut seq = sent_seq.wrapping_add(state.sequence_offset);
-        let index = match checked_index(&state.rtp, seq) {
-            Err(SrtpError::TooOld) if state.restart_confirmed_by == Some(sent_seq) => {
-                let highest = state.rtp.highest().ok_or(SrtpError::TooOld)?;
-                let continued = (highest as u16).wrapping_add(1);
-                state.sequence_offset = continued.wrapping_sub(sent_seq);
-                seq = continued;
-                checked_index(&state.rtp, seq)?
-            }
+        let mut window = self.streams[slot].rtp;
+        let mut offset = self.streams[slot].sequence_offset;
+        let mut seq = sent_seq.wrapping_add(offset);
+        let index = match checked_index(&window, seq) {
+            Ok(index) => index,
             Err(SrtpError::TooOld) => {
-                self.streams[slot].restart_confirmed_by = Some(sent_seq.wrapping_add(1));
-                return Err(SrtpError::TooOld);
+                let (continued, index) = self.continue_restarted_stream(slot, sent_seq)?;
+                offset = continued.wrapping_sub(sent_seq);
+                seq = continued;
+                window = self.streams[slot].rtp;
+                index
             }
-            other => other?,
+            Err(error) => return Err(error),
         };
         if seq != sent_seq {
             buf[2..4].copy_from_slice(&seq.to_be_bytes());
@@ -190,10 +188,31 @@ impl SrtpContext {
         let tag = self.rtp.tag(&buf[..len], &roc);
         buf[tag_at..out_len].copy_from_slice(&tag[..out_len - tag_at]);
 
-        state.rtp.accept(index);
-        state.restart_confirmed_by = None;
-        self.streams[slot] = state;
+        window.accept(index);
+        let stream = &mut self.streams[slot];
+        stream.rtp = window;
+        stream.sequence_offset = offset;
+        stream.restart_confirmed_by = None;
         Ok(out_len)
+    }
+
+    /// A packet of the stream in `slot` was refused as too old: the second such packet in a
+    /// row (`sent_seq` following the first) confirms that its sender restarted, and gets the
+    /// sequence number (and index) after the highest sent; the first is refused.
+    #[cold]
+    fn continue_restarted_stream(
+        &mut self,
+        slot: usize,
+        sent_seq: u16,
+    ) -> Result<(u16, u64), SrtpError> {
+        let stream = &mut self.streams[slot];
+        if stream.restart_confirmed_by != Some(sent_seq) {
+            stream.restart_confirmed_by = Some(sent_seq.wrapping_add(1));
+            return Err(SrtpError::TooOld);
+        }
+        let highest = stream.rtp.highest().ok_or(SrtpError::TooOld)?;
+        let continued = (highest as u16).wrapping_add(1);
+        Ok((continued, checked_index(&stream.rtp, continued)?))
     }
 
     /// Authenticates and decrypts the SRTP packet filling `buf` in place and returns the
