@@ -3,7 +3,8 @@
 #
 # Runs (all on 127.0.0.1, same box, same generator `bench-media` for every path):
 #   1. direct      generator sockets talk to each other, no relay: the floor
-#   2. ours        teams_sbc::media engine in the generator's process, RTP->RTP and RTP->SRTP
+#   2. ours        teams_sbc::media engine in the generator's process, RTP->SRTP (its Teams leg
+#                  passes nothing but SRTP)
 #   3. rtpengine   userspace rtpengine (peer harness run-peer.sh -p media), sessions set up over
 #                  its ng protocol (the peer's ngctl.py), RTP->RTP and RTP->SRTP (SDES
 #                  AES_CM_128_HMAC_SHA1_80 towards the "Teams" side)
@@ -125,13 +126,12 @@ __rtpe) # inside run-peer.sh: __rtpe MODE SESSIONS GEN_ARGS...
 	;;
 esac
 
-# run_path PATH(direct|ours-rtp|ours-srtp|rtpe-rtp|rtpe-srtp) LABEL SESSIONS GEN_ARGS...
+# run_path PATH(direct|ours-srtp|rtpe-rtp|rtpe-srtp) LABEL SESSIONS GEN_ARGS...
 run_path() {
 	local path=$1 label=$2 n=$3
 	shift 3
 	case $path in
 	direct) gen --relay direct --sessions "$n" --label "$label" "$@" ;;
-	ours-rtp) gen --relay ours --sessions "$n" --label "$label" "$@" ;;
 	ours-srtp) gen --relay ours --srtp --sessions "$n" --label "$label" "$@" ;;
 	rtpe-rtp | rtpe-srtp)
 		LOG=$LOG "$PEER_COPY/run-peer.sh" -p media -t 300 -- "$0" __rtpe "${path#rtpe-}" "$n" --label "$label" "$@" 2>>"$LOG"
@@ -209,20 +209,20 @@ echo "# $CMD, $(nproc) cores, $(date -u +%FT%TZ), load at start: $LOAD0" >&2
 
 LAT=(--pps 50 --seconds "$SECS" --warmup "$WARMUP")
 echo "light load (as the peer harness), $LIGHT_SESSIONS sessions x 50 pps carrier->Teams:" >&2
-LIGHT_PATHS=(direct ours-rtp ours-srtp)
+LIGHT_PATHS=(direct ours-srtp)
 [ "$RTPE" = 1 ] && LIGHT_PATHS+=(rtpe-rtp rtpe-srtp)
 for path in "${LIGHT_PATHS[@]}"; do
 	run_path "$path" "$path/light" "$LIGHT_SESSIONS" "${LAT[@]}" --direction fwd | tee -a "$TSV" | short
 done
 for n in $SESSIONS; do
 	echo "latency, $n sessions x 50 pps each way:" >&2
-	for path in direct ours-rtp ours-srtp; do
+	for path in direct ours-srtp; do
 		run_path "$path" "$path/lat" "$n" "${LAT[@]}" | tee -a "$TSV" | short
 	done
 done
 for sp in $SCALE; do
 	echo "scale, ${sp%%:*} sessions x ${sp##*:} pps each way:" >&2
-	for path in direct ours-rtp ours-srtp; do
+	for path in direct ours-srtp; do
 		run_path "$path" "$path/scale" "${sp%%:*}" --pps "${sp##*:}" --seconds "$SECS" --warmup "$WARMUP" | tee -a "$TSV" | short
 	done
 done
@@ -236,7 +236,7 @@ if [ "$RTPE" = 1 ]; then
 	done
 fi
 echo "throughput search, $TP_SESSIONS sessions carrier->Teams:" >&2
-TP_PATHS=(direct ours-rtp ours-srtp)
+TP_PATHS=(direct ours-srtp)
 [ "$RTPE" = 1 ] && TP_PATHS+=(rtpe-rtp rtpe-srtp)
 for path in "${TP_PATHS[@]}"; do tp_search "$path"; done
 
@@ -260,7 +260,7 @@ for line in open(tsv):
 def f(r, k):
     try: return float(r[k])
     except (KeyError, ValueError): return None
-names = {"direct": "direct loopback (no relay)", "ours-rtp": "ours RTP->RTP", "ours-srtp": "ours RTP->SRTP",
+names = {"direct": "direct loopback (no relay)", "ours-srtp": "ours RTP->SRTP",
          "rtpe-rtp": "rtpengine RTP->RTP", "rtpe-srtp": "rtpengine RTP->SRTP"}
 print("| mode | sessions | offered pps | forwarded pps | loss % | p50/p99/p999 µs | added p50/p99/p999 µs vs direct | CPU% of relay | CPU% of generator | SRTP auth fail |")
 print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")

@@ -17,13 +17,9 @@ mod common;
 
 use std::net::{SocketAddr, UdpSocket};
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use base64::Engine as _;
 use common::*;
-use webrtc_srtp::context::Context;
-use webrtc_srtp::protection_profile::ProtectionProfile;
 
 const ACME_DID: &str = "+4930123450";
 const PSTN_CALLER: &str = "+4969111222";
@@ -31,17 +27,6 @@ const PSTN_CALLEE: &str = "+4969555000";
 const LONG: Duration = Duration::from_secs(45);
 /// Teams' new SDES key (30 bytes of key and salt, base64) in its re-key re-INVITE.
 const NEW_TEAMS_KEY: &str = "QUJDREVGR0hJSktMTU5PUFFSU1RVVldYWVowMTIz";
-
-fn regex_escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() * 2);
-    for c in text.chars() {
-        if ".+*?()[]{}|^$\\".contains(c) {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
-}
 
 /// A scenario from `tests/sipp/reinvite` with its `@NAME@` placeholders replaced.
 fn reinvite_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
@@ -63,6 +48,7 @@ fn reinvite_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf
         "@HOLD_MS@",
         "@UFRAG",
         "@PWD",
+        "@HOLD_AFTER_MS@",
     ];
     assert!(
         !unfilled.iter().any(|p| text.contains(p)),
@@ -72,65 +58,6 @@ fn reinvite_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// One SIPp call; `-trace_msg` keeps every message it sent and received.
-fn sipp_traced(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
-    require("sipp", "sip-tester");
-    let child = Command::new("sipp")
-        .arg("-sf")
-        .arg(scenario)
-        .args(args)
-        .args([
-            "-m",
-            "1",
-            "-nostdin",
-            "-trace_err",
-            "-trace_logs",
-            "-trace_msg",
-            "-timeout",
-            "40s",
-            "-timeout_error",
-        ])
-        .current_dir(dir)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap_or_else(|e| {
-            panic!("spawn sipp ({e}); install it with `apt-get install -y sip-tester`")
-        });
-    Peer::from_child(name, child, dir)
-}
-
-/// The messages SIPp received (from its `*_messages.log` in `dir`), in order, LF line ends.
-fn received_messages(dir: &Path) -> Vec<String> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
-        let name = entry.file_name().to_string_lossy().to_string();
-        if !name.ends_with("_messages.log") {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path())
-            .unwrap_or_default()
-            .replace("\r\n", "\n");
-        for block in text.split("----------------------------------------------- ") {
-            let Some((head, message)) = block.split_once("\n\n") else {
-                continue;
-            };
-            if head.contains("message received") {
-                out.push(message.trim_start().to_owned());
-            }
-        }
-    }
-    out
-}
-
-/// The first line of `message` starting with `prefix` (SDP lines sit at the line start).
-fn sdp_line<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
-    message
-        .lines()
-        .map(str::trim)
-        .find(|l| l.starts_with(prefix))
 }
 
 /// (first line, c= line, m= port, crypto key if any) of each received message with SDP.
@@ -232,8 +159,9 @@ fn row39_40_41_hold_resume_rekey_and_teams_hold_keep_our_media_address() {
     );
 
     // Row 41 towards Teams: the INVITE, the hold and resume re-INVITEs and the 200s to the
-    // re-key and to Teams' hold all carry one c= and one m= port; the re-key got a new key
-    // of ours, kept for the Teams hold.
+    // re-key and to Teams' hold all carry one c= and one m= port. Every offer and the answer
+    // to the re-key carry a fresh key of ours; the answer to Teams' hold (same key from
+    // Teams) keeps the key of the re-key answer.
     let teams_sdps = sdp_summaries(&received_messages(&teams_dir));
     let firsts: Vec<&str> = teams_sdps.iter().map(|s| s.0.as_str()).collect();
     assert_eq!(teams_sdps.len(), 5, "SDPs received by Teams: {firsts:?}");
@@ -244,22 +172,19 @@ fn row39_40_41_hold_resume_rekey_and_teams_hold_keep_our_media_address() {
         assert_eq!(port, &teams_sdps[0].2, "row 41: m= port changed in {first}");
         assert!(!c.contains("0.0.0.0"), "row 40");
     }
-    let initial_key = teams_sdps[0].3.clone().expect("SRTP key in the INVITE");
+    let keys: Vec<String> = teams_sdps
+        .iter()
+        .map(|s| s.3.clone().expect("SRTP key in every SDP to Teams"))
+        .collect();
+    let mut fresh = keys[..4].to_vec();
+    fresh.sort();
+    fresh.dedup();
     assert_eq!(
-        teams_sdps[1].3.as_ref(),
-        Some(&initial_key),
-        "hold keeps our key"
+        fresh.len(),
+        4,
+        "INVITE, hold, resume, re-key answer: each a fresh key of ours"
     );
-    assert_eq!(
-        teams_sdps[2].3.as_ref(),
-        Some(&initial_key),
-        "resume keeps our key"
-    );
-    let rekey_answer = teams_sdps[3]
-        .3
-        .clone()
-        .expect("SRTP key in the re-key answer");
-    assert_ne!(rekey_answer, initial_key, "re-key: a fresh key of ours");
+    let rekey_answer = keys[3].clone();
     assert_ne!(rekey_answer, NEW_TEAMS_KEY, "never Teams' own key echoed");
     assert_eq!(
         teams_sdps[4].3.as_ref(),
@@ -308,112 +233,6 @@ fn row39_40_41_hold_resume_rekey_and_teams_hold_keep_our_media_address() {
     );
     assert!(lab.metric("media_packets_total", &[("direction", "carrier_to_teams")]) > 0.0);
     lab.wait_idle();
-}
-
-/// A random SDES inline key (16-byte key + 14-byte salt, base64).
-fn new_inline_key() -> String {
-    let raw: [u8; 30] = rand::random();
-    base64::engine::general_purpose::STANDARD.encode(raw)
-}
-
-/// A fresh SRTP context (rollover counter 0) for `inline`, from webrtc-srtp.
-fn srtp_context(inline: &str) -> Context {
-    let raw = base64::engine::general_purpose::STANDARD
-        .decode(inline)
-        .expect("SDES inline key is base64");
-    assert_eq!(raw.len(), 30, "AES_CM_128 key + salt");
-    Context::new(
-        &raw[..16],
-        &raw[16..],
-        ProtectionProfile::Aes128CmHmacSha1_80,
-        None,
-        None,
-    )
-    .unwrap()
-}
-
-fn rtp_packet(seq: u16) -> Vec<u8> {
-    let mut packet = vec![0x80, 0x00];
-    packet.extend_from_slice(&seq.to_be_bytes());
-    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
-    packet.extend_from_slice(&0x7e57_0002u32.to_be_bytes());
-    packet.extend((0..160u16).map(|i| (i as u8) ^ (seq as u8)));
-    packet
-}
-
-/// `(address, key)` the Teams stand-in logged after `tag` (SBC-MEDIA / SBC-REKEY).
-fn logged_sbc_media(dir: &Path, tag: &str) -> Option<(SocketAddr, String)> {
-    for entry in std::fs::read_dir(dir).ok()?.flatten() {
-        if !entry.file_name().to_string_lossy().ends_with("_logs.log") {
-            continue;
-        }
-        let text = std::fs::read_to_string(entry.path()).ok()?;
-        let line = text.lines().find(|l| l.contains(tag))?;
-        let mut fields = line.split(tag).nth(1)?.split_whitespace();
-        let ip = fields.next()?;
-        let port = fields.next()?;
-        let key = fields.next()?.to_string();
-        return Some((format!("{ip}:{port}").parse().ok()?, key));
-    }
-    None
-}
-
-fn wait_logged(dir: &Path, tag: &str) -> (SocketAddr, String) {
-    let deadline = Instant::now() + LONG;
-    loop {
-        if let Some(found) = logged_sbc_media(dir, tag) {
-            return found;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the Teams stand-in never logged {tag}; SIPp errors:\n{}",
-            sipp_errors(dir)
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Sends RTP `seqs` encrypted with `encrypt` to `sbc` and returns the sequence numbers of
-/// the echoes (carrier SIPp `-rtp_echo`, re-encrypted by the SBC) that `decrypt` accepts,
-/// plus how many echoes `stale` (the keys before a re-key) still accepts.
-fn echo_round(
-    socket: &UdpSocket,
-    sbc: SocketAddr,
-    seqs: &[u16],
-    encrypt: &mut Context,
-    decrypt: &mut Context,
-    mut stale: Option<&mut Context>,
-) -> (std::collections::BTreeSet<u16>, usize) {
-    let mut echoed = std::collections::BTreeSet::new();
-    let mut stale_ok = 0;
-    let mut buf = [0u8; 2048];
-    let mut take = |n: usize, buf: &[u8], echoed: &mut std::collections::BTreeSet<u16>| {
-        if let Some(old) = stale.as_deref_mut() {
-            if old.decrypt_rtp(&buf[..n]).is_ok() {
-                stale_ok += 1;
-            }
-        }
-        if let Ok(plain) = decrypt.decrypt_rtp(&buf[..n]) {
-            let seq = u16::from_be_bytes([plain[2], plain[3]]);
-            assert_eq!(&plain[12..], &rtp_packet(seq)[12..], "payload of {seq}");
-            echoed.insert(seq);
-        }
-    };
-    let total = seqs.len();
-    for &seq in seqs {
-        let protected = encrypt.encrypt_rtp(&rtp_packet(seq)).unwrap();
-        socket.send_to(&protected, sbc).unwrap();
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            take(n, &buf, &mut echoed);
-        }
-    }
-    let settle = Instant::now() + Duration::from_secs(2);
-    while Instant::now() < settle && echoed.len() < total {
-        if let Ok((n, _)) = socket.recv_from(&mut buf) {
-            take(n, &buf, &mut echoed);
-        }
-    }
-    (echoed, stale_ok)
 }
 
 /// Row 53 (re-key half) and row 41 with media: a Teams -> PSTN call whose Teams media is
@@ -566,6 +385,145 @@ fn row41_row53_teams_rekey_media_continues_under_fresh_keys() {
         ),
         1.0
     );
+    lab.wait_idle();
+}
+
+/// Keystream reuse, end to end: a Teams -> PSTN call whose Teams media is this test's socket
+/// (webrtc-srtp) and whose carrier holds and resumes. Each hold/resume reaches Teams as an
+/// offer of the SBC's, and Teams answers both with a new key of its own (it re-keys in an
+/// answer). The SBC used to keep its key in those offers and rebuild its sending context
+/// with it at rollover counter 0 (keystream reuse after the first keys had wrapped); now
+/// each offer carries a fresh key of the SBC's, and after the resume RTP under Teams' new key
+/// comes back under the SBC's newest key, never under the first one.
+#[test]
+fn row43_row53_keystream_reuse_teams_rekey_in_an_answer_gets_a_fresh_key_and_media_continues() {
+    let proxy_port = free_tcp_port(TEAMS_IP);
+    let mut spec = LabSpec::new(52400);
+    spec.proxies = vec![LabSpec::tcp_proxy(&TEAMS_IP.to_string(), proxy_port)];
+    let lab = Lab::start(spec);
+    lab.wait_first_pings(&[format!("{TEAMS_IP}:{proxy_port}")]);
+
+    let carrier_dir = lab.path().join("carrier-uas-hold");
+    let carrier_path = reinvite_scenario(
+        &carrier_dir,
+        "carrier_uas_hold.xml",
+        &[("HOLD_AFTER_MS", "4000")],
+    );
+    let carrier_media = free_port_pair(CARRIER_IP);
+    let mut carrier = sipp_traced(
+        "carrier SIPp UAS (hold, resume, echo)",
+        &carrier_dir,
+        &carrier_path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            lab.carrier_port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            carrier_media.to_string(),
+            "-rtp_echo".into(),
+        ],
+    );
+    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
+
+    let socket = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
+    socket
+        .set_read_timeout(Some(Duration::from_millis(100)))
+        .unwrap();
+    let first_key = new_inline_key();
+    let answer_key = new_inline_key();
+    let acme = format!("acme.{BASE}");
+    let teams_port = free_tcp_port(TEAMS_IP);
+    let teams_dir = lab.path().join(format!("teams-rekey-answer-{teams_port}"));
+    let teams_path = reinvite_scenario(
+        &teams_dir,
+        "teams_uac_rekey_answer.xml",
+        &[
+            ("CALLED", PSTN_CALLEE),
+            ("CALLER", ACME_DID),
+            ("TENANT", &acme),
+            ("TENANT_RE", &regex_escape(&acme)),
+            ("MEDIA_IP", &TEAMS_IP.to_string()),
+            (
+                "MEDIA_PORT",
+                &socket.local_addr().unwrap().port().to_string(),
+            ),
+            ("CRYPTO", &first_key),
+            ("CRYPTO2", &answer_key),
+            ("HOLD_MS", "8000"),
+        ],
+    );
+    let teams_media = free_port_pair(TEAMS_IP);
+    let mut teams = sipp_traced(
+        "Teams SIPp UAC (re-key in answers)",
+        &teams_dir,
+        &teams_path,
+        &[
+            lab.tcp_addr().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            teams_port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            teams_media.to_string(),
+        ],
+    );
+
+    let (sbc_media, sbc_first_key) = wait_logged(&teams_dir, "SBC-MEDIA ");
+    let mut old_decrypt = srtp_context(&sbc_first_key);
+    // Across the sequence number wrap: the rollover counters become 1 under the first keys.
+    let wrapping: Vec<u16> = (65526..=65535).chain(0..=9).collect();
+    let (before, _) = echo_round(
+        &socket,
+        sbc_media,
+        &wrapping,
+        &mut srtp_context(&first_key),
+        &mut old_decrypt,
+        None,
+    );
+    assert!(
+        before.len() >= 16,
+        "before the hold only {} of 20 came back",
+        before.len()
+    );
+
+    let (hold_media, hold_key) = wait_logged(&teams_dir, "SBC-HOLD ");
+    let (resume_media, resume_key) = wait_logged(&teams_dir, "SBC-RESUME ");
+    assert_eq!((hold_media, resume_media), (sbc_media, sbc_media), "row 41");
+    assert_ne!(
+        hold_key, sbc_first_key,
+        "the hold offer: a fresh key of ours"
+    );
+    assert_ne!(resume_key, hold_key, "the resume offer: a fresh key again");
+    assert!(![&first_key, &answer_key].contains(&&resume_key));
+    // Teams' answer key and the SBC's newest key, both in fresh contexts (rollover counter
+    // 0) while the sequence numbers go on.
+    let continuing: Vec<u16> = (10..=49).collect();
+    let (after, stale) = echo_round(
+        &socket,
+        sbc_media,
+        &continuing,
+        &mut srtp_context(&answer_key),
+        &mut srtp_context(&resume_key),
+        Some(&mut old_decrypt),
+    );
+    assert!(
+        after.len() >= 32,
+        "after Teams re-keyed in its answers only {} of 40 came back",
+        after.len()
+    );
+    assert_eq!(stale, 0, "nothing may come back under the first key");
+
+    teams.expect_success(LONG);
+    carrier.expect_success(LONG);
     lab.wait_idle();
 }
 

@@ -118,7 +118,7 @@ fn a_panicked_media_worker_turns_healthz_red_and_new_calls_avoid_it() {
 
     // New sessions all go to the live worker.
     let sessions: Vec<_> = (0..4)
-        .map(|_| media.create_session("carrier", "teams").unwrap())
+        .map(|_| media.create_session("carrier", "teams", &[]).unwrap())
         .collect();
     for session in &sessions {
         assert_eq!(media.worker_of(session.id), Some(1));

@@ -3,11 +3,13 @@
 //! independent oracle. Rows of docs/teams-direct-routing.md §6 are cited where proven.
 //!
 //! Each test binds the engine on its own loopback address (127.0.x.y) so parallel tests
-//! never compete for ports.
+//! never compete for ports. The Teams end of a session is always SRTP ([`TeamsPeer`]): the
+//! Teams leg passes nothing else.
 
 use std::net::{IpAddr, Ipv4Addr, SocketAddr, UdpSocket};
 use std::time::{Duration, Instant};
 
+use ipnet::IpNet;
 use teams_sbc::media::srtp::{KeyMaterial, SrtpSuite};
 use teams_sbc::media::{
     InterfaceSettings, LatchingMode, LegSide, MapDirection, MediaEngine, MediaEvent, MediaEvents,
@@ -141,14 +143,79 @@ fn oracle(byte: u8) -> OracleContext {
     .unwrap()
 }
 
-/// A session with both remotes set to the given endpoints (carrier not muxing).
+/// Key the Teams end of [`connect`] sends under, and the key the relay sends it under.
+const TEAMS_KEY: u8 = 60;
+const SBC_KEY: u8 = 61;
+
+/// The Teams end of a session: sends SRTP under `TEAMS_KEY`, decrypts what arrives under
+/// `SBC_KEY` (webrtc-srtp, so the wire format is checked on every packet).
+struct TeamsPeer {
+    socket: UdpSocket,
+    encrypt: OracleContext,
+    decrypt: OracleContext,
+}
+
+impl TeamsPeer {
+    fn new(bind: IpAddr) -> Self {
+        Self {
+            socket: endpoint(bind),
+            encrypt: oracle(TEAMS_KEY),
+            decrypt: oracle(SBC_KEY),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.socket.local_addr().unwrap()
+    }
+
+    fn send_rtp(&mut self, packet: &[u8], to: SocketAddr) {
+        let srtp = self.encrypt.encrypt_rtp(packet).unwrap();
+        self.socket.send_to(&srtp, to).unwrap();
+    }
+
+    /// The next packet, decrypted, and where it came from.
+    fn recv_rtp(&mut self) -> (Vec<u8>, SocketAddr) {
+        let (srtp, from) = recv(&self.socket);
+        let plain = self
+            .decrypt
+            .decrypt_rtp(&srtp)
+            .expect("SRTP from the relay authenticates");
+        (plain.to_vec(), from)
+    }
+}
+
+/// A session with both remotes set to the given endpoints (carrier not muxing) and the
+/// Teams leg keyed for `TeamsPeer`.
 fn connect(
     relay: &Relay,
     carrier: &UdpSocket,
     carrier_rtcp: Option<&UdpSocket>,
-    teams: &UdpSocket,
+    teams: &TeamsPeer,
 ) -> SessionAllocation {
-    let s = relay.handle.create_session("carrier", "teams").unwrap();
+    connect_to(relay, carrier, carrier_rtcp, teams.addr(), &[])
+}
+
+/// [`connect`] with the Teams remote at `teams` and the carrier trunk's networks.
+fn connect_to(
+    relay: &Relay,
+    carrier: &UdpSocket,
+    carrier_rtcp: Option<&UdpSocket>,
+    teams: SocketAddr,
+    trunk_networks: &[IpNet],
+) -> SessionAllocation {
+    let s = relay
+        .handle
+        .create_session("carrier", "teams", trunk_networks)
+        .unwrap();
+    relay
+        .handle
+        .set_srtp(
+            s.id,
+            LegSide::Teams,
+            Some(srtp_keys(TEAMS_KEY)),
+            Some(srtp_keys(SBC_KEY)),
+        )
+        .unwrap();
     relay
         .handle
         .set_remote(
@@ -161,13 +228,7 @@ fn connect(
         .unwrap();
     relay
         .handle
-        .set_remote(
-            s.id,
-            LegSide::Teams,
-            teams.local_addr().unwrap(),
-            None,
-            true,
-        )
+        .set_remote(s.id, LegSide::Teams, teams, None, true)
         .unwrap();
     s
 }
@@ -177,7 +238,7 @@ fn exchange_both_ways(batch_io: bool, bind: IpAddr) {
     settings.batch_io = batch_io;
     let relay = Relay::start(settings);
     let carrier = endpoint(bind);
-    let teams = endpoint(bind);
+    let mut teams = TeamsPeer::new(bind);
     let s = connect(&relay, &carrier, None, &teams);
     assert_eq!(s.carrier.rtp.port() % 2, 0);
     assert_eq!(s.carrier.rtcp.port(), s.carrier.rtp.port() + 1);
@@ -204,15 +265,13 @@ fn exchange_both_ways(batch_io: bool, bind: IpAddr) {
         carrier
             .send_to(&rtp(pt, seq, 1, &payload(seq)), s.carrier.rtp)
             .unwrap();
-        let (got, from) = recv(&teams);
+        let (got, from) = teams.recv_rtp();
         assert_eq!(from, s.teams.rtp, "sent from the Teams leg's own port");
         let expected_pt = if pt == 101 { 96 } else { 0 };
         assert_eq!(got, rtp(expected_pt, seq, 1, &payload(seq)));
 
         let pt = if seq % 5 == 4 { 96 } else { 8 };
-        teams
-            .send_to(&rtp(pt, seq, 2, &payload(seq)), s.teams.rtp)
-            .unwrap();
+        teams.send_rtp(&rtp(pt, seq, 2, &payload(seq)), s.teams.rtp);
         let (got, from) = recv(&carrier);
         assert_eq!(from, s.carrier.rtp);
         let expected_pt = if pt == 96 { 101 } else { 8 };
@@ -220,13 +279,14 @@ fn exchange_both_ways(batch_io: bool, bind: IpAddr) {
     }
     let stats = relay.handle.stats(s.id).unwrap();
     let bytes = N as u64 * 172;
+    let srtp_bytes = N as u64 * (172 + 10);
     assert_eq!(
         (stats.carrier.rx_packets, stats.carrier.rx_bytes),
         (N as u64, bytes)
     );
     assert_eq!(
         (stats.teams.tx_packets, stats.teams.tx_bytes),
-        (N as u64, bytes)
+        (N as u64, srtp_bytes)
     );
     assert_eq!(
         (stats.teams.rx_packets, stats.carrier.tx_packets),
@@ -237,7 +297,7 @@ fn exchange_both_ways(batch_io: bool, bind: IpAddr) {
     relay.wait_metric("media_packets_total{direction=\"carrier_to_teams\"} 20");
     relay.wait_metric("media_packets_total{direction=\"teams_to_carrier\"} 20");
     relay.wait_metric(&format!(
-        "media_bytes_total{{direction=\"carrier_to_teams\"}} {bytes}"
+        "media_bytes_total{{direction=\"carrier_to_teams\"}} {srtp_bytes}"
     ));
     relay.wait_metric("media_sessions_active 1");
     relay.wait_metric("media_legs_active 2");
@@ -261,14 +321,14 @@ fn loss_from_sequence_gaps_is_counted_per_leg() {
     let bind = ip(13);
     let relay = Relay::start(settings(bind, LatchingMode::Off));
     let carrier = endpoint(bind);
-    let teams = endpoint(bind);
+    let mut teams = TeamsPeer::new(bind);
     let s = connect(&relay, &carrier, None, &teams);
     let sent: Vec<u16> = (0..20).filter(|seq| ![3, 4, 11].contains(seq)).collect();
     for &seq in &sent {
         carrier
             .send_to(&rtp(0, seq, 77, &payload(seq)), s.carrier.rtp)
             .unwrap();
-        assert_eq!(recv(&teams).0, rtp(0, seq, 77, &payload(seq)));
+        assert_eq!(teams.recv_rtp().0, rtp(0, seq, 77, &payload(seq)));
     }
     let stats = relay.handle.stats(s.id).unwrap();
     assert_eq!(stats.carrier.rx_packets, sent.len() as u64);
@@ -285,8 +345,14 @@ fn rtp_to_srtp_and_back_through_two_sessions() {
     let caller = endpoint(bind);
     let callee = endpoint(bind);
     let wire = endpoint(bind);
-    let a = relay.handle.create_session("carrier", "teams").unwrap();
-    let b = relay.handle.create_session("carrier", "teams").unwrap();
+    let a = relay
+        .handle
+        .create_session("carrier", "teams", &[])
+        .unwrap();
+    let b = relay
+        .handle
+        .create_session("carrier", "teams", &[])
+        .unwrap();
     let h = &relay.handle;
     h.set_remote(
         a.id,
@@ -345,7 +411,7 @@ fn srtp_packet_with_bad_tag_is_dropped_and_counted() {
     let bind = ip(4);
     let relay = Relay::start(settings(bind, LatchingMode::Off));
     let carrier = endpoint(bind);
-    let teams = endpoint(bind);
+    let teams = TeamsPeer::new(bind);
     let s = connect(&relay, &carrier, None, &teams);
     relay
         .handle
@@ -361,7 +427,7 @@ fn srtp_packet_with_bad_tag_is_dropped_and_counted() {
     bad[last] ^= 0x40;
     let good3 = sender.encrypt_rtp(&rtp(0, 3, 5, &payload(3))).unwrap();
     for packet in [&good1[..], &bad[..], &good3[..]] {
-        teams.send_to(packet, s.teams.rtp).unwrap();
+        teams.socket.send_to(packet, s.teams.rtp).unwrap();
     }
     assert_eq!(recv(&carrier).0, rtp(0, 1, 5, &payload(1)));
     // The next packet to arrive is #3: #2 was dropped.
@@ -382,7 +448,7 @@ fn rekey_mid_stream_restarts_rollover_counter_and_media_continues() {
     let bind = ip(5);
     let relay = Relay::start(settings(bind, LatchingMode::Off));
     let carrier = endpoint(bind);
-    let teams = endpoint(bind);
+    let teams = TeamsPeer::new(bind);
     let s = connect(&relay, &carrier, None, &teams);
     let h = &relay.handle;
     h.set_srtp(
@@ -398,11 +464,12 @@ fn rekey_mid_stream_restarts_rollover_counter_and_media_continues() {
     for &seq in &seqs {
         let sent = rtp(0, seq, 9, &payload(seq));
         carrier.send_to(&sent, s.carrier.rtp).unwrap();
-        let (srtp, _) = recv(&teams);
+        let (srtp, _) = recv(&teams.socket);
         assert_eq!(&receiver.decrypt_rtp(&srtp).unwrap()[..], &sent[..]);
         // And the other way, so the inbound context wraps as well.
         let up = rtp(0, seq, 10, &payload(seq));
         teams
+            .socket
             .send_to(&sender.encrypt_rtp(&up).unwrap(), s.teams.rtp)
             .unwrap();
         assert_eq!(recv(&carrier).0, up);
@@ -419,13 +486,14 @@ fn rekey_mid_stream_restarts_rollover_counter_and_media_continues() {
     for seq in 5..15u16 {
         let sent = rtp(0, seq, 9, &payload(seq));
         carrier.send_to(&sent, s.carrier.rtp).unwrap();
-        let (srtp, _) = recv(&teams);
+        let (srtp, _) = recv(&teams.socket);
         let plain = fresh_receiver
             .decrypt_rtp(&srtp)
             .expect("packet under the new key is protected with ROC 0");
         assert_eq!(&plain[..], &sent[..]);
         let up = rtp(0, seq, 10, &payload(seq));
         teams
+            .socket
             .send_to(&fresh_sender.encrypt_rtp(&up).unwrap(), s.teams.rtp)
             .unwrap();
         assert_eq!(
@@ -443,7 +511,7 @@ fn strict_latching_drops_packets_from_another_source() {
     let mut relay = Relay::start(settings(bind, LatchingMode::Strict { after_packets: 2 }));
     let carrier = endpoint(bind);
     let intruder = endpoint(bind);
-    let teams = endpoint(bind);
+    let mut teams = TeamsPeer::new(bind);
     // The carrier's signalled address differs from where it really sends from (NAT).
     let signalled = endpoint(bind);
     let s = connect(&relay, &signalled, None, &teams);
@@ -451,7 +519,7 @@ fn strict_latching_drops_packets_from_another_source() {
         carrier
             .send_to(&rtp(0, seq, 1, &payload(seq)), s.carrier.rtp)
             .unwrap();
-        assert_eq!(recv(&teams).0, rtp(0, seq, 1, &payload(seq)));
+        assert_eq!(teams.recv_rtp().0, rtp(0, seq, 1, &payload(seq)));
     }
     let latched = relay.wait_event(|e| matches!(e, MediaEvent::Latched { .. }));
     assert_eq!(
@@ -469,15 +537,146 @@ fn strict_latching_drops_packets_from_another_source() {
         .send_to(&rtp(0, 4, 1, &payload(4)), s.carrier.rtp)
         .unwrap();
     assert_eq!(
-        recv(&teams).0,
+        teams.recv_rtp().0,
         rtp(0, 4, 1, &payload(4)),
         "intruder's packet dropped"
     );
     // Media back from Teams goes to the latched source, not the signalled address.
-    teams.send_to(&rtp(0, 1, 2, b"back"), s.teams.rtp).unwrap();
+    teams.send_rtp(&rtp(0, 1, 2, b"back"), s.teams.rtp);
     assert_eq!(recv(&carrier).0, rtp(0, 1, 2, b"back"));
     assert_eq!(relay.handle.stats(s.id).unwrap().carrier.dropped, 1);
     relay.wait_metric("media_packets_dropped_total{reason=\"latching\"} 1");
+}
+
+/// RTP Bleed: mid-call, RTP and RTCP sent to the carrier leg's ports from a foreign address
+/// (127.0.0.66: neither the signalled host nor in the trunk's networks) and from a trunk
+/// host that is not the latched source are dropped and counted, and the genuine stream (from
+/// another host of the trunk's networks than the one its SDP names: a NAT) reaches Teams
+/// unchanged and in order, without a single injected packet in between.
+#[test]
+fn rtp_bleed_injection_into_the_carrier_leg_is_dropped_and_counted() {
+    let bind = ip(14);
+    let mut relay = Relay::start(settings(bind, LatchingMode::Strict { after_packets: 3 }));
+    let signalled = endpoint(bind);
+    let carrier = endpoint(ip(15));
+    let trunk_neighbour = endpoint(ip(15));
+    let foreign = endpoint(IpAddr::V4(Ipv4Addr::new(127, 0, 0, 66)));
+    let mut teams = TeamsPeer::new(bind);
+    let trunk: IpNet = "127.0.31.14/31".parse().unwrap();
+    let s = connect_to(&relay, &signalled, None, teams.addr(), &[trunk]);
+    const GENUINE: u16 = 40;
+    let mut injected = 0;
+    for seq in 0..GENUINE {
+        carrier
+            .send_to(&rtp(0, seq, 0x5eed, &payload(seq)), s.carrier.rtp)
+            .unwrap();
+        assert_eq!(
+            teams.recv_rtp().0,
+            rtp(0, seq, 0x5eed, &payload(seq)),
+            "genuine packet {seq}, and nothing injected before it"
+        );
+        if seq >= 5 {
+            // Mid-call: the latch is on the carrier's source since packet 2.
+            let forged = rtp(0, seq + 1, 0x5eed, b"injected audio");
+            foreign.send_to(&forged, s.carrier.rtp).unwrap();
+            trunk_neighbour.send_to(&forged, s.carrier.rtp).unwrap();
+            injected += 1;
+        }
+    }
+    let latched = relay.wait_event(|e| matches!(e, MediaEvent::Latched { .. }));
+    assert_eq!(
+        latched,
+        MediaEvent::Latched {
+            session: s.id,
+            leg: LegSide::Carrier,
+            remote: carrier.local_addr().unwrap()
+        }
+    );
+    // RTCP to the carrier RTCP port from the foreign host: dropped as well.
+    foreign
+        .send_to(&[0x80, 201, 0, 1, 0, 0, 0x5e, 0xed], s.carrier.rtcp)
+        .unwrap();
+    relay.wait_metric(&format!(
+        "media_packets_dropped_total{{reason=\"unknown_source\"}} {}",
+        injected + 1
+    ));
+    relay.wait_metric(&format!(
+        "media_packets_dropped_total{{reason=\"latching\"}} {injected}"
+    ));
+    relay.wait_metric(&format!(
+        "media_packets_total{{direction=\"carrier_to_teams\"}} {GENUINE}"
+    ));
+    let stats = relay.handle.stats(s.id).unwrap();
+    assert_eq!(stats.carrier.dropped, 2 * injected + 1);
+    assert_eq!(stats.teams.tx_packets, u64::from(GENUINE));
+    // And media back from Teams still goes to the genuine source.
+    teams.send_rtp(&rtp(0, 1, 2, b"back"), s.teams.rtp);
+    assert_eq!(recv(&carrier).0, rtp(0, 1, 2, b"back"));
+}
+
+/// Plain RTP (and RTCP) sent to a Teams leg is never forwarded: dropped and counted as
+/// `not_srtp` while the leg has no keys yet (it used to go to the carrier as it was), and
+/// as an authentication failure once it has; the carrier's media never leaves towards
+/// Teams in the clear either. Only SRTP under Teams' key gets through.
+#[test]
+fn row43_plain_rtp_sent_to_a_teams_leg_is_dropped_and_counted() {
+    let bind = ip(16);
+    let relay = Relay::start(settings(bind, LatchingMode::Strict { after_packets: 3 }));
+    let carrier = endpoint(bind);
+    let mut teams = TeamsPeer::new(bind);
+    let h = &relay.handle;
+    let s = h.create_session("carrier", "teams", &[]).unwrap();
+    h.set_remote(
+        s.id,
+        LegSide::Carrier,
+        carrier.local_addr().unwrap(),
+        None,
+        false,
+    )
+    .unwrap();
+    h.set_remote(s.id, LegSide::Teams, teams.addr(), None, true)
+        .unwrap();
+    for seq in 0..5u16 {
+        teams
+            .socket
+            .send_to(&rtp(0, seq, 7, b"plain from teams"), s.teams.rtp)
+            .unwrap();
+    }
+    teams
+        .socket
+        .send_to(&[0x80, 201, 0, 1, 0, 0, 0, 7], s.teams.rtp)
+        .unwrap();
+    carrier
+        .send_to(&rtp(0, 1, 9, b"carrier audio"), s.carrier.rtp)
+        .unwrap();
+    relay.wait_metric("media_packets_dropped_total{reason=\"not_srtp\"} 6");
+    relay.wait_metric("media_packets_dropped_total{reason=\"srtp_protect\"} 1");
+
+    h.set_srtp(
+        s.id,
+        LegSide::Teams,
+        Some(srtp_keys(TEAMS_KEY)),
+        Some(srtp_keys(SBC_KEY)),
+    )
+    .unwrap();
+    teams
+        .socket
+        .send_to(&rtp(0, 5, 7, b"plain after keys"), s.teams.rtp)
+        .unwrap();
+    teams.send_rtp(&rtp(0, 6, 7, b"srtp"), s.teams.rtp);
+    assert_eq!(
+        recv(&carrier).0,
+        rtp(0, 6, 7, b"srtp"),
+        "the first packet the carrier gets is the authenticated one"
+    );
+    carrier
+        .send_to(&rtp(0, 2, 9, b"carrier audio"), s.carrier.rtp)
+        .unwrap();
+    assert_eq!(teams.recv_rtp().0, rtp(0, 2, 9, b"carrier audio"));
+    relay.wait_metric("media_packets_dropped_total{reason=\"srtp_auth\"} 1");
+    let stats = h.stats(s.id).unwrap();
+    assert_eq!(stats.teams.dropped, 7);
+    assert_eq!(stats.carrier.tx_packets, 1);
 }
 
 /// Row 45: the carrier sends RTCP on its own port; Teams gets it muxed on the RTP port as
@@ -488,7 +687,7 @@ fn carrier_rtcp_port_is_muxed_as_srtcp_towards_teams() {
     let relay = Relay::start(settings(bind, LatchingMode::Off));
     let carrier = endpoint(bind);
     let carrier_rtcp = endpoint(bind);
-    let teams = endpoint(bind);
+    let teams = TeamsPeer::new(bind);
     let s = connect(&relay, &carrier, Some(&carrier_rtcp), &teams);
     relay
         .handle
@@ -504,7 +703,7 @@ fn carrier_rtcp_port_is_muxed_as_srtcp_towards_teams() {
     sr.extend_from_slice(&0x1111_2222u32.to_be_bytes());
     sr.extend_from_slice(&[7u8; 20]);
     carrier_rtcp.send_to(&sr, s.carrier.rtcp).unwrap();
-    let (srtcp, from) = recv(&teams);
+    let (srtcp, from) = recv(&teams.socket);
     assert_eq!(from, s.teams.rtp, "muxed on the Teams RTP port");
     assert_eq!(srtcp.len(), sr.len() + 4 + 10);
     let mut receiver = oracle(41);
@@ -514,6 +713,7 @@ fn carrier_rtcp_port_is_muxed_as_srtcp_towards_teams() {
     rr.extend_from_slice(&0x3333_4444u32.to_be_bytes());
     let mut sender = oracle(40);
     teams
+        .socket
         .send_to(&sender.encrypt_rtcp(&rr).unwrap(), s.teams.rtp)
         .unwrap();
     let (plain, from) = recv(&carrier_rtcp);
@@ -533,13 +733,13 @@ fn inactivity_is_reported_and_hold_suppresses_it() {
     settings.inactivity_timeout = Duration::from_millis(150);
     let mut relay = Relay::start(settings);
     let carrier = endpoint(bind);
-    let teams = endpoint(bind);
+    let mut teams = TeamsPeer::new(bind);
     let s = connect(&relay, &carrier, None, &teams);
     relay.handle.set_hold(s.id, LegSide::Teams, true).unwrap();
     carrier
         .send_to(&rtp(0, 1, 1, &payload(1)), s.carrier.rtp)
         .unwrap();
-    recv(&teams);
+    teams.recv_rtp();
     let event = relay.wait_event(|e| matches!(e, MediaEvent::Inactive { .. }));
     assert_eq!(
         event,
@@ -566,7 +766,7 @@ fn inactivity_is_reported_and_hold_suppresses_it() {
     carrier
         .send_to(&rtp(0, 2, 1, &payload(2)), s.carrier.rtp)
         .unwrap();
-    recv(&teams);
+    teams.recv_rtp();
     relay.wait_event(|e| {
         *e == MediaEvent::Active {
             session: s.id,
@@ -591,7 +791,12 @@ fn sessions_get_distinct_ports_and_release_them() {
     s.interfaces[0].port_max = 44009; // five pairs
     let relay = Relay::start(s);
     let sessions: Vec<_> = (0..5)
-        .map(|_| relay.handle.create_session("carrier", "teams").unwrap())
+        .map(|_| {
+            relay
+                .handle
+                .create_session("carrier", "teams", &[])
+                .unwrap()
+        })
         .collect();
     let mut ports: Vec<u16> = sessions
         .iter()
@@ -606,13 +811,16 @@ fn sessions_get_distinct_ports_and_release_them() {
     ports.sort();
     ports.dedup();
     assert_eq!(ports.len(), 15);
-    assert!(relay.handle.create_session("carrier", "teams").is_err());
-    assert!(relay.handle.create_session("nope", "teams").is_err());
+    assert!(relay
+        .handle
+        .create_session("carrier", "teams", &[])
+        .is_err());
+    assert!(relay.handle.create_session("nope", "teams", &[]).is_err());
     relay.handle.remove_session(sessions[2].id).unwrap();
     // The freed pair is usable again once the worker has closed its sockets.
     let deadline = Instant::now() + WAIT;
     loop {
-        match relay.handle.create_session("carrier", "teams") {
+        match relay.handle.create_session("carrier", "teams", &[]) {
             Ok(again) => {
                 assert_eq!(again.carrier.rtp.port(), sessions[2].carrier.rtp.port());
                 break;
@@ -640,7 +848,7 @@ fn five_thousand_sessions_fit_the_fd_budget() {
         .map(|n| {
             relay
                 .handle
-                .create_session("carrier", "teams")
+                .create_session("carrier", "teams", &[])
                 .unwrap_or_else(|e| panic!("session {n}: {e}"))
                 .id
         })
@@ -716,9 +924,9 @@ mod ice_lite {
         let bind = ip(11);
         let mut relay = Relay::start(settings(bind, LatchingMode::Off));
         let carrier = endpoint(bind);
-        let signalled = endpoint(bind);
-        let fork1 = endpoint(bind);
-        let fork2 = endpoint(bind);
+        let signalled = TeamsPeer::new(bind);
+        let mut fork1 = TeamsPeer::new(bind);
+        let mut fork2 = TeamsPeer::new(bind);
         let s = connect(&relay, &carrier, None, &signalled);
         relay
             .handle
@@ -726,63 +934,54 @@ mod ice_lite {
             .unwrap();
         let teams_port = s.teams.rtp;
         assert_eq!(
-            answered(&fork1, teams_port, &check(PWD, 100, false)),
-            fork1.local_addr().unwrap()
+            answered(&fork1.socket, teams_port, &check(PWD, 100, false)),
+            fork1.addr()
         );
         assert_eq!(
-            answered(&fork2, teams_port, &check(PWD, 200, false)),
-            fork2.local_addr().unwrap()
+            answered(&fork2.socket, teams_port, &check(PWD, 200, false)),
+            fork2.addr()
         );
         // A check with the wrong password gets no answer: the next reply fork1 sees is
         // to its following, valid check.
         let wrong = check("wrongPasswordOf22Chars", 300, false);
-        fork1.send_to(&wrong.raw, teams_port).unwrap();
+        fork1.socket.send_to(&wrong.raw, teams_port).unwrap();
         let valid = check(PWD, 100, false);
-        assert_eq!(
-            answered(&fork1, teams_port, &valid),
-            fork1.local_addr().unwrap()
-        );
+        assert_eq!(answered(&fork1.socket, teams_port, &valid), fork1.addr());
 
         // Before nomination media goes to the highest-priority checked pair (fork2).
         carrier
             .send_to(&rtp(0, 1, 1, &payload(1)), s.carrier.rtp)
             .unwrap();
-        assert_eq!(recv(&fork2).0, rtp(0, 1, 1, &payload(1)));
+        assert_eq!(fork2.recv_rtp().0, rtp(0, 1, 1, &payload(1)));
 
         // fork1 nominates: media moves there.
-        answered(&fork1, teams_port, &check(PWD, 100, true));
+        answered(&fork1.socket, teams_port, &check(PWD, 100, true));
         let event = relay.wait_event(|e| matches!(e, MediaEvent::IceNominated { .. }));
         assert_eq!(
             event,
             MediaEvent::IceNominated {
                 session: s.id,
                 leg: LegSide::Teams,
-                remote: fork1.local_addr().unwrap()
+                remote: fork1.addr()
             }
         );
         carrier
             .send_to(&rtp(0, 2, 1, &payload(2)), s.carrier.rtp)
             .unwrap();
-        assert_eq!(recv(&fork1).0, rtp(0, 2, 1, &payload(2)));
+        assert_eq!(fork1.recv_rtp().0, rtp(0, 2, 1, &payload(2)));
         // Media from the other fork still reaches the carrier (early media, forking).
-        fork2.send_to(&rtp(0, 7, 3, b"fork2"), teams_port).unwrap();
+        fork2.send_rtp(&rtp(0, 7, 3, b"fork2"), teams_port);
         assert_eq!(recv(&carrier).0, rtp(0, 7, 3, b"fork2"));
         // ...but does not move our sending address away from the nominated pair, and
         // neither does a re-INVITE still carrying the default candidate.
         relay
             .handle
-            .set_remote(
-                s.id,
-                LegSide::Teams,
-                signalled.local_addr().unwrap(),
-                None,
-                true,
-            )
+            .set_remote(s.id, LegSide::Teams, signalled.addr(), None, true)
             .unwrap();
         carrier
             .send_to(&rtp(0, 3, 1, &payload(3)), s.carrier.rtp)
             .unwrap();
-        assert_eq!(recv(&fork1).0, rtp(0, 3, 1, &payload(3)));
+        assert_eq!(fork1.recv_rtp().0, rtp(0, 3, 1, &payload(3)));
         let stats = relay.handle.stats(s.id).unwrap();
         assert_eq!(stats.teams.stun_answered, 4);
         relay.wait_metric("media_ice_checks_answered_total 4");
@@ -794,12 +993,13 @@ mod ice_lite {
         let bind = ip(12);
         let relay = Relay::start(settings(bind, LatchingMode::Off));
         let carrier = endpoint(bind);
-        let teams = endpoint(bind);
+        let mut teams = TeamsPeer::new(bind);
         let s = connect(&relay, &carrier, None, &teams);
         teams
+            .socket
             .send_to(&check(PWD, 1, true).raw, s.teams.rtp)
             .unwrap();
-        teams.send_to(&rtp(0, 1, 1, b"after"), s.teams.rtp).unwrap();
+        teams.send_rtp(&rtp(0, 1, 1, b"after"), s.teams.rtp);
         assert_eq!(recv(&carrier).0, rtp(0, 1, 1, b"after"));
         let stats = relay.handle.stats(s.id).unwrap();
         assert_eq!((stats.teams.dropped, stats.teams.stun_answered), (1, 0));

@@ -3,8 +3,10 @@
 //! The media engine knows no SIP, so SIPp signals directly UAC -> UAS; the UAS's answer
 //! SDP points the UAC's media at the relay's carrier leg (templated into the scenario).
 //! The UAC replays a PCMU pcap (`play_pcap_audio`, raw socket: needs root) to the relay; the
-//! relay forwards it out of the Teams leg to the UAS, whose `-rtp_echo` sends every packet
-//! back to its source (the Teams leg); the relay forwards those to the UAC's media port.
+//! relay forwards it out of the Teams leg (SRTP: the Teams leg passes nothing else) to the
+//! UAS, whose `-rtp_echo` sends every packet back to its source (the Teams leg); the Teams
+//! leg's inbound key is its outbound key, so the echoes authenticate, and the relay forwards
+//! them to the UAC's media port.
 //! The echo proves SIPp received the forwarded packets; the relay's counters prove both
 //! directions.
 
@@ -16,7 +18,10 @@ use std::time::{Duration, Instant};
 mod common;
 
 use common::write_pcmu_pcap;
-use teams_sbc::media::{InterfaceSettings, LatchingMode, LegSide, MediaEngine, MediaSettings};
+use teams_sbc::media::srtp::{KeyMaterial, SrtpSuite};
+use teams_sbc::media::{
+    InterfaceSettings, LatchingMode, LegSide, MediaEngine, MediaSettings, SrtpKeys,
+};
 
 const RELAY_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 33, 1);
 const UAC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 33, 2);
@@ -173,7 +178,16 @@ fn sipp_uac_and_uas_exchange_rtp_through_a_session() {
         ..MediaSettings::default()
     };
     let (media, _events) = MediaEngine::start(settings, &registry).unwrap();
-    let session = media.create_session("carrier", "teams").unwrap();
+    let session = media.create_session("carrier", "teams", &[]).unwrap();
+    let echo_key = SrtpKeys::new(SrtpSuite::AesCm128HmacSha1_80, KeyMaterial::generate());
+    media
+        .set_srtp(
+            session.id,
+            LegSide::Teams,
+            Some(echo_key.clone()),
+            Some(echo_key),
+        )
+        .unwrap();
     let uac_media = SocketAddr::new(IpAddr::V4(UAC_IP), UAC_MEDIA_PORT);
     let uas_media = SocketAddr::new(IpAddr::V4(UAS_IP), UAS_MEDIA_PORT);
     media

@@ -186,6 +186,11 @@ fn validate(args: &Args) -> io::Result<()> {
     if args.drain_ms > 10_000 {
         return Err(bad_input("--drain-ms must be <= 10000"));
     }
+    if args.relay == RelayKind::Ours && !args.srtp {
+        return Err(bad_input(
+            "--relay ours needs --srtp: our Teams leg passes nothing but SRTP",
+        ));
+    }
     Ok(())
 }
 
@@ -1135,7 +1140,9 @@ mod ours {
             let carrier_end = local_v4(&sockets[carrier_sock])?;
             let teams_end = local_v4(&sockets[teams_sock])?;
             let h = &relay.handle;
-            let alloc = h.create_session("carrier", "teams").map_err(media_err)?;
+            let alloc = h
+                .create_session("carrier", "teams", &[])
+                .map_err(media_err)?;
             let (key_to_teams, key_from_teams) = if args.srtp {
                 let (to, from) = (random_key(), random_key());
                 // Teams leg: inbound = what the Teams end sends us, outbound = what we send it.
@@ -1643,11 +1650,12 @@ mod tests {
             .starts_with("RESULT label=run relay=direct"));
     }
 
-    /// Our engine end to end: RTP both ways and RTP<->SRTP, every packet checked by an
-    /// independent SRTP implementation (webrtc-srtp) on the Teams side.
+    /// Our engine end to end: RTP<->SRTP, every packet checked by an independent SRTP
+    /// implementation (webrtc-srtp) on the Teams side. Plain RTP on our Teams leg is refused.
     #[test]
     fn our_relay_forwards_every_packet_and_its_srtp_authenticates() {
-        for srtp in [false, true] {
+        assert!(validate(&args(&["--relay", "ours"])).is_err());
+        {
             let mut v = vec![
                 "--relay",
                 "ours",
@@ -1662,9 +1670,7 @@ mod tests {
                 "--pool",
                 "2",
             ];
-            if srtp {
-                v.push("--srtp");
-            }
+            v.push("--srtp");
             let a = args(&v);
             let rep = run(&a).unwrap();
             assert!(rep.intact(), "{}", rep.result_line(&a));

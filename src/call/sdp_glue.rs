@@ -1,6 +1,8 @@
 //! Offer/answer across the legs and the media commands that follow from it. The Teams leg
 //! always gets SRTP (SDES `_80`, rtcp-mux); the carrier leg plain RTP. Our key on the Teams
-//! leg is our outbound key; the key in Teams' SDP is our inbound key.
+//! leg is our outbound key; the key in Teams' SDP is our inbound key. Every offer of ours
+//! with new content and every answer to a re-keying Teams carries a fresh key of ours (see
+//! `reinvite`); the media core never builds a second context for a key it already has.
 
 use std::net::SocketAddr;
 
@@ -87,9 +89,14 @@ impl Negotiation {
     }
 
     fn teams_side(&self) -> TeamsSide<'_> {
+        self.teams_side_with(&self.teams_key)
+    }
+
+    /// Our Teams side with `key` as our SRTP key.
+    fn teams_side_with<'a>(&'a self, key: &'a SdesKey) -> TeamsSide<'a> {
         TeamsSide {
             local: self.teams_local,
-            key: &self.teams_key,
+            key,
             ice: self.ice.as_ref(),
             codecs: &self.teams_codecs,
             inband_dtmf: self.inband_dtmf,
@@ -252,14 +259,7 @@ impl Negotiation {
         let carrier = self.received[0].as_ref().ok_or(SdpError::NoAudio)?;
         let key = SdesKey::generate();
         let mut origin = LegOrigin::random(self.teams_local.ip());
-        let side = TeamsSide {
-            local: self.teams_local,
-            key: &key,
-            ice: self.ice.as_ref(),
-            codecs: &self.teams_codecs,
-            inband_dtmf: self.inband_dtmf,
-        };
-        let offer = sdp::offer_towards_teams(carrier, &side, &mut origin)?;
+        let offer = sdp::offer_towards_teams(carrier, &self.teams_side_with(&key), &mut origin)?;
         let bytes = Bytes::from(offer.to_bytes());
         self.transfer_offer = Some(TeamsLegState {
             key,
@@ -333,13 +333,7 @@ impl Negotiation {
         .ok_or(SdpError::NoAudio)?;
         let key = SdesKey::generate();
         let mut origin = LegOrigin::random(self.teams_local.ip());
-        let side = TeamsSide {
-            local: self.teams_local,
-            key: &key,
-            ice: self.ice.as_ref(),
-            codecs: &self.teams_codecs,
-            inband_dtmf: self.inband_dtmf,
-        };
+        let side = self.teams_side_with(&key);
         let answer = sdp::answer_towards_teams(carrier_answer, &offer, &side, &mut origin)?;
         // The first codec of the anchored stream that carries voice (not DTMF or noise).
         fn voice_codec(sdp: &Sdp) -> Option<(String, u32, u8)> {

@@ -88,26 +88,14 @@ pub fn peer_rules(config: &Config) -> PeerRules {
     let trunks = config
         .carrier_trunks
         .iter()
-        .map(|t| {
-            let mut networks = t.allowed_source_cidrs.clone();
-            // Validation guarantees a literal address or source networks.
-            let literal = super::validate::check_host_port(&t.address)
-                .ok()
-                .and_then(|(host, _)| host.parse::<std::net::IpAddr>().ok());
-            if let Some(ip) = literal {
-                if !networks.iter().any(|n| n.contains(&ip)) {
-                    networks.push(ipnet::IpNet::from(ip));
-                }
-            }
-            TrunkRule {
-                networks,
-                transports: t
-                    .inbound_transports()
-                    .into_iter()
-                    .map(transport_kind)
-                    .collect(),
-                certificate_name: t.tls_peer_name.clone(),
-            }
+        .map(|t| TrunkRule {
+            networks: t.source_networks(),
+            transports: t
+                .inbound_transports()
+                .into_iter()
+                .map(transport_kind)
+                .collect(),
+            certificate_name: t.tls_peer_name.clone(),
         })
         .collect();
     PeerRules::new(microsoft, trunks)

@@ -425,6 +425,21 @@ pub struct CarrierTrunk {
 }
 
 impl CarrierTrunk {
+    /// The networks this trunk sends from, for signalling and media: its
+    /// `allowed_source_cidrs` and the IP of its address when that is a literal.
+    pub fn source_networks(&self) -> Vec<IpNet> {
+        let mut networks = self.allowed_source_cidrs.clone();
+        let literal = super::validate::check_host_port(&self.address)
+            .ok()
+            .and_then(|(host, _)| host.parse::<IpAddr>().ok());
+        if let Some(ip) = literal {
+            if !networks.iter().any(|n| n.contains(&ip)) {
+                networks.push(IpNet::from(ip));
+            }
+        }
+        networks
+    }
+
     /// The transports this trunk's requests may arrive over.
     pub fn inbound_transports(&self) -> Vec<TransportKind> {
         match (&self.inbound_transports, self.transport) {
@@ -514,11 +529,14 @@ impl MediaInterface {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum LatchingMode {
-    /// Send to the SDP address only.
+    /// Send to the SDP address only (a carrier behind NAT gets no media back); media is
+    /// taken from the SDP host and the trunk's networks, so a host there can inject.
     Off,
-    /// Send to the source of the first packet received (NAT friendly).
+    /// Follow the source of the carrier's media at any time in the call (three packets in
+    /// a row); any host in the trunk's networks can take the stream over mid-call.
     Learn,
-    /// Learn, but only accept packets from the SDP address' IP.
+    /// Follow the carrier's source only in the first packets after each offer/answer, then
+    /// take media from that source alone (NAT friendly; the default).
     Strict,
 }
 
@@ -728,7 +746,7 @@ fn default_inactivity() -> u64 {
     60
 }
 fn default_latching() -> LatchingMode {
-    LatchingMode::Learn
+    LatchingMode::Strict
 }
 fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))

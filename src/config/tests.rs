@@ -413,6 +413,30 @@ fn media_ranges_validated() {
     assert_error(&e, "media.teams.port_min", "overlaps");
 }
 
+/// RTP Bleed: strict latching unless the operator chooses otherwise.
+#[test]
+fn rtp_bleed_media_latching_defaults_to_strict() {
+    use crate::media::settings::LatchingMode as Media;
+    let loaded = parse(GOOD).unwrap();
+    assert_eq!(loaded.config.media.latching, LatchingMode::Strict);
+    assert_eq!(
+        mapping::media_settings(&loaded.config).latching,
+        Media::Strict { after_packets: 3 }
+    );
+    for (name, mode) in [
+        ("off", Media::Off),
+        ("learn", Media::Learn { after_packets: 3 }),
+    ] {
+        let text = GOOD.replacen(
+            "[media.carrier]",
+            &format!("[media]\nlatching = \"{name}\"\n\n[media.carrier]"),
+            1,
+        );
+        let loaded = parse(&text).unwrap();
+        assert_eq!(mapping::media_settings(&loaded.config).latching, mode);
+    }
+}
+
 #[test]
 fn media_needs_concrete_advertised_address_row_40() {
     let e = errors_with("bind = \"127.0.0.1\"", "bind = \"0.0.0.0\"");

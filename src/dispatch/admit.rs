@@ -5,6 +5,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Instant;
 
 use bytes::Bytes;
+use ipnet::IpNet;
 
 use super::settings;
 use super::table::{Slot, TxEntry};
@@ -31,6 +32,9 @@ struct NewCall {
     carrier_target_trunks: Vec<TrunkId>,
     /// Who may speak in the carrier leg's dialogs (the calling trunk, or the first hop).
     carrier_owner: Peer,
+    /// Networks the carrier leg's media may come from: those of every trunk the call may
+    /// use (the one it came from, or each one failover may try).
+    carrier_media_sources: Vec<IpNet>,
     guard: AdmitGuard,
     from_leg: LegId,
 }
@@ -144,6 +148,10 @@ impl Dispatcher {
         let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
         let teams = self.teams_leg(&tenant.fqdn, proxy_targets, Some(trunk));
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
+        let carrier_media_sources = routing
+            .trunk(trunk)
+            .map(|t| t.sources.clone())
+            .unwrap_or_default();
         let parts = NewCall {
             carrier,
             teams,
@@ -153,6 +161,7 @@ impl Dispatcher {
             carrier_targets: Vec::new(),
             carrier_target_trunks: Vec::new(),
             carrier_owner: Peer::Carrier(trunk),
+            carrier_media_sources,
             guard,
             from_leg: LegId::Carrier,
         };
@@ -298,6 +307,13 @@ impl Dispatcher {
         let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
         let teams = self.teams_leg(&tenant.fqdn, Vec::new(), None);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
+        let carrier_media_sources = route
+            .trunks
+            .trunks()
+            .iter()
+            .filter_map(|id| routing.trunk(*id))
+            .flat_map(|t| t.sources.iter().copied())
+            .collect();
         let parts = NewCall {
             carrier,
             teams,
@@ -307,6 +323,7 @@ impl Dispatcher {
             carrier_targets: targets,
             carrier_target_trunks: target_trunks,
             carrier_owner: Peer::Carrier(trunk),
+            carrier_media_sources,
             guard,
             from_leg: LegId::Teams,
         };
@@ -374,6 +391,7 @@ impl Dispatcher {
         let allocation = match self.media.create_session(
             &self.settings.carrier_interface,
             &self.settings.teams_interface,
+            &parts.carrier_media_sources,
         ) {
             Ok(allocation) => allocation,
             Err(error) => {

@@ -10,6 +10,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use dashmap::DashMap;
+use ipnet::IpNet;
 
 use crate::media::cipher::{SrtpKeys, SrtpStream};
 use crate::media::dtmf_convert::InbandDtmfPlan;
@@ -271,11 +272,15 @@ impl MediaHandle {
     }
 
     /// Allocates and binds the sockets of a new session: an even/odd RTP/RTCP pair on the
-    /// carrier interface and one rtcp-mux port on the Teams interface.
+    /// carrier interface and one rtcp-mux port on the Teams interface, each drawn at random
+    /// from its range. `carrier_sources`: the networks the carrier may send media from
+    /// besides the hosts its SDP names (the trunk's source networks); media from anywhere
+    /// else is dropped.
     pub fn create_session(
         &self,
         carrier_interface: &str,
         teams_interface: &str,
+        carrier_sources: &[IpNet],
     ) -> Result<SessionAllocation, MediaError> {
         let carrier_if = self.interface(carrier_interface)?;
         let teams_if = self.interface(teams_interface)?;
@@ -310,7 +315,7 @@ impl MediaHandle {
             Arc::new(LegCounters::default()),
         ];
         let now = self.shared.epoch.elapsed().as_millis() as u64;
-        let pair = LegPair {
+        let mut pair = LegPair {
             carrier: LegState::new(
                 LegSide::Carrier,
                 self.shared.latching,
@@ -326,6 +331,7 @@ impl MediaHandle {
                 now,
             ),
         };
+        pair.carrier.set_allowed_sources(carrier_sources);
         let setup = SessionSetup {
             id,
             sockets: [Some(carrier_rtp), Some(carrier_rtcp), Some(teams_rtp)],
@@ -487,10 +493,12 @@ impl MediaHandle {
     }
 
     /// Installs SRTP on a leg: `inbound` decrypts what the peer sends (the peer's key),
-    /// `outbound` encrypts what we send (our key). Every call builds fresh contexts, even
-    /// with unchanged keys, so rollover counters restart at 0. `None` means plain RTP in
-    /// that direction. While ICE-lite accepts any remote agent (forks before the 200) the
-    /// inbound keys replaced still authenticate, until an `enable_ice_lite` names the agent.
+    /// `outbound` encrypts what we send (our key). A new key gets a fresh context (rollover
+    /// counter 0); a key already in use keeps its context (counters and replay state go on),
+    /// so the caller must announce a new key of ours whenever it wants a new outbound
+    /// context. `None` means no SRTP in that direction (the Teams leg then passes nothing).
+    /// While ICE-lite accepts any remote agent (forks before the 200) the inbound keys
+    /// replaced still authenticate, until an `enable_ice_lite` names the agent.
     pub fn set_srtp(
         &self,
         id: SessionId,
@@ -679,7 +687,7 @@ mod tests {
         wait_stopped(&media, 0);
         let mut sessions = Vec::new();
         for _ in 0..4 {
-            let session = media.create_session("carrier", "teams").unwrap();
+            let session = media.create_session("carrier", "teams", &[]).unwrap();
             assert_eq!(media.worker_of(session.id), Some(1));
             sessions.push(session.id);
         }
@@ -688,11 +696,11 @@ mod tests {
         media.panic_worker(1).unwrap();
         wait_stopped(&media, 1);
         assert!(matches!(
-            media.create_session("carrier", "teams"),
+            media.create_session("carrier", "teams", &[]),
             Err(MediaError::NoLiveWorker)
         ));
         assert!(matches!(
-            media.create_session("carrier", "teams"),
+            media.create_session("carrier", "teams", &[]),
             Err(MediaError::NoLiveWorker)
         ));
         let refused = &media.shared.faults.sessions_refused;

@@ -168,20 +168,28 @@ fn rtp_packet(
     mut len: usize,
     now: PacketTime,
 ) -> Action {
+    if !inbound.source_allowed(ingress.from) {
+        return Action::Drop(DropReason::UnknownSource);
+    }
     if let Some(srtp) = inbound.srtp_in.as_mut() {
         len = match srtp.unprotect_rtp(buf, len) {
             Ok(n) => n,
-            Err(CipherError::Auth) => match inbound.unprotect_early_rtp(buf, len) {
+            Err(CipherError::Auth) => match inbound
+                .unprotect_early_rtp(buf, len)
+                .or_else(|| inbound.unprotect_restarted_rtp(buf, len, now.millis))
+            {
                 Some(n) => n,
                 None => return Action::Drop(DropReason::SrtpAuth),
             },
             Err(CipherError::Malformed) => return Action::Drop(DropReason::Malformed),
         };
+    } else if inbound.requires_srtp() {
+        return Action::Drop(DropReason::NotSrtp);
     }
     let Some(header) = rtp::read_rtp_header(&buf[..len]) else {
         return Action::Drop(DropReason::Malformed);
     };
-    if !accept_media_source(inbound, ingress.from) {
+    if !accept_media_source(inbound, ingress.from, now.millis) {
         return Action::Drop(DropReason::Latching);
     }
     let payloads = &inbound.inbound_payloads;
@@ -227,6 +235,9 @@ fn rtp_packet(
             Ok(n) => n,
             Err(_) => return Action::Drop(DropReason::SrtpProtect),
         };
+    } else if outbound.requires_srtp() {
+        // Never in the clear towards Teams, not even between a new remote and its keys.
+        return Action::Drop(DropReason::SrtpProtect);
     }
     Action::Forward {
         leg: outbound.side,
@@ -237,8 +248,8 @@ fn rtp_packet(
 }
 
 /// Latching (carrier leg) and pre-nomination media following (ICE leg) for a packet that
-/// has passed authentication. Returns false when strict latching rejects the source.
-fn accept_media_source(inbound: &mut LegState, from: SocketAddr) -> bool {
+/// has passed authentication. Returns false when the latch rejects the source.
+fn accept_media_source(inbound: &mut LegState, from: SocketAddr, now_millis: u64) -> bool {
     if let Some(ice) = inbound.ice.as_mut() {
         // RFC 8445 / Teams bypass: before nomination media goes back to the first endpoint
         // that streams media; after nomination only USE-CANDIDATE moves it.
@@ -251,7 +262,7 @@ fn accept_media_source(inbound: &mut LegState, from: SocketAddr) -> bool {
         }
         return true;
     }
-    match inbound.latch.observe(from) {
+    match inbound.latch.observe(from, now_millis, inbound.remote_rtp) {
         LatchVerdict::Accept => true,
         LatchVerdict::Moved(source) => {
             if inbound.remote_rtp != Some(source) {
@@ -271,6 +282,9 @@ fn rtcp(
     buf: &mut [u8],
     mut len: usize,
 ) -> Action {
+    if !inbound.source_allowed(ingress.from) {
+        return Action::Drop(DropReason::UnknownSource);
+    }
     if let Some(srtp) = inbound.srtp_in.as_mut() {
         len = match srtp.unprotect_rtcp(buf, len) {
             Ok(n) => n,
@@ -280,16 +294,19 @@ fn rtcp(
             },
             Err(CipherError::Malformed) => return Action::Drop(DropReason::Malformed),
         };
+    } else if inbound.requires_srtp() {
+        return Action::Drop(DropReason::NotSrtp);
     }
     if inbound.ice.is_none() {
-        if !inbound.latch.allows_rtcp_from(ingress.from) {
-            return Action::Drop(DropReason::Latching);
-        }
-        // Symmetric RTCP: answer where it comes from once latching is on.
-        if ingress.socket == SocketRole::Rtcp
-            && inbound.latch.mode != crate::media::settings::LatchingMode::Off
-        {
-            inbound.remote_rtcp = Some(ingress.from);
+        match inbound.latch.observe_rtcp(ingress.from, inbound.remote_rtp) {
+            LatchVerdict::Accept => {}
+            // Symmetric RTCP: answer where it comes from.
+            LatchVerdict::Moved(source) => {
+                if ingress.socket == SocketRole::Rtcp {
+                    inbound.remote_rtcp = Some(source);
+                }
+            }
+            LatchVerdict::Reject => return Action::Drop(DropReason::Latching),
         }
     }
     inbound.counters.on_rtcp();
@@ -301,6 +318,8 @@ fn rtcp(
             Ok(n) => n,
             Err(_) => return Action::Drop(DropReason::SrtpProtect),
         };
+    } else if outbound.requires_srtp() {
+        return Action::Drop(DropReason::SrtpProtect);
     }
     Action::Forward {
         leg: outbound.side,
@@ -314,6 +333,7 @@ fn rtcp(
 mod tests {
     use super::*;
     use crate::media::cipher::{SrtpKeys, SrtpStream};
+    use crate::media::leg::RESTART_QUIET_MILLIS;
     use crate::media::rtp::{PayloadMap, PayloadMapping};
     use crate::media::settings::LatchingMode;
     use crate::media::srtp::{KeyMaterial, SrtpSuite};
@@ -326,13 +346,59 @@ mod tests {
 
     const CARRIER_PEER: u16 = 7000;
     const TEAMS_PEER: u16 = 9000;
+    /// The key Teams sends under, and the key we send Teams under, in [`pair`].
+    const TEAMS_KEY: u8 = 50;
+    const SBC_KEY: u8 = 51;
 
+    /// A carrier leg and a Teams leg with SRTP keys installed (the Teams leg passes nothing
+    /// else).
     fn pair(latching: LatchingMode) -> LegPair {
         let mut carrier = LegState::new(LegSide::Carrier, latching, true, Arc::default(), 0);
         let mut teams = LegState::new(LegSide::Teams, LatchingMode::Off, false, Arc::default(), 0);
         carrier.set_remote(addr(CARRIER_PEER), None, false);
         teams.set_remote(addr(TEAMS_PEER), None, true);
+        teams.set_srtp(
+            Some(SrtpStream::new(&keys(TEAMS_KEY))),
+            Some(SrtpStream::new(&keys(SBC_KEY))),
+        );
         LegPair { carrier, teams }
+    }
+
+    thread_local! {
+        static NEXT_SEQUENCE: std::cell::Cell<u16> = const { std::cell::Cell::new(1) };
+    }
+
+    /// A sequence number no packet of this test used yet (SRTP refuses an index twice).
+    fn next_seq() -> u16 {
+        NEXT_SEQUENCE.with(|next| {
+            let seq = next.get();
+            next.set(seq.wrapping_add(1));
+            seq
+        })
+    }
+
+    /// An RTP packet as Teams sends it: SRTP under `TEAMS_KEY`.
+    fn teams_rtp(seq: u16, payload: &[u8]) -> ([u8; PACKET_BUFFER_LEN], usize) {
+        let (mut buf, len) = rtp_packet(0, seq, payload);
+        let len = SrtpStream::new(&keys(TEAMS_KEY))
+            .protect_rtp(&mut buf, len)
+            .unwrap();
+        (buf, len)
+    }
+
+    /// What we sent Teams, decrypted as Teams would.
+    fn as_teams_receives(buf: &mut [u8], len: usize) -> usize {
+        SrtpStream::new(&keys(SBC_KEY))
+            .unprotect_rtp(buf, len)
+            .expect("SRTP under our key")
+    }
+
+    fn from_teams(from: SocketAddr) -> Ingress {
+        Ingress {
+            leg: LegSide::Teams,
+            socket: SocketRole::Rtp,
+            from,
+        }
     }
 
     fn keys(byte: u8) -> SrtpKeys {
@@ -373,7 +439,7 @@ mod tests {
     }
 
     #[test]
-    fn plain_rtp_is_forwarded_with_payload_type_mapped() {
+    fn carrier_rtp_is_forwarded_as_srtp_with_payload_type_mapped() {
         let mut p = pair(LatchingMode::Off);
         p.carrier.inbound_payloads = PayloadMap::from_mappings(&[PayloadMapping::new(101, 96)]);
         let (mut buf, len) = rtp_packet(101 | 0x80, 1, b"digit");
@@ -384,9 +450,10 @@ mod tests {
                 leg: LegSide::Teams,
                 socket: SocketRole::Rtp,
                 to: addr(TEAMS_PEER),
-                len
+                len: len + 10
             }
         );
+        assert_eq!(as_teams_receives(&mut buf, len + 10), len);
         assert_eq!(buf[1], 0x80 | 96, "marker kept, PT mapped");
         assert_eq!(&buf[12..len], b"digit");
         let carrier = p.carrier.counters.snapshot();
@@ -481,12 +548,15 @@ mod tests {
     fn rtcp_from_teams_goes_to_carrier_rtcp_port() {
         let mut p = pair(LatchingMode::Off);
         let (mut buf, len) = rtcp_rr();
+        let srtcp_len = SrtpStream::new(&keys(TEAMS_KEY))
+            .protect_rtcp(&mut buf, len)
+            .unwrap();
         let ingress = Ingress {
             leg: LegSide::Teams,
             socket: SocketRole::Rtp,
             from: addr(TEAMS_PEER),
         };
-        let action = forward_step(&mut p, ingress, &mut buf, len, t(0));
+        let action = forward_step(&mut p, ingress, &mut buf, srtcp_len, t(0));
         assert_eq!(
             action,
             Action::Forward {
@@ -505,20 +575,15 @@ mod tests {
         p.teams.set_remote(addr(TEAMS_PEER), None, true);
         // Media from the Teams side goes to the signalled carrier address until latching.
         let send_from_teams = |p: &mut LegPair| {
-            let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
-            let ingress = Ingress {
-                leg: LegSide::Teams,
-                socket: SocketRole::Rtp,
-                from: addr(TEAMS_PEER),
-            };
-            match forward_step(p, ingress, &mut buf, len, t(0)) {
+            let (mut buf, len) = teams_rtp(next_seq(), &[0; 20]);
+            match forward_step(p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0)) {
                 Action::Forward { to, .. } => to,
                 other => panic!("{other:?}"),
             }
         };
         assert_eq!(send_from_teams(&mut p), addr(CARRIER_PEER));
-        for seq in 0..2 {
-            let (mut buf, len) = rtp_packet(0, seq, &[0; 20]);
+        for _ in 0..2 {
+            let (mut buf, len) = rtp_packet(0, next_seq(), &[0; 20]);
             forward_step(&mut p, from_carrier(7100), &mut buf, len, t(0));
         }
         assert_eq!(
@@ -620,6 +685,263 @@ mod tests {
         assert_eq!(s.jitter, 0);
     }
 
+    fn host(last: u8, port: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, last], port))
+    }
+
+    /// Carrier RTP from `from`, a fresh sequence number each time.
+    fn carrier_rtp_from(p: &mut LegPair, from: SocketAddr, now: u64) -> Action {
+        let (mut buf, len) = rtp_packet(0, next_seq(), &[7; 20]);
+        let ingress = Ingress {
+            leg: LegSide::Carrier,
+            socket: SocketRole::Rtp,
+            from,
+        };
+        forward_step(p, ingress, &mut buf, len, t(now))
+    }
+
+    fn forwarded(action: Action) -> bool {
+        matches!(action, Action::Forward { .. })
+    }
+
+    /// RTP Bleed: mid-call RTP from an address that is neither the signalled host nor in
+    /// the trunk's networks used to reach Teams; it is dropped, counted, and not activity.
+    #[test]
+    fn rtp_bleed_injection_from_a_foreign_source_is_dropped_and_counted() {
+        let mut p = pair(LatchingMode::Learn { after_packets: 3 });
+        p.carrier
+            .set_allowed_sources(&["192.0.2.0/24".parse().unwrap()]);
+        for now in 0..5 {
+            assert!(forwarded(carrier_rtp_from(&mut p, addr(CARRIER_PEER), now)));
+        }
+        for now in 5..15 {
+            assert_eq!(
+                carrier_rtp_from(&mut p, host(66, 40000), now),
+                Action::Drop(DropReason::UnknownSource)
+            );
+        }
+        assert_eq!(
+            p.carrier.remote_rtp,
+            Some(addr(CARRIER_PEER)),
+            "never latched"
+        );
+        let (mut buf, len) = rtcp_rr();
+        let rtcp = Ingress {
+            leg: LegSide::Carrier,
+            socket: SocketRole::Rtcp,
+            from: host(66, 40001),
+        };
+        assert_eq!(
+            forward_step(&mut p, rtcp, &mut buf, len, t(16)),
+            Action::Drop(DropReason::UnknownSource)
+        );
+        assert_eq!(p.carrier.remote_rtcp, None, "RTCP destination unmoved");
+        let stats = p.carrier.counters.snapshot();
+        assert_eq!((stats.dropped, stats.rx_packets), (11, 16));
+        assert_eq!(p.teams.counters.snapshot().tx_packets, 5);
+        assert_eq!(p.carrier.inactivity.last_activity_millis(), 4);
+    }
+
+    /// A NAT'd carrier whose media comes from a trunk host other than its SDP's latches in
+    /// the window after the answer; later, neither another trunk host nor the signalled
+    /// address moves it, however many packets they send; a new offer/answer opens a new
+    /// window.
+    #[test]
+    fn rtp_bleed_trunk_source_latches_in_the_window_then_the_latch_holds() {
+        let mut p = pair(LatchingMode::Strict { after_packets: 3 });
+        p.carrier
+            .set_allowed_sources(&["127.0.0.0/24".parse().unwrap()]);
+        let nat = host(20, 31000);
+        for now in [0, 20, 40, 60] {
+            assert!(forwarded(carrier_rtp_from(&mut p, nat, now)));
+        }
+        assert_eq!(p.carrier.notice.take(), Some(LegNotice::Latched(nat)));
+        for now in 100..130 {
+            assert_eq!(
+                carrier_rtp_from(&mut p, host(21, 31000), now),
+                Action::Drop(DropReason::Latching)
+            );
+            assert_eq!(
+                carrier_rtp_from(&mut p, addr(CARRIER_PEER), now),
+                Action::Drop(DropReason::Latching)
+            );
+        }
+        assert!(forwarded(carrier_rtp_from(&mut p, nat, 140)));
+        assert_eq!(p.carrier.remote_rtp, Some(nat));
+        // Re-INVITE: a new window; the carrier's new source latches.
+        p.carrier.set_remote(addr(CARRIER_PEER), None, false);
+        let moved = host(21, 32000);
+        for now in [200, 220, 240] {
+            assert!(forwarded(carrier_rtp_from(&mut p, moved, now)));
+        }
+        assert_eq!(p.carrier.remote_rtp, Some(moved));
+        assert_eq!(
+            carrier_rtp_from(&mut p, nat, 260),
+            Action::Drop(DropReason::Latching)
+        );
+    }
+
+    /// Plain RTP arriving on the Teams leg before keys are installed used to be forwarded to
+    /// the carrier; so did plain RTCP. Both are dropped as `not_srtp`; and carrier media is
+    /// not sent to Teams in the clear meanwhile.
+    #[test]
+    fn row43_plain_rtp_on_the_teams_leg_before_keys_is_dropped_and_counted() {
+        let mut p = pair(LatchingMode::Off);
+        p.teams.set_srtp(None, None);
+        let (mut buf, len) = rtp_packet(0, 1, b"plain");
+        assert_eq!(
+            forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0)),
+            Action::Drop(DropReason::NotSrtp)
+        );
+        let (mut buf, len) = rtcp_rr();
+        assert_eq!(
+            forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0)),
+            Action::Drop(DropReason::NotSrtp)
+        );
+        assert_eq!(
+            carrier_rtp_from(&mut p, addr(CARRIER_PEER), 0),
+            Action::Drop(DropReason::SrtpProtect)
+        );
+        let (mut buf, len) = rtcp_rr();
+        let rtcp = Ingress {
+            leg: LegSide::Carrier,
+            socket: SocketRole::Rtcp,
+            from: addr(CARRIER_PEER + 1),
+        };
+        assert_eq!(
+            forward_step(&mut p, rtcp, &mut buf, len, t(0)),
+            Action::Drop(DropReason::SrtpProtect)
+        );
+        assert_eq!(p.teams.counters.snapshot().dropped, 2);
+        assert_eq!(p.carrier.counters.snapshot().tx_packets, 0);
+    }
+
+    /// A Teams endpoint restarting its stream under the same key (same SSRC, a new sender
+    /// context: rollover counter 0, sequence from elsewhere) used to be black-holed by the
+    /// replay window. Once the old stream has been silent long enough, the restarted one
+    /// flows; also when the old one had wrapped (rollover counter 1).
+    #[test]
+    fn row43_teams_stream_restart_under_the_same_key_is_not_black_holed() {
+        for first in [30_000u16, 65_530] {
+            let mut p = pair(LatchingMode::Off);
+            let mut old = SrtpStream::new(&keys(TEAMS_KEY));
+            let mut now = 0;
+            for step in 0..20u16 {
+                let (mut buf, len) = rtp_packet(0, first.wrapping_add(step), &[1; 20]);
+                let len = old.protect_rtp(&mut buf, len).unwrap();
+                now += 20;
+                assert!(forwarded(forward_step(
+                    &mut p,
+                    from_teams(addr(TEAMS_PEER)),
+                    &mut buf,
+                    len,
+                    t(now)
+                )));
+            }
+            let silent_since = now;
+            let mut restarted = SrtpStream::new(&keys(TEAMS_KEY));
+            let mut flowing_from = None;
+            for seq in 100..200u16 {
+                let (mut buf, len) = rtp_packet(0, seq, &[2; 20]);
+                let len = restarted.protect_rtp(&mut buf, len).unwrap();
+                now += 20;
+                let action =
+                    forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(now));
+                match (action, flowing_from) {
+                    (Action::Forward { .. }, None) => flowing_from = Some(now),
+                    (Action::Forward { .. }, Some(_)) => {}
+                    (other, Some(_)) => panic!("{first}: dropped once flowing: {other:?}"),
+                    (other, None) => assert_eq!(other, Action::Drop(DropReason::SrtpAuth)),
+                }
+            }
+            let flowing_from = flowing_from.expect("the restarted stream flows");
+            assert!(
+                flowing_from - silent_since >= RESTART_QUIET_MILLIS,
+                "{first}"
+            );
+            assert!(
+                flowing_from - silent_since <= RESTART_QUIET_MILLIS + 20,
+                "{first}"
+            );
+        }
+    }
+
+    /// The restart rule is no replay hole: old packets replayed while the genuine stream
+    /// flows are all refused, however many in a row.
+    #[test]
+    fn row43_replayed_teams_packets_never_restart_a_flowing_stream() {
+        let mut p = pair(LatchingMode::Off);
+        let mut sender = SrtpStream::new(&keys(TEAMS_KEY));
+        let mut recorded = Vec::new();
+        let mut seq = 1000u16;
+        let mut now = 0;
+        let mut send = |p: &mut LegPair, now: u64, seq: u16| {
+            let (mut buf, len) = rtp_packet(0, seq, &[3; 20]);
+            let len = sender.protect_rtp(&mut buf, len).unwrap();
+            let copy = (buf, len);
+            let action = forward_step(p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(now));
+            (action, copy)
+        };
+        for _ in 0..100 {
+            let (action, copy) = send(&mut p, now, seq);
+            assert!(forwarded(action));
+            recorded.push(copy);
+            seq += 1;
+            now += 20;
+        }
+        for burst in recorded.chunks(5) {
+            // Consecutive old packets, as a restarted stream would look, then the genuine
+            // stream's next packet.
+            for (buf, len) in burst {
+                let mut replay = *buf;
+                assert_eq!(
+                    forward_step(&mut p, from_teams(host(66, 9)), &mut replay, *len, t(now)),
+                    Action::Drop(DropReason::SrtpAuth)
+                );
+            }
+            let (action, _) = send(&mut p, now, seq);
+            assert!(forwarded(action));
+            seq += 1;
+            now += 20;
+        }
+    }
+
+    /// A Teams endpoint changing its SSRC starts a fresh stream at once.
+    #[test]
+    fn row43_teams_ssrc_change_gets_a_fresh_stream_at_once() {
+        let mut p = pair(LatchingMode::Off);
+        let mut sender = SrtpStream::new(&keys(TEAMS_KEY));
+        for (seq, ssrc) in [(40_000u16, 1u32), (40_001, 1), (7, 2), (8, 2), (40_002, 1)] {
+            let (mut buf, len) = rtp_packet(0, seq, &[4; 20]);
+            buf[8..12].copy_from_slice(&ssrc.to_be_bytes());
+            let len = sender.protect_rtp(&mut buf, len).unwrap();
+            let action = forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0));
+            assert!(forwarded(action), "{seq}/{ssrc}: {action:?}");
+        }
+    }
+
+    /// A carrier restarting its sequence numbers used to be black-holed towards Teams (our
+    /// outbound context refused every index as used). One packet is lost, then Teams gets
+    /// the stream continuing where it was.
+    #[test]
+    fn row43_carrier_sequence_restart_continues_towards_teams() {
+        let mut p = pair(LatchingMode::Off);
+        let mut teams_receiver = SrtpStream::new(&keys(SBC_KEY));
+        let mut received = Vec::new();
+        for seq in (2000..2010u16).chain(3..13) {
+            let (mut buf, len) = rtp_packet(0, seq, &[5; 20]);
+            match forward_step(&mut p, from_carrier(CARRIER_PEER), &mut buf, len, t(0)) {
+                Action::Forward { len, .. } => {
+                    let len = teams_receiver.unprotect_rtp(&mut buf, len).unwrap();
+                    assert_eq!(&buf[12..len], &[5; 20]);
+                    received.push(u16::from_be_bytes([buf[2], buf[3]]));
+                }
+                other => assert_eq!((seq, other), (3, Action::Drop(DropReason::SrtpProtect))),
+            }
+        }
+        assert_eq!(received, (2000..2019).collect::<Vec<_>>());
+    }
+
     /// Row 52 harness: the Teams leg of a PSTN -> Teams bypass call and its forked clients.
     mod forks {
         use super::*;
@@ -711,7 +1033,7 @@ mod tests {
 
         /// Where carrier media goes now.
         fn carrier_media_to(p: &mut LegPair) -> SocketAddr {
-            let (mut buf, len) = rtp_packet(0, 1, &[0; 20]);
+            let (mut buf, len) = rtp_packet(0, next_seq(), &[0; 20]);
             match forward_step(p, from_carrier(CARRIER_PEER), &mut buf, len, t(0)) {
                 Action::Forward {
                     leg: LegSide::Teams,
@@ -723,13 +1045,8 @@ mod tests {
         }
 
         fn media_from(p: &mut LegPair, from: SocketAddr) -> Action {
-            let (mut buf, len) = rtp_packet(0, 2, &[0; 20]);
-            let ingress = Ingress {
-                leg: LegSide::Teams,
-                socket: SocketRole::Rtp,
-                from,
-            };
-            forward_step(p, ingress, &mut buf, len, t(0))
+            let (mut buf, len) = teams_rtp(next_seq(), &[0; 20]);
+            forward_step(p, from_teams(from), &mut buf, len, t(0))
         }
 
         fn forked_call() -> LegPair {

@@ -41,6 +41,11 @@ impl InactivityTracker {
         self.last_activity_millis = self.last_activity_millis.max(now_millis);
     }
 
+    /// When the leg last received valid media.
+    pub fn last_activity_millis(&self) -> u64 {
+        self.last_activity_millis
+    }
+
     pub fn is_reported_inactive(&self) -> bool {
         self.reported_inactive
     }

@@ -15,7 +15,8 @@ pub enum DropReason {
     SrtpAuth,
     /// Encryption towards the other leg failed (no room, missing context).
     SrtpProtect,
-    /// Strict latching: packet from a source other than the latched one.
+    /// Latching: a packet from a source the latch does not take (another source than the
+    /// latched one once the window after an offer/answer closed, in strict mode).
     Latching,
     /// STUN on a leg without ICE, or a check with bad credentials.
     Stun,
@@ -26,10 +27,15 @@ pub enum DropReason {
     UnnegotiatedPayload,
     /// An RFC 4733 repeat (retransmission, end copy) that adds no tone for an in-band carrier.
     DtmfRedundant,
+    /// Carrier leg: a source that is neither a host the peer's SDP names nor in the trunk's
+    /// networks (RTP Bleed, injection).
+    UnknownSource,
+    /// Plain RTP/RTCP on the SRTP (Teams) leg, which has no keys yet.
+    NotSrtp,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 9] = [
+    pub const ALL: [DropReason; 11] = [
         DropReason::Malformed,
         DropReason::NoRemote,
         DropReason::SrtpAuth,
@@ -39,6 +45,8 @@ impl DropReason {
         DropReason::SendError,
         DropReason::UnnegotiatedPayload,
         DropReason::DtmfRedundant,
+        DropReason::UnknownSource,
+        DropReason::NotSrtp,
     ];
 
     pub fn label(self) -> &'static str {
@@ -52,6 +60,8 @@ impl DropReason {
             DropReason::SendError => "send_error",
             DropReason::UnnegotiatedPayload => "unnegotiated_payload",
             DropReason::DtmfRedundant => "dtmf_redundant",
+            DropReason::UnknownSource => "unknown_source",
+            DropReason::NotSrtp => "not_srtp",
         }
     }
 
@@ -201,6 +211,13 @@ impl WorkerTally {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_reason_has_its_own_counter() {
+        for (position, reason) in DropReason::ALL.iter().enumerate() {
+            assert_eq!(reason.index(), position, "{reason:?}");
+        }
+    }
 
     #[test]
     fn flush_moves_tally_into_counters() {

@@ -34,16 +34,23 @@ impl InterfaceSettings {
     }
 }
 
-/// How the carrier leg learns where to send media (symmetric RTP).
+/// How the carrier leg learns where to send media (symmetric RTP). Whatever the mode, the
+/// carrier leg only takes media from a host the peer's SDP names or from the trunk's
+/// networks.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LatchingMode {
-    /// Always send to the address signalled with `set_remote`.
+    /// Always send to the address signalled with `set_remote`; take media from every
+    /// allowed source.
     Off,
     /// Move the remote address to a source after `after_packets` consecutive valid packets
-    /// from it; a later source can take over the same way.
+    /// from it, at any time in the call; a later source can take over the same way (and
+    /// so can any host in the trunk's networks).
     Learn { after_packets: u32 },
-    /// Like `Learn` for the first source; once latched, packets from any other source are
-    /// dropped and the latch never moves.
+    /// Latch within a window opened by each offer/answer (`set_remote`): the first source
+    /// with `after_packets` consecutive valid packets becomes the remote address and closes
+    /// the window, as do `leg::LATCH_WINDOW_PACKETS` packets or `leg::LATCH_WINDOW_MILLIS`
+    /// without a latch. Then only that source (or the remote address) is accepted until the
+    /// next offer/answer; RTCP likewise.
     Strict { after_packets: u32 },
 }
 
@@ -67,7 +74,7 @@ impl Default for MediaSettings {
         Self {
             interfaces: Vec::new(),
             workers: 0,
-            latching: LatchingMode::Learn { after_packets: 3 },
+            latching: LatchingMode::Strict { after_packets: 3 },
             inactivity_timeout: Duration::from_secs(60),
             hold_counts_as_activity: true,
             batch_io: true,

@@ -212,12 +212,17 @@ impl PacketBatch {
         self.buffers.len()
     }
 
-    fn prepare(&mut self, count: usize, receive: bool) {
-        for i in 0..count {
+    /// Points headers `range` at their buffers and addresses. A receive offers each buffer's
+    /// first `MAX_DATAGRAM_LEN` bytes; a send offers `lens[i]`, never more than the buffer
+    /// holds (an entry longer than its buffer is refused before this, see `send`): every
+    /// iovec this leaves behind lies inside its buffer.
+    fn prepare(&mut self, range: std::ops::Range<usize>, receive: bool) {
+        for i in range {
+            let buffer_len = self.buffers[i].len();
             let len = if receive {
-                MAX_DATAGRAM_LEN
+                MAX_DATAGRAM_LEN.min(buffer_len)
             } else {
-                self.lens[i]
+                self.lens[i].min(buffer_len)
             };
             self.iovecs[i] = libc::iovec {
                 iov_base: self.buffers[i].as_mut_ptr().cast(),
@@ -225,9 +230,11 @@ impl PacketBatch {
             };
             let header = &mut self.headers[i].msg_hdr;
             header.msg_name = (&mut self.addrs[i] as *mut libc::sockaddr_storage).cast();
-            if receive {
-                header.msg_namelen = size_of::<libc::sockaddr_storage>() as libc::socklen_t;
-            }
+            header.msg_namelen = if receive {
+                size_of::<libc::sockaddr_storage>() as libc::socklen_t
+            } else {
+                sockaddr_len(&self.addrs[i])
+            };
             header.msg_iov = &mut self.iovecs[i];
             header.msg_iovlen = 1;
             header.msg_control = std::ptr::null_mut();
@@ -240,9 +247,13 @@ impl PacketBatch {
     /// Receives up to `capacity()` datagrams without blocking; `Ok(0)` when none is queued.
     pub fn receive(&mut self, fd: RawFd) -> io::Result<usize> {
         let capacity = self.capacity();
-        self.prepare(capacity, true);
-        // SAFETY: `headers[..capacity]` point at buffers, iovecs and addresses owned by
-        // `self`, sized as declared, and stay alive and unaliased during the call.
+        // Indexes every vector up to `capacity`, so a caller who shrank one panics here,
+        // before the kernel is handed anything.
+        self.prepare(0..capacity, true);
+        // SAFETY: `prepare` just pointed `headers[..capacity]` at iovecs, buffers and
+        // addresses owned by `self`; each iovec covers at most its own buffer and each name
+        // length is the size of its `sockaddr_storage`. `&mut self` keeps all of them alive
+        // and unaliased for the call, and the kernel writes at most `capacity` headers.
         let n = unsafe {
             libc::recvmmsg(
                 fd,
@@ -298,49 +309,81 @@ impl PacketBatch {
     }
 
     /// Sends entries `start..end` (lens and addrs already filled) on `fd`; returns how many
-    /// the kernel accepted.
+    /// the kernel accepted. An entry whose length exceeds its buffer is refused: never sent
+    /// (not even truncated) and not counted as accepted.
     pub fn send(&mut self, fd: RawFd, start: usize, end: usize, batched: bool) -> usize {
         let end = end.min(self.capacity());
-        if start >= end {
-            return 0;
-        }
-        if batched {
-            self.prepare(end, false);
-            for i in start..end {
-                self.headers[i].msg_hdr.msg_namelen = sockaddr_len(&self.addrs[i]);
+        let mut accepted = 0;
+        let mut run_start = start;
+        while run_start < end {
+            if !self.fits_its_buffer(run_start) {
+                run_start += 1;
+                continue;
             }
-            let mut sent = start;
-            while sent < end {
-                // SAFETY: headers[sent..end] were prepared above and point into buffers owned
-                // by `self`; lengths never exceed the buffers.
-                let n = unsafe {
-                    libc::sendmmsg(
-                        fd,
-                        self.headers[sent..].as_mut_ptr(),
-                        (end - sent) as libc::c_uint,
-                        libc::MSG_DONTWAIT,
-                    )
-                };
-                if n <= 0 {
-                    // Skip the packet the kernel refused and carry on with the rest.
-                    sent += 1;
-                    continue;
-                }
-                sent += n as usize;
+            let mut run_end = run_start + 1;
+            while run_end < end && self.fits_its_buffer(run_end) {
+                run_end += 1;
             }
-            return self.count_accepted(start, end);
+            accepted += if batched {
+                self.send_run_batched(fd, run_start..run_end)
+            } else {
+                self.send_run_one_by_one(fd, run_start..run_end)
+            };
+            run_start = run_end;
         }
+        accepted
+    }
+
+    fn fits_its_buffer(&self, i: usize) -> bool {
+        self.lens[i] <= self.buffers[i].len()
+    }
+
+    /// sendmmsg over `run`, whose entries all fit their buffers.
+    fn send_run_batched(&mut self, fd: RawFd, run: std::ops::Range<usize>) -> usize {
+        self.prepare(run.clone(), false);
+        let mut sent = run.start;
+        while sent < run.end {
+            // SAFETY: `prepare` pointed `headers[run]` at iovecs, buffers and addresses owned
+            // by `self`, each iovec no longer than its buffer (it clamps to the buffer) and
+            // each name length no longer than its `sockaddr_storage`; `sent..run.end` lies
+            // inside `run`, which `prepare` indexed, so the kernel reads `run.end - sent`
+            // valid headers. `&mut self` keeps everything alive and unaliased for the call.
+            let n = unsafe {
+                libc::sendmmsg(
+                    fd,
+                    self.headers[sent..].as_mut_ptr(),
+                    (run.end - sent) as libc::c_uint,
+                    libc::MSG_DONTWAIT,
+                )
+            };
+            if n <= 0 {
+                // Skip the packet the kernel refused and carry on with the rest.
+                sent += 1;
+                continue;
+            }
+            sent += n as usize;
+        }
+        self.count_accepted(run)
+    }
+
+    /// One sendto per entry of `run`, whose entries all fit their buffers.
+    fn send_run_one_by_one(&mut self, fd: RawFd, run: std::ops::Range<usize>) -> usize {
         let mut ok = 0;
-        for i in start..end {
-            // SAFETY: buffer and address belong to `self` and are valid for the lengths given.
+        for i in run {
+            let buffer = &self.buffers[i];
+            let len = self.lens[i].min(buffer.len());
+            let addr = &self.addrs[i];
+            // SAFETY: `buffer` is valid for reads of `len` bytes (clamped to its length just
+            // above) and `addr` for reads of `sockaddr_len(addr)` bytes (at most the size of a
+            // `sockaddr_storage`); both are borrowed from `self` for the call.
             let n = unsafe {
                 libc::sendto(
                     fd,
-                    self.buffers[i].as_ptr().cast(),
-                    self.lens[i],
+                    buffer.as_ptr().cast(),
+                    len,
                     libc::MSG_DONTWAIT,
-                    (&self.addrs[i] as *const libc::sockaddr_storage).cast(),
-                    sockaddr_len(&self.addrs[i]),
+                    (addr as *const libc::sockaddr_storage).cast(),
+                    sockaddr_len(addr),
                 )
             };
             if n >= 0 {
@@ -350,9 +393,8 @@ impl PacketBatch {
         ok
     }
 
-    fn count_accepted(&self, start: usize, end: usize) -> usize {
-        (start..end)
-            .filter(|&i| self.headers[i].msg_len as usize == self.lens[i])
+    fn count_accepted(&self, run: std::ops::Range<usize>) -> usize {
+        run.filter(|&i| self.headers[i].msg_len as usize == self.lens[i])
             .count()
     }
 }
@@ -437,6 +479,34 @@ mod tests {
         for _ in 0..6 {
             let (n, _) = tx.recv_from(&mut buf).unwrap();
             assert_eq!(n, 100);
+        }
+    }
+
+    /// A length longer than its buffer, given through the public `lens`, would have had the
+    /// kernel read past the buffer: the entry is refused, its neighbours still go out.
+    #[test]
+    fn send_refuses_a_length_longer_than_its_buffer() {
+        let rx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        let tx = UdpSocket::bind("127.0.0.1:0").unwrap();
+        tx.set_read_timeout(Some(std::time::Duration::from_secs(2)))
+            .unwrap();
+        let to = tx.local_addr().unwrap();
+        for batched in [true, false] {
+            let mut batch = PacketBatch::new(3);
+            for (i, len) in [(0, PACKET_BUFFER_LEN + 100), (1, 100), (2, 50)] {
+                batch.buffers[i] = [i as u8 + 1; PACKET_BUFFER_LEN];
+                batch.lens[i] = len;
+                to_sockaddr(&to, &mut batch.addrs[i]);
+            }
+            assert_eq!(batch.send(rx.as_raw_fd(), 0, 3, batched), 2, "{batched}");
+            let mut buf = [0u8; 4 * PACKET_BUFFER_LEN];
+            for (len, byte) in [(100, 2), (50, 3)] {
+                let (n, _) = tx.recv_from(&mut buf).unwrap();
+                assert_eq!((n, buf[0]), (len, byte), "{batched}: entries 1 and 2 only");
+            }
+            tx.set_nonblocking(true).unwrap();
+            assert!(tx.recv_from(&mut buf).is_err(), "{batched}: nothing else");
+            tx.set_nonblocking(false).unwrap();
         }
     }
 

@@ -26,6 +26,8 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ipnet::IpNet;
+
 use crate::config::{Config, NumberBlock, TransportKind};
 
 pub use failover::{
@@ -68,6 +70,8 @@ pub struct Trunk {
     pub transport: TransportKind,
     pub max_concurrent_calls: Option<u32>,
     pub max_calls_per_second: Option<u32>,
+    /// Networks its SIP and media come from: `allowed_source_cidrs`, or the address' IP.
+    pub sources: Vec<IpNet>,
     translation: translate::TrunkTranslation,
 }
 
@@ -251,12 +255,14 @@ impl RoutingTable {
                         message: e.message,
                     }
                 })?;
+            let trunk_sources = t.source_networks();
             trunks.push(Trunk {
                 name: Arc::from(t.name.as_str()),
                 address: t.address.clone(),
                 transport: t.transport,
                 max_concurrent_calls: t.max_concurrent_calls,
                 max_calls_per_second: t.max_calls_per_second,
+                sources: trunk_sources,
                 translation,
             });
         }

@@ -113,6 +113,22 @@ fn carrier_at(kind: crate::transport::TransportKind, s: &str) -> Option<TrunkId>
     }
 }
 
+/// The networks a trunk's media may come from (the media engine's carrier leg gets them).
+#[test]
+fn trunk_sources_are_its_cidrs_or_its_address() {
+    let t = table();
+    let sources = |name: &str| {
+        t.trunk(trunk(&t, name))
+            .unwrap()
+            .sources
+            .iter()
+            .map(ToString::to_string)
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(sources("pstn-a"), ["198.51.100.0/24", "2001:db8:a::/48"]);
+    assert_eq!(sources("pstn-b"), ["192.0.2.10/32"]);
+}
+
 #[test]
 fn trunk_by_source_cidr_longest_prefix_ipv4_ipv6_and_address_literal() {
     use crate::transport::TransportKind::Udp;

@@ -1,7 +1,8 @@
-//! Shared harness of the end-to-end call tests (`calls_sipp.rs`, `calls_baresip.rs`): a test
-//! configuration with its own dev certificates, the SBC started in-process with
-//! `teams_sbc::app::start` on free loopback ports, SIPp scenarios from `tests/sipp/calls`
-//! with placeholders filled in, bounded waits, and metric reads from the SBC's registry.
+//! Shared harness of the end-to-end call tests (`calls_*.rs`): a test configuration with its
+//! own dev certificates, the SBC started in-process with `teams_sbc::app::start` on free
+//! loopback ports, SIPp scenarios from `tests/sipp/calls` with placeholders filled in,
+//! SIPp message logs, a Teams media end of the test's own (webrtc-srtp) facing a carrier
+//! SIPp that echoes RTP, bounded waits, and metric reads from the SBC's registry.
 //!
 //! Loopback plan: the SBC signals on 127.0.0.1; the carrier peer is 127.0.0.2 (the trunk's
 //! source); Microsoft is 127.0.0.3 and 127.0.0.4 (the configured Microsoft source range).
@@ -21,7 +22,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use base64::Engine as _;
 use teams_sbc::app::Running;
+use webrtc_srtp::context::Context;
+use webrtc_srtp::protection_profile::ProtectionProfile;
 
 pub const BASE: &str = "sbc.example.test";
 pub const SBC_IP: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 1);
@@ -657,11 +661,6 @@ pub fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> 
     peer
 }
 
-/// `text` as a literal in a SIPp regular expression.
-pub fn regex_escape(text: &str) -> String {
-    text.replace('.', "\\.").replace('+', "\\+")
-}
-
 /// A lab with one Microsoft stand-in (SIPp over TCP) whose first ping has already failed.
 pub fn lab_with_one_proxy(media_base: u16) -> (Lab, u16) {
     lab_with_one_proxy_and(LabSpec::new(media_base))
@@ -674,6 +673,184 @@ pub fn lab_with_one_proxy_and(mut spec: LabSpec) -> (Lab, u16) {
     let lab = Lab::start(spec);
     lab.wait_first_pings(&[format!("{TEAMS_IP}:{port}")]);
     (lab, port)
+}
+
+/// `text` with the characters a SIPp `ereg` regular expression treats specially escaped.
+pub fn regex_escape(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() * 2);
+    for c in text.chars() {
+        if ".+*?()[]{}|^$\\".contains(c) {
+            out.push('\\');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// One SIPp call; `-trace_msg` keeps every message it sent and received.
+pub fn sipp_traced(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
+    require("sipp", "sip-tester");
+    let child = Command::new("sipp")
+        .arg("-sf")
+        .arg(scenario)
+        .args(args)
+        .args([
+            "-m",
+            "1",
+            "-nostdin",
+            "-trace_err",
+            "-trace_logs",
+            "-trace_msg",
+            "-timeout",
+            "40s",
+            "-timeout_error",
+        ])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!("spawn sipp ({e}); install it with `apt-get install -y sip-tester`")
+        });
+    Peer::from_child(name, child, dir)
+}
+
+/// The messages SIPp received (from its `*_messages.log` in `dir`), in order, LF line ends.
+pub fn received_messages(dir: &Path) -> Vec<String> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().to_string();
+        if !name.ends_with("_messages.log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path())
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
+        for block in text.split("----------------------------------------------- ") {
+            let Some((head, message)) = block.split_once("\n\n") else {
+                continue;
+            };
+            if head.contains("message received") {
+                out.push(message.trim_start().to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The first line of `message` starting with `prefix` (SDP lines sit at the line start).
+pub fn sdp_line<'a>(message: &'a str, prefix: &str) -> Option<&'a str> {
+    message
+        .lines()
+        .map(str::trim)
+        .find(|l| l.starts_with(prefix))
+}
+
+/// A random SDES inline key (16-byte key + 14-byte salt, base64).
+pub fn new_inline_key() -> String {
+    let raw: [u8; 30] = rand::random();
+    base64::engine::general_purpose::STANDARD.encode(raw)
+}
+
+/// A fresh SRTP context (rollover counter 0) for `inline`, from webrtc-srtp.
+pub fn srtp_context(inline: &str) -> Context {
+    let raw = base64::engine::general_purpose::STANDARD
+        .decode(inline)
+        .expect("SDES inline key is base64");
+    assert_eq!(raw.len(), 30, "AES_CM_128 key + salt");
+    Context::new(
+        &raw[..16],
+        &raw[16..],
+        ProtectionProfile::Aes128CmHmacSha1_80,
+        None,
+        None,
+    )
+    .unwrap()
+}
+
+/// A PCMU RTP packet whose payload is derived from `seq` (SSRC 0x7e570002).
+pub fn rtp_packet(seq: u16) -> Vec<u8> {
+    let mut packet = vec![0x80, 0x00];
+    packet.extend_from_slice(&seq.to_be_bytes());
+    packet.extend_from_slice(&(u32::from(seq) * 160).to_be_bytes());
+    packet.extend_from_slice(&0x7e57_0002u32.to_be_bytes());
+    packet.extend((0..160u16).map(|i| (i as u8) ^ (seq as u8)));
+    packet
+}
+
+/// `(address, key)` the Teams stand-in logged after `tag` (SBC-MEDIA / SBC-REKEY).
+pub fn logged_sbc_media(dir: &Path, tag: &str) -> Option<(SocketAddr, String)> {
+    for entry in std::fs::read_dir(dir).ok()?.flatten() {
+        if !entry.file_name().to_string_lossy().ends_with("_logs.log") {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path()).ok()?;
+        let line = text.lines().find(|l| l.contains(tag))?;
+        let mut fields = line.split(tag).nth(1)?.split_whitespace();
+        let ip = fields.next()?;
+        let port = fields.next()?;
+        let key = fields.next()?.to_string();
+        return Some((format!("{ip}:{port}").parse().ok()?, key));
+    }
+    None
+}
+
+pub fn wait_logged(dir: &Path, tag: &str) -> (SocketAddr, String) {
+    let deadline = Instant::now() + Duration::from_secs(45);
+    loop {
+        if let Some(found) = logged_sbc_media(dir, tag) {
+            return found;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the Teams stand-in never logged {tag}; SIPp errors:\n{}",
+            sipp_errors(dir)
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// Sends RTP `seqs` encrypted with `encrypt` to `sbc` and returns the sequence numbers of
+/// the echoes (carrier SIPp `-rtp_echo`, re-encrypted by the SBC) that `decrypt` accepts,
+/// plus how many echoes `stale` (the keys before a re-key) still accepts.
+pub fn echo_round(
+    socket: &UdpSocket,
+    sbc: SocketAddr,
+    seqs: &[u16],
+    encrypt: &mut Context,
+    decrypt: &mut Context,
+    mut stale: Option<&mut Context>,
+) -> (std::collections::BTreeSet<u16>, usize) {
+    let mut echoed = std::collections::BTreeSet::new();
+    let mut stale_ok = 0;
+    let mut buf = [0u8; 2048];
+    let mut take = |n: usize, buf: &[u8], echoed: &mut std::collections::BTreeSet<u16>| {
+        if let Some(old) = stale.as_deref_mut() {
+            if old.decrypt_rtp(&buf[..n]).is_ok() {
+                stale_ok += 1;
+            }
+        }
+        if let Ok(plain) = decrypt.decrypt_rtp(&buf[..n]) {
+            let seq = u16::from_be_bytes([plain[2], plain[3]]);
+            assert_eq!(&plain[12..], &rtp_packet(seq)[12..], "payload of {seq}");
+            echoed.insert(seq);
+        }
+    };
+    let total = seqs.len();
+    for &seq in seqs {
+        let protected = encrypt.encrypt_rtp(&rtp_packet(seq)).unwrap();
+        socket.send_to(&protected, sbc).unwrap();
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            take(n, &buf, &mut echoed);
+        }
+    }
+    let settle = Instant::now() + Duration::from_secs(2);
+    while Instant::now() < settle && echoed.len() < total {
+        if let Ok((n, _)) = socket.recv_from(&mut buf) {
+            take(n, &buf, &mut echoed);
+        }
+    }
+    (echoed, stale_ok)
 }
 
 /// Wait until something listens for TCP on `addr` (a SIPp UAS is up). Read from

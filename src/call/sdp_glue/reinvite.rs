@@ -6,11 +6,14 @@
 //! same `local` address (row 41) and never carries `c=0.0.0.0` (row 40); towards Teams any
 //! hold is `a=inactive` (row 39).
 //!
-//! SRTP keys: the media core rebuilds both SRTP contexts of the Teams leg (rollover counters
-//! back to 0) on every `SetSrtp`, so `SetSrtp` is only sent when Teams' key changed. When
-//! Teams re-keys in an offer we answer with a fresh key of ours too, so both directions
-//! restart at ROC 0 with new keys, which is what both ends then expect (RFC 3711 §3.3.1).
-//! When Teams re-keys in an answer to our offer, our key stays (the offer is already sent).
+//! SRTP keys: a new outbound context (rollover counter and index back to 0) is only ever
+//! built for a new key of ours, announced in our SDP, so no keystream is used twice
+//! (RFC 3711 §9.1). Each offer we relay to Teams carries a fresh key of ours, taken into use
+//! when Teams answers it: whether or not Teams re-keys in its answer, both directions then
+//! run under keys their contexts started with. When Teams re-keys in an offer we answer with
+//! a fresh key of ours too. Where our SDP is sent again unchanged (a re-INVITE without SDP,
+//! a session refresh) our key stays, and so does its context in the media core, which keeps
+//! the context of any key it already has. `SetSrtp` goes out only when a key changed.
 //!
 //! ICE restart (bypass legs, RFC 8445 §9 / RFC 5245 §9.1.1.1): new `ice-ufrag`/`ice-pwd` from
 //! Teams -> new local credentials in our answer and `EnableIceLite` with them; the candidate
@@ -41,6 +44,8 @@ pub(crate) struct PendingOffer {
     /// What we offered the other leg, stamped with `origin`.
     sent: Sdp,
     origin: sdp::LegOrigin,
+    /// The fresh key of ours in an offer to Teams, ours once Teams accepts the offer.
+    teams_key: Option<SdesKey>,
 }
 
 impl PendingOffer {
@@ -138,20 +143,19 @@ impl Negotiation {
             .as_ref()
             .is_none_or(|b| other_leg_sees_change(b, &remote));
         if other_sees_change || self.received[leg_index(other)].is_none() {
-            let (sent, origin) = match other {
+            let (sent, origin, teams_key) = match other {
                 LegId::Teams => {
+                    let key = SdesKey::generate();
                     let mut origin = self.teams_origin.clone();
-                    (
-                        sdp::offer_towards_teams(&offer, &self.teams_side(), &mut origin)?,
-                        origin,
-                    )
+                    let side = self.teams_side_with(&key);
+                    let sent = sdp::offer_towards_teams(&offer, &side, &mut origin)?;
+                    (sent, origin, Some(key))
                 }
                 LegId::Carrier => {
                     let mut origin = self.carrier_origin.clone();
-                    (
-                        sdp::offer_towards_carrier(&offer, &self.carrier_side(), &mut origin)?,
-                        origin,
-                    )
+                    let sent =
+                        sdp::offer_towards_carrier(&offer, &self.carrier_side(), &mut origin)?;
+                    (sent, origin, None)
                 }
             };
             return Ok(ReinvitePlan::Relay {
@@ -161,6 +165,7 @@ impl Negotiation {
                     offer,
                     sent,
                     origin,
+                    teams_key,
                 },
             });
         }
@@ -197,6 +202,10 @@ impl Negotiation {
         match other {
             LegId::Teams => self.teams_origin = pending.origin,
             LegId::Carrier => self.carrier_origin = pending.origin,
+        }
+        if let Some(key) = pending.teams_key {
+            self.teams_key = key;
+            rekeyed = true;
         }
         self.sent[leg_index(other)] = Some(pending.sent);
         self.received[leg_index(other)] = Some(answer);

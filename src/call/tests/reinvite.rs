@@ -194,10 +194,11 @@ fn row39_row41_carrier_hold_and_resume_are_relayed_to_teams() {
         line(&first_offer, "m=").split(' ').nth(1)
     );
     assert_eq!(origin_version(&offer), origin_version(&first_offer) + 1);
-    assert_eq!(
-        crypto_key(&offer),
+    let hold_key = crypto_key(&offer);
+    assert_ne!(
+        hold_key,
         crypto_key(&first_offer),
-        "our key stays"
+        "each offer: a fresh key of ours"
     );
 
     h.respond(&hold, 200, "ms1", &[], Some(&teams_sdp_v(10, "a=inactive")));
@@ -214,7 +215,12 @@ fn row39_row41_carrier_hold_and_resume_are_relayed_to_teams() {
         hold_state.contains(&(LegSide::Teams, true)),
         "{hold_state:?}"
     );
-    assert!(srtp(&h).is_empty(), "same keys: the SRTP contexts are kept");
+    // Our offer's key from now on; Teams' unchanged key (the media core keeps its context).
+    let installed = srtp(&h);
+    assert_eq!(installed.len(), 1, "{:?}", h.media());
+    let (inbound, outbound) = installed[0].clone();
+    assert_eq!(inbound.unwrap().key, key_material(TEAMS_KEY_B64));
+    assert_eq!(outbound.unwrap().key, key_material(&hold_key));
     let (leg, tx, ok) = h.response(200);
     assert_eq!((leg, tx), (LegId::Carrier, TxId(6001)));
     let answer = body(&ok);
@@ -245,6 +251,8 @@ fn row39_row41_carrier_hold_and_resume_are_relayed_to_teams() {
     assert!(!offer.contains("a=inactive"));
     assert_our_media(LegId::Teams, &offer);
     assert_eq!(origin_version(&offer), origin_version(&first_offer) + 2);
+    let resume_key = crypto_key(&offer);
+    assert!(resume_key != hold_key && resume_key != crypto_key(&first_offer));
     h.respond(
         &resume,
         200,
@@ -255,6 +263,12 @@ fn row39_row41_carrier_hold_and_resume_are_relayed_to_teams() {
     let hold_state = holds(&h);
     assert!(hold_state.contains(&(LegSide::Carrier, false)));
     assert!(hold_state.contains(&(LegSide::Teams, false)));
+    let installed = srtp(&h);
+    assert_eq!(installed.len(), 1, "{:?}", h.media());
+    assert_eq!(
+        installed[0].1.as_ref().map(|k| &k.key),
+        Some(&key_material(&resume_key))
+    );
     let (_, tx, ok) = h.response(200);
     assert_eq!(tx, TxId(6002));
     assert!(body(&ok).contains("a=sendrecv"));
@@ -381,6 +395,55 @@ fn teams_rekey_installs_the_new_inbound_key_and_answers_with_a_fresh_key() {
     assert_eq!(body(&again), answer, "refresh: same SDP, same o= version");
     assert!(srtp(&h).is_empty());
     assert!(h.requests().is_empty());
+}
+
+/// Keystream reuse: Teams re-keys in its answer to our relayed offer. Our outbound context
+/// used to be rebuilt with our old key and rollover counter 0; now our offer carried a fresh
+/// key of ours, and that key (never used before) is what the new outbound context gets, next
+/// to Teams' new inbound key. A Teams answer that fails keeps everything as it was.
+#[test]
+fn row43_row53_keystream_reuse_teams_rekey_in_an_answer_gets_a_fresh_key_of_ours() {
+    let (mut h, invite) = answered_inbound();
+    let first_offer = body(&invite.msg);
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(6401),
+        msg: carrier_reinvite(&h, 2, Some(&carrier_sdp_v(2, "a=sendonly"))),
+    });
+    let hold = h.request(Method::Invite);
+    let offered_key = crypto_key(&body(&hold.msg));
+    assert_ne!(offered_key, crypto_key(&first_offer));
+    let rekeyed = teams_sdp_v(10, "a=inactive").replace(TEAMS_KEY_B64, NEW_TEAMS_KEY_B64);
+    h.respond(&hold, 200, "ms1", &[], Some(&rekeyed));
+    let installed = srtp(&h);
+    assert_eq!(installed.len(), 1, "{:?}", h.media());
+    let (inbound, outbound) = installed[0].clone();
+    assert_eq!(inbound.unwrap().key, key_material(NEW_TEAMS_KEY_B64));
+    let outbound = outbound.unwrap().key;
+    assert_eq!(outbound, key_material(&offered_key));
+    assert_ne!(outbound, key_material(&crypto_key(&first_offer)));
+    let (_, tx, _) = h.response(200);
+    assert_eq!(tx, TxId(6401));
+
+    // Resume, which Teams rejects: no new contexts; the next offer's key is fresh again.
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(6402),
+        msg: carrier_reinvite(&h, 3, Some(&carrier_sdp_v(3, "a=sendrecv"))),
+    });
+    let resume = h.request(Method::Invite);
+    let rejected_key = crypto_key(&body(&resume.msg));
+    h.respond(&resume, 488, "ms1", &[], None);
+    assert!(srtp(&h).is_empty(), "{:?}", h.media());
+    h.response(488);
+    h.input(Input::Request {
+        leg: LegId::Carrier,
+        tx: TxId(6403),
+        msg: carrier_reinvite(&h, 4, Some(&carrier_sdp_v(4, "a=sendrecv"))),
+    });
+    let again = h.request(Method::Invite);
+    let next_key = crypto_key(&body(&again.msg));
+    assert!(next_key != rejected_key && next_key != offered_key);
 }
 
 fn bypass_call() -> (Harness, SentReq) {

@@ -77,14 +77,20 @@ struct StreamState {
     last_used: u64,
     rtp: ReplayWindow,
     rtcp: ReplayWindow,
-    next_srtcp_index: u32,
+    /// Protect side: added to the sender's sequence numbers since it restarted its stream,
+    /// so the stream continues where it was instead of reusing indexes (and keystream).
+    sequence_offset: u16,
+    /// Protect side: the sequence number that confirms a restart when it is refused too.
+    restart_confirmed_by: Option<u16>,
 }
 
 /// One SRTP cryptographic context: one master key, used for ONE direction (protect what
 /// we send with our offered key, unprotect what we receive with the peer's key).
 ///
-/// Create a fresh context on every re-key: its rollover counters and SRTCP indexes start
-/// at 0, as SDES requires.
+/// Create a fresh context on every new key: its rollover counters start at 0, as SDES
+/// requires. Its SRTCP index is one counter for all SSRCs, so an SSRC forgotten and seen
+/// again never gets an index twice; a context replacing another can continue its index
+/// ([`SrtpContext::raise_srtcp_index`]).
 #[derive(Clone)]
 pub struct SrtpContext {
     suite: SrtpSuite,
@@ -92,6 +98,7 @@ pub struct SrtpContext {
     rtp: PacketCrypto,
     rtcp: PacketCrypto,
     streams: [StreamState; MAX_STREAMS],
+    next_srtcp_index: u32,
     clock: u64,
 }
 
@@ -117,6 +124,7 @@ impl SrtpContext {
             rtp: PacketCrypto::new(&SessionKeys::derive_rtp(key)),
             rtcp: PacketCrypto::new(&SessionKeys::derive_rtcp(key)),
             streams: [StreamState::default(); MAX_STREAMS],
+            next_srtcp_index: 0,
             clock: 0,
         }
     }
@@ -147,15 +155,32 @@ impl SrtpContext {
     /// Encrypts and authenticates the RTP packet in `buf[..len]` in place and returns the
     /// SRTP length (`len + rtp_overhead()`); `buf` must be that long. A packet whose index
     /// was already sent (or is older than the window) is refused, so a keystream is never
-    /// used twice.
+    /// used twice. When two consecutive packets of a stream are refused as too old, the
+    /// sender has restarted its sequence numbers: from the second one on they are rewritten
+    /// to continue the stream as sent so far (the first is dropped), so the receiver sees
+    /// one unbroken stream and no index repeats.
     pub fn protect_rtp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let out_len = self.room_for(buf, len, self.rtp_overhead())?;
         let header_len = rtp_header_len(&buf[..len])?;
-        let (seq, ssrc) = rtp_seq_ssrc(buf);
+        let (sent_seq, ssrc) = rtp_seq_ssrc(buf);
         let slot = self.slot_for(ssrc);
         let mut window = self.streams[slot].rtp;
-        let index = window.estimate_rtp_index(seq)?;
-        window.check(index)?;
+        let mut offset = self.streams[slot].sequence_offset;
+        let mut seq = sent_seq.wrapping_add(offset);
+        let index = match checked_index(&window, seq) {
+            Ok(index) => index,
+            Err(SrtpError::TooOld) => {
+                let (continued, index) = self.continue_restarted_stream(slot, sent_seq)?;
+                offset = continued.wrapping_sub(sent_seq);
+                seq = continued;
+                window = self.streams[slot].rtp;
+                index
+            }
+            Err(error) => return Err(error),
+        };
+        if seq != sent_seq {
+            buf[2..4].copy_from_slice(&seq.to_be_bytes());
+        }
 
         self.rtp.crypt(ssrc, index, &mut buf[header_len..len]);
         let tag_at = self.write_mki(buf, len);
@@ -164,8 +189,30 @@ impl SrtpContext {
         buf[tag_at..out_len].copy_from_slice(&tag[..out_len - tag_at]);
 
         window.accept(index);
-        self.streams[slot].rtp = window;
+        let stream = &mut self.streams[slot];
+        stream.rtp = window;
+        stream.sequence_offset = offset;
+        stream.restart_confirmed_by = None;
         Ok(out_len)
+    }
+
+    /// A packet of the stream in `slot` was refused as too old: the second such packet in a
+    /// row (`sent_seq` following the first) confirms that its sender restarted, and gets the
+    /// sequence number (and index) after the highest sent; the first is refused.
+    #[cold]
+    fn continue_restarted_stream(
+        &mut self,
+        slot: usize,
+        sent_seq: u16,
+    ) -> Result<(u16, u64), SrtpError> {
+        let stream = &mut self.streams[slot];
+        if stream.restart_confirmed_by != Some(sent_seq) {
+            stream.restart_confirmed_by = Some(sent_seq.wrapping_add(1));
+            return Err(SrtpError::TooOld);
+        }
+        let highest = stream.rtp.highest().ok_or(SrtpError::TooOld)?;
+        let continued = (highest as u16).wrapping_add(1);
+        Ok((continued, checked_index(&stream.rtp, continued)?))
     }
 
     /// Authenticates and decrypts the SRTP packet filling `buf` in place and returns the
@@ -193,14 +240,71 @@ impl SrtpContext {
         Ok(body_end)
     }
 
+    /// The SSRC of `packet` when it could be the start of a stream its sender restarted
+    /// under this key with a new sender context (rollover counter 0): the SSRC is known, and
+    /// the index the replay window estimates is refused as too old or is not the one a new
+    /// sender would use. `None` for anything else, including a packet the normal path had
+    /// every chance to authenticate.
+    pub fn restart_candidate(&self, packet: &[u8]) -> Option<u32> {
+        let body_end = packet.len().checked_sub(self.rtp_overhead())?;
+        rtp_header_len(&packet[..body_end]).ok()?;
+        let (seq, ssrc) = rtp_seq_ssrc(packet);
+        let window = self.streams[self.find(ssrc)?].rtp;
+        let candidate = match window.estimate_rtp_index(seq) {
+            Ok(index) => index != u64::from(seq) || window.check(index) == Err(SrtpError::TooOld),
+            Err(error) => error == SrtpError::TooOld,
+        };
+        candidate.then_some(ssrc)
+    }
+
+    /// Authenticates `packet` as the first of a fresh stream (index = sequence number,
+    /// rollover counter 0) without changing any state.
+    pub fn verify_as_restart(&self, packet: &[u8]) -> Result<(), SrtpError> {
+        let body_end = packet
+            .len()
+            .checked_sub(self.rtp_overhead())
+            .ok_or(SrtpError::TooShort)?;
+        rtp_header_len(&packet[..body_end])?;
+        let tag_at = self.check_mki(packet, body_end)?;
+        self.rtp
+            .verify(&packet[..body_end], &0u32.to_be_bytes(), &packet[tag_at..])
+    }
+
+    /// Takes `buf` (filled by one SRTP packet) as the first packet of a restarted stream:
+    /// authenticates it as [`SrtpContext::verify_as_restart`] does, decrypts it in place and
+    /// starts its SSRC's replay window again at its index; returns the RTP length. Nothing
+    /// changes when it does not authenticate.
+    pub fn restart_stream(&mut self, buf: &mut [u8]) -> Result<usize, SrtpError> {
+        self.verify_as_restart(buf)?;
+        let body_end = buf.len() - self.rtp_overhead();
+        let header_len = rtp_header_len(&buf[..body_end])?;
+        let (seq, ssrc) = rtp_seq_ssrc(buf);
+        let index = u64::from(seq);
+        self.rtp.crypt(ssrc, index, &mut buf[header_len..body_end]);
+        let slot = self.slot_for(ssrc);
+        let mut window = ReplayWindow::default();
+        window.accept(index);
+        self.streams[slot].rtp = window;
+        Ok(body_end)
+    }
+
+    /// Index the next SRTCP packet protected by this context will carry.
+    pub fn next_srtcp_index(&self) -> u32 {
+        self.next_srtcp_index
+    }
+
+    /// Makes the next SRTCP index at least `index` (a context continuing another's).
+    pub fn raise_srtcp_index(&mut self, index: u32) {
+        self.next_srtcp_index = self.next_srtcp_index.max(index);
+    }
+
     /// Encrypts and authenticates the RTCP packet (compound or single) in `buf[..len]` in
     /// place, appending E flag + SRTCP index, MKI and tag; returns the SRTCP length.
     pub fn protect_rtcp(&mut self, buf: &mut [u8], len: usize) -> Result<usize, SrtpError> {
         let out_len = self.room_for(buf, len, self.rtcp_overhead())?;
         check_rtcp_header(&buf[..len])?;
         let ssrc = rtcp_ssrc(buf);
-        let slot = self.slot_for(ssrc);
-        let index = self.streams[slot].next_srtcp_index;
+        let index = self.next_srtcp_index;
         if index > MAX_SRTCP_INDEX {
             return Err(SrtpError::IndexExhausted);
         }
@@ -213,7 +317,7 @@ impl SrtpContext {
         let tag = self.rtcp.tag(&buf[..index_end], &[]);
         buf[tag_at..out_len].copy_from_slice(&tag[..out_len - tag_at]);
 
-        self.streams[slot].next_srtcp_index = index + 1;
+        self.next_srtcp_index = index + 1;
         Ok(out_len)
     }
 
@@ -328,6 +432,13 @@ impl SrtpContext {
         };
         slot
     }
+}
+
+/// The index of sequence number `seq` in `window`, if the window takes it.
+fn checked_index(window: &ReplayWindow, seq: u16) -> Result<u64, SrtpError> {
+    let index = window.estimate_rtp_index(seq)?;
+    window.check(index)?;
+    Ok(index)
 }
 
 /// Length of the RTP header including CSRCs and the header extension.

@@ -386,6 +386,113 @@ fn many_ssrcs_reuse_the_least_recently_used_slot() {
     );
 }
 
+/// SRTCP indexes are one counter for the whole context: an SSRC forgotten and seen again
+/// (or a new one) never gets an index another packet of this key had, and a context
+/// continuing another starts above it.
+#[test]
+fn row43_keystream_reuse_srtcp_index_is_one_rising_counter() {
+    let key = KeyMaterial::generate();
+    let mut sender = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let index_of = |packet: &[u8]| {
+        let at = packet.len() - 10 - 4;
+        u32::from_be_bytes(packet[at..at + 4].try_into().unwrap()) & 0x7FFF_FFFF
+    };
+    let mut indexes = Vec::new();
+    for ssrc in [1, 2, 1, 3] {
+        indexes.push(index_of(
+            &protect_rtcp(&mut sender, &rtcp_packet(ssrc)).unwrap(),
+        ));
+    }
+    assert_eq!(indexes, vec![0, 1, 2, 3]);
+    let mut successor = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    successor.raise_srtcp_index(sender.next_srtcp_index());
+    successor.raise_srtcp_index(1);
+    assert_eq!(
+        index_of(&protect_rtcp(&mut successor, &rtcp_packet(1)).unwrap()),
+        4
+    );
+}
+
+/// A carrier that restarts its sequence numbers (same SSRC) used to be black-holed towards
+/// Teams: every packet's index had been used. The first refused packet is dropped, then the
+/// stream goes on where it was: indexes keep rising, a receiver that knows the stream
+/// authenticates every packet.
+#[test]
+fn row43_sender_restart_continues_the_sequence_instead_of_reusing_indexes() {
+    let key = KeyMaterial::generate();
+    let mut sender = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let mut receiver = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    for seq in 5000..5100u16 {
+        let packet = protect_rtp(&mut sender, &rtp_packet(seq, 9, 20)).unwrap();
+        unprotect_rtp(&mut receiver, &packet).unwrap();
+    }
+    assert_eq!(
+        protect_rtp(&mut sender, &rtp_packet(7, 9, 20)),
+        Err(SrtpError::TooOld),
+        "the first packet of the restarted stream"
+    );
+    let mut seen = Vec::new();
+    for seq in 8..20u16 {
+        let packet = protect_rtp(&mut sender, &rtp_packet(seq, 9, 20)).unwrap();
+        let plain = unprotect_rtp(&mut receiver, &packet).expect("receiver takes it");
+        seen.push(u16::from_be_bytes([plain[2], plain[3]]));
+        assert_eq!(&plain[12..], &rtp_packet(seq, 9, 20)[12..]);
+    }
+    assert_eq!(seen, (5100..5112).collect::<Vec<_>>());
+    // A duplicate is still a duplicate, never a restart.
+    assert_eq!(
+        protect_rtp(&mut sender, &rtp_packet(19, 9, 20)),
+        Err(SrtpError::Replayed)
+    );
+}
+
+/// A restart is taken only from a packet that authenticates as the start of a fresh stream
+/// of a known SSRC; anything else changes nothing.
+#[test]
+fn row43_a_receiver_restarts_a_stream_only_from_an_authentic_packet() {
+    let key = KeyMaterial::generate();
+    let mut sender = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let mut receiver = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let mut recorded = Vec::new();
+    for seq in 30_000..30_010u16 {
+        let packet = protect_rtp(&mut sender, &rtp_packet(seq, 4, 20)).unwrap();
+        unprotect_rtp(&mut receiver, &packet).unwrap();
+        recorded.push(packet);
+    }
+    let mut restarted = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let first = protect_rtp(&mut restarted, &rtp_packet(100, 4, 20)).unwrap();
+    assert_eq!(unprotect_rtp(&mut receiver, &first), Err(SrtpError::TooOld));
+    assert_eq!(receiver.restart_candidate(&first), Some(4));
+    let mut forged = first.clone();
+    let last = forged.len() - 1;
+    forged[last] ^= 1;
+    assert_eq!(
+        receiver.verify_as_restart(&forged),
+        Err(SrtpError::AuthFailed)
+    );
+    assert_eq!(
+        receiver.restart_stream(&mut forged.clone()),
+        Err(SrtpError::AuthFailed)
+    );
+    assert_eq!(
+        unprotect_rtp(&mut receiver, &recorded[5]),
+        Err(SrtpError::Replayed),
+        "the window is where it was"
+    );
+    let unknown = protect_rtp(&mut restarted, &rtp_packet(101, 77, 20)).unwrap();
+    assert_eq!(receiver.restart_candidate(&unknown), None, "unknown SSRC");
+
+    let mut buf = first.clone();
+    assert_eq!(receiver.restart_stream(&mut buf), Ok(first.len() - 10));
+    assert_eq!(&buf[..first.len() - 10], &rtp_packet(100, 4, 20)[..]);
+    let next = protect_rtp(&mut restarted, &rtp_packet(102, 4, 20)).unwrap();
+    assert!(unprotect_rtp(&mut receiver, &next).is_ok(), "window moved");
+    assert_eq!(
+        unprotect_rtp(&mut receiver, &first),
+        Err(SrtpError::Replayed)
+    );
+}
+
 #[test]
 fn error_labels_are_distinct() {
     let all = [
