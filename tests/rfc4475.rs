@@ -137,12 +137,14 @@ fn wsinv_short_tortuous_invite() {
 /// Deliberate difference: RFC 4475 §3.1.1.2 has a NUL as a quoted-pair in the To display
 /// name and calls the message valid. The SBC rejects any NUL in a header line (answering
 /// 400 when it can): lines it does not touch are re-sent verbatim, and a NUL cuts the value short in
-/// peers that keep headers in C strings. Every other unusual character of the message is
-/// checked on a copy without that one quoted-pair.
+/// peers that keep headers in C strings. Every other unusual character of the message (BEL
+/// and DEL as quoted-pairs, UTF-8 with a BOM in an extension header) is checked on a copy
+/// without that one quoted-pair.
 #[test]
 fn intmeth_wide_range_of_valid_characters() {
     let err = reject("intmeth");
-    assert_eq!(err.kind, ParseErrorKind::BadHeaderLine);
+    assert_eq!(err.kind, ParseErrorKind::ControlCharacter);
+    assert_eq!(err.header, Some(HeaderName::To));
     // The NUL is in the To line, which an answer would have to copy: dropped, not answered.
     assert!(!err.can_respond);
     let original = raw("intmeth");

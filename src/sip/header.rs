@@ -305,6 +305,7 @@ impl NameAddr {
             kind: ParseErrorKind::BadFromTo,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         let uri = Uri::from_spans(value.slice(spans.uri.clone()), &spans.uri_spans);
         let mut params = Vec::new();
@@ -339,6 +340,7 @@ impl Via {
             kind: ParseErrorKind::BadVia,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         let transport = &value[spans.transport.clone()];
         let transport = match KNOWN_TRANSPORTS
@@ -369,6 +371,7 @@ impl CSeq {
             kind: ParseErrorKind::BadCSeq,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         Ok(CSeq {
             seq,

@@ -20,13 +20,31 @@ use super::Limits;
 
 type Failure = (ParseErrorKind, usize);
 
+/// A [`Failure`] and, for a bad octet, the header it was found in.
+struct Rejection {
+    kind: ParseErrorKind,
+    offset: usize,
+    header: Option<HeaderName>,
+}
+
+impl From<Failure> for Rejection {
+    fn from((kind, offset): Failure) -> Rejection {
+        Rejection {
+            kind,
+            offset,
+            header: None,
+        }
+    }
+}
+
 /// Parse one message from a datagram or a frame. A missing Content-Length means the body
 /// runs to the end of `buf`; bytes beyond Content-Length are discarded (RFC 3261 §18.3).
 pub fn parse_message(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-    parse_inner(&buf, limits).map_err(|(kind, offset)| ParseError {
-        kind,
-        offset,
-        can_respond: kind != ParseErrorKind::Incomplete && super::builder::respondable(&buf),
+    parse_inner(&buf, limits).map_err(|r| ParseError {
+        kind: r.kind,
+        offset: r.offset,
+        can_respond: r.kind != ParseErrorKind::Incomplete && super::builder::respondable(&buf),
+        header: r.header,
     })
 }
 
@@ -55,9 +73,9 @@ fn once(
     Ok(())
 }
 
-fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
+fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Rejection> {
     if buf.len() > limits.max_message_bytes {
-        return Err((ParseErrorKind::TooLarge, limits.max_message_bytes));
+        return Err((ParseErrorKind::TooLarge, limits.max_message_bytes).into());
     }
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
     let mut start = 0;
@@ -66,7 +84,7 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
     }
     let line_end = match memchr::memchr(b'\n', &buf[start..]) {
         Some(nl) => start + nl,
-        None => return Err((ParseErrorKind::Incomplete, buf.len())),
+        None => return Err((ParseErrorKind::Incomplete, buf.len()).into()),
     };
     let content_end = if line_end > start && buf[line_end - 1] == b'\r' {
         line_end - 1
@@ -74,19 +92,31 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
         line_end
     };
     if content_end - start > limits.max_header_line_bytes {
-        return Err((ParseErrorKind::HeaderLineTooLong, start));
+        return Err((ParseErrorKind::HeaderLineTooLong, start).into());
     }
     let start_line = parse_start_line(buf, start..content_end)?;
 
     let mut headers: Vec<HeaderEntry> = Vec::with_capacity(24);
     let mut seen = Seen::default();
+    // Reported once the header block is known to be complete, so a truncated datagram
+    // stays `Incomplete` (never answered).
+    let mut bad_text: Option<Rejection> = None;
     let mut lines = HeaderLines::new(buf, line_end + 1, limits.max_header_line_bytes);
     for line in &mut lines {
         let line = line?;
         if headers.len() >= limits.max_headers {
-            return Err((ParseErrorKind::TooManyHeaders, line.line.start));
+            return Err((ParseErrorKind::TooManyHeaders, line.line.start).into());
         }
         let name = HeaderName::from_wire_in(buf, line.name.clone());
+        if bad_text.is_none() {
+            if let Some((kind, offset)) = bad_text_in(buf, &line, &name) {
+                bad_text = Some(Rejection {
+                    kind,
+                    offset,
+                    header: Some(name.clone()),
+                });
+            }
+        }
         let index = headers.len();
         let at = line.line.start;
         match name {
@@ -119,8 +149,11 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
         });
     }
     let Some(body_start) = lines.body_start else {
-        return Err((ParseErrorKind::Incomplete, buf.len()));
+        return Err((ParseErrorKind::Incomplete, buf.len()).into());
     };
+    if let Some(rejection) = bad_text {
+        return Err(rejection);
+    }
 
     validate(buf, &start_line, &headers, &seen)?;
 
@@ -131,7 +164,7 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
                 .and_then(|l| usize::try_from(l).ok())
                 .ok_or((ParseErrorKind::BadContentLength, r.start))?;
             if length > buf.len() - body_start {
-                return Err((ParseErrorKind::BodyLengthMismatch, body_start));
+                return Err((ParseErrorKind::BodyLengthMismatch, body_start).into());
             }
             body_start + length
         }
@@ -148,6 +181,22 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
         headers,
         body: body_start..body_end,
     })
+}
+
+/// The first octet of a header line's value its grammar does not allow, with why. Controls
+/// after a backslash are quoted-pairs only inside a quoted string, and Subject
+/// (TEXT-UTF8-TRIM) has no quoted strings.
+fn bad_text_in(buf: &[u8], line: &scan::RawLine, name: &HeaderName) -> Option<Failure> {
+    if line.bad_octet.is_some() {
+        return line.bad_octet;
+    }
+    let escaped = line.escaped_control?;
+    let control = if *name == HeaderName::Subject {
+        escaped
+    } else {
+        line.value.start + scan::control_outside_quoted_pair(&buf[line.value.clone()])?
+    };
+    Some((ParseErrorKind::ControlCharacter, control))
 }
 
 fn parse_start_line(buf: &Bytes, line: Range<usize>) -> Result<StartLine, Failure> {
@@ -170,11 +219,8 @@ fn parse_start_line(buf: &Bytes, line: Range<usize>) -> Result<StartLine, Failur
         }
         let reason_start = (at + sp + 1 + 4).min(line.end);
         let reason = &buf[reason_start..line.end];
-        if reason
-            .iter()
-            .any(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
-        {
-            return Err((ParseErrorKind::BadStartLine, reason_start));
+        if let Some((kind, at)) = scan::first_bad_text_octet(reason) {
+            return Err((kind, reason_start + at));
         }
         return Ok(StartLine::Response {
             status,

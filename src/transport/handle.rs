@@ -117,8 +117,11 @@ impl Inner {
                     return Err(None);
                 }
                 self.warn_limited(source.remote.ip(), reason, &error.to_string());
-                let response =
-                    sip::ResponseBuilder::error_for_raw(&raw, error.kind.status(), reason);
+                let response = sip::ResponseBuilder::error_for_raw(
+                    &raw,
+                    error.kind.status(),
+                    &error.response_reason(),
+                );
                 if let Some(response) = &response {
                     self.count_sent(source.kind, response);
                 }
