@@ -267,12 +267,16 @@ pub struct Via {
     pub raw: Bytes,
 }
 
+/// The magic cookie that starts an RFC 3261 branch (§8.1.1.7).
+pub(crate) const RFC3261_BRANCH_COOKIE: &[u8] = b"z9hG4bK";
+
 impl Via {
     /// RFC 3261 magic cookie check (`z9hG4bK` prefix): RFC 3261-style branch matching.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch
-            .as_ref()
-            .is_some_and(|b| b.len() > 7 && b[..7].eq_ignore_ascii_case(b"z9hG4bK"))
+        self.branch.as_ref().is_some_and(|b| {
+            b.len() > RFC3261_BRANCH_COOKIE.len()
+                && b[..RFC3261_BRANCH_COOKIE.len()].eq_ignore_ascii_case(RFC3261_BRANCH_COOKIE)
+        })
     }
 }
 

@@ -11,7 +11,7 @@ use std::ops::Range;
 use bytes::Bytes;
 
 use super::error::{ParseError, ParseErrorKind};
-use super::header::HeaderName;
+use super::header::{HeaderName, RFC3261_BRANCH_COOKIE};
 use super::message::{HeaderEntry, Message, StartLine};
 use super::method::Method;
 use super::scan::{self, HeaderLines, ListIter};
@@ -283,17 +283,24 @@ fn validate(
     // only copied back verbatim, so they are checked when read (`Message::vias`).
     let top_via = &buf[headers[via].value_range.clone()];
     let first = ListIter::new(top_via).next().unwrap_or(0..0);
-    if scan::scan_via(&top_via[first]).is_none() {
-        return Err((ParseErrorKind::BadVia, headers[via].value_range.start));
+    let top = &top_via[first];
+    let bad_via = (ParseErrorKind::BadVia, headers[via].value_range.start);
+    let spans = scan::scan_via(top).ok_or(bad_via)?;
+    // The magic cookie alone claims an RFC 3261 transaction identifier and gives none;
+    // RFC 4475 §3.2.1 (badbranch) lets us refuse it, which keeps such requests from ever
+    // matching each other as retransmissions.
+    if spans
+        .branch
+        .is_some_and(|b| top[b].eq_ignore_ascii_case(RFC3261_BRANCH_COOKIE))
+    {
+        return Err(bad_via);
     }
     for i in [from, to] {
         if !scan::name_addr_shape_ok(value(i)) {
             return Err((ParseErrorKind::BadFromTo, headers[i].value_range.start));
         }
     }
-    let id = value(call_id);
-    // LWS and every other control byte are all at or below SP.
-    if id.is_empty() || id.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if !scan::is_call_id(value(call_id)) {
         return Err((
             ParseErrorKind::BadCallId,
             headers[call_id].value_range.start,

@@ -24,6 +24,8 @@ const fn build_table(extra: &[u8]) -> [bool; 256] {
 
 /// RFC 3261 `token` characters.
 static TOKEN: [bool; 256] = build_table(b"-.!%*_+`'~");
+/// RFC 3261 `word` characters (Call-ID).
+static WORD: [bool; 256] = build_table(b"-.!%*_+`'~()<>:\\\"/[]?{}");
 /// `user` characters: unreserved + user-unreserved, plus an unescaped `#` (Teams row 25).
 static USER: [bool; 256] = build_table(b"-_.!~*'()&=+$,;?/#");
 static PASSWORD: [bool; 256] = build_table(b"-_.!~*'()&=+$,");
@@ -38,6 +40,15 @@ static URI_HEADERS: [bool; 256] = build_table(b"[]/?:+$-_.!~*'()=&");
 #[inline]
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
+}
+
+/// RFC 3261 `callid = word [ "@" word ]`.
+pub(crate) fn is_call_id(s: &[u8]) -> bool {
+    let is_word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| WORD[b as usize]);
+    match memchr::memchr(b'@', s) {
+        Some(at) => is_word(&s[..at]) && is_word(&s[at + 1..]),
+        None => is_word(s),
+    }
 }
 
 /// Linear whitespace inside a header value: folding has already been checked by the
@@ -478,11 +489,17 @@ fn scan_name_addr_with(v: &[u8], full_uri: bool) -> Option<NameAddrSpans> {
     };
     let params_start = i;
     let mut tag = None;
+    let mut bad_tag = false;
     scan_params(v, i, |name, value| {
         if v[name.clone()].eq_ignore_ascii_case(b"tag") {
+            // tag-param = "tag" EQUAL token (RFC 3261 §25.1): no quotes, no `:[]`.
+            bad_tag |= !value.as_ref().is_some_and(|t| is_token(&v[t.clone()]));
             tag = value;
         }
     })?;
+    if bad_tag {
+        return None;
+    }
     Some(NameAddrSpans {
         display,
         uri,
@@ -589,8 +606,9 @@ pub(crate) fn scan_via(v: &[u8]) -> Option<ViaSpans> {
     scan_params(v, i, |name, value| {
         let n = &v[name];
         if n.eq_ignore_ascii_case(b"branch") {
+            // via-branch = "branch" EQUAL token (RFC 3261 §25.1).
+            bad |= !value.as_ref().is_some_and(|b| is_token(&v[b.clone()]));
             branch = value;
-            bad |= branch.is_none();
         } else if n.eq_ignore_ascii_case(b"received") {
             received = value;
             bad |= received.is_none();

@@ -1003,6 +1003,84 @@ fn a_bad_octet_in_a_truncated_datagram_is_not_answered() {
 }
 
 #[test]
+fn call_id_is_a_word_with_at_most_one_at() {
+    for good in [
+        "c1",
+        "a@b",
+        "7f1e2d@10.0.0.1",
+        "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{",
+        "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}",
+    ] {
+        assert!(
+            parse(&options_with("").replace("Call-ID: c1", &format!("Call-ID: {good}"))).is_ok(),
+            "{good}"
+        );
+    }
+    for bad in [
+        "a@b@c",
+        "@b",
+        "a@",
+        "a;b",
+        "a,b",
+        "a=b",
+        "a b",
+        "a#b",
+        "caf\u{e9}",
+    ] {
+        let e = err(&options_with("").replace("Call-ID: c1", &format!("Call-ID: {bad}")));
+        assert_eq!(e.kind, ParseErrorKind::BadCallId, "{bad}");
+        assert_eq!(e.response_reason(), "Bad Call-ID");
+        assert!(e.can_respond);
+    }
+}
+
+#[test]
+fn via_branch_and_tags_are_tokens() {
+    let via =
+        |branch: &str| options_with("").replace("branch=z9hG4bK1", &format!("branch={branch}"));
+    assert!(parse(&via("z9hG4bK-.!%66*_+`'~")).is_ok());
+    assert!(
+        parse(&via("1234")).is_ok(),
+        "RFC 2543 branches stay accepted"
+    );
+    // RFC 4475 §3.2.1 (badbranch): the cookie alone, any case.
+    for bad in [
+        "z9hG4bK",
+        "Z9HG4BK",
+        "\"z9hG4bK1\"",
+        "z9hG4bK[1]",
+        "z9hG4bK:1",
+        "z9hG4bK/1",
+    ] {
+        let e = err(&via(bad));
+        assert_eq!(e.kind, ParseErrorKind::BadVia, "{bad}");
+        assert!(e.can_respond, "{bad}");
+    }
+    assert!(
+        err(&options_with("").replace(";branch=z9hG4bK1", ";branch")).kind
+            == ParseErrorKind::BadVia
+    );
+    // Lower Vias are checked when read.
+    let m = ok(&options_with("Via: SIP/2.0/UDP h;branch=\"x\"\r\n"));
+    assert!(m.vias().is_err());
+
+    for bad in ["tag=\"q\"", "tag=a:b", "tag=[1]", "tag"] {
+        let e = err_bytes(&options_from(format!("<sip:x@y>;{bad}").as_bytes()));
+        assert_eq!(e.kind, ParseErrorKind::BadFromTo, "{bad}");
+        let to = options_with("").replace(
+            "To: <sip:a@b.example.com>",
+            &format!("To: <sip:a@b.example.com>;{bad}"),
+        );
+        assert_eq!(err(&to).kind, ParseErrorKind::BadFromTo, "{bad}");
+    }
+    let m = parse_bytes(&options_from(b"<sip:x@y>;tag=_token~1'+`*%!-.")).unwrap();
+    assert_eq!(
+        m.from().unwrap().tag.as_deref(),
+        Some(&b"_token~1'+`*%!-."[..])
+    );
+}
+
+#[test]
 fn responses_with_bad_octets_are_refused_and_never_answered() {
     let resp = |reason: &[u8], extra: &[u8]| {
         [
@@ -1024,6 +1102,13 @@ fn responses_with_bad_octets_are_refused_and_never_answered() {
         (resp(b"O\x07K", b""), ParseErrorKind::ControlCharacter),
         (resp(b"O\xc2\x9bK", b""), ParseErrorKind::ControlCharacter),
         (resp(b"caf\xe9", b""), ParseErrorKind::InvalidUtf8),
+        (
+            String::from_utf8(resp(b"OK", b""))
+                .unwrap()
+                .replace("branch=z9hG4bK1", "branch=z9hG4bK")
+                .into_bytes(),
+            ParseErrorKind::BadVia,
+        ),
     ] {
         let e = err_bytes(&bad);
         assert_eq!(e.kind, kind, "{:?}", String::from_utf8_lossy(&bad));
