@@ -73,7 +73,8 @@ const OPTIONS_PING: &str = concat!(
 /// characters), esc02 (method with `%`), longreq (space before the colon), unkscm and
 /// novelsc (non-SIP Request-URI). Left out because rsip is wrong: dblreq (rsip ignores
 /// Content-Length and takes the trailing octets as body). Left out because they are not
-/// well formed and teams-sbc refuses them: badbranch (the branch cookie alone, §3.2.1).
+/// well formed and teams-sbc refuses them: baddate (Date outside GMT, RFC 4475 §3.1.2.12),
+/// badbranch (the branch cookie alone, §3.2.1).
 const RFC4475_AGREED: &[&str] = &[
     "escnull",
     "lwsdisp",
@@ -81,7 +82,6 @@ const RFC4475_AGREED: &[&str] = &[
     "mpart01",
     "unreason",
     "noreason",
-    "baddate",
     "unksm2",
     "bext01",
     "invut",

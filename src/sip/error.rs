@@ -25,6 +25,10 @@ pub enum ParseErrorKind {
     BadCallId,
     BadContentLength,
     BadMaxForwards,
+    /// A Contact value that is not a name-addr, an addr-spec or `*` (RFC 4475 §3.1.2.13).
+    BadContact,
+    /// A Date that is not an RFC 1123 date in GMT (RFC 4475 §3.1.2.12).
+    BadDate,
     MissingHeader,
     /// CSeq method differs from the request-line method (RFC 3261 §8.2 / RFC 4475 §3.1.2.x).
     CSeqMethodMismatch,
@@ -58,6 +62,8 @@ impl ParseErrorKind {
             ParseErrorKind::BadCallId => "Bad Call-ID",
             ParseErrorKind::BadContentLength => "Bad Content-Length",
             ParseErrorKind::BadMaxForwards => "Bad Max-Forwards",
+            ParseErrorKind::BadContact => "Bad Contact",
+            ParseErrorKind::BadDate => "Bad Date",
             ParseErrorKind::MissingHeader => "Missing Mandatory Header",
             ParseErrorKind::CSeqMethodMismatch => "CSeq Method Mismatch",
             ParseErrorKind::BodyLengthMismatch => "Content-Length Mismatch",

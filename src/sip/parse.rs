@@ -1,10 +1,11 @@
 //! The parser proper: start line, header index, body.
 //!
 //! One pass over the buffer with `memchr`: the start line, then one logical header line
-//! at a time (folding accepted), recording ranges only. What RFC 3261 makes mandatory is
-//! validated here without allocation (top Via, From/To structure, Call-ID, CSeq,
-//! Max-Forwards, Content-Length); every other header (Contact included) is only indexed
-//! and parsed on access, where a bad value is an `Err` for the caller to answer with 400.
+//! at a time (folding accepted), recording ranges only; every value octet is checked on
+//! the way (no controls, UTF-8 text). What RFC 3261 makes mandatory is validated here
+//! without allocation (top Via, From/To and Contact structure, Call-ID, CSeq,
+//! Max-Forwards, Content-Length, Date); the insides of URIs and every other header are
+//! parsed on access, where a bad value is an `Err` for the caller to answer with 400.
 
 use std::ops::Range;
 
@@ -58,6 +59,9 @@ struct Seen {
     cseq: Option<usize>,
     content_length: Option<usize>,
     max_forwards: Option<usize>,
+    /// The first Contact line (there may be several).
+    contact: Option<usize>,
+    date: Option<usize>,
 }
 
 fn once(
@@ -119,7 +123,7 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Rejection> {
         }
         let index = headers.len();
         let at = line.line.start;
-        match name {
+        match &name {
             HeaderName::Via => {
                 seen.via.get_or_insert(index);
             }
@@ -139,6 +143,12 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Rejection> {
                 ParseErrorKind::BadMaxForwards,
                 at,
             )?,
+            HeaderName::Contact => {
+                seen.contact.get_or_insert(index);
+            }
+            HeaderName::Other(other) if other.eq_ignore_ascii_case(b"date") => {
+                once(&mut seen.date, index, ParseErrorKind::BadDate, at)?
+            }
             _ => {}
         }
         headers.push(HeaderEntry {
@@ -329,6 +339,30 @@ fn validate(
                 ParseErrorKind::BadContentLength,
                 headers[i].value_range.start,
             ));
+        }
+    }
+    if let Some(first) = seen.contact {
+        // Shape only, like From/To: an unbracketed URI with `?` or `,` of its own (RFC 4475
+        // §3.1.2.13) cannot be split from the header parameters. URIs are read on access.
+        for entry in headers[first..]
+            .iter()
+            .filter(|e| e.name == HeaderName::Contact)
+        {
+            let v = &buf[entry.value_range.clone()];
+            let bad = v != b"*"
+                && ListIter::new(v)
+                    .filter(|element| !element.is_empty())
+                    .any(|element| !scan::name_addr_shape_ok(&v[element]));
+            if bad {
+                return Err((ParseErrorKind::BadContact, entry.value_range.start));
+            }
+        }
+    }
+    if let Some(i) = seen.date {
+        // RFC 4475 §3.1.2.12 allows refusing a Date outside GMT; a B2BUA that re-sends it
+        // should not pass on what the next hop may refuse.
+        if !scan::is_sip_date(value(i)) {
+            return Err((ParseErrorKind::BadDate, headers[i].value_range.start));
         }
     }
     Ok(())

@@ -51,6 +51,37 @@ pub(crate) fn is_call_id(s: &[u8]) -> bool {
     }
 }
 
+/// RFC 3261 `SIP-date` (rfc1123-date, RFC 2616 §3.3.1): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub(crate) fn is_sip_date(v: &[u8]) -> bool {
+    const WKDAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    // Fixed width: each check below indexes inside these 29 bytes.
+    if v.len() != 29 {
+        return false;
+    }
+    let digits = |r: Range<usize>| v[r].iter().all(u8::is_ascii_digit);
+    let one_of = |names: &[&[u8]], r: Range<usize>| {
+        names.iter().any(|n| v[r.clone()].eq_ignore_ascii_case(n))
+    };
+    one_of(&WKDAYS, 0..3)
+        && &v[3..5] == b", "
+        && digits(5..7)
+        && v[7] == b' '
+        && one_of(&MONTHS, 8..11)
+        && v[11] == b' '
+        && digits(12..16)
+        && v[16] == b' '
+        && digits(17..19)
+        && v[19] == b':'
+        && digits(20..22)
+        && v[22] == b':'
+        && digits(23..25)
+        && v[25..].eq_ignore_ascii_case(b" GMT")
+}
+
 /// Linear whitespace inside a header value: folding has already been checked by the
 /// line splitter, so a CR or LF inside a value is always followed by SP/HT.
 #[inline]

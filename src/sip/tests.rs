@@ -1177,3 +1177,47 @@ fn whitespace_or_controls_anywhere_in_the_request_uri_are_rejected() {
         assert_eq!(err(&msg).kind, ParseErrorKind::BadRequestUri, "{uri:?}");
     }
 }
+
+#[test]
+fn contact_shape_is_checked_at_parse_time() {
+    for good in [
+        "Contact: *\r\n",
+        "Contact: <sip:a@b>, \"B\" <sip:c@d>;expires=60\r\nm: sip:e@f;q=0.5\r\n",
+        "Contact: <sip:a@b;;>\r\n",
+    ] {
+        assert!(parse(&options_with(good)).is_ok(), "{good}");
+    }
+    for bad in [
+        "Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E\r\n",
+        "Contact: \"unterminated <sip:a@b>\r\n",
+        "Contact: <sip:a@b>\r\nContact: <sip:a@b\r\n",
+        "Contact: <sip:a@b>;tag=\"q\"\r\n",
+    ] {
+        let e = err(&options_with(bad));
+        assert_eq!(e.kind, ParseErrorKind::BadContact, "{bad}");
+        assert_eq!(e.response_reason(), "Bad Contact");
+        assert!(e.can_respond);
+    }
+}
+
+#[test]
+fn date_is_an_rfc1123_date_in_gmt() {
+    let m = ok(&options_with("Date: Sat, 13 Nov 2010 23:29:00 GMT\r\n"));
+    assert_eq!(
+        m.header(&HeaderName::from_wire(b"date")).as_deref(),
+        Some(&b"Sat, 13 Nov 2010 23:29:00 GMT"[..])
+    );
+    for bad in [
+        "Date: Fri, 01 Jan 2010 16:00:00 EST\r\n",
+        "Date: Fri, 1 Jan 2010 16:00:00 GMT\r\n",
+        "Date: Fri 01 Jan 2010 16:00:00 GMT\r\n",
+        "Date: Fry, 01 Jan 2010 16:00:00 GMT\r\n",
+        "Date: Fri, 01 Jan 2010 16:00 GMT\r\n",
+        "Date: 2010-01-01T16:00:00Z\r\n",
+        "Date: Fri, 01 Jan 2010 16:00:00 GMT\r\nDate: Fri, 01 Jan 2010 16:00:00 GMT\r\n",
+    ] {
+        let e = err(&options_with(bad));
+        assert_eq!(e.kind, ParseErrorKind::BadDate, "{bad}");
+        assert!(e.can_respond);
+    }
+}
