@@ -42,12 +42,22 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
 }
 
-/// RFC 3261 `callid = word [ "@" word ]`.
+/// RFC 3261 `callid = word [ "@" word ]`, in one pass (every message is checked).
 pub(crate) fn is_call_id(s: &[u8]) -> bool {
-    let is_word = |w: &[u8]| !w.is_empty() && w.iter().all(|&b| WORD[b as usize]);
-    match memchr::memchr(b'@', s) {
-        Some(at) => is_word(&s[..at]) && is_word(&s[at + 1..]),
-        None => is_word(s),
+    let mut at = None;
+    for (i, &b) in s.iter().enumerate() {
+        if b == b'@' {
+            if at.is_some() {
+                return false;
+            }
+            at = Some(i);
+        } else if !WORD[b as usize] {
+            return false;
+        }
+    }
+    match at {
+        Some(i) => i > 0 && i + 1 < s.len(),
+        None => !s.is_empty(),
     }
 }
 
