@@ -597,8 +597,8 @@ fn corpus(transport: &str, local: SocketAddr) -> Vec<Case> {
         Case {
             name: "NUL byte in a header value",
             bytes: req(&std_headers("c-nul", "Subject: a\0b\r\n", "0"), ""),
-            expect: Expect::Status("400 Bad Header Line"),
-            reason: Some("Bad Header Line"),
+            expect: Expect::Status("400 Bad Request (control character in Subject)"),
+            reason: Some("Control Character"),
         },
         Case {
             name: "unterminated quote in From",
@@ -721,9 +721,9 @@ fn corpus(transport: &str, local: SocketAddr) -> Vec<Case> {
                 b[at] = 0xe9;
                 b
             },
-            // Header values are opaque bytes; a stray Latin-1 byte is not worth a 400.
-            expect: Expect::Status("200"),
-            reason: None,
+            // RFC 3261 header text is UTF-8 (TEXT-UTF8): a Latin-1 byte is refused.
+            expect: Expect::Status("400 Bad Request (invalid UTF-8 in Subject)"),
+            reason: Some("Invalid UTF-8"),
         },
         Case {
             name: "request line only",
@@ -1308,7 +1308,7 @@ fn tls_malformed_messages_get_answers_and_a_storm_is_served() {
     let client = Ipv4Addr::new(127, 0, 0, 33);
     let certs = sbc.certs();
     sbc.runtime.block_on(async {
-        // NUL byte in a header: 400 and the connection closes (it cannot be framed further).
+        // NUL byte in a header: 400 naming the header.
         let mut tls = tls_connect(&certs, client, sbc.tls_addr()).await;
         let local = tls.get_ref().0.local_addr().unwrap();
         let nul = request(
@@ -1321,7 +1321,7 @@ fn tls_malformed_messages_get_answers_and_a_storm_is_served() {
         let replies = tls_ask(&mut tls, &nul, 1).await;
         assert_eq!(
             replies.first().map(|r| status_line(r)),
-            Some("SIP/2.0 400 Bad Header Line"),
+            Some("SIP/2.0 400 Bad Request (control character in Subject)"),
             "{replies:?}"
         );
         // Over-size announced body: 513.
@@ -1370,7 +1370,7 @@ fn tls_malformed_messages_get_answers_and_a_storm_is_served() {
             .count();
         assert_eq!(ok, 500, "{} replies, {ok} of them 200", replies.len());
     });
-    assert!(sbc.parse_errors("Bad Header Line") >= 1.0);
+    assert!(sbc.parse_errors("Control Character") >= 1.0);
     assert!(sbc.parse_errors("Message Too Large") >= 1.0);
     assert!(sbc.parse_errors("Too Many Headers") >= 1.0);
     sbc.assert_alive(client);
@@ -1575,4 +1575,281 @@ fn malformed_input_is_answered_for_peers_only() {
         ) > accept_before
     });
     sbc.assert_alive(Ipv4Addr::new(127, 0, 0, 61));
+}
+
+// ---------------------------------------------------------------------------------------------
+// Strict grammar: bad octets and tokens get a 400 naming the problem, never a 2xx.
+
+/// `msg` with the first `from` replaced by the raw bytes `to`.
+fn with_raw(msg: &str, from: &str, to: &[u8]) -> Vec<u8> {
+    let (head, tail) = msg
+        .split_once(from)
+        .unwrap_or_else(|| panic!("no `{from}` in the message"));
+    [head.as_bytes(), to, tail.as_bytes()].concat()
+}
+
+/// (case, request, the status line it must get). Every request is an OPTIONS from `local`
+/// over `transport`; Call-IDs are unique per transport so no answer is a retransmission.
+fn bad_octet_cases(transport: &str, local: SocketAddr) -> Vec<(&'static str, Vec<u8>, String)> {
+    let t = transport.to_ascii_lowercase();
+    let plain = |case: &str| options(transport, local, &format!("octets-{t}-{case}"));
+    let extra = |case: &str, line: &[u8]| {
+        let marked = options_with(transport, local, &format!("octets-{t}-{case}"), "@@\r\n");
+        with_raw(&marked, "@@", line)
+    };
+    let bad_request = |what: &str| format!("SIP/2.0 400 Bad Request ({what})");
+    vec![
+        (
+            "BEL in Subject",
+            extra("bel", b"Subject: ring\x07ring"),
+            bad_request("control character in Subject"),
+        ),
+        (
+            "NUL in Subject",
+            extra("nul", b"Subject: a\x00b"),
+            bad_request("control character in Subject"),
+        ),
+        (
+            "DEL in an extension header",
+            extra("del", b"X-Probe: a\x7fb"),
+            bad_request("control character in X-Probe"),
+        ),
+        (
+            "C1 control (NEL) in UTF-8",
+            extra("c1", b"X-Probe: a\xc2\x85b"),
+            bad_request("control character in X-Probe"),
+        ),
+        (
+            "bare CR inside a value",
+            extra("cr", b"X-Probe: a\rX-Injected: b"),
+            bad_request("control character in X-Probe"),
+        ),
+        (
+            "ESC in the From display name",
+            with_raw(
+                &plain("esc"),
+                "From: <sip:tester@example.net>",
+                b"From: \"Mallory\x1b[2J\" <sip:tester@example.net>",
+            ),
+            bad_request("control character in From"),
+        ),
+        (
+            "Latin-1 in Subject",
+            extra("latin1", b"Subject: caf\xe9"),
+            bad_request("invalid UTF-8 in Subject"),
+        ),
+        (
+            "overlong UTF-8 in the To display name",
+            with_raw(
+                &plain("overlong"),
+                &format!("To: <sip:{BASE}>"),
+                &[b"To: \"a\xc0\xafb\" <sip:", BASE.as_bytes(), b">"].concat(),
+            ),
+            bad_request("invalid UTF-8 in To"),
+        ),
+        (
+            "Call-ID outside the word grammar",
+            with_raw(
+                &plain("callid"),
+                &format!("Call-ID: octets-{t}-callid"),
+                format!("Call-ID: octets-{t}-callid;evil=1").as_bytes(),
+            ),
+            "SIP/2.0 400 Bad Call-ID".into(),
+        ),
+        (
+            "quoted branch",
+            with_raw(
+                &plain("qbranch"),
+                ";branch=z9hG4bK-",
+                b";branch=\"z9hG4bK-x\";x=z9hG4bK-",
+            ),
+            "SIP/2.0 400 Bad Via".into(),
+        ),
+        (
+            "branch of the magic cookie alone (RFC 4475 badbranch)",
+            with_raw(
+                &plain("cookie"),
+                &format!(";branch=z9hG4bK-octets-{t}-cookie"),
+                b";branch=z9hG4bK",
+            ),
+            "SIP/2.0 400 Bad Via".into(),
+        ),
+        (
+            "From tag that is not a token",
+            with_raw(&plain("tag"), ";tag=hostile", b";tag=a:b"),
+            "SIP/2.0 400 Bad From or To".into(),
+        ),
+        (
+            "CSeq method other than the request's",
+            with_raw(&plain("cseq"), "CSeq: 1 OPTIONS", b"CSeq: 1 INVITE"),
+            "SIP/2.0 400 CSeq Method Mismatch".into(),
+        ),
+    ]
+}
+
+/// The control case: UTF-8 text where RFC 3261 allows it is answered normally.
+fn utf8_subject_options(transport: &str, local: SocketAddr) -> String {
+    let t = transport.to_ascii_lowercase();
+    options_with(
+        transport,
+        local,
+        &format!("octets-{t}-utf8"),
+        "Subject: Gr\u{fc}\u{df}e \u{2603}\r\nX-Note: \"tab\tand quoted-pair \\\u{7}\"\r\n",
+    )
+}
+
+fn expect_exact_answer(case: &str, want: &str, reply: Option<&str>, complaints: &mut Vec<String>) {
+    match reply.map(status_line) {
+        Some(got) if got == want => {}
+        got => complaints.push(format!("{case}: expected `{want}`, got {got:?}")),
+    }
+    if reply.is_some_and(|r| r.starts_with("SIP/2.0 2")) {
+        complaints.push(format!("{case}: answered 2xx"));
+    }
+}
+
+#[test]
+fn bad_octets_and_tokens_get_400_naming_them_over_udp_tcp_and_tls() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 80);
+    let controls_before = sbc.parse_errors("Control Character");
+    let utf8_before = sbc.parse_errors("Invalid UTF-8");
+    let mut complaints = Vec::new();
+
+    let socket = UdpSocket::bind((client, 0)).unwrap();
+    let local = socket.local_addr().unwrap();
+    for (case, bytes, want) in bad_octet_cases("UDP", local) {
+        let reply = udp_ask_bytes(&socket, sbc.udp_addr(), &bytes);
+        expect_exact_answer(
+            &format!("UDP {case}"),
+            &want,
+            reply.as_deref(),
+            &mut complaints,
+        );
+    }
+    let reply = udp_ask(&socket, sbc.udp_addr(), &utf8_subject_options("UDP", local));
+    match reply {
+        Some(r) => assert_ok_with_identity(&r),
+        None => complaints.push("UDP: UTF-8 Subject got no answer".into()),
+    }
+
+    // TCP: every case on one connection, which stays usable (the framer cuts such
+    // messages like any other).
+    let mut tcp = tcp_from(client, sbc.tcp_addr());
+    let local = tcp.local_addr().unwrap();
+    for (case, bytes, want) in bad_octet_cases("TCP", local) {
+        tcp.write_all(&bytes).unwrap();
+        let replies = read_responses(&mut tcp, 1, WAIT);
+        expect_exact_answer(
+            &format!("TCP {case}"),
+            &want,
+            replies.first().map(String::as_str),
+            &mut complaints,
+        );
+    }
+    tcp.write_all(utf8_subject_options("TCP", local).as_bytes())
+        .unwrap();
+    match read_responses(&mut tcp, 1, WAIT).first() {
+        Some(r) => assert_ok_with_identity(r),
+        None => complaints.push("TCP: UTF-8 Subject got no answer".into()),
+    }
+
+    let certs = sbc.certs();
+    sbc.runtime.block_on(async {
+        let mut tls = tls_connect(&certs, client, sbc.tls_addr()).await;
+        let local = tls.get_ref().0.local_addr().unwrap();
+        for (case, bytes, want) in bad_octet_cases("TLS", local) {
+            let replies = tls_ask(&mut tls, &bytes, 1).await;
+            expect_exact_answer(
+                &format!("TLS {case}"),
+                &want,
+                replies.first().map(String::as_str),
+                &mut complaints,
+            );
+        }
+        let replies = tls_ask(&mut tls, utf8_subject_options("TLS", local).as_bytes(), 1).await;
+        match replies.first() {
+            Some(r) => assert_ok_with_identity(r),
+            None => complaints.push("TLS: UTF-8 Subject got no answer".into()),
+        }
+    });
+    assert!(complaints.is_empty(), "{}", complaints.join("\n"));
+    // Six control-character and two UTF-8 cases per transport.
+    assert!(sbc.parse_errors("Control Character") >= controls_before + 18.0);
+    assert!(sbc.parse_errors("Invalid UTF-8") >= utf8_before + 6.0);
+    sbc.assert_alive(client);
+}
+
+/// A response is never answered: one with a bad octet is dropped and counted.
+#[test]
+fn a_response_with_a_bad_octet_is_dropped_and_counted() {
+    let sbc = Sbc::start(hostile_limits());
+    let client = Ipv4Addr::new(127, 0, 0, 81);
+    let socket = UdpSocket::bind((client, 0)).unwrap();
+    let local = socket.local_addr().unwrap();
+    let before = sbc.parse_errors("Control Character");
+    let response = format!(
+        "SIP/2.0 200 OK\r\nVia: SIP/2.0/UDP {local};branch=z9hG4bK-resp\r\n{FROM_TO}\
+         Call-ID: octets-response\r\nCSeq: 1 OPTIONS\r\nSubject: \u{7}\r\nContent-Length: 0\r\n\r\n"
+    );
+    socket.send_to(response.as_bytes(), sbc.udp_addr()).unwrap();
+    let answer = udp_silence(&socket);
+    assert!(
+        answer.is_none(),
+        "a response was answered: {:?}",
+        answer.as_deref().map(status_line)
+    );
+    sbc.wait_for("the response's parse error to be counted", WAIT, |s| {
+        s.parse_errors("Control Character") > before
+    });
+    sbc.assert_alive(client);
+}
+
+/// Every message RFC 4475 calls invalid (the list of tests/rfc4475.rs) sent to the running
+/// SBC over UDP: a 4xx/5xx or nothing, never a 2xx.
+#[test]
+fn rfc4475_invalid_messages_get_no_2xx_from_the_running_sbc() {
+    let sbc = Sbc::start(hostile_limits());
+    let socket = UdpSocket::bind((Ipv4Addr::new(127, 0, 0, 82), 0)).unwrap();
+    let mut complaints = Vec::new();
+    for name in [
+        "badinv01",
+        "clerr",
+        "ncl",
+        "scalar02",
+        "scalarlg",
+        "quotbal",
+        "ltgtruri",
+        "lwsruri",
+        "lwsstart",
+        "trws",
+        "escruri",
+        "baddate",
+        "regbadct",
+        "badaspec",
+        "baddn",
+        "badvers",
+        "mismatch01",
+        "mismatch02",
+        "bigcode",
+        "badbranch",
+        "insuf",
+        "multi01",
+        "mcl01",
+    ] {
+        let path = format!(
+            "{}/tests/data/rfc4475/{name}.sip",
+            env!("CARGO_MANIFEST_DIR")
+        );
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        socket.send_to(&bytes, sbc.udp_addr()).unwrap();
+        if let Some(reply) = udp_silence(&socket) {
+            let line = status_line(&reply);
+            if !(line.starts_with("SIP/2.0 4") || line.starts_with("SIP/2.0 5")) {
+                complaints.push(format!("{name}: answered `{line}`"));
+            }
+        }
+    }
+    assert!(complaints.is_empty(), "{}", complaints.join("\n"));
+    sbc.assert_alive(Ipv4Addr::new(127, 0, 0, 83));
 }

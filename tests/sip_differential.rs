@@ -72,7 +72,9 @@ const OPTIONS_PING: &str = concat!(
 /// Left out because rsip rejects them: wsinv (folding), intmeth, esc01, semiuri (URI
 /// characters), esc02 (method with `%`), longreq (space before the colon), unkscm and
 /// novelsc (non-SIP Request-URI). Left out because rsip is wrong: dblreq (rsip ignores
-/// Content-Length and takes the trailing octets as body).
+/// Content-Length and takes the trailing octets as body). Left out because they are not
+/// well formed and teams-sbc refuses them: baddate (Date outside GMT, RFC 4475 §3.1.2.12),
+/// badbranch (the branch cookie alone, §3.2.1).
 const RFC4475_AGREED: &[&str] = &[
     "escnull",
     "lwsdisp",
@@ -80,8 +82,6 @@ const RFC4475_AGREED: &[&str] = &[
     "mpart01",
     "unreason",
     "noreason",
-    "baddate",
-    "badbranch",
     "unksm2",
     "bext01",
     "invut",

@@ -34,6 +34,14 @@ fn check_datagram(data: &[u8]) {
                 assert!(e.line_range.end <= m.bytes().len());
                 assert!(e.name_range.start == e.line_range.start);
                 assert!(e.value_range.end <= e.line_range.end);
+                // Header text is UTF-8 without NUL, and a CR only ends a line or a fold.
+                let value = &m.bytes()[e.value_range.clone()];
+                assert!(std::str::from_utf8(value).is_ok());
+                assert!(!value.contains(&0));
+                assert!(value
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b != b'\r' || value.get(i + 1) == Some(&b'\n')));
             }
             // Validated at parse time.
             assert!(m.top_via().is_ok());
@@ -64,13 +72,20 @@ fn check_datagram(data: &[u8]) {
             assert_eq!(parsed.body(), m.body());
         }
         Err(e) => {
-            let answer = ResponseBuilder::error_for_raw(data, e.kind.status(), e.kind.reason());
+            let answer =
+                ResponseBuilder::error_for_raw(data, e.kind.status(), &e.response_reason());
             // An incomplete message is never answered even when its headers are readable.
             if e.can_respond {
                 assert!(answer.is_some());
             }
             if let Some(answer) = answer {
                 assert!(answer.starts_with(b"SIP/2.0 "));
+                // Lines with a NUL or a bare CR are never copied into an answer.
+                assert!(!answer.contains(&0));
+                assert!(answer
+                    .iter()
+                    .enumerate()
+                    .all(|(i, &b)| b != b'\r' || answer.get(i + 1) == Some(&b'\n')));
             }
             assert!(e.kind != ParseErrorKind::Incomplete || !e.can_respond);
         }

@@ -122,7 +122,8 @@ pub(crate) fn respondable(raw: &[u8]) -> bool {
 }
 
 /// The lines an error response needs, found by a lenient scan that ignores limits and
-/// stops at the first line it cannot split.
+/// stops at the first line it cannot split. None when one of them cannot be copied safely
+/// (a NUL or a bare CR in it).
 struct RawEssentials {
     vias: Vec<std::ops::Range<usize>>,
     from: std::ops::Range<usize>,
@@ -154,7 +155,21 @@ impl RawEssentials {
             if line.value.is_empty() {
                 continue;
             }
-            match HeaderName::known(&raw[line.name.clone()]) {
+            let name = HeaderName::known(&raw[line.name.clone()]);
+            let copied = matches!(
+                name,
+                Some(
+                    HeaderName::Via
+                        | HeaderName::From
+                        | HeaderName::To
+                        | HeaderName::CallId
+                        | HeaderName::CSeq
+                )
+            );
+            if copied && line.unsafe_to_copy {
+                return None;
+            }
+            match name {
                 Some(HeaderName::Via) => vias.push(line.line),
                 Some(HeaderName::From) => {
                     from.get_or_insert(line.line);

@@ -179,6 +179,7 @@ impl StreamFramer {
             kind,
             offset,
             can_respond: super::builder::respondable(&self.buf[..end]),
+            header: None,
         }
     }
 }

@@ -267,12 +267,16 @@ pub struct Via {
     pub raw: Bytes,
 }
 
+/// The magic cookie that starts an RFC 3261 branch (§8.1.1.7).
+pub(crate) const RFC3261_BRANCH_COOKIE: &[u8] = b"z9hG4bK";
+
 impl Via {
     /// RFC 3261 magic cookie check (`z9hG4bK` prefix): RFC 3261-style branch matching.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch
-            .as_ref()
-            .is_some_and(|b| b.len() > 7 && b[..7].eq_ignore_ascii_case(b"z9hG4bK"))
+        self.branch.as_ref().is_some_and(|b| {
+            b.len() > RFC3261_BRANCH_COOKIE.len()
+                && b[..RFC3261_BRANCH_COOKIE.len()].eq_ignore_ascii_case(RFC3261_BRANCH_COOKIE)
+        })
     }
 }
 
@@ -305,6 +309,7 @@ impl NameAddr {
             kind: ParseErrorKind::BadFromTo,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         let uri = Uri::from_spans(value.slice(spans.uri.clone()), &spans.uri_spans);
         let mut params = Vec::new();
@@ -339,6 +344,7 @@ impl Via {
             kind: ParseErrorKind::BadVia,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         let transport = &value[spans.transport.clone()];
         let transport = match KNOWN_TRANSPORTS
@@ -369,6 +375,7 @@ impl CSeq {
             kind: ParseErrorKind::BadCSeq,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         Ok(CSeq {
             seq,

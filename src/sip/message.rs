@@ -211,5 +211,6 @@ fn missing(_name: HeaderName) -> ParseError {
         kind: ParseErrorKind::MissingHeader,
         offset: 0,
         can_respond: false,
+        header: None,
     }
 }

@@ -1,17 +1,18 @@
 //! The parser proper: start line, header index, body.
 //!
 //! One pass over the buffer with `memchr`: the start line, then one logical header line
-//! at a time (folding accepted), recording ranges only. What RFC 3261 makes mandatory is
-//! validated here without allocation (top Via, From/To structure, Call-ID, CSeq,
-//! Max-Forwards, Content-Length); every other header (Contact included) is only indexed
-//! and parsed on access, where a bad value is an `Err` for the caller to answer with 400.
+//! at a time (folding accepted), recording ranges only; every value octet is checked on
+//! the way (no controls, UTF-8 text). What RFC 3261 makes mandatory is validated here
+//! without allocation (top Via, From/To and Contact structure, Call-ID, CSeq,
+//! Max-Forwards, Content-Length, Date); the insides of URIs and every other header are
+//! parsed on access, where a bad value is an `Err` for the caller to answer with 400.
 
 use std::ops::Range;
 
 use bytes::Bytes;
 
 use super::error::{ParseError, ParseErrorKind};
-use super::header::HeaderName;
+use super::header::{HeaderName, RFC3261_BRANCH_COOKIE};
 use super::message::{HeaderEntry, Message, StartLine};
 use super::method::Method;
 use super::scan::{self, HeaderLines, ListIter};
@@ -20,13 +21,31 @@ use super::Limits;
 
 type Failure = (ParseErrorKind, usize);
 
+/// A [`Failure`] and, for a bad octet, the header it was found in.
+struct Rejection {
+    kind: ParseErrorKind,
+    offset: usize,
+    header: Option<HeaderName>,
+}
+
+impl From<Failure> for Rejection {
+    fn from((kind, offset): Failure) -> Rejection {
+        Rejection {
+            kind,
+            offset,
+            header: None,
+        }
+    }
+}
+
 /// Parse one message from a datagram or a frame. A missing Content-Length means the body
 /// runs to the end of `buf`; bytes beyond Content-Length are discarded (RFC 3261 §18.3).
 pub fn parse_message(buf: Bytes, limits: &Limits) -> Result<Message, ParseError> {
-    parse_inner(&buf, limits).map_err(|(kind, offset)| ParseError {
-        kind,
-        offset,
-        can_respond: kind != ParseErrorKind::Incomplete && super::builder::respondable(&buf),
+    parse_inner(&buf, limits).map_err(|r| ParseError {
+        kind: r.kind,
+        offset: r.offset,
+        can_respond: r.kind != ParseErrorKind::Incomplete && super::builder::respondable(&buf),
+        header: r.header,
     })
 }
 
@@ -40,6 +59,9 @@ struct Seen {
     cseq: Option<usize>,
     content_length: Option<usize>,
     max_forwards: Option<usize>,
+    /// The first Contact line (there may be several).
+    contact: Option<usize>,
+    date: Option<usize>,
 }
 
 fn once(
@@ -55,9 +77,9 @@ fn once(
     Ok(())
 }
 
-fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
+fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Rejection> {
     if buf.len() > limits.max_message_bytes {
-        return Err((ParseErrorKind::TooLarge, limits.max_message_bytes));
+        return Err((ParseErrorKind::TooLarge, limits.max_message_bytes).into());
     }
     // RFC 3261 §7.5: CRLFs before the start line are ignored.
     let mut start = 0;
@@ -66,7 +88,7 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
     }
     let line_end = match memchr::memchr(b'\n', &buf[start..]) {
         Some(nl) => start + nl,
-        None => return Err((ParseErrorKind::Incomplete, buf.len())),
+        None => return Err((ParseErrorKind::Incomplete, buf.len()).into()),
     };
     let content_end = if line_end > start && buf[line_end - 1] == b'\r' {
         line_end - 1
@@ -74,22 +96,34 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
         line_end
     };
     if content_end - start > limits.max_header_line_bytes {
-        return Err((ParseErrorKind::HeaderLineTooLong, start));
+        return Err((ParseErrorKind::HeaderLineTooLong, start).into());
     }
     let start_line = parse_start_line(buf, start..content_end)?;
 
     let mut headers: Vec<HeaderEntry> = Vec::with_capacity(24);
     let mut seen = Seen::default();
+    // Reported once the header block is known to be complete, so a truncated datagram
+    // stays `Incomplete` (never answered).
+    let mut bad_text: Option<Rejection> = None;
     let mut lines = HeaderLines::new(buf, line_end + 1, limits.max_header_line_bytes);
     for line in &mut lines {
         let line = line?;
         if headers.len() >= limits.max_headers {
-            return Err((ParseErrorKind::TooManyHeaders, line.line.start));
+            return Err((ParseErrorKind::TooManyHeaders, line.line.start).into());
         }
         let name = HeaderName::from_wire_in(buf, line.name.clone());
+        if bad_text.is_none() {
+            if let Some((kind, offset)) = bad_text_in(buf, &line, &name) {
+                bad_text = Some(Rejection {
+                    kind,
+                    offset,
+                    header: Some(name.clone()),
+                });
+            }
+        }
         let index = headers.len();
         let at = line.line.start;
-        match name {
+        match &name {
             HeaderName::Via => {
                 seen.via.get_or_insert(index);
             }
@@ -109,6 +143,12 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
                 ParseErrorKind::BadMaxForwards,
                 at,
             )?,
+            HeaderName::Contact => {
+                seen.contact.get_or_insert(index);
+            }
+            HeaderName::Other(other) if other.eq_ignore_ascii_case(b"date") => {
+                once(&mut seen.date, index, ParseErrorKind::BadDate, at)?
+            }
             _ => {}
         }
         headers.push(HeaderEntry {
@@ -119,8 +159,11 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
         });
     }
     let Some(body_start) = lines.body_start else {
-        return Err((ParseErrorKind::Incomplete, buf.len()));
+        return Err((ParseErrorKind::Incomplete, buf.len()).into());
     };
+    if let Some(rejection) = bad_text {
+        return Err(rejection);
+    }
 
     validate(buf, &start_line, &headers, &seen)?;
 
@@ -131,7 +174,7 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
                 .and_then(|l| usize::try_from(l).ok())
                 .ok_or((ParseErrorKind::BadContentLength, r.start))?;
             if length > buf.len() - body_start {
-                return Err((ParseErrorKind::BodyLengthMismatch, body_start));
+                return Err((ParseErrorKind::BodyLengthMismatch, body_start).into());
             }
             body_start + length
         }
@@ -148,6 +191,22 @@ fn parse_inner(buf: &Bytes, limits: &Limits) -> Result<Message, Failure> {
         headers,
         body: body_start..body_end,
     })
+}
+
+/// The first octet of a header line's value its grammar does not allow, with why. Controls
+/// after a backslash are quoted-pairs only inside a quoted string, and Subject
+/// (TEXT-UTF8-TRIM) has no quoted strings.
+fn bad_text_in(buf: &[u8], line: &scan::RawLine, name: &HeaderName) -> Option<Failure> {
+    if line.bad_octet.is_some() {
+        return line.bad_octet;
+    }
+    let escaped = line.escaped_control?;
+    let control = if *name == HeaderName::Subject {
+        escaped
+    } else {
+        line.value.start + scan::control_outside_quoted_pair(&buf[line.value.clone()])?
+    };
+    Some((ParseErrorKind::ControlCharacter, control))
 }
 
 fn parse_start_line(buf: &Bytes, line: Range<usize>) -> Result<StartLine, Failure> {
@@ -170,11 +229,8 @@ fn parse_start_line(buf: &Bytes, line: Range<usize>) -> Result<StartLine, Failur
         }
         let reason_start = (at + sp + 1 + 4).min(line.end);
         let reason = &buf[reason_start..line.end];
-        if reason
-            .iter()
-            .any(|&b| (b < b' ' && b != b'\t') || b == 0x7f)
-        {
-            return Err((ParseErrorKind::BadStartLine, reason_start));
+        if let Some((kind, at)) = scan::first_bad_text_octet(reason) {
+            return Err((kind, reason_start + at));
         }
         return Ok(StartLine::Response {
             status,
@@ -237,17 +293,24 @@ fn validate(
     // only copied back verbatim, so they are checked when read (`Message::vias`).
     let top_via = &buf[headers[via].value_range.clone()];
     let first = ListIter::new(top_via).next().unwrap_or(0..0);
-    if scan::scan_via(&top_via[first]).is_none() {
-        return Err((ParseErrorKind::BadVia, headers[via].value_range.start));
+    let top = &top_via[first];
+    let bad_via = (ParseErrorKind::BadVia, headers[via].value_range.start);
+    let spans = scan::scan_via(top).ok_or(bad_via)?;
+    // The magic cookie alone claims an RFC 3261 transaction identifier and gives none;
+    // RFC 4475 §3.2.1 (badbranch) lets us refuse it, which keeps such requests from ever
+    // matching each other as retransmissions.
+    if spans
+        .branch
+        .is_some_and(|b| top[b].eq_ignore_ascii_case(RFC3261_BRANCH_COOKIE))
+    {
+        return Err(bad_via);
     }
     for i in [from, to] {
         if !scan::name_addr_shape_ok(value(i)) {
             return Err((ParseErrorKind::BadFromTo, headers[i].value_range.start));
         }
     }
-    let id = value(call_id);
-    // LWS and every other control byte are all at or below SP.
-    if id.is_empty() || id.iter().any(|&b| b <= b' ' || b == 0x7f) {
+    if !scan::is_call_id(value(call_id)) {
         return Err((
             ParseErrorKind::BadCallId,
             headers[call_id].value_range.start,
@@ -276,6 +339,30 @@ fn validate(
                 ParseErrorKind::BadContentLength,
                 headers[i].value_range.start,
             ));
+        }
+    }
+    if let Some(first) = seen.contact {
+        // Shape only, like From/To: an unbracketed URI with `?` or `,` of its own (RFC 4475
+        // §3.1.2.13) cannot be split from the header parameters. URIs are read on access.
+        for entry in headers[first..]
+            .iter()
+            .filter(|e| e.name == HeaderName::Contact)
+        {
+            let v = &buf[entry.value_range.clone()];
+            let bad = v != b"*"
+                && ListIter::new(v)
+                    .filter(|element| !element.is_empty())
+                    .any(|element| !scan::name_addr_shape_ok(&v[element]));
+            if bad {
+                return Err((ParseErrorKind::BadContact, entry.value_range.start));
+            }
+        }
+    }
+    if let Some(i) = seen.date {
+        // RFC 4475 §3.1.2.12 allows refusing a Date outside GMT; a B2BUA that re-sends it
+        // should not pass on what the next hop may refuse.
+        if !scan::is_sip_date(value(i)) {
+            return Err((ParseErrorKind::BadDate, headers[i].value_range.start));
         }
     }
     Ok(())

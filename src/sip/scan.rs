@@ -24,6 +24,8 @@ const fn build_table(extra: &[u8]) -> [bool; 256] {
 
 /// RFC 3261 `token` characters.
 static TOKEN: [bool; 256] = build_table(b"-.!%*_+`'~");
+/// RFC 3261 `word` characters (Call-ID).
+static WORD: [bool; 256] = build_table(b"-.!%*_+`'~()<>:\\\"/[]?{}");
 /// `user` characters: unreserved + user-unreserved, plus an unescaped `#` (Teams row 25).
 static USER: [bool; 256] = build_table(b"-_.!~*'()&=+$,;?/#");
 static PASSWORD: [bool; 256] = build_table(b"-_.!~*'()&=+$,");
@@ -38,6 +40,56 @@ static URI_HEADERS: [bool; 256] = build_table(b"[]/?:+$-_.!~*'()=&");
 #[inline]
 pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
+}
+
+/// RFC 3261 `callid = word [ "@" word ]`, in one pass (every message is checked).
+pub(crate) fn is_call_id(s: &[u8]) -> bool {
+    let mut at = None;
+    for (i, &b) in s.iter().enumerate() {
+        if b == b'@' {
+            if at.is_some() {
+                return false;
+            }
+            at = Some(i);
+        } else if !WORD[b as usize] {
+            return false;
+        }
+    }
+    match at {
+        Some(i) => i > 0 && i + 1 < s.len(),
+        None => !s.is_empty(),
+    }
+}
+
+/// RFC 3261 `SIP-date` (rfc1123-date, RFC 2616 §3.3.1): `Sun, 06 Nov 1994 08:49:37 GMT`.
+pub(crate) fn is_sip_date(v: &[u8]) -> bool {
+    const WKDAYS: [&[u8]; 7] = [b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun"];
+    const MONTHS: [&[u8]; 12] = [
+        b"Jan", b"Feb", b"Mar", b"Apr", b"May", b"Jun", b"Jul", b"Aug", b"Sep", b"Oct", b"Nov",
+        b"Dec",
+    ];
+    // Fixed width: each check below indexes inside these 29 bytes.
+    if v.len() != 29 {
+        return false;
+    }
+    let digits = |r: Range<usize>| v[r].iter().all(u8::is_ascii_digit);
+    let one_of = |names: &[&[u8]], r: Range<usize>| {
+        names.iter().any(|n| v[r.clone()].eq_ignore_ascii_case(n))
+    };
+    one_of(&WKDAYS, 0..3)
+        && &v[3..5] == b", "
+        && digits(5..7)
+        && v[7] == b' '
+        && one_of(&MONTHS, 8..11)
+        && v[11] == b' '
+        && digits(12..16)
+        && v[16] == b' '
+        && digits(17..19)
+        && v[19] == b':'
+        && digits(20..22)
+        && v[22] == b':'
+        && digits(23..25)
+        && v[25..].eq_ignore_ascii_case(b" GMT")
 }
 
 /// Linear whitespace inside a header value: folding has already been checked by the
@@ -288,10 +340,11 @@ pub(crate) fn scan_uri(u: &[u8]) -> Option<UriSpans> {
         true
     } else {
         let rest = &u[colon + 1..];
+        // uric is ASCII: other characters are %-escaped (RFC 3261 §25.1, RFC 2396).
         if rest.is_empty()
             || rest
                 .iter()
-                .any(|&b| b <= b' ' || b == 0x7f || matches!(b, b'<' | b'>' | b'"'))
+                .any(|&b| b <= b' ' || b >= 0x7f || matches!(b, b'<' | b'>' | b'"'))
         {
             return None;
         }
@@ -477,11 +530,17 @@ fn scan_name_addr_with(v: &[u8], full_uri: bool) -> Option<NameAddrSpans> {
     };
     let params_start = i;
     let mut tag = None;
+    let mut bad_tag = false;
     scan_params(v, i, |name, value| {
         if v[name.clone()].eq_ignore_ascii_case(b"tag") {
+            // tag-param = "tag" EQUAL token (RFC 3261 §25.1): no quotes, no `:[]`.
+            bad_tag |= !value.as_ref().is_some_and(|t| is_token(&v[t.clone()]));
             tag = value;
         }
     })?;
+    if bad_tag {
+        return None;
+    }
     Some(NameAddrSpans {
         display,
         uri,
@@ -588,8 +647,9 @@ pub(crate) fn scan_via(v: &[u8]) -> Option<ViaSpans> {
     scan_params(v, i, |name, value| {
         let n = &v[name];
         if n.eq_ignore_ascii_case(b"branch") {
+            // via-branch = "branch" EQUAL token (RFC 3261 §25.1).
+            bad |= !value.as_ref().is_some_and(|b| is_token(&v[b.clone()]));
             branch = value;
-            bad |= branch.is_none();
         } else if n.eq_ignore_ascii_case(b"received") {
             received = value;
             bad |= received.is_none();
@@ -640,12 +700,13 @@ pub(crate) fn scan_cseq(v: &[u8]) -> Option<(u32, Range<usize>)> {
     Some((seq as u32, method))
 }
 
-/// Index of the first CR, LF or NUL in `buf[from..end]`. Header values are long runs of
-/// printable bytes, so eight bytes are tested at once for any byte below 0x0e; the lowest
-/// such byte is exact (a borrow only propagates upwards), and a tab or other control byte
-/// found that way is stepped over.
+/// Index of the first octet of `buf[from..end]` outside printable ASCII (0x20..=0x7e),
+/// HTAB excepted: line ends, controls and the lead byte of every non-ASCII character.
+/// Header values are long runs of printable bytes, so eight bytes are tested at once for any
+/// byte below 0x20 or above 0x7e; the lowest such byte is exact (a borrow or carry only
+/// propagates upwards), and a tab found that way is stepped over.
 #[inline]
-pub(crate) fn find_cr_lf_nul(buf: &[u8], mut i: usize, end: usize) -> Option<usize> {
+pub(crate) fn find_non_printable(buf: &[u8], mut i: usize, end: usize) -> Option<usize> {
     const ONES: u64 = 0x0101_0101_0101_0101;
     const HIGHS: u64 = 0x8080_8080_8080_8080;
     let end = end.min(buf.len());
@@ -654,20 +715,76 @@ pub(crate) fn find_cr_lf_nul(buf: &[u8], mut i: usize, end: usize) -> Option<usi
             break;
         };
         let word = u64::from_le_bytes(chunk);
-        let below = word.wrapping_sub(ONES * 0x0e) & !word & HIGHS;
-        if below == 0 {
+        let below = word.wrapping_sub(ONES * 0x20) & !word;
+        let above = word.wrapping_add(ONES) | word;
+        let flagged = (below | above) & HIGHS;
+        if flagged == 0 {
             i += 8;
             continue;
         }
-        let j = i + (below.trailing_zeros() / 8) as usize;
-        if matches!(buf[j], b'\r' | b'\n' | 0) {
+        let j = i + (flagged.trailing_zeros() / 8) as usize;
+        if buf[j] != b'\t' {
             return Some(j);
         }
         i = j + 1;
     }
     while i < end {
-        if matches!(buf[i], b'\r' | b'\n' | 0) {
+        if !is_printable_or_tab(buf[i]) {
             return Some(i);
+        }
+        i += 1;
+    }
+    None
+}
+
+#[inline]
+fn is_printable_or_tab(b: u8) -> bool {
+    matches!(b, b' '..=b'~' | b'\t')
+}
+
+/// Length of the character at `s[at]` when it may appear in UTF-8 text (RFC 3261 TEXT-UTF8),
+/// else why not: a control (C0, DEL, C1) or octets that are not UTF-8 (std's decoder refuses
+/// overlong forms, surrogates and code points beyond U+10FFFF).
+pub(crate) fn text_char_len(s: &[u8], at: usize) -> Result<usize, ParseErrorKind> {
+    let window = s.get(at..s.len().min(at.saturating_add(4))).unwrap_or(&[]);
+    let valid = match std::str::from_utf8(window) {
+        Ok(text) => text,
+        Err(e) => window
+            .get(..e.valid_up_to())
+            .and_then(|prefix| std::str::from_utf8(prefix).ok())
+            .unwrap_or(""),
+    };
+    match valid.chars().next() {
+        Some(c) if c.is_control() && c != '\t' => Err(ParseErrorKind::ControlCharacter),
+        Some(c) => Ok(c.len_utf8()),
+        None => Err(ParseErrorKind::InvalidUtf8),
+    }
+}
+
+/// The first octet of `s` that UTF-8 text does not allow (HTAB is allowed), with why.
+pub(crate) fn first_bad_text_octet(s: &[u8]) -> Option<(ParseErrorKind, usize)> {
+    let mut i = 0;
+    while let Some(at) = find_non_printable(s, i, s.len()) {
+        match text_char_len(s, at) {
+            Ok(len) => i = at + len,
+            Err(kind) => return Some((kind, at)),
+        }
+    }
+    None
+}
+
+/// Index of the first control octet in the header value `s` that is not the escaped
+/// character of a quoted-pair inside a quoted string (RFC 3261 §25.1), the one place the
+/// grammar admits controls (RFC 4475 §3.1.1.2). Folding (CR, LF, HTAB) is whitespace.
+pub(crate) fn control_outside_quoted_pair(s: &[u8]) -> Option<usize> {
+    let mut quoted = false;
+    let mut i = 0;
+    while i < s.len() {
+        match s[i] {
+            b'"' => quoted = !quoted,
+            b'\\' if quoted => i += 1,
+            b if (b < b' ' && !is_lws(b)) || b == 0x7f => return Some(i),
+            _ => {}
         }
         i += 1;
     }
@@ -680,10 +797,21 @@ pub(crate) struct RawLine {
     pub name: Range<usize>,
     pub value: Range<usize>,
     pub line: Range<usize>,
+    /// The first octet of the value that no header may carry (a control other than HTAB,
+    /// a bare CR, octets that are not UTF-8), with why. The line is still split, so framing
+    /// and error answers can go on; the parser refuses the message.
+    pub bad_octet: Option<(ParseErrorKind, usize)>,
+    /// The first control octet right after a backslash: valid only as a quoted-pair inside
+    /// a quoted string, which the header's grammar decides.
+    pub escaped_control: Option<usize>,
+    /// The line holds a NUL or a bare CR: it must not be copied into an answer (a bare CR
+    /// could end the copied line early at the peer, a NUL cuts C strings short).
+    pub unsafe_to_copy: bool,
 }
 
 /// Splits a header block into logical (unfolded) lines. Stops at the empty line; after
 /// that `body_start` holds the index of the first body byte. Accepts CRLF and bare LF.
+/// Every value octet is classified on the way (see [`RawLine::bad_octet`]).
 pub(crate) struct HeaderLines<'a> {
     buf: &'a [u8],
     pos: usize,
@@ -764,27 +892,51 @@ impl Iterator for HeaderLines<'_> {
             .len()
             .min(start.saturating_add(self.max_line).saturating_add(2));
         let mut search = colon.min(limit_end);
+        let mut bad_octet = None;
+        let mut escaped_control = None;
+        let mut unsafe_to_copy = false;
         let line_end;
         loop {
-            // A CR is only allowed right before a LF: a bare CR would be re-sent verbatim
-            // and could be read as a line break by the next hop. A NUL is no TEXT-UTF8 char
-            // (RFC 3261 §25.1) and would cut the value short in C-string peers.
-            let Some(mut nl) = find_cr_lf_nul(buf, search, limit_end) else {
+            let Some(at) = find_non_printable(buf, search, limit_end) else {
                 if limit_end < buf.len() {
                     return self.fail(ParseErrorKind::HeaderLineTooLong, start);
                 }
                 return self.fail(ParseErrorKind::Incomplete, buf.len());
             };
-            if buf[nl] == 0 {
-                return self.fail(ParseErrorKind::BadHeaderLine, nl);
-            }
-            if buf[nl] == b'\r' {
-                match buf.get(nl + 1) {
-                    Some(b'\n') => nl += 1,
-                    Some(_) => return self.fail(ParseErrorKind::BadHeaderLine, nl),
+            search = at + 1;
+            let nl = match buf[at] {
+                b'\n' => at,
+                b'\r' => match buf.get(at + 1) {
+                    Some(b'\n') => at + 1,
+                    Some(_) => {
+                        // A bare CR would be re-sent verbatim and could be read as a line
+                        // break by the next hop.
+                        bad_octet.get_or_insert((ParseErrorKind::ControlCharacter, at));
+                        unsafe_to_copy = true;
+                        continue;
+                    }
                     None => return self.fail(ParseErrorKind::Incomplete, buf.len()),
+                },
+                // Not even as a quoted-pair: a NUL cuts the value short in C-string peers.
+                0 => {
+                    bad_octet.get_or_insert((ParseErrorKind::ControlCharacter, at));
+                    unsafe_to_copy = true;
+                    continue;
                 }
-            }
+                b if b.is_ascii() && at > colon && buf[at - 1] == b'\\' => {
+                    escaped_control.get_or_insert(at);
+                    continue;
+                }
+                _ => {
+                    match text_char_len(buf, at) {
+                        Ok(len) => search = at + len,
+                        Err(kind) => {
+                            bad_octet.get_or_insert((kind, at));
+                        }
+                    }
+                    continue;
+                }
+            };
             if nl + 1 >= buf.len() {
                 return self.fail(ParseErrorKind::Incomplete, buf.len());
             }
@@ -821,6 +973,9 @@ impl Iterator for HeaderLines<'_> {
             name: start..name_end,
             value,
             line: start..line_end,
+            bad_octet,
+            escaped_control,
+            unsafe_to_copy,
         }))
     }
 }
@@ -852,27 +1007,85 @@ mod tests {
     }
 
     #[test]
-    fn cr_lf_nul_search_matches_a_plain_scan() {
+    fn non_printable_search_matches_a_plain_scan() {
         let mut samples: Vec<Vec<u8>> = vec![
             b"abc\tdef\x01ghij\rklm".to_vec(),
             b"\t\t\t\t\t\t\t\t\t\n".to_vec(),
             "caf\u{e9} \u{2603} value without break".as_bytes().to_vec(),
             b"0123456789abcdef\x00x".to_vec(),
+            b"~~~~~~~~\x7f~~~~~~~\xff\x7e".to_vec(),
             b"\x0d".to_vec(),
             Vec::new(),
         ];
         samples.push((0u8..=255).rev().collect());
+        samples.push((0u8..=255).collect());
         for s in &samples {
             for from in 0..=s.len() {
                 for end in from..=s.len() {
                     let plain = s[from..end]
                         .iter()
-                        .position(|&b| matches!(b, b'\r' | b'\n' | 0))
+                        .position(|&b| !is_printable_or_tab(b))
                         .map(|p| from + p);
-                    assert_eq!(find_cr_lf_nul(s, from, end), plain, "{s:?} {from} {end}");
+                    assert_eq!(
+                        find_non_printable(s, from, end),
+                        plain,
+                        "{s:?} {from} {end}"
+                    );
                 }
             }
         }
+    }
+
+    #[test]
+    fn text_octets_follow_utf8_and_refuse_controls() {
+        let control = Err(ParseErrorKind::ControlCharacter);
+        let invalid = Err(ParseErrorKind::InvalidUtf8);
+        assert_eq!(text_char_len("\u{e9}".as_bytes(), 0), Ok(2));
+        assert_eq!(text_char_len("\u{2603}".as_bytes(), 0), Ok(3));
+        assert_eq!(text_char_len("\u{1f600}x".as_bytes(), 0), Ok(4));
+        assert_eq!(
+            text_char_len("\u{feff}".as_bytes(), 0),
+            Ok(3),
+            "a BOM is text"
+        );
+        for bad in [&b"\x00"[..], b"\x07", b"\x1b", b"\x7f", b"\r", b"\n"] {
+            assert_eq!(text_char_len(bad, 0), control, "{bad:?}");
+        }
+        // C1 controls (U+0080..U+009F) in UTF-8.
+        assert_eq!(text_char_len(b"\xc2\x80", 0), control);
+        assert_eq!(text_char_len(b"\xc2\x9f", 0), control);
+        assert_eq!(text_char_len(b"\xc2\xa0", 0), Ok(2));
+        for bad in [
+            &b"\xe9"[..],            // Latin-1
+            b"\xc3",                 // truncated
+            b"\xc3(",                // bad continuation
+            b"\x80",                 // lone continuation
+            b"\xc0\xaf",             // overlong '/'
+            b"\xc1\xbf",             // overlong
+            b"\xe0\x80\xaf",         // overlong
+            b"\xf0\x80\x80\xaf",     // overlong
+            b"\xed\xa0\x80",         // surrogate
+            b"\xf4\x90\x80\x80",     // beyond U+10FFFF
+            b"\xf8\x88\x80\x80\x80", // five-byte form
+            b"\xff",
+        ] {
+            assert_eq!(text_char_len(bad, 0), invalid, "{bad:?}");
+        }
+        assert_eq!(first_bad_text_octet("ok \u{e9}\tfine".as_bytes()), None);
+        assert_eq!(
+            first_bad_text_octet(b"ok\xe9\x07"),
+            Some((ParseErrorKind::InvalidUtf8, 2))
+        );
+    }
+
+    #[test]
+    fn controls_only_as_quoted_pairs_inside_quotes() {
+        assert_eq!(control_outside_quoted_pair(b"\"a\\\x07b\" <sip:a@b>"), None);
+        assert_eq!(control_outside_quoted_pair(b"\"a\\\x7f\""), None);
+        assert_eq!(control_outside_quoted_pair(b"a\\\x07b"), Some(2));
+        assert_eq!(control_outside_quoted_pair(b"\"a\\\\\x07\""), Some(4));
+        assert_eq!(control_outside_quoted_pair(b"\"a\" \\\x07"), Some(5));
+        assert_eq!(control_outside_quoted_pair(b"a\r\n b\tc"), None);
     }
 
     #[test]

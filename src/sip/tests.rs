@@ -810,23 +810,340 @@ fn contact_wildcard_is_not_a_contact_list() {
     assert_eq!(m.contacts().unwrap(), vec![]);
 }
 
-#[test]
-fn a_bare_cr_inside_a_header_line_is_rejected() {
-    let e = err(&options_with("X-Smuggle: a\rInjected: b\r\n"));
-    assert_eq!(e.kind, ParseErrorKind::BadHeaderLine);
-    // CRLF folding and bare-LF line ends stay accepted.
-    assert!(parse(&options_with("X-Fold: a\r\n b\r\n")).is_ok());
-    assert!(parse(&options_with("X-Lf: a\n")).is_ok());
+/// `options_with("")` with its From line's value replaced.
+fn options_from(from: &[u8]) -> Vec<u8> {
+    let base = options_with("");
+    let (head, tail) = base.split_once("From: <sip:x@y>;tag=1").unwrap();
+    [head.as_bytes(), b"From: ", from, tail.as_bytes()].concat()
+}
+
+fn parse_bytes(b: &[u8]) -> Result<Message, ParseError> {
+    Message::parse(Bytes::copy_from_slice(b), &limits())
+}
+
+fn err_bytes(b: &[u8]) -> ParseError {
+    match parse_bytes(b) {
+        Ok(_) => panic!("must be rejected: {:?}", String::from_utf8_lossy(b)),
+        Err(e) => e,
+    }
+}
+
+/// Extension header line `X-Probe: <value>` inserted into a valid OPTIONS.
+fn with_probe(value: &[u8]) -> Vec<u8> {
+    let line = [b"X-Probe: ", value, b"\r\n"].concat();
+    let base = options_with("@@");
+    let (head, tail) = base.split_once("@@").unwrap();
+    [head.as_bytes(), &line, tail.as_bytes()].concat()
 }
 
 #[test]
-fn a_nul_byte_inside_a_header_value_is_rejected() {
-    let e = err(&options_with("Subject: a\0b\r\n"));
-    assert_eq!(e.kind, ParseErrorKind::BadHeaderLine);
-    assert!(
-        e.can_respond,
-        "the mandatory headers are readable: answer 400"
+fn control_octets_in_header_values_are_refused_and_named() {
+    let subject = |v: &[u8]| [b"Subject: ", v].concat();
+    let cases: Vec<(Vec<u8>, &str)> = vec![
+        (subject(b"a\x07b"), "Subject"),
+        (subject(b"a\x1bb"), "Subject"),
+        (subject(b"a\x7fb"), "Subject"),
+        (subject(b"a\x00b"), "Subject"),
+        (subject(b"a\x0bb"), "Subject"),
+        // NEL (U+0085), a C1 control, in UTF-8.
+        (subject(b"a\xc2\x85b"), "Subject"),
+        // A bare CR inside a value could be read as a line break by the next hop.
+        (subject(b"a\rInjected: b"), "Subject"),
+        (b"s: compact\x01".to_vec(), "Subject"),
+        (b"X-Ext: \x02".to_vec(), "X-Ext"),
+        (b"User-Agent: phone (\x08)".to_vec(), "User-Agent"),
+    ];
+    for (line, header) in cases {
+        let inserted = options_with("@@");
+        let (head, tail) = inserted.split_once("@@").unwrap();
+        let msg = [head.as_bytes(), &line, b"\r\n", tail.as_bytes()].concat();
+        let e = err_bytes(&msg);
+        let shown = String::from_utf8_lossy(&line);
+        assert_eq!(e.kind, ParseErrorKind::ControlCharacter, "{shown:?}");
+        assert_eq!(e.kind.status(), 400);
+        assert_eq!(e.header.as_ref().map(HeaderName::as_str), Some(header));
+        assert_eq!(
+            e.response_reason(),
+            format!("Bad Request (control character in {header})"),
+            "{shown:?}"
+        );
+        assert!(e.can_respond, "{shown:?}: the copied headers are clean");
+        let answer = ResponseBuilder::error_for_raw(&msg, 400, &e.response_reason()).unwrap();
+        assert!(answer.starts_with(
+            format!("SIP/2.0 400 Bad Request (control character in {header})\r\n").as_bytes()
+        ));
+    }
+}
+
+#[test]
+fn invalid_utf8_in_header_values_is_refused() {
+    for value in [
+        &b"caf\xe9"[..],     // Latin-1
+        b"\xc0\xaf",         // overlong '/'
+        b"\xe0\x80\xaf",     // overlong
+        b"\xed\xa0\x80",     // UTF-16 surrogate
+        b"\xf4\x90\x80\x80", // beyond U+10FFFF
+        b"\x80 lone continuation",
+        b"truncated \xe2\x98",
+        b"\xfe\xff",
+    ] {
+        let e = err_bytes(&with_probe(value));
+        assert_eq!(e.kind, ParseErrorKind::InvalidUtf8, "{value:?}");
+        assert_eq!(
+            e.response_reason(),
+            "Bad Request (invalid UTF-8 in X-Probe)",
+            "{value:?}"
+        );
+        assert!(e.can_respond);
+    }
+    // In a display name, which a 400 copies back as it came.
+    let e = err_bytes(&options_from(b"\"M\xfcller\" <sip:x@y>;tag=1"));
+    assert_eq!(e.kind, ParseErrorKind::InvalidUtf8);
+    assert_eq!(e.response_reason(), "Bad Request (invalid UTF-8 in From)");
+    assert!(e.can_respond);
+    // UTF-8 text stays accepted wherever RFC 3261 has TEXT-UTF8 (BOM included).
+    let m = ok(&options_with(
+        "Subject: Gr\u{fc}\u{df}e \u{2603} \u{1f600}\r\nX-Bom: \u{feff}\u{5927}\r\n",
+    ));
+    assert_eq!(
+        m.header(&HeaderName::Subject).as_deref(),
+        Some("Gr\u{fc}\u{df}e \u{2603} \u{1f600}".as_bytes())
     );
+    let m = parse_bytes(&options_from(
+        "\"J\u{fc}rgen \u{2603}\" <sip:x@y>;tag=1".as_bytes(),
+    ))
+    .unwrap();
+    assert_eq!(
+        m.from().unwrap().display_name.as_deref(),
+        Some("J\u{fc}rgen \u{2603}".as_bytes())
+    );
+}
+
+#[test]
+fn whitespace_tabs_and_folding_stay_accepted() {
+    assert!(parse(&options_with("Subject: a\tb\r\n")).is_ok());
+    assert!(parse(&options_with("X-Fold: a\r\n b\r\n\tc\r\n")).is_ok());
+    assert!(parse(&options_with("X-Lf: a\n")).is_ok());
+    assert!(parse(&options_with("X-Lf-Fold: a\n b\r\n")).is_ok());
+}
+
+/// RFC 3261 §25.1 allows any control but CR and LF as a quoted-pair inside a quoted string
+/// (RFC 4475 §3.1.1.2 has BEL and DEL in a display name); nowhere else.
+#[test]
+fn controls_are_accepted_only_as_quoted_pairs_inside_quotes() {
+    let m = parse_bytes(&options_from(b"\"BEL:\\\x07 DEL:\\\x7f\" <sip:x@y>;tag=1")).unwrap();
+    assert_eq!(
+        m.from().unwrap().display_name.as_deref(),
+        Some(&b"BEL:\\\x07 DEL:\\\x7f"[..])
+    );
+    assert!(parse_bytes(&with_probe(b"text=\"a\\\x07b\"")).is_ok());
+    for (bad, at_header) in [
+        (with_probe(b"a\\\x07b"), "X-Probe"),
+        (with_probe(b"\"a\\\\\x07b\""), "X-Probe"),
+        (with_probe(b"\"a\" \\\x07"), "X-Probe"),
+        // Subject is TEXT-UTF8-TRIM: quotes are plain characters there.
+        (
+            options_with("Subject: \"a\\\x07b\"\r\n").into_bytes(),
+            "Subject",
+        ),
+        // Unescaped control inside quotes.
+        (options_from(b"\"a\x07b\" <sip:x@y>;tag=1"), "From"),
+    ] {
+        let e = err_bytes(&bad);
+        assert_eq!(e.kind, ParseErrorKind::ControlCharacter, "{bad:?}");
+        assert_eq!(e.header.as_ref().map(HeaderName::as_str), Some(at_header));
+    }
+    // A NUL is refused even as a quoted-pair, and never copied into an answer.
+    let e = err_bytes(&options_from(b"\"a\\\x00b\" <sip:x@y>;tag=1"));
+    assert_eq!(e.kind, ParseErrorKind::ControlCharacter);
+    assert!(!e.can_respond);
+}
+
+#[test]
+fn a_bad_octet_in_a_copied_header_is_echoed_only_when_safe() {
+    // A BEL in the From display name: the 400 copies From as it came (the client needs it
+    // to match the answer).
+    let msg = options_from(b"\"a\x07b\" <sip:x@y>;tag=1");
+    let e = err_bytes(&msg);
+    assert!(e.can_respond);
+    let answer = ResponseBuilder::error_for_raw(&msg, 400, &e.response_reason()).unwrap();
+    assert!(answer
+        .windows(b"From: \"a\x07b\"".len())
+        .any(|w| w == b"From: \"a\x07b\""));
+    // A NUL or a bare CR in a line the answer would copy: dropped.
+    for bad in [
+        options_from(b"\"a\x00b\" <sip:x@y>;tag=1"),
+        options_from(b"<sip:x@y>;tag=1\rX-Injected: yes"),
+        options_with("")
+            .replace("Call-ID: c1", "Call-ID: c1\0")
+            .into_bytes(),
+    ] {
+        let e = err_bytes(&bad);
+        assert_eq!(e.kind, ParseErrorKind::ControlCharacter, "{bad:?}");
+        assert!(!e.can_respond, "{bad:?}");
+        assert!(ResponseBuilder::error_for_raw(&bad, 400, "x").is_none());
+    }
+    // Anywhere else they do not stop the answer, wherever the line is.
+    let early = options_with("")
+        .replace("Via:", "Subject: a\0b\r\nX-Cr: a\rb\r\nVia:")
+        .into_bytes();
+    let e = err_bytes(&early);
+    assert_eq!(e.kind, ParseErrorKind::ControlCharacter);
+    assert_eq!(e.header, Some(HeaderName::Subject));
+    assert!(e.can_respond);
+}
+
+#[test]
+fn a_bad_octet_in_a_truncated_datagram_is_not_answered() {
+    let whole = options_with("Subject: a\x07b\r\n");
+    let cut = &whole[..whole.len() - 2];
+    let e = err(cut);
+    assert_eq!(e.kind, ParseErrorKind::Incomplete);
+    assert!(!e.can_respond);
+}
+
+#[test]
+fn call_id_is_a_word_with_at_most_one_at() {
+    for good in [
+        "c1",
+        "a@b",
+        "7f1e2d@10.0.0.1",
+        "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{",
+        "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}",
+    ] {
+        assert!(
+            parse(&options_with("").replace("Call-ID: c1", &format!("Call-ID: {good}"))).is_ok(),
+            "{good}"
+        );
+    }
+    for bad in [
+        "a@b@c",
+        "@b",
+        "a@",
+        "a;b",
+        "a,b",
+        "a=b",
+        "a b",
+        "a#b",
+        "caf\u{e9}",
+    ] {
+        let e = err(&options_with("").replace("Call-ID: c1", &format!("Call-ID: {bad}")));
+        assert_eq!(e.kind, ParseErrorKind::BadCallId, "{bad}");
+        assert_eq!(e.response_reason(), "Bad Call-ID");
+        assert!(e.can_respond);
+    }
+}
+
+#[test]
+fn via_branch_and_tags_are_tokens() {
+    let via =
+        |branch: &str| options_with("").replace("branch=z9hG4bK1", &format!("branch={branch}"));
+    assert!(parse(&via("z9hG4bK-.!%66*_+`'~")).is_ok());
+    assert!(
+        parse(&via("1234")).is_ok(),
+        "RFC 2543 branches stay accepted"
+    );
+    // RFC 4475 §3.2.1 (badbranch): the cookie alone, any case.
+    for bad in [
+        "z9hG4bK",
+        "Z9HG4BK",
+        "\"z9hG4bK1\"",
+        "z9hG4bK[1]",
+        "z9hG4bK:1",
+        "z9hG4bK/1",
+    ] {
+        let e = err(&via(bad));
+        assert_eq!(e.kind, ParseErrorKind::BadVia, "{bad}");
+        assert!(e.can_respond, "{bad}");
+    }
+    assert!(
+        err(&options_with("").replace(";branch=z9hG4bK1", ";branch")).kind
+            == ParseErrorKind::BadVia
+    );
+    // Lower Vias are checked when read.
+    let m = ok(&options_with("Via: SIP/2.0/UDP h;branch=\"x\"\r\n"));
+    assert!(m.vias().is_err());
+
+    for bad in ["tag=\"q\"", "tag=a:b", "tag=[1]", "tag"] {
+        let e = err_bytes(&options_from(format!("<sip:x@y>;{bad}").as_bytes()));
+        assert_eq!(e.kind, ParseErrorKind::BadFromTo, "{bad}");
+        let to = options_with("").replace(
+            "To: <sip:a@b.example.com>",
+            &format!("To: <sip:a@b.example.com>;{bad}"),
+        );
+        assert_eq!(err(&to).kind, ParseErrorKind::BadFromTo, "{bad}");
+    }
+    let m = parse_bytes(&options_from(b"<sip:x@y>;tag=_token~1'+`*%!-.")).unwrap();
+    assert_eq!(
+        m.from().unwrap().tag.as_deref(),
+        Some(&b"_token~1'+`*%!-."[..])
+    );
+}
+
+#[test]
+fn responses_with_bad_octets_are_refused_and_never_answered() {
+    let resp = |reason: &[u8], extra: &[u8]| {
+        [
+            b"SIP/2.0 200 ".as_slice(),
+            reason,
+            b"\r\nVia: SIP/2.0/UDP h;branch=z9hG4bK1\r\nFrom: <sip:x@y>;tag=1\r\nTo: <sip:a@b>;tag=2\r\nCall-ID: c\r\nCSeq: 1 INVITE\r\n",
+            extra,
+            b"Content-Length: 0\r\n\r\n",
+        ]
+        .concat()
+    };
+    assert!(parse_bytes(&resp("OK \u{2713}".as_bytes(), b"")).is_ok());
+    for (bad, kind) in [
+        (
+            resp(b"OK", b"Subject: \x07\r\n"),
+            ParseErrorKind::ControlCharacter,
+        ),
+        (resp(b"OK", b"X-Ext: \xe9\r\n"), ParseErrorKind::InvalidUtf8),
+        (resp(b"O\x07K", b""), ParseErrorKind::ControlCharacter),
+        (resp(b"O\xc2\x9bK", b""), ParseErrorKind::ControlCharacter),
+        (resp(b"caf\xe9", b""), ParseErrorKind::InvalidUtf8),
+        (
+            String::from_utf8(resp(b"OK", b""))
+                .unwrap()
+                .replace("branch=z9hG4bK1", "branch=z9hG4bK")
+                .into_bytes(),
+            ParseErrorKind::BadVia,
+        ),
+    ] {
+        let e = err_bytes(&bad);
+        assert_eq!(e.kind, kind, "{:?}", String::from_utf8_lossy(&bad));
+        assert!(!e.can_respond, "a response is never answered");
+    }
+}
+
+#[test]
+fn non_ascii_in_an_opaque_request_uri_is_refused() {
+    for uri in ["tel:+1425\u{e9}", "urn:x\u{2603}"] {
+        let msg = INVITE.replacen(
+            "sip:+14255550100@sbc1.customer.example.com:5061;user=phone;transport=tls",
+            uri,
+            1,
+        );
+        assert_eq!(err(&msg).kind, ParseErrorKind::BadRequestUri, "{uri}");
+    }
+}
+
+#[test]
+fn the_framer_cuts_messages_with_bad_octets_so_the_stream_goes_on() {
+    let bad = options_with("Subject: a\0b\x07\r\n");
+    let good = options_with("");
+    let mut framer = StreamFramer::new(limits());
+    framer.push(format!("{bad}{good}").as_bytes());
+    let Ok(Some(FrameEvent::Message(first))) = framer.next_event() else {
+        panic!("the bad message is framed");
+    };
+    let e = Message::parse(first, &limits()).unwrap_err();
+    assert_eq!(e.kind, ParseErrorKind::ControlCharacter);
+    assert!(e.can_respond);
+    let Ok(Some(FrameEvent::Message(second))) = framer.next_event() else {
+        panic!("the next message is framed");
+    };
+    assert!(Message::parse(second, &limits()).is_ok());
 }
 
 #[test]
@@ -858,5 +1175,49 @@ fn whitespace_or_controls_anywhere_in_the_request_uri_are_rejected() {
             1,
         );
         assert_eq!(err(&msg).kind, ParseErrorKind::BadRequestUri, "{uri:?}");
+    }
+}
+
+#[test]
+fn contact_shape_is_checked_at_parse_time() {
+    for good in [
+        "Contact: *\r\n",
+        "Contact: <sip:a@b>, \"B\" <sip:c@d>;expires=60\r\nm: sip:e@f;q=0.5\r\n",
+        "Contact: <sip:a@b;;>\r\n",
+    ] {
+        assert!(parse(&options_with(good)).is_ok(), "{good}");
+    }
+    for bad in [
+        "Contact: sip:user@example.com?Route=%3Csip:sip.example.com%3E\r\n",
+        "Contact: \"unterminated <sip:a@b>\r\n",
+        "Contact: <sip:a@b>\r\nContact: <sip:a@b\r\n",
+        "Contact: <sip:a@b>;tag=\"q\"\r\n",
+    ] {
+        let e = err(&options_with(bad));
+        assert_eq!(e.kind, ParseErrorKind::BadContact, "{bad}");
+        assert_eq!(e.response_reason(), "Bad Contact");
+        assert!(e.can_respond);
+    }
+}
+
+#[test]
+fn date_is_an_rfc1123_date_in_gmt() {
+    let m = ok(&options_with("Date: Sat, 13 Nov 2010 23:29:00 GMT\r\n"));
+    assert_eq!(
+        m.header(&HeaderName::from_wire(b"date")).as_deref(),
+        Some(&b"Sat, 13 Nov 2010 23:29:00 GMT"[..])
+    );
+    for bad in [
+        "Date: Fri, 01 Jan 2010 16:00:00 EST\r\n",
+        "Date: Fri, 1 Jan 2010 16:00:00 GMT\r\n",
+        "Date: Fri 01 Jan 2010 16:00:00 GMT\r\n",
+        "Date: Fry, 01 Jan 2010 16:00:00 GMT\r\n",
+        "Date: Fri, 01 Jan 2010 16:00 GMT\r\n",
+        "Date: 2010-01-01T16:00:00Z\r\n",
+        "Date: Fri, 01 Jan 2010 16:00:00 GMT\r\nDate: Fri, 01 Jan 2010 16:00:00 GMT\r\n",
+    ] {
+        let e = err(&options_with(bad));
+        assert_eq!(e.kind, ParseErrorKind::BadDate, "{bad}");
+        assert!(e.can_respond);
     }
 }

@@ -42,6 +42,7 @@ impl Uri {
             kind: ParseErrorKind::BadRequestUri,
             offset: 0,
             can_respond: false,
+            header: None,
         })?;
         Ok(Uri::from_spans(raw, &spans))
     }

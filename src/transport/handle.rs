@@ -159,8 +159,11 @@ impl Inner {
                 let reason = error.kind.reason();
                 self.metrics.parse_errors.with_label_values(&[reason]).inc();
                 self.warn_limited(source.remote.ip(), reason, &error.to_string());
-                let response =
-                    sip::ResponseBuilder::error_for_raw(&raw, error.kind.status(), reason);
+                let response = sip::ResponseBuilder::error_for_raw(
+                    &raw,
+                    error.kind.status(),
+                    &error.response_reason(),
+                );
                 if let Some(response) = &response {
                     self.count_sent(source.kind, response);
                 }
