@@ -24,8 +24,9 @@ const fn build_table(extra: &[u8]) -> [bool; 256] {
 
 /// RFC 3261 `token` characters.
 static TOKEN: [bool; 256] = build_table(b"-.!%*_+`'~");
-/// RFC 3261 `word` characters (Call-ID).
-static WORD: [bool; 256] = build_table(b"-.!%*_+`'~()<>:\\\"/[]?{}");
+/// RFC 3261 `word` characters, plus `=`, `#`, `&` and `$` that real equipment puts in
+/// Call-IDs (base64 padding, hashes) and that delimit nothing in that header (Call-ID).
+static WORD: [bool; 256] = build_table(b"-.!%*_+`'~()<>:\\\"/[]?{}=#&$");
 /// `user` characters: unreserved + user-unreserved, plus an unescaped `#` (Teams row 25).
 static USER: [bool; 256] = build_table(b"-_.!~*'()&=+$,;?/#");
 static PASSWORD: [bool; 256] = build_table(b"-_.!~*'()&=+$,");
@@ -42,7 +43,8 @@ pub(crate) fn is_token(s: &[u8]) -> bool {
     !s.is_empty() && s.iter().all(|&b| TOKEN[b as usize])
 }
 
-/// RFC 3261 `callid = word [ "@" word ]`, in one pass (every message is checked).
+/// RFC 3261 `callid = word [ "@" word ]` (with the tolerated extras of [`WORD`]), in one
+/// pass (every message is checked).
 pub(crate) fn is_call_id(s: &[u8]) -> bool {
     let mut at = None;
     for (i, &b) in s.iter().enumerate() {

@@ -1010,23 +1010,16 @@ fn call_id_is_a_word_with_at_most_one_at() {
         "7f1e2d@10.0.0.1",
         "intmeth.word%ZK-!.*_+'@word`~)(><:\\/\"][?}{",
         "{3f2504e0-4f89-11d3-9a0c-0305e82c3301}",
+        // Not RFC 3261 words, but seen from real equipment and harmless in this header.
+        "YWJjZGVm==@10.0.0.1",
+        "a#b&c$d",
     ] {
         assert!(
             parse(&options_with("").replace("Call-ID: c1", &format!("Call-ID: {good}"))).is_ok(),
             "{good}"
         );
     }
-    for bad in [
-        "a@b@c",
-        "@b",
-        "a@",
-        "a;b",
-        "a,b",
-        "a=b",
-        "a b",
-        "a#b",
-        "caf\u{e9}",
-    ] {
+    for bad in ["a@b@c", "@b", "a@", "a;b", "a,b", "a b", "caf\u{e9}"] {
         let e = err(&options_with("").replace("Call-ID: c1", &format!("Call-ID: {bad}")));
         assert_eq!(e.kind, ParseErrorKind::BadCallId, "{bad}");
         assert_eq!(e.response_reason(), "Bad Call-ID");
