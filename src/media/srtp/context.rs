@@ -20,7 +20,7 @@ type HmacSha1 = Hmac<Sha1>;
 
 /// SSRCs tracked per context. A leg normally has one; a few more cover SSRC changes on
 /// transfer without allocating. The least recently used is forgotten first.
-const MAX_STREAMS: usize = 8;
+pub(super) const MAX_STREAMS: usize = 8;
 const RTP_HEADER_LEN: usize = 12;
 const RTCP_HEADER_LEN: usize = 8;
 const SRTCP_INDEX_LEN: usize = 4;
@@ -77,7 +77,6 @@ struct StreamState {
     last_used: u64,
     rtp: ReplayWindow,
     rtcp: ReplayWindow,
-    next_srtcp_index: u32,
 }
 
 /// One SRTP cryptographic context: one master key, used for ONE direction (protect what
@@ -93,6 +92,12 @@ pub struct SrtpContext {
     rtcp: PacketCrypto,
     streams: [StreamState; MAX_STREAMS],
     clock: u64,
+    /// SRTCP index of the next packet we protect, shared by every SSRC rather than kept per
+    /// stream: a stream table entry can be forgotten (more than `MAX_STREAMS` SSRCs), and a
+    /// per-stream counter would then restart at 0 for an SSRC that comes back, sending the
+    /// same (SSRC, index) under the same key twice: a reused keystream, and a replay the
+    /// receiver drops. A shared counter only ever grows, which receivers accept as gaps.
+    next_srtcp_index: u32,
 }
 
 impl std::fmt::Debug for SrtpContext {
@@ -118,6 +123,7 @@ impl SrtpContext {
             rtcp: PacketCrypto::new(&SessionKeys::derive_rtcp(key)),
             streams: [StreamState::default(); MAX_STREAMS],
             clock: 0,
+            next_srtcp_index: 0,
         }
     }
 
@@ -199,8 +205,9 @@ impl SrtpContext {
         let out_len = self.room_for(buf, len, self.rtcp_overhead())?;
         check_rtcp_header(&buf[..len])?;
         let ssrc = rtcp_ssrc(buf);
-        let slot = self.slot_for(ssrc);
-        let index = self.streams[slot].next_srtcp_index;
+        // The stream's slot only stays recent; the index is the context's (see the field).
+        self.slot_for(ssrc);
+        let index = self.next_srtcp_index;
         if index > MAX_SRTCP_INDEX {
             return Err(SrtpError::IndexExhausted);
         }
@@ -213,7 +220,7 @@ impl SrtpContext {
         let tag = self.rtcp.tag(&buf[..index_end], &[]);
         buf[tag_at..out_len].copy_from_slice(&tag[..out_len - tag_at]);
 
-        self.streams[slot].next_srtcp_index = index + 1;
+        self.next_srtcp_index = index + 1;
         Ok(out_len)
     }
 
