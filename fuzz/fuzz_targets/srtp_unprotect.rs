@@ -3,8 +3,9 @@
 //! the same keys so authentication passes and decryption and the replay window are reached.
 //!
 //! Checked: no panic; whatever authenticates is never longer than what came in; a packet
-//! our sender protected unprotects to exactly the original bytes (the fuzzer picks
-//! sequence numbers and SSRCs, so replays, rollovers and unknown streams all occur).
+//! our sender protected unprotects to exactly the original bytes when accepted, and an
+//! SRTCP packet of our sender is always accepted (the fuzzer picks sequence numbers and
+//! SSRCs, so replays, rollovers, unknown and forgotten streams all occur).
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -28,10 +29,6 @@ fuzz_target!(|data: &[u8]| {
     let key = KeyMaterial::new([0x11; 16], [0x22; 14]);
     let mut sender = SrtpContext::with_mki(suite, &key, mki);
     let mut receiver = SrtpContext::with_mki(suite, &key, mki);
-    // SSRCs our sender protected RTP for: a context keeps 8 streams, and an SSRC forgotten
-    // and seen again restarts its SRTP index estimate (a known limit of the bounded table,
-    // not fixed yet), so past 8 a replay verdict for SRTP is expected, not a new bug.
-    let mut rtp_ssrcs = std::collections::BTreeSet::new();
 
     for (control, bytes) in Records::new(data) {
         let rtcp = control & 1 != 0;
@@ -41,11 +38,6 @@ fuzz_target!(|data: &[u8]| {
         buf[..body.len()].copy_from_slice(body);
         let mut len = body.len();
         if protect_first {
-            if !rtcp {
-                if let Some(ssrc) = body.get(8..12) {
-                    rtp_ssrcs.insert(ssrc.to_vec());
-                }
-            }
             let protected = if rtcp {
                 sender.protect_rtcp(&mut buf, len)
             } else {
@@ -68,19 +60,13 @@ fuzz_target!(|data: &[u8]| {
                     assert_eq!(&buf[..n], body, "round trip changed the packet");
                 }
             }
-            // The sender refuses an index it already used, so a packet it protected can
-            // only be refused by the receiver as a replay when the receiver saw a forged
-            // copy first, which cannot authenticate: anything but these is a bug.
-            Err(SrtpError::Replayed | SrtpError::TooOld) if protect_first => {
-                assert!(
-                    !rtcp && rtp_ssrcs.len() > 8,
-                    "receiver refused a fresh packet of our sender: {unprotected:?}"
-                );
-            }
-            Err(SrtpError::AuthFailed) if protect_first && !rtcp => {
-                // SRTP (not SRTCP) receivers guess the rollover counter; sequence jumps of
-                // more than 2^15 make that guess differ from the sender's, by design.
-            }
+            // SRTP receivers estimate the packet index (rollover counter) from the sequence
+            // number; the fuzzer's jumps of more than 2^15 make that estimate differ from
+            // the sender's by design (RFC 3711 §3.3.1), and an SSRC the sender's 8-entry
+            // table forgot restarts its estimate (open), so a refused SRTP packet of ours
+            // proves nothing. SRTCP carries its index: any refusal there is a bug.
+            Err(SrtpError::AuthFailed | SrtpError::Replayed | SrtpError::TooOld)
+                if protect_first && !rtcp => {}
             Err(e) if protect_first => panic!("our own packet failed: {e:?}"),
             Err(_) => {}
         }
