@@ -179,7 +179,7 @@ short() { # one console line per RESULT
 cd "$HERE" || exit 1
 if [ -z "${BENCH_BIN:-}" ]; then
 	echo "building bench-media (release)..." >&2
-	cargo build --release --bin bench-media >&2 || exit 1
+	cargo build --release -p bench-media >&2 || exit 1
 fi
 if [ ! -x "$BIN" ]; then
 	echo "no generator binary at $BIN" >&2

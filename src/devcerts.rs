@@ -2,9 +2,10 @@
 //! Microsoft's `sip.pstnhub.microsoft.com` certificate, for tests and local labs only.
 //!
 //! Every key is RSA 2048 because the TLS 1.2 suites Teams requires are all ECDHE-RSA, which
-//! need an RSA certificate on the server side (teams-direct-routing.md §1.3). rcgen with the
-//! `ring` backend cannot generate RSA keys, so the `rsa` crate generates them and rcgen signs
-//! with them. No `openssl` binary is involved.
+//! need an RSA certificate on the server side (teams-direct-routing.md §1.3). `ring` cannot
+//! generate RSA keys, so rcgen runs on its `aws-lc-rs` backend (AWS-LC, a maintained BoringSSL
+//! descendant), which generates and signs with them; the RustCrypto `rsa` crate is not used
+//! (RUSTSEC-2023-0071). No `openssl` binary is involved.
 //!
 //! Production certificates must come from a CA in the Microsoft Trusted Root Program (§1.4);
 //! these are never trusted by Microsoft.
@@ -15,9 +16,8 @@ use std::path::{Path, PathBuf};
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    Issuer, KeyPair, KeyUsagePurpose, SerialNumber,
+    Issuer, KeyPair, KeyUsagePurpose, RsaKeySize, SerialNumber,
 };
-use rsa::pkcs8::EncodePrivateKey;
 
 /// The SANs Microsoft's SIP proxies present (teams-direct-routing.md §0, §1.5).
 pub const TEAMS_SANS: [&str; 3] = [
@@ -26,8 +26,6 @@ pub const TEAMS_SANS: [&str; 3] = [
     "sip3.pstnhub.microsoft.com",
 ];
 
-const RSA_BITS: usize = 2048;
-
 #[derive(Debug, thiserror::Error)]
 pub enum DevCertError {
     #[error("writing {path}: {source}")]
@@ -35,8 +33,6 @@ pub enum DevCertError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("RSA key generation: {0}")]
-    KeyGeneration(String),
     #[error("certificate generation: {0}")]
     Certificate(#[from] rcgen::Error),
     #[error("base FQDN {0:?} is not a valid DNS name")]
@@ -134,16 +130,11 @@ fn leaf(
     Ok((cert.pem(), key.serialize_pem()))
 }
 
+/// RSA 2048 signing with SHA-256: what every TLS 1.2 peer offering the ECDHE-RSA suites accepts.
 fn rsa_key_pair() -> Result<KeyPair, DevCertError> {
-    let private = rsa::RsaPrivateKey::new(&mut rand::thread_rng(), RSA_BITS)
-        .map_err(|e| DevCertError::KeyGeneration(e.to_string()))?;
-    let pkcs8 = private
-        .to_pkcs8_der()
-        .map_err(|e| DevCertError::KeyGeneration(e.to_string()))?;
-    let der = rustls::pki_types::PrivatePkcs8KeyDer::from(pkcs8.as_bytes().to_vec());
-    Ok(KeyPair::from_pkcs8_der_and_sign_algo(
-        &der,
+    Ok(KeyPair::generate_rsa_for(
         &rcgen::PKCS_RSA_SHA256,
+        RsaKeySize::_2048,
     )?)
 }
 
@@ -194,6 +185,8 @@ fn write_file(path: &Path, contents: &[u8], private: bool) -> Result<(), DevCert
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
     #[test]
     fn rejects_bad_base_fqdn() {
@@ -213,14 +206,12 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let certs = generate(dir.path(), "sbc.example.test").unwrap();
         let chain = fs::read(&certs.sbc_chain_pem).unwrap();
-        let parsed: Vec<_> = rustls_pemfile::certs(&mut chain.as_slice())
+        let parsed: Vec<_> = CertificateDer::pem_slice_iter(&chain)
             .collect::<Result<_, _>>()
             .unwrap();
         assert_eq!(parsed.len(), 2, "leaf followed by CA");
         let key = fs::read(&certs.sbc_key_pem).unwrap();
-        let key = rustls_pemfile::private_key(&mut key.as_slice())
-            .unwrap()
-            .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(&key).unwrap();
         // rustls' ring provider accepts it as an RSA signing key.
         let provider = rustls::crypto::ring::default_provider();
         let signing = provider.key_provider.load_private_key(key).unwrap();

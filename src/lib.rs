@@ -3,6 +3,11 @@
 //! Module map (arrows point down only): `sip`, `sdp` and `media` know nothing of the rest;
 //! `transport` and `transaction` build on `sip`; `health` on `transaction` and `transport`;
 //! `config` is plain data validated at load; `ops` serves metrics; `app` wires it all together.
+//!
+//! Unsafe code lives only in `media::sys` (epoll, eventfd, recvmmsg/sendmmsg), where every
+//! unsafe block carries a `// SAFETY:` comment saying why it is sound; it is denied
+//! everywhere else (`forbid` could not be lifted for that one module).
+#![deny(unsafe_code)]
 
 pub mod app;
 pub mod call;

@@ -1,5 +1,7 @@
 //! `teams-sbc` command line: run the SBC, check a configuration, make development certificates.
 
+#![forbid(unsafe_code)]
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 

@@ -101,7 +101,7 @@ fn rtp_bleed_injection_mid_call_is_dropped_and_the_genuine_stream_is_unaffected(
         &teams_dir,
         &teams_path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

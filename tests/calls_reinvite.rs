@@ -463,7 +463,7 @@ fn row43_row53_keystream_reuse_teams_rekey_in_an_answer_gets_a_fresh_key_and_med
         &teams_dir,
         &teams_path,
         &[
-            lab.tcp_addr().to_string(),
+            lab.teams_entry().to_string(),
             "-t".into(),
             "t1".into(),
             "-i".into(),

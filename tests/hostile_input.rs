@@ -18,6 +18,9 @@ use std::process::{Command, Stdio};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use teams_sbc::app::Running;
 
 const BASE: &str = "sbc.example.test";
@@ -430,17 +433,15 @@ fn closed_within(stream: &mut TcpStream, limit: Duration) -> bool {
 fn tls_client_config(certs: &Path) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(certs.join("ca.pem")).unwrap();
-    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&ca) {
         roots.add(cert.unwrap()).unwrap();
     }
     let chain = std::fs::read(certs.join("teams.pem")).unwrap();
-    let chain: Vec<_> = rustls_pemfile::certs(&mut chain.as_slice())
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&chain)
         .map(Result::unwrap)
         .collect();
     let key = std::fs::read(certs.join("teams.key")).unwrap();
-    let key = rustls_pemfile::private_key(&mut key.as_slice())
-        .unwrap()
-        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
@@ -1265,7 +1266,7 @@ fn tls_half_open_plaintext_and_certless_clients_are_closed_and_counted() {
     let certless = sbc.runtime.block_on(async {
         let mut roots = rustls::RootCertStore::empty();
         let ca = std::fs::read(sbc.certs().join("ca.pem")).unwrap();
-        for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+        for cert in CertificateDer::pem_slice_iter(&ca) {
             roots.add(cert.unwrap()).unwrap();
         }
         let provider = Arc::new(rustls::crypto::ring::default_provider());

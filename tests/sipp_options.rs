@@ -6,12 +6,15 @@
 //!
 //! Every wait is a bounded poll; nothing asserts a duration.
 
-use std::io::{BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
@@ -451,15 +454,13 @@ struct StandInLog {
 /// A TLS stand-in for sip.pstnhub.microsoft.com (dev "teams" certificate) that demands a
 /// client certificate signed by the dev CA and answers every OPTIONS with 200.
 fn stand_in_config(certs: &Path) -> Arc<rustls::ServerConfig> {
-    let pem = |name: &str| BufReader::new(std::fs::File::open(certs.join(name)).unwrap());
-    let chain: Vec<_> = rustls_pemfile::certs(&mut pem("teams.pem"))
+    let pem = |name: &str| std::fs::read(certs.join(name)).unwrap();
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem("teams.pem"))
         .collect::<Result<_, _>>()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut pem("teams.key"))
-        .unwrap()
-        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&pem("teams.key")).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls_pemfile::certs(&mut pem("ca.pem")) {
+    for ca in CertificateDer::pem_slice_iter(&pem("ca.pem")) {
         roots.add(ca.unwrap()).unwrap();
     }
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -652,8 +653,8 @@ fn stand_in_refuses_a_client_without_certificate() {
         let addr = listener.local_addr().unwrap();
         let server = tokio::spawn(stand_in(listener, stand_in_config(&certs), log.clone()));
         let mut roots = rustls::RootCertStore::empty();
-        let ca = std::fs::File::open(certs.join("ca.pem")).unwrap();
-        for c in rustls_pemfile::certs(&mut BufReader::new(ca)) {
+        let ca = std::fs::read(certs.join("ca.pem")).unwrap();
+        for c in CertificateDer::pem_slice_iter(&ca) {
             roots.add(c.unwrap()).unwrap();
         }
         let client = rustls::ClientConfig::builder_with_provider(Arc::new(
@@ -690,17 +691,15 @@ fn handshake_with_current_ca(
     certs: &Path,
     port: u16,
 ) -> Result<(), String> {
-    let pem = |name: &str| BufReader::new(std::fs::File::open(certs.join(name)).unwrap());
+    let pem = |name: &str| std::fs::read(certs.join(name)).unwrap();
     let mut roots = rustls::RootCertStore::empty();
-    for ca in rustls_pemfile::certs(&mut pem("ca.pem")) {
+    for ca in CertificateDer::pem_slice_iter(&pem("ca.pem")) {
         roots.add(ca.unwrap()).unwrap();
     }
-    let chain: Vec<_> = rustls_pemfile::certs(&mut pem("sbc.pem"))
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&pem("sbc.pem"))
         .collect::<Result<_, _>>()
         .unwrap();
-    let key = rustls_pemfile::private_key(&mut pem("sbc.key"))
-        .unwrap()
-        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&pem("sbc.key")).unwrap();
     let client = rustls::ClientConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))

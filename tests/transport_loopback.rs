@@ -10,6 +10,9 @@ use std::net::SocketAddr;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+
 use bytes::Bytes;
 use teams_sbc::devcerts::{self, DevCerts};
 use teams_sbc::sip::{Message, ResponseBuilder};
@@ -129,17 +132,15 @@ async fn closed_by_peer<S: AsyncRead + Unpin>(stream: &mut S) -> bool {
 fn tls_client_config(certs: &DevCerts) -> Arc<rustls::ClientConfig> {
     let mut roots = rustls::RootCertStore::empty();
     let ca = std::fs::read(&certs.ca_pem).unwrap();
-    for cert in rustls_pemfile::certs(&mut ca.as_slice()) {
+    for cert in CertificateDer::pem_slice_iter(&ca) {
         roots.add(cert.unwrap()).unwrap();
     }
     let chain = std::fs::read(&certs.teams_chain_pem).unwrap();
-    let chain: Vec<_> = rustls_pemfile::certs(&mut chain.as_slice())
+    let chain: Vec<_> = CertificateDer::pem_slice_iter(&chain)
         .map(Result::unwrap)
         .collect();
     let key = std::fs::read(&certs.teams_key_pem).unwrap();
-    let key = rustls_pemfile::private_key(&mut key.as_slice())
-        .unwrap()
-        .unwrap();
+    let key = PrivateKeyDer::from_pem_slice(&key).unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     Arc::new(
         rustls::ClientConfig::builder_with_provider(provider)
@@ -870,7 +871,7 @@ async fn row6_reload_tls_closes_connections_and_presents_new_certificate() {
     let new_leaf = fresh.get_ref().1.peer_certificates().unwrap()[0].clone();
     assert_ne!(old_leaf, new_leaf);
     let pem = std::fs::read(&new.sbc_chain_pem).unwrap();
-    let expected = rustls_pemfile::certs(&mut pem.as_slice())
+    let expected = CertificateDer::pem_slice_iter(&pem)
         .next()
         .unwrap()
         .unwrap();

@@ -72,6 +72,7 @@ fuzz_target!(|data: &[u8]| {
         key: &key,
         ice: (flags & 2 != 0).then_some(&ice),
         codecs: &teams_codecs,
+        inband_dtmf: flags & 16 != 0,
     };
     let carrier = CarrierSide {
         local,

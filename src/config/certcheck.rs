@@ -3,10 +3,10 @@
 //! covering one label), should be RSA (row 2: Teams' suites are all ECDHE-RSA), should carry
 //! intermediates (row 3) and, if it restricts its usage, allow serverAuth and clientAuth (row 5).
 
-use std::io::BufReader;
 use std::path::Path;
 
-use rustls::pki_types::{CertificateDer, ServerName};
+use rustls::pki_types::pem::{self, PemObject};
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 /// Findings for the caller to report: `(is_error, field, message)`.
 pub type Finding = (bool, String, String);
@@ -30,12 +30,12 @@ pub fn check(cert_chain: &Path, private_key: &Path, names: &[(String, String)]) 
     let mut findings = Vec::new();
     let mut error =
         |field: &str, message: String| findings.push((true, field.to_string(), message));
-    let chain: Vec<CertificateDer<'static>> = match std::fs::File::open(cert_chain) {
+    let chain: Vec<CertificateDer<'static>> = match std::fs::read(cert_chain) {
         Err(e) => {
             error("tls.cert_chain", format!("cannot read: {e}"));
             return findings;
         }
-        Ok(file) => match rustls_pemfile::certs(&mut BufReader::new(file)).collect() {
+        Ok(pem) => match CertificateDer::pem_slice_iter(&pem).collect() {
             Ok(chain) => chain,
             Err(e) => {
                 error("tls.cert_chain", format!("not a PEM certificate file: {e}"));
@@ -43,13 +43,13 @@ pub fn check(cert_chain: &Path, private_key: &Path, names: &[(String, String)]) 
             }
         },
     };
-    match std::fs::File::open(private_key)
-        .map(|f| rustls_pemfile::private_key(&mut BufReader::new(f)))
-    {
+    match std::fs::read(private_key).map(|pem| PrivateKeyDer::from_pem_slice(&pem)) {
         Err(e) => error("tls.private_key", format!("cannot read: {e}")),
+        Ok(Err(pem::Error::NoItemsFound)) => {
+            error("tls.private_key", "no private key in the file".to_string())
+        }
         Ok(Err(e)) => error("tls.private_key", format!("not a PEM key file: {e}")),
-        Ok(Ok(None)) => error("tls.private_key", "no private key in the file".to_string()),
-        Ok(Ok(Some(_))) => {}
+        Ok(Ok(_)) => {}
     }
     let Some(leaf) = chain.first() else {
         error("tls.cert_chain", "no certificate in the file".to_string());

@@ -37,9 +37,9 @@ pub struct DnsResolver {
 
 impl DnsResolver {
     /// Resolver from `/etc/resolv.conf` and `/etc/hosts`.
-    pub fn from_system() -> Result<Self, hickory_resolver::ResolveError> {
+    pub fn from_system() -> Result<Self, hickory_resolver::net::NetError> {
         Ok(DnsResolver {
-            resolver: TokioResolver::builder_tokio()?.build(),
+            resolver: TokioResolver::builder_tokio()?.build()?,
         })
     }
 

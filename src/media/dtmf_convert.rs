@@ -142,7 +142,9 @@ impl DtmfConverter {
             self.ssrc = Some(ssrc);
             self.event = None;
         }
-        let samples = &buf[payload_at..payload_end];
+        let Some(samples) = buf.get(payload_at..payload_end) else {
+            return Converted::Audio;
+        };
         let sample_count = samples.len() as u32;
         let digit = self.detector.feed(samples);
         let Some(mut event) = self.event else {
@@ -156,9 +158,7 @@ impl DtmfConverter {
                 ends_left: 0,
             };
             self.event = Some(event);
-            return Converted::Rewritten {
-                len: self.write_event(buf, payload_at, &event, true, false),
-            };
+            return self.write_event(buf, payload_at, &event, true, false);
         };
         if event.ends_left == 0 {
             if digit == Some(event.code) {
@@ -170,14 +170,11 @@ impl DtmfConverter {
         }
         if event.ends_left > 0 {
             event.ends_left -= 1;
-            let len = self.write_event(buf, payload_at, &event, false, true);
             self.event = (event.ends_left > 0).then_some(event);
-            return Converted::Rewritten { len };
+            return self.write_event(buf, payload_at, &event, false, true);
         }
         self.event = Some(event);
-        Converted::Rewritten {
-            len: self.write_event(buf, payload_at, &event, false, false),
-        }
+        self.write_event(buf, payload_at, &event, false, false)
     }
 
     /// Turns one RFC 4733 packet from Teams (already decrypted, `len` bytes in `buf`,
@@ -201,9 +198,11 @@ impl DtmfConverter {
         let Some((at, _)) = buf.get(..len).and_then(payload_bounds) else {
             return ToCarrier::Drop;
         };
-        let code = buf[at];
-        let volume = buf[at + 1] & 0x3f;
-        let duration = u16::from_be_bytes([buf[at + 2], buf[at + 3]]);
+        let Some(&[code, e_r_volume, d0, d1]) = buf.get(at..at + EVENT_PAYLOAD_LEN) else {
+            return ToCarrier::Drop;
+        };
+        let volume = e_r_volume & 0x3f;
+        let duration = u16::from_be_bytes([d0, d1]);
         let start = header.timestamp;
         let Some((low, high)) = frequencies(code) else {
             return ToCarrier::Drop;
@@ -216,14 +215,17 @@ impl DtmfConverter {
             return ToCarrier::Redundant;
         }
         let samples = (duration - played).min(MAX_TONE_SAMPLES);
-        if buf.len() < at + usize::from(samples) {
+        let Some((header_part, tone)) = buf
+            .split_at_mut_checked(at)
+            .and_then(|(head, rest)| Some((head, rest.get_mut(..usize::from(samples))?)))
+        else {
+            return ToCarrier::Drop;
+        };
+        let first_sample = start.wrapping_add(u32::from(duration - samples));
+        if rewrite_header(header_part, played == 0, tone_pt, first_sample).is_none() {
             return ToCarrier::Drop;
         }
         self.playing = Some((start, duration));
-        let first_sample = start.wrapping_add(u32::from(duration - samples));
-        buf[0] &= !0x20;
-        buf[1] = (u8::from(played == 0) << 7) | (tone_pt & 0x7f);
-        buf[4..8].copy_from_slice(&first_sample.to_be_bytes());
         // Each tone at the event's level (-volume dBm0), never above -3 dBm0 so the sum fits.
         let amplitude = f64::from(DBM0_PEAK) * 10f64.powf(-f64::from(volume.max(3)) / 20.0);
         let wave = |frequency: f32, n: f64| {
@@ -232,7 +234,7 @@ impl DtmfConverter {
             let turns = (f64::from(frequency) * n / 8000.0).fract();
             (std::f64::consts::TAU * turns).sin()
         };
-        for (i, byte) in buf[at..at + usize::from(samples)].iter_mut().enumerate() {
+        for (i, byte) in tone.iter_mut().enumerate() {
             let n = f64::from(duration - samples) + i as f64;
             let value = amplitude * (wave(low, n) + wave(high, n));
             *byte = encode(law, value as i16);
@@ -242,6 +244,8 @@ impl DtmfConverter {
         }
     }
 
+    /// Rewrites the packet into an event packet; left as audio only if `payload_at` were
+    /// not where `payload_bounds` found room for an event payload.
     fn write_event(
         &self,
         buf: &mut [u8],
@@ -249,16 +253,35 @@ impl DtmfConverter {
         event: &Event,
         first: bool,
         end: bool,
-    ) -> usize {
-        // No padding on the event packet; the marker starts an event (RFC 4733 §2.5.1.1).
-        buf[0] &= !0x20;
-        buf[1] = (u8::from(first) << 7) | (self.plan.event_pt & 0x7f);
-        buf[4..8].copy_from_slice(&event.start_ts.to_be_bytes());
-        buf[payload_at] = event.code;
-        buf[payload_at + 1] = if end { 0x80 | VOLUME } else { VOLUME };
-        buf[payload_at + 2..payload_at + 4].copy_from_slice(&event.duration.to_be_bytes());
-        payload_at + EVENT_PAYLOAD_LEN
+    ) -> Converted {
+        let Some((header_part, payload)) = buf
+            .split_at_mut_checked(payload_at)
+            .and_then(|(head, rest)| Some((head, rest.get_mut(..EVENT_PAYLOAD_LEN)?)))
+        else {
+            return Converted::Audio;
+        };
+        // The marker starts an event (RFC 4733 §2.5.1.1).
+        if rewrite_header(header_part, first, self.plan.event_pt, event.start_ts).is_none() {
+            return Converted::Audio;
+        }
+        let [d0, d1] = event.duration.to_be_bytes();
+        let e_r_volume = if end { 0x80 | VOLUME } else { VOLUME };
+        payload.copy_from_slice(&[event.code, e_r_volume, d0, d1]);
+        Converted::Rewritten {
+            len: payload_at + EVENT_PAYLOAD_LEN,
+        }
     }
+}
+
+/// Marker, payload type and timestamp of the RTP header at the start of `packet`, padding
+/// bit cleared (the rewritten packet has none); `None` if shorter than an RTP header.
+fn rewrite_header(packet: &mut [u8], marker: bool, payload_type: u8, timestamp: u32) -> Option<()> {
+    let (header, _) = packet.split_first_chunk_mut::<RTP_HEADER_LEN>()?;
+    let [first, second, _, _, t0, t1, t2, t3, ..] = header;
+    *first &= !0x20;
+    *second = (u8::from(marker) << 7) | (payload_type & 0x7f);
+    [*t0, *t1, *t2, *t3] = timestamp.to_be_bytes();
+    Some(())
 }
 
 /// Event duration in timestamp units up to the end of the current packet, saturating at the
@@ -272,16 +295,16 @@ fn duration(start_ts: u32, packet_ts: u32, samples: u32) -> u16 {
 /// padding); `None` for a truncated header or a payload too short to hold an event (4 bytes),
 /// which is then left alone.
 fn payload_bounds(packet: &[u8]) -> Option<(usize, usize)> {
-    if packet.len() < RTP_HEADER_LEN {
-        return None;
-    }
-    let csrc_count = usize::from(packet[0] & 0x0f);
+    let (&[first, ..], _) = packet.split_first_chunk::<RTP_HEADER_LEN>()?;
+    let csrc_count = usize::from(first & 0x0f);
     let mut start = RTP_HEADER_LEN + 4 * csrc_count;
-    if packet[0] & 0x10 != 0 {
-        let words = packet.get(start + 2..start + 4)?;
-        start += 4 + 4 * usize::from(u16::from_be_bytes([words[0], words[1]]));
+    if first & 0x10 != 0 {
+        let &[high, low] = packet.get(start + 2..start + 4)? else {
+            return None;
+        };
+        start += 4 + 4 * usize::from(u16::from_be_bytes([high, low]));
     }
-    let padding = if packet[0] & 0x20 != 0 {
+    let padding = if first & 0x20 != 0 {
         usize::from(*packet.last()?)
     } else {
         0

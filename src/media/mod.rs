@@ -34,6 +34,7 @@ pub mod metrics;
 pub mod rtp;
 pub mod settings;
 pub mod stats;
+#[allow(unsafe_code)] // the one module that talks to the kernel directly (see lib.rs)
 pub mod sys;
 
 mod engine;

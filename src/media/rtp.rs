@@ -53,14 +53,16 @@ pub struct RtpHeader {
 }
 
 pub fn read_rtp_header(packet: &[u8]) -> Option<RtpHeader> {
-    if packet.len() < RTP_HEADER_LEN || packet[0] >> 6 != 2 {
+    let (&[first, second, s0, s1, t0, t1, t2, t3, c0, c1, c2, c3], _) =
+        packet.split_first_chunk::<RTP_HEADER_LEN>()?;
+    if first >> 6 != 2 {
         return None;
     }
     Some(RtpHeader {
-        payload_type: packet[1] & 0x7f,
-        sequence: u16::from_be_bytes([packet[2], packet[3]]),
-        timestamp: u32::from_be_bytes([packet[4], packet[5], packet[6], packet[7]]),
-        ssrc: u32::from_be_bytes([packet[8], packet[9], packet[10], packet[11]]),
+        payload_type: second & 0x7f,
+        sequence: u16::from_be_bytes([s0, s1]),
+        timestamp: u32::from_be_bytes([t0, t1, t2, t3]),
+        ssrc: u32::from_be_bytes([c0, c1, c2, c3]),
     })
 }
 
@@ -123,23 +125,32 @@ impl PayloadMap {
     /// Builds a map from mappings; payload types above 127 or a zero clock rate are ignored.
     pub fn from_mappings(mappings: &[PayloadMapping]) -> Self {
         let mut map = Self::default();
-        for m in mappings {
-            if m.from_pt < 128 && m.to_pt < 128 {
-                map.rewrite[m.from_pt as usize] = m.to_pt;
-                if m.clock_rate > 0 {
-                    map.clock_rate[m.from_pt as usize] = m.clock_rate;
-                }
+        for m in mappings.iter().filter(|m| m.to_pt < 128) {
+            let from = usize::from(m.from_pt);
+            if let Some(to_pt) = map.rewrite.get_mut(from) {
+                *to_pt = m.to_pt;
+            }
+            if let Some(clock_rate) = map.clock_rate.get_mut(from).filter(|_| m.clock_rate > 0) {
+                *clock_rate = m.clock_rate;
             }
         }
         map
     }
 
+    // Both tables have 128 entries, so the masked lookups always hit (and compile to a
+    // plain load); the fallbacks only keep that a fact of the code.
     pub fn rewrite(&self, payload_type: u8) -> u8 {
-        self.rewrite[(payload_type & 0x7f) as usize]
+        self.rewrite
+            .get(usize::from(payload_type & 0x7f))
+            .copied()
+            .unwrap_or(payload_type)
     }
 
     pub fn clock_rate(&self, payload_type: u8) -> u32 {
-        self.clock_rate[(payload_type & 0x7f) as usize]
+        self.clock_rate
+            .get(usize::from(payload_type & 0x7f))
+            .copied()
+            .unwrap_or(DEFAULT_CLOCK_RATE)
     }
 }
 

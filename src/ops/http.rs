@@ -89,10 +89,14 @@ impl Response {
 /// Answer one request head (everything up to and including the blank line). Pure: no I/O.
 /// Returns the response and whether the body should be sent (not for HEAD).
 pub fn respond(head: &[u8], state: &OpsState) -> (Response, bool) {
-    let Some(line_end) = head.windows(2).position(|w| w == b"\r\n") else {
+    let Some(request_line) = head
+        .windows(2)
+        .position(|w| w == b"\r\n")
+        .and_then(|end| head.get(..end))
+    else {
         return (Response::text(400, "bad request\n"), true);
     };
-    let line = String::from_utf8_lossy(&head[..line_end]);
+    let line = String::from_utf8_lossy(request_line);
     let mut parts = line.split(' ');
     let (Some(method), Some(target), Some(version), None) =
         (parts.next(), parts.next(), parts.next(), parts.next())
@@ -191,10 +195,10 @@ async fn handle(mut stream: TcpStream, state: &OpsState) -> std::io::Result<()> 
             Ok(read) => read?,
             Err(_) => return Ok(()),
         };
-        if n == 0 {
+        let Some(read) = buf.get(..n).filter(|read| !read.is_empty()) else {
             break false;
-        }
-        head.extend_from_slice(&buf[..n]);
+        };
+        head.extend_from_slice(read);
         if head.windows(4).any(|w| w == b"\r\n\r\n") {
             break true;
         }

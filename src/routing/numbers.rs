@@ -14,16 +14,6 @@ use super::TenantId;
 /// E.164: at most 15 digits after the `+`.
 pub const MAX_E164_DIGITS: usize = 15;
 
-const POW10: [u64; MAX_E164_DIGITS + 1] = {
-    let mut table = [1u64; MAX_E164_DIGITS + 1];
-    let mut i = 1;
-    while i <= MAX_E164_DIGITS {
-        table[i] = table[i - 1] * 10;
-        i += 1;
-    }
-    table
-};
-
 /// Strips what is not part of the number itself: user parameters (`;npdi;rn=...`,
 /// `;phone-context=...`) and RFC 3966 visual separators (`-`, `.`, `(`, `)`, blanks).
 /// Borrowed when there was nothing to strip, which is the common case.
@@ -77,10 +67,14 @@ impl NumberKey {
 
     /// The first `len` digits of this number (`len <= self.len`).
     fn truncated(self, len: u8) -> NumberKey {
-        let dropped = usize::from(self.len - len);
+        // At most 15 digits dropped, so 10^dropped fits a u64; `checked_pow` keeps that a
+        // fact of the code rather than of the callers.
+        let dropped = u32::from(self.len.saturating_sub(len));
         NumberKey {
             len,
-            value: self.value / POW10[dropped],
+            value: 10u64
+                .checked_pow(dropped)
+                .map_or(0, |scale| self.value / scale),
         }
     }
 }

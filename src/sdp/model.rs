@@ -62,10 +62,9 @@ impl Line {
         if !self.is_text {
             return "";
         }
-        // SAFETY: `is_text` is true only when the value is a `str` by type (`Line::new`) or
-        // `std::str::from_utf8` accepted these exact bytes (`Line::received`); the fields are
-        // private and `Bytes` is immutable, so the bytes are still that valid UTF-8.
-        unsafe { std::str::from_utf8_unchecked(&self.value) }
+        // Validated again on every read instead of trusted: about 1.2 µs more per offer
+        // rewrite (5.2 -> 6.4 µs, benches/media.rs `sdp`), once per call, off the media path.
+        std::str::from_utf8(&self.value).unwrap_or("")
     }
 
     /// For `a=` lines: attribute name and optional value (`a=rtcp-mux` -> `("rtcp-mux", None)`).
@@ -141,22 +140,20 @@ impl Sdp {
         let mut start = 0usize;
         let mut line_no = 0usize;
         let mut seen_version = false;
-        while start < input.len() {
-            let end = memchr::memchr(b'\n', &input[start..]).map_or(input.len(), |i| start + i);
-            let next = end + 1;
-            let mut content_end = end;
-            if content_end > start && input[content_end - 1] == b'\r' {
-                content_end -= 1;
-            }
+        while let Some(rest) = input.get(start..).filter(|rest| !rest.is_empty()) {
+            let with_cr = match memchr::memchr(b'\n', rest) {
+                Some(newline) => rest.get(..newline).unwrap_or(rest),
+                None => rest,
+            };
+            let raw = with_cr.strip_suffix(b"\r").unwrap_or(with_cr);
+            let line_start = start;
+            start += with_cr.len() + 1;
             line_no += 1;
             if line_no > limits.max_lines {
                 return Err(SdpError::TooManyLines {
                     limit: limits.max_lines,
                 });
             }
-            let line_start = start;
-            let raw = &input[line_start..content_end];
-            start = next;
             if raw.iter().all(|b| *b == b' ' || *b == b'\t') {
                 // Blank lines (often a trailing one) carry nothing; they are not SDP lines.
                 continue;
@@ -165,13 +162,15 @@ impl Sdp {
                 line: line_no,
                 reason,
             };
-            if raw.len() < 2 || raw[1] != b'=' || !raw[0].is_ascii_lowercase() {
-                return Err(bad("not <letter>=<value>"));
-            }
+            let kind = match raw {
+                [kind, b'=', ..] if kind.is_ascii_lowercase() => *kind,
+                _ => return Err(bad("not <letter>=<value>")),
+            };
             if raw.iter().any(|b| (*b < 0x20 && *b != b'\t') || *b == 0x7f) {
                 return Err(bad("control character"));
             }
-            let line = Line::received(raw[0], input.slice(line_start + 2..content_end));
+            // `raw` is `input[line_start..]` and at least two bytes long (matched above).
+            let line = Line::received(kind, input.slice(line_start + 2..line_start + raw.len()));
             if !seen_version {
                 if line.kind != b'v' || line.value_bytes() != b"0" {
                     return Err(SdpError::MissingVersion);
@@ -327,9 +326,15 @@ impl Sdp {
 
     /// Index of the stream the SBC anchors: the first `m=audio` with a non-zero port.
     pub fn primary_audio_index(&self) -> Option<usize> {
+        self.primary_audio().map(|(index, _)| index)
+    }
+
+    /// The stream the SBC anchors and its index (see [`Sdp::primary_audio_index`]).
+    pub fn primary_audio(&self) -> Option<(usize, &MediaSection)> {
         self.media
             .iter()
-            .position(|m| m.media_type().eq_ignore_ascii_case("audio") && m.port() != 0)
+            .enumerate()
+            .find(|(_, m)| m.media_type().eq_ignore_ascii_case("audio") && m.port() != 0)
     }
 }
 

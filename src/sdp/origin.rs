@@ -76,8 +76,8 @@ impl LegOrigin {
         );
         let line = Line::new(b'o', value);
         let session = sdp.session_lines_mut();
-        match session.iter().position(|l| l.kind() == b'o') {
-            Some(i) => session[i] = line,
+        match session.iter_mut().find(|l| l.kind() == b'o') {
+            Some(origin) => *origin = line,
             None => {
                 let at = usize::from(session.first().is_some_and(|l| l.kind() == b'v'));
                 session.insert(at, line);
@@ -104,7 +104,9 @@ fn digest_without_origin(sdp: &Sdp) -> u64 {
             mix(u64::from_le_bytes(word));
         }
         let mut tail = [0u8; 8];
-        tail[..chunks.remainder().len()].copy_from_slice(chunks.remainder());
+        for (slot, byte) in tail.iter_mut().zip(chunks.remainder()) {
+            *slot = *byte;
+        }
         mix(u64::from_le_bytes(tail));
     }
     h

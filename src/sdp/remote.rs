@@ -83,7 +83,7 @@ impl RemoteMedia {
     /// [`SdpError::MissingConnection`].
     pub fn from_sdp(sdp: &Sdp) -> Result<RemoteMedia, SdpError> {
         let index = sdp.primary_audio_index().ok_or(SdpError::NoAudio)?;
-        let section = &sdp.media()[index];
+        let section = sdp.media().get(index).ok_or(SdpError::NoAudio)?;
         let connection = sdp
             .connection_of(index)
             .ok_or(SdpError::MissingConnection)?;

@@ -65,11 +65,12 @@ const ICE_CHARS: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 impl IceCredentials {
     /// 8-character ufrag and 24-character password (RFC 5245 minimums are 4 and 22).
     pub fn generate() -> IceCredentials {
-        use rand::Rng as _;
+        use rand::seq::SliceRandom as _;
         let mut rng = rand::thread_rng();
         let mut pick = |n: usize| -> String {
             (0..n)
-                .map(|_| char::from(ICE_CHARS[rng.gen_range(0..ICE_CHARS.len())]))
+                .filter_map(|_| ICE_CHARS.choose(&mut rng))
+                .map(|&c| char::from(c))
                 .collect()
         };
         let ufrag = pick(8);
@@ -150,10 +151,7 @@ pub fn offer_towards_teams(
     if side.ice.is_some() && !side.local.is_ipv4() {
         return Err(SdpError::BypassNeedsIpv4);
     }
-    let audio = carrier_offer
-        .primary_audio_index()
-        .ok_or(SdpError::NoAudio)?;
-    let section = &carrier_offer.media()[audio];
+    let (audio, section) = carrier_offer.primary_audio().ok_or(SdpError::NoAudio)?;
     let formats = offer_formats(section, side.codecs)?;
     let extra_event_pt = inband_event_pt(section, &formats, side, None);
     let slots = carrier_offer
@@ -200,13 +198,9 @@ pub fn answer_towards_teams(
     if side.ice.is_some() && !side.local.is_ipv4() {
         return Err(SdpError::BypassNeedsIpv4);
     }
-    let offer_audio = teams_offer.primary_audio_index().ok_or(SdpError::NoAudio)?;
-    let answer_audio = carrier_answer
-        .primary_audio_index()
-        .ok_or(SdpError::NoAudio)?;
-    let offered = &teams_offer.media()[offer_audio];
+    let (offer_audio, offered) = teams_offer.primary_audio().ok_or(SdpError::NoAudio)?;
+    let (answer_audio, answered) = carrier_answer.primary_audio().ok_or(SdpError::NoAudio)?;
     let chosen = select_crypto(offered.crypto()).ok_or(SdpError::NoUsableCrypto)?;
-    let answered = &carrier_answer.media()[answer_audio];
     let formats = answer_formats(answered, offered, side.codecs)?;
     let extra_event_pt = inband_event_pt(answered, &formats, side, Some(offered));
     let plan = Plan {
@@ -232,8 +226,7 @@ pub fn offer_towards_carrier(
     side: &CarrierSide<'_>,
     origin: &mut LegOrigin,
 ) -> Result<Sdp, SdpError> {
-    let audio = teams_offer.primary_audio_index().ok_or(SdpError::NoAudio)?;
-    let section = &teams_offer.media()[audio];
+    let (audio, section) = teams_offer.primary_audio().ok_or(SdpError::NoAudio)?;
     let formats = offer_formats(section, side.codecs)?;
     let mut slots = SmallVec::new();
     slots.push(Slot::Active);
@@ -261,14 +254,9 @@ pub fn answer_towards_carrier(
     side: &CarrierSide<'_>,
     origin: &mut LegOrigin,
 ) -> Result<Sdp, SdpError> {
-    let offer_audio = carrier_offer
-        .primary_audio_index()
-        .ok_or(SdpError::NoAudio)?;
-    let answer_audio = teams_answer
-        .primary_audio_index()
-        .ok_or(SdpError::NoAudio)?;
-    let offered = &carrier_offer.media()[offer_audio];
-    let formats = answer_formats(&teams_answer.media()[answer_audio], offered, side.codecs)?;
+    let (offer_audio, offered) = carrier_offer.primary_audio().ok_or(SdpError::NoAudio)?;
+    let (answer_audio, answered) = teams_answer.primary_audio().ok_or(SdpError::NoAudio)?;
+    let formats = answer_formats(answered, offered, side.codecs)?;
     let plan = Plan {
         slots: mirror_slots(carrier_offer, offer_audio),
         local: side.local,
@@ -397,7 +385,8 @@ fn build(src: &Sdp, audio: usize, plan: &Plan<'_>, origin: &mut LegOrigin) -> Sd
     let mut media = Vec::with_capacity(plan.slots.len());
     for slot in &plan.slots {
         match slot {
-            Slot::Active => media.push(active_section(src, audio, plan)),
+            // `audio` indexes `src` (the callers found it there); nothing to anchor otherwise.
+            Slot::Active => media.extend(active_section(src, audio, plan)),
             Slot::Disabled {
                 media: kind,
                 proto,
@@ -412,8 +401,8 @@ fn build(src: &Sdp, audio: usize, plan: &Plan<'_>, origin: &mut LegOrigin) -> Sd
     out
 }
 
-fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> MediaSection {
-    let section = &src.media()[audio];
+fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> Option<MediaSection> {
+    let section = src.media().get(audio)?;
     let direction = output_direction(src, audio, plan.hold_as_inactive);
     let port = plan.local.port();
     let mut lines = Vec::with_capacity(section.lines().len() + 8);
@@ -534,7 +523,7 @@ fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> MediaSection {
             lines.push(Line::new(b'a', d.as_str()));
         }
     }
-    MediaSection::from_lines(lines)
+    Some(MediaSection::from_lines(lines))
 }
 
 /// Direction written for the anchored stream. A `c=0.0.0.0` hold is turned into a direction
@@ -569,7 +558,7 @@ fn disabled_m_line(media: &str, proto: &str, formats: &str) -> Line {
     let _ = write!(m, "{media} 0 {proto}");
     let tokens: SmallVec<[&str; 16]> = formats.split_ascii_whitespace().collect();
     for (i, token) in tokens.iter().enumerate() {
-        if !tokens[..i].contains(token) {
+        if !tokens.iter().take(i).any(|earlier| earlier == token) {
             m.push(' ');
             m.push_str(token);
         }

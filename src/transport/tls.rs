@@ -10,6 +10,7 @@ use std::sync::Arc;
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::pki_types::pem::{self, PemObject};
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
 use rustls::server::{ParsedCertificate, WebPkiClientVerifier};
 use rustls::{
@@ -95,7 +96,7 @@ fn read(path: &Path) -> Result<Vec<u8>, TransportError> {
 
 fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportError> {
     let pem = read(path)?;
-    let chain = rustls_pemfile::certs(&mut pem.as_slice())
+    let chain = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| TransportError::Tls(format!("parsing {}: {e}", path.display())))?;
     if chain.is_empty() {
@@ -109,9 +110,12 @@ fn load_chain(path: &Path) -> Result<Vec<CertificateDer<'static>>, TransportErro
 
 fn load_key(path: &Path) -> Result<PrivateKeyDer<'static>, TransportError> {
     let pem = read(path)?;
-    rustls_pemfile::private_key(&mut pem.as_slice())
-        .map_err(|e| TransportError::Tls(format!("parsing {}: {e}", path.display())))?
-        .ok_or_else(|| TransportError::Tls(format!("{} holds no private key", path.display())))
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| match e {
+        pem::Error::NoItemsFound => {
+            TransportError::Tls(format!("{} holds no private key", path.display()))
+        }
+        e => TransportError::Tls(format!("parsing {}: {e}", path.display())),
+    })
 }
 
 /// The roots Microsoft names for the certificates of its Direct Routing proxies

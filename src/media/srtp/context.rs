@@ -20,7 +20,7 @@ type HmacSha1 = Hmac<Sha1>;
 
 /// SSRCs tracked per context. A leg normally has one; a few more cover SSRC changes on
 /// transfer without allocating. The least recently used is forgotten first.
-const MAX_STREAMS: usize = 8;
+pub(super) const MAX_STREAMS: usize = 8;
 const RTP_HEADER_LEN: usize = 12;
 const RTCP_HEADER_LEN: usize = 8;
 const SRTCP_INDEX_LEN: usize = 4;
@@ -98,8 +98,13 @@ pub struct SrtpContext {
     rtp: PacketCrypto,
     rtcp: PacketCrypto,
     streams: [StreamState; MAX_STREAMS],
-    next_srtcp_index: u32,
     clock: u64,
+    /// SRTCP index of the next packet we protect, shared by every SSRC rather than kept per
+    /// stream: a stream table entry can be forgotten (more than `MAX_STREAMS` SSRCs), and a
+    /// per-stream counter would then restart at 0 for an SSRC that comes back, sending the
+    /// same (SSRC, index) under the same key twice: a reused keystream, and a replay the
+    /// receiver drops. A shared counter only ever grows, which receivers accept as gaps.
+    next_srtcp_index: u32,
 }
 
 impl std::fmt::Debug for SrtpContext {

@@ -3,6 +3,7 @@
 use hmac::{Hmac, Mac};
 use sha1::Sha1;
 
+use super::context::MAX_STREAMS;
 use super::kdf::SessionKeys;
 use super::*;
 
@@ -507,4 +508,92 @@ fn error_labels_are_distinct() {
     ];
     let labels: std::collections::HashSet<_> = all.iter().map(|e| e.label()).collect();
     assert_eq!(labels.len(), all.len());
+}
+
+/// Found by `fuzz/fuzz_targets/srtp_unprotect.rs`: once more SSRCs than the stream table
+/// holds had passed, an SSRC that came back got SRTCP index 0 again, so the same (SSRC,
+/// index) left under one key twice (a reused keystream) and the receiver dropped it as a
+/// replay. SRTCP indexes now come from one counter per context.
+#[test]
+fn srtcp_index_is_never_reused_for_an_ssrc_that_comes_back() {
+    let key = reference_key();
+    let mut sender = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let mut receiver = SrtpContext::new(SrtpSuite::AesCm128HmacSha1_80, &key);
+    let srtcp_index = |packet: &[u8]| {
+        let at = packet.len() - 10 - 4;
+        u32::from_be_bytes(packet[at..at + 4].try_into().unwrap()) & 0x7fff_ffff
+    };
+    let mut sent_for_first = Vec::new();
+    for ssrc in (1..=MAX_STREAMS as u32 + 1).chain([1]) {
+        let packet = protect_rtcp(&mut sender, &rtcp_packet(ssrc)).unwrap();
+        if ssrc == 1 {
+            sent_for_first.push(srtcp_index(&packet));
+        }
+        assert_eq!(
+            unprotect_rtcp(&mut receiver, &packet).as_deref(),
+            Ok(&rtcp_packet(ssrc)[..]),
+            "SSRC {ssrc}"
+        );
+    }
+    assert_eq!(sent_for_first.len(), 2);
+    assert_ne!(sent_for_first[0], sent_for_first[1]);
+}
+
+/// The fuzzer's minimised input for the bug above, replayed as the target does: byte 0
+/// picks suite and MKI, then records of (control, length, bytes); control bit 0 = RTCP,
+/// bit 1 = protect with the sender first (which must then unprotect).
+#[test]
+fn fuzz_srtp_unprotect_crash_b4f2f769() {
+    let input = hex(
+        "00030a818100030a8181810000030a81818100183f99840041030a8181814181813fc300410308\
+         9981813f00840041030a818181193f030a810118030a81814000941800410000030a818100030a\
+         8181810000030a81818100183f00ffffffff0180418181980000000309840081000000000000030a\
+         81818100183f9984",
+    );
+    let (shape, mut rest) = input.split_first().unwrap();
+    let suite = SUITES[usize::from(shape & 1)];
+    let mki = (shape & 2 != 0).then_some(Mki {
+        value: 0x0102_0304,
+        len: 1 + (shape >> 2) % 8,
+    });
+    let key = KeyMaterial::new([0x11; 16], [0x22; 14]);
+    let mut sender = SrtpContext::with_mki(suite, &key, mki);
+    let mut receiver = SrtpContext::with_mki(suite, &key, mki);
+    while let [control, len, tail @ ..] = rest {
+        let len = if control & 0x80 != 0 {
+            usize::from(*len) * 8
+        } else {
+            usize::from(*len)
+        };
+        let (body, after) = tail.split_at(len.min(tail.len()));
+        rest = after;
+        let rtcp = control & 1 != 0;
+        let mut buf = vec![0u8; body.len() + 256];
+        buf[..body.len()].copy_from_slice(body);
+        let mut len = body.len();
+        if control & 2 != 0 {
+            let protected = if rtcp {
+                sender.protect_rtcp(&mut buf, len)
+            } else {
+                sender.protect_rtp(&mut buf, len)
+            };
+            let Ok(n) = protected else { continue };
+            len = n;
+            let result = if rtcp {
+                receiver.unprotect_rtcp(&mut buf[..len])
+            } else {
+                receiver.unprotect_rtp(&mut buf[..len])
+            };
+            assert!(
+                !matches!(result, Err(SrtpError::Replayed | SrtpError::TooOld)),
+                "a fresh packet of our sender refused: {result:?}"
+            );
+        } else {
+            let _ = if rtcp {
+                receiver.unprotect_rtcp(&mut buf[..len])
+            } else {
+                receiver.unprotect_rtp(&mut buf[..len])
+            };
+        }
+    }
 }

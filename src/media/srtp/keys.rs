@@ -130,9 +130,10 @@ impl KeyMaterial {
         if decoded != MASTER_KEY_LEN + MASTER_SALT_LEN {
             return Err(SdesError::KeyLength);
         }
-        let mut exact = [0u8; MASTER_KEY_LEN + MASTER_SALT_LEN];
-        exact.copy_from_slice(&bytes[..decoded]);
-        Ok(Self::from_concatenated(&exact))
+        let (exact, _) = bytes
+            .split_first_chunk::<{ MASTER_KEY_LEN + MASTER_SALT_LEN }>()
+            .ok_or(SdesError::KeyLength)?;
+        Ok(Self::from_concatenated(exact))
     }
 }
 
