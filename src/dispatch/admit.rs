@@ -353,6 +353,8 @@ impl Dispatcher {
                 .map(|t| t.responses.clone())
                 .unwrap_or_default(),
             inband_dtmf: trunk_settings.is_none_or(|t| t.inband_dtmf),
+            comfort_noise: trunk_settings.is_none_or(|t| t.comfort_noise),
+            ringback: trunk_settings.map_or(Some(crate::media::TonePlan::ETSI), |t| t.ringback),
         }
     }
 

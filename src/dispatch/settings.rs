@@ -23,6 +23,10 @@ pub struct TrunkLegSettings {
     pub responses: crate::call::ResponsePolicy,
     /// In-band DTMF detection when the trunk has no telephone-event (row 48).
     pub inband_dtmf: bool,
+    /// Comfort noise for the trunk when it has no CN (row 49).
+    pub comfort_noise: bool,
+    /// Ringback during transfers (row 38).
+    pub ringback: Option<crate::media::TonePlan>,
 }
 
 #[derive(Debug, Clone)]
@@ -72,6 +76,8 @@ impl DispatchSettings {
                     diversion_from_history_info: t.diversion_from_history_info,
                     responses: mapping::response_policy(t),
                     inband_dtmf: t.inband_dtmf,
+                    comfort_noise: t.comfort_noise,
+                    ringback: t.ringback_tone.plan(),
                 })
                 .collect(),
             timers: CallTimers {

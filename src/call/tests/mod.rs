@@ -3,6 +3,7 @@
 mod basic;
 mod bypass_forks;
 mod cause_mapping;
+mod comfort_noise;
 mod dtmf;
 mod failover;
 mod forks;
@@ -152,6 +153,8 @@ pub(super) fn setup() -> CallSetup {
             early_media: EarlyMediaPolicy::Relay,
             responses: ResponsePolicy::default(),
             inband_dtmf: true,
+            comfort_noise: true,
+            ringback: Some(crate::media::TonePlan::ETSI),
         },
         numbers: CallNumbers {
             caller: "+12065550123".into(),
