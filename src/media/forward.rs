@@ -258,6 +258,10 @@ fn rtp_packet(
     let Some(to) = outbound.remote_rtp else {
         return Action::Drop(DropReason::NoRemote);
     };
+    if outbound.srtp_out.is_none() && outbound.requires_srtp() {
+        // Never in the clear towards Teams, not even between a new remote and its keys.
+        return Action::Drop(DropReason::SrtpProtect);
+    }
     let Some(packet) = buf.get_mut(..len) else {
         return Action::Drop(DropReason::Malformed);
     };
@@ -268,9 +272,6 @@ fn rtp_packet(
             Ok(n) => n,
             Err(_) => return Action::Drop(DropReason::SrtpProtect),
         };
-    } else if outbound.requires_srtp() {
-        // Never in the clear towards Teams, not even between a new remote and its keys.
-        return Action::Drop(DropReason::SrtpProtect);
     }
     Action::Forward {
         leg: outbound.side,

@@ -585,13 +585,14 @@ impl Worker {
                     break;
                 };
                 let state = session.pair.leg_mut(leg);
-                if !state.reports.due(now.millis) || state.reports.far_side_reports(now.millis) {
-                    continue;
-                }
+                // The schedule starts once the leg can be reported to at all.
                 let Some((role, to)) = state.rtcp_destination() else {
                     continue;
                 };
                 if state.requires_srtp() && state.srtp_out.is_none() {
+                    continue;
+                }
+                if !state.reports.due(now.millis) || state.reports.far_side_reports(now.millis) {
                     continue;
                 }
                 let buffer = &mut self.batch.buffers[count];
