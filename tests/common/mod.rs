@@ -543,21 +543,48 @@ pub fn sipp_errors(dir: &Path) -> String {
 /// A scenario from `tests/sipp/calls` with its `@NAME@` placeholders replaced, written to
 /// `dir/<name>` (each SIPp runs in its own directory so its logs are its own).
 pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    let (path, text) = fill_scenario("calls", dir, file, values);
+    assert!(
+        !text.contains("@CALLE") && !text.contains("@TENANT") && !text.contains("@HOLD_MS@"),
+        "unfilled placeholder in {file}"
+    );
+    path
+}
+
+/// [`scenario`] from `tests/sipp/<topic>`, where every `@NAME@` must be filled.
+pub fn scenario_in(topic: &str, dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    let (path, text) = fill_scenario(topic, dir, file, values);
+    // Every stretch between two `@` that looks like a placeholder name.
+    let segments: Vec<&str> = text.split('@').collect();
+    let inner = segments
+        .get(1..segments.len().saturating_sub(1))
+        .unwrap_or_default();
+    let unfilled = inner
+        .iter()
+        .find(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
+    assert!(unfilled.is_none(), "unfilled @{unfilled:?}@ in {file}");
+    path
+}
+
+/// Reads `tests/sipp/<topic>/<file>`, fills `values` in and writes it to `dir/<file>`.
+fn fill_scenario(
+    topic: &str,
+    dir: &Path,
+    file: &str,
+    values: &[(&str, &str)],
+) -> (PathBuf, String) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp/calls")
+        .join("tests/sipp")
+        .join(topic)
         .join(file);
     let mut text = std::fs::read_to_string(&source).unwrap();
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
-    assert!(
-        !text.contains("@CALLE") && !text.contains("@TENANT") && !text.contains("@HOLD_MS@"),
-        "unfilled placeholder in {file}"
-    );
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(file);
-    std::fs::write(&path, text).unwrap();
-    path
+    std::fs::write(&path, &text).unwrap();
+    (path, text)
 }
 
 /// Start SIPp with `args` in `dir` (one call, bounded by SIPp's own global timeout).
@@ -793,6 +820,30 @@ pub fn logged_sbc_media(dir: &Path, tag: &str) -> Option<(SocketAddr, String)> {
         return Some((format!("{ip}:{port}").parse().ok()?, key));
     }
     None
+}
+
+/// Whether a SIPp of `dir` has logged a line containing `tag` yet.
+pub fn sipp_log_has(dir: &Path, tag: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with("_logs.log"))
+        .any(|entry| std::fs::read_to_string(entry.path()).is_ok_and(|text| text.contains(tag)))
+}
+
+/// Every datagram queued on `socket` now; with a short read timeout on the socket, reading
+/// one that has nothing also paces a sending loop.
+pub fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    for _ in 0..1000 {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => out.push(buf[..n].to_vec()),
+            Err(_) => break,
+        }
+    }
+    out
 }
 
 pub fn wait_logged(dir: &Path, tag: &str) -> (SocketAddr, String) {
