@@ -796,7 +796,8 @@ mod tests {
         rewrite_relayed(&mut counted[..len], &view);
         assert_eq!(get_u32(&counted, 20), Some(1));
         for cut in 0..len {
-            rewrite_relayed(&mut buf.clone()[..cut], &view);
+            let mut truncated = buf;
+            rewrite_relayed(&mut truncated[..cut], &view);
             let _ = sender_report_of(&buf[..cut]);
         }
     }
