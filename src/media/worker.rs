@@ -516,6 +516,8 @@ impl Worker {
             }
             // Sockets close here, when `session` drops.
         }
+        // A slot comes back for another session: it must not inherit a place in the list.
+        self.playing.retain(|&playing| playing != slot);
         self.free_slots.push(slot);
     }
 
@@ -828,6 +830,69 @@ mod tests {
             u32::from_be_bytes(buffer[8..12].try_into().unwrap()),
             teams.reports.own_ssrc
         );
+    }
+
+    fn worker(timeout_millis: u64) -> (Worker, crate::media::faults::MediaEvents) {
+        let registry = prometheus::Registry::new();
+        let (sink, events) = event_queue(1, FaultMetrics::register(&registry).unwrap());
+        let (_commands, commands_rx) = std::sync::mpsc::sync_channel(1);
+        let epoch = Instant::now();
+        let worker = Worker::new(WorkerConfig {
+            waker: Arc::new(EventFd::new().unwrap()),
+            heartbeat: Heartbeat::new(epoch),
+            commands: commands_rx,
+            events: sink,
+            metrics: MediaMetrics::register(&registry).unwrap(),
+            policy: InactivityPolicy {
+                timeout_millis,
+                hold_counts_as_activity: true,
+            },
+            epoch,
+            batched_io: false,
+            rtcp_reports: true,
+        })
+        .unwrap();
+        (worker, events)
+    }
+
+    /// Row 38: a session that plays is paced by the loop until it stops or goes; its slot,
+    /// reused, does not inherit the place, and the list never outgrows the slot table.
+    #[test]
+    fn row38_playing_sessions_are_listed_once_and_leave_with_their_session() {
+        use crate::media::inband_dtmf::G711;
+        use crate::media::playout::{G711Target, TonePlan};
+        let (mut worker, _events) = worker(60_000);
+        let ringback = Some(Ringback {
+            plan: TonePlan::ETSI,
+            target: G711Target {
+                payload_type: 0,
+                law: G711::Ulaw,
+            },
+        });
+        worker.add(silent_session(1));
+        for _ in 0..3 {
+            worker.apply(Command::SetRingback {
+                id: SessionId(1),
+                ringback,
+            });
+        }
+        assert_eq!(worker.playing, vec![0]);
+        assert_eq!(worker.wait_millis(0), 0, "a frame is due at once");
+        worker.remove(SessionId(1));
+        assert!(worker.playing.is_empty());
+        worker.add(silent_session(2));
+        worker.apply(Command::SetRingback {
+            id: SessionId(2),
+            ringback,
+        });
+        assert_eq!(worker.playing, vec![0]);
+        worker.apply(Command::SetRingback {
+            id: SessionId(2),
+            ringback: None,
+        });
+        worker.run_playouts(worker.now());
+        assert!(worker.playing.is_empty(), "nothing left to play");
+        assert!(worker.playing.capacity() >= worker.slots.len());
     }
 
     #[test]
