@@ -220,6 +220,9 @@ fn row8_9_10_failover_refused_then_503_retry_after_then_answer() {
     let busy = free_tcp_port(TEAMS_IP);
     let good = free_tcp_port(TEAMS_IP);
     let mut spec = LabSpec::new(50800);
+    // The one call test that keeps the plain-TCP lab path (teams.lab_plain_tcp): connect
+    // refused, 503 and answer straight from SIPp, no TLS stand-in in between.
+    spec.tls_stand_in = false;
     spec.proxies = vec![
         LabSpec::tcp_proxy("localhost", refused),
         LabSpec::tcp_proxy(&TEAMS_IP.to_string(), busy),

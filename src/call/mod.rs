@@ -207,6 +207,10 @@ pub enum Input {
     Media(MediaEvent),
     /// A timer set with [`Output::SetTimer`] fired.
     Timer(TimerKind),
+    /// End the call from outside (an operator, or the end of a drain): BYE with a `Reason`
+    /// on every leg that has a dialog, or during setup CANCEL towards the callee and a final
+    /// error to the caller.
+    Terminate { reason: EndReason },
 }
 
 /// A control command for the media core (one `MediaHandle` call each).
@@ -267,6 +271,10 @@ pub enum EndReason {
     SessionExpired,
     /// Our session refresh failed (408, 481 or no response; RFC 4028 §10).
     SessionRefreshFailed,
+    /// Ended by an operator (`Input::Terminate`).
+    Operator,
+    /// Still up when a graceful drain ran out of time (`Input::Terminate`).
+    Drained,
 }
 
 impl EndReason {
@@ -284,6 +292,8 @@ impl EndReason {
             EndReason::BadMedia => "bad_media",
             EndReason::SessionExpired => "session_expired",
             EndReason::SessionRefreshFailed => "session_refresh_failed",
+            EndReason::Operator => "operator",
+            EndReason::Drained => "drained",
         }
     }
 }

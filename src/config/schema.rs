@@ -587,6 +587,10 @@ pub struct OpsSection {
     /// `tracing` filter directive; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// On SIGTERM, calls in progress may go on this long before each gets BYE on both legs;
+    /// new calls are refused meanwhile. Keep the supervisor's stop timeout above it.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: u64,
 }
 
 impl Default for OpsSection {
@@ -595,8 +599,13 @@ impl Default for OpsSection {
             metrics_listen: default_metrics_listen(),
             log_format: default_log_format(),
             log_level: default_log_level(),
+            drain_timeout_seconds: default_drain_timeout(),
         }
     }
+}
+
+fn default_drain_timeout() -> u64 {
+    300
 }
 
 fn default_sip_signaling_port() -> u16 {

@@ -48,6 +48,12 @@ impl Dispatcher {
         msg: Message,
         from: Source,
     ) {
+        if self.draining {
+            // Microsoft fails over on 503 (FailoverResponseCodes), carriers on Retry-After.
+            let reason = "Service Unavailable (draining)";
+            self.reply(now, layer, tx, &msg, 503, reason, Some(60), from.peer);
+            return;
+        }
         // The transport decided who sent it (transport, certificate and address together).
         match from.peer {
             Some(Peer::Microsoft) => self.new_from_teams(now, layer, tx, msg, from),

@@ -156,6 +156,7 @@ pub fn start(
         resolve_refused,
         table: CallTable::default(),
         timers: CallTimers::default(),
+        draining: false,
         local,
     };
     Ok((
@@ -180,6 +181,8 @@ pub struct Dispatcher {
     resolve_refused: prometheus::IntCounter,
     table: CallTable,
     timers: CallTimers,
+    /// New calls are refused (graceful drain).
+    draining: bool,
     local: Vec<(TransportKind, SocketAddr)>,
 }
 
@@ -210,6 +213,40 @@ impl Dispatcher {
     /// End every call's media (on shutdown).
     pub fn shutdown(&self) {
         self.media.shutdown();
+    }
+
+    /// While draining, new calls are refused with 503 and a Retry-After (their callers try
+    /// another SBC); calls in progress go on.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// End one call from outside (`Input::Terminate`): BYE with a Reason on both legs, or
+    /// CANCEL and a final error during setup. False when no such call exists.
+    pub fn terminate(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        key: CallKey,
+        reason: crate::call::EndReason,
+    ) -> bool {
+        if self.table.get(key).is_none() {
+            return false;
+        }
+        self.feed(now, layer, key, Input::Terminate { reason });
+        true
+    }
+
+    /// [`terminate`](Self::terminate) every call.
+    pub fn terminate_all(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        reason: crate::call::EndReason,
+    ) {
+        for key in self.table.keys() {
+            self.terminate(now, layer, key, reason);
+        }
     }
 
     /// An event from outside the SIP core (media engine, DNS).

@@ -227,4 +227,11 @@ impl CallTable {
     pub fn len(&self) -> usize {
         self.slots.len()
     }
+
+    /// Every call, in the order they started.
+    pub fn keys(&self) -> Vec<CallKey> {
+        let mut keys: Vec<CallKey> = self.slots.keys().copied().collect();
+        keys.sort();
+        keys
+    }
 }

@@ -17,7 +17,8 @@
 pub mod microsoft;
 pub mod tls;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -102,9 +103,10 @@ pub struct LabSpec {
     /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`); further
     /// `[[carrier_trunk]]` / `[[tenant]]` tables may follow.
     pub carrier_extra: String,
-    /// Extra lines of the `[sbc]` and `[sip]` tables.
+    /// Extra lines of the `[sbc]`, `[sip]` and `[ops]` tables.
     pub sbc_extra: String,
     pub sip_extra: String,
+    pub ops_extra: String,
     /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
     /// written, so a test may still open that table in `teams_extra`.
     pub media_extra: String,
@@ -135,6 +137,7 @@ impl LabSpec {
             carrier_extra: String::new(),
             sbc_extra: String::new(),
             sip_extra: String::new(),
+            ops_extra: String::new(),
             media_extra: String::new(),
             tls_stand_in: true,
         }
@@ -283,6 +286,7 @@ port_max = {tmax}
 
 [ops]
 metrics_listen = "{SBC_IP}:{metrics}"
+{ops_extra}
 "#,
             proxies = proxies.join(", "),
             // SIPp stand-ins for Microsoft speak plain TCP: only labs may take that.
@@ -290,6 +294,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
             teams_extra = spec.teams_extra,
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
+            ops_extra = spec.ops_extra,
             carrier_extra = spec.carrier_extra,
             media_table = if spec.media_extra.is_empty() {
                 String::new()
@@ -358,6 +363,23 @@ metrics_listen = "{SBC_IP}:{metrics}"
     }
 
     /// The SBC itself (its media handle, ops address, registry).
+    /// Start the graceful drain a stop signal starts; the receiver resolves once no call is
+    /// left.
+    pub fn drain(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let running = self
+            .running
+            .as_mut()
+            .expect("the SBC runs until the lab is dropped");
+        self.runtime
+            .block_on(running.drain())
+            .expect("the SIP core takes the drain")
+    }
+
+    /// The ops listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.running().ops_addr
+    }
+
     pub fn running(&self) -> &Running {
         self.running
             .as_ref()
@@ -550,6 +572,8 @@ pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
+    // Optional placeholder: a BYE's Reason is checked only when a test asks for it.
+    text = text.replace("@BYE_REASON_RE@", ".*");
     assert!(
         !text.contains("@CALLE") && !text.contains("@TENANT") && !text.contains("@HOLD_MS@"),
         "unfilled placeholder in {file}"
@@ -851,6 +875,27 @@ pub fn echo_round(
         }
     }
     (echoed, stale_ok)
+}
+
+/// One HTTP/1.1 GET to the ops listener: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("ops listener reachable");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("a whole response");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Wait until something listens for TCP on `addr` (a SIPp UAS is up). Read from

@@ -118,6 +118,8 @@ pub(crate) struct State {
     callee_final: Option<Message>,
     /// Extra lines of the BYEs a peer's BYE causes (Teams' Q.850 Reason, `identity.rs`).
     bye_headers: Vec<(HeaderName, String)>,
+    /// The Reason of an `Input::Terminate`, on every BYE and CANCEL-time answer that follows.
+    terminate_reason: Option<(HeaderName, String)>,
     /// Forked early dialogs of the callee INVITE and the caller's 18x policy (rows 26, 27).
     early: early::EarlyDialogs,
     /// Session timers of both legs (RFC 4028, row 42; `session_timer.rs`).
@@ -218,6 +220,7 @@ impl State {
             reinvites: reinvite::Reinvites::default(),
             callee_final: None,
             bye_headers: Vec::new(),
+            terminate_reason: None,
             early,
             session,
             replacement: None,
@@ -461,6 +464,7 @@ impl State {
             Input::Request { leg, tx, msg } => self.on_request(now, leg, tx, msg, out),
             Input::Ack { leg, msg } => self.on_ack(now, leg, msg, out),
             Input::Media(event) => self.on_media(now, event, out),
+            Input::Terminate { reason } => self.terminate(now, reason, out),
             Input::Timer(kind) => match self.timers.get(&kind) {
                 Some(at) if *at <= now => {
                     self.timers.remove(&kind);
