@@ -18,9 +18,12 @@
 mod answers;
 mod lanes;
 mod pingers;
+mod reload;
 mod requests;
 mod responses;
 mod sip_core;
+
+pub use self::reload::ReloadError;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -31,6 +34,7 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
+use crate::health::HealthMetrics;
 use crate::ops::systemd;
 use tokio::task::JoinHandle;
 
@@ -84,6 +88,10 @@ pub struct Running {
     tasks: Vec<JoinHandle<()>>,
     commands: mpsc::Sender<Command>,
     drain_timeout: std::time::Duration,
+    /// The configuration in force (what a reload is compared with).
+    loaded: Loaded,
+    health_metrics: HealthMetrics,
+    config_metrics: self::reload::ConfigMetrics,
 }
 
 impl Running {
@@ -155,10 +163,8 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
         tokio::select! {
             _ = hup.recv() => {
                 systemd::reloading();
-                match running.transport.reload_tls() {
-                    Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                    Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; old certificate kept"),
-                }
+                // Logged and counted inside; the configuration in force stays on error.
+                let _ = running.reload_from_file().await;
                 systemd::ready();
             }
             _ = stop_signal(&mut term, &mut int) => {
@@ -299,10 +305,13 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         draining: None,
     };
     let core = tokio::spawn(core.run(inbound, commands_rx, call_events));
+    let health_metrics = HealthMetrics::register(&registry)?;
+    let config_metrics = self::reload::ConfigMetrics::register(&registry)?;
+    config_metrics.in_force(None, &loaded.digest);
     let tasks = match start_pingers(
         config,
         &identity,
-        &registry,
+        &health_metrics,
         &readiness,
         commands_tx.clone(),
     ) {
@@ -324,5 +333,8 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         tasks,
         commands: commands_tx,
         drain_timeout: std::time::Duration::from_secs(config.ops.drain_timeout_seconds),
+        loaded: loaded.clone(),
+        health_metrics,
+        config_metrics,
     })
 }

@@ -31,6 +31,24 @@ pub(super) enum Command {
         deadline: Instant,
         drained: oneshot::Sender<()>,
     },
+    /// The carrier trunks calls in progress belong to.
+    TrunksInUse {
+        reply: oneshot::Sender<Vec<crate::transport::TrunkName>>,
+    },
+    /// A reloaded configuration for new calls and transactions; `applied` once in force.
+    Reload {
+        update: Box<CoreUpdate>,
+        applied: oneshot::Sender<()>,
+    },
+}
+
+/// What the SIP core takes from a reloaded configuration.
+pub(super) struct CoreUpdate {
+    pub(super) routing: std::sync::Arc<crate::routing::RoutingTable>,
+    pub(super) config: crate::config::Config,
+    pub(super) transaction: crate::transaction::TransactionSettings,
+    pub(super) own_headers: crate::transaction::OwnResponseHeaders<Route>,
+    pub(super) identity: IdentityTemplate,
 }
 
 /// A drain in progress.
@@ -150,7 +168,7 @@ impl SipCore {
 
     /// A message from an identified peer (the transport dropped strangers before parsing).
     pub(super) fn on_inbound(&mut self, message: Message, source: Source) {
-        let Some(peer) = source.peer else {
+        let Some(peer) = source.peer.clone() else {
             // Only a transport run without peer rules delivers these; nobody to talk to.
             self.metrics
                 .rejected_requests
@@ -205,6 +223,17 @@ impl SipCore {
                 }
             },
             Command::SendFailed(id) => self.layer.on_transport_error(Instant::now(), id),
+            Command::TrunksInUse { reply } => {
+                let _ = reply.send(self.calls.trunks_in_use());
+            }
+            Command::Reload { update, applied } => {
+                let update = *update;
+                self.calls.reload(update.routing, &update.config);
+                self.layer
+                    .reconfigure(update.transaction, update.own_headers);
+                self.identity = update.identity;
+                let _ = applied.send(());
+            }
             Command::Drain { deadline, drained } => {
                 tracing::info!("draining: new calls and OPTIONS get 503; calls in progress go on");
                 self.calls.set_draining(true);

@@ -573,11 +573,8 @@ fn row11_peer_rules_hold_every_microsoft_range_and_each_trunk() {
         assert!(!rules.may_be_tls_peer(ip(outside)), "{outside}");
         assert_eq!(rules.classify_plain(Kind::Udp, ip(outside)), None);
     }
-    let trunk = |i: usize| {
-        Some(Peer::Carrier(
-            crate::transport::TrunkId::from_index(i).unwrap(),
-        ))
-    };
+    let names = ["pstn", "second"];
+    let trunk = |i: usize| Some(Peer::Carrier(crate::transport::TrunkName::new(names[i])));
     assert_eq!(rules.classify_plain(Kind::Udp, ip("127.0.0.1")), trunk(0));
     assert_eq!(
         rules.classify_plain(Kind::Tcp, ip("127.0.0.1")),

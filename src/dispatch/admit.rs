@@ -51,13 +51,35 @@ impl Dispatcher {
         if self.draining {
             // Microsoft fails over on 503 (FailoverResponseCodes), carriers on Retry-After.
             let reason = "Service Unavailable (draining)";
-            self.reply(now, layer, tx, &msg, 503, reason, Some(60), from.peer);
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                503,
+                reason,
+                Some(60),
+                from.peer.clone(),
+            );
             return;
         }
         // The transport decided who sent it (transport, certificate and address together).
         match from.peer {
             Some(Peer::Microsoft) => self.new_from_teams(now, layer, tx, msg, from),
-            Some(Peer::Carrier(trunk)) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+            Some(Peer::Carrier(ref name)) => match self.routing.trunk_by_name(name.as_str()) {
+                Some(trunk) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+                // A trunk a reload removed is still heard for the calls it had; nothing new.
+                None => self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    403,
+                    "Forbidden (trunk no longer configured)",
+                    None,
+                    from.peer.clone(),
+                ),
+            },
             None => self.reply(
                 now,
                 layer,
@@ -95,7 +117,7 @@ impl Dispatcher {
                     miss.sip_status(),
                     "Not Found",
                     None,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -113,7 +135,7 @@ impl Dispatcher {
                     503,
                     "Service Unavailable",
                     retry,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -127,7 +149,7 @@ impl Dispatcher {
                 500,
                 "Server Internal Error",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return;
         };
@@ -166,7 +188,7 @@ impl Dispatcher {
             proxies,
             carrier_targets: Vec::new(),
             carrier_target_trunks: Vec::new(),
-            carrier_owner: Peer::Carrier(trunk),
+            carrier_owner: routing.carrier_peer(trunk),
             carrier_media_sources,
             guard,
             from_leg: LegId::Carrier,
@@ -210,7 +232,7 @@ impl Dispatcher {
                     miss.sip_status(),
                     reason,
                     None,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -224,7 +246,7 @@ impl Dispatcher {
                 503,
                 "Service Unavailable (no trunk)",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return;
         };
@@ -241,7 +263,7 @@ impl Dispatcher {
                     503,
                     "Service Unavailable",
                     retry,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -255,7 +277,7 @@ impl Dispatcher {
                 500,
                 "Server Internal Error",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return;
         };
@@ -328,7 +350,7 @@ impl Dispatcher {
             proxies,
             carrier_targets: targets,
             carrier_target_trunks: target_trunks,
-            carrier_owner: Peer::Carrier(trunk),
+            carrier_owner: routing.carrier_peer(trunk),
             carrier_media_sources,
             guard,
             from_leg: LegId::Teams,
@@ -410,7 +432,7 @@ impl Dispatcher {
                     503,
                     "Service Unavailable",
                     Some(1),
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }

@@ -215,6 +215,34 @@ impl Dispatcher {
         self.media.shutdown();
     }
 
+    /// A reloaded configuration: new calls route with `routing` and `config`'s settings;
+    /// calls in progress keep the table they started with. Limits carry the counts of the
+    /// calls in progress over to trunks and tenants that keep their name.
+    pub fn reload(&mut self, routing: Arc<RoutingTable>, config: &Config) {
+        let now = Instant::now();
+        self.limiter = self.limiter.reconfigured(&routing);
+        self.proxy_memory = Arc::new(routing.proxy_memory(now));
+        self.settings = DispatchSettings::from_config(config);
+        self.routing = routing;
+    }
+
+    /// The carrier trunks that own a leg of a call in progress (a reload removing one keeps
+    /// hearing it until those calls end).
+    pub fn trunks_in_use(&self) -> Vec<crate::transport::TrunkName> {
+        let mut names: Vec<_> = self
+            .table
+            .keys()
+            .into_iter()
+            .filter_map(|key| match self.table.get(key)?.owner(LegId::Carrier) {
+                Peer::Carrier(name) => Some(name),
+                Peer::Microsoft => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
     /// While draining, new calls are refused with 503 and a Retry-After (their callers try
     /// another SBC); calls in progress go on.
     pub fn set_draining(&mut self, draining: bool) {
@@ -451,7 +479,7 @@ impl Dispatcher {
         let method = msg.method().cloned();
         let in_dialog = msg.to().ok().is_some_and(|to| to.tag.is_some());
         let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));
-        let peer = from.peer;
+        let peer = from.peer.clone();
         match (&method, known) {
             (Some(Method::Invite), Some(_)) if !in_dialog => {
                 self.reply(now, layer, tx, &msg, 482, "Loop Detected", None, peer);
@@ -615,7 +643,8 @@ impl Dispatcher {
                     // the dialogs it answers.
                     if let Some(slot) = self.table.get_mut(key) {
                         if let Some(&trunk) = slot.carrier_target_trunks.get(*index) {
-                            slot.set_owner(LegId::Carrier, Peer::Carrier(trunk));
+                            let owner = slot.routing.carrier_peer(trunk);
+                            slot.set_owner(LegId::Carrier, owner);
                         }
                     }
                 }
@@ -1006,7 +1035,7 @@ port_max = 41899
     /// does) and the dispatcher; the final responses sent.
     fn exchange(bench: &mut Bench, msg: Message, from: Source) -> Vec<String> {
         let now = Instant::now();
-        match from.peer {
+        match from.peer.clone() {
             Some(peer) => {
                 let payers = [
                     crate::transaction::Payer::Source(from.remote.ip()),

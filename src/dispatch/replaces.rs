@@ -45,7 +45,7 @@ impl Dispatcher {
             Ok(None) => return Some(msg),
             Err(reason) => {
                 let reason = format!("Bad Request ({reason})");
-                self.reply(now, layer, tx, &msg, 400, &reason, None, from.peer);
+                self.reply(now, layer, tx, &msg, 400, &reason, None, from.peer.clone());
                 return None;
             }
         };
@@ -58,7 +58,7 @@ impl Dispatcher {
                 481,
                 "Call/Transaction Does Not Exist",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return None;
         };
@@ -71,7 +71,7 @@ impl Dispatcher {
                 400,
                 "Bad Request (no Call-ID)",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return None;
         };
@@ -87,7 +87,16 @@ impl Dispatcher {
                         .get(key)
                         .is_some_and(|slot| *slot.call.call_id(LegId::Teams) != call_id) => {}
             Some(_) => {
-                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None, from.peer);
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    482,
+                    "Loop Detected",
+                    None,
+                    from.peer.clone(),
+                );
                 return None;
             }
         }

@@ -71,7 +71,7 @@ impl Slot {
     }
 
     pub fn owner(&self, leg: LegId) -> Peer {
-        self.owners[leg_index(leg)]
+        self.owners[leg_index(leg)].clone()
     }
 
     pub fn set_owner(&mut self, leg: LegId, peer: Peer) {

@@ -27,6 +27,16 @@ impl Readiness {
         self.draining.store(draining, Ordering::Release);
     }
 
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Forget every proxy (a reloaded configuration declares its own).
+    pub fn clear_teams_proxies(&self) {
+        let mut proxies = self.teams_proxies.lock().unwrap_or_else(|p| p.into_inner());
+        proxies.clear();
+    }
+
     /// Declare a proxy (initially down) so /readyz can list it before its first answer.
     pub fn add_teams_proxy(&self, name: &str) {
         let mut proxies = self.teams_proxies.lock().unwrap_or_else(|p| p.into_inner());

@@ -38,9 +38,17 @@ pub use limits::{AdmitGuard, CallLimiter, LimitReason, LimitScope, Rejection};
 pub use metrics::{CallDirection, CallFailure, CallLabels, RoutingMetrics};
 pub use numbers::{clean_number, is_e164, NumberMatch};
 
-/// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`); the
-/// transport names the sender of a request with the same id.
-pub use crate::transport::TrunkId;
+/// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`).
+/// The transport names a sender by its trunk's name ([`crate::transport::TrunkName`]),
+/// which a reload keeps; [`RoutingTable::trunk_by_name`] turns it into this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkId(pub(crate) u16);
+
+impl TrunkId {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
 
 /// Index of a tenant in its [`RoutingTable`] (same order as `[[tenant]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -377,6 +385,15 @@ impl RoutingTable {
     pub fn proxy(&self, id: ProxyId) -> Option<&Proxy> {
         self.proxies.get(id.index())
     }
+    /// How the transport names the sender of `trunk`'s requests.
+    pub fn carrier_peer(&self, trunk: TrunkId) -> crate::transport::Peer {
+        let name = self
+            .trunk(trunk)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| std::sync::Arc::from(""));
+        crate::transport::Peer::Carrier(crate::transport::TrunkName::from(name))
+    }
+
     pub fn trunk_by_name(&self, name: &str) -> Option<TrunkId> {
         self.trunks
             .iter()

@@ -108,7 +108,7 @@ fn tenant(t: &RoutingTable, name: &str) -> TenantId {
 /// this configuration) say: most specific network, the address literal, IPv6 and v4-mapped.
 fn carrier_at(kind: crate::transport::TransportKind, s: &str) -> Option<TrunkId> {
     match config::mapping::peer_rules(&loaded().config).classify_plain(kind, ip(s)) {
-        Some(crate::transport::Peer::Carrier(trunk)) => Some(trunk),
+        Some(crate::transport::Peer::Carrier(name)) => table().trunk_by_name(name.as_str()),
         _ => None,
     }
 }

@@ -375,6 +375,24 @@ metrics_listen = "{SBC_IP}:{metrics}"
             .expect("the SIP core takes the drain")
     }
 
+    /// The configuration file the SBC was started with.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sbc.toml")).unwrap()
+    }
+
+    /// Write `text` as the configuration file and reload it as SIGHUP does; `Err` with the
+    /// reason when it is refused (the configuration in force then stays).
+    pub fn reload_with(&mut self, text: &str) -> Result<(), String> {
+        std::fs::write(self.dir.path().join("sbc.toml"), text).unwrap();
+        let running = self
+            .running
+            .as_mut()
+            .expect("the SBC runs until the lab is dropped");
+        self.runtime
+            .block_on(running.reload_from_file())
+            .map_err(|e| e.to_string())
+    }
+
     /// The ops listener (`/metrics`, `/healthz`, `/readyz`).
     pub fn ops_addr(&self) -> SocketAddr {
         self.running().ops_addr
