@@ -606,6 +606,14 @@ impl Dispatcher {
         let Some(slot) = self.table.get_mut(key) else {
             return;
         };
+        // Every line logged while the call works carries which call, tenant and trunk.
+        let span = tracing::info_span!(
+            "call",
+            id = key.0,
+            tenant = slot.labels.tenant(),
+            trunk = slot.labels.trunk(),
+        );
+        let _entered = span.enter();
         slot.call.handle(now, input);
         self.drain(now, layer, key);
     }

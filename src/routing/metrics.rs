@@ -93,11 +93,14 @@ impl CallLabels {
         CallLabels::new(None, None, direction)
     }
 
-    fn tenant(&self) -> &str {
+    pub fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or(UNKNOWN)
     }
-    fn trunk(&self) -> &str {
+    pub fn trunk(&self) -> &str {
         self.trunk.as_deref().unwrap_or(UNKNOWN)
+    }
+    pub fn direction(&self) -> CallDirection {
+        self.direction
     }
 }
 
