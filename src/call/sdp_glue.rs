@@ -394,6 +394,38 @@ impl Negotiation {
         }
     }
 
+    /// INVITE with Replaces for an early dialog of our INVITE to Microsoft (row 22, PSTN ->
+    /// Teams): Microsoft's `offer` answers the carrier's offer (our answer to the carrier,
+    /// second), and is itself answered from that answer like any replacement (first), with
+    /// the media of both legs set up. Nothing changes on an error.
+    pub fn answer_early_replacement(
+        &mut self,
+        offer: &[u8],
+    ) -> Result<(Bytes, Bytes, Vec<MediaCommand>), SdpError> {
+        let teams_offer = Sdp::parse(offer)?;
+        let carrier_offer = self.received[0].as_ref().ok_or(SdpError::NoAudio)?;
+        let mut origin = self.carrier_origin.clone();
+        let to_carrier = sdp::answer_towards_carrier(
+            &teams_offer,
+            carrier_offer,
+            &self.carrier_side(),
+            &mut origin,
+        )?;
+        let carrier_commands = self.leg_commands(LegId::Carrier)?;
+        let earlier = self.sent[0].replace(to_carrier);
+        match self.answer_for_replacement(offer, true) {
+            Ok((answer, commands)) => {
+                self.carrier_origin = origin;
+                let to_carrier = self.last_sent(LegId::Carrier).unwrap_or_default();
+                Ok((answer, to_carrier, [carrier_commands, commands].concat()))
+            }
+            Err(e) => {
+                self.sent[0] = earlier;
+                Err(e)
+            }
+        }
+    }
+
     fn swap_teams(&mut self, state: TeamsLegState) -> TeamsLegState {
         let previous = TeamsLegState {
             key: self.teams_key.clone(),

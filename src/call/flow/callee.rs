@@ -169,7 +169,14 @@ impl State {
         let tag = msg.to().ok().and_then(|t| t.tag);
         let same_dialog =
             self.current_invite == Some(token) && answered_tag.is_some() && tag == answered_tag;
-        let mut stray = self.dialogs[idx(callee)].clone();
+        // Our INVITE's dialog, or (its early dialog was replaced, row 22) the one kept for it.
+        let call_id = msg.call_id();
+        let mut stray = self
+            .replaced_teams
+            .iter()
+            .find(|d| callee == LegId::Teams && Some(&d.call_id) == call_id.as_ref())
+            .unwrap_or(&self.dialogs[idx(callee)])
+            .clone();
         // An abandoned carrier hop is released over its own transport, from our address for
         // it, whatever hop the call has moved on to.
         if let (LegPolicy::Carrier(ours), LegId::Carrier, Some(hop)) = (
