@@ -106,10 +106,9 @@ number_translation = [
         ],
         &[("body", "telephone-event"), ("body", "PCMU")],
     );
-    let path = scenario_in(
-        "failover",
+    let path = scenario(
         &trunk_b_dir,
-        "carrier_uas_hop.xml",
+        "carrier_uas_checked.xml",
         &[
             ("CHECKS", &trunk_b_checks),
             ("CODEC", "PCMA"),

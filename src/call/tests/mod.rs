@@ -14,6 +14,7 @@ mod random_flows;
 mod refer;
 mod reinvite;
 mod replaces;
+mod sdes;
 mod session_timers;
 mod teardown;
 
