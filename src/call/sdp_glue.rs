@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::{CallSetup, LegId, MediaCommand};
+use super::{CallSetup, CarrierTrunkSettings, LegId, MediaCommand};
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
 use crate::media::{InbandDtmfPlan, MapDirection, PayloadMapping, SrtpKeys};
 use crate::sdp::{
     self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
     SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
 };
+use crate::transport::TransportKind;
 
 mod reinvite;
 
@@ -72,11 +73,11 @@ impl Negotiation {
             teams_local,
             carrier_local,
             teams_codecs: setup.teams.codecs.clone(),
-            carrier_codecs: setup.carrier.codecs.clone(),
+            carrier_codecs: setup.carrier.trunk.codecs.clone(),
             ice: setup.teams.ice.clone(),
             offer_rtcp_mux: setup.carrier.offer_rtcp_mux,
-            strip_vendor: setup.carrier.strip_vendor_attributes,
-            inband_dtmf: setup.carrier.inband_dtmf,
+            strip_vendor: strips_vendor_attributes(setup.carrier.transport),
+            inband_dtmf: setup.carrier.trunk.inband_dtmf,
             teams_origin: LegOrigin::random(teams_local.ip()),
             carrier_origin: LegOrigin::random(carrier_local.ip()),
             teams_key: SdesKey::generate(),
@@ -143,44 +144,62 @@ impl Negotiation {
         bytes
     }
 
-    /// The caller's INVITE body (`None`: delayed offer from a carrier) -> our offer to the
-    /// called leg.
-    pub fn offer_from_caller(
-        &mut self,
-        caller: LegId,
-        body: Option<&[u8]>,
-    ) -> Result<Bytes, SdpError> {
-        match (caller, body) {
-            (LegId::Carrier, Some(body)) => {
-                let offer = Sdp::parse(body)?;
-                let mut origin = self.teams_origin.clone();
-                let out = sdp::offer_towards_teams(&offer, &self.teams_side(), &mut origin)?;
-                self.teams_origin = origin;
-                self.received[0] = Some(offer);
-                Ok(self.record_sent(LegId::Teams, out))
-            }
-            (LegId::Carrier, None) => {
-                // Row 21: Teams takes early offer only, so the SBC offers from the trunk's codecs.
+    /// The carrier's INVITE body (`None`: delayed offer) -> our offer to Teams.
+    pub fn offer_from_carrier(&mut self, body: Option<&[u8]>) -> Result<Bytes, SdpError> {
+        let offer = match body {
+            Some(body) => Sdp::parse(body)?,
+            None => {
+                // Row 21: Teams takes early offer only, so the SBC offers from the trunk's
+                // codecs.
                 self.delayed_offer = true;
-                let synthetic = Sdp::parse(
-                    synthetic_offer(self.carrier_local, &self.carrier_codecs).as_bytes(),
-                )?;
-                let mut origin = self.teams_origin.clone();
-                let out = sdp::offer_towards_teams(&synthetic, &self.teams_side(), &mut origin)?;
-                self.teams_origin = origin;
-                Ok(self.record_sent(LegId::Teams, out))
+                Sdp::parse(synthetic_offer(self.carrier_local, &self.carrier_codecs).as_bytes())?
             }
-            (LegId::Teams, Some(body)) => {
-                let offer = Sdp::parse(body)?;
-                let mut origin = self.carrier_origin.clone();
-                let out = sdp::offer_towards_carrier(&offer, &self.carrier_side(), &mut origin)?;
-                self.carrier_origin = origin;
-                self.received[1] = Some(offer);
-                Ok(self.record_sent(LegId::Carrier, out))
-            }
-            // Microsoft always sends an offer; without one there is nothing to anchor.
-            (LegId::Teams, None) => Err(SdpError::NoAudio),
+        };
+        let mut origin = self.teams_origin.clone();
+        let out = sdp::offer_towards_teams(&offer, &self.teams_side(), &mut origin)?;
+        self.teams_origin = origin;
+        if !self.delayed_offer {
+            self.received[0] = Some(offer);
         }
+        Ok(self.record_sent(LegId::Teams, out))
+    }
+
+    /// Microsoft's INVITE body (Teams -> PSTN): kept for the offers to the carrier hops. It
+    /// must anchor an audio stream with an SDES line we can use (rows 43, 44): otherwise no
+    /// carrier is called at all and Teams gets the error (488 without a usable key).
+    pub fn take_teams_offer(&mut self, body: Option<&[u8]>) -> Result<(), SdpError> {
+        // Microsoft always sends an offer; without one there is nothing to anchor.
+        let offer = Sdp::parse(body.ok_or(SdpError::NoAudio)?)?;
+        if RemoteMedia::from_sdp(&offer)?.crypto.is_none() {
+            return Err(SdpError::NoUsableCrypto);
+        }
+        self.received[1] = Some(offer);
+        Ok(())
+    }
+
+    /// Teams -> PSTN: our offer to the carrier hop on `transport` whose trunk is `trunk`, from
+    /// Teams' offer, with that trunk's codecs and in-band DTMF rule. Once built, the carrier
+    /// side of the negotiation is that trunk's (a new session for a new peer: fresh origin);
+    /// on an error (the trunk takes none of Teams' codecs) nothing changes.
+    pub fn offer_for_carrier_hop(
+        &mut self,
+        trunk: &CarrierTrunkSettings,
+        transport: TransportKind,
+    ) -> Result<Bytes, SdpError> {
+        let teams_offer = self.received[1].as_ref().ok_or(SdpError::NoAudio)?;
+        let side = CarrierSide {
+            local: self.carrier_local,
+            codecs: &trunk.codecs,
+            offer_rtcp_mux: self.offer_rtcp_mux,
+            strip_vendor_attributes: strips_vendor_attributes(transport),
+        };
+        let mut origin = LegOrigin::random(self.carrier_local.ip());
+        let out = sdp::offer_towards_carrier(teams_offer, &side, &mut origin)?;
+        self.carrier_codecs = trunk.codecs.clone();
+        self.strip_vendor = side.strip_vendor_attributes;
+        self.inband_dtmf = trunk.inband_dtmf;
+        self.carrier_origin = origin;
+        Ok(self.record_sent(LegId::Carrier, out))
     }
 
     /// The called leg's answer (in a 18x or the 200) -> the SDP for the caller (an answer, or
@@ -375,6 +394,38 @@ impl Negotiation {
         }
     }
 
+    /// INVITE with Replaces for an early dialog of our INVITE to Microsoft (row 22, PSTN ->
+    /// Teams): Microsoft's `offer` answers the carrier's offer (our answer to the carrier,
+    /// second), and is itself answered from that answer like any replacement (first), with
+    /// the media of both legs set up. Nothing changes on an error.
+    pub fn answer_early_replacement(
+        &mut self,
+        offer: &[u8],
+    ) -> Result<(Bytes, Bytes, Vec<MediaCommand>), SdpError> {
+        let teams_offer = Sdp::parse(offer)?;
+        let carrier_offer = self.received[0].as_ref().ok_or(SdpError::NoAudio)?;
+        let mut origin = self.carrier_origin.clone();
+        let to_carrier = sdp::answer_towards_carrier(
+            &teams_offer,
+            carrier_offer,
+            &self.carrier_side(),
+            &mut origin,
+        )?;
+        let carrier_commands = self.leg_commands(LegId::Carrier)?;
+        let earlier = self.sent[0].replace(to_carrier);
+        match self.answer_for_replacement(offer, true) {
+            Ok((answer, commands)) => {
+                self.carrier_origin = origin;
+                let to_carrier = self.last_sent(LegId::Carrier).unwrap_or_default();
+                Ok((answer, to_carrier, [carrier_commands, commands].concat()))
+            }
+            Err(e) => {
+                self.sent[0] = earlier;
+                Err(e)
+            }
+        }
+    }
+
     fn swap_teams(&mut self, state: TeamsLegState) -> TeamsLegState {
         let previous = TeamsLegState {
             key: self.teams_key.clone(),
@@ -515,6 +566,11 @@ impl Negotiation {
             teams_event_pt: pt_of(audio(sent_teams)?, "telephone-event"),
         })
     }
+}
+
+/// Vendor SDP attributes (Microsoft's are large) are dropped towards UDP trunks (row 24).
+fn strips_vendor_attributes(transport: TransportKind) -> bool {
+    transport == TransportKind::Udp
 }
 
 /// Payload mappings (row 48: telephone-event too, under each leg's own number) with the

@@ -787,7 +787,8 @@ fn row58_trunk_response_policy_loads_and_maps() {
             expected
         );
         // The dispatcher's per-trunk settings carry it.
-        let settings = crate::dispatch::DispatchSettings::from_config(&loaded.config);
+        let routing = crate::routing::RoutingTable::from_config(&loaded.config).unwrap();
+        let settings = crate::dispatch::DispatchSettings::from_config(&loaded.config, &routing);
         assert_eq!(settings.trunks[0].responses.busy_cause, expected);
     }
 }

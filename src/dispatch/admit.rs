@@ -11,11 +11,11 @@ use super::settings;
 use super::table::{Slot, TxEntry};
 use super::{Dispatcher, Layer};
 use crate::call::{
-    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, LegId, ProxyTarget,
-    TeamsLegSetup, TeamsProfile,
+    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, CarrierTrunkSettings, LegId,
+    ProxyTarget, TeamsLegSetup, TeamsProfile,
 };
 use crate::routing::{AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TrunkId};
-use crate::sdp::{CodecList, IceCredentials};
+use crate::sdp::IceCredentials;
 use crate::sip::{HeaderName, Message, Uri};
 use crate::transaction::TxId;
 use crate::transport::{Peer, Source, TransportKind};
@@ -173,7 +173,14 @@ impl Dispatcher {
                 .unwrap_or_else(|| "anonymous".to_string()),
             callee: route.called_e164.clone(),
         };
-        let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
+        let carrier = CarrierLegSetup {
+            local_host: self.settings.carrier_host(from.local),
+            local_port: from.local.port(),
+            transport: from.kind,
+            targets: Vec::new(),
+            trunk: self.trunk_settings(trunk),
+            offer_rtcp_mux: false,
+        };
         let teams = self.teams_leg(&tenant.fqdn, proxy_targets, Some(trunk));
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
         let carrier_media_sources = routing
@@ -281,58 +288,63 @@ impl Dispatcher {
             );
             return;
         };
-        let dial = routing.outbound_numbers(trunk, &route);
         // Our requests to Microsoft in this call's dialog go to its proxies, in order.
         let proxies: Vec<_> = routing
             .proxy_failover(Some(&self.proxy_memory), now)
             .order()
             .to_vec();
+        // Every hop with its own trunk: transport, our address for it, settings, numbers.
         let (targets, target_trunks): (Vec<CarrierTarget>, Vec<TrunkId>) = route
             .trunks
             .trunks()
             .iter()
             .filter_map(|id| {
-                Some((
-                    *id,
-                    routing.trunk(*id)?,
-                    self.settings.trunks.get(id.index()),
-                ))
-            })
-            .filter_map(|(id, t, trunk_settings)| {
+                let t = routing.trunk(*id)?;
                 let (host, port) = settings::split_host_port(&t.address)?;
                 let host = match host.parse::<IpAddr>() {
                     Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
                     _ => host,
                 };
+                let transport = settings::kind_of(t.transport);
+                let local = self.local_for(transport, from.local);
+                let dial = routing.outbound_numbers(*id, &route);
                 let target = CarrierTarget {
                     host,
                     port,
-                    transport: settings::kind_of(t.transport),
-                    trusted: trunk_settings.is_some_and(|s| s.trusted),
-                    diversion_from_history_info: trunk_settings
-                        .is_some_and(|s| s.diversion_from_history_info),
-                    to_teams: trunk_settings
-                        .map(|s| s.responses.to_teams.clone())
-                        .unwrap_or_default(),
+                    transport,
+                    local_host: self.settings.carrier_host(local),
+                    local_port: local.port(),
+                    trunk: self.trunk_settings(*id),
+                    numbers: CallNumbers {
+                        caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
+                        callee: dial.called,
+                    },
                 };
-                Some((target, id))
+                Some((target, *id))
             })
             .unzip();
-        let kind = targets
-            .first()
-            .map(|t| t.transport)
-            .unwrap_or(TransportKind::Udp);
-        let local = self
-            .local
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, a)| *a)
-            .unwrap_or(from.local);
-        let numbers = CallNumbers {
-            caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
-            callee: dial.called,
+        let Some(first) = targets.first() else {
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                503,
+                "Service Unavailable (no trunk)",
+                None,
+                from.peer,
+            );
+            return;
         };
-        let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
+        let numbers = first.numbers.clone();
+        let carrier = CarrierLegSetup {
+            local_host: first.local_host.clone(),
+            local_port: first.local_port,
+            transport: first.transport,
+            targets: targets.clone(),
+            trunk: first.trunk.clone(),
+            offer_rtcp_mux: false,
+        };
         let teams = self.teams_leg(&tenant.fqdn, Vec::new(), None);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
         let carrier_media_sources = route
@@ -358,30 +370,22 @@ impl Dispatcher {
         self.create(now, layer, tx, msg, from, parts);
     }
 
-    fn carrier_leg(
-        &self,
-        trunk: TrunkId,
-        local: SocketAddr,
-        kind: TransportKind,
-        targets: Vec<CarrierTarget>,
-    ) -> CarrierLegSetup {
-        let trunk_settings = self.settings.trunks.get(trunk.index());
-        CarrierLegSetup {
-            local_host: self.settings.carrier_host(local),
-            local_port: local.port(),
-            transport: kind,
-            targets,
-            codecs: trunk_settings
-                .map(|t| t.codecs.clone())
-                .unwrap_or_else(CodecList::carrier_default),
-            offer_rtcp_mux: false,
-            strip_vendor_attributes: kind == TransportKind::Udp,
-            early_media: trunk_settings.map(|t| t.early_media).unwrap_or_default(),
-            responses: trunk_settings
-                .map(|t| t.responses.clone())
-                .unwrap_or_default(),
-            inband_dtmf: trunk_settings.is_none_or(|t| t.inband_dtmf),
-        }
+    /// The settings of `trunk` (the config defaults for an id this table does not know).
+    fn trunk_settings(&self, trunk: TrunkId) -> CarrierTrunkSettings {
+        self.settings
+            .trunks
+            .get(trunk.index())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Our listener for `transport` (the one a request came in on when there is none).
+    fn local_for(&self, transport: TransportKind, fallback: SocketAddr) -> SocketAddr {
+        self.local
+            .iter()
+            .find(|(k, _)| *k == transport)
+            .map(|(_, a)| *a)
+            .unwrap_or(fallback)
     }
 
     /// `calling_trunk`: the trunk that placed a PSTN -> Teams call. Its P-Asserted-Identity

@@ -50,7 +50,7 @@ use crate::sip::{HeaderName, Message, Method, ResponseBuilder};
 use crate::transaction::{new_tag, Timer, TransactionLayer, TuEvent, TxId};
 use crate::transport::{Destination, Peer, Source, TransportKind};
 
-pub use settings::{DispatchSettings, TrunkLegSettings};
+pub use settings::DispatchSettings;
 pub use table::CallKey;
 
 use paths::Path;
@@ -145,7 +145,7 @@ pub fn start(
     registry.register(Box::new(resolve_refused.clone()))?;
     let now = Instant::now();
     let dispatcher = Dispatcher {
-        settings: DispatchSettings::from_config(config),
+        settings: DispatchSettings::from_config(config, &routing),
         limiter: CallLimiter::new(&routing, now),
         proxy_memory: Arc::new(routing.proxy_memory(now)),
         routing,
@@ -222,7 +222,7 @@ impl Dispatcher {
         let now = Instant::now();
         self.limiter = self.limiter.reconfigured(&routing);
         self.proxy_memory = Arc::new(routing.proxy_memory(now));
-        self.settings = DispatchSettings::from_config(config);
+        self.settings = DispatchSettings::from_config(config, &routing);
         self.routing = routing;
     }
 
@@ -647,13 +647,13 @@ impl Dispatcher {
                     _ => None,
                 };
                 if let (Target::Carrier(index), true) = (&target, msg.starts_with(b"INVITE ")) {
-                    // The hop tried now owns the carrier leg: only its trunk may speak in
-                    // the dialogs it answers.
-                    if let Some(slot) = self.table.get_mut(key) {
-                        if let Some(&trunk) = slot.carrier_target_trunks.get(*index) {
-                            let owner = slot.routing.carrier_peer(trunk);
-                            slot.set_owner(LegId::Carrier, owner);
+                    if !self.enter_carrier_hop(now, key, *index) {
+                        // The hop's trunk is at its limits: to the call this hop is
+                        // unreachable, so it moves on to the next one (or answers Teams).
+                        if let Some(slot) = self.table.get_mut(key) {
+                            slot.call.on_sent(now, token, None);
                         }
+                        return;
                     }
                 }
                 let pending = Pending::Request { token, msg, proxy };
@@ -712,6 +712,36 @@ impl Dispatcher {
             Output::Record(record) => self.record(key, record),
             Output::Finished => self.finish(key),
         }
+    }
+
+    /// The call tries carrier hop `index`: the call's limiter slot moves to the hop's trunk
+    /// (its `max_concurrent_calls` and `max_calls_per_second` apply, the previous trunk's slot
+    /// is released), and the hop's trunk owns the carrier leg (only it may speak in the
+    /// dialogs it answers). False when the trunk refuses the call by its limits.
+    fn enter_carrier_hop(&mut self, now: Instant, key: CallKey, index: usize) -> bool {
+        let Some(slot) = self.table.get_mut(key) else {
+            return false;
+        };
+        let Some(&trunk) = slot.carrier_target_trunks.get(index) else {
+            return true;
+        };
+        if let Some(guard) = slot.guard.as_mut().filter(|g| g.trunk() != Some(trunk)) {
+            if let Err(rejection) = guard.move_to_trunk(&self.limiter, trunk, now) {
+                tracing::info!(
+                    scope = rejection.scope.label(),
+                    reason = rejection.reason.label(),
+                    index,
+                    "failover trunk at its limits, not tried"
+                );
+                self.metrics.rejected(&rejection);
+                return false;
+            }
+        }
+        // The hop tried now owns the carrier leg: only its trunk may speak in the dialogs it
+        // answers.
+        let owner = slot.routing.carrier_peer(trunk);
+        slot.set_owner(LegId::Carrier, owner);
+        true
     }
 
     fn send_pending(
@@ -982,8 +1012,12 @@ port_max = 41899
     }
 
     fn bench() -> Bench {
+        bench_with(CONFIG)
+    }
+
+    fn bench_with(config: &str) -> Bench {
         let loaded =
-            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+            crate::config::parse_str(config, "test.toml", std::path::Path::new("."), false)
                 .unwrap();
         let registry = Registry::new();
         let local = vec![(TransportKind::Udp, "127.0.0.1:5060".parse().unwrap())];
@@ -1002,8 +1036,13 @@ port_max = 41899
     /// A message from `ip` over `kind`, its peer identified by the test config's rules as
     /// the transport would.
     fn source(ip: [u8; 4], kind: TransportKind) -> Source {
+        source_in(CONFIG, ip, kind)
+    }
+
+    /// [`source`] under the peer rules of `config`.
+    fn source_in(config: &str, ip: [u8; 4], kind: TransportKind) -> Source {
         let loaded =
-            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+            crate::config::parse_str(config, "test.toml", std::path::Path::new("."), false)
                 .unwrap();
         let remote = SocketAddr::from((ip, 5070));
         Source {
@@ -1250,6 +1289,184 @@ port_max = 41899
         assert!(sent[0].starts_with("SIP/2.0 503 "), "{sent:?}");
         assert!(sent[0].contains("\r\nRetry-After: 1\r\n"), "{}", sent[0]);
         assert_eq!(bench.calls.call_count(), 1);
+        bench.calls.shutdown();
+    }
+
+    /// Trunk failover with limits: `a` first, then `b` (one call at most), then `c`.
+    const FAILOVER_CONFIG: &str = r#"
+[sbc]
+base_fqdn = "sbc.example.test"
+vendor = "V"
+model = "M"
+
+[tls]
+cert_chain = "sbc.pem"
+private_key = "sbc.key"
+
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+
+[[listen]]
+transport = "tls"
+address = "127.0.0.1:5061"
+
+[teams]
+proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
+allowed_source_cidrs = ["127.0.0.3/32"]
+lab_plain_tcp = true
+
+[[carrier_trunk]]
+name = "a"
+address = "127.0.0.2:5060"
+
+[[carrier_trunk]]
+name = "b"
+address = "127.0.0.5:5060"
+max_concurrent_calls = 1
+
+[[carrier_trunk]]
+name = "c"
+address = "127.0.0.6:5060"
+
+[[tenant]]
+name = "acme"
+fqdn = "acme.sbc.example.test"
+numbers = ["+4930123400-+4930123499"]
+carrier_trunk = "a"
+failover_carrier_trunks = ["b", "c"]
+
+[[tenant]]
+name = "umbrella"
+fqdn = "umbrella.sbc.example.test"
+numbers = ["+4940*"]
+carrier_trunk = "b"
+
+[media.carrier]
+bind = "127.0.0.1"
+port_min = 43400
+port_max = 43449
+
+[media.teams]
+bind = "127.0.0.1"
+port_min = 43450
+port_max = 43499
+"#;
+
+    /// Lines end in `\n` like the rest of what `request` takes.
+    const TEAMS_OFFER: &str = "v=0\no=- 9 9 IN IP4 127.0.0.3\ns=-\nc=IN IP4 127.0.0.3\nt=0 0\n\
+        m=audio 49152 RTP/SAVP 0\na=rtpmap:0 PCMU/8000\n\
+        a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\n\
+        a=rtcp-mux\na=sendrecv\n";
+
+    /// A Teams -> PSTN INVITE from `caller` of the tenant at `fqdn`.
+    fn teams_call(fqdn: &str, caller: &str, call_id: &str) -> Message {
+        request(&format!(
+            "INVITE sip:+4969555000@{fqdn} SIP/2.0\n\
+             Via: SIP/2.0/TCP 127.0.0.3:5061;branch=z9hG4bK{call_id}\n\
+             Max-Forwards: 70\n\
+             From: <sip:{caller}@sip.pstnhub.microsoft.com;user=phone>;tag=t1\n\
+             To: <sip:+4969555000@{fqdn}>\n\
+             Call-ID: {call_id}\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:127.0.0.3:5061;transport=tcp>\n\
+             Content-Type: application/sdp\n\
+             Content-Length: {}\n\n{TEAMS_OFFER}",
+            TEAMS_OFFER.len() + TEAMS_OFFER.lines().count()
+        ))
+    }
+
+    /// The INVITE in `sent` whose Request-URI is on `host`.
+    fn invite_to<'a>(sent: &'a [String], host: &str) -> Option<&'a String> {
+        sent.iter().find(|m| {
+            m.starts_with("INVITE ") && m.lines().next().is_some_and(|l| l.contains(host))
+        })
+    }
+
+    /// The carrier at `ip` answers `invite` (as sent) with `status`.
+    fn carrier_answers(bench: &mut Bench, invite: &str, ip: [u8; 4], status: u16) -> Vec<String> {
+        let invite = Message::parse(
+            Bytes::from(invite.to_owned()),
+            &crate::sip::Limits::default(),
+        )
+        .unwrap();
+        let response = crate::sip::ResponseBuilder::new(&invite, status, "Carrier")
+            .to_tag("c1")
+            .build();
+        let response = Message::parse(response, &crate::sip::Limits::default()).unwrap();
+        exchange(
+            bench,
+            response,
+            source_in(FAILOVER_CONFIG, ip, TransportKind::Udp),
+        )
+    }
+
+    fn trunk(bench: &Bench, name: &str) -> crate::routing::TrunkId {
+        bench.calls.routing.trunk_by_name(name).unwrap()
+    }
+
+    /// Trunk failover takes the call's limiter slot along: after `a`'s 503 the call counts
+    /// on `b` (and no longer on `a`), so `b`'s own limit of one call refuses a second call
+    /// placed on it; when the call ends, `b` is free again.
+    #[tokio::test]
+    async fn trunk_failover_moves_the_limiter_slot_to_the_hops_trunk() {
+        let mut bench = bench_with(FAILOVER_CONFIG);
+        let teams = || source_in(FAILOVER_CONFIG, [127, 0, 0, 3], TransportKind::Tcp);
+        let (a, b) = (trunk(&bench, "a"), trunk(&bench, "b"));
+        let sent = exchange(
+            &mut bench,
+            teams_call("acme.sbc.example.test", "+4930123450", "f1"),
+            teams(),
+        );
+        let to_a = invite_to(&sent, "@127.0.0.2").expect("INVITE to a").clone();
+        assert_eq!(bench.calls.limiter.active_on_trunk(a), 1);
+
+        let sent = carrier_answers(&mut bench, &to_a, [127, 0, 0, 2], 503);
+        let to_b = invite_to(&sent, "@127.0.0.5").expect("INVITE to b").clone();
+        assert_eq!(bench.calls.limiter.active_on_trunk(a), 0);
+        assert_eq!(bench.calls.limiter.active_on_trunk(b), 1);
+
+        let sent = exchange(
+            &mut bench,
+            teams_call("umbrella.sbc.example.test", "+4940555123", "f2"),
+            teams(),
+        );
+        assert!(starts(&sent, "503"), "b is full: {sent:?}");
+        assert!(sent[0].contains("Retry-After: "), "{sent:?}");
+
+        let sent = carrier_answers(&mut bench, &to_b, [127, 0, 0, 5], 486);
+        assert!(starts(&sent, "486"), "{sent:?}");
+        assert_eq!(bench.calls.call_count(), 0);
+        assert_eq!(bench.calls.limiter.active_on_trunk(b), 0);
+        assert_eq!(bench.calls.limiter.active_global(), 0);
+        bench.calls.shutdown();
+    }
+
+    /// A failover trunk at its limit is not tried: after `a`'s 503 the call skips `b` (busy
+    /// with another call) and goes to `c`, counted there.
+    #[tokio::test]
+    async fn a_failover_trunk_at_its_limit_is_skipped() {
+        let mut bench = bench_with(FAILOVER_CONFIG);
+        let teams = || source_in(FAILOVER_CONFIG, [127, 0, 0, 3], TransportKind::Tcp);
+        let (a, b, c) = (trunk(&bench, "a"), trunk(&bench, "b"), trunk(&bench, "c"));
+        let sent = exchange(
+            &mut bench,
+            teams_call("umbrella.sbc.example.test", "+4940555123", "s1"),
+            teams(),
+        );
+        assert!(invite_to(&sent, "@127.0.0.5").is_some(), "{sent:?}");
+        let sent = exchange(
+            &mut bench,
+            teams_call("acme.sbc.example.test", "+4930123450", "s2"),
+            teams(),
+        );
+        let to_a = invite_to(&sent, "@127.0.0.2").expect("INVITE to a").clone();
+        let sent = carrier_answers(&mut bench, &to_a, [127, 0, 0, 2], 503);
+        assert!(invite_to(&sent, "@127.0.0.5").is_none(), "{sent:?}");
+        assert!(invite_to(&sent, "@127.0.0.6").is_some(), "{sent:?}");
+        assert_eq!(bench.calls.limiter.active_on_trunk(a), 0);
+        assert_eq!(bench.calls.limiter.active_on_trunk(b), 1);
+        assert_eq!(bench.calls.limiter.active_on_trunk(c), 1);
         bench.calls.shutdown();
     }
 }

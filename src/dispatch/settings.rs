@@ -4,26 +4,12 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::call::CallTimers;
+use crate::call::{CallTimers, CarrierTrunkSettings};
 use crate::config::{mapping, Config};
 use crate::health::ProductHeaders;
+use crate::routing::RoutingTable;
 use crate::sdp::CodecList;
 use crate::transport::{Peer, TransportKind};
-
-/// Per carrier trunk (same order as `RoutingTable::trunks`).
-#[derive(Debug, Clone)]
-pub struct TrunkLegSettings {
-    pub codecs: CodecList,
-    pub trusted: bool,
-    /// Which 18x of Microsoft reach this trunk (row 27).
-    pub early_media: crate::call::EarlyMediaPolicy,
-    /// Diversion headers from Teams' History-Info (doc 2.9).
-    pub diversion_from_history_info: bool,
-    /// Final-status tables and the Q.850 busy rule (row 58).
-    pub responses: crate::call::ResponsePolicy,
-    /// In-band DTMF detection when the trunk has no telephone-event (row 48).
-    pub inband_dtmf: bool,
-}
 
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
@@ -35,7 +21,8 @@ pub struct DispatchSettings {
     pub media_bypass: bool,
     pub failover_response_codes: Vec<u16>,
     pub forward_pai: bool,
-    pub trunks: Vec<TrunkLegSettings>,
+    /// Per carrier trunk, in the order of `RoutingTable::trunks`.
+    pub trunks: Vec<CarrierTrunkSettings>,
     pub timers: CallTimers,
     pub vendor: String,
     pub model: String,
@@ -49,7 +36,9 @@ pub struct DispatchSettings {
 }
 
 impl DispatchSettings {
-    pub fn from_config(config: &Config) -> DispatchSettings {
+    /// `routing` is the table built from the same `config` (it holds the trunks' compiled
+    /// number rules).
+    pub fn from_config(config: &Config, routing: &RoutingTable) -> DispatchSettings {
         let per_hop = Duration::from_secs(config.sip.connect_timeout_seconds.max(1));
         // Answer Microsoft with a failover code before its FailoverTimeSeconds runs out.
         let progress_deadline =
@@ -64,14 +53,16 @@ impl DispatchSettings {
             trunks: config
                 .carrier_trunks
                 .iter()
-                .map(|t| TrunkLegSettings {
+                .zip(routing.trunks())
+                .map(|(t, routed)| CarrierTrunkSettings {
                     codecs: CodecList::new(&t.codecs),
-                    trusted: t.trusted,
                     early_media: crate::call::EarlyMediaPolicy::from_name(&t.early_media)
                         .unwrap_or_default(),
-                    diversion_from_history_info: t.diversion_from_history_info,
                     responses: mapping::response_policy(t),
                     inband_dtmf: t.inband_dtmf,
+                    trusted: t.trusted,
+                    diversion_from_history_info: t.diversion_from_history_info,
+                    calling_number_rules: routed.outbound_calling_rules().clone(),
                 })
                 .collect(),
             timers: CallTimers {

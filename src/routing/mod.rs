@@ -37,6 +37,7 @@ pub use failover::{
 pub use limits::{AdmitGuard, CallLimiter, LimitReason, LimitScope, Rejection};
 pub use metrics::{CallDirection, CallFailure, CallLabels, RoutingMetrics};
 pub use numbers::{clean_number, is_e164, NumberMatch};
+pub use translate::{RuleList, TrunkTranslation};
 
 /// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`).
 /// The transport names a sender by its trunk's name ([`crate::transport::TrunkName`]),
@@ -81,6 +82,14 @@ pub struct Trunk {
     /// Networks its SIP and media come from: `allowed_source_cidrs`, or the address' IP.
     pub sources: Vec<IpNet>,
     translation: translate::TrunkTranslation,
+}
+
+impl Trunk {
+    /// The trunk's `from_teams` rules for calling numbers (Teams -> PSTN), as
+    /// [`RoutingTable::outbound_numbers`] applies them to the caller.
+    pub fn outbound_calling_rules(&self) -> &RuleList {
+        &self.translation.from_teams_calling
+    }
 }
 
 /// A customer tenant (derived trunk).
@@ -537,7 +546,7 @@ impl RoutingTable {
                 calling: route
                     .calling
                     .as_deref()
-                    .map(|c| t.translation.from_teams_calling.apply(c).into_owned()),
+                    .map(|c| t.outbound_calling_rules().apply(c).into_owned()),
             },
             None => DialNumbers {
                 called: route.called.clone(),

@@ -583,8 +583,14 @@ pub fn sipp_errors(dir: &Path) -> String {
 /// A scenario from `tests/sipp/calls` with its `@NAME@` placeholders replaced, written to
 /// `dir/<name>` (each SIPp runs in its own directory so its logs are its own).
 pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    scenario_in("calls", dir, file, values)
+}
+
+/// [`scenario`] from `tests/sipp/<topic>`. Every placeholder must be filled.
+pub fn scenario_in(topic: &str, dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp/calls")
+        .join("tests/sipp")
+        .join(topic)
         .join(file);
     let mut text = std::fs::read_to_string(&source).unwrap();
     for (name, value) in values {
@@ -592,14 +598,68 @@ pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
     }
     // Optional placeholder: a BYE's Reason is checked only when a test asks for it.
     text = text.replace("@BYE_REASON_RE@", ".*");
-    assert!(
-        !text.contains("@CALLE") && !text.contains("@TENANT") && !text.contains("@HOLD_MS@"),
-        "unfilled placeholder in {file}"
-    );
+    if let Some(left) = unfilled_placeholder(&text) {
+        panic!("unfilled placeholder {left} in {topic}/{file}");
+    }
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(file);
     std::fs::write(&path, text).unwrap();
     path
+}
+
+/// The first `@NAME@` (capital letters, digits, `_`) left in `text`.
+fn unfilled_placeholder(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(at) = text[start..].find('@').map(|i| start + i) {
+        let name_len = bytes[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || **b == b'_')
+            .count();
+        let end = at + 1 + name_len;
+        if name_len > 0 && bytes[at + 1].is_ascii_uppercase() && bytes.get(end) == Some(&b'@') {
+            return Some(&text[at..=end]);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+/// A regular expression as an XML attribute value.
+fn xml_attr(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// SIPp `<ereg>` actions that must match (`check_it`) or must not (`check_it_inverse`), for a
+/// scenario's `@CHECKS@`; each is `(search_in, regexp)`, regexps POSIX extended as SIPp uses
+/// them.
+pub fn sipp_checks(must: &[(&str, &str)], must_not: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (search_in, regexp)) in must.iter().enumerate() {
+        let regexp = xml_attr(regexp);
+        out.push_str(&format!(
+            "      <ereg regexp=\"{regexp}\" search_in=\"{search_in}\" check_it=\"true\" assign_to=\"must{i}\"/>\n"
+        ));
+    }
+    for (i, (search_in, regexp)) in must_not.iter().enumerate() {
+        let regexp = xml_attr(regexp);
+        out.push_str(&format!(
+            "      <ereg regexp=\"{regexp}\" search_in=\"{search_in}\" check_it_inverse=\"true\" assign_to=\"mustnot{i}\"/>\n"
+        ));
+    }
+    // SIPp refuses a scenario whose variables are assigned but never read.
+    let used: Vec<String> = (0..must.len())
+        .map(|i| format!("[$must{i}]"))
+        .chain((0..must_not.len()).map(|i| format!("[$mustnot{i}]")))
+        .collect();
+    out.push_str(&format!(
+        "      <log message=\"test checks {}\"/>\n",
+        used.join(" ")
+    ));
+    out
 }
 
 /// Start SIPp with `args` in `dir` (one call, bounded by SIPp's own global timeout).

@@ -178,6 +178,15 @@ impl EarlyDialogs {
         }
     }
 
+    /// `tag` is an early dialog of INVITE `token` that is still early.
+    pub(super) fn is_early(&self, token: u64, tag: &Bytes) -> bool {
+        self.invite == Some(token)
+            && self
+                .forks
+                .iter()
+                .any(|f| f.tag == *tag && f.state == ForkState::Early)
+    }
+
     /// The SDP fork `tag` sent early (for a 200 on the same fork that repeats none).
     fn early_sdp(&self, token: u64, tag: Option<&Bytes>) -> Option<Bytes> {
         if self.invite != Some(token) {

@@ -34,7 +34,7 @@ fn fork_b_sdp() -> String {
 fn bypass_inbound(policy: EarlyMediaPolicy) -> (Harness, SentReq) {
     let mut s = setup();
     s.teams.ice = Some(crate::sdp::IceCredentials::generate());
-    s.carrier.early_media = policy;
+    s.carrier.trunk.early_media = policy;
     let h = Harness::inbound(s, carrier_invite(Some(&carrier_sdp())));
     let invite = h.request(Method::Invite);
     (h, invite)
