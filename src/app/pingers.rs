@@ -85,7 +85,10 @@ pub(super) fn start_pingers(
     commands: mpsc::Sender<Command>,
 ) -> Result<Vec<JoinHandle<()>>, AppError> {
     let metrics = HealthMetrics::register(registry)?;
-    let resolver = Arc::new(DnsResolver::from_system().map_err(|e| AppError::Dns(e.to_string()))?);
+    let resolver = Arc::new(
+        DnsResolver::for_servers(&config.sbc.dns_servers)
+            .map_err(|e| AppError::Dns(e.to_string()))?,
+    );
     let peers = mapping::ping_peers(config);
     let tls_names = peers
         .iter()

@@ -56,6 +56,11 @@ pub struct SbcSection {
     /// leaves from the `[[listen]]` socket it belongs to.
     #[serde(default)]
     pub bind_address: Option<IpAddr>,
+    /// DNS servers (`ip:port`) asked for Microsoft's proxy FQDNs and trunk host names, over
+    /// UDP (TCP for long answers); empty: the system's (`/etc/resolv.conf`, `/etc/hosts`).
+    /// Every attempt resolves afresh, honouring the answer's TTL (row 8).
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]

@@ -894,3 +894,29 @@ fn bind_address_must_be_usable_here_and_reaches_the_transport() {
         Some("127.0.0.9".parse().unwrap())
     );
 }
+
+#[test]
+fn row8_dns_servers_are_ip_and_port() {
+    let e = errors_with(
+        "model = \"SBC\"",
+        "model = \"SBC\"\ndns_servers = [\"127.0.0.53:53\", \"0.0.0.0:53\", \"10.0.0.1:0\"]",
+    );
+    assert_error(&e, "sbc.dns_servers[1]", "not a DNS server address");
+    assert_error(&e, "sbc.dns_servers[2]", "not a DNS server address");
+    assert!(!e.iter().any(|e| e.field == "sbc.dns_servers[0]"), "{e:?}");
+    let e = errors_with(
+        "model = \"SBC\"",
+        "model = \"SBC\"\ndns_servers = [\"ns1:53\"]",
+    );
+    assert!(e[0].message.contains("invalid socket address"), "{}", e[0]);
+    let loaded = parse(&GOOD.replacen(
+        "model = \"SBC\"",
+        "model = \"SBC\"\ndns_servers = [\"[::1]:5353\"]",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.sbc.dns_servers,
+        vec!["[::1]:5353".parse::<std::net::SocketAddr>().unwrap()]
+    );
+}

@@ -93,6 +93,14 @@ fn sbc(s: &SbcSection, r: &mut Report) {
             );
         }
     }
+    for (i, server) in s.dns_servers.iter().enumerate() {
+        if server.ip().is_unspecified() || server.port() == 0 {
+            r.error(
+                &format!("sbc.dns_servers[{i}]"),
+                format!("{server} is not a DNS server address (ip:port, neither 0)"),
+            );
+        }
+    }
     if let Some(ip) = s.bind_address {
         if ip.is_unspecified() {
             r.error(

@@ -135,7 +135,8 @@ pub fn start(
     let routing = Arc::new(RoutingTable::from_config(config)?);
     let (media, media_events) =
         MediaEngine::start(crate::config::mapping::media_settings(config), registry)?;
-    let resolver = DnsResolver::from_system().map_err(|e| DispatchError::Dns(e.to_string()))?;
+    let resolver = DnsResolver::for_servers(&config.sbc.dns_servers)
+        .map_err(|e| DispatchError::Dns(e.to_string()))?;
     let metrics = RoutingMetrics::register(registry)?;
     let (resolved_tx, resolved_rx) = mpsc::channel(MAX_RESOLVING);
     let resolve_refused = prometheus::IntCounter::new(
