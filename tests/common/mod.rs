@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod microsoft;
 pub mod tls;
 
@@ -543,8 +544,14 @@ pub fn sipp_errors(dir: &Path) -> String {
 /// A scenario from `tests/sipp/calls` with its `@NAME@` placeholders replaced, written to
 /// `dir/<name>` (each SIPp runs in its own directory so its logs are its own).
 pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
+    scenario_from("calls", dir, file, values)
+}
+
+/// [`scenario`] from `tests/sipp/<topic>`.
+pub fn scenario_from(topic: &str, dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp/calls")
+        .join("tests/sipp")
+        .join(topic)
         .join(file);
     let mut text = std::fs::read_to_string(&source).unwrap();
     for (name, value) in values {
@@ -560,8 +567,16 @@ pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
     path
 }
 
+/// SIPp's global limit for one call of the tests (`-timeout`).
+pub const SIPP_LIMIT: &str = "40s";
+
 /// Start SIPp with `args` in `dir` (one call, bounded by SIPp's own global timeout).
 pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
+    sipp_limited(name, dir, scenario, args, SIPP_LIMIT)
+}
+
+/// [`sipp`] with the global limit `limit` (e.g. `"150s"` for a session interval).
+pub fn sipp_limited(name: &str, dir: &Path, scenario: &Path, args: &[String], limit: &str) -> Peer {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")
         .arg("-sf")
@@ -574,7 +589,7 @@ pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
             "-trace_err",
             "-trace_logs",
             "-timeout",
-            "40s",
+            limit,
             "-timeout_error",
         ])
         .current_dir(dir)
@@ -659,6 +674,86 @@ pub fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> 
     );
     wait_listening_tcp((TEAMS_IP, port).into());
     peer
+}
+
+/// The carrier side of a Teams -> PSTN call: a SIPp UAS over UDP on the trunk's address,
+/// playing `file` of `tests/sipp/calls` and echoing media.
+pub fn carrier_uas(lab: &Lab, file: &str, values: &[(&str, &str)]) -> Peer {
+    carrier_uas_from(lab, "calls", file, values, SIPP_LIMIT)
+}
+
+/// [`carrier_uas`] playing `file` of `tests/sipp/<topic>`, SIPp's global limit `limit`.
+pub fn carrier_uas_from(
+    lab: &Lab,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let dir = lab.path().join("carrier-uas");
+    let path = scenario_from(topic, &dir, file, values);
+    let media = free_port_pair(CARRIER_IP);
+    let peer = sipp_limited(
+        &format!("carrier SIPp UAS ({file})"),
+        &dir,
+        &path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            CARRIER_IP.to_string(),
+            "-p".into(),
+            lab.carrier_port.to_string(),
+            "-mi".into(),
+            CARRIER_IP.to_string(),
+            "-mp".into(),
+            media.to_string(),
+            "-rtp_echo".into(),
+        ],
+        limit,
+    );
+    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
+    peer
+}
+
+/// A Teams -> PSTN INVITE from the Microsoft stand-in (SIPp UAC over TCP to
+/// [`Lab::teams_entry`]) playing `file` of `tests/sipp/calls`.
+pub fn teams_uac(lab: &Lab, name: &str, file: &str, values: &[(&str, &str)]) -> Peer {
+    teams_uac_from(lab, name, "calls", file, values, SIPP_LIMIT)
+}
+
+/// [`teams_uac`] playing `file` of `tests/sipp/<topic>`, SIPp's global limit `limit`.
+pub fn teams_uac_from(
+    lab: &Lab,
+    name: &str,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let port = free_tcp_port(TEAMS_IP);
+    let dir = lab.path().join(format!("{name}-{port}"));
+    let path = scenario_from(topic, &dir, file, values);
+    let media = free_port_pair(TEAMS_IP);
+    sipp_limited(
+        &format!("Teams SIPp UAC ({name})"),
+        &dir,
+        &path,
+        &[
+            lab.teams_entry().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            media.to_string(),
+        ],
+        limit,
+    )
 }
 
 /// A lab with one Microsoft stand-in (SIPp over TCP) whose first ping has already failed.
