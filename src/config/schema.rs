@@ -592,6 +592,24 @@ pub struct OpsSection {
     /// `tracing` filter directive; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// Text of a call's SIP kept in its trace (row 60): start lines and headers of every
+    /// message of both legs, bodies cut at 1 KiB; the oldest messages but the first give
+    /// way. 0 keeps no message (failed calls are still logged with Microsoft's diagnostics).
+    #[serde(default = "default_call_trace_bytes")]
+    pub call_trace_bytes: usize,
+    /// Messages kept per call.
+    #[serde(default = "default_call_trace_messages")]
+    pub call_trace_messages: usize,
+    /// How long an ended call's trace stays readable.
+    #[serde(default = "default_call_trace_keep")]
+    pub call_trace_keep_seconds: u64,
+    /// Bytes of ended calls' traces kept altogether; the oldest go first beyond it.
+    #[serde(default = "default_call_trace_kept_bytes")]
+    pub call_trace_kept_bytes: usize,
+    /// A failed call's trace is logged at most once per tenant per this interval (its
+    /// failure line always is).
+    #[serde(default = "default_call_trace_log_interval")]
+    pub call_trace_log_interval_seconds: u64,
 }
 
 impl Default for OpsSection {
@@ -600,6 +618,11 @@ impl Default for OpsSection {
             metrics_listen: default_metrics_listen(),
             log_format: default_log_format(),
             log_level: default_log_level(),
+            call_trace_bytes: default_call_trace_bytes(),
+            call_trace_messages: default_call_trace_messages(),
+            call_trace_keep_seconds: default_call_trace_keep(),
+            call_trace_kept_bytes: default_call_trace_kept_bytes(),
+            call_trace_log_interval_seconds: default_call_trace_log_interval(),
         }
     }
 }
@@ -761,4 +784,21 @@ fn default_log_format() -> LogFormat {
 }
 fn default_log_level() -> String {
     "info".to_string()
+}
+fn default_call_trace_bytes() -> usize {
+    crate::dispatch::TraceSettings::default().call_bytes
+}
+fn default_call_trace_messages() -> usize {
+    crate::dispatch::TraceSettings::default().call_messages
+}
+fn default_call_trace_keep() -> u64 {
+    crate::dispatch::TraceSettings::default().keep.as_secs()
+}
+fn default_call_trace_kept_bytes() -> usize {
+    crate::dispatch::TraceSettings::default().kept_bytes
+}
+fn default_call_trace_log_interval() -> u64 {
+    crate::dispatch::TraceSettings::default()
+        .log_interval
+        .as_secs()
 }

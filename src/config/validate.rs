@@ -895,4 +895,27 @@ fn ops(config: &Config, r: &mut Report) {
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&o.log_level) {
         r.error("ops.log_level", format!("not a valid log filter: {e}"));
     }
+    if o.call_trace_bytes > 1 << 20 {
+        r.error("ops.call_trace_bytes", "must be at most 1048576 (per call)");
+    } else if (1..1024).contains(&o.call_trace_bytes) {
+        r.warn(
+            "ops.call_trace_bytes",
+            "below 1024: not even one INVITE fits; use 0 to keep no message",
+        );
+    }
+    if !(1..=1024).contains(&o.call_trace_messages) {
+        r.error("ops.call_trace_messages", "must be 1..=1024");
+    }
+    if o.call_trace_keep_seconds > 86_400 {
+        r.error("ops.call_trace_keep_seconds", "must be at most 86400");
+    }
+    if o.call_trace_kept_bytes > 1 << 32 {
+        r.error("ops.call_trace_kept_bytes", "must be at most 4294967296");
+    }
+    if o.call_trace_log_interval_seconds > 86_400 {
+        r.error(
+            "ops.call_trace_log_interval_seconds",
+            "must be at most 86400",
+        );
+    }
 }

@@ -9,7 +9,7 @@ use ipnet::IpNet;
 
 use super::settings;
 use super::table::{Slot, TxEntry};
-use super::{Dispatcher, Layer};
+use super::{Dispatcher, Layer, Route};
 use crate::call::{
     Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, LegId, ProxyTarget,
     TeamsLegSetup, TeamsProfile,
@@ -421,21 +421,31 @@ impl Dispatcher {
             ),
             timers: self.settings.timers,
         };
+        let invite = msg.clone();
         let call = match parts.from_leg {
             LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
             LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
         };
         let key = self.table.next_key();
+        let call_ids = [
+            call.call_id(LegId::Carrier).clone(),
+            call.call_id(LegId::Teams).clone(),
+        ];
+        self.traces.begin(key, &parts.labels, &call_ids, now);
+        self.trace_received(
+            now,
+            key,
+            parts.from_leg,
+            &Route::Back(from.clone()),
+            &invite,
+        );
         let mut flows = [None, None];
         flows[match parts.from_leg {
             LegId::Carrier => 0,
             LegId::Teams => 1,
         }] = Some(from);
         let slot = Slot {
-            call_ids: [
-                call.call_id(LegId::Carrier).clone(),
-                call.call_id(LegId::Teams).clone(),
-            ],
+            call_ids,
             call,
             session: Some(allocation.id),
             guard: Some(parts.guard),
@@ -451,6 +461,7 @@ impl Dispatcher {
             transactions: Vec::new(),
             attempted: false,
             media_removed: false,
+            outcome: None,
         };
         self.table.insert(key, slot);
         self.table.add_tx(

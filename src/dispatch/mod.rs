@@ -28,6 +28,7 @@ mod replaces;
 mod settings;
 mod table;
 mod timers;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,10 +53,12 @@ use crate::transport::{Destination, Peer, Source, TransportKind};
 
 pub use settings::{DispatchSettings, TrunkLegSettings};
 pub use table::CallKey;
+pub use trace::{CallOutcome, CallTrace, CallTraces, TraceSettings, TracedMessage};
 
 use paths::Path;
 use table::{CallTable, TxEntry};
 use timers::CallTimers;
+use trace::{Recorded, TraceDirection};
 
 /// Where a transaction's messages go: back along the path a request came, or to a peer.
 #[derive(Debug, Clone)]
@@ -144,9 +147,12 @@ pub fn start(
         "Targets not looked up because MAX_RESOLVING lookups were already running",
     )?;
     registry.register(Box::new(resolve_refused.clone()))?;
+    let settings = DispatchSettings::from_config(config);
+    let traces = Arc::new(CallTraces::new(settings.trace, registry)?);
     let now = Instant::now();
     let dispatcher = Dispatcher {
-        settings: DispatchSettings::from_config(config),
+        settings,
+        traces,
         limiter: CallLimiter::new(&routing, now),
         proxy_memory: Arc::new(routing.proxy_memory(now)),
         routing,
@@ -171,6 +177,8 @@ pub fn start(
 /// The table of calls and everything needed to drive them. Lives in the SIP core task.
 pub struct Dispatcher {
     settings: DispatchSettings,
+    /// The SIP of every call (row 60), shared with the ops API.
+    traces: Arc<CallTraces>,
     routing: Arc<RoutingTable>,
     limiter: CallLimiter,
     proxy_memory: Arc<ProxyMemory>,
@@ -194,6 +202,11 @@ impl Dispatcher {
 
     pub fn media(&self) -> &MediaHandle {
         &self.media
+    }
+
+    /// The calls' SIP traces (row 60): written here, read by the ops API.
+    pub fn traces(&self) -> &Arc<CallTraces> {
+        &self.traces
     }
 
     /// Earliest call timer.
@@ -263,6 +276,8 @@ impl Dispatcher {
                     if Some(slot.owner(leg)) != from.peer {
                         return None;
                     }
+                    self.trace_received(now, key, leg, &Route::Back(from.clone()), &msg);
+                    let slot = self.table.get_mut(key)?;
                     slot.set_flow(leg, from);
                     self.feed(now, layer, key, Input::Ack { leg, msg });
                 }
@@ -273,6 +288,7 @@ impl Dispatcher {
                     return Some(TuEvent::Response { tx, msg, source });
                 };
                 self.table.mark_responded(tx);
+                self.trace_received(now, entry.call, entry.leg, &source, &msg);
                 if let (Some(index), Some(slot)) = (entry.proxy, self.table.get_mut(entry.call)) {
                     // The proxy that answered is the one the dialog's requests go to.
                     slot.teams_proxy = index;
@@ -444,6 +460,7 @@ impl Dispatcher {
                         proxy: None,
                     },
                 );
+                self.trace_received(now, key, leg, &source, &msg);
                 self.table.add_flow_candidate(tx, from);
                 self.feed(now, layer, key, Input::Request { leg, tx, msg });
             }
@@ -555,7 +572,7 @@ impl Dispatcher {
             let Some(output) = slot.call.poll() else {
                 // A transfer gives the Teams leg a new dialog (row 37): route it here too.
                 let teams_call_id = slot.call.call_id(LegId::Teams).clone();
-                self.table.add_call_id(key, LegId::Teams, &teams_call_id);
+                self.add_call_id(key, LegId::Teams, &teams_call_id);
                 return;
             };
             self.execute(now, layer, key, output);
@@ -606,12 +623,16 @@ impl Dispatcher {
                     }
                 }
             }
-            Output::SendResponse { tx, msg, .. } => {
+            Output::SendResponse { leg, tx, msg } => {
                 if crate::transaction::status_of(&msg).is_some_and(|s| (200..300).contains(&s)) {
                     self.table.accept_flow(tx);
                 }
-                if let Err(error) = layer.send_response(now, tx, msg) {
-                    tracing::debug!(%error, "call response not accepted by the transaction layer");
+                let route = layer.peer(tx).cloned();
+                match layer.send_response(now, tx, msg.clone()) {
+                    Ok(()) => self.trace_sent(now, key, leg, route.as_ref(), &msg),
+                    Err(error) => {
+                        tracing::debug!(%error, "call response not accepted by the transaction layer")
+                    }
                 }
             }
             Output::SendAck { leg, target, msg } => {
@@ -637,7 +658,7 @@ impl Dispatcher {
             Output::SetTimer { kind, at } => self.timers.set(key, kind, at),
             Output::CancelTimer { kind } => self.timers.cancel(key, kind),
             Output::Record(record) => self.record(key, record),
-            Output::Finished => self.finish(key),
+            Output::Finished => self.finish(now, key),
         }
     }
 
@@ -651,14 +672,21 @@ impl Dispatcher {
         route: Route,
     ) {
         match pending {
-            Pending::Ack { msg } => layer.send_stateless(route, msg),
+            Pending::Ack { msg } => {
+                self.trace_sent(now, key, leg, Some(&route), &msg);
+                layer.send_stateless(route, msg);
+            }
             Pending::Request { token, msg, proxy } => {
                 if let (Route::To(dest), Some(slot)) = (&route, self.table.get_mut(key)) {
                     slot.set_sent_kind(leg, dest.kind);
                 }
-                let sent = match Message::parse(msg, &self.settings.limits) {
+                let traced = route.clone();
+                let sent = match Message::parse(msg.clone(), &self.settings.limits) {
                     Ok(request) => match layer.send_request(now, request, route) {
-                        Ok(tx) => Some(tx),
+                        Ok(tx) => {
+                            self.trace_sent(now, key, leg, Some(&traced), &msg);
+                            Some(tx)
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "call request refused by the transaction layer");
                             None
@@ -784,11 +812,13 @@ impl Dispatcher {
             }
             CallRecord::Answered { setup_time } => self.metrics.answered(&slot.labels, setup_time),
             CallRecord::Failed { status, reason, .. } => {
-                tracing::info!(status, reason = reason.label(), "call failed");
+                // Logged with the call's SIP when it is finished (row 60).
+                slot.outcome = Some(CallOutcome::Failed { status, reason });
                 self.metrics
                     .failed(&slot.labels, CallFailure::Status(status));
             }
             CallRecord::Ended { reason, duration } => {
+                slot.outcome = Some(CallOutcome::Ended { reason });
                 tracing::info!(
                     reason = reason.label(),
                     seconds = duration.as_secs_f64(),
@@ -798,12 +828,14 @@ impl Dispatcher {
         }
     }
 
-    /// Drop the call: timers, table entries, media session, limiter slot.
-    fn finish(&mut self, key: CallKey) {
+    /// Drop the call: timers, table entries, media session, limiter slot; its trace stays a
+    /// while (and is logged if the call failed).
+    fn finish(&mut self, now: Instant, key: CallKey) {
         self.timers.cancel_all(key);
         let Some(slot) = self.table.remove(key) else {
             return;
         };
+        self.traces.end(key, slot.outcome, now);
         if let (Some(session), false) = (slot.session, slot.media_removed) {
             let _ = self.media.remove_session(session);
         }
@@ -811,6 +843,61 @@ impl Dispatcher {
             self.metrics.ended(&slot.labels);
         }
         drop(slot.guard);
+    }
+}
+
+impl Dispatcher {
+    /// Route `call_id` to call `key` too, and name it in the call's trace.
+    fn add_call_id(&mut self, key: CallKey, leg: LegId, call_id: &Bytes) {
+        if self.table.add_call_id(key, leg, call_id) {
+            self.traces.add_call_id(key, call_id);
+        }
+    }
+
+    fn trace_received(&self, now: Instant, key: CallKey, leg: LegId, from: &Route, msg: &Message) {
+        let (transport, peer) = route_peer(Some(from));
+        self.traces.record(
+            key,
+            now,
+            Recorded {
+                direction: TraceDirection::Received,
+                leg,
+                transport,
+                peer,
+                raw: msg.bytes(),
+                parsed: Some(msg),
+            },
+        );
+    }
+
+    fn trace_sent(&self, now: Instant, key: CallKey, leg: LegId, to: Option<&Route>, raw: &[u8]) {
+        let (transport, peer) = route_peer(to);
+        let transport = match (to, leg) {
+            (Some(_), _) => transport,
+            (None, LegId::Teams) => TransportKind::Tls,
+            (None, LegId::Carrier) => transport,
+        };
+        self.traces.record(
+            key,
+            now,
+            Recorded {
+                direction: TraceDirection::Sent,
+                leg,
+                transport,
+                peer,
+                raw,
+                parsed: None,
+            },
+        );
+    }
+}
+
+/// Transport and remote address of a route (UDP and no address when unknown).
+fn route_peer(route: Option<&Route>) -> (TransportKind, Option<SocketAddr>) {
+    match route {
+        Some(Route::Back(source)) => (source.kind, Some(source.remote)),
+        Some(Route::To(dest)) => (dest.kind, Some(dest.addr)),
+        None => (TransportKind::Udp, None),
     }
 }
 

@@ -46,6 +46,8 @@ pub struct DispatchSettings {
     pub carrier_interface: String,
     pub teams_interface: String,
     pub limits: crate::sip::Limits,
+    /// The calls' SIP traces (row 60).
+    pub trace: super::TraceSettings,
 }
 
 impl DispatchSettings {
@@ -91,6 +93,13 @@ impl DispatchSettings {
             carrier_interface: "carrier".to_string(),
             teams_interface: "teams".to_string(),
             limits: mapping::sip_limits(config),
+            trace: super::TraceSettings {
+                call_bytes: config.ops.call_trace_bytes,
+                call_messages: config.ops.call_trace_messages,
+                keep: Duration::from_secs(config.ops.call_trace_keep_seconds),
+                kept_bytes: config.ops.call_trace_kept_bytes,
+                log_interval: Duration::from_secs(config.ops.call_trace_log_interval_seconds),
+            },
         }
     }
 

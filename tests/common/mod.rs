@@ -109,6 +109,8 @@ pub struct LabSpec {
     /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
     /// written, so a test may still open that table in `teams_extra`.
     pub media_extra: String,
+    /// Extra lines of the `[ops]` table (e.g. `call_trace_bytes = 0`).
+    pub ops_extra: String,
     /// Put a mutual-TLS Microsoft stand-in in front of each SIPp proxy of `proxies` made by
     /// [`LabSpec::tcp_proxy`] (default); false: the SBC reaches SIPp over plain TCP.
     pub tls_stand_in: bool,
@@ -137,6 +139,7 @@ impl LabSpec {
             sbc_extra: String::new(),
             sip_extra: String::new(),
             media_extra: String::new(),
+            ops_extra: String::new(),
             tls_stand_in: true,
         }
     }
@@ -284,6 +287,7 @@ port_max = {tmax}
 
 [ops]
 metrics_listen = "{SBC_IP}:{metrics}"
+{ops_extra}
 "#,
             proxies = proxies.join(", "),
             // SIPp stand-ins for Microsoft speak plain TCP: only labs may take that.
@@ -291,6 +295,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
             teams_extra = spec.teams_extra,
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
+            ops_extra = spec.ops_extra,
             carrier_extra = spec.carrier_extra,
             media_table = if spec.media_extra.is_empty() {
                 String::new()
