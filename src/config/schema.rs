@@ -505,6 +505,52 @@ pub struct Tenant {
     pub max_concurrent_calls: Option<u32>,
     #[serde(default)]
     pub max_calls_per_second: Option<u32>,
+    /// Local Media Optimization for this tenant's users (row 61; Microsoft's `BypassMode`).
+    #[serde(default)]
+    pub lmo: Option<Lmo>,
+}
+
+/// `[tenant.lmo]`: the SBC's part in Local Media Optimization (teams-direct-routing.md §3.8),
+/// mirroring what the tenant set with `Set-CsOnlinePSTNGateway -BypassMode -ProxySBC`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lmo {
+    /// `central`: Microsoft's SBC for the tenant (`-ProxySBC $null`), trunks behind it;
+    /// `proxy`: also the proxy SBC of `downstream_sbcs` (their `-ProxySBC` is this FQDN),
+    /// which Record-Routes with the same FQDN as its Contact.
+    pub role: LmoRole,
+    /// Where a PSTN -> Teams call's user is assumed to be until Microsoft tells: our offer
+    /// carries the matching media address (Microsoft's own flows assume internal).
+    #[serde(default = "default_lmo_inbound_location")]
+    pub inbound_location: LmoLocation,
+    /// Proxy role: the downstream SBCs registered with `-ProxySBC <this FQDN>`, each reached
+    /// as a `[[carrier_trunk]]` (whose `allowed_source_cidrs` are its trusted addresses).
+    /// Microsoft's INVITEs to `sip:...@<fqdn>` go to that trunk for this tenant.
+    #[serde(default)]
+    pub downstream_sbcs: Vec<DownstreamSbc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LmoRole {
+    Central,
+    Proxy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LmoLocation {
+    Internal,
+    External,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamSbc {
+    /// The downstream SBC's FQDN as paired in the tenant (Microsoft's Request-URI host).
+    pub fqdn: String,
+    /// The `[[carrier_trunk]]` that reaches it.
+    pub carrier_trunk: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -517,6 +563,11 @@ pub struct MediaInterface {
     pub advertised: Option<IpAddr>,
     pub port_min: u16,
     pub port_max: u16,
+    /// `[media.teams]` only: the address offered to Teams users inside the corporate network
+    /// on tenants with `[tenant.lmo]` (row 61); `advertised` is offered to the others. The
+    /// Teams media sockets must receive on it (`bind` is it or unspecified).
+    #[serde(default)]
+    pub internal_address: Option<IpAddr>,
 }
 
 impl MediaInterface {
@@ -760,6 +811,7 @@ fn default_carrier_media() -> MediaInterface {
         advertised: None,
         port_min: 20000,
         port_max: 29999,
+        internal_address: None,
     }
 }
 fn default_teams_media() -> MediaInterface {
@@ -768,7 +820,11 @@ fn default_teams_media() -> MediaInterface {
         advertised: None,
         port_min: 30000,
         port_max: 39999,
+        internal_address: None,
     }
+}
+fn default_lmo_inbound_location() -> LmoLocation {
+    LmoLocation::Internal
 }
 fn default_inactivity() -> u64 {
     60

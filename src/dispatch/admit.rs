@@ -11,10 +11,12 @@ use super::settings;
 use super::table::{Slot, TxEntry};
 use super::{Dispatcher, Layer, Route};
 use crate::call::{
-    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, LegId, ProxyTarget,
+    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, LegId, LmoHeaders, ProxyTarget,
     TeamsLegSetup, TeamsProfile,
 };
-use crate::routing::{AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TrunkId};
+use crate::routing::{
+    AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TenantId, TrunkId,
+};
 use crate::sdp::{CodecList, IceCredentials};
 use crate::sip::{HeaderName, Message, Uri};
 use crate::transaction::TxId;
@@ -22,6 +24,7 @@ use crate::transport::{Peer, Source, TransportKind};
 
 /// The pieces of a new call decided by routing.
 struct NewCall {
+    tenant: TenantId,
     carrier: CarrierLegSetup,
     teams: TeamsLegSetup,
     numbers: CallNumbers,
@@ -146,7 +149,7 @@ impl Dispatcher {
             callee: route.called_e164.clone(),
         };
         let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
-        let teams = self.teams_leg(&tenant.fqdn, proxy_targets, Some(trunk));
+        let teams = self.teams_leg(route.tenant, &tenant.fqdn, proxy_targets, Some(trunk));
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
         let carrier_media_sources = routing
             .trunk(trunk)
@@ -160,6 +163,7 @@ impl Dispatcher {
             proxies,
             carrier_targets: Vec::new(),
             carrier_target_trunks: Vec::new(),
+            tenant: route.tenant,
             carrier_owner: Peer::Carrier(trunk),
             carrier_media_sources,
             guard,
@@ -305,7 +309,8 @@ impl Dispatcher {
             callee: dial.called,
         };
         let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
-        let teams = self.teams_leg(&tenant.fqdn, Vec::new(), None);
+        let teams = self.teams_leg(route.tenant, &tenant.fqdn, Vec::new(), None);
+        self.note_media_path(&msg, &tenant.fqdn);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
         let carrier_media_sources = route
             .trunks
@@ -322,6 +327,7 @@ impl Dispatcher {
             proxies,
             carrier_targets: targets,
             carrier_target_trunks: target_trunks,
+            tenant: route.tenant,
             carrier_owner: Peer::Carrier(trunk),
             carrier_media_sources,
             guard,
@@ -361,6 +367,7 @@ impl Dispatcher {
     /// carrier could otherwise present any number as verified.
     fn teams_leg(
         &self,
+        tenant: TenantId,
         fqdn: &str,
         proxies: Vec<ProxyTarget>,
         calling_trunk: Option<TrunkId>,
@@ -368,6 +375,7 @@ impl Dispatcher {
         let caller_trusted = calling_trunk
             .and_then(|t| self.settings.trunks.get(t.index()))
             .is_some_and(|t| t.trusted);
+        let lmo = self.settings.tenants.get(tenant.index());
         TeamsLegSetup {
             tenant_fqdn: fqdn.to_string(),
             sip_port: self.settings.sip_signaling_port,
@@ -376,6 +384,7 @@ impl Dispatcher {
             ice: self.settings.media_bypass.then(IceCredentials::generate),
             failover_response_codes: self.settings.failover_response_codes.clone(),
             forward_pai: self.settings.forward_pai && caller_trusted,
+            local_media: lmo.and_then(|t| t.local_media),
         }
     }
 
@@ -414,11 +423,18 @@ impl Dispatcher {
             teams: parts.teams,
             carrier: parts.carrier,
             numbers: parts.numbers,
-            teams_profile: TeamsProfile::new(
-                &self.settings.vendor,
-                &self.settings.model,
-                env!("CARGO_PKG_VERSION"),
-            ),
+            teams_profile: TeamsProfile {
+                record_route: self
+                    .settings
+                    .tenants
+                    .get(parts.tenant.index())
+                    .is_some_and(|t| t.record_route),
+                ..TeamsProfile::new(
+                    &self.settings.vendor,
+                    &self.settings.model,
+                    env!("CARGO_PKG_VERSION"),
+                )
+            },
             timers: self.settings.timers,
         };
         let invite = msg.clone();
@@ -475,6 +491,23 @@ impl Dispatcher {
             },
         );
         self.drain(now, layer, key);
+    }
+}
+
+impl Dispatcher {
+    /// Microsoft's `X-MS-MediaPath` (row 61) on a Teams -> PSTN INVITE that does not start at
+    /// this SBC asks for media straight to a downstream SBC; the SBC anchors the media anyway.
+    fn note_media_path(&self, invite: &Message, tenant_fqdn: &str) {
+        let headers = LmoHeaders::of(invite);
+        let ours = [tenant_fqdn, self.settings.base_fqdn.as_str()];
+        if headers.media_path_starts_at(&ours) == Some(false) {
+            self.lmo_metrics.path_not_through_sbc.inc();
+            tracing::debug!(
+                media_path = %headers.media_path.join(", "),
+                site = headers.site.as_deref().unwrap_or(""),
+                "X-MS-MediaPath leaves this SBC out; media stays anchored here"
+            );
+        }
     }
 }
 

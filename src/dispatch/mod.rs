@@ -149,10 +149,12 @@ pub fn start(
     registry.register(Box::new(resolve_refused.clone()))?;
     let settings = DispatchSettings::from_config(config);
     let traces = Arc::new(CallTraces::new(settings.trace, registry)?);
+    let lmo_metrics = LmoMetrics::register(registry)?;
     let now = Instant::now();
     let dispatcher = Dispatcher {
         settings,
         traces,
+        lmo_metrics,
         limiter: CallLimiter::new(&routing, now),
         proxy_memory: Arc::new(routing.proxy_memory(now)),
         routing,
@@ -174,11 +176,44 @@ pub fn start(
     ))
 }
 
+/// Local Media Optimization (row 61) counters.
+struct LmoMetrics {
+    /// `lmo_media_address_total{location}`: Teams-leg media addresses chosen for internal or
+    /// external users (at call start and on Microsoft's re-INVITEs).
+    location: prometheus::IntCounterVec,
+    /// `lmo_media_path_not_through_sbc_total`: Microsoft's INVITEs whose X-MS-MediaPath
+    /// starts at another SBC (media is anchored here anyway).
+    path_not_through_sbc: prometheus::IntCounter,
+}
+
+impl LmoMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<LmoMetrics> {
+        let location = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "lmo_media_address_total",
+                "Teams-leg media addresses chosen by the user's location (Local Media Optimization)",
+            ),
+            &["location"],
+        )?;
+        let path_not_through_sbc = prometheus::IntCounter::new(
+            "lmo_media_path_not_through_sbc_total",
+            "Microsoft INVITEs whose X-MS-MediaPath starts at another SBC; media is anchored here",
+        )?;
+        registry.register(Box::new(location.clone()))?;
+        registry.register(Box::new(path_not_through_sbc.clone()))?;
+        Ok(LmoMetrics {
+            location,
+            path_not_through_sbc,
+        })
+    }
+}
+
 /// The table of calls and everything needed to drive them. Lives in the SIP core task.
 pub struct Dispatcher {
     settings: DispatchSettings,
     /// The SIP of every call (row 60), shared with the ops API.
     traces: Arc<CallTraces>,
+    lmo_metrics: LmoMetrics,
     routing: Arc<RoutingTable>,
     limiter: CallLimiter,
     proxy_memory: Arc<ProxyMemory>,
@@ -811,6 +846,11 @@ impl Dispatcher {
                 tracing::debug!(leg = leg.label(), index, "call target attempt");
             }
             CallRecord::Answered { setup_time } => self.metrics.answered(&slot.labels, setup_time),
+            CallRecord::MediaLocation { location } => self
+                .lmo_metrics
+                .location
+                .with_label_values(&[location.label()])
+                .inc(),
             CallRecord::Failed { status, reason, .. } => {
                 // Logged with the call's SIP when it is finished (row 60).
                 slot.outcome = Some(CallOutcome::Failed { status, reason });

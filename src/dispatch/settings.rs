@@ -25,8 +25,20 @@ pub struct TrunkLegSettings {
     pub inband_dtmf: bool,
 }
 
+/// Per tenant (same order as `RoutingTable::tenants`): its part of Local Media Optimization
+/// (row 61).
+#[derive(Debug, Clone, Default)]
+pub struct TenantLegSettings {
+    /// Teams-leg media addresses by the user's location; `None` without `[tenant.lmo]`.
+    pub local_media: Option<crate::call::LocalMedia>,
+    /// Proxy SBC role: Record-Route towards Microsoft (same FQDN as Contact).
+    pub record_route: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
+    /// `sbc.base_fqdn` (the carrier trunk FQDN).
+    pub base_fqdn: String,
     /// Our TLS port as Microsoft knows it (`SipSignalingPort`, Contact port towards Teams).
     pub sip_signaling_port: u16,
     /// Address put in Contact/Via towards carriers instead of the listener address.
@@ -36,6 +48,7 @@ pub struct DispatchSettings {
     pub failover_response_codes: Vec<u16>,
     pub forward_pai: bool,
     pub trunks: Vec<TrunkLegSettings>,
+    pub tenants: Vec<TenantLegSettings>,
     pub timers: CallTimers,
     pub vendor: String,
     pub model: String,
@@ -57,6 +70,7 @@ impl DispatchSettings {
         let progress_deadline =
             Duration::from_secs(config.teams.failover_time_seconds.saturating_sub(2).max(1));
         DispatchSettings {
+            base_fqdn: config.sbc.base_fqdn.to_ascii_lowercase(),
             sip_signaling_port: config.sbc.sip_signaling_port,
             public_address: config.sbc.public_address,
             teams_codecs: CodecList::teams_default(),
@@ -75,6 +89,11 @@ impl DispatchSettings {
                     responses: mapping::response_policy(t),
                     inband_dtmf: t.inband_dtmf,
                 })
+                .collect(),
+            tenants: config
+                .tenants
+                .iter()
+                .map(|t| tenant_settings(config, t))
                 .collect(),
             timers: CallTimers {
                 hop_timeout: per_hop,
@@ -122,6 +141,29 @@ impl DispatchSettings {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         }
+    }
+}
+
+fn tenant_settings(config: &Config, tenant: &crate::config::Tenant) -> TenantLegSettings {
+    use crate::call::{LocalMedia, UserLocation};
+    use crate::config::{LmoLocation, LmoRole};
+    let Some(lmo) = &tenant.lmo else {
+        return TenantLegSettings::default();
+    };
+    let teams = &config.media.teams;
+    let local_media = teams.internal_address.and_then(|internal| {
+        Some(LocalMedia {
+            internal,
+            external: teams.advertised_address(config.sbc.public_address)?,
+            inbound_guess: match lmo.inbound_location {
+                LmoLocation::Internal => UserLocation::Internal,
+                LmoLocation::External => UserLocation::External,
+            },
+        })
+    });
+    TenantLegSettings {
+        local_media,
+        record_route: lmo.role == LmoRole::Proxy,
     }
 }
 

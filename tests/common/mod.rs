@@ -111,6 +111,8 @@ pub struct LabSpec {
     pub media_extra: String,
     /// Extra lines of the `[ops]` table (e.g. `call_trace_bytes = 0`).
     pub ops_extra: String,
+    /// Extra lines of the `[media.teams]` table (e.g. `internal_address = ...`).
+    pub teams_media_extra: String,
     /// Put a mutual-TLS Microsoft stand-in in front of each SIPp proxy of `proxies` made by
     /// [`LabSpec::tcp_proxy`] (default); false: the SBC reaches SIPp over plain TCP.
     pub tls_stand_in: bool,
@@ -140,6 +142,7 @@ impl LabSpec {
             sip_extra: String::new(),
             media_extra: String::new(),
             ops_extra: String::new(),
+            teams_media_extra: String::new(),
             tls_stand_in: true,
         }
     }
@@ -284,6 +287,7 @@ port_max = {cmax}
 bind = "{SBC_IP}"
 port_min = {tmin}
 port_max = {tmax}
+{teams_media_extra}
 
 [ops]
 metrics_listen = "{SBC_IP}:{metrics}"
@@ -296,6 +300,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
             ops_extra = spec.ops_extra,
+            teams_media_extra = spec.teams_media_extra,
             carrier_extra = spec.carrier_extra,
             media_table = if spec.media_extra.is_empty() {
                 String::new()
@@ -695,9 +700,31 @@ pub fn carrier_uas_from(
     values: &[(&str, &str)],
     limit: &str,
 ) -> Peer {
-    let dir = lab.path().join("carrier-uas");
+    carrier_uas_on(
+        lab,
+        (CARRIER_IP, lab.carrier_port).into(),
+        topic,
+        file,
+        values,
+        limit,
+    )
+}
+
+/// [`carrier_uas_from`] listening on `addr` (another trunk's address).
+pub fn carrier_uas_on(
+    lab: &Lab,
+    addr: SocketAddr,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let std::net::IpAddr::V4(ip) = addr.ip() else {
+        panic!("IPv4 only");
+    };
+    let dir = lab.path().join(format!("carrier-uas-{}", addr.port()));
     let path = scenario_from(topic, &dir, file, values);
-    let media = free_port_pair(CARRIER_IP);
+    let media = free_port_pair(ip);
     let peer = sipp_limited(
         &format!("carrier SIPp UAS ({file})"),
         &dir,
@@ -706,18 +733,18 @@ pub fn carrier_uas_from(
             "-t".into(),
             "u1".into(),
             "-i".into(),
-            CARRIER_IP.to_string(),
+            ip.to_string(),
             "-p".into(),
-            lab.carrier_port.to_string(),
+            addr.port().to_string(),
             "-mi".into(),
-            CARRIER_IP.to_string(),
+            ip.to_string(),
             "-mp".into(),
             media.to_string(),
             "-rtp_echo".into(),
         ],
         limit,
     );
-    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
+    wait_bound_udp(addr);
     peer
 }
 

@@ -115,7 +115,20 @@ impl Negotiation {
             .as_ref()
             .ok_or(SdpError::NoAudio)?;
         let last_sent = Bytes::from(last_sent.to_bytes());
+        // Our Teams-side address moved (row 61): what we send Teams now is new SDP.
+        let moved = from == LegId::Teams && self.teams_moved;
         let Some(body) = body.filter(|b| !b.is_empty()) else {
+            if moved {
+                // Our offer in the 2xx, at the new address, from what Teams last sent.
+                let last = self.received[leg_index(from)]
+                    .clone()
+                    .ok_or(SdpError::NoAudio)?;
+                let offer = self.answer_to(from, &last)?;
+                return Ok(ReinvitePlan::Local {
+                    answer: self.record_sent(from, offer),
+                    commands: Vec::new(),
+                });
+            }
             return Ok(ReinvitePlan::Local {
                 answer: last_sent,
                 commands: Vec::new(),
@@ -127,7 +140,7 @@ impl Negotiation {
             return Err(SdpError::NoUsableCrypto);
         }
         let previous = self.received[leg_index(from)].as_ref();
-        if previous.is_some_and(|p| unchanged(p, &offer)) {
+        if !moved && previous.is_some_and(|p| unchanged(p, &offer)) {
             // A session refresh: our last SDP, same o= version; nothing to re-apply.
             return Ok(ReinvitePlan::Local {
                 answer: last_sent,

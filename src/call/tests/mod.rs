@@ -7,6 +7,7 @@ mod dtmf;
 mod failover;
 mod forks;
 mod identity;
+mod lmo;
 mod location;
 mod profile_rows;
 mod random_flows;
@@ -122,6 +123,7 @@ pub(super) fn setup() -> CallSetup {
             ice: None,
             failover_response_codes: vec![408, 503, 504],
             forward_pai: false,
+            local_media: None,
         },
         carrier: CarrierLegSetup {
             local_host: "192.0.2.10".into(),
