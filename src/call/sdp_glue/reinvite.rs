@@ -4,7 +4,9 @@
 //!
 //! Our media address and port on each leg never change: every SDP we send is built with the
 //! same `local` address (row 41) and never carries `c=0.0.0.0` (row 40); towards Teams any
-//! hold is `a=inactive` (row 39).
+//! hold is `a=inactive` (row 39). The one exception is Microsoft's own word under Local Media
+//! Optimization (row 61): its re-INVITE naming the user's location moves our Teams-side
+//! address (same port, same socket) in the answer to it.
 //!
 //! SRTP keys: a new outbound context (rollover counter and index back to 0) is only ever
 //! built for a new key of ours, announced in our SDP, so no keystream is used twice
