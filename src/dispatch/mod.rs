@@ -662,10 +662,12 @@ impl Dispatcher {
                 if crate::transaction::status_of(&msg).is_some_and(|s| (200..300).contains(&s)) {
                     self.table.accept_flow(tx);
                 }
+                // Where the transaction's responses go (known before a final response ends it).
                 let route = layer.peer(tx).cloned();
-                match layer.send_response(now, tx, msg.clone()) {
-                    Ok(()) => self.trace_sent(now, key, leg, route.as_ref(), &msg),
-                    Err(error) => {
+                match (layer.send_response(now, tx, msg.clone()), route) {
+                    (Ok(()), Some(route)) => self.trace_sent(now, key, leg, &route, &msg),
+                    (Ok(()), None) => {}
+                    (Err(error), _) => {
                         tracing::debug!(%error, "call response not accepted by the transaction layer")
                     }
                 }
@@ -708,7 +710,7 @@ impl Dispatcher {
     ) {
         match pending {
             Pending::Ack { msg } => {
-                self.trace_sent(now, key, leg, Some(&route), &msg);
+                self.trace_sent(now, key, leg, &route, &msg);
                 layer.send_stateless(route, msg);
             }
             Pending::Request { token, msg, proxy } => {
@@ -719,7 +721,7 @@ impl Dispatcher {
                 let sent = match Message::parse(msg.clone(), &self.settings.limits) {
                     Ok(request) => match layer.send_request(now, request, route) {
                         Ok(tx) => {
-                            self.trace_sent(now, key, leg, Some(&traced), &msg);
+                            self.trace_sent(now, key, leg, &traced, &msg);
                             Some(tx)
                         }
                         Err(error) => {
@@ -895,7 +897,7 @@ impl Dispatcher {
     }
 
     fn trace_received(&self, now: Instant, key: CallKey, leg: LegId, from: &Route, msg: &Message) {
-        let (transport, peer) = route_peer(Some(from));
+        let (transport, peer) = route_peer(from);
         self.traces.record(
             key,
             now,
@@ -910,13 +912,8 @@ impl Dispatcher {
         );
     }
 
-    fn trace_sent(&self, now: Instant, key: CallKey, leg: LegId, to: Option<&Route>, raw: &[u8]) {
+    fn trace_sent(&self, now: Instant, key: CallKey, leg: LegId, to: &Route, raw: &[u8]) {
         let (transport, peer) = route_peer(to);
-        let transport = match (to, leg) {
-            (Some(_), _) => transport,
-            (None, LegId::Teams) => TransportKind::Tls,
-            (None, LegId::Carrier) => transport,
-        };
         self.traces.record(
             key,
             now,
@@ -932,12 +929,11 @@ impl Dispatcher {
     }
 }
 
-/// Transport and remote address of a route (UDP and no address when unknown).
-fn route_peer(route: Option<&Route>) -> (TransportKind, Option<SocketAddr>) {
+/// Transport and remote address of a route.
+fn route_peer(route: &Route) -> (TransportKind, Option<SocketAddr>) {
     match route {
-        Some(Route::Back(source)) => (source.kind, Some(source.remote)),
-        Some(Route::To(dest)) => (dest.kind, Some(dest.addr)),
-        None => (TransportKind::Udp, None),
+        Route::Back(source) => (source.kind, Some(source.remote)),
+        Route::To(dest) => (dest.kind, Some(dest.addr)),
     }
 }
 
