@@ -81,6 +81,8 @@ pub struct Running {
     pub transport: TransportHandle,
     /// The media engine of the calls (its sessions' counters are in `registry`).
     pub media: crate::media::MediaHandle,
+    /// Every call's SIP (row 60), in progress or recently ended, for the ops API.
+    pub call_traces: Arc<crate::dispatch::CallTraces>,
     ops: OpsServer,
     /// The SIP core task, watched by [`run`].
     core: JoinHandle<()>,
@@ -276,6 +278,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             }
         };
     let media = calls.media().clone();
+    let call_traces = calls.traces().clone();
     let heartbeat = Heartbeat::new(std::time::Instant::now());
     liveness.watch("sip_core", heartbeat.clone());
     for (n, worker) in media.heartbeats().into_iter().enumerate() {
@@ -328,6 +331,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         ops_addr: ops.local_addr,
         transport,
         media,
+        call_traces,
         ops,
         core,
         tasks,

@@ -83,7 +83,10 @@ pub(super) fn start_pingers(
     readiness: &Arc<Readiness>,
     commands: mpsc::Sender<Command>,
 ) -> Result<Vec<JoinHandle<()>>, AppError> {
-    let resolver = Arc::new(DnsResolver::from_system().map_err(|e| AppError::Dns(e.to_string()))?);
+    let resolver = Arc::new(
+        DnsResolver::for_servers(&config.sbc.dns_servers)
+            .map_err(|e| AppError::Dns(e.to_string()))?,
+    );
     let peers = mapping::ping_peers(config);
     let tls_names = peers
         .iter()

@@ -65,6 +65,7 @@ mod codes;
 mod dialog;
 mod flow;
 mod identity;
+mod lmo;
 mod profile;
 mod sdp_glue;
 
@@ -91,6 +92,7 @@ pub use codes::{
 };
 pub use flow::EarlyMediaPolicy;
 pub use flow::ReplacesHeader;
+pub use lmo::{LmoHeaders, LocalMedia, UserLocation};
 pub use profile::{CarrierProfile, TeamsProfile};
 
 /// Which side of the call a message belongs to.
@@ -319,6 +321,9 @@ pub enum CallRecord {
         reason: EndReason,
         duration: Duration,
     },
+    /// Local Media Optimization (row 61): the Teams leg's media address became the one for
+    /// users at `location` (at the start, or on Microsoft's re-INVITE).
+    MediaLocation { location: UserLocation },
 }
 
 /// One output of the call (see the module docs for what the driver does with each).
@@ -438,6 +443,9 @@ pub struct TeamsLegSetup {
     pub failover_response_codes: Vec<u16>,
     /// Copy the carrier's P-Asserted-Identity into From towards Teams (row 20).
     pub forward_pai: bool,
+    /// Local Media Optimization (row 61): our Teams-leg media address follows where
+    /// Microsoft says the user is. `None`: always the allocation's address.
+    pub local_media: Option<LocalMedia>,
 }
 
 /// The carrier leg of one call.

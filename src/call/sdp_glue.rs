@@ -47,6 +47,9 @@ pub(crate) struct Negotiation {
     /// The Teams leg as it was before the transfer's media took over (to go back to if the
     /// new leg fails).
     before_transfer: Option<TeamsLegState>,
+    /// Our Teams-side address moved (row 61) since the SDP we last sent there: the next
+    /// answer to Teams is built afresh, never our last SDP again.
+    teams_moved: bool,
 }
 
 /// What the Teams side of the negotiation holds for one Teams dialog.
@@ -86,7 +89,19 @@ impl Negotiation {
             delayed_offer: false,
             transfer_offer: None,
             before_transfer: None,
+            teams_moved: false,
         }
+    }
+
+    /// Local Media Optimization (row 61): our Teams-side media address becomes `ip` (same
+    /// port, same socket) in every SDP we send Teams from now on. Returns whether it moved.
+    pub fn relocate_teams(&mut self, ip: std::net::IpAddr) -> bool {
+        if self.teams_local.ip() == ip {
+            return false;
+        }
+        self.teams_local.set_ip(ip);
+        self.teams_moved = true;
+        true
     }
 
     fn teams_side(&self) -> TeamsSide<'_> {
@@ -139,6 +154,9 @@ impl Negotiation {
     }
 
     fn record_sent(&mut self, leg: LegId, sdp: Sdp) -> Bytes {
+        if leg == LegId::Teams {
+            self.teams_moved = false;
+        }
         let bytes = Bytes::from(sdp.to_bytes());
         self.sent[leg_index(leg)] = Some(sdp);
         bytes

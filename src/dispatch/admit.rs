@@ -9,12 +9,14 @@ use ipnet::IpNet;
 
 use super::settings;
 use super::table::{Slot, TxEntry};
-use super::{Dispatcher, Layer};
+use super::{Dispatcher, Layer, Route};
 use crate::call::{
     Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, CarrierTrunkSettings, LegId,
-    ProxyTarget, TeamsLegSetup, TeamsProfile,
+    LmoHeaders, ProxyTarget, TeamsLegSetup, TeamsProfile,
 };
-use crate::routing::{AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TrunkId};
+use crate::routing::{
+    AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TenantId, TrunkId,
+};
 use crate::sdp::IceCredentials;
 use crate::sip::{HeaderName, Message, Uri};
 use crate::transaction::TxId;
@@ -22,6 +24,7 @@ use crate::transport::{Peer, Source, TransportKind};
 
 /// The pieces of a new call decided by routing.
 struct NewCall {
+    tenant: TenantId,
     carrier: CarrierLegSetup,
     teams: TeamsLegSetup,
     numbers: CallNumbers,
@@ -181,7 +184,7 @@ impl Dispatcher {
             trunk: self.trunk_settings(trunk),
             offer_rtcp_mux: false,
         };
-        let teams = self.teams_leg(&tenant.fqdn, proxy_targets, Some(trunk));
+        let teams = self.teams_leg(route.tenant, &tenant.fqdn, proxy_targets, Some(trunk));
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
         let carrier_media_sources = routing
             .trunk(trunk)
@@ -195,6 +198,7 @@ impl Dispatcher {
             proxies,
             carrier_targets: Vec::new(),
             carrier_target_trunks: Vec::new(),
+            tenant: route.tenant,
             carrier_owner: routing.carrier_peer(trunk),
             carrier_media_sources,
             guard,
@@ -345,7 +349,8 @@ impl Dispatcher {
             trunk: first.trunk.clone(),
             offer_rtcp_mux: false,
         };
-        let teams = self.teams_leg(&tenant.fqdn, Vec::new(), None);
+        let teams = self.teams_leg(route.tenant, &tenant.fqdn, Vec::new(), None);
+        self.note_media_path(&msg, &tenant.fqdn);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
         let carrier_media_sources = route
             .trunks
@@ -362,6 +367,7 @@ impl Dispatcher {
             proxies,
             carrier_targets: targets,
             carrier_target_trunks: target_trunks,
+            tenant: route.tenant,
             carrier_owner: routing.carrier_peer(trunk),
             carrier_media_sources,
             guard,
@@ -393,6 +399,7 @@ impl Dispatcher {
     /// carrier could otherwise present any number as verified.
     fn teams_leg(
         &self,
+        tenant: TenantId,
         fqdn: &str,
         proxies: Vec<ProxyTarget>,
         calling_trunk: Option<TrunkId>,
@@ -400,6 +407,7 @@ impl Dispatcher {
         let caller_trusted = calling_trunk
             .and_then(|t| self.settings.trunks.get(t.index()))
             .is_some_and(|t| t.trusted);
+        let lmo = self.settings.tenants.get(tenant.index());
         TeamsLegSetup {
             tenant_fqdn: fqdn.to_string(),
             sip_port: self.settings.sip_signaling_port,
@@ -408,6 +416,7 @@ impl Dispatcher {
             ice: self.settings.media_bypass.then(IceCredentials::generate),
             failover_response_codes: self.settings.failover_response_codes.clone(),
             forward_pai: self.settings.forward_pai && caller_trusted,
+            local_media: lmo.and_then(|t| t.local_media),
         }
     }
 
@@ -446,28 +455,45 @@ impl Dispatcher {
             teams: parts.teams,
             carrier: parts.carrier,
             numbers: parts.numbers,
-            teams_profile: TeamsProfile::new(
-                &self.settings.vendor,
-                &self.settings.model,
-                env!("CARGO_PKG_VERSION"),
-            ),
+            teams_profile: TeamsProfile {
+                record_route: self
+                    .settings
+                    .tenants
+                    .get(parts.tenant.index())
+                    .is_some_and(|t| t.record_route),
+                ..TeamsProfile::new(
+                    &self.settings.vendor,
+                    &self.settings.model,
+                    env!("CARGO_PKG_VERSION"),
+                )
+            },
             timers: self.settings.timers,
         };
+        let invite = msg.clone();
         let call = match parts.from_leg {
             LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
             LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
         };
         let key = self.table.next_key();
+        let call_ids = [
+            call.call_id(LegId::Carrier).clone(),
+            call.call_id(LegId::Teams).clone(),
+        ];
+        self.traces.begin(key, &parts.labels, &call_ids, now);
+        self.trace_received(
+            now,
+            key,
+            parts.from_leg,
+            &Route::Back(from.clone()),
+            &invite,
+        );
         let mut flows = [None, None];
         flows[match parts.from_leg {
             LegId::Carrier => 0,
             LegId::Teams => 1,
         }] = Some(from);
         let slot = Slot {
-            call_ids: [
-                call.call_id(LegId::Carrier).clone(),
-                call.call_id(LegId::Teams).clone(),
-            ],
+            call_ids,
             call,
             session: Some(allocation.id),
             guard: Some(parts.guard),
@@ -483,6 +509,7 @@ impl Dispatcher {
             transactions: Vec::new(),
             attempted: false,
             media_removed: false,
+            outcome: None,
         };
         self.table.insert(key, slot);
         self.table.add_tx(
@@ -496,6 +523,23 @@ impl Dispatcher {
             },
         );
         self.drain(now, layer, key);
+    }
+}
+
+impl Dispatcher {
+    /// Microsoft's `X-MS-MediaPath` (row 61) on a Teams -> PSTN INVITE that does not start at
+    /// this SBC asks for media straight to a downstream SBC; the SBC anchors the media anyway.
+    fn note_media_path(&self, invite: &Message, tenant_fqdn: &str) {
+        let headers = LmoHeaders::of(invite);
+        let ours = [tenant_fqdn, self.settings.base_fqdn.as_str()];
+        if headers.media_path_starts_at(&ours) == Some(false) {
+            self.lmo_metrics.path_not_through_sbc.inc();
+            tracing::debug!(
+                media_path = %headers.media_path.join(", "),
+                site = headers.site.as_deref().unwrap_or(""),
+                "X-MS-MediaPath leaves this SBC out; media stays anchored here"
+            );
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod replaces;
 mod settings;
 mod table;
 mod timers;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,10 +53,12 @@ use crate::transport::{Destination, Peer, Source, TransportKind};
 
 pub use settings::DispatchSettings;
 pub use table::CallKey;
+pub use trace::{CallOutcome, CallTrace, CallTraces, TraceSettings, TracedMessage};
 
 use paths::Path;
 use table::{CallTable, TxEntry};
 use timers::CallTimers;
+use trace::{Recorded, TraceDirection};
 
 /// Where a transaction's messages go: back along the path a request came, or to a peer.
 #[derive(Debug, Clone)]
@@ -135,7 +138,8 @@ pub fn start(
     let routing = Arc::new(RoutingTable::from_config(config)?);
     let (media, media_events) =
         MediaEngine::start(crate::config::mapping::media_settings(config), registry)?;
-    let resolver = DnsResolver::from_system().map_err(|e| DispatchError::Dns(e.to_string()))?;
+    let resolver = DnsResolver::for_servers(&config.sbc.dns_servers)
+        .map_err(|e| DispatchError::Dns(e.to_string()))?;
     let metrics = RoutingMetrics::register(registry)?;
     let (resolved_tx, resolved_rx) = mpsc::channel(MAX_RESOLVING);
     let resolve_refused = prometheus::IntCounter::new(
@@ -143,9 +147,14 @@ pub fn start(
         "Targets not looked up because MAX_RESOLVING lookups were already running",
     )?;
     registry.register(Box::new(resolve_refused.clone()))?;
+    let settings = DispatchSettings::from_config(config, &routing);
+    let traces = Arc::new(CallTraces::new(settings.trace, registry)?);
+    let lmo_metrics = LmoMetrics::register(registry)?;
     let now = Instant::now();
     let dispatcher = Dispatcher {
-        settings: DispatchSettings::from_config(config, &routing),
+        settings,
+        traces,
+        lmo_metrics,
         limiter: CallLimiter::new(&routing, now),
         proxy_memory: Arc::new(routing.proxy_memory(now)),
         routing,
@@ -168,9 +177,44 @@ pub fn start(
     ))
 }
 
+/// Local Media Optimization (row 61) counters.
+struct LmoMetrics {
+    /// `lmo_media_address_total{location}`: Teams-leg media addresses chosen for internal or
+    /// external users (at call start and on Microsoft's re-INVITEs).
+    location: prometheus::IntCounterVec,
+    /// `lmo_media_path_not_through_sbc_total`: Microsoft's INVITEs whose X-MS-MediaPath
+    /// starts at another SBC (media is anchored here anyway).
+    path_not_through_sbc: prometheus::IntCounter,
+}
+
+impl LmoMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<LmoMetrics> {
+        let location = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "lmo_media_address_total",
+                "Teams-leg media addresses chosen by the user's location (Local Media Optimization)",
+            ),
+            &["location"],
+        )?;
+        let path_not_through_sbc = prometheus::IntCounter::new(
+            "lmo_media_path_not_through_sbc_total",
+            "Microsoft INVITEs whose X-MS-MediaPath starts at another SBC; media is anchored here",
+        )?;
+        registry.register(Box::new(location.clone()))?;
+        registry.register(Box::new(path_not_through_sbc.clone()))?;
+        Ok(LmoMetrics {
+            location,
+            path_not_through_sbc,
+        })
+    }
+}
+
 /// The table of calls and everything needed to drive them. Lives in the SIP core task.
 pub struct Dispatcher {
     settings: DispatchSettings,
+    /// The SIP of every call (row 60), shared with the ops API.
+    traces: Arc<CallTraces>,
+    lmo_metrics: LmoMetrics,
     routing: Arc<RoutingTable>,
     limiter: CallLimiter,
     proxy_memory: Arc<ProxyMemory>,
@@ -196,6 +240,11 @@ impl Dispatcher {
 
     pub fn media(&self) -> &MediaHandle {
         &self.media
+    }
+
+    /// The calls' SIP traces (row 60): written here, read by the ops API.
+    pub fn traces(&self) -> &Arc<CallTraces> {
+        &self.traces
     }
 
     /// Earliest call timer.
@@ -327,6 +376,8 @@ impl Dispatcher {
                     if Some(slot.owner(leg)) != from.peer {
                         return None;
                     }
+                    self.trace_received(now, key, leg, &Route::Back(from.clone()), &msg);
+                    let slot = self.table.get_mut(key)?;
                     slot.set_flow(leg, from);
                     self.feed(now, layer, key, Input::Ack { leg, msg });
                 }
@@ -337,6 +388,7 @@ impl Dispatcher {
                     return Some(TuEvent::Response { tx, msg, source });
                 };
                 self.table.mark_responded(tx);
+                self.trace_received(now, entry.call, entry.leg, &source, &msg);
                 if let (Some(index), Some(slot)) = (entry.proxy, self.table.get_mut(entry.call)) {
                     // The proxy that answered is the one the dialog's requests go to.
                     slot.teams_proxy = index;
@@ -508,6 +560,7 @@ impl Dispatcher {
                         proxy: None,
                     },
                 );
+                self.trace_received(now, key, leg, &source, &msg);
                 self.table.add_flow_candidate(tx, from);
                 self.feed(now, layer, key, Input::Request { leg, tx, msg });
             }
@@ -627,7 +680,7 @@ impl Dispatcher {
             let Some(output) = slot.call.poll() else {
                 // A transfer gives the Teams leg a new dialog (row 37): route it here too.
                 let teams_call_id = slot.call.call_id(LegId::Teams).clone();
-                self.table.add_call_id(key, LegId::Teams, &teams_call_id);
+                self.add_call_id(key, LegId::Teams, &teams_call_id);
                 return;
             };
             self.execute(now, layer, key, output);
@@ -679,12 +732,18 @@ impl Dispatcher {
                     }
                 }
             }
-            Output::SendResponse { tx, msg, .. } => {
+            Output::SendResponse { leg, tx, msg } => {
                 if crate::transaction::status_of(&msg).is_some_and(|s| (200..300).contains(&s)) {
                     self.table.accept_flow(tx);
                 }
-                if let Err(error) = layer.send_response(now, tx, msg) {
-                    tracing::debug!(%error, "call response not accepted by the transaction layer");
+                // Where the transaction's responses go (known before a final response ends it).
+                let route = layer.peer(tx).cloned();
+                match (layer.send_response(now, tx, msg.clone()), route) {
+                    (Ok(()), Some(route)) => self.trace_sent(now, key, leg, &route, &msg),
+                    (Ok(()), None) => {}
+                    (Err(error), _) => {
+                        tracing::debug!(%error, "call response not accepted by the transaction layer")
+                    }
                 }
             }
             Output::SendAck { leg, target, msg } => {
@@ -710,7 +769,7 @@ impl Dispatcher {
             Output::SetTimer { kind, at } => self.timers.set(key, kind, at),
             Output::CancelTimer { kind } => self.timers.cancel(key, kind),
             Output::Record(record) => self.record(key, record),
-            Output::Finished => self.finish(key),
+            Output::Finished => self.finish(now, key),
         }
     }
 
@@ -754,14 +813,21 @@ impl Dispatcher {
         route: Route,
     ) {
         match pending {
-            Pending::Ack { msg } => layer.send_stateless(route, msg),
+            Pending::Ack { msg } => {
+                self.trace_sent(now, key, leg, &route, &msg);
+                layer.send_stateless(route, msg);
+            }
             Pending::Request { token, msg, proxy } => {
                 if let (Route::To(dest), Some(slot)) = (&route, self.table.get_mut(key)) {
                     slot.set_sent_kind(leg, dest.kind);
                 }
-                let sent = match Message::parse(msg, &self.settings.limits) {
+                let traced = route.clone();
+                let sent = match Message::parse(msg.clone(), &self.settings.limits) {
                     Ok(request) => match layer.send_request(now, request, route) {
-                        Ok(tx) => Some(tx),
+                        Ok(tx) => {
+                            self.trace_sent(now, key, leg, &traced, &msg);
+                            Some(tx)
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "call request refused by the transaction layer");
                             None
@@ -886,12 +952,19 @@ impl Dispatcher {
                 tracing::debug!(leg = leg.label(), index, "call target attempt");
             }
             CallRecord::Answered { setup_time } => self.metrics.answered(&slot.labels, setup_time),
+            CallRecord::MediaLocation { location } => self
+                .lmo_metrics
+                .location
+                .with_label_values(&[location.label()])
+                .inc(),
             CallRecord::Failed { status, reason, .. } => {
-                tracing::info!(status, reason = reason.label(), "call failed");
+                // Logged with the call's SIP when it is finished (row 60).
+                slot.outcome = Some(CallOutcome::Failed { status, reason });
                 self.metrics
                     .failed(&slot.labels, CallFailure::Status(status));
             }
             CallRecord::Ended { reason, duration } => {
+                slot.outcome = Some(CallOutcome::Ended { reason });
                 tracing::info!(
                     reason = reason.label(),
                     seconds = duration.as_secs_f64(),
@@ -901,12 +974,14 @@ impl Dispatcher {
         }
     }
 
-    /// Drop the call: timers, table entries, media session, limiter slot.
-    fn finish(&mut self, key: CallKey) {
+    /// Drop the call: timers, table entries, media session, limiter slot; its trace stays a
+    /// while (and is logged if the call failed).
+    fn finish(&mut self, now: Instant, key: CallKey) {
         self.timers.cancel_all(key);
         let Some(slot) = self.table.remove(key) else {
             return;
         };
+        self.traces.end(key, slot.outcome, now);
         if let (Some(session), false) = (slot.session, slot.media_removed) {
             let _ = self.media.remove_session(session);
         }
@@ -914,6 +989,55 @@ impl Dispatcher {
             self.metrics.ended(&slot.labels);
         }
         drop(slot.guard);
+    }
+}
+
+impl Dispatcher {
+    /// Route `call_id` to call `key` too, and name it in the call's trace.
+    fn add_call_id(&mut self, key: CallKey, leg: LegId, call_id: &Bytes) {
+        if self.table.add_call_id(key, leg, call_id) {
+            self.traces.add_call_id(key, call_id);
+        }
+    }
+
+    fn trace_received(&self, now: Instant, key: CallKey, leg: LegId, from: &Route, msg: &Message) {
+        let (transport, peer) = route_peer(from);
+        self.traces.record(
+            key,
+            now,
+            Recorded {
+                direction: TraceDirection::Received,
+                leg,
+                transport,
+                peer,
+                raw: msg.bytes(),
+                parsed: Some(msg),
+            },
+        );
+    }
+
+    fn trace_sent(&self, now: Instant, key: CallKey, leg: LegId, to: &Route, raw: &[u8]) {
+        let (transport, peer) = route_peer(to);
+        self.traces.record(
+            key,
+            now,
+            Recorded {
+                direction: TraceDirection::Sent,
+                leg,
+                transport,
+                peer,
+                raw,
+                parsed: None,
+            },
+        );
+    }
+}
+
+/// Transport and remote address of a route.
+fn route_peer(route: &Route) -> (TransportKind, Option<SocketAddr>) {
+    match route {
+        Route::Back(source) => (source.kind, Some(source.remote)),
+        Route::To(dest) => (dest.kind, Some(dest.addr)),
     }
 }
 

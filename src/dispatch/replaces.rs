@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use super::table::TxEntry;
-use super::{Dispatcher, Layer};
+use super::{Dispatcher, Layer, Route};
 use crate::call::{Input, LegId, ReplacesHeader};
 use crate::sip::{HeaderName, Message, Method};
 use crate::transaction::TxId;
@@ -76,7 +76,7 @@ impl Dispatcher {
             return None;
         };
         match self.table.by_call_id(&call_id) {
-            None => self.table.add_call_id(key, LegId::Teams, &call_id),
+            None => self.add_call_id(key, LegId::Teams, &call_id),
             // A new attempt on a Call-ID this call already took after refusing it (a 491);
             // never the Teams dialog in use nor the one to replace.
             Some((known, LegId::Teams))
@@ -112,6 +112,7 @@ impl Dispatcher {
                 proxy: None,
             },
         );
+        self.trace_received(now, key, LegId::Teams, &Route::Back(from.clone()), &msg);
         self.feed(
             now,
             layer,

@@ -11,8 +11,20 @@ use crate::routing::RoutingTable;
 use crate::sdp::CodecList;
 use crate::transport::{Peer, TransportKind};
 
+/// Per tenant (same order as `RoutingTable::tenants`): its part of Local Media Optimization
+/// (row 61).
+#[derive(Debug, Clone, Default)]
+pub struct TenantLegSettings {
+    /// Teams-leg media addresses by the user's location; `None` without `[tenant.lmo]`.
+    pub local_media: Option<crate::call::LocalMedia>,
+    /// Proxy SBC role: Record-Route towards Microsoft (same FQDN as Contact).
+    pub record_route: bool,
+}
+
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
+    /// `sbc.base_fqdn` (the carrier trunk FQDN).
+    pub base_fqdn: String,
     /// Our TLS port as Microsoft knows it (`SipSignalingPort`, Contact port towards Teams).
     pub sip_signaling_port: u16,
     /// Address put in Contact/Via towards carriers instead of the listener address.
@@ -23,6 +35,7 @@ pub struct DispatchSettings {
     pub forward_pai: bool,
     /// Per carrier trunk, in the order of `RoutingTable::trunks`.
     pub trunks: Vec<CarrierTrunkSettings>,
+    pub tenants: Vec<TenantLegSettings>,
     pub timers: CallTimers,
     pub vendor: String,
     pub model: String,
@@ -33,6 +46,8 @@ pub struct DispatchSettings {
     pub carrier_interface: String,
     pub teams_interface: String,
     pub limits: crate::sip::Limits,
+    /// The calls' SIP traces (row 60).
+    pub trace: super::TraceSettings,
 }
 
 impl DispatchSettings {
@@ -44,6 +59,7 @@ impl DispatchSettings {
         let progress_deadline =
             Duration::from_secs(config.teams.failover_time_seconds.saturating_sub(2).max(1));
         DispatchSettings {
+            base_fqdn: config.sbc.base_fqdn.to_ascii_lowercase(),
             sip_signaling_port: config.sbc.sip_signaling_port,
             public_address: config.sbc.public_address,
             teams_codecs: CodecList::teams_default(),
@@ -65,6 +81,11 @@ impl DispatchSettings {
                     calling_number_rules: routed.outbound_calling_rules().clone(),
                 })
                 .collect(),
+            tenants: config
+                .tenants
+                .iter()
+                .map(|t| tenant_settings(config, t))
+                .collect(),
             timers: CallTimers {
                 hop_timeout: per_hop,
                 progress_deadline,
@@ -82,6 +103,13 @@ impl DispatchSettings {
             carrier_interface: "carrier".to_string(),
             teams_interface: "teams".to_string(),
             limits: mapping::sip_limits(config),
+            trace: super::TraceSettings {
+                call_bytes: config.ops.call_trace_bytes,
+                call_messages: config.ops.call_trace_messages,
+                keep: Duration::from_secs(config.ops.call_trace_keep_seconds),
+                kept_bytes: config.ops.call_trace_kept_bytes,
+                log_interval: Duration::from_secs(config.ops.call_trace_log_interval_seconds),
+            },
         }
     }
 
@@ -104,6 +132,29 @@ impl DispatchSettings {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         }
+    }
+}
+
+fn tenant_settings(config: &Config, tenant: &crate::config::Tenant) -> TenantLegSettings {
+    use crate::call::{LocalMedia, UserLocation};
+    use crate::config::{LmoLocation, LmoRole};
+    let Some(lmo) = &tenant.lmo else {
+        return TenantLegSettings::default();
+    };
+    let teams = &config.media.teams;
+    let local_media = teams.internal_address.and_then(|internal| {
+        Some(LocalMedia {
+            internal,
+            external: teams.advertised_address(config.sbc.public_address)?,
+            inbound_guess: match lmo.inbound_location {
+                LmoLocation::Internal => UserLocation::Internal,
+                LmoLocation::External => UserLocation::External,
+            },
+        })
+    });
+    TenantLegSettings {
+        local_media,
+        record_route: lmo.role == LmoRole::Proxy,
     }
 }
 

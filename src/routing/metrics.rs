@@ -93,9 +93,11 @@ impl CallLabels {
         CallLabels::new(None, None, direction)
     }
 
+    /// The tenant's name, or "unknown".
     pub fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or(UNKNOWN)
     }
+    /// The trunk's name, or "unknown".
     pub fn trunk(&self) -> &str {
         self.trunk.as_deref().unwrap_or(UNKNOWN)
     }

@@ -101,6 +101,9 @@ pub struct Tenant {
     pub fqdn: Arc<str>,
     /// Carrier trunks in failover order (primary first).
     pub trunks: Vec<TrunkId>,
+    /// Trunks of the downstream SBCs this tenant's proxy SBC relays for (LMO, row 61): they
+    /// may call the tenant's numbers too.
+    pub downstream_trunks: Vec<TrunkId>,
     /// Teams → PSTN calls must present one of the tenant's own numbers (doc §4.4).
     pub screen_calling_number: bool,
     pub max_concurrent_calls: Option<u32>,
@@ -239,6 +242,8 @@ pub struct RoutingTable {
     numbers: numbers::NumberIndex,
     /// Lowercase FQDN → tenant.
     hosts: HashMap<Box<str>, TenantId>,
+    /// Lowercase FQDN of a downstream SBC (LMO proxy role, row 61) → its tenant and trunk.
+    downstream: HashMap<Box<str>, (TenantId, TrunkId)>,
     max_concurrent_sessions: Option<u32>,
     proxy_hop_timeout: Duration,
     proxy_failed_hold: Duration,
@@ -286,6 +291,7 @@ impl RoutingTable {
 
         let mut tenants = Vec::with_capacity(config.tenants.len());
         let mut hosts = HashMap::new();
+        let mut downstream = HashMap::new();
         let mut blocks: Vec<(TenantId, NumberBlock)> = Vec::new();
         for (i, t) in config.tenants.iter().enumerate() {
             let id = TenantId(i as u16);
@@ -323,10 +329,33 @@ impl RoutingTable {
                     tenant_trunks.push(id);
                 }
             }
+            let mut downstream_trunks = Vec::new();
+            for d in t.lmo.iter().flat_map(|l| l.downstream_sbcs.iter()) {
+                let trunk = trunks
+                    .iter()
+                    .position(|c| *c.name == *d.carrier_trunk)
+                    .ok_or_else(|| RoutingError::UnknownTrunk {
+                        tenant: t.name.clone(),
+                        trunk: d.carrier_trunk.clone(),
+                    })?;
+                let trunk = TrunkId(trunk as u16);
+                let host = normalise_host(&d.fqdn);
+                if hosts.contains_key(host.as_str())
+                    || downstream
+                        .insert(Box::from(host.as_str()), (id, trunk))
+                        .is_some()
+                {
+                    return Err(RoutingError::DuplicateFqdn(host));
+                }
+                if !downstream_trunks.contains(&trunk) {
+                    downstream_trunks.push(trunk);
+                }
+            }
             tenants.push(Tenant {
                 name: Arc::from(t.name.as_str()),
                 fqdn: Arc::from(fqdn.as_str()),
                 trunks: tenant_trunks,
+                downstream_trunks,
                 screen_calling_number: options.screen_calling_numbers,
                 max_concurrent_calls: t.max_concurrent_calls,
                 max_calls_per_second: t.max_calls_per_second,
@@ -366,6 +395,7 @@ impl RoutingTable {
             proxies,
             numbers,
             hosts,
+            downstream,
             max_concurrent_sessions: config.teams.max_concurrent_sessions,
             // Until the config has a dedicated per-hop INVITE timeout, the connect timeout is
             // the time after which a silent proxy counts as unreachable (vendor practice: a
@@ -454,6 +484,12 @@ impl RoutingTable {
         }
     }
 
+    /// The tenant and trunk of a downstream SBC FQDN (LMO proxy role, row 61).
+    pub fn downstream_for_host(&self, host: &str) -> Option<(TenantId, TrunkId)> {
+        let host = normalise_host(host);
+        self.downstream.get(host.as_str()).copied()
+    }
+
     /// PSTN → Teams: translate the numbers with the trunk's `to_teams` rules and find the
     /// tenant by called number (exact, then range, then longest prefix).
     pub fn route_inbound(
@@ -479,7 +515,7 @@ impl RoutingTable {
         let served = self
             .tenants
             .get(tenant.index())
-            .is_some_and(|t| t.trunks.contains(&trunk));
+            .is_some_and(|t| t.trunks.contains(&trunk) || t.downstream_trunks.contains(&trunk));
         if !served {
             return Err(InboundMiss::TenantNotServed { tenant });
         }
@@ -509,9 +545,17 @@ impl RoutingTable {
         called: &str,
         calling: Option<&str>,
     ) -> Result<OutboundRoute, OutboundMiss> {
-        let tenant_id = self
-            .tenant_for_host(request_uri_host)
-            .ok_or(OutboundMiss::UnknownHost)?;
+        // A downstream SBC's FQDN (LMO, row 61): its tenant, through its trunk only; when
+        // that fails Microsoft tries the next gateway of the tenant's voice route.
+        let (tenant_id, trunks) = match self.tenant_for_host(request_uri_host) {
+            Some(tenant) => (tenant, None),
+            None => {
+                let (tenant, trunk) = self
+                    .downstream_for_host(request_uri_host)
+                    .ok_or(OutboundMiss::UnknownHost)?;
+                (tenant, Some(trunk))
+            }
+        };
         let tenant = &self.tenants[tenant_id.index()];
         let calling = calling
             .map(|c| clean_number(c).into_owned())
@@ -528,7 +572,10 @@ impl RoutingTable {
         }
         Ok(OutboundRoute {
             tenant: tenant_id,
-            trunks: TrunkFailover::new(&tenant.trunks),
+            trunks: match trunks {
+                Some(trunk) => TrunkFailover::new(&[trunk]),
+                None => TrunkFailover::new(&tenant.trunks),
+            },
             called: clean_number(called).into_owned(),
             calling,
         })

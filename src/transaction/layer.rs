@@ -85,6 +85,12 @@ impl<T: Clone> TransactionLayer<T> {
         self.transactions.get(&tx).map(|t| &t.request)
     }
 
+    /// Where a live transaction's messages go: the destination of a client transaction, the
+    /// source of a server transaction's request (its responses go back there).
+    pub fn peer(&self, tx: TxId) -> Option<&T> {
+        self.transactions.get(&tx).map(|t| &t.peer)
+    }
+
     /// Kind of a live transaction.
     pub fn kind(&self, tx: TxId) -> Option<TxKind> {
         self.transactions.get(&tx).map(|t| t.kind)

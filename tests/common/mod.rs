@@ -14,6 +14,7 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod microsoft;
 pub mod tls;
 
@@ -110,6 +111,8 @@ pub struct LabSpec {
     /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
     /// written, so a test may still open that table in `teams_extra`.
     pub media_extra: String,
+    /// Extra lines of the `[media.teams]` table (e.g. `internal_address = ...`).
+    pub teams_media_extra: String,
     /// Put a mutual-TLS Microsoft stand-in in front of each SIPp proxy of `proxies` made by
     /// [`LabSpec::tcp_proxy`] (default); false: the SBC reaches SIPp over plain TCP.
     pub tls_stand_in: bool,
@@ -139,6 +142,7 @@ impl LabSpec {
             sip_extra: String::new(),
             ops_extra: String::new(),
             media_extra: String::new(),
+            teams_media_extra: String::new(),
             tls_stand_in: true,
         }
     }
@@ -283,6 +287,7 @@ port_max = {cmax}
 bind = "{SBC_IP}"
 port_min = {tmin}
 port_max = {tmax}
+{teams_media_extra}
 
 [ops]
 metrics_listen = "{SBC_IP}:{metrics}"
@@ -295,6 +300,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
             ops_extra = spec.ops_extra,
+            teams_media_extra = spec.teams_media_extra,
             carrier_extra = spec.carrier_extra,
             media_table = if spec.media_extra.is_empty() {
                 String::new()
@@ -662,8 +668,16 @@ pub fn sipp_checks(must: &[(&str, &str)], must_not: &[(&str, &str)]) -> String {
     out
 }
 
+/// SIPp's global limit for one call of the tests (`-timeout`).
+pub const SIPP_LIMIT: &str = "40s";
+
 /// Start SIPp with `args` in `dir` (one call, bounded by SIPp's own global timeout).
 pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
+    sipp_limited(name, dir, scenario, args, SIPP_LIMIT)
+}
+
+/// [`sipp`] with the global limit `limit` (e.g. `"150s"` for a session interval).
+pub fn sipp_limited(name: &str, dir: &Path, scenario: &Path, args: &[String], limit: &str) -> Peer {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")
         .arg("-sf")
@@ -676,7 +690,7 @@ pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
             "-trace_err",
             "-trace_logs",
             "-timeout",
-            "40s",
+            limit,
             "-timeout_error",
         ])
         .current_dir(dir)
@@ -761,6 +775,108 @@ pub fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> 
     );
     wait_listening_tcp((TEAMS_IP, port).into());
     peer
+}
+
+/// The carrier side of a Teams -> PSTN call: a SIPp UAS over UDP on the trunk's address,
+/// playing `file` of `tests/sipp/calls` and echoing media.
+pub fn carrier_uas(lab: &Lab, file: &str, values: &[(&str, &str)]) -> Peer {
+    carrier_uas_from(lab, "calls", file, values, SIPP_LIMIT)
+}
+
+/// [`carrier_uas`] playing `file` of `tests/sipp/<topic>`, SIPp's global limit `limit`.
+pub fn carrier_uas_from(
+    lab: &Lab,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    carrier_uas_on(
+        lab,
+        (CARRIER_IP, lab.carrier_port).into(),
+        topic,
+        file,
+        values,
+        limit,
+    )
+}
+
+/// [`carrier_uas_from`] listening on `addr` (another trunk's address).
+pub fn carrier_uas_on(
+    lab: &Lab,
+    addr: SocketAddr,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let std::net::IpAddr::V4(ip) = addr.ip() else {
+        panic!("IPv4 only");
+    };
+    let dir = lab.path().join(format!("carrier-uas-{}", addr.port()));
+    let path = scenario_in(topic, &dir, file, values);
+    let media = free_port_pair(ip);
+    let peer = sipp_limited(
+        &format!("carrier SIPp UAS ({file})"),
+        &dir,
+        &path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            ip.to_string(),
+            "-p".into(),
+            addr.port().to_string(),
+            "-mi".into(),
+            ip.to_string(),
+            "-mp".into(),
+            media.to_string(),
+            "-rtp_echo".into(),
+        ],
+        limit,
+    );
+    wait_bound_udp(addr);
+    peer
+}
+
+/// A Teams -> PSTN INVITE from the Microsoft stand-in (SIPp UAC over TCP to
+/// [`Lab::teams_entry`]) playing `file` of `tests/sipp/calls`.
+pub fn teams_uac(lab: &Lab, name: &str, file: &str, values: &[(&str, &str)]) -> Peer {
+    teams_uac_from(lab, name, "calls", file, values, SIPP_LIMIT)
+}
+
+/// [`teams_uac`] playing `file` of `tests/sipp/<topic>`, SIPp's global limit `limit`.
+pub fn teams_uac_from(
+    lab: &Lab,
+    name: &str,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let port = free_tcp_port(TEAMS_IP);
+    let dir = lab.path().join(format!("{name}-{port}"));
+    let path = scenario_in(topic, &dir, file, values);
+    let media = free_port_pair(TEAMS_IP);
+    sipp_limited(
+        &format!("Teams SIPp UAC ({name})"),
+        &dir,
+        &path,
+        &[
+            lab.teams_entry().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            media.to_string(),
+        ],
+        limit,
+    )
 }
 
 /// A lab with one Microsoft stand-in (SIPp over TCP) whose first ping has already failed.

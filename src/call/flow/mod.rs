@@ -28,8 +28,8 @@ use super::dialog::Dialog;
 use super::profile::{CarrierProfile, LegPolicy};
 use super::sdp_glue::Negotiation;
 use super::{
-    CallRecord, CallSetup, Direction, EndReason, Input, LegId, MediaCommand, Output, RequestToken,
-    StatusClass, Target, TimerKind, TxFailure,
+    CallRecord, CallSetup, Direction, EndReason, Input, LegId, LmoHeaders, MediaCommand, Output,
+    RequestToken, StatusClass, Target, TimerKind, TxFailure, UserLocation,
 };
 use crate::media::MediaEvent;
 use crate::sip::{HeaderName, Limits, Message, Method};
@@ -131,6 +131,9 @@ pub(crate) struct State {
     replacement: Option<replaces::Replacement>,
     /// Microsoft's emergency location for the carrier INVITE (row 56, `location.rs`).
     location: location::CallerLocation,
+    /// Local Media Optimization (row 61): where the Teams user is as far as our Teams-leg
+    /// media address goes; `None` without LMO.
+    teams_location: Option<UserLocation>,
 }
 
 fn idx(leg: LegId) -> usize {
@@ -184,6 +187,21 @@ impl State {
             LegId::Teams => setup.teams.proxies.len(),
             LegId::Carrier => setup.carrier.targets.len(),
         };
+        let mut setup = setup;
+        let teams_location = setup.teams.local_media.map(|media| {
+            let location = match caller {
+                // Without a location Microsoft sent no LMO headers: the public address.
+                LegId::Teams => LmoHeaders::of(invite)
+                    .location
+                    .unwrap_or(UserLocation::External),
+                LegId::Carrier => media.inbound_guess,
+            };
+            // The session's first address, its o= line's too (that stays for the session).
+            let ip = media.address(location);
+            setup.media.teams.rtp.set_ip(ip);
+            setup.media.teams.rtcp.set_ip(ip);
+            location
+        });
         let neg = Negotiation::new(&setup);
         let early = early::EarlyDialogs::new(match caller {
             LegId::Carrier => setup.carrier.trunk.early_media,
@@ -229,7 +247,25 @@ impl State {
             session,
             replacement: None,
             location,
+            teams_location,
         }
+    }
+
+    /// A request from Microsoft naming the user's location (`X-MS-UserLocation`, row 61):
+    /// our Teams-leg media address follows it in the SDP we send next.
+    fn follow_user_location(&mut self, msg: &Message, out: &mut VecDeque<Output>) {
+        let Some(media) = self.setup.teams.local_media else {
+            return;
+        };
+        let Some(location) = LmoHeaders::of(msg).location else {
+            return;
+        };
+        if self.teams_location == Some(location) {
+            return;
+        }
+        self.teams_location = Some(location);
+        self.neg.relocate_teams(media.address(location));
+        out.push_back(Output::Record(CallRecord::MediaLocation { location }));
     }
 
     pub fn call_id(&self, leg: LegId) -> &Bytes {
@@ -253,6 +289,9 @@ impl State {
         out.push_back(Output::Record(CallRecord::Attempted {
             direction: self.direction,
         }));
+        if let Some(location) = self.teams_location {
+            out.push_back(Output::Record(CallRecord::MediaLocation { location }));
+        }
         let unsupported: Vec<String> = invite
             .tokens(&HeaderName::Require)
             .iter()

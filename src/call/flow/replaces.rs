@@ -189,6 +189,7 @@ impl State {
         out: &mut VecDeque<Output>,
     ) {
         let carrier_offered = self.direction == Direction::Inbound && !self.neg.delayed_offer;
+        self.follow_user_location(msg, out);
         let (answer, commands) = match self.neg.answer_for_replacement(body, carrier_offered) {
             Ok(answered) => answered,
             Err(e) => return self.answer_new_dialog(tx, msg, e.sip_status(), out),

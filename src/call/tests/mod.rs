@@ -8,6 +8,7 @@ mod failover;
 mod forks;
 mod hops;
 mod identity;
+mod lmo;
 mod location;
 mod profile_rows;
 mod random_flows;
@@ -124,6 +125,7 @@ pub(super) fn setup() -> CallSetup {
             ice: None,
             failover_response_codes: vec![408, 503, 504],
             forward_pai: false,
+            local_media: None,
         },
         carrier: CarrierLegSetup {
             local_host: "192.0.2.10".into(),
