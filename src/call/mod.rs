@@ -248,7 +248,13 @@ pub enum MediaCommand {
         leg: LegSide,
         local_ufrag: String,
         local_pwd: String,
+        /// The remote agent of the SDP, `None` when it names none (a 18x's forks, or a
+        /// Teams endpoint whose SDP has no ICE).
         remote_ufrag: Option<String>,
+        /// Only for a 18x (row 52): every forked client may still stream early media under
+        /// its own key until the 200. Never for a final answer or offer, ICE or not, so a
+        /// key replaced there stops authenticating at once.
+        forks_open: bool,
     },
     /// Tear the session down (always just before [`Output::Finished`]).
     Remove,

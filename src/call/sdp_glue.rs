@@ -507,6 +507,7 @@ impl Negotiation {
                     local_ufrag: ice.ufrag().to_owned(),
                     local_pwd: ice.pwd().to_owned(),
                     remote_ufrag: remote.ice.as_ref().map(|i| i.ufrag.clone()),
+                    forks_open: false,
                 });
             }
         }

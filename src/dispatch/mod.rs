@@ -918,12 +918,14 @@ impl Dispatcher {
                 local_ufrag,
                 local_pwd,
                 remote_ufrag,
+                forks_open,
             } => self.media.enable_ice_lite(
                 session,
                 leg,
                 &local_ufrag,
                 &local_pwd,
                 remote_ufrag.as_deref(),
+                forks_open,
             ),
             MediaCommand::Remove => {
                 if let Some(slot) = self.table.get_mut(key) {

@@ -291,9 +291,15 @@ impl State {
         let callee_is_teams = self.callee == LegId::Teams;
         commands.into_iter().map(move |mut command| {
             // Only the Teams leg is ICE-lite.
-            if let MediaCommand::EnableIceLite { remote_ufrag, .. } = &mut command {
+            if let MediaCommand::EnableIceLite {
+                remote_ufrag,
+                forks_open,
+                ..
+            } = &mut command
+            {
                 if callee_is_teams {
                     *remote_ufrag = None;
+                    *forks_open = true;
                 }
             }
             Output::Media(command)
