@@ -18,23 +18,31 @@
 mod answers;
 mod lanes;
 mod pingers;
+mod reload;
 mod requests;
 mod responses;
 mod sip_core;
+
+pub use self::reload::ReloadError;
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus::Registry;
-use tokio::sync::mpsc;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+
+use crate::health::HealthMetrics;
+use crate::ops::systemd;
 use tokio::task::JoinHandle;
 
 use self::answers::IdentityTemplate;
 use self::pingers::start_pingers;
 use self::requests::{request_failures, RequestSender};
 use self::responses::{answer_failures, spawn_response_sender};
-use self::sip_core::{AppMetrics, SipCore};
+use self::sip_core::{AppMetrics, Command, SipCore};
 use crate::dispatch::Route;
 
 use crate::config::{mapping, Loaded};
@@ -73,13 +81,45 @@ pub struct Running {
     pub transport: TransportHandle,
     /// The media engine of the calls (its sessions' counters are in `registry`).
     pub media: crate::media::MediaHandle,
+    /// Every call's SIP (row 60), in progress or recently ended, for the ops API.
+    pub call_traces: Arc<crate::dispatch::CallTraces>,
     ops: OpsServer,
     /// The SIP core task, watched by [`run`].
     core: JoinHandle<()>,
+    /// The pingers (aborted when a drain starts: no more OPTIONS to Microsoft).
     tasks: Vec<JoinHandle<()>>,
+    commands: mpsc::Sender<Command>,
+    drain_timeout: std::time::Duration,
+    /// The configuration in force (what a reload is compared with).
+    loaded: Loaded,
+    health_metrics: HealthMetrics,
+    config_metrics: self::reload::ConfigMetrics,
 }
 
 impl Running {
+    /// Start a graceful drain: `/readyz` fails, Microsoft's OPTIONS and new INVITEs get 503
+    /// (Microsoft fails over), our OPTIONS pings stop; calls in progress go on until they end
+    /// or `drain_timeout` passes, then each gets BYE on both legs with a Reason. The receiver
+    /// resolves once no call is left.
+    pub async fn drain(&mut self) -> Result<oneshot::Receiver<()>, AppError> {
+        self.readiness.set_draining(true);
+        for task in self.tasks.drain(..) {
+            task.abort();
+        }
+        let (drained, done) = oneshot::channel();
+        let deadline = std::time::Instant::now() + self.drain_timeout;
+        self.commands
+            .send(Command::Drain { deadline, drained })
+            .await
+            .map_err(|_| AppError::CoreEnded(": it no longer takes commands".into()))?;
+        Ok(done)
+    }
+
+    /// The drain timeout of the configuration this SBC runs.
+    pub fn drain_timeout(&self) -> std::time::Duration {
+        self.drain_timeout
+    }
+
     pub async fn shutdown(self) {
         self.transport.shutdown();
         self.core.abort();
@@ -91,9 +131,13 @@ impl Running {
     }
 }
 
-/// Run until SIGTERM or SIGINT; SIGHUP reloads the TLS certificate and key. Returns an error
-/// (the process then exits with a failure status, for its supervisor to restart it) when the
-/// SIP core task ends by itself: without it no message is handled.
+/// Run until stopped. SIGHUP reloads the TLS certificate and key. SIGTERM or SIGINT starts a
+/// graceful drain (see [`Running::drain`]) and the process ends once no call is left; a
+/// second one ends it at once. Returns an error (the process then exits with a failure
+/// status, for its supervisor to restart it) when the SIP core task ends by itself: without
+/// it no message is handled. Under systemd (`Type=notify`) it reports READY, RELOADING and
+/// STOPPING, extends the stop timeout while draining, and sends watchdog keep-alives only
+/// while `/healthz` is healthy.
 pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signal)?;
@@ -107,14 +151,49 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
         trunks = loaded.config.carrier_trunks.len(),
         "teams-sbc running"
     );
+    systemd::ready();
+    let watchdog_every = systemd::watchdog_interval();
+    let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
+    // Resolves once a drain has no call left; until a drain starts, never (its sender is
+    // kept alive here).
+    let (_not_draining, mut drained) = oneshot::channel::<()>();
+    let mut draining = false;
+    // While draining: the stop timeout is extended in steps, up to the drain timeout plus
+    // the time the calls' BYEs may take.
+    let mut extend = tokio::time::interval(Duration::from_secs(10));
     let outcome = loop {
         tokio::select! {
-            _ = hup.recv() => match running.transport.reload_tls() {
-                Ok(()) => tracing::info!("SIGHUP: TLS certificate reloaded"),
-                Err(e) => tracing::error!(error = %e, "SIGHUP: TLS reload failed; old certificate kept"),
-            },
-            _ = term.recv() => break Ok(()),
-            _ = int.recv() => break Ok(()),
+            _ = hup.recv() => {
+                systemd::reloading();
+                // Logged and counted inside; the configuration in force stays on error.
+                let _ = running.reload_from_file().await;
+                systemd::ready();
+            }
+            _ = stop_signal(&mut term, &mut int) => {
+                if draining {
+                    tracing::warn!("second stop signal: ending at once");
+                    break Ok(());
+                }
+                let limit = running.drain_timeout();
+                tracing::info!(
+                    timeout_seconds = limit.as_secs(),
+                    "stop signal: draining (a second one ends at once)"
+                );
+                systemd::stopping(DRAIN_EXTEND);
+                systemd::status("draining");
+                drained = running.drain().await?;
+                draining = true;
+            }
+            _ = &mut drained, if draining => {
+                tracing::info!("drained: no call left");
+                break Ok(());
+            }
+            _ = extend.tick(), if draining => systemd::extend_timeout(DRAIN_EXTEND),
+            _ = watchdog.tick(), if watchdog_every.is_some() => {
+                if running.liveness.status(std::time::Instant::now()).0 {
+                    systemd::watchdog();
+                }
+            }
             ended = &mut running.core => {
                 let why = match ended {
                     Err(e) if e.is_panic() => ": it panicked".to_string(),
@@ -132,6 +211,19 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     running.readiness.set_listeners_bound(false);
     running.shutdown().await;
     outcome
+}
+
+/// How much each STOPPING/EXTEND_TIMEOUT message buys while draining (renewed every 10 s).
+const DRAIN_EXTEND: Duration = Duration::from_secs(30);
+
+async fn stop_signal(
+    term: &mut tokio::signal::unix::Signal,
+    int: &mut tokio::signal::unix::Signal,
+) {
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
+    }
 }
 
 /// The product headers of the responses the transaction layer makes itself (100 Trying,
@@ -186,6 +278,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             }
         };
     let media = calls.media().clone();
+    let call_traces = calls.traces().clone();
     let heartbeat = Heartbeat::new(std::time::Instant::now());
     liveness.watch("sip_core", heartbeat.clone());
     for (n, worker) in media.heartbeats().into_iter().enumerate() {
@@ -212,9 +305,19 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         heartbeat,
         calls,
         metrics: AppMetrics::register(&registry)?,
+        draining: None,
     };
     let core = tokio::spawn(core.run(inbound, commands_rx, call_events));
-    let tasks = match start_pingers(config, &identity, &registry, &readiness, commands_tx) {
+    let health_metrics = HealthMetrics::register(&registry)?;
+    let config_metrics = self::reload::ConfigMetrics::register(&registry)?;
+    config_metrics.in_force(None, &loaded.digest);
+    let tasks = match start_pingers(
+        config,
+        &identity,
+        &health_metrics,
+        &readiness,
+        commands_tx.clone(),
+    ) {
         Ok(tasks) => tasks,
         Err(e) => {
             core.abort();
@@ -228,8 +331,14 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         ops_addr: ops.local_addr,
         transport,
         media,
+        call_traces,
         ops,
         core,
         tasks,
+        commands: commands_tx,
+        drain_timeout: std::time::Duration::from_secs(config.ops.drain_timeout_seconds),
+        loaded: loaded.clone(),
+        health_metrics,
+        config_metrics,
     })
 }

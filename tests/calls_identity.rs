@@ -15,7 +15,7 @@
 mod common;
 
 use std::net::TcpListener;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -25,63 +25,6 @@ const PSTN_CALLER: &str = "+4969111222";
 const PSTN_CALLEE: &str = "+4969555000";
 const LONG: Duration = Duration::from_secs(45);
 
-/// A scenario from `tests/sipp/identity` with its `@NAME@` placeholders replaced.
-fn identity_scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
-    let source = Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/sipp/identity")
-        .join(file);
-    let mut text = std::fs::read_to_string(&source).unwrap();
-    for (name, value) in values {
-        text = text.replace(&format!("@{name}@"), value);
-    }
-    for placeholder in ["@CALLE", "@TENANT@", "@STATUS@", "@CHECKS@", "@REASON@"] {
-        assert!(
-            !text.contains(placeholder),
-            "unfilled {placeholder} in {file}"
-        );
-    }
-    std::fs::create_dir_all(dir).unwrap();
-    let path = dir.join(file);
-    std::fs::write(&path, text).unwrap();
-    path
-}
-
-/// A regular expression as an XML attribute value.
-fn xml_attr(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
-}
-
-/// `<ereg>` actions that must match (`check_it`) or must not (`check_it_inverse`); regexps
-/// are POSIX extended, as SIPp uses them.
-fn checks(must: &[(&str, &str)], must_not: &[(&str, &str)]) -> String {
-    let mut out = String::new();
-    for (i, (search_in, regexp)) in must.iter().enumerate() {
-        let regexp = xml_attr(regexp);
-        out.push_str(&format!(
-            "      <ereg regexp=\"{regexp}\" search_in=\"{search_in}\" check_it=\"true\" assign_to=\"must{i}\"/>\n"
-        ));
-    }
-    for (i, (search_in, regexp)) in must_not.iter().enumerate() {
-        let regexp = xml_attr(regexp);
-        out.push_str(&format!(
-            "      <ereg regexp=\"{regexp}\" search_in=\"{search_in}\" check_it_inverse=\"true\" assign_to=\"mustnot{i}\"/>\n"
-        ));
-    }
-    // SIPp refuses a scenario whose variables are assigned but never read.
-    let used: Vec<String> = (0..must.len())
-        .map(|i| format!("[$must{i}]"))
-        .chain((0..must_not.len()).map(|i| format!("[$mustnot{i}]")))
-        .collect();
-    out.push_str(&format!(
-        "      <log message=\"test checks {}\"/>\n",
-        used.join(" ")
-    ));
-    out
-}
-
 fn sipp_peer(name: &str, dir: &Path, scenario: &Path, args: Vec<String>) -> Peer {
     sipp(name, dir, scenario, &args)
 }
@@ -89,7 +32,8 @@ fn sipp_peer(name: &str, dir: &Path, scenario: &Path, args: Vec<String>) -> Peer
 /// The carrier trunk's SIPp UAS (UDP) checking the SBC's INVITE and refusing with `status`.
 fn carrier_uas(lab: &Lab, checks: &str, status: &str) -> Peer {
     let dir = lab.path().join("carrier-uas");
-    let path = identity_scenario(
+    let path = scenario_in(
+        "identity",
         &dir,
         "carrier_uas_check.xml",
         &[("CHECKS", checks), ("STATUS", status)],
@@ -116,7 +60,8 @@ fn teams_uac(lab: &Lab, status: &str) -> Peer {
     let port = free_tcp_port(TEAMS_IP);
     let dir = lab.path().join(format!("teams-uac-{port}"));
     let tenant = format!("acme.{BASE}");
-    let path = identity_scenario(
+    let path = scenario_in(
+        "identity",
         &dir,
         "teams_uac_identity.xml",
         &[
@@ -174,7 +119,7 @@ fn row57_untrusted_trunk_gets_privacy_applied_and_diversion_from_history_info() 
     let did = ACME_DID.trim_start_matches('+');
     let mut carrier = carrier_uas(
         &lab,
-        &checks(
+        &sipp_checks(
             &[
                 ("msg", ANONYMOUS_FROM),
                 ("msg", "Contact: <sip:127\\.0\\.0\\.1:"),
@@ -203,7 +148,7 @@ fn row57_trusted_trunk_gets_pai_and_privacy_id() {
     let lab = lab_with_trunk(58400, "trusted = true\ndiversion_from_history_info = true");
     let mut carrier = carrier_uas(
         &lab,
-        &checks(
+        &sipp_checks(
             &[
                 ("msg", ANONYMOUS_FROM),
                 (
@@ -248,7 +193,8 @@ fn teams_refuses_and_is_not_retried(
     second_proxy.set_nonblocking(true).unwrap();
 
     let dir = lab.path().join(format!("teams-{first}"));
-    let path = identity_scenario(
+    let path = scenario_in(
+        "identity",
         &dir,
         "teams_uas_reject.xml",
         &[("STATUS", status), ("REASON", reason)],
@@ -270,7 +216,8 @@ fn teams_refuses_and_is_not_retried(
 
     let port = free_udp_port(CARRIER_IP);
     let dir = lab.path().join(format!("carrier-{port}"));
-    let path = identity_scenario(
+    let path = scenario_in(
+        "identity",
         &dir,
         "carrier_uac_refused.xml",
         &[
@@ -334,7 +281,7 @@ fn row58_teams_486_cause_34_reaches_carrier_as_cause_17_and_is_not_retried() {
         58600,
         "486",
         "Q.850;cause=34;text=\"Busy Here\"",
-        &checks(
+        &sipp_checks(
             &[("msg", "Reason: Q\\.850;cause=17")],
             &[("msg", "cause=34"), ("msg", "text=")],
         ),
@@ -349,6 +296,6 @@ fn row58_teams_603_reaches_carrier_as_603_and_is_not_retried() {
         58800,
         "603",
         "Q.850;cause=21;text=\"Call rejected\"",
-        &checks(&[("msg", "Reason: Q\\.850;cause=21")], &[("msg", "text=")]),
+        &sipp_checks(&[("msg", "Reason: Q\\.850;cause=21")], &[("msg", "text=")]),
     );
 }

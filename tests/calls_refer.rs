@@ -64,6 +64,7 @@ fn sipp_calls(name: &str, dir: &Path, scenario: &Path, calls: u32, args: &[Strin
             "-nostdin",
             "-trace_err",
             "-trace_logs",
+            "-trace_msg",
             "-timeout",
             "40s",
             "-timeout_error",
@@ -76,6 +77,50 @@ fn sipp_calls(name: &str, dir: &Path, scenario: &Path, calls: u32, args: &[Strin
             panic!("spawn sipp ({e}); install it with `apt-get install -y sip-tester`")
         });
     Peer::from_child(name, child, dir)
+}
+
+/// Every message SIPp sent and received in `dir`, one line each (direction, start line,
+/// Call-ID, CSeq and any sipfrag), for a failure report.
+fn ladder(dir: &Path) -> String {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        if !entry
+            .file_name()
+            .to_string_lossy()
+            .ends_with("_messages.log")
+        {
+            continue;
+        }
+        let text = std::fs::read_to_string(entry.path())
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
+        for block in text.split("----------------------------------------------- ") {
+            let Some((head, message)) = block.split_once("\n\n") else {
+                continue;
+            };
+            let arrow = if head.contains("message received") {
+                "<-"
+            } else {
+                "->"
+            };
+            let message = message.trim_start();
+            let line = |prefix: &str| {
+                message
+                    .lines()
+                    .find(|l| l.starts_with(prefix))
+                    .unwrap_or_default()
+                    .to_owned()
+            };
+            out.push(format!(
+                "{arrow} {} | {} | {} | {}",
+                message.lines().next().unwrap_or_default(),
+                line("Call-ID:"),
+                line("CSeq:"),
+                line("SIP/2.0 ")
+            ));
+        }
+    }
+    out.join("\n")
 }
 
 /// Refer-To as Microsoft sends it for a Teams user target: proxy FQDN, no user part, x-m
@@ -178,9 +223,18 @@ fn row36_37_38_refer_from_teams_transfers_the_call_and_keeps_the_carrier_leg() {
     let teams_status = teams.wait(LONG);
     assert!(
         carrier_status.is_some_and(|s| s.success()) && teams_status.is_some_and(|s| s.success()),
-        "carrier SIPp: {carrier_status:?}, Teams SIPp: {teams_status:?}\ncarrier errors:\n{}\nTeams errors:\n{}",
+        "carrier SIPp: {carrier_status:?}, Teams SIPp: {teams_status:?}\ncarrier errors:\n{}\nTeams errors:\n{}\nTeams ladder:\n{}",
         carrier.errors(),
-        teams.errors()
+        teams.errors(),
+        ladder(&teams_dir)
+    );
+
+    let teams_received = received_messages(&teams_dir);
+    assert!(
+        teams_received
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 202 ") && m.contains("CSeq: 1 REFER")),
+        "Microsoft never got the 202 to its REFER"
     );
 
     // One call, answered once, ended once by the carrier (the old Teams leg's BYE did not
@@ -397,9 +451,16 @@ fn row38_carrier_hears_ringback_while_the_transfer_target_rings_without_sdp() {
     let teams_status = teams.wait(LONG);
     assert!(
         carrier_status.is_some_and(|s| s.success()) && teams_status.is_some_and(|s| s.success()),
-        "carrier SIPp: {carrier_status:?}, Teams SIPp: {teams_status:?}\ncarrier errors:\n{}\nTeams errors:\n{}",
+        "carrier SIPp: {carrier_status:?}, Teams SIPp: {teams_status:?}\ncarrier errors:\n{}\nTeams errors:\n{}\nTeams ladder:\n{}",
         carrier.errors(),
-        teams.errors()
+        teams.errors(),
+        ladder(&teams_dir)
+    );
+    assert!(
+        received_messages(&teams_dir)
+            .iter()
+            .any(|m| m.starts_with("SIP/2.0 202 ") && m.contains("CSeq: 1 REFER")),
+        "Microsoft never got the 202 to its REFER"
     );
     assert!(lab.metric("media_generated_packets_total", &[("kind", "ringback")]) >= 25.0);
     lab.wait_idle();

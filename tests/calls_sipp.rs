@@ -26,59 +26,6 @@ const PSTN_CALLER: &str = "+4969111222";
 const PSTN_CALLEE: &str = "+4969555000";
 const LONG: Duration = Duration::from_secs(45);
 
-/// The carrier side of a Teams -> PSTN call: a SIPp UAS over UDP on the trunk's address.
-fn carrier_uas(lab: &Lab, values: &[(&str, &str)]) -> Peer {
-    let dir = lab.path().join("carrier-uas");
-    let path = scenario(&dir, "carrier_uas.xml", values);
-    let media = free_port_pair(CARRIER_IP);
-    let peer = sipp(
-        "carrier SIPp UAS",
-        &dir,
-        &path,
-        &[
-            "-t".into(),
-            "u1".into(),
-            "-i".into(),
-            CARRIER_IP.to_string(),
-            "-p".into(),
-            lab.carrier_port.to_string(),
-            "-mi".into(),
-            CARRIER_IP.to_string(),
-            "-mp".into(),
-            media.to_string(),
-            "-rtp_echo".into(),
-        ],
-    );
-    wait_bound_udp((CARRIER_IP, lab.carrier_port).into());
-    peer
-}
-
-/// A Teams -> PSTN INVITE from the Microsoft stand-in (SIPp UAC over TCP).
-fn teams_uac(lab: &Lab, name: &str, file: &str, values: &[(&str, &str)]) -> Peer {
-    let port = free_tcp_port(TEAMS_IP);
-    let dir = lab.path().join(format!("{name}-{port}"));
-    let path = scenario(&dir, file, values);
-    let media = free_port_pair(TEAMS_IP);
-    sipp(
-        &format!("Teams SIPp UAC ({name})"),
-        &dir,
-        &path,
-        &[
-            lab.teams_entry().to_string(),
-            "-t".into(),
-            "t1".into(),
-            "-i".into(),
-            TEAMS_IP.to_string(),
-            "-p".into(),
-            port.to_string(),
-            "-mi".into(),
-            TEAMS_IP.to_string(),
-            "-mp".into(),
-            media.to_string(),
-        ],
-    )
-}
-
 fn packets(lab: &Lab, direction: &str) -> f64 {
     lab.metric("media_packets_total", &[("direction", direction)])
 }
@@ -220,6 +167,9 @@ fn row8_9_10_failover_refused_then_503_retry_after_then_answer() {
     let busy = free_tcp_port(TEAMS_IP);
     let good = free_tcp_port(TEAMS_IP);
     let mut spec = LabSpec::new(50800);
+    // The one call test that keeps the plain-TCP lab path (teams.lab_plain_tcp): connect
+    // refused, 503 and answer straight from SIPp, no TLS stand-in in between.
+    spec.tls_stand_in = false;
     spec.proxies = vec![
         LabSpec::tcp_proxy("localhost", refused),
         LabSpec::tcp_proxy(&TEAMS_IP.to_string(), busy),
@@ -348,7 +298,11 @@ fn row31_32_two_tenants_on_one_sbc() {
     let media_sink = UdpSocket::bind((TEAMS_IP, 0)).unwrap();
     let media_port = media_sink.local_addr().unwrap().port().to_string();
     let globex = format!("globex.{BASE}");
-    let mut pstn = carrier_uas(&lab, &[("CALLED", PSTN_CALLEE.trim_start_matches('+'))]);
+    let mut pstn = carrier_uas(
+        &lab,
+        "carrier_uas.xml",
+        &[("CALLED", PSTN_CALLEE.trim_start_matches('+'))],
+    );
     let mut teams = teams_uac(
         &lab,
         "globex-out",
@@ -474,7 +428,11 @@ fn row15_31_teams_to_pstn_call_with_srtp_checked_by_webrtc_srtp() {
         .unwrap();
     let our_key = new_inline_key();
     let acme = format!("acme.{BASE}");
-    let mut pstn = carrier_uas(&lab, &[("CALLED", PSTN_CALLEE.trim_start_matches('+'))]);
+    let mut pstn = carrier_uas(
+        &lab,
+        "carrier_uas.xml",
+        &[("CALLED", PSTN_CALLEE.trim_start_matches('+'))],
+    );
     let mut teams = teams_uac(
         &lab,
         "acme-out",

@@ -286,3 +286,72 @@ fn usage_errors_exit_non_zero() {
     let out = Command::new(BIN).arg("frobnicate").output().unwrap();
     assert!(!out.status.success());
 }
+
+/// A CA and a leaf for `sbc.carrier.example` and `*.sbc.carrier.example` whose extended key
+/// usage lists exactly `usages`: `(chain PEM: leaf then CA, key PEM)`.
+fn certificate_with_usages(usages: Vec<rcgen::ExtendedKeyUsagePurpose>) -> (String, String) {
+    use rcgen::{BasicConstraints, CertificateParams, IsCa, Issuer, KeyPair, RsaKeySize};
+    let rsa = || KeyPair::generate_rsa_for(&rcgen::PKCS_RSA_SHA256, RsaKeySize::_2048).unwrap();
+    let ca_key = rsa();
+    let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_pem = ca.self_signed(&ca_key).unwrap().pem();
+    let issuer = Issuer::new(ca, ca_key);
+    let key = rsa();
+    let mut leaf = CertificateParams::new(vec![
+        "sbc.carrier.example".to_string(),
+        "*.sbc.carrier.example".to_string(),
+    ])
+    .unwrap();
+    leaf.extended_key_usages = usages;
+    let leaf_pem = leaf.signed_by(&key, &issuer).unwrap().pem();
+    (format!("{leaf_pem}{ca_pem}"), key.serialize_pem())
+}
+
+/// Row 5: a certificate whose extended key usage lacks serverAuth, or lacks clientAuth (what
+/// public CAs issue from 2026 on), still loads, with a warning naming the configuration file,
+/// the line and field `tls.cert_chain`, and the certificate file; with both usages there is
+/// no usage warning.
+#[test]
+fn row5_certificate_without_server_auth_or_client_auth_gets_a_warning() {
+    use rcgen::ExtendedKeyUsagePurpose::{ClientAuth, ServerAuth};
+    for (usages, lacking, other) in [
+        (vec![ClientAuth], "serverAuth", "clientAuth"),
+        (vec![ServerAuth], "clientAuth", "serverAuth"),
+        (vec![ServerAuth, ClientAuth], "", ""),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let (chain, key) = certificate_with_usages(usages);
+        std::fs::write(dir.path().join("sbc.pem"), chain).unwrap();
+        std::fs::write(dir.path().join("sbc.key"), key).unwrap();
+        let path = dir.path().join("sbc.toml");
+        std::fs::write(&path, GOOD).unwrap();
+        let out = check(&path);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            out.status.success(),
+            "a usage warning is not an error: {stderr}"
+        );
+        let prefix = format!(
+            "warning: {}:{}: tls.cert_chain: {}: ",
+            path.display(),
+            line_of(GOOD, "cert_chain"),
+            dir.path().join("sbc.pem").display()
+        );
+        let usage_lines: Vec<&str> = stderr
+            .lines()
+            .filter(|l| l.contains("extended key usage"))
+            .collect();
+        if lacking.is_empty() {
+            assert!(usage_lines.is_empty(), "{stderr}");
+            continue;
+        }
+        assert_eq!(usage_lines.len(), 1, "{stderr}");
+        assert!(
+            usage_lines[0].starts_with(&prefix)
+                && usage_lines[0].contains(&format!("lacks {lacking}"))
+                && !usage_lines[0].contains(&format!("lacks {other}")),
+            "expected {prefix}...lacks {lacking} in:\n{stderr}"
+        );
+    }
+}

@@ -10,8 +10,6 @@
 
 mod common;
 
-use std::io::{Read, Write};
-use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -20,27 +18,6 @@ use common::*;
 const ACME_DID: &str = "+4930123450";
 const PSTN_CALLER: &str = "+4969111222";
 const LONG: Duration = Duration::from_secs(45);
-
-/// One HTTP/1.1 GET to the ops listener: (status, body).
-fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
-    let mut stream = TcpStream::connect(addr).expect("ops listener reachable");
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .unwrap();
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
-    let mut text = String::new();
-    stream.read_to_string(&mut text).expect("a whole response");
-    let status = text
-        .split(' ')
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no status line in {text:?}"));
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_string())
-        .unwrap_or_default();
-    (status, body)
-}
 
 /// Poll `/healthz` until `wanted` holds; its last body.
 fn wait_healthz(lab: &Lab, what: &str, wanted: impl Fn(u16, &str) -> bool) -> String {

@@ -930,7 +930,7 @@ mod ice_lite {
         let s = connect(&relay, &carrier, None, &signalled);
         relay
             .handle
-            .enable_ice_lite(s.id, LegSide::Teams, UFRAG, PWD, Some(TEAMS_UFRAG))
+            .enable_ice_lite(s.id, LegSide::Teams, UFRAG, PWD, Some(TEAMS_UFRAG), false)
             .unwrap();
         let teams_port = s.teams.rtp;
         assert_eq!(

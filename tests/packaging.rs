@@ -50,7 +50,8 @@ fn systemd_unit_restarts_reloads_and_confines_the_sbc() {
         .filter(|l| !l.starts_with('#') && l.contains('='))
         .collect();
     for wanted in [
-        "Type=simple",
+        "Type=notify",
+        "NotifyAccess=main",
         "Restart=on-failure",
         "User=teams-sbc",
         "ExecReload=/bin/kill -HUP $MAINPID",
@@ -63,7 +64,12 @@ fn systemd_unit_restarts_reloads_and_confines_the_sbc() {
     ] {
         assert!(directives.contains(&wanted), "{wanted} missing");
     }
-    for key in ["RestartSec=", "LimitNOFILE="] {
+    for key in [
+        "RestartSec=",
+        "LimitNOFILE=",
+        "WatchdogSec=",
+        "TimeoutStopSec=",
+    ] {
         assert!(
             directives.iter().any(|d| d.starts_with(key)),
             "{key} missing"

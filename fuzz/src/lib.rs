@@ -103,11 +103,14 @@ impl Shape {
         }
         let mut teams = LegState::new(LegSide::Teams, self.latching, false, Arc::default(), 0);
         if let Some(remote_known) = self.ice {
-            teams.enable_ice(IceCredentials {
-                local_ufrag: LOCAL_UFRAG.into(),
-                local_pwd: LOCAL_PWD.into(),
-                remote_ufrag: remote_known.then(|| REMOTE_UFRAG.to_string()),
-            });
+            teams.enable_ice(
+                IceCredentials {
+                    local_ufrag: LOCAL_UFRAG.into(),
+                    local_pwd: LOCAL_PWD.into(),
+                    remote_ufrag: remote_known.then(|| REMOTE_UFRAG.to_string()),
+                },
+                !remote_known,
+            );
         }
         teams.set_remote(TEAMS_PEER, None, true);
         teams.set_srtp(

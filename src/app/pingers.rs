@@ -6,7 +6,6 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use prometheus::Registry;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
@@ -80,12 +79,14 @@ impl OptionsSender for CoreSender {
 pub(super) fn start_pingers(
     config: &Config,
     identity: &IdentityTemplate,
-    registry: &Registry,
+    metrics: &HealthMetrics,
     readiness: &Arc<Readiness>,
     commands: mpsc::Sender<Command>,
 ) -> Result<Vec<JoinHandle<()>>, AppError> {
-    let metrics = HealthMetrics::register(registry)?;
-    let resolver = Arc::new(DnsResolver::from_system().map_err(|e| AppError::Dns(e.to_string()))?);
+    let resolver = Arc::new(
+        DnsResolver::for_servers(&config.sbc.dns_servers)
+            .map_err(|e| AppError::Dns(e.to_string()))?,
+    );
     let peers = mapping::ping_peers(config);
     let tls_names = peers
         .iter()

@@ -171,7 +171,7 @@ mod tests {
             .expect("commands open");
         match command {
             Command::SendFailed(id) => id,
-            Command::SendOptions { .. } => panic!("unexpected command"),
+            _ => panic!("unexpected command"),
         }
     }
 

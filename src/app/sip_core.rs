@@ -25,6 +25,38 @@ pub(super) enum Command {
         reply: oneshot::Sender<PingOutcome>,
     },
     SendFailed(TxId),
+    /// Graceful drain: refuse new calls and Microsoft's OPTIONS with 503 from now on, end
+    /// the calls still up at `deadline` (BYE with a Reason), then tell `drained`.
+    Drain {
+        deadline: Instant,
+        drained: oneshot::Sender<()>,
+    },
+    /// The carrier trunks calls in progress belong to.
+    TrunksInUse {
+        reply: oneshot::Sender<Vec<crate::transport::TrunkName>>,
+    },
+    /// A reloaded configuration for new calls and transactions; `applied` once in force.
+    Reload {
+        update: Box<CoreUpdate>,
+        applied: oneshot::Sender<()>,
+    },
+}
+
+/// What the SIP core takes from a reloaded configuration.
+pub(super) struct CoreUpdate {
+    pub(super) routing: std::sync::Arc<crate::routing::RoutingTable>,
+    pub(super) config: crate::config::Config,
+    pub(super) transaction: crate::transaction::TransactionSettings,
+    pub(super) own_headers: crate::transaction::OwnResponseHeaders<Route>,
+    pub(super) identity: IdentityTemplate,
+}
+
+/// A drain in progress.
+pub(super) struct Draining {
+    deadline: Instant,
+    /// The calls still up at the deadline were told to end.
+    terminated: bool,
+    drained: Option<oneshot::Sender<()>>,
 }
 
 #[derive(Clone)]
@@ -58,6 +90,7 @@ pub(super) struct SipCore {
     /// The B2BUA calls: INVITE, ACK, CANCEL, in-dialog requests and their transactions.
     pub(super) calls: Dispatcher,
     pub(super) metrics: AppMetrics,
+    pub(super) draining: Option<Draining>,
 }
 
 impl SipCore {
@@ -73,10 +106,19 @@ impl SipCore {
         pulse.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         loop {
             self.heartbeat.beat();
-            let deadline = match (self.layer.poll_timeout(), self.calls.poll_timeout()) {
-                (Some(a), Some(b)) => Some(a.min(b)),
-                (a, b) => a.or(b),
-            };
+            let drain_deadline = self
+                .draining
+                .as_ref()
+                .filter(|d| !d.terminated)
+                .map(|d| d.deadline);
+            let deadline = [
+                self.layer.poll_timeout(),
+                self.calls.poll_timeout(),
+                drain_deadline,
+            ]
+            .into_iter()
+            .flatten()
+            .min();
             let sleep = async {
                 match deadline {
                     Some(at) => tokio::time::sleep_until(tokio::time::Instant::from_std(at)).await,
@@ -100,12 +142,33 @@ impl SipCore {
                 _ = pulse.tick() => {}
             }
             self.drain();
+            self.drain_progress(Instant::now());
+        }
+    }
+
+    /// A drain ends the calls still up at its deadline, and reports once none is left.
+    fn drain_progress(&mut self, now: Instant) {
+        let Some(draining) = self.draining.as_mut() else {
+            return;
+        };
+        if !draining.terminated && now >= draining.deadline {
+            draining.terminated = true;
+            let left = self.calls.call_count();
+            tracing::warn!(calls = left, "drain timeout: ending the calls still up");
+            self.calls
+                .terminate_all(now, &mut self.layer, crate::call::EndReason::Drained);
+            self.drain();
+        }
+        if self.calls.call_count() == 0 {
+            if let Some(drained) = self.draining.as_mut().and_then(|d| d.drained.take()) {
+                let _ = drained.send(());
+            }
         }
     }
 
     /// A message from an identified peer (the transport dropped strangers before parsing).
     pub(super) fn on_inbound(&mut self, message: Message, source: Source) {
-        let Some(peer) = source.peer else {
+        let Some(peer) = source.peer.clone() else {
             // Only a transport run without peer rules delivers these; nobody to talk to.
             self.metrics
                 .rejected_requests
@@ -119,9 +182,20 @@ impl SipCore {
             .is_some_and(|to| to.param("tag").is_none());
         if message.method() == Some(&Method::Options) && out_of_dialog {
             // Health checks keep no transaction: a retransmission just gets another 200, and
-            // an OPTIONS flood costs one answer each, never table space.
+            // an OPTIONS flood costs one answer each, never table space. While draining the
+            // answer is 503, so Microsoft's proxies mark this SBC down and use another.
             let identity = self.identity.for_request(&message, &source);
-            let response = health::options_response(&message, &identity);
+            let response = match self.draining {
+                None => health::options_response(&message, &identity),
+                Some(_) => super::answers::response_builder(
+                    &message,
+                    503,
+                    "Service Unavailable (draining)",
+                    &identity,
+                )
+                .header(&crate::sip::HeaderName::RetryAfter, b"60")
+                .build(),
+            };
             self.responses.push((None, source, response));
             return;
         }
@@ -149,6 +223,26 @@ impl SipCore {
                 }
             },
             Command::SendFailed(id) => self.layer.on_transport_error(Instant::now(), id),
+            Command::TrunksInUse { reply } => {
+                let _ = reply.send(self.calls.trunks_in_use());
+            }
+            Command::Reload { update, applied } => {
+                let update = *update;
+                self.calls.reload(update.routing, &update.config);
+                self.layer
+                    .reconfigure(update.transaction, update.own_headers);
+                self.identity = update.identity;
+                let _ = applied.send(());
+            }
+            Command::Drain { deadline, drained } => {
+                tracing::info!("draining: new calls and OPTIONS get 503; calls in progress go on");
+                self.calls.set_draining(true);
+                self.draining = Some(Draining {
+                    deadline,
+                    terminated: false,
+                    drained: Some(drained),
+                });
+            }
         }
     }
 

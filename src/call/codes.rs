@@ -74,23 +74,11 @@ pub struct ResponsePolicy {
 /// The Q.850 cause in one `Reason` header value (`Q.850;cause=34;text="..."`), if it is one.
 /// Anything else (the `SIP` protocol, a cause outside 1..=127, garbage) is `None`.
 pub(crate) fn q850_cause(value: &[u8]) -> Option<u8> {
-    let text = std::str::from_utf8(value).ok()?;
-    let mut parts = text.split(';');
-    let protocol = parts.next()?.trim();
-    if !protocol.eq_ignore_ascii_case("Q.850") {
-        return None;
-    }
-    parts.find_map(|param| {
-        let (name, value) = param.split_once('=')?;
-        if !name.trim().eq_ignore_ascii_case("cause") {
-            return None;
-        }
-        let value = value.trim();
-        if value.is_empty() || value.len() > 3 || !value.bytes().all(|b| b.is_ascii_digit()) {
-            return None;
-        }
-        value.parse::<u8>().ok().filter(|c| (1..=127).contains(c))
-    })
+    let reason = crate::sip::ReasonValue::parse(value).filter(|r| r.is_q850())?;
+    reason
+        .cause
+        .and_then(|c| u8::try_from(c).ok())
+        .filter(|c| (1..=127).contains(c))
 }
 
 /// The `Reason` value that crosses from Teams to the carrier with a final error response

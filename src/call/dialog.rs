@@ -97,6 +97,11 @@ impl Dialog {
         }
         let mut routes = response.header_values(&HeaderName::RecordRoute);
         routes.reverse();
+        // Our own Record-Route (a proxy SBC's, row 61) comes back in the 2xx; the route to
+        // the peer starts after it.
+        if let Some(ours) = self.policy.record_route() {
+            routes.retain(|r| r.as_ref() != ours.as_bytes());
+        }
         self.route_set = routes;
     }
 
@@ -153,6 +158,9 @@ impl Dialog {
         let mut b = self.request_head(&method, cseq, branch);
         if matches!(method, Method::Invite) {
             b = b.header(&HeaderName::Contact, self.contact().as_bytes());
+            if let (None, Some(route)) = (&self.remote_tag, self.policy.record_route()) {
+                b = b.header(&HeaderName::RecordRoute, route.as_bytes());
+            }
         }
         match body {
             Some(sdp) => b.body(Some("application/sdp"), sdp),
@@ -202,6 +210,9 @@ impl Dialog {
                 for route in request.header_values(&HeaderName::RecordRoute) {
                     b = b.header(&HeaderName::RecordRoute, &route);
                 }
+            }
+            if let (true, Some(route)) = (dialog_creating, self.policy.record_route()) {
+                b = b.header(&HeaderName::RecordRoute, route.as_bytes());
             }
         }
         for (name, value) in self.policy.extra_headers() {

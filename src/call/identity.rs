@@ -18,7 +18,9 @@
 //! wants it: an entry is a diverting user when it carries a `Reason` (escaped in its URI
 //! headers, as Microsoft writes it: `?Reason=SIP%3Bcause%3D302...`) or when the next entry
 //! carries an RFC 4458 `cause` URI parameter. One Diversion per diverting user, most recent
-//! first, `<sip:NUMBER@our-host>;reason=R;counter=1`. Reasons:
+//! first, `<sip:NUMBER@our-host>;reason=R;counter=1`, the number after the trunk's `from_teams`
+//! rules for calling numbers (Microsoft writes `+E.164`; a trunk that wants national numbers
+//! gets them in Diversion as in From). Reasons:
 //!
 //! | History-Info                        | Diversion reason |
 //! |-------------------------------------|------------------|
@@ -43,6 +45,7 @@
 use bytes::Bytes;
 
 use super::profile::sanitize_user;
+use crate::routing::RuleList;
 use crate::sip::{HeaderName, Message, NameAddr, Uri};
 
 /// At most this many History-Info entries are read, and this many Diversions written.
@@ -175,6 +178,9 @@ pub(crate) struct CarrierTrust<'a> {
     pub host: &'a str,
     pub trusted: bool,
     pub diversion: bool,
+    /// The trunk's `from_teams` calling-number rules: a Diversion number goes through them
+    /// like the caller's number (Microsoft writes `+E.164`, the trunk may want another form).
+    pub calling_number_rules: &'a RuleList,
 }
 
 /// Identity of a Teams -> PSTN call towards the carrier. `routed_caller` is the caller number
@@ -219,7 +225,15 @@ pub(crate) fn towards_carrier(
             if private && !trunk.trusted {
                 continue;
             }
-            headers.push((diversion_header(), d.header_value(trunk.host, private)));
+            let number = trunk.calling_number_rules.apply(&d.number);
+            let number = sanitize_user(&number);
+            if number.is_empty() {
+                continue;
+            }
+            headers.push((
+                diversion_header(),
+                diversion_value(&number, d.reason, trunk.host, private),
+            ));
         }
     }
     CarrierIdentity {
@@ -247,14 +261,10 @@ pub(crate) struct DivertingUser {
     pub private: bool,
 }
 
-impl DivertingUser {
-    fn header_value(&self, host: &str, private: bool) -> String {
-        let privacy = if private { ";privacy=full" } else { "" };
-        format!(
-            "<sip:{}@{host}>;reason={};counter=1{privacy}",
-            self.number, self.reason
-        )
-    }
+/// One Diversion value: `<sip:NUMBER@host>;reason=R;counter=1[;privacy=full]`.
+fn diversion_value(number: &str, reason: &str, host: &str, private: bool) -> String {
+    let privacy = if private { ";privacy=full" } else { "" };
+    format!("<sip:{number}@{host}>;reason={reason};counter=1{privacy}")
 }
 
 /// One History-Info entry, as far as a Diversion needs it.

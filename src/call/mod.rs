@@ -65,6 +65,7 @@ mod codes;
 mod dialog;
 mod flow;
 mod identity;
+mod lmo;
 mod profile;
 mod sdp_glue;
 
@@ -81,6 +82,7 @@ use crate::media::{
     ComfortNoisePlan, InbandDtmfPlan, LegSide, MapDirection, MediaEvent, PayloadMapping, Ringback,
     SessionAllocation, SrtpKeys, TonePlan,
 };
+use crate::routing::RuleList;
 use crate::sdp::{CodecList, IceCredentials};
 use crate::sip::Message;
 use crate::transaction::TxId;
@@ -91,6 +93,7 @@ pub use codes::{
 };
 pub use flow::EarlyMediaPolicy;
 pub use flow::ReplacesHeader;
+pub use lmo::{LmoHeaders, LocalMedia, UserLocation};
 pub use profile::{CarrierProfile, TeamsProfile};
 
 /// Which side of the call a message belongs to.
@@ -208,6 +211,10 @@ pub enum Input {
     Media(MediaEvent),
     /// A timer set with [`Output::SetTimer`] fired.
     Timer(TimerKind),
+    /// End the call from outside (an operator, or the end of a drain): BYE with a `Reason`
+    /// on every leg that has a dialog, or during setup CANCEL towards the callee and a final
+    /// error to the caller.
+    Terminate { reason: EndReason },
 }
 
 /// A control command for the media core (one `MediaHandle` call each).
@@ -252,7 +259,13 @@ pub enum MediaCommand {
         leg: LegSide,
         local_ufrag: String,
         local_pwd: String,
+        /// The remote agent of the SDP, `None` when it names none (a 18x's forks, or a
+        /// Teams endpoint whose SDP has no ICE).
         remote_ufrag: Option<String>,
+        /// Only for a 18x (row 52): every forked client may still stream early media under
+        /// its own key until the 200. Never for a final answer or offer, ICE or not, so a
+        /// key replaced there stops authenticating at once.
+        forks_open: bool,
     },
     /// Tear the session down (always just before [`Output::Finished`]).
     Remove,
@@ -278,6 +291,10 @@ pub enum EndReason {
     SessionExpired,
     /// Our session refresh failed (408, 481 or no response; RFC 4028 §10).
     SessionRefreshFailed,
+    /// Ended by an operator (`Input::Terminate`).
+    Operator,
+    /// Still up when a graceful drain ran out of time (`Input::Terminate`).
+    Drained,
 }
 
 impl EndReason {
@@ -295,6 +312,8 @@ impl EndReason {
             EndReason::BadMedia => "bad_media",
             EndReason::SessionExpired => "session_expired",
             EndReason::SessionRefreshFailed => "session_refresh_failed",
+            EndReason::Operator => "operator",
+            EndReason::Drained => "drained",
         }
     }
 }
@@ -319,6 +338,9 @@ pub enum CallRecord {
         reason: EndReason,
         duration: Duration,
     },
+    /// Local Media Optimization (row 61): the Teams leg's media address became the one for
+    /// users at `location` (at the start, or on Microsoft's re-INVITE).
+    MediaLocation { location: UserLocation },
 }
 
 /// One output of the call (see the module docs for what the driver does with each).
@@ -360,23 +382,73 @@ pub struct ProxyTarget {
     pub port: u16,
 }
 
-/// One carrier next hop (a trunk's address), as routing decided.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// The settings of the carrier trunk the carrier leg uses: the calling trunk on PSTN -> Teams
+/// calls; on Teams -> PSTN calls the trunk of the hop being tried, and from its answer on the
+/// trunk that answered (each hop of a failover brings its own, see [`CarrierTarget`]).
+#[derive(Debug, Clone)]
+pub struct CarrierTrunkSettings {
+    /// Encoding names this trunk may carry (row 47): the offer each hop gets is filtered to
+    /// them.
+    pub codecs: CodecList,
+    /// Which of Microsoft's 18x reach the carrier (row 27). Only PSTN -> Teams calls relay
+    /// Microsoft's 18x to a trunk; on Teams -> PSTN calls every 18x goes to Microsoft, which
+    /// handles each one, whatever the trunk's policy.
+    pub early_media: EarlyMediaPolicy,
+    /// Final-status tables per direction and the Q.850 rule for Teams' 486 (row 58).
+    pub responses: ResponsePolicy,
+    /// The trunk negotiated no telephone-event: offer it to Teams anyway and turn the
+    /// carrier's in-band G.711 tones into RFC 4733 events (row 48).
+    pub inband_dtmf: bool,
+    /// The trunk negotiated no CN: offer it to Teams anyway and turn Teams' CN into G.711
+    /// noise for the trunk, filling the silence after it (row 49).
+    pub comfort_noise: bool,
+    /// The tone the carrier hears while a transfer's target rings without early media
+    /// (row 38); `None`: silence.
+    pub ringback: Option<TonePlan>,
+    /// Trusted with identity (RFC 3325): P-Asserted-Identity and Teams' Privacy values cross.
+    /// When false and Teams asked for privacy, no PAI is sent and From is anonymous (row 57).
+    pub trusted: bool,
+    /// Turn Microsoft's History-Info into Diversion headers (RFC 5806, doc 2.9; see
+    /// `identity.rs`).
+    pub diversion_from_history_info: bool,
+    /// The trunk's `from_teams` rules for calling numbers: a Diversion number is a number of
+    /// the calling side and goes through them like the caller's own (routing applied them to
+    /// [`CallNumbers::caller`] already).
+    pub calling_number_rules: RuleList,
+}
+
+impl Default for CarrierTrunkSettings {
+    /// A trunk with nothing configured (the config defaults).
+    fn default() -> Self {
+        CarrierTrunkSettings {
+            codecs: CodecList::carrier_default(),
+            early_media: EarlyMediaPolicy::default(),
+            responses: ResponsePolicy::default(),
+            inband_dtmf: true,
+            comfort_noise: true,
+            ringback: Some(TonePlan::ETSI),
+            trusted: false,
+            diversion_from_history_info: false,
+            calling_number_rules: RuleList::default(),
+        }
+    }
+}
+
+/// One carrier next hop (a trunk's address), as routing decided, with everything of its trunk:
+/// a failover hop is tried with its own trunk's settings, never the first trunk's.
+#[derive(Debug, Clone)]
 pub struct CarrierTarget {
     /// Host name or IP literal (IPv6 in brackets), used in the Request-URI.
     pub host: String,
     pub port: u16,
     pub transport: TransportKind,
-    /// This hop's trunk is trusted with identity (RFC 3325): P-Asserted-Identity and Teams'
-    /// Privacy values cross. When false and Teams asked for privacy, no PAI is sent and From
-    /// is anonymous (row 57). Per hop: a failover trunk may be trusted less than the first.
-    pub trusted: bool,
-    /// Turn Microsoft's History-Info into Diversion headers for this hop's trunk (RFC 5806,
-    /// doc 2.9; see `identity.rs`).
-    pub diversion_from_history_info: bool,
-    /// This hop's trunk table for its final errors on their way to Teams (row 58): the trunk
-    /// that answered decides, not the first one tried.
-    pub to_teams: Vec<StatusRewrite>,
+    /// Our SIP address for this hop's transport (Contact and Via sent-by).
+    pub local_host: String,
+    pub local_port: u16,
+    /// The hop's trunk: its codecs, in-band DTMF, identity, Diversion and response rules.
+    pub trunk: CarrierTrunkSettings,
+    /// The numbers as this hop's trunk wants them (its `from_teams` translation rules).
+    pub numbers: CallNumbers,
 }
 
 /// The Teams leg of one call.
@@ -396,6 +468,9 @@ pub struct TeamsLegSetup {
     pub failover_response_codes: Vec<u16>,
     /// Copy the carrier's P-Asserted-Identity into From towards Teams (row 20).
     pub forward_pai: bool,
+    /// Local Media Optimization (row 61): our Teams-leg media address follows where
+    /// Microsoft says the user is. `None`: always the allocation's address.
+    pub local_media: Option<LocalMedia>,
 }
 
 /// The carrier leg of one call.
@@ -405,25 +480,12 @@ pub struct CarrierLegSetup {
     pub local_host: String,
     pub local_port: u16,
     pub transport: TransportKind,
-    /// Next hops in the order to try (Teams -> PSTN); unused on PSTN -> Teams calls.
+    /// Next hops in the order to try (Teams -> PSTN); unused on PSTN -> Teams calls. Each
+    /// attempt takes over its hop's transport, local address, trunk settings and numbers.
     pub targets: Vec<CarrierTarget>,
-    pub codecs: CodecList,
+    /// The calling trunk's settings (PSTN -> Teams), or the first hop's (Teams -> PSTN).
+    pub trunk: CarrierTrunkSettings,
     pub offer_rtcp_mux: bool,
-    /// Drop vendor SDP attributes (Microsoft's are large) towards UDP trunks (row 24).
-    pub strip_vendor_attributes: bool,
-    /// PSTN -> Teams: which of Microsoft's 18x reach the carrier (row 27).
-    pub early_media: EarlyMediaPolicy,
-    /// Final-status tables per direction and the Q.850 rule for Teams' 486 (row 58).
-    pub responses: ResponsePolicy,
-    /// The trunk negotiated no telephone-event: offer it to Teams anyway and turn the
-    /// carrier's in-band G.711 tones into RFC 4733 events (row 48).
-    pub inband_dtmf: bool,
-    /// The trunk negotiated no CN: offer it to Teams anyway and turn Teams' CN into G.711
-    /// noise for the trunk, filling the silence after it (row 49).
-    pub comfort_noise: bool,
-    /// The tone the carrier hears while a transfer's target rings without early media
-    /// (row 38); `None`: silence.
-    pub ringback: Option<TonePlan>,
 }
 
 /// Numbers as routing decided them (translation already applied).

@@ -12,6 +12,10 @@ pub struct TeamsProfile {
     pub x_ms_sbc: String,
     /// List `REFER` in Allow so Microsoft hands transfers to the SBC (row 36).
     pub advertise_refer: bool,
+    /// The SBC is a proxy SBC of Local Media Optimization (row 61): its dialog-creating
+    /// INVITEs and responses towards Microsoft carry a Record-Route with the same FQDN and
+    /// port as Contact (the one exception to row 17).
+    pub record_route: bool,
 }
 
 impl TeamsProfile {
@@ -19,6 +23,7 @@ impl TeamsProfile {
         TeamsProfile {
             x_ms_sbc: format!("{vendor}/{model}/{version}"),
             advertise_refer: true,
+            record_route: false,
         }
     }
 
@@ -108,6 +113,19 @@ impl LegPolicy {
                     other.label()
                 ),
             },
+        }
+    }
+
+    /// Our Record-Route on this leg, when its policy inserts one (row 17's exception for a
+    /// proxy SBC, row 61): the Contact's FQDN and port, loose routing.
+    pub(crate) fn record_route(&self) -> Option<String> {
+        match self {
+            LegPolicy::Teams {
+                fqdn,
+                port,
+                profile,
+            } if profile.record_route => Some(format!("<sip:{fqdn}:{port};transport=tls;lr>")),
+            _ => None,
         }
     }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 
 use bytes::Bytes;
 
-use super::{CallSetup, LegId, MediaCommand};
+use super::{CallSetup, CarrierTrunkSettings, LegId, MediaCommand};
 use crate::media::inband_dtmf::G711;
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
 use crate::media::{
@@ -18,6 +18,7 @@ use crate::sdp::{
     self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
     SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
 };
+use crate::transport::TransportKind;
 
 mod reinvite;
 
@@ -51,6 +52,9 @@ pub(crate) struct Negotiation {
     /// The Teams leg as it was before the transfer's media took over (to go back to if the
     /// new leg fails).
     before_transfer: Option<TeamsLegState>,
+    /// Our Teams-side address moved (row 61) since the SDP we last sent there: the next
+    /// answer to Teams is built afresh, never our last SDP again.
+    teams_moved: bool,
 }
 
 /// What the Teams side of the negotiation holds for one Teams dialog.
@@ -77,12 +81,12 @@ impl Negotiation {
             teams_local,
             carrier_local,
             teams_codecs: setup.teams.codecs.clone(),
-            carrier_codecs: setup.carrier.codecs.clone(),
+            carrier_codecs: setup.carrier.trunk.codecs.clone(),
             ice: setup.teams.ice.clone(),
             offer_rtcp_mux: setup.carrier.offer_rtcp_mux,
-            strip_vendor: setup.carrier.strip_vendor_attributes,
-            inband_dtmf: setup.carrier.inband_dtmf,
-            comfort_noise: setup.carrier.comfort_noise,
+            strip_vendor: strips_vendor_attributes(setup.carrier.transport),
+            inband_dtmf: setup.carrier.trunk.inband_dtmf,
+            comfort_noise: setup.carrier.trunk.comfort_noise,
             teams_origin: LegOrigin::random(teams_local.ip()),
             carrier_origin: LegOrigin::random(carrier_local.ip()),
             teams_key: SdesKey::generate(),
@@ -91,7 +95,19 @@ impl Negotiation {
             delayed_offer: false,
             transfer_offer: None,
             before_transfer: None,
+            teams_moved: false,
         }
+    }
+
+    /// Local Media Optimization (row 61): our Teams-side media address becomes `ip` (same
+    /// port, same socket) in every SDP we send Teams from now on. Returns whether it moved.
+    pub fn relocate_teams(&mut self, ip: std::net::IpAddr) -> bool {
+        if self.teams_local.ip() == ip {
+            return false;
+        }
+        self.teams_local.set_ip(ip);
+        self.teams_moved = true;
+        true
     }
 
     fn teams_side(&self) -> TeamsSide<'_> {
@@ -145,49 +161,71 @@ impl Negotiation {
     }
 
     fn record_sent(&mut self, leg: LegId, sdp: Sdp) -> Bytes {
+        if leg == LegId::Teams {
+            self.teams_moved = false;
+        }
         let bytes = Bytes::from(sdp.to_bytes());
         self.sent[leg_index(leg)] = Some(sdp);
         bytes
     }
 
-    /// The caller's INVITE body (`None`: delayed offer from a carrier) -> our offer to the
-    /// called leg.
-    pub fn offer_from_caller(
-        &mut self,
-        caller: LegId,
-        body: Option<&[u8]>,
-    ) -> Result<Bytes, SdpError> {
-        match (caller, body) {
-            (LegId::Carrier, Some(body)) => {
-                let offer = Sdp::parse(body)?;
-                let mut origin = self.teams_origin.clone();
-                let out = sdp::offer_towards_teams(&offer, &self.teams_side(), &mut origin)?;
-                self.teams_origin = origin;
-                self.received[0] = Some(offer);
-                Ok(self.record_sent(LegId::Teams, out))
-            }
-            (LegId::Carrier, None) => {
-                // Row 21: Teams takes early offer only, so the SBC offers from the trunk's codecs.
+    /// The carrier's INVITE body (`None`: delayed offer) -> our offer to Teams.
+    pub fn offer_from_carrier(&mut self, body: Option<&[u8]>) -> Result<Bytes, SdpError> {
+        let offer = match body {
+            Some(body) => Sdp::parse(body)?,
+            None => {
+                // Row 21: Teams takes early offer only, so the SBC offers from the trunk's
+                // codecs.
                 self.delayed_offer = true;
-                let synthetic = Sdp::parse(
-                    synthetic_offer(self.carrier_local, &self.carrier_codecs).as_bytes(),
-                )?;
-                let mut origin = self.teams_origin.clone();
-                let out = sdp::offer_towards_teams(&synthetic, &self.teams_side(), &mut origin)?;
-                self.teams_origin = origin;
-                Ok(self.record_sent(LegId::Teams, out))
+                Sdp::parse(synthetic_offer(self.carrier_local, &self.carrier_codecs).as_bytes())?
             }
-            (LegId::Teams, Some(body)) => {
-                let offer = Sdp::parse(body)?;
-                let mut origin = self.carrier_origin.clone();
-                let out = sdp::offer_towards_carrier(&offer, &self.carrier_side(), &mut origin)?;
-                self.carrier_origin = origin;
-                self.received[1] = Some(offer);
-                Ok(self.record_sent(LegId::Carrier, out))
-            }
-            // Microsoft always sends an offer; without one there is nothing to anchor.
-            (LegId::Teams, None) => Err(SdpError::NoAudio),
+        };
+        let mut origin = self.teams_origin.clone();
+        let out = sdp::offer_towards_teams(&offer, &self.teams_side(), &mut origin)?;
+        self.teams_origin = origin;
+        if !self.delayed_offer {
+            self.received[0] = Some(offer);
         }
+        Ok(self.record_sent(LegId::Teams, out))
+    }
+
+    /// Microsoft's INVITE body (Teams -> PSTN): kept for the offers to the carrier hops. It
+    /// must anchor an audio stream with an SDES line we can use (rows 43, 44): otherwise no
+    /// carrier is called at all and Teams gets the error (488 without a usable key).
+    pub fn take_teams_offer(&mut self, body: Option<&[u8]>) -> Result<(), SdpError> {
+        // Microsoft always sends an offer; without one there is nothing to anchor.
+        let offer = Sdp::parse(body.ok_or(SdpError::NoAudio)?)?;
+        if RemoteMedia::from_sdp(&offer)?.crypto.is_none() {
+            return Err(SdpError::NoUsableCrypto);
+        }
+        self.received[1] = Some(offer);
+        Ok(())
+    }
+
+    /// Teams -> PSTN: our offer to the carrier hop on `transport` whose trunk is `trunk`, from
+    /// Teams' offer, with that trunk's codecs, in-band DTMF and comfort-noise rules. Once built, the carrier
+    /// side of the negotiation is that trunk's (a new session for a new peer: fresh origin);
+    /// on an error (the trunk takes none of Teams' codecs) nothing changes.
+    pub fn offer_for_carrier_hop(
+        &mut self,
+        trunk: &CarrierTrunkSettings,
+        transport: TransportKind,
+    ) -> Result<Bytes, SdpError> {
+        let teams_offer = self.received[1].as_ref().ok_or(SdpError::NoAudio)?;
+        let side = CarrierSide {
+            local: self.carrier_local,
+            codecs: &trunk.codecs,
+            offer_rtcp_mux: self.offer_rtcp_mux,
+            strip_vendor_attributes: strips_vendor_attributes(transport),
+        };
+        let mut origin = LegOrigin::random(self.carrier_local.ip());
+        let out = sdp::offer_towards_carrier(teams_offer, &side, &mut origin)?;
+        self.carrier_codecs = trunk.codecs.clone();
+        self.strip_vendor = side.strip_vendor_attributes;
+        self.inband_dtmf = trunk.inband_dtmf;
+        self.comfort_noise = trunk.comfort_noise;
+        self.carrier_origin = origin;
+        Ok(self.record_sent(LegId::Carrier, out))
     }
 
     /// The called leg's answer (in a 18x or the 200) -> the SDP for the caller (an answer, or
@@ -382,6 +420,38 @@ impl Negotiation {
         }
     }
 
+    /// INVITE with Replaces for an early dialog of our INVITE to Microsoft (row 22, PSTN ->
+    /// Teams): Microsoft's `offer` answers the carrier's offer (our answer to the carrier,
+    /// second), and is itself answered from that answer like any replacement (first), with
+    /// the media of both legs set up. Nothing changes on an error.
+    pub fn answer_early_replacement(
+        &mut self,
+        offer: &[u8],
+    ) -> Result<(Bytes, Bytes, Vec<MediaCommand>), SdpError> {
+        let teams_offer = Sdp::parse(offer)?;
+        let carrier_offer = self.received[0].as_ref().ok_or(SdpError::NoAudio)?;
+        let mut origin = self.carrier_origin.clone();
+        let to_carrier = sdp::answer_towards_carrier(
+            &teams_offer,
+            carrier_offer,
+            &self.carrier_side(),
+            &mut origin,
+        )?;
+        let carrier_commands = self.leg_commands(LegId::Carrier)?;
+        let earlier = self.sent[0].replace(to_carrier);
+        match self.answer_for_replacement(offer, true) {
+            Ok((answer, commands)) => {
+                self.carrier_origin = origin;
+                let to_carrier = self.last_sent(LegId::Carrier).unwrap_or_default();
+                Ok((answer, to_carrier, [carrier_commands, commands].concat()))
+            }
+            Err(e) => {
+                self.sent[0] = earlier;
+                Err(e)
+            }
+        }
+    }
+
     fn swap_teams(&mut self, state: TeamsLegState) -> TeamsLegState {
         let previous = TeamsLegState {
             key: self.teams_key.clone(),
@@ -445,6 +515,7 @@ impl Negotiation {
                     local_ufrag: ice.ufrag().to_owned(),
                     local_pwd: ice.pwd().to_owned(),
                     remote_ufrag: remote.ice.as_ref().map(|i| i.ufrag.clone()),
+                    forks_open: false,
                 });
             }
         }
@@ -613,6 +684,11 @@ fn carrier_g711(sent_carrier: &Sdp, received_carrier: &Sdp) -> Option<G711Target
                     law,
                 })
         })
+}
+
+/// Vendor SDP attributes (Microsoft's are large) are dropped towards UDP trunks (row 24).
+fn strips_vendor_attributes(transport: TransportKind) -> bool {
+    transport == TransportKind::Udp
 }
 
 /// Payload mappings (row 48: telephone-event too, under each leg's own number) with the

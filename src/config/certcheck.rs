@@ -89,11 +89,18 @@ pub fn check(cert_chain: &Path, private_key: &Path, names: &[(String, String)]) 
         warn("the leaf key is not RSA; Teams' TLS suites are all ECDHE-RSA (row 2)".to_string());
     }
     if contains(der, OID_EXT_KEY_USAGE) {
+        let file = cert_chain.display();
         if !contains(der, OID_SERVER_AUTH) {
-            warn("extended key usage lacks serverAuth (row 5)".to_string());
+            warn(format!(
+                "{file}: extended key usage lacks serverAuth; Microsoft connects to us with it \
+                 as our server certificate (row 5)"
+            ));
         }
         if !contains(der, OID_CLIENT_AUTH) {
-            warn("extended key usage lacks clientAuth; it is our client certificate towards Microsoft (rows 4/5)".to_string());
+            warn(format!(
+                "{file}: extended key usage lacks clientAuth; it is our client certificate \
+                 towards Microsoft (rows 4/5)"
+            ));
         }
     }
     if chain.len() < 2 {

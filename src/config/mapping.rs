@@ -89,6 +89,7 @@ pub fn peer_rules(config: &Config) -> PeerRules {
         .carrier_trunks
         .iter()
         .map(|t| TrunkRule {
+            name: crate::transport::TrunkName::new(&t.name),
             networks: t.source_networks(),
             transports: t
                 .inbound_transports()

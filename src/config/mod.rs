@@ -72,6 +72,8 @@ pub struct Loaded {
     pub tenant_numbers: Vec<Vec<NumberBlock>>,
     pub warnings: Vec<ConfigError>,
     pub path: PathBuf,
+    /// SHA-1 of the file's text (hex, 12 digits): which configuration is in force.
+    pub digest: String,
 }
 
 impl Loaded {
@@ -151,7 +153,16 @@ pub fn parse_str(
     if !errors.is_empty() {
         return Err(ConfigErrors(errors));
     }
+    let digest = {
+        use sha1::Digest;
+        sha1::Sha1::digest(text.as_bytes())
+            .iter()
+            .take(6)
+            .map(|b| format!("{b:02x}"))
+            .collect()
+    };
     Ok(Loaded {
+        digest,
         config,
         tenant_numbers,
         warnings,

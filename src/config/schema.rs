@@ -56,6 +56,11 @@ pub struct SbcSection {
     /// leaves from the `[[listen]]` socket it belongs to.
     #[serde(default)]
     pub bind_address: Option<IpAddr>,
+    /// DNS servers (`ip:port`) asked for Microsoft's proxy FQDNs and trunk host names, over
+    /// UDP (TCP for long answers); empty: the system's (`/etc/resolv.conf`, `/etc/hosts`).
+    /// Every attempt resolves afresh, honouring the answer's TTL (row 8).
+    #[serde(default)]
+    pub dns_servers: Vec<SocketAddr>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -530,6 +535,52 @@ pub struct Tenant {
     pub max_concurrent_calls: Option<u32>,
     #[serde(default)]
     pub max_calls_per_second: Option<u32>,
+    /// Local Media Optimization for this tenant's users (row 61; Microsoft's `BypassMode`).
+    #[serde(default)]
+    pub lmo: Option<Lmo>,
+}
+
+/// `[tenant.lmo]`: the SBC's part in Local Media Optimization (teams-direct-routing.md §3.8),
+/// mirroring what the tenant set with `Set-CsOnlinePSTNGateway -BypassMode -ProxySBC`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Lmo {
+    /// `central`: Microsoft's SBC for the tenant (`-ProxySBC $null`), trunks behind it;
+    /// `proxy`: also the proxy SBC of `downstream_sbcs` (their `-ProxySBC` is this FQDN),
+    /// which Record-Routes with the same FQDN as its Contact.
+    pub role: LmoRole,
+    /// Where a PSTN -> Teams call's user is assumed to be until Microsoft tells: our offer
+    /// carries the matching media address (Microsoft's own flows assume internal).
+    #[serde(default = "default_lmo_inbound_location")]
+    pub inbound_location: LmoLocation,
+    /// Proxy role: the downstream SBCs registered with `-ProxySBC <this FQDN>`, each reached
+    /// as a `[[carrier_trunk]]` (whose `allowed_source_cidrs` are its trusted addresses).
+    /// Microsoft's INVITEs to `sip:...@<fqdn>` go to that trunk for this tenant.
+    #[serde(default)]
+    pub downstream_sbcs: Vec<DownstreamSbc>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LmoRole {
+    Central,
+    Proxy,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LmoLocation {
+    Internal,
+    External,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DownstreamSbc {
+    /// The downstream SBC's FQDN as paired in the tenant (Microsoft's Request-URI host).
+    pub fqdn: String,
+    /// The `[[carrier_trunk]]` that reaches it.
+    pub carrier_trunk: String,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -542,6 +593,11 @@ pub struct MediaInterface {
     pub advertised: Option<IpAddr>,
     pub port_min: u16,
     pub port_max: u16,
+    /// `[media.teams]` only: the address offered to Teams users inside the corporate network
+    /// on tenants with `[tenant.lmo]` (row 61); `advertised` is offered to the others. The
+    /// Teams media sockets must receive on it (`bind` is it or unspecified).
+    #[serde(default)]
+    pub internal_address: Option<IpAddr>,
 }
 
 impl MediaInterface {
@@ -622,6 +678,28 @@ pub struct OpsSection {
     /// `tracing` filter directive; `RUST_LOG` overrides it.
     #[serde(default = "default_log_level")]
     pub log_level: String,
+    /// On SIGTERM, calls in progress may go on this long before each gets BYE on both legs;
+    /// new calls are refused meanwhile. Keep the supervisor's stop timeout above it.
+    #[serde(default = "default_drain_timeout")]
+    pub drain_timeout_seconds: u64,
+    /// Text of a call's SIP kept in its trace (row 60): start lines and headers of every
+    /// message of both legs, bodies cut at 1 KiB; the oldest messages but the first give
+    /// way. 0 keeps no message (failed calls are still logged with Microsoft's diagnostics).
+    #[serde(default = "default_call_trace_bytes")]
+    pub call_trace_bytes: usize,
+    /// Messages kept per call.
+    #[serde(default = "default_call_trace_messages")]
+    pub call_trace_messages: usize,
+    /// How long an ended call's trace stays readable.
+    #[serde(default = "default_call_trace_keep")]
+    pub call_trace_keep_seconds: u64,
+    /// Bytes of ended calls' traces kept altogether; the oldest go first beyond it.
+    #[serde(default = "default_call_trace_kept_bytes")]
+    pub call_trace_kept_bytes: usize,
+    /// A failed call's trace is logged at most once per tenant per this interval (its
+    /// failure line always is).
+    #[serde(default = "default_call_trace_log_interval")]
+    pub call_trace_log_interval_seconds: u64,
 }
 
 impl Default for OpsSection {
@@ -630,8 +708,18 @@ impl Default for OpsSection {
             metrics_listen: default_metrics_listen(),
             log_format: default_log_format(),
             log_level: default_log_level(),
+            drain_timeout_seconds: default_drain_timeout(),
+            call_trace_bytes: default_call_trace_bytes(),
+            call_trace_messages: default_call_trace_messages(),
+            call_trace_keep_seconds: default_call_trace_keep(),
+            call_trace_kept_bytes: default_call_trace_kept_bytes(),
+            call_trace_log_interval_seconds: default_call_trace_log_interval(),
         }
     }
+}
+
+fn default_drain_timeout() -> u64 {
+    300
 }
 
 fn default_sip_signaling_port() -> u16 {
@@ -767,6 +855,7 @@ fn default_carrier_media() -> MediaInterface {
         advertised: None,
         port_min: 20000,
         port_max: 29999,
+        internal_address: None,
     }
 }
 fn default_teams_media() -> MediaInterface {
@@ -775,7 +864,11 @@ fn default_teams_media() -> MediaInterface {
         advertised: None,
         port_min: 30000,
         port_max: 39999,
+        internal_address: None,
     }
+}
+fn default_lmo_inbound_location() -> LmoLocation {
+    LmoLocation::Internal
 }
 fn default_inactivity() -> u64 {
     60
@@ -791,4 +884,21 @@ fn default_log_format() -> LogFormat {
 }
 fn default_log_level() -> String {
     "info".to_string()
+}
+fn default_call_trace_bytes() -> usize {
+    crate::dispatch::TraceSettings::default().call_bytes
+}
+fn default_call_trace_messages() -> usize {
+    crate::dispatch::TraceSettings::default().call_messages
+}
+fn default_call_trace_keep() -> u64 {
+    crate::dispatch::TraceSettings::default().keep.as_secs()
+}
+fn default_call_trace_kept_bytes() -> usize {
+    crate::dispatch::TraceSettings::default().kept_bytes
+}
+fn default_call_trace_log_interval() -> u64 {
+    crate::dispatch::TraceSettings::default()
+        .log_interval
+        .as_secs()
 }

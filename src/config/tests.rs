@@ -573,11 +573,8 @@ fn row11_peer_rules_hold_every_microsoft_range_and_each_trunk() {
         assert!(!rules.may_be_tls_peer(ip(outside)), "{outside}");
         assert_eq!(rules.classify_plain(Kind::Udp, ip(outside)), None);
     }
-    let trunk = |i: usize| {
-        Some(Peer::Carrier(
-            crate::transport::TrunkId::from_index(i).unwrap(),
-        ))
-    };
+    let names = ["pstn", "second"];
+    let trunk = |i: usize| Some(Peer::Carrier(crate::transport::TrunkName::new(names[i])));
     assert_eq!(rules.classify_plain(Kind::Udp, ip("127.0.0.1")), trunk(0));
     assert_eq!(
         rules.classify_plain(Kind::Tcp, ip("127.0.0.1")),
@@ -790,7 +787,8 @@ fn row58_trunk_response_policy_loads_and_maps() {
             expected
         );
         // The dispatcher's per-trunk settings carry it.
-        let settings = crate::dispatch::DispatchSettings::from_config(&loaded.config);
+        let routing = crate::routing::RoutingTable::from_config(&loaded.config).unwrap();
+        let settings = crate::dispatch::DispatchSettings::from_config(&loaded.config, &routing);
         assert_eq!(settings.trunks[0].responses.busy_cause, expected);
     }
 }
@@ -939,4 +937,108 @@ fn row38_row46_row49_generated_media_defaults_and_choices() {
         1,
     );
     assert!(!mapping::media_settings(&parse(&text).unwrap().config).rtcp_reports);
+}
+
+#[test]
+fn row8_dns_servers_are_ip_and_port() {
+    let e = errors_with(
+        "model = \"SBC\"",
+        "model = \"SBC\"\ndns_servers = [\"127.0.0.53:53\", \"0.0.0.0:53\", \"10.0.0.1:0\"]",
+    );
+    assert_error(&e, "sbc.dns_servers[1]", "not a DNS server address");
+    assert_error(&e, "sbc.dns_servers[2]", "not a DNS server address");
+    assert!(!e.iter().any(|e| e.field == "sbc.dns_servers[0]"), "{e:?}");
+    let e = errors_with(
+        "model = \"SBC\"",
+        "model = \"SBC\"\ndns_servers = [\"ns1:53\"]",
+    );
+    assert!(e[0].message.contains("invalid socket address"), "{}", e[0]);
+    let loaded = parse(&GOOD.replacen(
+        "model = \"SBC\"",
+        "model = \"SBC\"\ndns_servers = [\"[::1]:5353\"]",
+        1,
+    ))
+    .unwrap();
+    assert_eq!(
+        loaded.config.sbc.dns_servers,
+        vec!["[::1]:5353".parse::<std::net::SocketAddr>().unwrap()]
+    );
+}
+
+/// Row 61: `[tenant.lmo]` needs media bypass and an internal address the Teams media sockets
+/// receive on; downstream SBCs belong to proxy-role tenants, are unique, are not our own
+/// FQDNs and name existing trunks.
+#[test]
+fn row61_lmo_configuration_is_checked() {
+    let tenant = "carrier_trunk = \"pstn\"";
+    assert!(GOOD.contains(tenant));
+    let with = |lmo: &str, extra_from: &str, extra_to: &str| {
+        GOOD.replacen(tenant, &format!("{tenant}\nlmo = {lmo}"), 1)
+            .replacen(extra_from, extra_to, 1)
+    };
+    let errors = |text: String| match parse(&text) {
+        Ok(_) => panic!("accepted:\n{text}"),
+        Err(e) => e.0,
+    };
+    let e = errors(with("{ role = \"central\" }", "", ""));
+    assert_error(&e, "tenant[0].lmo", "media_bypass");
+    assert_error(&e, "media.teams.internal_address", "required");
+    let bypass = "[teams]\nmedia_bypass = true";
+    let teams_media = "[media.teams]";
+    let e = errors(with(
+        "{ role = \"central\", downstream_sbcs = [{ fqdn = \"vn.contoso.example\", carrier_trunk = \"pstn\" }] }",
+        "[media.carrier]",
+        &format!("{bypass}\n\n[media.carrier]"),
+    ));
+    assert_error(&e, "tenant[0].lmo.downstream_sbcs", "only a proxy SBC");
+    let proxy = "{ role = \"proxy\", downstream_sbcs = [\
+                 { fqdn = \"vn.contoso.example\", carrier_trunk = \"nope\" }, \
+                 { fqdn = \"VN.contoso.example\", carrier_trunk = \"pstn\" }, \
+                 { fqdn = \"acme.sbc.carrier.example\", carrier_trunk = \"pstn\" }] }";
+    let text = with(
+        proxy,
+        "[media.carrier]",
+        &format!("{bypass}\n\n[media.carrier]"),
+    )
+    .replacen(
+        teams_media,
+        &format!("{teams_media}\ninternal_address = \"10.9.9.9\""),
+        1,
+    );
+    let e = errors(text);
+    assert_error(
+        &e,
+        "tenant[0].lmo.downstream_sbcs[0].carrier_trunk",
+        "no carrier trunk",
+    );
+    assert_error(&e, "tenant[0].lmo.downstream_sbcs[1].fqdn", "listed twice");
+    assert_error(&e, "tenant[0].lmo.downstream_sbcs[2].fqdn", "own FQDN");
+    assert_error(&e, "media.teams.internal_address", "would not reach them");
+    let e = errors(GOOD.replacen(
+        "[media.carrier]",
+        "[media.carrier]\ninternal_address = \"10.0.0.1\"",
+        1,
+    ));
+    assert_error(&e, "media.carrier.internal_address", "only [media.teams]");
+
+    // A valid proxy SBC: both addresses reach the dispatcher's tenant settings.
+    let good = with(
+        "{ role = \"proxy\", inbound_location = \"external\", downstream_sbcs = [{ fqdn = \"vn.contoso.example\", carrier_trunk = \"pstn\" }] }",
+        "[media.carrier]",
+        &format!("{bypass}\n\n[media.carrier]"),
+    );
+    // [media.teams] binds 127.0.0.1: that is the internal address its sockets receive on.
+    let good = good.replacen(
+        teams_media,
+        &format!("{teams_media}\ninternal_address = \"127.0.0.1\""),
+        1,
+    );
+    let loaded = parse(&good).unwrap();
+    let routing = crate::routing::RoutingTable::from_config(&loaded.config).unwrap();
+    let settings = crate::dispatch::DispatchSettings::from_config(&loaded.config, &routing);
+    let acme = &settings.tenants[0];
+    assert!(acme.record_route);
+    let media = acme.local_media.unwrap();
+    assert_eq!(media.internal.to_string(), "127.0.0.1");
+    assert_eq!(media.inbound_guess, crate::call::UserLocation::External);
 }

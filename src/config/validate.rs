@@ -61,6 +61,7 @@ pub fn validate(config: &Config, check_files: bool, r: &mut Report) -> Vec<Vec<N
     trunks(&config.carrier_trunks, r);
     let numbers = tenants(config, r);
     media(config, r);
+    lmo(config, r);
     ops(config, r);
     numbers
 }
@@ -90,6 +91,14 @@ fn sbc(s: &SbcSection, r: &mut Report) {
             r.error(
                 "sbc.public_address",
                 "must be a concrete address, not 0.0.0.0/::",
+            );
+        }
+    }
+    for (i, server) in s.dns_servers.iter().enumerate() {
+        if server.ip().is_unspecified() || server.port() == 0 {
+            r.error(
+                &format!("sbc.dns_servers[{i}]"),
+                format!("{server} is not a DNS server address (ip:port, neither 0)"),
             );
         }
     }
@@ -861,11 +870,99 @@ fn media(config: &Config, r: &mut Report) {
             "port range overlaps media.carrier's on the same address",
         );
     }
+    if m.carrier.internal_address.is_some() {
+        r.error(
+            "media.carrier.internal_address",
+            "only [media.teams] has an internal address (Local Media Optimization)",
+        );
+    }
     if m.workers > 1024 {
         r.error("media.workers", "must be 0 (one per CPU) ..= 1024");
     }
     if !(1..=86_400).contains(&m.inactivity_timeout_seconds) {
         r.error("media.inactivity_timeout_seconds", "must be 1..=86400");
+    }
+}
+
+/// Local Media Optimization (row 61): `[tenant.lmo]` needs media bypass and an internal
+/// address the Teams media sockets receive on; downstream SBCs are unique FQDNs reached by
+/// existing trunks, on proxy-role tenants only.
+fn lmo(config: &Config, r: &mut Report) {
+    let teams = &config.media.teams;
+    let mut downstream: HashMap<String, String> = HashMap::new();
+    let mut any = false;
+    for (i, t) in config.tenants.iter().enumerate() {
+        let Some(lmo) = &t.lmo else { continue };
+        any = true;
+        let f = |name: &str| format!("tenant[{i}].lmo.{name}");
+        if !config.teams.media_bypass {
+            r.error(
+                &format!("tenant[{i}].lmo"),
+                "Local Media Optimization needs teams.media_bypass = true (Microsoft requires \
+                 -MediaBypass $true with -BypassMode)",
+            );
+        }
+        if lmo.role == LmoRole::Central && !lmo.downstream_sbcs.is_empty() {
+            r.error(
+                &f("downstream_sbcs"),
+                "only a proxy SBC (role = \"proxy\") has downstream SBCs",
+            );
+        }
+        for (j, d) in lmo.downstream_sbcs.iter().enumerate() {
+            let field = format!("tenant[{i}].lmo.downstream_sbcs[{j}]");
+            let fqdn = d.fqdn.trim_end_matches('.').to_ascii_lowercase();
+            if let Err(e) = check_fqdn(&fqdn) {
+                r.error(&format!("{field}.fqdn"), e);
+            } else if fqdn == config.sbc.base_fqdn.to_ascii_lowercase()
+                || config
+                    .tenants
+                    .iter()
+                    .any(|other| other.fqdn.eq_ignore_ascii_case(&fqdn))
+            {
+                r.error(
+                    &format!("{field}.fqdn"),
+                    format!("{fqdn:?} is this SBC's own FQDN, not a downstream SBC's"),
+                );
+            } else if let Some(first) = downstream.insert(fqdn.clone(), field.clone()) {
+                r.error(
+                    &format!("{field}.fqdn"),
+                    format!("downstream SBC {fqdn:?} is listed twice (also {first})"),
+                );
+            }
+            if !config
+                .carrier_trunks
+                .iter()
+                .any(|c| c.name == d.carrier_trunk)
+            {
+                r.error(
+                    &format!("{field}.carrier_trunk"),
+                    format!("no carrier trunk named {:?}", d.carrier_trunk),
+                );
+            }
+        }
+    }
+    if !any {
+        return;
+    }
+    match teams.internal_address {
+        None => r.error(
+            "media.teams.internal_address",
+            "required by [tenant.lmo]: the address offered to Teams users inside the \
+             corporate network",
+        ),
+        Some(ip) if ip.is_unspecified() || ip.is_ipv6() => r.error(
+            "media.teams.internal_address",
+            "must be a concrete IPv4 address (media bypass candidates are IPv4, row 55)",
+        ),
+        Some(ip) if !teams.bind.is_unspecified() && teams.bind != ip => r.error(
+            "media.teams.internal_address",
+            format!(
+                "the Teams media sockets bind {}; media sent to {ip} would not reach them \
+                 (bind it or 0.0.0.0)",
+                teams.bind
+            ),
+        ),
+        Some(_) => {}
     }
 }
 
@@ -886,5 +983,28 @@ fn ops(config: &Config, r: &mut Report) {
     }
     if let Err(e) = tracing_subscriber::EnvFilter::builder().parse(&o.log_level) {
         r.error("ops.log_level", format!("not a valid log filter: {e}"));
+    }
+    if o.call_trace_bytes > 1 << 20 {
+        r.error("ops.call_trace_bytes", "must be at most 1048576 (per call)");
+    } else if (1..1024).contains(&o.call_trace_bytes) {
+        r.warn(
+            "ops.call_trace_bytes",
+            "below 1024: not even one INVITE fits; use 0 to keep no message",
+        );
+    }
+    if !(1..=1024).contains(&o.call_trace_messages) {
+        r.error("ops.call_trace_messages", "must be 1..=1024");
+    }
+    if o.call_trace_keep_seconds > 86_400 {
+        r.error("ops.call_trace_keep_seconds", "must be at most 86400");
+    }
+    if o.call_trace_kept_bytes > 1 << 32 {
+        r.error("ops.call_trace_kept_bytes", "must be at most 4294967296");
+    }
+    if o.call_trace_log_interval_seconds > 86_400 {
+        r.error(
+            "ops.call_trace_log_interval_seconds",
+            "must be at most 86400",
+        );
     }
 }

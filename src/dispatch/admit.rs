@@ -9,19 +9,22 @@ use ipnet::IpNet;
 
 use super::settings;
 use super::table::{Slot, TxEntry};
-use super::{Dispatcher, Layer};
+use super::{Dispatcher, Layer, Route};
 use crate::call::{
-    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, LegId, ProxyTarget,
-    TeamsLegSetup, TeamsProfile,
+    Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, CarrierTrunkSettings, LegId,
+    LmoHeaders, ProxyTarget, TeamsLegSetup, TeamsProfile,
 };
-use crate::routing::{AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TrunkId};
-use crate::sdp::{CodecList, IceCredentials};
+use crate::routing::{
+    AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TenantId, TrunkId,
+};
+use crate::sdp::IceCredentials;
 use crate::sip::{HeaderName, Message, Uri};
 use crate::transaction::TxId;
 use crate::transport::{Peer, Source, TransportKind};
 
 /// The pieces of a new call decided by routing.
 struct NewCall {
+    tenant: TenantId,
     carrier: CarrierLegSetup,
     teams: TeamsLegSetup,
     numbers: CallNumbers,
@@ -48,10 +51,38 @@ impl Dispatcher {
         msg: Message,
         from: Source,
     ) {
+        if self.draining {
+            // Microsoft fails over on 503 (FailoverResponseCodes), carriers on Retry-After.
+            let reason = "Service Unavailable (draining)";
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                503,
+                reason,
+                Some(60),
+                from.peer.clone(),
+            );
+            return;
+        }
         // The transport decided who sent it (transport, certificate and address together).
         match from.peer {
             Some(Peer::Microsoft) => self.new_from_teams(now, layer, tx, msg, from),
-            Some(Peer::Carrier(trunk)) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+            Some(Peer::Carrier(ref name)) => match self.routing.trunk_by_name(name.as_str()) {
+                Some(trunk) => self.new_from_carrier(now, layer, tx, msg, from, trunk),
+                // A trunk a reload removed is still heard for the calls it had; nothing new.
+                None => self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    403,
+                    "Forbidden (trunk no longer configured)",
+                    None,
+                    from.peer.clone(),
+                ),
+            },
             None => self.reply(
                 now,
                 layer,
@@ -89,7 +120,7 @@ impl Dispatcher {
                     miss.sip_status(),
                     "Not Found",
                     None,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -107,7 +138,7 @@ impl Dispatcher {
                     503,
                     "Service Unavailable",
                     retry,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -121,7 +152,7 @@ impl Dispatcher {
                 500,
                 "Server Internal Error",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return;
         };
@@ -145,8 +176,15 @@ impl Dispatcher {
                 .unwrap_or_else(|| "anonymous".to_string()),
             callee: route.called_e164.clone(),
         };
-        let carrier = self.carrier_leg(trunk, from.local, from.kind, Vec::new());
-        let teams = self.teams_leg(&tenant.fqdn, proxy_targets, Some(trunk));
+        let carrier = CarrierLegSetup {
+            local_host: self.settings.carrier_host(from.local),
+            local_port: from.local.port(),
+            transport: from.kind,
+            targets: Vec::new(),
+            trunk: self.trunk_settings(trunk),
+            offer_rtcp_mux: false,
+        };
+        let teams = self.teams_leg(route.tenant, &tenant.fqdn, proxy_targets, Some(trunk));
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Inbound);
         let carrier_media_sources = routing
             .trunk(trunk)
@@ -160,7 +198,8 @@ impl Dispatcher {
             proxies,
             carrier_targets: Vec::new(),
             carrier_target_trunks: Vec::new(),
-            carrier_owner: Peer::Carrier(trunk),
+            tenant: route.tenant,
+            carrier_owner: routing.carrier_peer(trunk),
             carrier_media_sources,
             guard,
             from_leg: LegId::Carrier,
@@ -204,7 +243,7 @@ impl Dispatcher {
                     miss.sip_status(),
                     reason,
                     None,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -218,7 +257,7 @@ impl Dispatcher {
                 503,
                 "Service Unavailable (no trunk)",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return;
         };
@@ -235,7 +274,7 @@ impl Dispatcher {
                     503,
                     "Service Unavailable",
                     retry,
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -249,63 +288,69 @@ impl Dispatcher {
                 500,
                 "Server Internal Error",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return;
         };
-        let dial = routing.outbound_numbers(trunk, &route);
         // Our requests to Microsoft in this call's dialog go to its proxies, in order.
         let proxies: Vec<_> = routing
             .proxy_failover(Some(&self.proxy_memory), now)
             .order()
             .to_vec();
+        // Every hop with its own trunk: transport, our address for it, settings, numbers.
         let (targets, target_trunks): (Vec<CarrierTarget>, Vec<TrunkId>) = route
             .trunks
             .trunks()
             .iter()
             .filter_map(|id| {
-                Some((
-                    *id,
-                    routing.trunk(*id)?,
-                    self.settings.trunks.get(id.index()),
-                ))
-            })
-            .filter_map(|(id, t, trunk_settings)| {
+                let t = routing.trunk(*id)?;
                 let (host, port) = settings::split_host_port(&t.address)?;
                 let host = match host.parse::<IpAddr>() {
                     Ok(IpAddr::V6(v6)) => format!("[{v6}]"),
                     _ => host,
                 };
+                let transport = settings::kind_of(t.transport);
+                let local = self.local_for(transport, from.local);
+                let dial = routing.outbound_numbers(*id, &route);
                 let target = CarrierTarget {
                     host,
                     port,
-                    transport: settings::kind_of(t.transport),
-                    trusted: trunk_settings.is_some_and(|s| s.trusted),
-                    diversion_from_history_info: trunk_settings
-                        .is_some_and(|s| s.diversion_from_history_info),
-                    to_teams: trunk_settings
-                        .map(|s| s.responses.to_teams.clone())
-                        .unwrap_or_default(),
+                    transport,
+                    local_host: self.settings.carrier_host(local),
+                    local_port: local.port(),
+                    trunk: self.trunk_settings(*id),
+                    numbers: CallNumbers {
+                        caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
+                        callee: dial.called,
+                    },
                 };
-                Some((target, id))
+                Some((target, *id))
             })
             .unzip();
-        let kind = targets
-            .first()
-            .map(|t| t.transport)
-            .unwrap_or(TransportKind::Udp);
-        let local = self
-            .local
-            .iter()
-            .find(|(k, _)| *k == kind)
-            .map(|(_, a)| *a)
-            .unwrap_or(from.local);
-        let numbers = CallNumbers {
-            caller: dial.calling.unwrap_or_else(|| "anonymous".to_string()),
-            callee: dial.called,
+        let Some(first) = targets.first() else {
+            self.reply(
+                now,
+                layer,
+                tx,
+                &msg,
+                503,
+                "Service Unavailable (no trunk)",
+                None,
+                from.peer,
+            );
+            return;
         };
-        let carrier = self.carrier_leg(trunk, local, kind, targets.clone());
-        let teams = self.teams_leg(&tenant.fqdn, Vec::new(), None);
+        let numbers = first.numbers.clone();
+        let carrier = CarrierLegSetup {
+            local_host: first.local_host.clone(),
+            local_port: first.local_port,
+            transport: first.transport,
+            targets: targets.clone(),
+            trunk: first.trunk.clone(),
+            offer_rtcp_mux: false,
+        };
+        let teams = self.teams_leg(route.tenant, &tenant.fqdn, Vec::new(), None);
+        self.note_media_path(&msg, &tenant.fqdn);
         let labels = routing.call_labels(Some(route.tenant), Some(trunk), CallDirection::Outbound);
         let carrier_media_sources = route
             .trunks
@@ -322,7 +367,8 @@ impl Dispatcher {
             proxies,
             carrier_targets: targets,
             carrier_target_trunks: target_trunks,
-            carrier_owner: Peer::Carrier(trunk),
+            tenant: route.tenant,
+            carrier_owner: routing.carrier_peer(trunk),
             carrier_media_sources,
             guard,
             from_leg: LegId::Teams,
@@ -330,32 +376,22 @@ impl Dispatcher {
         self.create(now, layer, tx, msg, from, parts);
     }
 
-    fn carrier_leg(
-        &self,
-        trunk: TrunkId,
-        local: SocketAddr,
-        kind: TransportKind,
-        targets: Vec<CarrierTarget>,
-    ) -> CarrierLegSetup {
-        let trunk_settings = self.settings.trunks.get(trunk.index());
-        CarrierLegSetup {
-            local_host: self.settings.carrier_host(local),
-            local_port: local.port(),
-            transport: kind,
-            targets,
-            codecs: trunk_settings
-                .map(|t| t.codecs.clone())
-                .unwrap_or_else(CodecList::carrier_default),
-            offer_rtcp_mux: false,
-            strip_vendor_attributes: kind == TransportKind::Udp,
-            early_media: trunk_settings.map(|t| t.early_media).unwrap_or_default(),
-            responses: trunk_settings
-                .map(|t| t.responses.clone())
-                .unwrap_or_default(),
-            inband_dtmf: trunk_settings.is_none_or(|t| t.inband_dtmf),
-            comfort_noise: trunk_settings.is_none_or(|t| t.comfort_noise),
-            ringback: trunk_settings.map_or(Some(crate::media::TonePlan::ETSI), |t| t.ringback),
-        }
+    /// The settings of `trunk` (the config defaults for an id this table does not know).
+    fn trunk_settings(&self, trunk: TrunkId) -> CarrierTrunkSettings {
+        self.settings
+            .trunks
+            .get(trunk.index())
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Our listener for `transport` (the one a request came in on when there is none).
+    fn local_for(&self, transport: TransportKind, fallback: SocketAddr) -> SocketAddr {
+        self.local
+            .iter()
+            .find(|(k, _)| *k == transport)
+            .map(|(_, a)| *a)
+            .unwrap_or(fallback)
     }
 
     /// `calling_trunk`: the trunk that placed a PSTN -> Teams call. Its P-Asserted-Identity
@@ -363,6 +399,7 @@ impl Dispatcher {
     /// carrier could otherwise present any number as verified.
     fn teams_leg(
         &self,
+        tenant: TenantId,
         fqdn: &str,
         proxies: Vec<ProxyTarget>,
         calling_trunk: Option<TrunkId>,
@@ -370,6 +407,7 @@ impl Dispatcher {
         let caller_trusted = calling_trunk
             .and_then(|t| self.settings.trunks.get(t.index()))
             .is_some_and(|t| t.trusted);
+        let lmo = self.settings.tenants.get(tenant.index());
         TeamsLegSetup {
             tenant_fqdn: fqdn.to_string(),
             sip_port: self.settings.sip_signaling_port,
@@ -378,6 +416,7 @@ impl Dispatcher {
             ice: self.settings.media_bypass.then(IceCredentials::generate),
             failover_response_codes: self.settings.failover_response_codes.clone(),
             forward_pai: self.settings.forward_pai && caller_trusted,
+            local_media: lmo.and_then(|t| t.local_media),
         }
     }
 
@@ -406,7 +445,7 @@ impl Dispatcher {
                     503,
                     "Service Unavailable",
                     Some(1),
-                    from.peer,
+                    from.peer.clone(),
                 );
                 return;
             }
@@ -416,28 +455,45 @@ impl Dispatcher {
             teams: parts.teams,
             carrier: parts.carrier,
             numbers: parts.numbers,
-            teams_profile: TeamsProfile::new(
-                &self.settings.vendor,
-                &self.settings.model,
-                env!("CARGO_PKG_VERSION"),
-            ),
+            teams_profile: TeamsProfile {
+                record_route: self
+                    .settings
+                    .tenants
+                    .get(parts.tenant.index())
+                    .is_some_and(|t| t.record_route),
+                ..TeamsProfile::new(
+                    &self.settings.vendor,
+                    &self.settings.model,
+                    env!("CARGO_PKG_VERSION"),
+                )
+            },
             timers: self.settings.timers,
         };
+        let invite = msg.clone();
         let call = match parts.from_leg {
             LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
             LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
         };
         let key = self.table.next_key();
+        let call_ids = [
+            call.call_id(LegId::Carrier).clone(),
+            call.call_id(LegId::Teams).clone(),
+        ];
+        self.traces.begin(key, &parts.labels, &call_ids, now);
+        self.trace_received(
+            now,
+            key,
+            parts.from_leg,
+            &Route::Back(from.clone()),
+            &invite,
+        );
         let mut flows = [None, None];
         flows[match parts.from_leg {
             LegId::Carrier => 0,
             LegId::Teams => 1,
         }] = Some(from);
         let slot = Slot {
-            call_ids: [
-                call.call_id(LegId::Carrier).clone(),
-                call.call_id(LegId::Teams).clone(),
-            ],
+            call_ids,
             call,
             session: Some(allocation.id),
             guard: Some(parts.guard),
@@ -453,6 +509,7 @@ impl Dispatcher {
             transactions: Vec::new(),
             attempted: false,
             media_removed: false,
+            outcome: None,
         };
         self.table.insert(key, slot);
         self.table.add_tx(
@@ -466,6 +523,23 @@ impl Dispatcher {
             },
         );
         self.drain(now, layer, key);
+    }
+}
+
+impl Dispatcher {
+    /// Microsoft's `X-MS-MediaPath` (row 61) on a Teams -> PSTN INVITE that does not start at
+    /// this SBC asks for media straight to a downstream SBC; the SBC anchors the media anyway.
+    fn note_media_path(&self, invite: &Message, tenant_fqdn: &str) {
+        let headers = LmoHeaders::of(invite);
+        let ours = [tenant_fqdn, self.settings.base_fqdn.as_str()];
+        if headers.media_path_starts_at(&ours) == Some(false) {
+            self.lmo_metrics.path_not_through_sbc.inc();
+            tracing::debug!(
+                media_path = %headers.media_path.join(", "),
+                site = headers.site.as_deref().unwrap_or(""),
+                "X-MS-MediaPath leaves this SBC out; media stays anchored here"
+            );
+        }
     }
 }
 

@@ -28,6 +28,7 @@ mod replaces;
 mod settings;
 mod table;
 mod timers;
+pub mod trace;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -50,12 +51,14 @@ use crate::sip::{HeaderName, Message, Method, ResponseBuilder};
 use crate::transaction::{new_tag, Timer, TransactionLayer, TuEvent, TxId};
 use crate::transport::{Destination, Peer, Source, TransportKind};
 
-pub use settings::{DispatchSettings, TrunkLegSettings};
+pub use settings::DispatchSettings;
 pub use table::CallKey;
+pub use trace::{CallOutcome, CallTrace, CallTraces, TraceSettings, TracedMessage};
 
 use paths::Path;
 use table::{CallTable, TxEntry};
 use timers::CallTimers;
+use trace::{Recorded, TraceDirection};
 
 /// Where a transaction's messages go: back along the path a request came, or to a peer.
 #[derive(Debug, Clone)]
@@ -135,7 +138,8 @@ pub fn start(
     let routing = Arc::new(RoutingTable::from_config(config)?);
     let (media, media_events) =
         MediaEngine::start(crate::config::mapping::media_settings(config), registry)?;
-    let resolver = DnsResolver::from_system().map_err(|e| DispatchError::Dns(e.to_string()))?;
+    let resolver = DnsResolver::for_servers(&config.sbc.dns_servers)
+        .map_err(|e| DispatchError::Dns(e.to_string()))?;
     let metrics = RoutingMetrics::register(registry)?;
     let (resolved_tx, resolved_rx) = mpsc::channel(MAX_RESOLVING);
     let resolve_refused = prometheus::IntCounter::new(
@@ -143,9 +147,14 @@ pub fn start(
         "Targets not looked up because MAX_RESOLVING lookups were already running",
     )?;
     registry.register(Box::new(resolve_refused.clone()))?;
+    let settings = DispatchSettings::from_config(config, &routing);
+    let traces = Arc::new(CallTraces::new(settings.trace, registry)?);
+    let lmo_metrics = LmoMetrics::register(registry)?;
     let now = Instant::now();
     let dispatcher = Dispatcher {
-        settings: DispatchSettings::from_config(config),
+        settings,
+        traces,
+        lmo_metrics,
         limiter: CallLimiter::new(&routing, now),
         proxy_memory: Arc::new(routing.proxy_memory(now)),
         routing,
@@ -156,6 +165,7 @@ pub fn start(
         resolve_refused,
         table: CallTable::default(),
         timers: CallTimers::default(),
+        draining: false,
         local,
     };
     Ok((
@@ -167,9 +177,44 @@ pub fn start(
     ))
 }
 
+/// Local Media Optimization (row 61) counters.
+struct LmoMetrics {
+    /// `lmo_media_address_total{location}`: Teams-leg media addresses chosen for internal or
+    /// external users (at call start and on Microsoft's re-INVITEs).
+    location: prometheus::IntCounterVec,
+    /// `lmo_media_path_not_through_sbc_total`: Microsoft's INVITEs whose X-MS-MediaPath
+    /// starts at another SBC (media is anchored here anyway).
+    path_not_through_sbc: prometheus::IntCounter,
+}
+
+impl LmoMetrics {
+    fn register(registry: &Registry) -> prometheus::Result<LmoMetrics> {
+        let location = prometheus::IntCounterVec::new(
+            prometheus::Opts::new(
+                "lmo_media_address_total",
+                "Teams-leg media addresses chosen by the user's location (Local Media Optimization)",
+            ),
+            &["location"],
+        )?;
+        let path_not_through_sbc = prometheus::IntCounter::new(
+            "lmo_media_path_not_through_sbc_total",
+            "Microsoft INVITEs whose X-MS-MediaPath starts at another SBC; media is anchored here",
+        )?;
+        registry.register(Box::new(location.clone()))?;
+        registry.register(Box::new(path_not_through_sbc.clone()))?;
+        Ok(LmoMetrics {
+            location,
+            path_not_through_sbc,
+        })
+    }
+}
+
 /// The table of calls and everything needed to drive them. Lives in the SIP core task.
 pub struct Dispatcher {
     settings: DispatchSettings,
+    /// The SIP of every call (row 60), shared with the ops API.
+    traces: Arc<CallTraces>,
+    lmo_metrics: LmoMetrics,
     routing: Arc<RoutingTable>,
     limiter: CallLimiter,
     proxy_memory: Arc<ProxyMemory>,
@@ -180,6 +225,8 @@ pub struct Dispatcher {
     resolve_refused: prometheus::IntCounter,
     table: CallTable,
     timers: CallTimers,
+    /// New calls are refused (graceful drain).
+    draining: bool,
     local: Vec<(TransportKind, SocketAddr)>,
 }
 
@@ -193,6 +240,11 @@ impl Dispatcher {
 
     pub fn media(&self) -> &MediaHandle {
         &self.media
+    }
+
+    /// The calls' SIP traces (row 60): written here, read by the ops API.
+    pub fn traces(&self) -> &Arc<CallTraces> {
+        &self.traces
     }
 
     /// Earliest call timer.
@@ -210,6 +262,68 @@ impl Dispatcher {
     /// End every call's media (on shutdown).
     pub fn shutdown(&self) {
         self.media.shutdown();
+    }
+
+    /// A reloaded configuration: new calls route with `routing` and `config`'s settings;
+    /// calls in progress keep the table they started with. Limits carry the counts of the
+    /// calls in progress over to trunks and tenants that keep their name.
+    pub fn reload(&mut self, routing: Arc<RoutingTable>, config: &Config) {
+        let now = Instant::now();
+        self.limiter = self.limiter.reconfigured(&routing);
+        self.proxy_memory = Arc::new(routing.proxy_memory(now));
+        self.settings = DispatchSettings::from_config(config, &routing);
+        self.routing = routing;
+    }
+
+    /// The carrier trunks that own a leg of a call in progress (a reload removing one keeps
+    /// hearing it until those calls end).
+    pub fn trunks_in_use(&self) -> Vec<crate::transport::TrunkName> {
+        let mut names: Vec<_> = self
+            .table
+            .keys()
+            .into_iter()
+            .filter_map(|key| match self.table.get(key)?.owner(LegId::Carrier) {
+                Peer::Carrier(name) => Some(name),
+                Peer::Microsoft => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// While draining, new calls are refused with 503 and a Retry-After (their callers try
+    /// another SBC); calls in progress go on.
+    pub fn set_draining(&mut self, draining: bool) {
+        self.draining = draining;
+    }
+
+    /// End one call from outside (`Input::Terminate`): BYE with a Reason on both legs, or
+    /// CANCEL and a final error during setup. False when no such call exists.
+    pub fn terminate(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        key: CallKey,
+        reason: crate::call::EndReason,
+    ) -> bool {
+        if self.table.get(key).is_none() {
+            return false;
+        }
+        self.feed(now, layer, key, Input::Terminate { reason });
+        true
+    }
+
+    /// [`terminate`](Self::terminate) every call.
+    pub fn terminate_all(
+        &mut self,
+        now: Instant,
+        layer: &mut Layer,
+        reason: crate::call::EndReason,
+    ) {
+        for key in self.table.keys() {
+            self.terminate(now, layer, key, reason);
+        }
     }
 
     /// An event from outside the SIP core (media engine, DNS).
@@ -262,6 +376,8 @@ impl Dispatcher {
                     if Some(slot.owner(leg)) != from.peer {
                         return None;
                     }
+                    self.trace_received(now, key, leg, &Route::Back(from.clone()), &msg);
+                    let slot = self.table.get_mut(key)?;
                     slot.set_flow(leg, from);
                     self.feed(now, layer, key, Input::Ack { leg, msg });
                 }
@@ -272,6 +388,7 @@ impl Dispatcher {
                     return Some(TuEvent::Response { tx, msg, source });
                 };
                 self.table.mark_responded(tx);
+                self.trace_received(now, entry.call, entry.leg, &source, &msg);
                 if let (Some(index), Some(slot)) = (entry.proxy, self.table.get_mut(entry.call)) {
                     // The proxy that answered is the one the dialog's requests go to.
                     slot.teams_proxy = index;
@@ -414,7 +531,7 @@ impl Dispatcher {
         let method = msg.method().cloned();
         let in_dialog = msg.to().ok().is_some_and(|to| to.tag.is_some());
         let known = msg.call_id().and_then(|id| self.table.by_call_id(&id));
-        let peer = from.peer;
+        let peer = from.peer.clone();
         match (&method, known) {
             (Some(Method::Invite), Some(_)) if !in_dialog => {
                 self.reply(now, layer, tx, &msg, 482, "Loop Detected", None, peer);
@@ -443,6 +560,7 @@ impl Dispatcher {
                         proxy: None,
                     },
                 );
+                self.trace_received(now, key, leg, &source, &msg);
                 self.table.add_flow_candidate(tx, from);
                 self.feed(now, layer, key, Input::Request { leg, tx, msg });
             }
@@ -541,6 +659,14 @@ impl Dispatcher {
         let Some(slot) = self.table.get_mut(key) else {
             return;
         };
+        // Every line logged while the call works carries which call, tenant and trunk.
+        let span = tracing::info_span!(
+            "call",
+            id = key.0,
+            tenant = slot.labels.tenant(),
+            trunk = slot.labels.trunk(),
+        );
+        let _entered = span.enter();
         slot.call.handle(now, input);
         self.drain(now, layer, key);
     }
@@ -554,7 +680,7 @@ impl Dispatcher {
             let Some(output) = slot.call.poll() else {
                 // A transfer gives the Teams leg a new dialog (row 37): route it here too.
                 let teams_call_id = slot.call.call_id(LegId::Teams).clone();
-                self.table.add_call_id(key, LegId::Teams, &teams_call_id);
+                self.add_call_id(key, LegId::Teams, &teams_call_id);
                 return;
             };
             self.execute(now, layer, key, output);
@@ -574,12 +700,13 @@ impl Dispatcher {
                     _ => None,
                 };
                 if let (Target::Carrier(index), true) = (&target, msg.starts_with(b"INVITE ")) {
-                    // The hop tried now owns the carrier leg: only its trunk may speak in
-                    // the dialogs it answers.
-                    if let Some(slot) = self.table.get_mut(key) {
-                        if let Some(&trunk) = slot.carrier_target_trunks.get(*index) {
-                            slot.set_owner(LegId::Carrier, Peer::Carrier(trunk));
+                    if !self.enter_carrier_hop(now, key, *index) {
+                        // The hop's trunk is at its limits: to the call this hop is
+                        // unreachable, so it moves on to the next one (or answers Teams).
+                        if let Some(slot) = self.table.get_mut(key) {
+                            slot.call.on_sent(now, token, None);
                         }
+                        return;
                     }
                 }
                 let pending = Pending::Request { token, msg, proxy };
@@ -605,12 +732,18 @@ impl Dispatcher {
                     }
                 }
             }
-            Output::SendResponse { tx, msg, .. } => {
+            Output::SendResponse { leg, tx, msg } => {
                 if crate::transaction::status_of(&msg).is_some_and(|s| (200..300).contains(&s)) {
                     self.table.accept_flow(tx);
                 }
-                if let Err(error) = layer.send_response(now, tx, msg) {
-                    tracing::debug!(%error, "call response not accepted by the transaction layer");
+                // Where the transaction's responses go (known before a final response ends it).
+                let route = layer.peer(tx).cloned();
+                match (layer.send_response(now, tx, msg.clone()), route) {
+                    (Ok(()), Some(route)) => self.trace_sent(now, key, leg, &route, &msg),
+                    (Ok(()), None) => {}
+                    (Err(error), _) => {
+                        tracing::debug!(%error, "call response not accepted by the transaction layer")
+                    }
                 }
             }
             Output::SendAck { leg, target, msg } => {
@@ -636,8 +769,38 @@ impl Dispatcher {
             Output::SetTimer { kind, at } => self.timers.set(key, kind, at),
             Output::CancelTimer { kind } => self.timers.cancel(key, kind),
             Output::Record(record) => self.record(key, record),
-            Output::Finished => self.finish(key),
+            Output::Finished => self.finish(now, key),
         }
+    }
+
+    /// The call tries carrier hop `index`: the call's limiter slot moves to the hop's trunk
+    /// (its `max_concurrent_calls` and `max_calls_per_second` apply, the previous trunk's slot
+    /// is released), and the hop's trunk owns the carrier leg (only it may speak in the
+    /// dialogs it answers). False when the trunk refuses the call by its limits.
+    fn enter_carrier_hop(&mut self, now: Instant, key: CallKey, index: usize) -> bool {
+        let Some(slot) = self.table.get_mut(key) else {
+            return false;
+        };
+        let Some(&trunk) = slot.carrier_target_trunks.get(index) else {
+            return true;
+        };
+        if let Some(guard) = slot.guard.as_mut().filter(|g| g.trunk() != Some(trunk)) {
+            if let Err(rejection) = guard.move_to_trunk(&self.limiter, trunk, now) {
+                tracing::info!(
+                    scope = rejection.scope.label(),
+                    reason = rejection.reason.label(),
+                    index,
+                    "failover trunk at its limits, not tried"
+                );
+                self.metrics.rejected(&rejection);
+                return false;
+            }
+        }
+        // The hop tried now owns the carrier leg: only its trunk may speak in the dialogs it
+        // answers.
+        let owner = slot.routing.carrier_peer(trunk);
+        slot.set_owner(LegId::Carrier, owner);
+        true
     }
 
     fn send_pending(
@@ -650,14 +813,21 @@ impl Dispatcher {
         route: Route,
     ) {
         match pending {
-            Pending::Ack { msg } => layer.send_stateless(route, msg),
+            Pending::Ack { msg } => {
+                self.trace_sent(now, key, leg, &route, &msg);
+                layer.send_stateless(route, msg);
+            }
             Pending::Request { token, msg, proxy } => {
                 if let (Route::To(dest), Some(slot)) = (&route, self.table.get_mut(key)) {
                     slot.set_sent_kind(leg, dest.kind);
                 }
-                let sent = match Message::parse(msg, &self.settings.limits) {
+                let traced = route.clone();
+                let sent = match Message::parse(msg.clone(), &self.settings.limits) {
                     Ok(request) => match layer.send_request(now, request, route) {
-                        Ok(tx) => Some(tx),
+                        Ok(tx) => {
+                            self.trace_sent(now, key, leg, &traced, &msg);
+                            Some(tx)
+                        }
                         Err(error) => {
                             tracing::warn!(%error, "call request refused by the transaction layer");
                             None
@@ -752,12 +922,14 @@ impl Dispatcher {
                 local_ufrag,
                 local_pwd,
                 remote_ufrag,
+                forks_open,
             } => self.media.enable_ice_lite(
                 session,
                 leg,
                 &local_ufrag,
                 &local_pwd,
                 remote_ufrag.as_deref(),
+                forks_open,
             ),
             MediaCommand::Remove => {
                 if let Some(slot) = self.table.get_mut(key) {
@@ -786,12 +958,19 @@ impl Dispatcher {
                 tracing::debug!(leg = leg.label(), index, "call target attempt");
             }
             CallRecord::Answered { setup_time } => self.metrics.answered(&slot.labels, setup_time),
+            CallRecord::MediaLocation { location } => self
+                .lmo_metrics
+                .location
+                .with_label_values(&[location.label()])
+                .inc(),
             CallRecord::Failed { status, reason, .. } => {
-                tracing::info!(status, reason = reason.label(), "call failed");
+                // Logged with the call's SIP when it is finished (row 60).
+                slot.outcome = Some(CallOutcome::Failed { status, reason });
                 self.metrics
                     .failed(&slot.labels, CallFailure::Status(status));
             }
             CallRecord::Ended { reason, duration } => {
+                slot.outcome = Some(CallOutcome::Ended { reason });
                 tracing::info!(
                     reason = reason.label(),
                     seconds = duration.as_secs_f64(),
@@ -801,12 +980,14 @@ impl Dispatcher {
         }
     }
 
-    /// Drop the call: timers, table entries, media session, limiter slot.
-    fn finish(&mut self, key: CallKey) {
+    /// Drop the call: timers, table entries, media session, limiter slot; its trace stays a
+    /// while (and is logged if the call failed).
+    fn finish(&mut self, now: Instant, key: CallKey) {
         self.timers.cancel_all(key);
         let Some(slot) = self.table.remove(key) else {
             return;
         };
+        self.traces.end(key, slot.outcome, now);
         if let (Some(session), false) = (slot.session, slot.media_removed) {
             let _ = self.media.remove_session(session);
         }
@@ -814,6 +995,55 @@ impl Dispatcher {
             self.metrics.ended(&slot.labels);
         }
         drop(slot.guard);
+    }
+}
+
+impl Dispatcher {
+    /// Route `call_id` to call `key` too, and name it in the call's trace.
+    fn add_call_id(&mut self, key: CallKey, leg: LegId, call_id: &Bytes) {
+        if self.table.add_call_id(key, leg, call_id) {
+            self.traces.add_call_id(key, call_id);
+        }
+    }
+
+    fn trace_received(&self, now: Instant, key: CallKey, leg: LegId, from: &Route, msg: &Message) {
+        let (transport, peer) = route_peer(from);
+        self.traces.record(
+            key,
+            now,
+            Recorded {
+                direction: TraceDirection::Received,
+                leg,
+                transport,
+                peer,
+                raw: msg.bytes(),
+                parsed: Some(msg),
+            },
+        );
+    }
+
+    fn trace_sent(&self, now: Instant, key: CallKey, leg: LegId, to: &Route, raw: &[u8]) {
+        let (transport, peer) = route_peer(to);
+        self.traces.record(
+            key,
+            now,
+            Recorded {
+                direction: TraceDirection::Sent,
+                leg,
+                transport,
+                peer,
+                raw,
+                parsed: None,
+            },
+        );
+    }
+}
+
+/// Transport and remote address of a route.
+fn route_peer(route: &Route) -> (TransportKind, Option<SocketAddr>) {
+    match route {
+        Route::Back(source) => (source.kind, Some(source.remote)),
+        Route::To(dest) => (dest.kind, Some(dest.addr)),
     }
 }
 
@@ -912,8 +1142,12 @@ port_max = 41899
     }
 
     fn bench() -> Bench {
+        bench_with(CONFIG)
+    }
+
+    fn bench_with(config: &str) -> Bench {
         let loaded =
-            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+            crate::config::parse_str(config, "test.toml", std::path::Path::new("."), false)
                 .unwrap();
         let registry = Registry::new();
         let local = vec![(TransportKind::Udp, "127.0.0.1:5060".parse().unwrap())];
@@ -932,8 +1166,13 @@ port_max = 41899
     /// A message from `ip` over `kind`, its peer identified by the test config's rules as
     /// the transport would.
     fn source(ip: [u8; 4], kind: TransportKind) -> Source {
+        source_in(CONFIG, ip, kind)
+    }
+
+    /// [`source`] under the peer rules of `config`.
+    fn source_in(config: &str, ip: [u8; 4], kind: TransportKind) -> Source {
         let loaded =
-            crate::config::parse_str(CONFIG, "test.toml", std::path::Path::new("."), false)
+            crate::config::parse_str(config, "test.toml", std::path::Path::new("."), false)
                 .unwrap();
         let remote = SocketAddr::from((ip, 5070));
         Source {
@@ -973,7 +1212,7 @@ port_max = 41899
     /// does) and the dispatcher; the final responses sent.
     fn exchange(bench: &mut Bench, msg: Message, from: Source) -> Vec<String> {
         let now = Instant::now();
-        match from.peer {
+        match from.peer.clone() {
             Some(peer) => {
                 let payers = [
                     crate::transaction::Payer::Source(from.remote.ip()),
@@ -1180,6 +1419,184 @@ port_max = 41899
         assert!(sent[0].starts_with("SIP/2.0 503 "), "{sent:?}");
         assert!(sent[0].contains("\r\nRetry-After: 1\r\n"), "{}", sent[0]);
         assert_eq!(bench.calls.call_count(), 1);
+        bench.calls.shutdown();
+    }
+
+    /// Trunk failover with limits: `a` first, then `b` (one call at most), then `c`.
+    const FAILOVER_CONFIG: &str = r#"
+[sbc]
+base_fqdn = "sbc.example.test"
+vendor = "V"
+model = "M"
+
+[tls]
+cert_chain = "sbc.pem"
+private_key = "sbc.key"
+
+[[listen]]
+transport = "udp"
+address = "127.0.0.1:5060"
+
+[[listen]]
+transport = "tls"
+address = "127.0.0.1:5061"
+
+[teams]
+proxies = [{ address = "127.0.0.3:5061", transport = "tcp" }]
+allowed_source_cidrs = ["127.0.0.3/32"]
+lab_plain_tcp = true
+
+[[carrier_trunk]]
+name = "a"
+address = "127.0.0.2:5060"
+
+[[carrier_trunk]]
+name = "b"
+address = "127.0.0.5:5060"
+max_concurrent_calls = 1
+
+[[carrier_trunk]]
+name = "c"
+address = "127.0.0.6:5060"
+
+[[tenant]]
+name = "acme"
+fqdn = "acme.sbc.example.test"
+numbers = ["+4930123400-+4930123499"]
+carrier_trunk = "a"
+failover_carrier_trunks = ["b", "c"]
+
+[[tenant]]
+name = "umbrella"
+fqdn = "umbrella.sbc.example.test"
+numbers = ["+4940*"]
+carrier_trunk = "b"
+
+[media.carrier]
+bind = "127.0.0.1"
+port_min = 43400
+port_max = 43449
+
+[media.teams]
+bind = "127.0.0.1"
+port_min = 43450
+port_max = 43499
+"#;
+
+    /// Lines end in `\n` like the rest of what `request` takes.
+    const TEAMS_OFFER: &str = "v=0\no=- 9 9 IN IP4 127.0.0.3\ns=-\nc=IN IP4 127.0.0.3\nt=0 0\n\
+        m=audio 49152 RTP/SAVP 0\na=rtpmap:0 PCMU/8000\n\
+        a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz|2^31\n\
+        a=rtcp-mux\na=sendrecv\n";
+
+    /// A Teams -> PSTN INVITE from `caller` of the tenant at `fqdn`.
+    fn teams_call(fqdn: &str, caller: &str, call_id: &str) -> Message {
+        request(&format!(
+            "INVITE sip:+4969555000@{fqdn} SIP/2.0\n\
+             Via: SIP/2.0/TCP 127.0.0.3:5061;branch=z9hG4bK{call_id}\n\
+             Max-Forwards: 70\n\
+             From: <sip:{caller}@sip.pstnhub.microsoft.com;user=phone>;tag=t1\n\
+             To: <sip:+4969555000@{fqdn}>\n\
+             Call-ID: {call_id}\n\
+             CSeq: 1 INVITE\n\
+             Contact: <sip:127.0.0.3:5061;transport=tcp>\n\
+             Content-Type: application/sdp\n\
+             Content-Length: {}\n\n{TEAMS_OFFER}",
+            TEAMS_OFFER.len() + TEAMS_OFFER.lines().count()
+        ))
+    }
+
+    /// The INVITE in `sent` whose Request-URI is on `host`.
+    fn invite_to<'a>(sent: &'a [String], host: &str) -> Option<&'a String> {
+        sent.iter().find(|m| {
+            m.starts_with("INVITE ") && m.lines().next().is_some_and(|l| l.contains(host))
+        })
+    }
+
+    /// The carrier at `ip` answers `invite` (as sent) with `status`.
+    fn carrier_answers(bench: &mut Bench, invite: &str, ip: [u8; 4], status: u16) -> Vec<String> {
+        let invite = Message::parse(
+            Bytes::from(invite.to_owned()),
+            &crate::sip::Limits::default(),
+        )
+        .unwrap();
+        let response = crate::sip::ResponseBuilder::new(&invite, status, "Carrier")
+            .to_tag("c1")
+            .build();
+        let response = Message::parse(response, &crate::sip::Limits::default()).unwrap();
+        exchange(
+            bench,
+            response,
+            source_in(FAILOVER_CONFIG, ip, TransportKind::Udp),
+        )
+    }
+
+    fn trunk(bench: &Bench, name: &str) -> crate::routing::TrunkId {
+        bench.calls.routing.trunk_by_name(name).unwrap()
+    }
+
+    /// Trunk failover takes the call's limiter slot along: after `a`'s 503 the call counts
+    /// on `b` (and no longer on `a`), so `b`'s own limit of one call refuses a second call
+    /// placed on it; when the call ends, `b` is free again.
+    #[tokio::test]
+    async fn trunk_failover_moves_the_limiter_slot_to_the_hops_trunk() {
+        let mut bench = bench_with(FAILOVER_CONFIG);
+        let teams = || source_in(FAILOVER_CONFIG, [127, 0, 0, 3], TransportKind::Tcp);
+        let (a, b) = (trunk(&bench, "a"), trunk(&bench, "b"));
+        let sent = exchange(
+            &mut bench,
+            teams_call("acme.sbc.example.test", "+4930123450", "f1"),
+            teams(),
+        );
+        let to_a = invite_to(&sent, "@127.0.0.2").expect("INVITE to a").clone();
+        assert_eq!(bench.calls.limiter.active_on_trunk(a), 1);
+
+        let sent = carrier_answers(&mut bench, &to_a, [127, 0, 0, 2], 503);
+        let to_b = invite_to(&sent, "@127.0.0.5").expect("INVITE to b").clone();
+        assert_eq!(bench.calls.limiter.active_on_trunk(a), 0);
+        assert_eq!(bench.calls.limiter.active_on_trunk(b), 1);
+
+        let sent = exchange(
+            &mut bench,
+            teams_call("umbrella.sbc.example.test", "+4940555123", "f2"),
+            teams(),
+        );
+        assert!(starts(&sent, "503"), "b is full: {sent:?}");
+        assert!(sent[0].contains("Retry-After: "), "{sent:?}");
+
+        let sent = carrier_answers(&mut bench, &to_b, [127, 0, 0, 5], 486);
+        assert!(starts(&sent, "486"), "{sent:?}");
+        assert_eq!(bench.calls.call_count(), 0);
+        assert_eq!(bench.calls.limiter.active_on_trunk(b), 0);
+        assert_eq!(bench.calls.limiter.active_global(), 0);
+        bench.calls.shutdown();
+    }
+
+    /// A failover trunk at its limit is not tried: after `a`'s 503 the call skips `b` (busy
+    /// with another call) and goes to `c`, counted there.
+    #[tokio::test]
+    async fn a_failover_trunk_at_its_limit_is_skipped() {
+        let mut bench = bench_with(FAILOVER_CONFIG);
+        let teams = || source_in(FAILOVER_CONFIG, [127, 0, 0, 3], TransportKind::Tcp);
+        let (a, b, c) = (trunk(&bench, "a"), trunk(&bench, "b"), trunk(&bench, "c"));
+        let sent = exchange(
+            &mut bench,
+            teams_call("umbrella.sbc.example.test", "+4940555123", "s1"),
+            teams(),
+        );
+        assert!(invite_to(&sent, "@127.0.0.5").is_some(), "{sent:?}");
+        let sent = exchange(
+            &mut bench,
+            teams_call("acme.sbc.example.test", "+4930123450", "s2"),
+            teams(),
+        );
+        let to_a = invite_to(&sent, "@127.0.0.2").expect("INVITE to a").clone();
+        let sent = carrier_answers(&mut bench, &to_a, [127, 0, 0, 2], 503);
+        assert!(invite_to(&sent, "@127.0.0.5").is_none(), "{sent:?}");
+        assert!(invite_to(&sent, "@127.0.0.6").is_some(), "{sent:?}");
+        assert_eq!(bench.calls.limiter.active_on_trunk(a), 0);
+        assert_eq!(bench.calls.limiter.active_on_trunk(b), 1);
+        assert_eq!(bench.calls.limiter.active_on_trunk(c), 1);
         bench.calls.shutdown();
     }
 }

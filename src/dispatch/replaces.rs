@@ -16,7 +16,7 @@
 use std::time::Instant;
 
 use super::table::TxEntry;
-use super::{Dispatcher, Layer};
+use super::{Dispatcher, Layer, Route};
 use crate::call::{Input, LegId, ReplacesHeader};
 use crate::sip::{HeaderName, Message, Method};
 use crate::transaction::TxId;
@@ -45,7 +45,7 @@ impl Dispatcher {
             Ok(None) => return Some(msg),
             Err(reason) => {
                 let reason = format!("Bad Request ({reason})");
-                self.reply(now, layer, tx, &msg, 400, &reason, None, from.peer);
+                self.reply(now, layer, tx, &msg, 400, &reason, None, from.peer.clone());
                 return None;
             }
         };
@@ -58,7 +58,7 @@ impl Dispatcher {
                 481,
                 "Call/Transaction Does Not Exist",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return None;
         };
@@ -71,12 +71,12 @@ impl Dispatcher {
                 400,
                 "Bad Request (no Call-ID)",
                 None,
-                from.peer,
+                from.peer.clone(),
             );
             return None;
         };
         match self.table.by_call_id(&call_id) {
-            None => self.table.add_call_id(key, LegId::Teams, &call_id),
+            None => self.add_call_id(key, LegId::Teams, &call_id),
             // A new attempt on a Call-ID this call already took after refusing it (a 491);
             // never the Teams dialog in use nor the one to replace.
             Some((known, LegId::Teams))
@@ -87,7 +87,16 @@ impl Dispatcher {
                         .get(key)
                         .is_some_and(|slot| *slot.call.call_id(LegId::Teams) != call_id) => {}
             Some(_) => {
-                self.reply(now, layer, tx, &msg, 482, "Loop Detected", None, from.peer);
+                self.reply(
+                    now,
+                    layer,
+                    tx,
+                    &msg,
+                    482,
+                    "Loop Detected",
+                    None,
+                    from.peer.clone(),
+                );
                 return None;
             }
         }
@@ -103,6 +112,7 @@ impl Dispatcher {
                 proxy: None,
             },
         );
+        self.trace_received(now, key, LegId::Teams, &Route::Back(from.clone()), &msg);
         self.feed(
             now,
             layer,

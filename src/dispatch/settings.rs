@@ -4,33 +4,27 @@
 use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
-use crate::call::CallTimers;
+use crate::call::{CallTimers, CarrierTrunkSettings};
 use crate::config::{mapping, Config};
 use crate::health::ProductHeaders;
+use crate::routing::RoutingTable;
 use crate::sdp::CodecList;
 use crate::transport::{Peer, TransportKind};
 
-/// Per carrier trunk (same order as `RoutingTable::trunks`).
-#[derive(Debug, Clone)]
-pub struct TrunkLegSettings {
-    pub codecs: CodecList,
-    pub trusted: bool,
-    /// Which 18x of Microsoft reach this trunk (row 27).
-    pub early_media: crate::call::EarlyMediaPolicy,
-    /// Diversion headers from Teams' History-Info (doc 2.9).
-    pub diversion_from_history_info: bool,
-    /// Final-status tables and the Q.850 busy rule (row 58).
-    pub responses: crate::call::ResponsePolicy,
-    /// In-band DTMF detection when the trunk has no telephone-event (row 48).
-    pub inband_dtmf: bool,
-    /// Comfort noise for the trunk when it has no CN (row 49).
-    pub comfort_noise: bool,
-    /// Ringback during transfers (row 38).
-    pub ringback: Option<crate::media::TonePlan>,
+/// Per tenant (same order as `RoutingTable::tenants`): its part of Local Media Optimization
+/// (row 61).
+#[derive(Debug, Clone, Default)]
+pub struct TenantLegSettings {
+    /// Teams-leg media addresses by the user's location; `None` without `[tenant.lmo]`.
+    pub local_media: Option<crate::call::LocalMedia>,
+    /// Proxy SBC role: Record-Route towards Microsoft (same FQDN as Contact).
+    pub record_route: bool,
 }
 
 #[derive(Debug, Clone)]
 pub struct DispatchSettings {
+    /// `sbc.base_fqdn` (the carrier trunk FQDN).
+    pub base_fqdn: String,
     /// Our TLS port as Microsoft knows it (`SipSignalingPort`, Contact port towards Teams).
     pub sip_signaling_port: u16,
     /// Address put in Contact/Via towards carriers instead of the listener address.
@@ -39,7 +33,9 @@ pub struct DispatchSettings {
     pub media_bypass: bool,
     pub failover_response_codes: Vec<u16>,
     pub forward_pai: bool,
-    pub trunks: Vec<TrunkLegSettings>,
+    /// Per carrier trunk, in the order of `RoutingTable::trunks`.
+    pub trunks: Vec<CarrierTrunkSettings>,
+    pub tenants: Vec<TenantLegSettings>,
     pub timers: CallTimers,
     pub vendor: String,
     pub model: String,
@@ -50,15 +46,20 @@ pub struct DispatchSettings {
     pub carrier_interface: String,
     pub teams_interface: String,
     pub limits: crate::sip::Limits,
+    /// The calls' SIP traces (row 60).
+    pub trace: super::TraceSettings,
 }
 
 impl DispatchSettings {
-    pub fn from_config(config: &Config) -> DispatchSettings {
+    /// `routing` is the table built from the same `config` (it holds the trunks' compiled
+    /// number rules).
+    pub fn from_config(config: &Config, routing: &RoutingTable) -> DispatchSettings {
         let per_hop = Duration::from_secs(config.sip.connect_timeout_seconds.max(1));
         // Answer Microsoft with a failover code before its FailoverTimeSeconds runs out.
         let progress_deadline =
             Duration::from_secs(config.teams.failover_time_seconds.saturating_sub(2).max(1));
         DispatchSettings {
+            base_fqdn: config.sbc.base_fqdn.to_ascii_lowercase(),
             sip_signaling_port: config.sbc.sip_signaling_port,
             public_address: config.sbc.public_address,
             teams_codecs: CodecList::teams_default(),
@@ -68,17 +69,24 @@ impl DispatchSettings {
             trunks: config
                 .carrier_trunks
                 .iter()
-                .map(|t| TrunkLegSettings {
+                .zip(routing.trunks())
+                .map(|(t, routed)| CarrierTrunkSettings {
                     codecs: CodecList::new(&t.codecs),
-                    trusted: t.trusted,
                     early_media: crate::call::EarlyMediaPolicy::from_name(&t.early_media)
                         .unwrap_or_default(),
-                    diversion_from_history_info: t.diversion_from_history_info,
                     responses: mapping::response_policy(t),
                     inband_dtmf: t.inband_dtmf,
                     comfort_noise: t.comfort_noise,
                     ringback: t.ringback_tone.plan(),
+                    trusted: t.trusted,
+                    diversion_from_history_info: t.diversion_from_history_info,
+                    calling_number_rules: routed.outbound_calling_rules().clone(),
                 })
+                .collect(),
+            tenants: config
+                .tenants
+                .iter()
+                .map(|t| tenant_settings(config, t))
                 .collect(),
             timers: CallTimers {
                 hop_timeout: per_hop,
@@ -97,6 +105,13 @@ impl DispatchSettings {
             carrier_interface: "carrier".to_string(),
             teams_interface: "teams".to_string(),
             limits: mapping::sip_limits(config),
+            trace: super::TraceSettings {
+                call_bytes: config.ops.call_trace_bytes,
+                call_messages: config.ops.call_trace_messages,
+                keep: Duration::from_secs(config.ops.call_trace_keep_seconds),
+                kept_bytes: config.ops.call_trace_kept_bytes,
+                log_interval: Duration::from_secs(config.ops.call_trace_log_interval_seconds),
+            },
         }
     }
 
@@ -119,6 +134,29 @@ impl DispatchSettings {
             IpAddr::V4(v4) => v4.to_string(),
             IpAddr::V6(v6) => format!("[{v6}]"),
         }
+    }
+}
+
+fn tenant_settings(config: &Config, tenant: &crate::config::Tenant) -> TenantLegSettings {
+    use crate::call::{LocalMedia, UserLocation};
+    use crate::config::{LmoLocation, LmoRole};
+    let Some(lmo) = &tenant.lmo else {
+        return TenantLegSettings::default();
+    };
+    let teams = &config.media.teams;
+    let local_media = teams.internal_address.and_then(|internal| {
+        Some(LocalMedia {
+            internal,
+            external: teams.advertised_address(config.sbc.public_address)?,
+            inbound_guess: match lmo.inbound_location {
+                LmoLocation::Internal => UserLocation::Internal,
+                LmoLocation::External => UserLocation::External,
+            },
+        })
+    });
+    TenantLegSettings {
+        local_media,
+        record_route: lmo.role == LmoRole::Proxy,
     }
 }
 

@@ -50,6 +50,8 @@ pub struct Slot {
     pub transactions: Vec<TxId>,
     /// `calls_attempted_total`/`calls_active` counted (paired with `ended` at the end).
     pub attempted: bool,
+    /// How the call ended, from its records (for its trace, row 60).
+    pub outcome: Option<super::trace::CallOutcome>,
     /// The call already asked to remove its media session.
     pub media_removed: bool,
 }
@@ -71,7 +73,7 @@ impl Slot {
     }
 
     pub fn owner(&self, leg: LegId) -> Peer {
-        self.owners[leg_index(leg)]
+        self.owners[leg_index(leg)].clone()
     }
 
     pub fn set_owner(&mut self, leg: LegId, peer: Peer) {
@@ -132,15 +134,17 @@ impl CallTable {
 
     /// Routes requests with `call_id` to `key` on `leg` as well (the old Call-ID keeps
     /// working: Microsoft ends a transferred dialog with its own BYE).
-    pub fn add_call_id(&mut self, key: CallKey, leg: LegId, call_id: &Bytes) {
+    /// Returns whether `call_id` was new.
+    pub fn add_call_id(&mut self, key: CallKey, leg: LegId, call_id: &Bytes) -> bool {
         if self.by_call_id.contains_key(call_id) || !self.slots.contains_key(&key) {
-            return;
+            return false;
         }
         self.by_call_id.insert(call_id.clone(), (key, leg));
         self.later_call_ids
             .entry(key)
             .or_default()
             .push(call_id.clone());
+        true
     }
 
     pub fn remove(&mut self, key: CallKey) -> Option<Slot> {
@@ -226,5 +230,12 @@ impl CallTable {
 
     pub fn len(&self) -> usize {
         self.slots.len()
+    }
+
+    /// Every call, in the order they started.
+    pub fn keys(&self) -> Vec<CallKey> {
+        let mut keys: Vec<CallKey> = self.slots.keys().copied().collect();
+        keys.sort();
+        keys
     }
 }

@@ -5,6 +5,8 @@ use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 
 use bytes::Bytes;
+use hickory_resolver::config::{ConnectionConfig, NameServerConfig, ResolverConfig};
+use hickory_resolver::net::runtime::TokioRuntimeProvider;
 use hickory_resolver::TokioResolver;
 use tokio::sync::watch;
 use tokio::time::Instant as TokioInstant;
@@ -41,6 +43,32 @@ impl DnsResolver {
         Ok(DnsResolver {
             resolver: TokioResolver::builder_tokio()?.build()?,
         })
+    }
+
+    /// Resolver asking `servers` (UDP, TCP for truncated answers) in order; the system's
+    /// when `servers` is empty (`[sbc] dns_servers`). No search domains: proxy and trunk
+    /// names are fully qualified.
+    pub fn for_servers(servers: &[SocketAddr]) -> Result<Self, hickory_resolver::net::NetError> {
+        if servers.is_empty() {
+            return Self::from_system();
+        }
+        let name_servers = servers
+            .iter()
+            .map(|server| {
+                let connections = [ConnectionConfig::udp(), ConnectionConfig::tcp()]
+                    .into_iter()
+                    .map(|mut connection| {
+                        connection.port = server.port();
+                        connection
+                    })
+                    .collect();
+                NameServerConfig::new(server.ip(), true, connections)
+            })
+            .collect();
+        let config = ResolverConfig::from_name_servers(name_servers);
+        let resolver =
+            TokioResolver::builder_with_config(config, TokioRuntimeProvider::default()).build()?;
+        Ok(DnsResolver { resolver })
     }
 
     pub fn new(resolver: TokioResolver) -> Self {

@@ -523,9 +523,10 @@ impl MediaHandle {
 
     /// Makes the leg answer STUN connectivity checks as an ICE-lite agent. `remote_ufrag`
     /// `None` accepts checks of any remote agent (Teams' SDP from a 18x: every forked client
-    /// may check, row 52). Calling it again keeps a nomination only under the same local
-    /// ufrag and only the named remote agent's own (see `LegState::enable_ice`); otherwise
-    /// media goes back to the signalled address.
+    /// may check, row 52; or an SDP without ICE). `forks_open` (a 18x only) keeps the inbound
+    /// keys a later fork's key replaces until the answer. Calling it again keeps a nomination
+    /// only under the same local ufrag and only the named remote agent's own (see
+    /// `LegState::enable_ice`); otherwise media goes back to the signalled address.
     pub fn enable_ice_lite(
         &self,
         id: SessionId,
@@ -533,6 +534,7 @@ impl MediaHandle {
         local_ufrag: &str,
         local_pwd: &str,
         remote_ufrag: Option<&str>,
+        forks_open: bool,
     ) -> Result<(), MediaError> {
         let credentials = IceCredentials {
             local_ufrag: local_ufrag.to_string(),
@@ -545,6 +547,7 @@ impl MediaHandle {
                 id,
                 leg,
                 credentials,
+                forks_open,
             },
         )
     }

@@ -1069,19 +1069,20 @@ mod tests {
         }
 
         /// What the call layer sends for a Teams SDP: SetRemote, then EnableIce.
-        fn apply_sdp(p: &mut LegPair, fork: &Fork, remote_ufrag: Option<&str>) {
+        fn apply_sdp(p: &mut LegPair, fork: &Fork, remote_ufrag: Option<&str>, forks_open: bool) {
             p.teams.set_remote(fork.signalled, None, true);
-            p.teams.enable_ice(creds(SBC_UFRAG, remote_ufrag));
+            p.teams
+                .enable_ice(creds(SBC_UFRAG, remote_ufrag), forks_open);
         }
 
         /// Early SDP (18x) of `fork`: any forked client may check until the 200.
         fn early(p: &mut LegPair, fork: &Fork) {
-            apply_sdp(p, fork, None);
+            apply_sdp(p, fork, None, true);
         }
 
         /// The 200 of `fork`.
         fn answer(p: &mut LegPair, fork: &Fork) {
-            apply_sdp(p, fork, Some(fork.ufrag));
+            apply_sdp(p, fork, Some(fork.ufrag), false);
         }
 
         /// A check as the fork's full, controlling ICE agent sends it to our leg.
@@ -1153,15 +1154,32 @@ mod tests {
             forward_step(p, ingress, &mut buf, len, t(0))
         }
 
+        /// How the call layer describes a Teams SDP's ICE agent to the media leg.
+        #[derive(Clone, Copy)]
+        enum Agent {
+            /// A 18x: forks open, any remote ufrag.
+            EarlyFork,
+            /// A final answer or offer naming its agent.
+            Named(&'static str),
+            /// A final answer or offer without ICE (a Teams endpoint that does none).
+            NoIce,
+        }
+
         /// What the call layer sends for a Teams SDP with its SDES key: SetRemote, SetSrtp,
         /// EnableIce.
-        fn apply_keyed_sdp(p: &mut LegPair, fork: &Fork, key: u8, remote_ufrag: Option<&str>) {
+        fn apply_keyed_sdp(p: &mut LegPair, fork: &Fork, key: u8, agent: Agent) {
             p.teams.set_remote(fork.signalled, None, true);
             p.teams.set_srtp(
                 Some(SrtpStream::new(&keys(key))),
                 Some(SrtpStream::new(&keys(99))),
             );
-            p.teams.enable_ice(creds(SBC_UFRAG, remote_ufrag));
+            let (remote_ufrag, forks_open) = match agent {
+                Agent::EarlyFork => (None, true),
+                Agent::Named(ufrag) => (Some(ufrag), false),
+                Agent::NoIce => (None, false),
+            };
+            p.teams
+                .enable_ice(creds(SBC_UFRAG, remote_ufrag), forks_open);
         }
 
         /// Each fork's 183 carries its own key: until the 200, early media of the first fork
@@ -1174,8 +1192,8 @@ mod tests {
             let mut p = pair(LatchingMode::Off);
             let mut sender_a = SrtpStream::new(&keys(KEY_A));
             let mut sender_b = SrtpStream::new(&keys(KEY_B));
-            apply_keyed_sdp(&mut p, &A, KEY_A, None);
-            apply_keyed_sdp(&mut p, &B, KEY_B, None);
+            apply_keyed_sdp(&mut p, &A, KEY_A, Agent::EarlyFork);
+            apply_keyed_sdp(&mut p, &B, KEY_B, Agent::EarlyFork);
 
             assert!(matches!(
                 srtp_from(&mut p, &A, &mut sender_a, 1),
@@ -1192,7 +1210,7 @@ mod tests {
                 Action::Forward { .. }
             ));
 
-            apply_keyed_sdp(&mut p, &B, KEY_B, Some(B.ufrag));
+            apply_keyed_sdp(&mut p, &B, KEY_B, Agent::Named(B.ufrag));
             assert_eq!(
                 srtp_from(&mut p, &A, &mut sender_a, 3),
                 Action::Drop(DropReason::SrtpAuth)
@@ -1210,12 +1228,12 @@ mod tests {
         fn rekey_of_a_known_agent_drops_the_old_key() {
             let mut p = pair(LatchingMode::Off);
             let mut old_sender = SrtpStream::new(&keys(10));
-            apply_keyed_sdp(&mut p, &A, 10, Some(A.ufrag));
+            apply_keyed_sdp(&mut p, &A, 10, Agent::Named(A.ufrag));
             assert!(matches!(
                 srtp_from(&mut p, &A, &mut old_sender, 1),
                 Action::Forward { .. }
             ));
-            apply_keyed_sdp(&mut p, &A, 11, Some(A.ufrag));
+            apply_keyed_sdp(&mut p, &A, 11, Agent::Named(A.ufrag));
             assert_eq!(
                 srtp_from(&mut p, &A, &mut old_sender, 2),
                 Action::Drop(DropReason::SrtpAuth)
@@ -1231,6 +1249,44 @@ mod tests {
             assert_eq!(
                 srtp_from(&mut p, &A, &mut SrtpStream::new(&keys(10)), 2),
                 Action::Drop(DropReason::SrtpAuth)
+            );
+        }
+
+        /// A bypass Teams endpoint that does no ICE (its SDP names no agent), then a new one
+        /// with a new key in a final answer or offer (a transfer's target, a media processor
+        /// joining without ICE; found by scripts/interop.sh with baresip): the old endpoint's
+        /// key stops authenticating at once, so its media, still arriving until it hangs up,
+        /// neither reaches the carrier nor takes the Teams media over from the new one.
+        #[test]
+        fn new_key_of_a_teams_endpoint_without_ice_drops_the_old_key() {
+            let mut p = pair(LatchingMode::Off);
+            let mut old_endpoint = SrtpStream::new(&keys(10));
+            let mut new_endpoint = SrtpStream::new(&keys(11));
+            apply_keyed_sdp(&mut p, &A, 10, Agent::NoIce);
+            assert!(matches!(
+                srtp_from(&mut p, &A, &mut old_endpoint, 1),
+                Action::Forward { .. }
+            ));
+
+            apply_keyed_sdp(&mut p, &B, 11, Agent::NoIce);
+            assert_eq!(
+                srtp_from(&mut p, &A, &mut old_endpoint, 2),
+                Action::Drop(DropReason::SrtpAuth),
+                "the replaced key no longer authenticates"
+            );
+            assert!(matches!(
+                srtp_from(&mut p, &B, &mut new_endpoint, 1),
+                Action::Forward { .. }
+            ));
+            assert_eq!(p.teams.notice.take(), Some(LegNotice::Latched(B.source)));
+            assert_eq!(
+                srtp_from(&mut p, &A, &mut old_endpoint, 3),
+                Action::Drop(DropReason::SrtpAuth)
+            );
+            assert_eq!(
+                carrier_media_to(&mut p),
+                B.source,
+                "Teams media stays on the new one"
             );
         }
 
@@ -1340,7 +1396,7 @@ mod tests {
             let mut p = forked_call();
             assert!(answered(check(&mut p, &A, A.source, true), A.source));
             p.teams.set_remote(A.signalled, None, true);
-            p.teams.enable_ice(creds("sbcU2", Some(A.ufrag)));
+            p.teams.enable_ice(creds("sbcU2", Some(A.ufrag)), false);
             assert_eq!(carrier_media_to(&mut p), A.signalled);
             assert_eq!(p.teams.ice.as_ref().unwrap().nominated, None);
         }

@@ -82,6 +82,11 @@ pub struct IceLeg {
     pub best_check_priority: Option<u32>,
     /// Before nomination media follows the first source that streams authentic media.
     pub media_latched: bool,
+    /// Teams' SDP came in a 18x: forked clients may each stream early media under their
+    /// own keys until the 200 (row 52). Not the same as an unknown remote ufrag: a final
+    /// answer or offer without ICE names no agent either, yet its predecessors' keys must
+    /// stop authenticating at once.
+    pub forks_open: bool,
 }
 
 impl IceLeg {
@@ -93,6 +98,7 @@ impl IceLeg {
             agent_nominations: [None; MAX_AGENT_NOMINATIONS],
             best_check_priority: None,
             media_latched: false,
+            forks_open: false,
         }
     }
 
@@ -433,20 +439,17 @@ impl LegState {
     /// rollover counter and SRTCP index at 0 and reuse keystream): a direction whose keys
     /// are those of its current context keeps that context, and one whose keys are those of
     /// the context it replaced gets that one back. A new outbound context continues the
-    /// SRTCP index of the one it replaces. While the peer's ICE agent is open (remote ufrag
-    /// unknown: Teams' SDP came in a 18x and any forked client may stream early media, each
-    /// under its own key) the inbound contexts replaced are kept for
-    /// [`LegState::unprotect_early_rtp`]; otherwise they are dropped.
+    /// SRTCP index of the one it replaces. While forks are open (Teams' SDP came in a 18x and
+    /// any forked client may stream early media, each under its own key) the inbound
+    /// contexts replaced are kept for [`LegState::unprotect_early_rtp`]; otherwise they are
+    /// dropped.
     pub fn set_srtp(&mut self, inbound: Option<SrtpStream>, outbound: Option<SrtpStream>) {
         self.set_srtp_in(inbound);
         self.set_srtp_out(outbound);
     }
 
     fn set_srtp_in(&mut self, inbound: Option<SrtpStream>) {
-        let agent_open = self
-            .ice
-            .as_ref()
-            .is_some_and(|ice| ice.credentials.remote_ufrag.is_none());
+        let agent_open = self.ice.as_ref().is_some_and(|ice| ice.forks_open);
         if let (Some(current), Some(next)) = (&self.srtp_in, &inbound) {
             if current.keys() == next.keys() {
                 if !agent_open {
@@ -552,20 +555,25 @@ impl LegState {
     /// Turns ICE-lite on (or updates its credentials). A nomination belongs to the remote
     /// agent that made it and to our current credentials (rows 52, 53):
     /// * no remote ufrag (Teams' SDP came in a 18x: every forked client that got our offer
-    ///   may check and nominate until the 200): every nomination is kept;
+    ///   may check and nominate until the 200; or an SDP without ICE): every nomination is
+    ///   kept;
     /// * the remote ufrag of the 200 (the fork that won) or of a later offer: only that
     ///   agent's own nomination is kept, another fork's pair no longer gets media;
     /// * a new local ufrag (our ICE restart) or a new remote one (the peer's): nothing is kept.
     ///
     /// Without a kept nomination media goes to the signalled address and the pre-nomination
     /// rules start over (best-priority check, first authentic media source).
-    pub fn enable_ice(&mut self, credentials: IceCredentials) {
+    ///
+    /// `forks_open` (a 18x only) keeps the inbound keys of earlier forks; otherwise they are
+    /// dropped, whether or not the SDP names an agent.
+    pub fn enable_ice(&mut self, credentials: IceCredentials, forks_open: bool) {
         let previous = self.ice.take();
         let remote_agent = credentials
             .remote_ufrag
             .as_deref()
             .map(|ufrag| UfragId::of(ufrag.as_bytes()));
         let mut next = IceLeg::new(credentials);
+        next.forks_open = forks_open;
         let had_media_choice = previous.as_ref().is_some_and(|ice| {
             ice.nominated.is_some() || ice.media_latched || ice.best_check_priority.is_some()
         });
@@ -584,8 +592,9 @@ impl LegState {
                 }
             }
         }
-        if next.credentials.remote_ufrag.is_some() {
-            // The answer named the agent: other forks' keys no longer authenticate anything.
+        if !forks_open {
+            // The answer (or a later offer) is in: other forks' keys no longer authenticate
+            // anything.
             self.early_srtp_in = Default::default();
         }
         next.media_latched = next.nominated.is_some();

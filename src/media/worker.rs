@@ -80,6 +80,7 @@ pub enum Command {
         id: SessionId,
         leg: LegSide,
         credentials: IceCredentials,
+        forks_open: bool,
     },
     SetPayloadMap {
         id: SessionId,
@@ -422,9 +423,10 @@ impl Worker {
                 id,
                 leg,
                 credentials,
+                forks_open,
             } => {
                 if let Some(s) = self.session_mut(id) {
-                    s.pair.leg_mut(leg).enable_ice(credentials);
+                    s.pair.leg_mut(leg).enable_ice(credentials, forks_open);
                 }
             }
             Command::SetPayloadMap { id, ingress, map } => {

@@ -9,6 +9,7 @@ pub mod liveness;
 pub mod logging;
 pub mod ratelimit;
 pub mod readiness;
+pub mod systemd;
 
 use std::net::SocketAddr;
 use std::sync::Arc;

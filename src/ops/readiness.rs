@@ -8,6 +8,8 @@ use std::sync::Mutex;
 #[derive(Default)]
 pub struct Readiness {
     listeners_bound: AtomicBool,
+    /// A graceful drain is under way: not ready, whatever else holds.
+    draining: AtomicBool,
     /// Teams proxy name -> up. A BTreeMap keeps the /readyz body in a stable order.
     teams_proxies: Mutex<BTreeMap<String, bool>>,
 }
@@ -19,6 +21,20 @@ impl Readiness {
 
     pub fn set_listeners_bound(&self, bound: bool) {
         self.listeners_bound.store(bound, Ordering::Release);
+    }
+
+    pub fn set_draining(&self, draining: bool) {
+        self.draining.store(draining, Ordering::Release);
+    }
+
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(Ordering::Acquire)
+    }
+
+    /// Forget every proxy (a reloaded configuration declares its own).
+    pub fn clear_teams_proxies(&self) {
+        let mut proxies = self.teams_proxies.lock().unwrap_or_else(|p| p.into_inner());
+        proxies.clear();
     }
 
     /// Declare a proxy (initially down) so /readyz can list it before its first answer.
@@ -47,7 +63,11 @@ impl Readiness {
         if !any_up {
             body.push_str("no Teams proxy is answering OPTIONS\n");
         }
-        (bound && any_up, body)
+        let draining = self.draining.load(Ordering::Acquire);
+        if draining {
+            body.push_str("draining: new calls are refused\n");
+        }
+        (bound && any_up && !draining, body)
     }
 }
 
@@ -70,5 +90,18 @@ mod tests {
         assert!(body.contains("teams_proxy sip.pstnhub.microsoft.com:5061 down"));
         r.set_teams_proxy_up("sip2.pstnhub.microsoft.com:5061", false);
         assert!(!r.status().0);
+    }
+
+    #[test]
+    fn a_draining_sbc_is_not_ready() {
+        let r = Readiness::new();
+        r.set_listeners_bound(true);
+        r.add_teams_proxy("sip.pstnhub.microsoft.com:5061");
+        r.set_teams_proxy_up("sip.pstnhub.microsoft.com:5061", true);
+        assert!(r.status().0);
+        r.set_draining(true);
+        let (ready, body) = r.status();
+        assert!(!ready);
+        assert!(body.contains("draining"), "{body}");
     }
 }

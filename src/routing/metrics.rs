@@ -93,11 +93,16 @@ impl CallLabels {
         CallLabels::new(None, None, direction)
     }
 
-    fn tenant(&self) -> &str {
+    /// The tenant's name, or "unknown".
+    pub fn tenant(&self) -> &str {
         self.tenant.as_deref().unwrap_or(UNKNOWN)
     }
-    fn trunk(&self) -> &str {
+    /// The trunk's name, or "unknown".
+    pub fn trunk(&self) -> &str {
         self.trunk.as_deref().unwrap_or(UNKNOWN)
+    }
+    pub fn direction(&self) -> CallDirection {
+        self.direction
     }
 }
 

@@ -37,10 +37,19 @@ pub use failover::{
 pub use limits::{AdmitGuard, CallLimiter, LimitReason, LimitScope, Rejection};
 pub use metrics::{CallDirection, CallFailure, CallLabels, RoutingMetrics};
 pub use numbers::{clean_number, is_e164, NumberMatch};
+pub use translate::{RuleList, TrunkTranslation};
 
-/// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`); the
-/// transport names the sender of a request with the same id.
-pub use crate::transport::TrunkId;
+/// Index of a carrier trunk in its [`RoutingTable`] (same order as `[[carrier_trunk]]`).
+/// The transport names a sender by its trunk's name ([`crate::transport::TrunkName`]),
+/// which a reload keeps; [`RoutingTable::trunk_by_name`] turns it into this id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkId(pub(crate) u16);
+
+impl TrunkId {
+    pub fn index(self) -> usize {
+        usize::from(self.0)
+    }
+}
 
 /// Index of a tenant in its [`RoutingTable`] (same order as `[[tenant]]`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -75,6 +84,14 @@ pub struct Trunk {
     translation: translate::TrunkTranslation,
 }
 
+impl Trunk {
+    /// The trunk's `from_teams` rules for calling numbers (Teams -> PSTN), as
+    /// [`RoutingTable::outbound_numbers`] applies them to the caller.
+    pub fn outbound_calling_rules(&self) -> &RuleList {
+        &self.translation.from_teams_calling
+    }
+}
+
 /// A customer tenant (derived trunk).
 #[derive(Debug)]
 pub struct Tenant {
@@ -84,6 +101,9 @@ pub struct Tenant {
     pub fqdn: Arc<str>,
     /// Carrier trunks in failover order (primary first).
     pub trunks: Vec<TrunkId>,
+    /// Trunks of the downstream SBCs this tenant's proxy SBC relays for (LMO, row 61): they
+    /// may call the tenant's numbers too.
+    pub downstream_trunks: Vec<TrunkId>,
     /// Teams → PSTN calls must present one of the tenant's own numbers (doc §4.4).
     pub screen_calling_number: bool,
     pub max_concurrent_calls: Option<u32>,
@@ -222,6 +242,8 @@ pub struct RoutingTable {
     numbers: numbers::NumberIndex,
     /// Lowercase FQDN → tenant.
     hosts: HashMap<Box<str>, TenantId>,
+    /// Lowercase FQDN of a downstream SBC (LMO proxy role, row 61) → its tenant and trunk.
+    downstream: HashMap<Box<str>, (TenantId, TrunkId)>,
     max_concurrent_sessions: Option<u32>,
     proxy_hop_timeout: Duration,
     proxy_failed_hold: Duration,
@@ -269,6 +291,7 @@ impl RoutingTable {
 
         let mut tenants = Vec::with_capacity(config.tenants.len());
         let mut hosts = HashMap::new();
+        let mut downstream = HashMap::new();
         let mut blocks: Vec<(TenantId, NumberBlock)> = Vec::new();
         for (i, t) in config.tenants.iter().enumerate() {
             let id = TenantId(i as u16);
@@ -306,10 +329,33 @@ impl RoutingTable {
                     tenant_trunks.push(id);
                 }
             }
+            let mut downstream_trunks = Vec::new();
+            for d in t.lmo.iter().flat_map(|l| l.downstream_sbcs.iter()) {
+                let trunk = trunks
+                    .iter()
+                    .position(|c| *c.name == *d.carrier_trunk)
+                    .ok_or_else(|| RoutingError::UnknownTrunk {
+                        tenant: t.name.clone(),
+                        trunk: d.carrier_trunk.clone(),
+                    })?;
+                let trunk = TrunkId(trunk as u16);
+                let host = normalise_host(&d.fqdn);
+                if hosts.contains_key(host.as_str())
+                    || downstream
+                        .insert(Box::from(host.as_str()), (id, trunk))
+                        .is_some()
+                {
+                    return Err(RoutingError::DuplicateFqdn(host));
+                }
+                if !downstream_trunks.contains(&trunk) {
+                    downstream_trunks.push(trunk);
+                }
+            }
             tenants.push(Tenant {
                 name: Arc::from(t.name.as_str()),
                 fqdn: Arc::from(fqdn.as_str()),
                 trunks: tenant_trunks,
+                downstream_trunks,
                 screen_calling_number: options.screen_calling_numbers,
                 max_concurrent_calls: t.max_concurrent_calls,
                 max_calls_per_second: t.max_calls_per_second,
@@ -349,6 +395,7 @@ impl RoutingTable {
             proxies,
             numbers,
             hosts,
+            downstream,
             max_concurrent_sessions: config.teams.max_concurrent_sessions,
             // Until the config has a dedicated per-hop INVITE timeout, the connect timeout is
             // the time after which a silent proxy counts as unreachable (vendor practice: a
@@ -377,6 +424,15 @@ impl RoutingTable {
     pub fn proxy(&self, id: ProxyId) -> Option<&Proxy> {
         self.proxies.get(id.index())
     }
+    /// How the transport names the sender of `trunk`'s requests.
+    pub fn carrier_peer(&self, trunk: TrunkId) -> crate::transport::Peer {
+        let name = self
+            .trunk(trunk)
+            .map(|t| t.name.clone())
+            .unwrap_or_else(|| std::sync::Arc::from(""));
+        crate::transport::Peer::Carrier(crate::transport::TrunkName::from(name))
+    }
+
     pub fn trunk_by_name(&self, name: &str) -> Option<TrunkId> {
         self.trunks
             .iter()
@@ -428,6 +484,12 @@ impl RoutingTable {
         }
     }
 
+    /// The tenant and trunk of a downstream SBC FQDN (LMO proxy role, row 61).
+    pub fn downstream_for_host(&self, host: &str) -> Option<(TenantId, TrunkId)> {
+        let host = normalise_host(host);
+        self.downstream.get(host.as_str()).copied()
+    }
+
     /// PSTN → Teams: translate the numbers with the trunk's `to_teams` rules and find the
     /// tenant by called number (exact, then range, then longest prefix).
     pub fn route_inbound(
@@ -453,7 +515,7 @@ impl RoutingTable {
         let served = self
             .tenants
             .get(tenant.index())
-            .is_some_and(|t| t.trunks.contains(&trunk));
+            .is_some_and(|t| t.trunks.contains(&trunk) || t.downstream_trunks.contains(&trunk));
         if !served {
             return Err(InboundMiss::TenantNotServed { tenant });
         }
@@ -483,9 +545,17 @@ impl RoutingTable {
         called: &str,
         calling: Option<&str>,
     ) -> Result<OutboundRoute, OutboundMiss> {
-        let tenant_id = self
-            .tenant_for_host(request_uri_host)
-            .ok_or(OutboundMiss::UnknownHost)?;
+        // A downstream SBC's FQDN (LMO, row 61): its tenant, through its trunk only; when
+        // that fails Microsoft tries the next gateway of the tenant's voice route.
+        let (tenant_id, trunks) = match self.tenant_for_host(request_uri_host) {
+            Some(tenant) => (tenant, None),
+            None => {
+                let (tenant, trunk) = self
+                    .downstream_for_host(request_uri_host)
+                    .ok_or(OutboundMiss::UnknownHost)?;
+                (tenant, Some(trunk))
+            }
+        };
         let tenant = &self.tenants[tenant_id.index()];
         let calling = calling
             .map(|c| clean_number(c).into_owned())
@@ -502,7 +572,10 @@ impl RoutingTable {
         }
         Ok(OutboundRoute {
             tenant: tenant_id,
-            trunks: TrunkFailover::new(&tenant.trunks),
+            trunks: match trunks {
+                Some(trunk) => TrunkFailover::new(&[trunk]),
+                None => TrunkFailover::new(&tenant.trunks),
+            },
             called: clean_number(called).into_owned(),
             calling,
         })
@@ -520,7 +593,7 @@ impl RoutingTable {
                 calling: route
                     .calling
                     .as_deref()
-                    .map(|c| t.translation.from_teams_calling.apply(c).into_owned()),
+                    .map(|c| t.outbound_calling_rules().apply(c).into_owned()),
             },
             None => DialNumbers {
                 called: route.called.clone(),

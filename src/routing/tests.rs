@@ -108,7 +108,7 @@ fn tenant(t: &RoutingTable, name: &str) -> TenantId {
 /// this configuration) say: most specific network, the address literal, IPv6 and v4-mapped.
 fn carrier_at(kind: crate::transport::TransportKind, s: &str) -> Option<TrunkId> {
     match config::mapping::peer_rules(&loaded().config).classify_plain(kind, ip(s)) {
-        Some(crate::transport::Peer::Carrier(trunk)) => Some(trunk),
+        Some(crate::transport::Peer::Carrier(name)) => table().trunk_by_name(name.as_str()),
         _ => None,
     }
 }
@@ -878,4 +878,46 @@ fn tenant_failover_trunks_follow_the_primary_in_configured_order() {
         TrunkStep::TryNext(trunk(&t, "pstn-b-core"))
     );
     assert_eq!(route.trunks.current(), Some(trunk(&t, "pstn-b-core")));
+}
+
+/// Row 61: a proxy SBC's downstream SBC FQDN (Microsoft's Request-URI host) routes Teams ->
+/// PSTN calls to that SBC's trunk for its tenant, and that trunk may call the tenant's
+/// numbers; the FQDN is no tenant of its own.
+#[test]
+fn row61_downstream_sbc_fqdn_routes_to_its_trunk_for_its_tenant() {
+    let text = CONFIG.replacen(
+        "carrier_trunk = \"pstn-a\"\nmax_concurrent_calls = 5",
+        "carrier_trunk = \"pstn-a\"\n\
+         lmo = { role = \"proxy\", downstream_sbcs = [{ fqdn = \"VNsbc.contoso.example\", carrier_trunk = \"pstn-b-core\" }] }\n\
+         max_concurrent_calls = 5",
+        1,
+    );
+    let text = text
+        .replacen("[teams]\n", "[teams]\nmedia_bypass = true\n", 1)
+        .replacen(
+            "[media.teams]\nbind = \"127.0.0.1\"",
+            "[media.teams]\nbind = \"127.0.0.1\"\ninternal_address = \"127.0.0.1\"",
+            1,
+        );
+    let loaded = config::parse_str(&text, "routing.toml", Path::new("."), false).unwrap();
+    let t = RoutingTable::from_config(&loaded.config).unwrap();
+    let (acme, core) = (tenant(&t, "acme"), trunk(&t, "pstn-b-core"));
+    assert_eq!(t.tenant_for_host("vnsbc.contoso.example"), None);
+    assert_eq!(
+        t.downstream_for_host("vnsbc.contoso.example."),
+        Some((acme, core))
+    );
+    let route = t
+        .route_outbound("VNSBC.contoso.example", "+84439263000", Some("+4930123450"))
+        .unwrap();
+    assert_eq!(route.tenant, acme);
+    assert_eq!(route.trunks.trunks(), [core], "its trunk only");
+    assert_eq!(
+        t.route_inbound(core, "+4930123450", None).unwrap().tenant,
+        acme
+    );
+    // Screening still applies: the calling number must be the tenant's.
+    assert!(t
+        .route_outbound("vnsbc.contoso.example", "+84439263000", Some("+4940777"))
+        .is_err());
 }

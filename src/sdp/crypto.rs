@@ -1,7 +1,27 @@
-//! SDES `a=crypto` lines (RFC 4568): parsing, choosing the line to use, and fresh keys.
+//! SDES `a=crypto` lines (RFC 4568): parsing, choosing the line to use, and fresh keys. The
+//! one place the SBC reads or writes SDES text; the media core gets typed keys from the call
+//! layer.
 //!
 //! `a=crypto:<tag> <suite> inline:<base64 key||salt>[|<lifetime>][|<MKI>:<length>][;inline:...]
-//! [<session params>]`. The SBC only uses the AES-CM-128 suites (30 bytes of key and salt).
+//! [<session params>]`. The SBC only uses the AES-CM-128 suites (30 bytes of key and salt)
+//! with the default transforms of RFC 3711. What it does with the rest of what a peer may
+//! write (rows 43, 44; doc 3.1):
+//!
+//! * Lifetime (`|2^31`, decimal): read and kept, not enforced. Microsoft and we always state
+//!   2^31 packets, far beyond any call; a re-key comes with a new offer/answer anyway.
+//! * MKI (`|1:1`): taken (1..=128 bytes, the value must fit its length); a line without one
+//!   is preferred, and the media core writes and checks the MKI of a line chosen with one.
+//! * Session parameters: `WSH=` (a window hint) and `KDR=0` (the default: no re-keying by
+//!   the key derivation rate) are harmless. Every other one (`UNENCRYPTED_SRTP`,
+//!   `UNENCRYPTED_SRTCP`, `UNAUTHENTICATED_SRTP`, `KDR=n` with n > 0, `FEC_ORDER`, `FEC_KEY`,
+//!   anything unknown) asks for something the media core does not do, so that line is never
+//!   chosen: the answer carries our line under the tag of a line we can honour, and a peer
+//!   with none gets 488.
+//! * RFC 4771 (the integrity transform carrying the ROC, which Microsoft lists): not
+//!   implemented. Its transform and ROC rate are negotiated out of band (MIKEY, RFC 4771
+//!   §5); RFC 4568 registers no SDES suite or parameter for it, so an SDES peer cannot ask
+//!   for it, and anything a peer might write for it on a crypto line is a suite or parameter
+//!   we do not know: that line is refused as above and the call goes on with another one.
 
 use std::fmt::Write as _;
 
@@ -76,17 +96,9 @@ impl CryptoAttr<'_> {
         SrtpSuite::from_name(self.suite_name)
     }
 
-    /// Lifetime in packets (`2^n` or decimal), if present and readable.
+    /// Lifetime in packets (`2^n` or decimal), if present.
     pub fn lifetime_packets(&self) -> Option<u64> {
-        let text = self.lifetime?;
-        match text.strip_prefix("2^") {
-            Some(exp) => exp
-                .parse::<u32>()
-                .ok()
-                .filter(|e| *e < 64)
-                .map(|e| 1u64 << e),
-            None => text.parse().ok(),
-        }
+        lifetime_packets(self.lifetime?)
     }
 
     /// Decoded key||salt when it has the length of the AES_CM_128 suites.
@@ -101,12 +113,12 @@ impl CryptoAttr<'_> {
         Some(key)
     }
 
-    /// Session parameters the media plane does not implement; such a line is never chosen.
-    /// (The window size hint `WSH=` is harmless and allowed.)
+    /// Session parameters the media plane does not implement; such a line is never chosen
+    /// (module docs). The window size hint `WSH=` and `KDR=0` are harmless and allowed.
     fn has_unsupported_session_params(&self) -> bool {
         self.session_params
             .split_ascii_whitespace()
-            .any(|p| !p.starts_with("WSH="))
+            .any(|p| !p.starts_with("WSH=") && p != "KDR=0")
     }
 
     /// The usable form of this line, or `None` if suite, key or session params rule it out.
@@ -143,15 +155,8 @@ pub fn parse_crypto(value: &str) -> Option<CryptoAttr<'_>> {
     let mut mki = None;
     for part in parts {
         match part.split_once(':') {
-            Some((value, length)) if mki.is_none() => {
-                let value = value.parse().ok()?;
-                let length: u8 = length.parse().ok()?;
-                if !(1..=128).contains(&length) {
-                    return None;
-                }
-                mki = Some(Mki { value, length });
-            }
-            None if lifetime.is_none() && mki.is_none() && !part.is_empty() => {
+            Some((value, length)) if mki.is_none() => mki = Some(parse_mki(value, length)?),
+            None if lifetime.is_none() && mki.is_none() && lifetime_packets(part).is_some() => {
                 lifetime = Some(part)
             }
             _ => return None,
@@ -168,6 +173,31 @@ pub fn parse_crypto(value: &str) -> Option<CryptoAttr<'_>> {
         mki,
         session_params,
     })
+}
+
+/// `2^n` (n <= 63) or a decimal packet count.
+fn lifetime_packets(text: &str) -> Option<u64> {
+    match text.strip_prefix("2^") {
+        Some(exponent) => digits::<u32>(exponent)
+            .filter(|e| *e < 64)
+            .map(|e| 1u64 << e),
+        None => digits(text),
+    }
+}
+
+/// `<value>:<length>`: 1..=128 bytes, the value fitting in them.
+fn parse_mki(value: &str, length: &str) -> Option<Mki> {
+    let value: u64 = digits(value)?;
+    let length: u8 = digits(length)?;
+    let fits = length >= 8 || value >> (8 * u32::from(length)) == 0;
+    ((1..=128).contains(&length) && fits).then_some(Mki { value, length })
+}
+
+/// Decimal digits only (`str::parse` would also take a sign).
+fn digits<T: std::str::FromStr>(text: &str) -> Option<T> {
+    (!text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| text.parse().ok())
+        .flatten()
 }
 
 /// The crypto line chosen from a peer's SDP, owned, ready for the media API.
@@ -268,7 +298,7 @@ mod tests {
 
     #[test]
     fn parses_full_line() {
-        let v = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31|1:1 KDR=0 WSH=64");
+        let v = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31|1:1 KDR=1 WSH=64");
         let c = parse_crypto(&v).unwrap();
         assert_eq!(c.tag, 1);
         assert_eq!(c.suite(), Some(SrtpSuite::AesCm128HmacSha1_80));
@@ -282,9 +312,9 @@ mod tests {
                 length: 1
             })
         );
-        assert_eq!(c.session_params, "KDR=0 WSH=64");
+        assert_eq!(c.session_params, "KDR=1 WSH=64");
         assert_eq!(c.key_salt().unwrap().len(), 30);
-        // KDR is not supported by the media plane: such a line is never selected.
+        // A key derivation rate is not supported by the media plane: never selected.
         assert!(c.to_selected().is_none());
     }
 
@@ -324,6 +354,65 @@ mod tests {
         let other_line = format!("1 F8_128_HMAC_SHA1_80 inline:{KEY}");
         let other = parse_crypto(&other_line).unwrap();
         assert!(other.to_selected().is_none());
+    }
+
+    /// Row 44: key-params as RFC 4568 writes them, nothing looser: digits only, one
+    /// lifetime before one MKI, an MKI of 1..=128 bytes whose value fits.
+    #[test]
+    fn row44_lifetime_and_mki_are_strict() {
+        for params in [
+            "2^", "2^64", "+5", "1:0", "256:1", "1:129", "+1:1", "1:+1", "2^x",
+        ] {
+            let line = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|{params}");
+            assert!(parse_crypto(&line).is_none(), "{line}");
+        }
+        for params in ["1:1|2^31", "2^31|2^31", "1:1|2:1"] {
+            let line = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|{params}");
+            assert!(parse_crypto(&line).is_none(), "{line}");
+        }
+        let decimal = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|1048576|255:1");
+        let c = parse_crypto(&decimal).unwrap();
+        assert_eq!(c.lifetime_packets(), Some(1_048_576));
+        assert_eq!(
+            c.mki,
+            Some(Mki {
+                value: 255,
+                length: 1
+            })
+        );
+        let long = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|18446744073709551615:10");
+        assert_eq!(parse_crypto(&long).unwrap().mki.unwrap().length, 10);
+    }
+
+    /// Rows 43, 44 and the refusals of the module docs: lines with a session parameter the
+    /// media core does not implement (RFC 4771 cannot even be asked for over SDES) are never
+    /// chosen; the usable line is, whatever its position; `WSH=` and `KDR=0` are harmless.
+    #[test]
+    fn row43_lines_asking_for_what_we_do_not_implement_are_not_chosen() {
+        for param in [
+            "UNENCRYPTED_SRTP",
+            "UNENCRYPTED_SRTCP",
+            "UNAUTHENTICATED_SRTP",
+            "UNAUTHENTICATED_SRTCP",
+            "KDR=24",
+            "FEC_ORDER=FEC_SRTP",
+            "FEC_KEY=inline:x",
+        ] {
+            let refused = format!("1 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31 {param}");
+            let usable = format!("2 AES_CM_128_HMAC_SHA1_32 inline:{KEY}|2^31");
+            let lines = [refused.as_str(), usable.as_str()];
+            let chosen = select_crypto(lines.iter().filter_map(|l| parse_crypto(l))).unwrap();
+            assert_eq!(chosen.tag, 2, "{param}");
+            let only = [refused.as_str()];
+            assert!(
+                select_crypto(only.iter().filter_map(|l| parse_crypto(l))).is_none(),
+                "{param}"
+            );
+        }
+        for param in ["WSH=64", "KDR=0", "KDR=0 WSH=128"] {
+            let line = format!("3 AES_CM_128_HMAC_SHA1_80 inline:{KEY}|2^31 {param}");
+            assert_eq!(parse_crypto(&line).unwrap().to_selected().unwrap().tag, 3);
+        }
     }
 
     #[test]

@@ -11,7 +11,7 @@ use std::net::{IpAddr, SocketAddr};
 
 use smallvec::SmallVec;
 
-use super::attr::{leading_pt, matching_pt, Direction};
+use super::attr::{leading_pt, matching_pt, Codec, Direction};
 use super::crypto::{select_crypto, SdesKey, SrtpSuite};
 use super::model::{Line, MediaSection, Sdp};
 use super::{LegOrigin, SdpError};
@@ -193,7 +193,11 @@ pub fn offer_towards_teams(
 /// Carrier answer + the Teams offer it answers -> answer to Teams. The `m=` lines mirror the
 /// Teams offer (the non-anchored ones answered with port 0, row 54); the crypto line echoes the
 /// tag and suite of the offer line we chose (`_80` first, no MKI first; rows 43, 44) with our
-/// key; payload types use the numbers of the Teams offer.
+/// key, and no other crypto line (RFC 4568 §5.1.2: the lines not echoed are refused);
+/// payload types use the numbers of the Teams offer. An offer over `UDP/TLS/RTP/SAVP[F]`
+/// (DTLS-SRTP with SDES beside it, doc 3.1) is answered with SDES, so over `RTP/SAVP[F]`
+/// without fingerprint or setup: the profile of what we answer, as Microsoft's own SDES
+/// answers to such offers are written.
 pub fn answer_towards_teams(
     carrier_answer: &Sdp,
     teams_offer: &Sdp,
@@ -212,7 +216,7 @@ pub fn answer_towards_teams(
     let plan = Plan {
         slots: mirror_slots(teams_offer, offer_audio),
         local: side.local,
-        proto: Cow::Borrowed(offered.profile()),
+        proto: Cow::Borrowed(sdes_profile(offered.profile())),
         formats,
         rtcp_mux: offered.rtcp_mux(),
         crypto: Some(side.key.crypto_attribute(chosen.tag, chosen.suite)),
@@ -674,21 +678,40 @@ fn comfort_noise_pt(
     }
 }
 
-/// Offered formats kept: allowed by `codecs`, known encoding, each number once (row 47).
+/// Offered formats kept: allowed by `codecs`, known encoding, each number once (row 47), and
+/// telephone-event only at the clock rate of a kept voice codec (row 48).
 fn offer_formats(
     section: &MediaSection,
     codecs: &CodecList,
 ) -> Result<SmallVec<[(u8, u8); 16]>, SdpError> {
-    let out: SmallVec<[(u8, u8); 16]> = section
-        .codecs()
+    let offered = section.codecs();
+    let kept: SmallVec<[&Codec<'_>; 16]> = offered
         .iter()
         .filter(|c| codecs.allows(c.encoding))
+        .collect();
+    let out: SmallVec<[(u8, u8); 16]> = kept
+        .iter()
+        .filter(|c| events_fit(c, &kept))
         .map(|c| (c.pt, c.pt))
         .collect();
     if out.is_empty() {
         return Err(SdpError::NoCommonCodec);
     }
     Ok(out)
+}
+
+/// RFC 4733 §2.1: events are timed on the RTP clock of the audio they go with, so
+/// `telephone-event` at a rate no voice codec of the stream has (`telephone-event/16000`
+/// next to G.711, G.722, G.729, which run an 8000 Hz RTP clock) describes nothing either
+/// leg can send: it is left out, and only the rate that fits crosses (`/16000` stays next to
+/// SILK/16000 where a leg carries it). Every other format fits.
+fn events_fit(codec: &Codec<'_>, formats: &[&Codec<'_>]) -> bool {
+    let is_event = |c: &Codec<'_>| c.encoding.eq_ignore_ascii_case("telephone-event");
+    let is_voice = |c: &Codec<'_>| !is_event(c) && !c.encoding.eq_ignore_ascii_case("CN");
+    !is_event(codec)
+        || formats
+            .iter()
+            .any(|c| is_voice(c) && c.clock_rate == codec.clock_rate)
 }
 
 /// Answered formats: those of the source answer that the offer also carries, written with the
@@ -699,8 +722,13 @@ fn answer_formats(
     codecs: &CodecList,
 ) -> Result<SmallVec<[(u8, u8); 16]>, SdpError> {
     let offered = offer.codecs();
+    let answered = answer.codecs();
+    let allowed: SmallVec<[&Codec<'_>; 16]> = answered
+        .iter()
+        .filter(|c| codecs.allows(c.encoding))
+        .collect();
     let mut out: SmallVec<[(u8, u8); 16]> = SmallVec::new();
-    for codec in answer.codecs().iter().filter(|c| codecs.allows(c.encoding)) {
+    for codec in allowed.iter().filter(|c| events_fit(c, &allowed)) {
         if let Some(target) = matching_pt(&offered, codec) {
             if !out.iter().any(|(o, _)| *o == target) {
                 out.push((target, codec.pt));
@@ -719,6 +747,14 @@ fn secure_profile(profile: &str) -> &str {
         "RTP/AVPF" => "RTP/SAVPF",
         other => other,
     }
+}
+
+/// The profile of an SDES answer: `UDP/TLS/` (DTLS-SRTP keying) dropped, the rest kept.
+fn sdes_profile(profile: &str) -> &str {
+    profile
+        .strip_prefix("UDP/TLS/")
+        .filter(|rest| rest.starts_with("RTP/SAVP"))
+        .unwrap_or(profile)
 }
 
 fn plain_profile(profile: &str) -> &'static str {
@@ -854,6 +890,90 @@ mod dtmf_tests {
         assert_eq!(m.format_list(), "0");
         assert!(telephone_event(m).is_empty());
         assert!(m.fmtp(101).is_none());
+    }
+
+    /// Teams' offer with events at 8000 Hz (101) and 16000 Hz (102) besides G.711, as a
+    /// Teams endpoint with SILK/16000 may write it.
+    fn teams_offer_two_event_rates(extra_formats: &str, extra_lines: &str) -> Sdp {
+        sdp(&format!(
+            "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+             m=audio 52884 RTP/SAVP {extra_formats}0 8 101 102\n{extra_lines}\
+             a=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n\
+             a=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n\
+             a=rtpmap:102 telephone-event/16000\na=fmtp:102 0-16\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{TEAMS_KEY}|2^31\na=rtcp-mux\n"
+        ))
+    }
+
+    /// Row 48, telephone-event/16000: events run on the RTP clock of the audio they go with
+    /// (RFC 4733 §2.1). Next to G.711 only the 8000 Hz event crosses to the carrier, with its
+    /// fmtp; the 16000 Hz one and its lines stay behind. Next to SILK/16000 (a trunk that
+    /// carries SILK) both rates cross.
+    #[test]
+    fn row48_telephone_event_16000_crosses_only_next_to_a_16000_hz_voice_codec() {
+        let s = Sides::new();
+        let offer = teams_offer_two_event_rates("", "");
+        let to_carrier = offer_towards_carrier(&offer, &s.carrier(), &mut origin()).unwrap();
+        let m = &to_carrier.media()[0];
+        assert_eq!(m.format_list(), "0 8 101");
+        assert_eq!(telephone_event(m), vec![(101, Some("0-16".into()))]);
+        assert!(m.fmtp(102).is_none(), "{to_carrier:?}");
+
+        let silk_trunk = CodecList::new(["SILK", "PCMU", "telephone-event"]);
+        let side = CarrierSide {
+            codecs: &silk_trunk,
+            ..s.carrier()
+        };
+        let offer = teams_offer_two_event_rates("104 ", "a=rtpmap:104 SILK/16000\n");
+        let to_carrier = offer_towards_carrier(&offer, &side, &mut origin()).unwrap();
+        assert_eq!(to_carrier.media()[0].format_list(), "104 0 101 102");
+
+        // A carrier that writes telephone-event/16000 next to G.722 (whose RTP clock is
+        // 8000 Hz): Teams is offered no such event; with in-band conversion on, our own
+        // 8000 Hz event under a free number instead.
+        let g722 = sdp(
+            "v=0\no=pstn 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
+             m=audio 16384 RTP/AVP 9 8 102\na=rtpmap:9 G722/8000\na=rtpmap:8 PCMA/8000\n\
+             a=rtpmap:102 telephone-event/16000\na=fmtp:102 0-16\na=sendrecv\n",
+        );
+        let to_teams = offer_towards_teams(&g722, &s.teams(), &mut origin()).unwrap();
+        assert_eq!(to_teams.media()[0].format_list(), "9 8");
+        let side = TeamsSide {
+            inband_dtmf: true,
+            ..s.teams()
+        };
+        let to_teams = offer_towards_teams(&g722, &side, &mut origin()).unwrap();
+        let m = &to_teams.media()[0];
+        assert_eq!(m.format_list(), "9 8 101");
+        assert_eq!(telephone_event(m), vec![(101, Some("0-15".into()))]);
+    }
+
+    /// Row 48, telephone-event/16000 in answers: the carrier answers Teams' two-rate offer
+    /// (as we relayed it, 8000 Hz only) with events; Teams' answer carries events under its
+    /// 8000 Hz number, never the 16000 Hz one. A carrier answering /16000 next to G.711 (it
+    /// was never offered) gets it dropped too.
+    #[test]
+    fn row48_answer_to_teams_uses_the_8000_hz_event_number() {
+        let s = Sides::new();
+        let offer = teams_offer_two_event_rates("", "");
+        let to_teams = answer_towards_teams(
+            &carrier_sdp("0 101", 101),
+            &offer,
+            &s.teams(),
+            &mut origin(),
+        )
+        .unwrap();
+        let m = &to_teams.media()[0];
+        assert_eq!(m.format_list(), "0 101");
+        assert_eq!(telephone_event(m), vec![(101, Some("0-16".into()))]);
+
+        let odd = sdp(
+            "v=0\no=pstn 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
+             m=audio 16384 RTP/AVP 0 102\na=rtpmap:0 PCMU/8000\n\
+             a=rtpmap:102 telephone-event/16000\na=sendrecv\n",
+        );
+        let to_teams = answer_towards_teams(&odd, &offer, &s.teams(), &mut origin()).unwrap();
+        assert_eq!(to_teams.media()[0].format_list(), "0");
     }
 
     fn g711_only(formats: &str) -> Sdp {

@@ -339,6 +339,114 @@ fn offer_without_usable_crypto_is_refused_with_488() {
     assert_eq!(err.sip_status(), 488);
 }
 
+/// Rows 43, 45 and doc 3.1: an offer over `UDP/TLS/RTP/SAVP` carrying SDES beside DTLS (the
+/// form Microsoft documents for offers with DTLS) gets an SDES answer that says so: profile
+/// `RTP/SAVP` (`RTP/SAVPF` for `UDP/TLS/RTP/SAVPF`), our one crypto line under the offer's
+/// tag, no fingerprint or setup, the offer's other lines answered as usual. A DTLS-only
+/// offer has no key we can use: 488.
+#[test]
+fn row43_answer_to_a_udp_tls_rtp_savp_offer_is_sdes_over_rtp_savp() {
+    let f = Fixture::new();
+    for (offered, answered) in [
+        ("UDP/TLS/RTP/SAVP", "RTP/SAVP"),
+        ("UDP/TLS/RTP/SAVPF", "RTP/SAVPF"),
+    ] {
+        let teams_offer = sdp(&format!(
+            "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+             a=fingerprint:sha-256 AE:24:07:15:5C:B7:45:1A:E4:45:60:C1:1E:68:0E:CC:8D:A6:78:3B:76:65:BB:B0:77:88:07:F8:98:18:62:34\n\
+             m=audio 54056 {offered} 0 8 101\na=rtcp:54056\n\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:krXco0QRglwErMqtbMs2zSw29tBdmdgXpEYZhQmp|2^31\n\
+             a=fingerprint:sha-256 AE:24:07:15:5C:B7:45:1A:E4:45:60:C1:1E:68:0E:CC:8D:A6:78:3B:76:65:BB:B0:77:88:07:F8:98:18:62:34\n\
+             a=setup:actpass\na=rtcp-mux\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n\
+             m=video 54058 {offered} 96\na=rtpmap:96 H264/90000\n"
+        ));
+        let answer = answer_towards_teams(
+            &carrier_offer_with(""),
+            &teams_offer,
+            &f.teams(false),
+            &mut teams_origin(),
+        )
+        .unwrap();
+        let t = text(&answer);
+        let audio = &answer.media()[0];
+        assert_eq!(audio.profile(), answered, "{t}");
+        assert_eq!(
+            audio.crypto().map(|c| c.tag).collect::<Vec<_>>(),
+            vec![1],
+            "{t}"
+        );
+        for gone in ["fingerprint", "setup:", "UDP/TLS/RTP/SAVP 0"] {
+            assert!(!t.contains(gone), "{gone}:\n{t}");
+        }
+        assert_eq!(audio.format_list(), "0 8 101", "{t}");
+        assert!(t.contains("a=rtcp-mux"), "{t}");
+        // The video stream is refused as offered (port 0, its profile as it came).
+        assert_eq!(
+            answer.media()[1].lines()[0].value(),
+            format!("video 0 {offered} 96")
+        );
+    }
+    let dtls_only = sdp(
+        "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+         m=audio 54056 UDP/TLS/RTP/SAVP 0\na=setup:actpass\n\
+         a=fingerprint:sha-256 AE:24:07:15:5C:B7:45:1A:E4:45:60:C1:1E:68:0E:CC:8D:A6:78:3B:76:65:BB:B0:77:88:07:F8:98:18:62:34\n",
+    );
+    let err = answer_towards_teams(
+        &carrier_offer_with(""),
+        &dtls_only,
+        &f.teams(false),
+        &mut teams_origin(),
+    )
+    .unwrap_err();
+    assert_eq!(err.sip_status(), 488);
+}
+
+/// Rows 43, 44 and the refusals of `sdp::crypto`: lines asking for what we do not implement
+/// (an unknown suite, `UNENCRYPTED_SRTCP`, `UNAUTHENTICATED_SRTP`, a key derivation rate) are
+/// refused by not being echoed; the answer carries exactly one line, under the tag of the
+/// line we honour, and keeps everything else of a normal answer.
+#[test]
+fn row43_answer_refuses_crypto_lines_we_cannot_honour_and_keeps_the_rest() {
+    let f = Fixture::new();
+    let k = "WVNfX19zZW1jdGwgKCkgewkyMjA7fQp9CnVubGVz";
+    let teams_offer = sdp(&format!(
+        "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+         m=audio 52884 RTP/SAVP 0 8 101\n\
+         a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31 UNENCRYPTED_SRTCP\n\
+         a=crypto:2 AEAD_AES_256_GCM inline:{k}{k}|2^31\n\
+         a=crypto:3 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31 UNAUTHENTICATED_SRTP KDR=20\n\
+         a=crypto:4 AES_CM_128_HMAC_SHA1_80 inline:{k}|2^31 WSH=64\n\
+         a=rtcp:52884\na=rtcp-mux\na=rtpmap:101 telephone-event/8000\na=fmtp:101 0-16\n\
+         a=ptime:20\na=sendrecv\n"
+    ));
+    let answer = answer_towards_teams(
+        &carrier_offer_with(""),
+        &teams_offer,
+        &f.teams(false),
+        &mut teams_origin(),
+    )
+    .unwrap();
+    let t = text(&answer);
+    let crypto: Vec<_> = answer.media()[0].crypto().collect();
+    assert_eq!(crypto.len(), 1, "{t}");
+    assert_eq!(
+        (
+            crypto[0].tag,
+            crypto[0].suite_name,
+            crypto[0].session_params
+        ),
+        (4, "AES_CM_128_HMAC_SHA1_80", ""),
+        "{t}"
+    );
+    assert_eq!(&crypto[0].key_salt().unwrap(), f.key.key_salt());
+    assert_eq!(answer.media()[0].format_list(), "0 8 101");
+    for kept in ["a=rtcp-mux", "a=rtcp:40000", "a=sendrecv"] {
+        assert!(t.contains(kept), "{kept}:\n{t}");
+    }
+    let remote = RemoteMedia::from_sdp(&teams_offer).unwrap();
+    assert_eq!(remote.crypto.unwrap().tag, 4);
+}
+
 // ---- row 45: rtcp-mux ----
 
 #[test]

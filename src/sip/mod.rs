@@ -15,6 +15,7 @@ pub mod message;
 pub mod method;
 pub mod multipart;
 pub mod parse;
+pub mod reason;
 mod scan;
 pub mod uri;
 
@@ -25,6 +26,7 @@ pub use framing::{FrameEvent, StreamFramer};
 pub use header::{CSeq, HeaderName, NameAddr, Via};
 pub use message::{Message, StartLine};
 pub use method::Method;
+pub use reason::ReasonValue;
 pub use uri::{SipUri, Uri};
 
 /// Size limits applied while parsing; every value comes from configuration.

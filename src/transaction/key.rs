@@ -47,7 +47,7 @@ impl TxKey {
                 branch: branch.clone(),
                 sent_by: sent_by.clone(),
                 method,
-                owner: *owner,
+                owner: owner.clone(),
             }),
             TxKey::Server2543 {
                 request_uri,
@@ -64,7 +64,7 @@ impl TxKey {
                 cseq: *cseq,
                 method,
                 via: via.clone(),
-                owner: *owner,
+                owner: owner.clone(),
             }),
         }
     }

@@ -60,6 +60,13 @@ impl<T: Clone> TransactionLayer<T> {
         self
     }
 
+    /// A reloaded configuration: timers and limits apply to what happens from now on
+    /// (armed timers keep their deadlines), and the layer's own responses change headers.
+    pub fn reconfigure(&mut self, settings: TransactionSettings, headers: OwnResponseHeaders<T>) {
+        self.settings = settings;
+        self.own_headers = headers;
+    }
+
     pub fn settings(&self) -> &TransactionSettings {
         &self.settings
     }
@@ -76,6 +83,12 @@ impl<T: Clone> TransactionLayer<T> {
     /// The original request of a live transaction (e.g. to build a CANCEL for a client INVITE).
     pub fn request(&self, tx: TxId) -> Option<&Message> {
         self.transactions.get(&tx).map(|t| &t.request)
+    }
+
+    /// Where a live transaction's messages go: the destination of a client transaction, the
+    /// source of a server transaction's request (its responses go back there).
+    pub fn peer(&self, tx: TxId) -> Option<&T> {
+        self.transactions.get(&tx).map(|t| &t.peer)
     }
 
     /// Kind of a live transaction.
@@ -134,7 +147,7 @@ impl<T: Clone> TransactionLayer<T> {
         payers: Option<[Payer; 2]>,
     ) {
         let owner = payers.iter().flatten().find_map(|payer| match payer {
-            Payer::Peer(peer) => Some(*peer),
+            Payer::Peer(peer) => Some(peer.clone()),
             Payer::Source(_) => None,
         });
         let Some(key) = server_key(&msg).map(|key| key.owned_by(owner)) else {
@@ -215,7 +228,7 @@ impl<T: Clone> TransactionLayer<T> {
         }
         self.insert(tx, key);
         if let Some(payers) = payers {
-            for payer in payers {
+            for payer in payers.iter().cloned() {
                 *self.live_per_payer.entry(payer).or_insert(0) += 1;
             }
             self.paid_by.insert(id, payers);

@@ -108,7 +108,7 @@ pub type OwnResponseHeaders<T> =
 /// Who pays for the server transactions a request starts: its source address and the peer
 /// the transport identified, each capped by its own quota, so one sender (or one trunk's many
 /// addresses) cannot fill the table that every peer shares.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Payer {
     Source(std::net::IpAddr),
     Peer(crate::transport::Peer),

@@ -977,7 +977,7 @@ fn beyond_max_transactions_new_requests_get_a_stateless_503() {
 /// other peers, are served; the quota frees as its transactions end.
 #[test]
 fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
-    use crate::transport::{Peer, TrunkId};
+    use crate::transport::{Peer, TrunkName};
     let settings = TransactionSettings {
         max_transactions_per_source: 2,
         max_transactions_per_peer: 3,
@@ -986,17 +986,17 @@ fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
     let mut h = Harness::with_settings(settings);
     let flooder: std::net::IpAddr = "192.0.2.1".parse().unwrap();
     let neighbour: std::net::IpAddr = "192.0.2.2".parse().unwrap();
-    let trunk = Payer::Peer(Peer::Carrier(TrunkId::from_index(0).unwrap()));
-    let offer = |h: &mut Harness, ip, branch: &'static str, peer: Payer| {
+    let trunk = Payer::Peer(Peer::Carrier(TrunkName::new("trunk0")));
+    let offer = |h: &mut Harness, ip, branch: &'static str, peer: &Payer| {
         let req = Req::new("INVITE", "UDP").branch(Some(branch));
         h.layer
-            .on_incoming_paid(h.at(0), req.msg(), PEER, [Payer::Source(ip), peer]);
+            .on_incoming_paid(h.at(0), req.msg(), PEER, [Payer::Source(ip), peer.clone()]);
         h.drain()
     };
     for branch in ["z9hG4bKf1", "z9hG4bKf2"] {
-        assert_eq!(events(&offer(&mut h, flooder, branch, trunk)).len(), 1);
+        assert_eq!(events(&offer(&mut h, flooder, branch, &trunk)).len(), 1);
     }
-    let out = offer(&mut h, flooder, "z9hG4bKf3", trunk);
+    let out = offer(&mut h, flooder, "z9hG4bKf3", &trunk);
     assert!(
         events(&out).is_empty(),
         "over the source quota: the TU never sees it"
@@ -1011,17 +1011,22 @@ fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
     );
     // Another address of the same trunk is served until the trunk's own quota.
     assert_eq!(
-        events(&offer(&mut h, neighbour, "z9hG4bKn1", trunk)).len(),
+        events(&offer(&mut h, neighbour, "z9hG4bKn1", &trunk)).len(),
         1
     );
-    let out = offer(&mut h, neighbour, "z9hG4bKn2", trunk);
+    let out = offer(&mut h, neighbour, "z9hG4bKn2", &trunk);
     assert_eq!(transmitted(&out)[0].status(), Some(503));
     assert_eq!(
         h.metrics.quota_rejected.with_label_values(&["peer"]).get(),
         1
     );
     // Microsoft is another peer: unaffected.
-    let out = offer(&mut h, neighbour, "z9hG4bKm1", Payer::Peer(Peer::Microsoft));
+    let out = offer(
+        &mut h,
+        neighbour,
+        "z9hG4bKm1",
+        &Payer::Peer(Peer::Microsoft),
+    );
     assert_eq!(events(&out).len(), 1);
     assert_eq!(h.layer.live_for(&Payer::Source(flooder)), 2);
     // Transactions that end give their quota back.
@@ -1034,7 +1039,10 @@ fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
     h.drain();
     assert_eq!(h.layer.live_for(&Payer::Source(flooder)), 0);
     assert_eq!(h.layer.live_for(&trunk), 0);
-    assert_eq!(events(&offer(&mut h, flooder, "z9hG4bKf4", trunk)).len(), 1);
+    assert_eq!(
+        events(&offer(&mut h, flooder, "z9hG4bKf4", &trunk)).len(),
+        1
+    );
 }
 
 /// A transaction belongs to the peer that started it: another peer replaying its branch and
@@ -1042,23 +1050,35 @@ fn a_source_at_its_transaction_quota_gets_503_while_others_are_served() {
 /// (which would answer it with the victim's response, or hand the victim the attacker's).
 #[test]
 fn a_request_replaying_another_peers_branch_is_its_own_transaction() {
-    use crate::transport::{Peer, TrunkId};
+    use crate::transport::{Peer, TrunkName};
     let mut h = Harness::new();
-    let victim = Payer::Peer(Peer::Carrier(TrunkId::from_index(0).unwrap()));
-    let intruder = Payer::Peer(Peer::Carrier(TrunkId::from_index(1).unwrap()));
+    let victim = Payer::Peer(Peer::Carrier(TrunkName::new("trunk0")));
+    let intruder = Payer::Peer(Peer::Carrier(TrunkName::new("trunk1")));
     let source = Payer::Source("192.0.2.1".parse().unwrap());
     let cancel = Req::new("CANCEL", "UDP");
-    h.layer
-        .on_incoming_paid(h.at(0), cancel.msg(), PEER, [source, intruder]);
+    h.layer.on_incoming_paid(
+        h.at(0),
+        cancel.msg(),
+        PEER,
+        [source.clone(), intruder.clone()],
+    );
     let first = events(&h.drain());
     assert_eq!(first.len(), 1);
-    h.layer
-        .on_incoming_paid(h.at(10), cancel.msg(), PEER, [source, victim]);
+    h.layer.on_incoming_paid(
+        h.at(10),
+        cancel.msg(),
+        PEER,
+        [source.clone(), victim.clone()],
+    );
     let second = events(&h.drain());
     assert_eq!(second.len(), 1, "the victim's request reaches the TU");
     // The same peer again is a retransmission.
-    h.layer
-        .on_incoming_paid(h.at(20), cancel.msg(), PEER, [source, victim]);
+    h.layer.on_incoming_paid(
+        h.at(20),
+        cancel.msg(),
+        PEER,
+        [source.clone(), victim.clone()],
+    );
     assert!(events(&h.drain()).is_empty());
 }
 

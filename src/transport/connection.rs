@@ -292,6 +292,11 @@ async fn drive<S>(
                     if let Some(key) = &setup.outbound_key {
                         inner.outbound.remove_if(key, |_, v| *v == id);
                     }
+                    inner
+                        .metrics
+                        .connections_retired
+                        .with_label_values(&[setup.kind.label()])
+                        .inc();
                 }
                 Due::Close(why) => break why,
             },

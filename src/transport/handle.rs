@@ -18,8 +18,8 @@ use super::metrics::{self, TransportMetrics};
 use super::peer::{Peer, PeerRules};
 use super::tls::{self, TlsConfigs};
 use super::{
-    addressing, listener, udp, ConnectionId, Destination, Inbound, Sent, Source, TransportError,
-    TransportKind, TransportSettings,
+    addressing, listener, udp, ConnectionId, Destination, Inbound, Sent, Source, TlsSettings,
+    TransportError, TransportKind, TransportSettings,
 };
 use crate::sip::{self, Message};
 
@@ -57,6 +57,8 @@ pub(crate) struct Inner {
     log_limiter: SourceLog,
     /// Who may speak to us (`None`: everyone, as an unidentified peer; bare transports).
     peers: ArcSwapOption<PeerRules>,
+    /// Where the TLS configs come from (replaced by a configuration reload).
+    tls_settings: ArcSwapOption<TlsSettings>,
     pub(crate) tls: ArcSwapOption<TlsConfigs>,
     next_id: AtomicU64,
     pub(crate) shutdown: watch::Sender<bool>,
@@ -508,12 +510,52 @@ impl TransportHandle {
     pub fn reload_tls(&self) -> Result<(), TransportError> {
         let settings = self
             .inner
-            .settings
-            .tls
-            .as_ref()
+            .tls_settings
+            .load_full()
             .ok_or(TransportError::NoTlsConfig)?;
-        let configs = tls::load(settings)?;
+        let configs = tls::load(&settings)?;
         self.inner.tls.store(Some(Arc::new(configs)));
+        self.close_tls_connections();
+        Ok(())
+    }
+
+    /// The peer rules in force (`None` on a bare transport).
+    pub fn peer_rules(&self) -> Option<Arc<PeerRules>> {
+        self.inner.peers.load_full()
+    }
+
+    /// Apply a reloaded configuration's peer rules and TLS settings. Everything is loaded
+    /// first, so an error changes nothing. When the certificate chain we present changed,
+    /// every TLS connection is closed so peers see the new one (row 6); calls do not depend
+    /// on connections (our requests to Microsoft open new ones), so none is cut. Returns
+    /// whether the chain changed.
+    pub fn reconfigure(
+        &self,
+        peers: Option<PeerRules>,
+        tls_settings: Option<TlsSettings>,
+    ) -> Result<bool, TransportError> {
+        let configs = match &tls_settings {
+            Some(settings) => Some(Arc::new(tls::load(settings)?)),
+            None if self.local_addr(TransportKind::Tls).is_some() => {
+                return Err(TransportError::NoTlsConfig)
+            }
+            None => None,
+        };
+        let changed = match (self.inner.tls.load().as_deref(), configs.as_deref()) {
+            (Some(old), Some(new)) => old.chain != new.chain,
+            (None, None) => false,
+            _ => true,
+        };
+        self.inner.peers.store(peers.map(Arc::new));
+        self.inner.tls_settings.store(tls_settings.map(Arc::new));
+        self.inner.tls.store(configs);
+        if changed {
+            self.close_tls_connections();
+        }
+        Ok(changed)
+    }
+
+    fn close_tls_connections(&self) {
         let mut closed = 0usize;
         for entry in self.inner.connections.iter() {
             if entry.kind == TransportKind::Tls {
@@ -525,7 +567,6 @@ impl TransportHandle {
             }
         }
         tracing::info!(closed, "TLS configuration reloaded; TLS connections closed");
-        Ok(())
     }
 
     /// Whether the certificate the peer of a TLS connection presented (as server, or as client
@@ -613,6 +654,7 @@ pub(crate) async fn start(
         )),
         log_limiter: SourceLog::new(settings.log_interval),
         peers: ArcSwapOption::new(settings.peers.clone().map(Arc::new)),
+        tls_settings: ArcSwapOption::new(settings.tls.clone().map(Arc::new)),
         settings,
         metrics,
         inbound,

@@ -20,6 +20,9 @@ pub struct TransportMetrics {
     pub connections_open: IntGaugeVec,
     /// `connections_refused_total{transport}`: over the per-IP or total limit.
     pub connections_refused: IntCounterVec,
+    /// `connections_retired_total{transport}`: connections we opened that reached
+    /// `max_connection_age` and take no new requests (row 14).
+    pub connections_retired: IntCounterVec,
     /// `sip_inbound_dropped_total`: datagrams dropped because the consumer queue was full.
     pub inbound_dropped: IntCounter,
     /// `sip_unknown_source_dropped_total{transport,stage}`: input from outside
@@ -64,6 +67,13 @@ impl TransportMetrics {
             ),
             &["transport"],
         )?;
+        let connections_retired = IntCounterVec::new(
+            Opts::new(
+                "connections_retired_total",
+                "Connections we opened retired at their maximum age (new requests open new ones)",
+            ),
+            &["transport"],
+        )?;
         let inbound_dropped = IntCounter::new(
             "sip_inbound_dropped_total",
             "Received SIP messages dropped because the consumer queue was full",
@@ -74,6 +84,7 @@ impl TransportMetrics {
         registry.register(Box::new(tls_handshakes.clone()))?;
         registry.register(Box::new(connections_open.clone()))?;
         registry.register(Box::new(connections_refused.clone()))?;
+        registry.register(Box::new(connections_retired.clone()))?;
         let unknown_source_dropped = IntCounterVec::new(
             Opts::new(
                 "sip_unknown_source_dropped_total",
@@ -90,6 +101,7 @@ impl TransportMetrics {
             tls_handshakes,
             connections_open,
             connections_refused,
+            connections_retired,
             inbound_dropped,
             unknown_source_dropped,
         })

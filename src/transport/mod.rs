@@ -77,7 +77,7 @@ use std::time::Duration;
 
 pub use handle::{NeedsConnect, NotSentNow, TransportHandle};
 pub use metrics::TransportMetrics;
-pub use peer::{MicrosoftRule, Peer, PeerRules, TrunkId, TrunkRule};
+pub use peer::{MicrosoftRule, Peer, PeerRules, TrunkName, TrunkRule};
 pub use tls::{missing_microsoft_roots, MICROSOFT_ROOTS};
 
 use crate::sip;

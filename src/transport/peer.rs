@@ -15,34 +15,48 @@
 //! apart.
 
 use std::net::IpAddr;
+use std::sync::Arc;
 
 use ipnet::IpNet;
 use rustls::pki_types::{CertificateDer, ServerName};
 
 use super::TransportKind;
 
-/// Index of a carrier trunk, in configuration order (`[[carrier_trunk]]`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct TrunkId(pub(crate) u16);
+/// A carrier trunk by its configured name: what identifies it across configuration
+/// reloads (a trunk keeps its name, not its position in the file), so a call in progress
+/// keeps recognising its peer.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct TrunkName(Arc<str>);
 
-impl TrunkId {
-    pub fn index(self) -> usize {
-        usize::from(self.0)
+impl TrunkName {
+    pub fn new(name: &str) -> TrunkName {
+        TrunkName(Arc::from(name))
     }
 
-    /// The trunk at `index`, when it fits the id space (at most 65,536 trunks).
-    pub fn from_index(index: usize) -> Option<TrunkId> {
-        u16::try_from(index).ok().map(TrunkId)
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<Arc<str>> for TrunkName {
+    fn from(name: Arc<str>) -> TrunkName {
+        TrunkName(name)
+    }
+}
+
+impl std::fmt::Display for TrunkName {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
     }
 }
 
 /// A sender identified by [`PeerRules`]: the only senders the SBC talks to.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum Peer {
     /// Microsoft's Direct Routing proxies.
     Microsoft,
     /// A carrier trunk.
-    Carrier(TrunkId),
+    Carrier(TrunkName),
 }
 
 impl Peer {
@@ -70,6 +84,7 @@ pub struct MicrosoftRule {
 /// How one carrier trunk is recognised.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TrunkRule {
+    pub name: TrunkName,
     /// Source networks (its `allowed_source_cidrs` and the IP of its address).
     pub networks: Vec<IpNet>,
     /// Transports it may send over.
@@ -82,11 +97,10 @@ pub struct TrunkRule {
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PeerRules {
     microsoft: MicrosoftRule,
-    /// Index = [`TrunkId`].
     trunks: Vec<TrunkRule>,
-    /// (network, trunk) sorted by prefix length, longest first; stable, so configuration
-    /// order breaks ties.
-    trunk_networks: Vec<(IpNet, TrunkId)>,
+    /// (network, index into `trunks`) sorted by prefix length, longest first; stable, so
+    /// configuration order breaks ties.
+    trunk_networks: Vec<(IpNet, usize)>,
 }
 
 /// A dual-stack socket reports IPv4 peers as `::ffff:a.b.c.d`.
@@ -110,11 +124,10 @@ pub(crate) fn certificate_valid_for(cert: &CertificateDer<'_>, name: &str) -> bo
 
 impl PeerRules {
     pub fn new(microsoft: MicrosoftRule, trunks: Vec<TrunkRule>) -> PeerRules {
-        let mut trunk_networks: Vec<(IpNet, TrunkId)> = trunks
+        let mut trunk_networks: Vec<(IpNet, usize)> = trunks
             .iter()
             .enumerate()
-            .filter_map(|(index, rule)| Some((index, TrunkId::from_index(index)?, rule)))
-            .flat_map(|(_, id, rule)| rule.networks.iter().map(move |net| (net.trunc(), id)))
+            .flat_map(|(index, rule)| rule.networks.iter().map(move |net| (net.trunc(), index)))
             .collect();
         trunk_networks.sort_by_key(|(net, _)| std::cmp::Reverse(net.prefix_len()));
         PeerRules {
@@ -136,8 +149,17 @@ impl PeerRules {
         &self.microsoft
     }
 
-    pub fn trunk(&self, trunk: TrunkId) -> Option<&TrunkRule> {
-        self.trunks.get(trunk.index())
+    /// These rules, plus the trunks of `previous` named in `keep` that these rules no
+    /// longer have: a reload removing a trunk keeps hearing it for the calls it still has
+    /// (they end as they started), and the routing table refuses it anything new.
+    pub fn retaining(self, previous: &PeerRules, keep: &[TrunkName]) -> PeerRules {
+        let mut trunks = self.trunks;
+        for rule in &previous.trunks {
+            if keep.contains(&rule.name) && !trunks.iter().any(|t| t.name == rule.name) {
+                trunks.push(rule.clone());
+            }
+        }
+        PeerRules::new(self.microsoft, trunks)
     }
 
     fn is_microsoft_address(&self, ip: IpAddr) -> bool {
@@ -150,16 +172,12 @@ impl PeerRules {
         &self,
         kind: TransportKind,
         ip: IpAddr,
-    ) -> impl Iterator<Item = (TrunkId, u8)> + '_ {
+    ) -> impl Iterator<Item = (&TrunkRule, u8)> + '_ {
         self.trunk_networks
             .iter()
             .filter(move |(net, _)| net.contains(&ip))
-            .map(|(net, id)| (*id, net.prefix_len()))
-            .filter(move |(id, _)| {
-                self.trunks
-                    .get(id.index())
-                    .is_some_and(|t| t.transports.contains(&kind))
-            })
+            .filter_map(|(net, index)| Some((self.trunks.get(*index)?, net.prefix_len())))
+            .filter(move |(rule, _)| rule.transports.contains(&kind))
     }
 
     /// The peer behind a UDP datagram or a plain TCP connection; `None`: a stranger.
@@ -180,7 +198,7 @@ impl PeerRules {
             (Some((_, trunk_prefix)), Some(ms_prefix)) if ms_prefix > trunk_prefix => {
                 Some(Peer::Microsoft)
             }
-            (Some((trunk, _)), _) => Some(Peer::Carrier(trunk)),
+            (Some((trunk, _)), _) => Some(Peer::Carrier(trunk.name.clone())),
             (None, Some(_)) => Some(Peer::Microsoft),
             (None, None) => None,
         }
@@ -209,19 +227,13 @@ impl PeerRules {
             }
         }
         self.trunks_at(TransportKind::Tls, ip)
-            .map(|(id, _)| id)
-            .find(|id| {
-                let required = self
-                    .trunks
-                    .get(id.index())
-                    .and_then(|t| t.certificate_name.as_deref());
-                match (required, cert) {
-                    (None, _) => true,
-                    (Some(name), Some(cert)) => certificate_valid_for(cert, name),
-                    (Some(_), None) => false,
-                }
+            .map(|(rule, _)| rule)
+            .find(|rule| match (rule.certificate_name.as_deref(), cert) {
+                (None, _) => true,
+                (Some(name), Some(cert)) => certificate_valid_for(cert, name),
+                (Some(_), None) => false,
             })
-            .map(Peer::Carrier)
+            .map(|rule| Peer::Carrier(rule.name.clone()))
     }
 }
 
@@ -239,6 +251,7 @@ mod tests {
 
     fn trunk(list: &[&str], transports: &[TransportKind]) -> TrunkRule {
         TrunkRule {
+            name: TrunkName::new(&format!("t{}", list.join(","))),
             networks: nets(list),
             transports: transports.to_vec(),
             certificate_name: None,
@@ -298,12 +311,34 @@ mod tests {
         );
         assert_eq!(
             r.classify_plain(TransportKind::Udp, ip("127.0.1.5")),
-            Some(Peer::Carrier(TrunkId(0))),
+            Some(Peer::Carrier(r.trunks[0].name.clone())),
             "never Microsoft over UDP"
         );
         assert_eq!(
             r.classify_plain(TransportKind::Tcp, ip("127.0.0.5")),
-            Some(Peer::Carrier(TrunkId(0)))
+            Some(Peer::Carrier(r.trunks[0].name.clone()))
+        );
+    }
+
+    #[test]
+    fn a_removed_trunk_is_retained_only_while_named() {
+        let old = rules(false);
+        let gone = old.trunks[1].name.clone();
+        let new = PeerRules::new(
+            MicrosoftRule::default(),
+            vec![old.trunks[0].clone(), old.trunks[2].clone()],
+        );
+        let kept = new.clone().retaining(&old, std::slice::from_ref(&gone));
+        assert_eq!(
+            kept.classify_plain(TransportKind::Udp, ip("198.51.100.17")),
+            Some(Peer::Carrier(gone.clone())),
+            "its calls still reach it"
+        );
+        let dropped = new.retaining(&old, &[]);
+        assert_eq!(
+            dropped.classify_plain(TransportKind::Udp, ip("198.51.100.17")),
+            Some(Peer::Carrier(old.trunks[0].name.clone())),
+            "no call left: the next most specific trunk"
         );
     }
 
@@ -313,16 +348,16 @@ mod tests {
         let at = |kind, s| r.classify_plain(kind, ip(s));
         assert_eq!(
             at(TransportKind::Udp, "198.51.100.17"),
-            Some(Peer::Carrier(TrunkId(1)))
+            Some(Peer::Carrier(r.trunks[1].name.clone()))
         );
         // The /28 trunk takes no TCP, so the /24 one is the TCP peer there.
         assert_eq!(
             at(TransportKind::Tcp, "198.51.100.17"),
-            Some(Peer::Carrier(TrunkId(0)))
+            Some(Peer::Carrier(r.trunks[0].name.clone()))
         );
         assert_eq!(
             at(TransportKind::Udp, "198.51.100.200"),
-            Some(Peer::Carrier(TrunkId(0)))
+            Some(Peer::Carrier(r.trunks[0].name.clone()))
         );
         assert_eq!(at(TransportKind::Udp, "198.51.101.1"), None);
         assert_eq!(
@@ -332,7 +367,7 @@ mod tests {
         );
         assert_eq!(
             at(TransportKind::Udp, "::ffff:198.51.100.3"),
-            Some(Peer::Carrier(TrunkId(0)))
+            Some(Peer::Carrier(r.trunks[0].name.clone()))
         );
     }
 
@@ -345,7 +380,7 @@ mod tests {
         assert!(!r.may_be_tls_peer(ip("192.0.2.1")));
         assert_eq!(
             r.classify_tls(ip("203.0.113.5"), None),
-            Some(Peer::Carrier(TrunkId(2)))
+            Some(Peer::Carrier(r.trunks[2].name.clone()))
         );
     }
 
@@ -395,7 +430,7 @@ mod tests {
         let right = certificate_for(&["pstn.carrier.example"]);
         assert_eq!(
             r.classify_tls(ip("203.0.113.5"), Some(&right)),
-            Some(Peer::Carrier(TrunkId(0)))
+            Some(Peer::Carrier(r.trunks[0].name.clone()))
         );
     }
 }

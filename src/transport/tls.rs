@@ -24,6 +24,8 @@ use super::{RootStoreSource, TlsSettings, TransportError};
 pub(crate) struct TlsConfigs {
     pub(crate) server: Arc<ServerConfig>,
     pub(crate) client: Arc<ClientConfig>,
+    /// The certificate chain we present: a reload that changes it reopens connections.
+    pub(crate) chain: Vec<CertificateDer<'static>>,
 }
 
 /// Protocol versions offered and accepted: TLS 1.2 (required by Teams) and 1.3. rustls has
@@ -37,6 +39,7 @@ pub(crate) fn provider() -> Arc<CryptoProvider> {
 
 pub(crate) fn load(settings: &TlsSettings) -> Result<TlsConfigs, TransportError> {
     let chain = load_chain(&settings.cert_chain_pem)?;
+    let presented = chain.clone();
     let key = load_key(&settings.key_pem)?;
     let roots = Arc::new(load_roots(&settings.roots)?);
     let provider = provider();
@@ -87,6 +90,7 @@ pub(crate) fn load(settings: &TlsSettings) -> Result<TlsConfigs, TransportError>
     Ok(TlsConfigs {
         server: Arc::new(server),
         client: Arc::new(client),
+        chain: presented,
     })
 }
 

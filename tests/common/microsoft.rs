@@ -37,8 +37,8 @@ type Writer = mpsc::UnboundedSender<Vec<u8>>;
 /// Where a message came from, which decides where it may go.
 #[derive(Clone, Copy, PartialEq, Eq, Debug)]
 enum Side {
-    /// A TLS connection the SBC opened to the proxy.
-    SbcOpened,
+    /// A TLS connection the SBC opened to the proxy: the `n`th (from 1).
+    SbcOpened(usize),
     /// A TLS connection the stand-in (Microsoft) opened to the SBC.
     MicrosoftOpened,
     /// A TCP connection to or from a SIPp playing Teams.
@@ -66,7 +66,9 @@ struct State {
     violations: AtomicUsize,
     sbc_connections: AtomicUsize,
     microsoft_connections: AtomicUsize,
-    requests_from_sbc: Mutex<Vec<String>>,
+    /// Start line of every request from the SBC, with the number of the SBC's connection it
+    /// came on (0: one Microsoft opened).
+    requests_from_sbc: Mutex<Vec<(usize, String)>>,
 }
 
 pub struct MicrosoftStandIn {
@@ -118,6 +120,18 @@ impl MicrosoftStandIn {
     /// Microsoft's own connections leave from `sources` in turn. `server_name`: the SBC name
     /// the stand-in checks in the SBC's certificate.
     pub fn start(certs: &Path, ip: Ipv4Addr, sources: [Ipv4Addr; 2], server_name: &str) -> Self {
+        Self::start_at(certs, (ip, 0).into(), sources, server_name)
+    }
+
+    /// [`MicrosoftStandIn::start`] with its TLS proxy listening on `proxy` (port 0: any free
+    /// port), e.g. the same port on two addresses that one FQDN may resolve to.
+    pub fn start_at(
+        certs: &Path,
+        proxy: SocketAddr,
+        sources: [Ipv4Addr; 2],
+        server_name: &str,
+    ) -> Self {
+        let ip = proxy.ip();
         let runtime = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
             .enable_all()
@@ -143,7 +157,7 @@ impl MicrosoftStandIn {
         });
         let (proxy, entry) = runtime.block_on(async {
             (
-                TcpListener::bind((ip, 0)).await.unwrap(),
+                TcpListener::bind(proxy).await.unwrap(),
                 TcpListener::bind((ip, 0)).await.unwrap(),
             )
         });
@@ -159,8 +173,8 @@ impl MicrosoftStandIn {
                     if let Ok(Ok(tls)) =
                         tokio::time::timeout(Duration::from_secs(10), acceptor.accept(tcp)).await
                     {
-                        s.sbc_connections.fetch_add(1, Ordering::SeqCst);
-                        serve(s, tls, Side::SbcOpened).await;
+                        let n = s.sbc_connections.fetch_add(1, Ordering::SeqCst) + 1;
+                        serve(s, tls, Side::SbcOpened(n)).await;
                     }
                 });
             }
@@ -206,6 +220,15 @@ impl MicrosoftStandIn {
 
     /// Start lines of every request the SBC sent (OPTIONS included), in order.
     pub fn requests_from_sbc(&self) -> Vec<String> {
+        self.requests_from_sbc_by_connection()
+            .into_iter()
+            .map(|(_, line)| line)
+            .collect()
+    }
+
+    /// [`MicrosoftStandIn::requests_from_sbc`] with the number of the SBC's connection each
+    /// came on (1 for the first the SBC opened; 0 for one Microsoft opened, a violation).
+    pub fn requests_from_sbc_by_connection(&self) -> Vec<(usize, String)> {
         self.state.requests_from_sbc.lock().unwrap().clone()
     }
 
@@ -310,15 +333,19 @@ async fn route(state: &Arc<State>, message: &str, side: Side, from: &Writer) {
         return;
     }
     match side {
-        Side::SbcOpened | Side::MicrosoftOpened => {
-            if side == Side::MicrosoftOpened {
-                state.violations.fetch_add(1, Ordering::SeqCst);
-            }
+        Side::SbcOpened(_) | Side::MicrosoftOpened => {
+            let connection = match side {
+                Side::SbcOpened(n) => n,
+                _ => {
+                    state.violations.fetch_add(1, Ordering::SeqCst);
+                    0
+                }
+            };
             state
                 .requests_from_sbc
                 .lock()
                 .unwrap()
-                .push(start_line(message).to_string());
+                .push((connection, start_line(message).to_string()));
             // Out-of-dialog OPTIONS are the SBC's health pings: Microsoft answers those.
             let in_dialog = header(message, &["to", "t"]).is_some_and(|to| to.contains(";tag="));
             if message.starts_with("OPTIONS ") && !in_dialog {

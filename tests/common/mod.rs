@@ -14,10 +14,12 @@
 
 #![allow(dead_code)]
 
+pub mod dns;
 pub mod microsoft;
 pub mod tls;
 
-use std::net::{Ipv4Addr, SocketAddr, TcpListener, UdpSocket};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream, UdpSocket};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -102,12 +104,15 @@ pub struct LabSpec {
     /// Extra lines of the `[[carrier_trunk]]` table (e.g. `early_media = "relay"`); further
     /// `[[carrier_trunk]]` / `[[tenant]]` tables may follow.
     pub carrier_extra: String,
-    /// Extra lines of the `[sbc]` and `[sip]` tables.
+    /// Extra lines of the `[sbc]`, `[sip]` and `[ops]` tables.
     pub sbc_extra: String,
     pub sip_extra: String,
+    pub ops_extra: String,
     /// Lines of the `[media]` table (e.g. `workers = 2`); when empty no `[media]` header is
     /// written, so a test may still open that table in `teams_extra`.
     pub media_extra: String,
+    /// Extra lines of the `[media.teams]` table (e.g. `internal_address = ...`).
+    pub teams_media_extra: String,
     /// Put a mutual-TLS Microsoft stand-in in front of each SIPp proxy of `proxies` made by
     /// [`LabSpec::tcp_proxy`] (default); false: the SBC reaches SIPp over plain TCP.
     pub tls_stand_in: bool,
@@ -135,7 +140,9 @@ impl LabSpec {
             carrier_extra: String::new(),
             sbc_extra: String::new(),
             sip_extra: String::new(),
+            ops_extra: String::new(),
             media_extra: String::new(),
+            teams_media_extra: String::new(),
             tls_stand_in: true,
         }
     }
@@ -280,9 +287,11 @@ port_max = {cmax}
 bind = "{SBC_IP}"
 port_min = {tmin}
 port_max = {tmax}
+{teams_media_extra}
 
 [ops]
 metrics_listen = "{SBC_IP}:{metrics}"
+{ops_extra}
 "#,
             proxies = proxies.join(", "),
             // SIPp stand-ins for Microsoft speak plain TCP: only labs may take that.
@@ -290,6 +299,8 @@ metrics_listen = "{SBC_IP}:{metrics}"
             teams_extra = spec.teams_extra,
             sbc_extra = spec.sbc_extra,
             sip_extra = spec.sip_extra,
+            ops_extra = spec.ops_extra,
+            teams_media_extra = spec.teams_media_extra,
             carrier_extra = spec.carrier_extra,
             media_table = if spec.media_extra.is_empty() {
                 String::new()
@@ -358,6 +369,41 @@ metrics_listen = "{SBC_IP}:{metrics}"
     }
 
     /// The SBC itself (its media handle, ops address, registry).
+    /// Start the graceful drain a stop signal starts; the receiver resolves once no call is
+    /// left.
+    pub fn drain(&mut self) -> tokio::sync::oneshot::Receiver<()> {
+        let running = self
+            .running
+            .as_mut()
+            .expect("the SBC runs until the lab is dropped");
+        self.runtime
+            .block_on(running.drain())
+            .expect("the SIP core takes the drain")
+    }
+
+    /// The configuration file the SBC was started with.
+    pub fn config_text(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("sbc.toml")).unwrap()
+    }
+
+    /// Write `text` as the configuration file and reload it as SIGHUP does; `Err` with the
+    /// reason when it is refused (the configuration in force then stays).
+    pub fn reload_with(&mut self, text: &str) -> Result<(), String> {
+        std::fs::write(self.dir.path().join("sbc.toml"), text).unwrap();
+        let running = self
+            .running
+            .as_mut()
+            .expect("the SBC runs until the lab is dropped");
+        self.runtime
+            .block_on(running.reload_from_file())
+            .map_err(|e| e.to_string())
+    }
+
+    /// The ops listener (`/metrics`, `/healthz`, `/readyz`).
+    pub fn ops_addr(&self) -> SocketAddr {
+        self.running().ops_addr
+    }
+
     pub fn running(&self) -> &Running {
         self.running
             .as_ref()
@@ -543,36 +589,11 @@ pub fn sipp_errors(dir: &Path) -> String {
 /// A scenario from `tests/sipp/calls` with its `@NAME@` placeholders replaced, written to
 /// `dir/<name>` (each SIPp runs in its own directory so its logs are its own).
 pub fn scenario(dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
-    let (path, text) = fill_scenario("calls", dir, file, values);
-    assert!(
-        !text.contains("@CALLE") && !text.contains("@TENANT") && !text.contains("@HOLD_MS@"),
-        "unfilled placeholder in {file}"
-    );
-    path
+    scenario_in("calls", dir, file, values)
 }
 
-/// [`scenario`] from `tests/sipp/<topic>`, where every `@NAME@` must be filled.
+/// [`scenario`] from `tests/sipp/<topic>`. Every placeholder must be filled.
 pub fn scenario_in(topic: &str, dir: &Path, file: &str, values: &[(&str, &str)]) -> PathBuf {
-    let (path, text) = fill_scenario(topic, dir, file, values);
-    // Every stretch between two `@` that looks like a placeholder name.
-    let segments: Vec<&str> = text.split('@').collect();
-    let inner = segments
-        .get(1..segments.len().saturating_sub(1))
-        .unwrap_or_default();
-    let unfilled = inner
-        .iter()
-        .find(|name| !name.is_empty() && name.bytes().all(|b| b.is_ascii_uppercase() || b == b'_'));
-    assert!(unfilled.is_none(), "unfilled @{unfilled:?}@ in {file}");
-    path
-}
-
-/// Reads `tests/sipp/<topic>/<file>`, fills `values` in and writes it to `dir/<file>`.
-fn fill_scenario(
-    topic: &str,
-    dir: &Path,
-    file: &str,
-    values: &[(&str, &str)],
-) -> (PathBuf, String) {
     let source = Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/sipp")
         .join(topic)
@@ -581,14 +602,82 @@ fn fill_scenario(
     for (name, value) in values {
         text = text.replace(&format!("@{name}@"), value);
     }
+    // Optional placeholder: a BYE's Reason is checked only when a test asks for it.
+    text = text.replace("@BYE_REASON_RE@", ".*");
+    if let Some(left) = unfilled_placeholder(&text) {
+        panic!("unfilled placeholder {left} in {topic}/{file}");
+    }
     std::fs::create_dir_all(dir).unwrap();
     let path = dir.join(file);
-    std::fs::write(&path, &text).unwrap();
-    (path, text)
+    std::fs::write(&path, text).unwrap();
+    path
 }
+
+/// The first `@NAME@` (capital letters, digits, `_`) left in `text`.
+fn unfilled_placeholder(text: &str) -> Option<&str> {
+    let bytes = text.as_bytes();
+    let mut start = 0;
+    while let Some(at) = text[start..].find('@').map(|i| start + i) {
+        let name_len = bytes[at + 1..]
+            .iter()
+            .take_while(|b| b.is_ascii_uppercase() || b.is_ascii_digit() || **b == b'_')
+            .count();
+        let end = at + 1 + name_len;
+        if name_len > 0 && bytes[at + 1].is_ascii_uppercase() && bytes.get(end) == Some(&b'@') {
+            return Some(&text[at..=end]);
+        }
+        start = at + 1;
+    }
+    None
+}
+
+/// A regular expression as an XML attribute value.
+fn xml_attr(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// SIPp `<ereg>` actions that must match (`check_it`) or must not (`check_it_inverse`), for a
+/// scenario's `@CHECKS@`; each is `(search_in, regexp)`, regexps POSIX extended as SIPp uses
+/// them.
+pub fn sipp_checks(must: &[(&str, &str)], must_not: &[(&str, &str)]) -> String {
+    let mut out = String::new();
+    for (i, (search_in, regexp)) in must.iter().enumerate() {
+        let regexp = xml_attr(regexp);
+        out.push_str(&format!(
+            "      <ereg regexp=\"{regexp}\" search_in=\"{search_in}\" check_it=\"true\" assign_to=\"must{i}\"/>\n"
+        ));
+    }
+    for (i, (search_in, regexp)) in must_not.iter().enumerate() {
+        let regexp = xml_attr(regexp);
+        out.push_str(&format!(
+            "      <ereg regexp=\"{regexp}\" search_in=\"{search_in}\" check_it_inverse=\"true\" assign_to=\"mustnot{i}\"/>\n"
+        ));
+    }
+    // SIPp refuses a scenario whose variables are assigned but never read.
+    let used: Vec<String> = (0..must.len())
+        .map(|i| format!("[$must{i}]"))
+        .chain((0..must_not.len()).map(|i| format!("[$mustnot{i}]")))
+        .collect();
+    out.push_str(&format!(
+        "      <log message=\"test checks {}\"/>\n",
+        used.join(" ")
+    ));
+    out
+}
+
+/// SIPp's global limit for one call of the tests (`-timeout`).
+pub const SIPP_LIMIT: &str = "40s";
 
 /// Start SIPp with `args` in `dir` (one call, bounded by SIPp's own global timeout).
 pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
+    sipp_limited(name, dir, scenario, args, SIPP_LIMIT)
+}
+
+/// [`sipp`] with the global limit `limit` (e.g. `"150s"` for a session interval).
+pub fn sipp_limited(name: &str, dir: &Path, scenario: &Path, args: &[String], limit: &str) -> Peer {
     require("sipp", "sip-tester");
     let child = Command::new("sipp")
         .arg("-sf")
@@ -601,7 +690,7 @@ pub fn sipp(name: &str, dir: &Path, scenario: &Path, args: &[String]) -> Peer {
             "-trace_err",
             "-trace_logs",
             "-timeout",
-            "40s",
+            limit,
             "-timeout_error",
         ])
         .current_dir(dir)
@@ -686,6 +775,108 @@ pub fn teams_uas(dir: &Path, file: &str, port: u16, values: &[(&str, &str)]) -> 
     );
     wait_listening_tcp((TEAMS_IP, port).into());
     peer
+}
+
+/// The carrier side of a Teams -> PSTN call: a SIPp UAS over UDP on the trunk's address,
+/// playing `file` of `tests/sipp/calls` and echoing media.
+pub fn carrier_uas(lab: &Lab, file: &str, values: &[(&str, &str)]) -> Peer {
+    carrier_uas_from(lab, "calls", file, values, SIPP_LIMIT)
+}
+
+/// [`carrier_uas`] playing `file` of `tests/sipp/<topic>`, SIPp's global limit `limit`.
+pub fn carrier_uas_from(
+    lab: &Lab,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    carrier_uas_on(
+        lab,
+        (CARRIER_IP, lab.carrier_port).into(),
+        topic,
+        file,
+        values,
+        limit,
+    )
+}
+
+/// [`carrier_uas_from`] listening on `addr` (another trunk's address).
+pub fn carrier_uas_on(
+    lab: &Lab,
+    addr: SocketAddr,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let std::net::IpAddr::V4(ip) = addr.ip() else {
+        panic!("IPv4 only");
+    };
+    let dir = lab.path().join(format!("carrier-uas-{}", addr.port()));
+    let path = scenario_in(topic, &dir, file, values);
+    let media = free_port_pair(ip);
+    let peer = sipp_limited(
+        &format!("carrier SIPp UAS ({file})"),
+        &dir,
+        &path,
+        &[
+            "-t".into(),
+            "u1".into(),
+            "-i".into(),
+            ip.to_string(),
+            "-p".into(),
+            addr.port().to_string(),
+            "-mi".into(),
+            ip.to_string(),
+            "-mp".into(),
+            media.to_string(),
+            "-rtp_echo".into(),
+        ],
+        limit,
+    );
+    wait_bound_udp(addr);
+    peer
+}
+
+/// A Teams -> PSTN INVITE from the Microsoft stand-in (SIPp UAC over TCP to
+/// [`Lab::teams_entry`]) playing `file` of `tests/sipp/calls`.
+pub fn teams_uac(lab: &Lab, name: &str, file: &str, values: &[(&str, &str)]) -> Peer {
+    teams_uac_from(lab, name, "calls", file, values, SIPP_LIMIT)
+}
+
+/// [`teams_uac`] playing `file` of `tests/sipp/<topic>`, SIPp's global limit `limit`.
+pub fn teams_uac_from(
+    lab: &Lab,
+    name: &str,
+    topic: &str,
+    file: &str,
+    values: &[(&str, &str)],
+    limit: &str,
+) -> Peer {
+    let port = free_tcp_port(TEAMS_IP);
+    let dir = lab.path().join(format!("{name}-{port}"));
+    let path = scenario_in(topic, &dir, file, values);
+    let media = free_port_pair(TEAMS_IP);
+    sipp_limited(
+        &format!("Teams SIPp UAC ({name})"),
+        &dir,
+        &path,
+        &[
+            lab.teams_entry().to_string(),
+            "-t".into(),
+            "t1".into(),
+            "-i".into(),
+            TEAMS_IP.to_string(),
+            "-p".into(),
+            port.to_string(),
+            "-mi".into(),
+            TEAMS_IP.to_string(),
+            "-mp".into(),
+            media.to_string(),
+        ],
+        limit,
+    )
 }
 
 /// A lab with one Microsoft stand-in (SIPp over TCP) whose first ping has already failed.
@@ -902,6 +1093,27 @@ pub fn echo_round(
         }
     }
     (echoed, stale_ok)
+}
+
+/// One HTTP/1.1 GET to the ops listener: (status, body).
+pub fn http_get(addr: SocketAddr, path: &str) -> (u16, String) {
+    let mut stream = TcpStream::connect(addr).expect("ops listener reachable");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n").unwrap();
+    let mut text = String::new();
+    stream.read_to_string(&mut text).expect("a whole response");
+    let status = text
+        .split(' ')
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(|| panic!("no status line in {text:?}"));
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_string())
+        .unwrap_or_default();
+    (status, body)
 }
 
 /// Wait until something listens for TCP on `addr` (a SIPp UAS is up). Read from

@@ -161,7 +161,7 @@ impl State {
         msg: &Message,
         out: &mut VecDeque<Output>,
     ) {
-        let Some(Sent::Invite { cseq, .. }) = self.sent.get(&token).cloned() else {
+        let Some(Sent::Invite { cseq, index, .. }) = self.sent.get(&token).cloned() else {
             return;
         };
         let callee = self.callee;
@@ -169,7 +169,25 @@ impl State {
         let tag = msg.to().ok().and_then(|t| t.tag);
         let same_dialog =
             self.current_invite == Some(token) && answered_tag.is_some() && tag == answered_tag;
-        let mut stray = self.dialogs[idx(callee)].clone();
+        // Our INVITE's dialog, or (its early dialog was replaced, row 22) the one kept for it.
+        let call_id = msg.call_id();
+        let mut stray = self
+            .replaced_teams
+            .iter()
+            .find(|d| callee == LegId::Teams && Some(&d.call_id) == call_id.as_ref())
+            .unwrap_or(&self.dialogs[idx(callee)])
+            .clone();
+        // An abandoned carrier hop is released over its own transport, from our address for
+        // it, whatever hop the call has moved on to.
+        if let (LegPolicy::Carrier(ours), LegId::Carrier, Some(hop)) = (
+            &mut stray.policy,
+            callee,
+            self.setup.carrier.targets.get(index),
+        ) {
+            ours.host.clone_from(&hop.local_host);
+            ours.port = hop.local_port;
+            ours.transport = hop.transport;
+        }
         stray.confirm_from_response(msg);
         let target = stray.next_hop();
         out.push_back(Output::SendAck {
@@ -239,8 +257,10 @@ impl State {
                 !self.progressed && (failure.is_some() || status.is_some_and(is_transient))
             }
         };
-        if failover && index + 1 < self.targets_total {
-            self.send_invite(now, index + 1, out);
+        if failover
+            && index + 1 < self.targets_total
+            && self.try_target(now, index + 1, out).is_ok()
+        {
             return;
         }
         let extra = self.failure_headers_to_caller(status);

@@ -178,6 +178,15 @@ impl EarlyDialogs {
         }
     }
 
+    /// `tag` is an early dialog of INVITE `token` that is still early.
+    pub(super) fn is_early(&self, token: u64, tag: &Bytes) -> bool {
+        self.invite == Some(token)
+            && self
+                .forks
+                .iter()
+                .any(|f| f.tag == *tag && f.state == ForkState::Early)
+    }
+
     /// The SDP fork `tag` sent early (for a 200 on the same fork that repeats none).
     fn early_sdp(&self, token: u64, tag: Option<&Bytes>) -> Option<Bytes> {
         if self.invite != Some(token) {
@@ -282,9 +291,15 @@ impl State {
         let callee_is_teams = self.callee == LegId::Teams;
         commands.into_iter().map(move |mut command| {
             // Only the Teams leg is ICE-lite.
-            if let MediaCommand::EnableIceLite { remote_ufrag, .. } = &mut command {
+            if let MediaCommand::EnableIceLite {
+                remote_ufrag,
+                forks_open,
+                ..
+            } = &mut command
+            {
                 if callee_is_teams {
                     *remote_ufrag = None;
+                    *forks_open = true;
                 }
             }
             Output::Media(command)

@@ -44,6 +44,32 @@ impl State {
         self.begin_ending(now, out);
     }
 
+    /// Ended from outside (`Input::Terminate`). The Reason tells both peers why (RFC 3326):
+    /// Q.850 16 (normal clearing) for an operator, 41 (temporary failure) when a drain ran
+    /// out of time, so a carrier may retry elsewhere.
+    pub(super) fn terminate(
+        &mut self,
+        now: Instant,
+        reason: EndReason,
+        out: &mut VecDeque<Output>,
+    ) {
+        let (cause, text, status) = match reason {
+            EndReason::Drained => (41, "SBC shutting down", 503),
+            _ => (16, "Ended by the operator", 480),
+        };
+        let value = format!("Q.850;cause={cause};text=\"{text}\"");
+        self.terminate_reason = Some((HeaderName::Reason, value.clone()));
+        match self.phase {
+            Phase::Calling => {
+                self.stop_callee_invite(out);
+                let headers = [(HeaderName::Reason, value)];
+                self.reject_caller_with(now, status, reason, &headers, out);
+            }
+            Phase::Answered | Phase::Confirmed => self.end_call(now, reason, None, out),
+            Phase::Ending | Phase::Finished => {}
+        }
+    }
+
     /// A response to the caller's INVITE could not be delivered (its connection is gone):
     /// stop the callee side, or end an answered call.
     pub(super) fn caller_lost(&mut self, now: Instant, out: &mut VecDeque<Output>) {
@@ -97,7 +123,10 @@ impl State {
         }
         let bye = dialog.request(Method::Bye, None);
         let target = dialog.next_hop();
-        let bye = add_headers(&bye, self.bye_headers_for(leg));
+        let bye = match &self.terminate_reason {
+            Some(reason) => add_headers(&bye, std::slice::from_ref(reason)),
+            None => add_headers(&bye, self.bye_headers_for(leg)),
+        };
         let token = self.send_request(leg, target, bye, Sent::Bye, out);
         self.awaiting.insert(token);
     }

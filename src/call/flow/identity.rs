@@ -9,15 +9,15 @@ impl State {
     /// Identity of the callee's INVITE: sets our From and Contact user on the callee leg and
     /// returns the extra header lines. Towards Teams: the carrier's PAI number in From when
     /// `forward_pai` (row 20) — unless the carrier asked for privacy, which is never undone.
-    /// Towards the carrier: privacy, PAI for trusted trunks and Diversion (row 57, doc 2.9).
-    /// `index` is the attempt's target: each carrier hop has its own trunk's trust.
-    pub(super) fn identity_headers(&mut self, index: usize) -> Vec<(HeaderName, String)> {
+    /// Towards the carrier: privacy, PAI for trusted trunks and Diversion (row 57, doc 2.9),
+    /// by the trunk of the hop tried: each carrier hop has its own trunk's trust and rules.
+    pub(super) fn identity_headers(&mut self) -> Vec<(HeaderName, String)> {
         match self.callee {
             LegId::Teams => {
                 self.identity_towards_teams();
                 Vec::new()
             }
-            LegId::Carrier => self.identity_towards_carrier(index),
+            LegId::Carrier => self.identity_towards_carrier(),
         }
     }
 
@@ -51,20 +51,21 @@ impl State {
         }
     }
 
-    fn identity_towards_carrier(&mut self, index: usize) -> Vec<(HeaderName, String)> {
+    fn identity_towards_carrier(&mut self) -> Vec<(HeaderName, String)> {
         let host = self.dialogs[idx(LegId::Carrier)]
             .policy
             .local_host()
             .to_owned();
-        // No such hop cannot happen (attempts index the targets); untrusted is the safe side.
-        let hop = self.setup.carrier.targets.get(index);
+        // The hop's trunk is the one in use (`enter_carrier_hop`).
+        let trunk = &self.setup.carrier.trunk;
         let decided = identity::towards_carrier(
             &self.caller_invite,
             &self.setup.numbers.caller,
             CarrierTrust {
                 host: &host,
-                trusted: hop.is_some_and(|h| h.trusted),
-                diversion: hop.is_some_and(|h| h.diversion_from_history_info),
+                trusted: trunk.trusted,
+                diversion: trunk.diversion_from_history_info,
+                calling_number_rules: &trunk.calling_number_rules,
             },
         );
         let dialog = &mut self.dialogs[idx(LegId::Carrier)];
@@ -80,17 +81,11 @@ impl State {
     /// timeout), with the trunk's table of that direction (row 58) after the built-in rules
     /// and row 30's failover code towards Teams (see `map_final_status_with`).
     pub(super) fn status_to_caller(&self, status: u16) -> u16 {
-        let policy = &self.setup.carrier.responses;
-        let hop = self
-            .current_invite
-            .and_then(|token| match self.sent.get(&token) {
-                Some(Sent::Invite { index, .. }) => self.setup.carrier.targets.get(*index),
-                _ => None,
-            });
-        let table = match (self.caller, hop) {
-            (LegId::Carrier, _) => &policy.to_carrier,
-            (LegId::Teams, Some(hop)) => &hop.to_teams,
-            (LegId::Teams, None) => &policy.to_teams,
+        // On Teams -> PSTN calls the trunk in use is the hop's that answered (row 58).
+        let policy = &self.setup.carrier.trunk.responses;
+        let table = match self.caller {
+            LegId::Carrier => &policy.to_carrier,
+            LegId::Teams => &policy.to_teams,
         };
         map_final_status_with(
             status,
@@ -119,7 +114,7 @@ impl State {
         q850_reason_to_carrier(
             Some(status),
             &reasons,
-            self.setup.carrier.responses.busy_cause,
+            self.setup.carrier.trunk.responses.busy_cause,
         )
         .map(|value| vec![(HeaderName::Reason, value)])
         .unwrap_or_default()
@@ -131,9 +126,13 @@ impl State {
         self.bye_headers = match leg {
             LegId::Teams => {
                 let reasons = bye.header_values(&HeaderName::Reason);
-                q850_reason_to_carrier(None, &reasons, self.setup.carrier.responses.busy_cause)
-                    .map(|value| vec![(HeaderName::Reason, value)])
-                    .unwrap_or_default()
+                q850_reason_to_carrier(
+                    None,
+                    &reasons,
+                    self.setup.carrier.trunk.responses.busy_cause,
+                )
+                .map(|value| vec![(HeaderName::Reason, value)])
+                .unwrap_or_default()
             }
             LegId::Carrier => Vec::new(),
         };

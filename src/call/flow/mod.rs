@@ -28,8 +28,8 @@ use super::dialog::Dialog;
 use super::profile::{CarrierProfile, LegPolicy};
 use super::sdp_glue::Negotiation;
 use super::{
-    CallRecord, CallSetup, Direction, EndReason, Input, LegId, MediaCommand, Output, RequestToken,
-    StatusClass, Target, TimerKind, TxFailure,
+    CallRecord, CallSetup, Direction, EndReason, Input, LegId, LmoHeaders, MediaCommand, Output,
+    RequestToken, StatusClass, Target, TimerKind, TxFailure, UserLocation,
 };
 use crate::media::MediaEvent;
 use crate::sip::{HeaderName, Limits, Message, Method};
@@ -100,8 +100,11 @@ pub(crate) struct State {
     next_token: u64,
     timers: HashMap<TimerKind, Instant>,
     neg: Negotiation,
-    /// SDP we offer the callee (the same for every attempt).
+    /// SDP we offer the callee: the same for every Teams proxy; built for each carrier hop
+    /// from Teams' offer with that hop's trunk settings.
     callee_offer: Bytes,
+    /// The carrier hop whose trunk settings the call uses (Teams -> PSTN).
+    carrier_hop: Option<usize>,
     answered_at: Option<Instant>,
     cancel_requested: bool,
     /// Tokens of requests an ending call still waits for.
@@ -120,6 +123,8 @@ pub(crate) struct State {
     callee_final: Option<Message>,
     /// Extra lines of the BYEs a peer's BYE causes (Teams' Q.850 Reason, `identity.rs`).
     bye_headers: Vec<(HeaderName, String)>,
+    /// The Reason of an `Input::Terminate`, on every BYE and CANCEL-time answer that follows.
+    terminate_reason: Option<(HeaderName, String)>,
     /// Forked early dialogs of the callee INVITE and the caller's 18x policy (rows 26, 27).
     early: early::EarlyDialogs,
     /// Session timers of both legs (RFC 4028, row 42; `session_timer.rs`).
@@ -128,6 +133,9 @@ pub(crate) struct State {
     replacement: Option<replaces::Replacement>,
     /// Microsoft's emergency location for the carrier INVITE (row 56, `location.rs`).
     location: location::CallerLocation,
+    /// Local Media Optimization (row 61): where the Teams user is as far as our Teams-leg
+    /// media address goes; `None` without LMO.
+    teams_location: Option<UserLocation>,
 }
 
 fn idx(leg: LegId) -> usize {
@@ -181,9 +189,24 @@ impl State {
             LegId::Teams => setup.teams.proxies.len(),
             LegId::Carrier => setup.carrier.targets.len(),
         };
+        let mut setup = setup;
+        let teams_location = setup.teams.local_media.map(|media| {
+            let location = match caller {
+                // Without a location Microsoft sent no LMO headers: the public address.
+                LegId::Teams => LmoHeaders::of(invite)
+                    .location
+                    .unwrap_or(UserLocation::External),
+                LegId::Carrier => media.inbound_guess,
+            };
+            // The session's first address, its o= line's too (that stays for the session).
+            let ip = media.address(location);
+            setup.media.teams.rtp.set_ip(ip);
+            setup.media.teams.rtcp.set_ip(ip);
+            location
+        });
         let neg = Negotiation::new(&setup);
         let early = early::EarlyDialogs::new(match caller {
-            LegId::Carrier => setup.carrier.early_media,
+            LegId::Carrier => setup.carrier.trunk.early_media,
             LegId::Teams => early::EarlyMediaPolicy::Relay,
         });
         let session = session_timer::SessionTimers::new(&setup.timers);
@@ -211,6 +234,7 @@ impl State {
             timers: HashMap::new(),
             neg,
             callee_offer: Bytes::new(),
+            carrier_hop: None,
             answered_at: None,
             cancel_requested: false,
             awaiting: HashSet::new(),
@@ -221,11 +245,30 @@ impl State {
             reinvites: reinvite::Reinvites::default(),
             callee_final: None,
             bye_headers: Vec::new(),
+            terminate_reason: None,
             early,
             session,
             replacement: None,
             location,
+            teams_location,
         }
+    }
+
+    /// A request from Microsoft naming the user's location (`X-MS-UserLocation`, row 61):
+    /// our Teams-leg media address follows it in the SDP we send next.
+    fn follow_user_location(&mut self, msg: &Message, out: &mut VecDeque<Output>) {
+        let Some(media) = self.setup.teams.local_media else {
+            return;
+        };
+        let Some(location) = LmoHeaders::of(msg).location else {
+            return;
+        };
+        if self.teams_location == Some(location) {
+            return;
+        }
+        self.teams_location = Some(location);
+        self.neg.relocate_teams(media.address(location));
+        out.push_back(Output::Record(CallRecord::MediaLocation { location }));
     }
 
     pub fn call_id(&self, leg: LegId) -> &Bytes {
@@ -249,6 +292,9 @@ impl State {
         out.push_back(Output::Record(CallRecord::Attempted {
             direction: self.direction,
         }));
+        if let Some(location) = self.teams_location {
+            out.push_back(Output::Record(CallRecord::MediaLocation { location }));
+        }
         let unsupported: Vec<String> = invite
             .tokens(&HeaderName::Require)
             .iter()
@@ -293,7 +339,15 @@ impl State {
                 return;
             }
         };
-        match self.neg.offer_from_caller(self.caller, sdp.as_deref()) {
+        let offer = match self.caller {
+            LegId::Carrier => self.neg.offer_from_carrier(sdp.as_deref()),
+            // Each carrier hop gets its own offer (`try_target`).
+            LegId::Teams => self
+                .neg
+                .take_teams_offer(sdp.as_deref())
+                .map(|()| Bytes::new()),
+        };
+        match offer {
             Ok(offer) => self.callee_offer = offer,
             Err(e) => {
                 self.reject_caller(now, e.sip_status(), EndReason::BadMedia, out);
@@ -304,6 +358,10 @@ impl State {
             self.reject_caller(now, 503, EndReason::AllTargetsFailed, out);
             return;
         }
+        if let Err(e) = self.try_target(now, 0, out) {
+            self.reject_caller(now, e.sip_status(), EndReason::BadMedia, out);
+            return;
+        }
         self.set_timer(TimerKind::NoAnswer, now + self.setup.timers.no_answer, out);
         if self.callee == LegId::Carrier {
             self.set_timer(
@@ -312,11 +370,66 @@ impl State {
                 out,
             );
         }
-        self.send_invite(now, 0, out);
+    }
+
+    /// The first attempt from target `index` on: a Teams proxy, or the first carrier hop whose
+    /// trunk can take Teams' offer (its codecs), with that hop's settings. The error of the
+    /// last hop when none can.
+    fn try_target(
+        &mut self,
+        now: Instant,
+        index: usize,
+        out: &mut VecDeque<Output>,
+    ) -> Result<(), crate::sdp::SdpError> {
+        let index = match self.callee {
+            LegId::Teams => index,
+            LegId::Carrier => self.enter_carrier_hop(index)?,
+        };
+        self.send_invite(now, index, out);
+        Ok(())
+    }
+
+    /// Teams -> PSTN: the carrier leg takes over the trunk of hop `index` (or of the first
+    /// later hop that can take Teams' offer): its transport and our address for it, its trunk
+    /// settings (codecs, in-band DTMF, early media, identity, Diversion, response rules), its
+    /// numbers, and an offer built for it. The hop in use stays as it is.
+    fn enter_carrier_hop(&mut self, index: usize) -> Result<usize, crate::sdp::SdpError> {
+        if self.carrier_hop == Some(index) {
+            return Ok(index);
+        }
+        let mut failure = crate::sdp::SdpError::NoAudio;
+        for i in index..self.setup.carrier.targets.len() {
+            let Some(hop) = self.setup.carrier.targets.get(i).cloned() else {
+                break;
+            };
+            let offer = match self.neg.offer_for_carrier_hop(&hop.trunk, hop.transport) {
+                Ok(offer) => offer,
+                Err(e) => {
+                    failure = e;
+                    continue;
+                }
+            };
+            if let LegPolicy::Carrier(c) = &mut self.dialogs[idx(LegId::Carrier)].policy {
+                c.host.clone_from(&hop.local_host);
+                c.port = hop.local_port;
+                c.transport = hop.transport;
+            }
+            let carrier = &mut self.setup.carrier;
+            carrier.local_host = hop.local_host;
+            carrier.local_port = hop.local_port;
+            carrier.transport = hop.transport;
+            carrier.trunk = hop.trunk;
+            self.setup.numbers = hop.numbers;
+            self.callee_offer = offer;
+            self.carrier_hop = Some(i);
+            return Ok(i);
+        }
+        Err(failure)
     }
 
     /// INVITE attempt `index` towards the callee: a new client transaction each time (new
-    /// branch, CSeq + 1), same Call-ID and From tag.
+    /// branch, CSeq + 1), same Call-ID and From tag. A carrier hop's settings are in use
+    /// already (`try_target`).
     fn send_invite(&mut self, now: Instant, index: usize, out: &mut VecDeque<Output>) {
         let callee = self.callee;
         let (uri, to, target) = match callee {
@@ -332,10 +445,7 @@ impl State {
                 )
             }
             LegId::Carrier => {
-                let hop = self.setup.carrier.targets[index].clone();
-                if let LegPolicy::Carrier(c) = &mut self.dialog(callee).policy {
-                    c.transport = hop.transport;
-                }
+                let hop = &self.setup.carrier.targets[index];
                 let number = super::profile::sanitize_user(&self.setup.numbers.callee);
                 let transport = match hop.transport {
                     crate::transport::TransportKind::Udp => String::new(),
@@ -348,7 +458,7 @@ impl State {
                 )
             }
         };
-        let identity = self.identity_headers(index);
+        let identity = self.identity_headers();
         let offer = self.callee_offer.clone();
         let with_location = self.location_body(index, &offer);
         let dialog = self.dialog(callee);
@@ -464,6 +574,7 @@ impl State {
             Input::Request { leg, tx, msg } => self.on_request(now, leg, tx, msg, out),
             Input::Ack { leg, msg } => self.on_ack(now, leg, msg, out),
             Input::Media(event) => self.on_media(now, event, out),
+            Input::Terminate { reason } => self.terminate(now, reason, out),
             Input::Timer(kind) => match self.timers.get(&kind) {
                 Some(at) if *at <= now => {
                     self.timers.remove(&kind);

@@ -102,6 +102,9 @@ impl State {
         if let Some(target) = msg.contacts().ok().and_then(|c| c.into_iter().next()) {
             self.dialog(leg).remote_target = Some(target.uri.raw().clone());
         }
+        if leg == LegId::Teams {
+            self.follow_user_location(&msg, out);
+        }
         let sdp = sdp_of(&msg);
         let plan = match self.neg.reinvite_offer(leg, sdp.as_deref()) {
             Ok(plan) => plan,

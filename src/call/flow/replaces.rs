@@ -1,15 +1,26 @@
 //! INVITE with `Replaces` from Microsoft (row 22, RFC 3891; doc section 2.8): Microsoft opens
-//! a new dialog that takes over the Teams leg of a confirmed call (call queues, some
-//! transfers). The SBC answers it 200 from the carrier's current media (same Teams-side
-//! address and port, a fresh SRTP key: rows 41, 43), releases the replaced dialog with BYE
-//! (RFC 3891 §3: the UAS ends the replaced dialog) and leaves the carrier leg untouched; an
-//! offer without the carrier's codec is answered 488 and the call stays as it was.
+//! a new dialog that takes over the Teams leg of a call (call queues, some transfers, and
+//! picking up a ringing call). The SBC answers it 200 (same Teams-side address and port, a
+//! fresh SRTP key: rows 41, 43) and the carrier keeps its leg:
+//!
+//! * A confirmed Teams dialog: the answer comes from the carrier's current media, the
+//!   replaced dialog is released with BYE (RFC 3891 §3: the UAS ends the replaced dialog),
+//!   the carrier hears nothing; an offer without the carrier's codec is answered 488 and the
+//!   call stays as it was.
+//! * An early dialog of our INVITE to Microsoft (PSTN -> Teams, ringing): RFC 3891 §3 lets a
+//!   UA replace an early dialog it initiated, and these are the only early dialogs on our
+//!   Teams leg that we initiated. The new dialog answers the call: Microsoft's offer is
+//!   answered from the carrier's offer and the carrier gets the matching answer in its 200;
+//!   our INVITE is cancelled (the replaced early dialog ends with CANCEL). A carrier that
+//!   made no offer (delayed offer, row 21) would need ours in its 200 before Microsoft's
+//!   answer could be built from it: 488.
 //!
 //! Matching (RFC 3891 §3): the header's Call-ID is the current Teams dialog's, `to-tag` is
-//! our tag in it and `from-tag` Microsoft's; anything else is 481. A confirmed dialog with
-//! `early-only` is 486; an early (ringing) Teams dialog is 481 (no call pickup here); a call
-//! that is ending 603; while a transfer, another replacement, a re-INVITE or our session
-//! refresh is in progress, or our 2xx to the caller is not yet ACKed, 491.
+//! our tag in it and `from-tag` Microsoft's (a confirmed dialog's, or the To tag of a 18x of
+//! our ringing INVITE); anything else is 481, and so is every early Teams dialog of a Teams ->
+//! PSTN call (Microsoft created it, RFC 3891 §3). A confirmed dialog with `early-only` is 486;
+//! a call that is ending 603; while a transfer, another replacement, a re-INVITE or our
+//! session refresh is in progress, or our 2xx to the caller is not yet ACKed, 491.
 //!
 //! The ACK of our 200 arrives on the new Call-ID. If it never comes (the transaction layer's
 //! `AckTimeout` on the INVITE's server transaction) the whole call ends with BYE on both legs
@@ -95,6 +106,14 @@ impl ReplacesHeader {
     }
 }
 
+/// The Teams dialog an accepted INVITE with Replaces takes over.
+enum Replaced {
+    /// The Teams leg of an answered call.
+    Confirmed,
+    /// An early dialog of our INVITE `invite` (its token) to Microsoft.
+    Early { invite: u64 },
+}
+
 /// Our 200 to an accepted INVITE with Replaces, until its ACK.
 pub(super) struct Replacement {
     tx: TxId,
@@ -143,28 +162,114 @@ impl State {
             Ok(None) => return self.answer_new_dialog(tx, msg, 481, out),
             Err(_) => return self.answer_new_dialog(tx, msg, 400, out),
         };
-        let status = self.replaces_refusal(&replaces);
-        if status != 0 {
-            return self.answer_new_dialog(tx, msg, status, out);
-        }
+        let replaced = match self.replaces_decision(&replaces) {
+            Ok(replaced) => replaced,
+            Err(status) => return self.answer_new_dialog(tx, msg, status, out),
+        };
         let Some(body) = sdp_of(msg) else {
             // Microsoft always offers; an offerless INVITE would need our offer in the 200.
             return self.answer_new_dialog(tx, msg, 488, out);
         };
+        match replaced {
+            Replaced::Confirmed => self.replace_confirmed_dialog(now, tx, msg, &body, out),
+            Replaced::Early { invite } => {
+                self.replace_early_dialog(now, tx, msg, &body, invite, out)
+            }
+        }
+    }
+
+    /// The confirmed Teams dialog is replaced: the new one gets our answer from the carrier's
+    /// current media, the old one our BYE; the carrier hears nothing.
+    fn replace_confirmed_dialog(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: &Message,
+        body: &[u8],
+        out: &mut VecDeque<Output>,
+    ) {
         let carrier_offered = self.direction == Direction::Inbound && !self.neg.delayed_offer;
-        let (answer, commands) = match self.neg.answer_for_replacement(&body, carrier_offered) {
+        self.follow_user_location(msg, out);
+        let (answer, commands) = match self.neg.answer_for_replacement(body, carrier_offered) {
             Ok(answered) => answered,
             Err(e) => return self.answer_new_dialog(tx, msg, e.sip_status(), out),
         };
+        out.extend(commands.into_iter().map(Output::Media));
+        let mut old = self.answer_replacing_dialog(now, tx, msg, &answer, out);
+        let bye = old.request(Method::Bye, None);
+        let target = old.next_hop();
+        self.send_request(LegId::Teams, target, bye, Sent::Bye, out);
+        // Kept to answer what crosses our BYE on the old dialog (a BYE 200, others 481).
+        self.replaced_teams.push(old);
+    }
+
+    /// RFC 3891 §3: an early dialog of our ringing INVITE to Microsoft (PSTN -> Teams) is
+    /// replaced: the new dialog answers the call. Microsoft's offer in it is answered from the
+    /// carrier's offer (the carrier gets the matching answer in its 200, the call is
+    /// answered), our INVITE is cancelled (RFC 3891: the replaced early dialog ends with
+    /// CANCEL), and what it still brings (its 487, or a 2xx crossing the CANCEL, ACKed and
+    /// released with BYE) ends there.
+    fn replace_early_dialog(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: &Message,
+        body: &[u8],
+        invite: u64,
+        out: &mut VecDeque<Output>,
+    ) {
+        let (answer, to_carrier, commands) = match self.neg.answer_early_replacement(body) {
+            Ok(answered) => answered,
+            Err(e) => return self.answer_new_dialog(tx, msg, e.sip_status(), out),
+        };
+        for kind in [
+            TimerKind::HopTimeout,
+            TimerKind::NoAnswer,
+            TimerKind::ProgressDeadline,
+        ] {
+            self.cancel_timer(kind, out);
+        }
+        out.extend(commands.into_iter().map(Output::Media));
+        let old = self.answer_replacing_dialog(now, tx, msg, &answer, out);
+        self.replaced_teams.push(old);
+        self.send_cancel(invite, out);
+        self.current_invite = None;
+
+        let response =
+            self.dialogs[idx(self.caller)].response(&self.caller_invite, 200, Some(&to_carrier));
+        let response = self.session_answer_caller(now, response, out);
+        out.push_back(Output::SendResponse {
+            leg: self.caller,
+            tx: self.caller_tx,
+            msg: response,
+        });
+        self.caller_final_sent = true;
+        self.phase = Phase::Answered;
+        self.answered_at = Some(now);
+        out.push_back(Output::Record(CallRecord::Answered {
+            setup_time: now.saturating_duration_since(self.start),
+        }));
+        self.set_timer(TimerKind::AckWait, now + self.setup.timers.ack_wait, out);
+    }
+
+    /// Our 200 with `answer` to Microsoft's INVITE with Replaces, whose dialog becomes the
+    /// Teams leg; returns the dialog it replaced.
+    fn answer_replacing_dialog(
+        &mut self,
+        now: Instant,
+        tx: TxId,
+        msg: &Message,
+        answer: &[u8],
+        out: &mut VecDeque<Output>,
+    ) -> Dialog {
         let policy = self.dialogs[idx(LegId::Teams)].policy.clone();
         let mut new_leg = Dialog::from_invite(msg, new_tag(), policy);
         if new_leg.contact_user.is_none() {
             new_leg.contact_user = self.dialogs[idx(LegId::Teams)].contact_user.clone();
         }
-        out.extend(commands.into_iter().map(Output::Media));
-        let response = new_leg.response(msg, 200, Some(&answer));
+        let response = new_leg.response(msg, 200, Some(answer));
         let call_id = new_leg.call_id.clone();
-        let mut old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], new_leg);
+        let old = std::mem::replace(&mut self.dialogs[idx(LegId::Teams)], new_leg);
         // A new session: its timer is the one this INVITE asks for (row 42), not the old one's.
         let response = self.session_answer_new_teams_dialog(now, msg, response, out);
         out.push_back(Output::SendResponse {
@@ -172,33 +277,42 @@ impl State {
             tx,
             msg: response,
         });
-        let bye = old.request(Method::Bye, None);
-        let target = old.next_hop();
-        self.send_request(LegId::Teams, target, bye, Sent::Bye, out);
-        // Kept to answer what crosses our BYE on the old dialog (a BYE 200, others 481).
-        self.replaced_teams.push(old);
         self.replacement = Some(Replacement { tx, call_id });
+        old
     }
 
-    /// The status refusing `replaces` (RFC 3891 §3), or 0 when it may go ahead.
-    fn replaces_refusal(&self, replaces: &ReplacesHeader) -> u16 {
+    /// What `replaces` may take over (RFC 3891 §3), or the status refusing it.
+    fn replaces_decision(&self, replaces: &ReplacesHeader) -> Result<Replaced, u16> {
         let current = &self.dialogs[idx(LegId::Teams)];
-        let matches = replaces.call_id == current.call_id
-            && replaces.to_tag == current.local_tag.as_bytes()
-            && current.remote_tag.as_ref() == Some(&replaces.from_tag);
-        if !matches {
-            return 481;
-        }
+        let ours =
+            replaces.call_id == current.call_id && replaces.to_tag == current.local_tag.as_bytes();
+        let confirmed = ours && current.remote_tag.as_ref() == Some(&replaces.from_tag);
         match self.phase {
-            // An early Teams dialog: not created by us on Teams -> PSTN calls (481 by the
-            // RFC), and call pickup of a ringing PSTN -> Teams call is not offered.
-            Phase::Calling => 481,
-            Phase::Answered => 491,
-            Phase::Ending | Phase::Finished => 603,
-            Phase::Confirmed if replaces.early_only => 486,
-            Phase::Confirmed if self.offer_answer_busy() => 491,
-            Phase::Confirmed => 0,
+            Phase::Calling => match self.early_dialog_we_created(replaces) {
+                Some(_) if self.neg.delayed_offer => Err(488),
+                Some(invite) => Ok(Replaced::Early { invite }),
+                None => Err(481),
+            },
+            _ if !confirmed => Err(481),
+            Phase::Answered => Err(491),
+            Phase::Ending | Phase::Finished => Err(603),
+            Phase::Confirmed if replaces.early_only => Err(486),
+            Phase::Confirmed if self.offer_answer_busy() => Err(491),
+            Phase::Confirmed => Ok(Replaced::Confirmed),
         }
+    }
+
+    /// The token of our INVITE to Microsoft when `replaces` names one of its early dialogs
+    /// still early: our Call-ID and tag, Microsoft's To tag of a 18x. Only a PSTN -> Teams
+    /// call has such dialogs on its Teams leg: on a Teams -> PSTN call Microsoft created the
+    /// Teams dialog, which RFC 3891 §3 answers 481.
+    fn early_dialog_we_created(&self, replaces: &ReplacesHeader) -> Option<u64> {
+        let ours = &self.dialogs[idx(LegId::Teams)];
+        let token = self.current_invite?;
+        let named = replaces.call_id == ours.call_id
+            && replaces.to_tag == ours.local_tag.as_bytes()
+            && self.early.is_early(token, &replaces.from_tag);
+        (self.callee == LegId::Teams && !self.cancel_requested && named).then_some(token)
     }
 
     /// Another offer/answer is open on the call: a transfer's new leg, a replacement not yet

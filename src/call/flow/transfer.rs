@@ -448,7 +448,11 @@ impl State {
         if on == self.ringback_playing {
             return;
         }
-        let ringback = match (on, self.setup.carrier.ringback, self.neg.carrier_g711()) {
+        let ringback = match (
+            on,
+            self.setup.carrier.trunk.ringback,
+            self.neg.carrier_g711(),
+        ) {
             (true, Some(plan), Some(target)) => Some(Ringback { plan, target }),
             (true, _, _) => return,
             (false, _, _) => None,

@@ -4,7 +4,9 @@
 //!
 //! Our media address and port on each leg never change: every SDP we send is built with the
 //! same `local` address (row 41) and never carries `c=0.0.0.0` (row 40); towards Teams any
-//! hold is `a=inactive` (row 39).
+//! hold is `a=inactive` (row 39). The one exception is Microsoft's own word under Local Media
+//! Optimization (row 61): its re-INVITE naming the user's location moves our Teams-side
+//! address (same port, same socket) in the answer to it.
 //!
 //! SRTP keys: a new outbound context (rollover counter and index back to 0) is only ever
 //! built for a new key of ours, announced in our SDP, so no keystream is used twice
@@ -115,7 +117,20 @@ impl Negotiation {
             .as_ref()
             .ok_or(SdpError::NoAudio)?;
         let last_sent = Bytes::from(last_sent.to_bytes());
+        // Our Teams-side address moved (row 61): what we send Teams now is new SDP.
+        let moved = from == LegId::Teams && self.teams_moved;
         let Some(body) = body.filter(|b| !b.is_empty()) else {
+            if moved {
+                // Our offer in the 2xx, at the new address, from what Teams last sent.
+                let last = self.received[leg_index(from)]
+                    .clone()
+                    .ok_or(SdpError::NoAudio)?;
+                let offer = self.answer_to(from, &last)?;
+                return Ok(ReinvitePlan::Local {
+                    answer: self.record_sent(from, offer),
+                    commands: Vec::new(),
+                });
+            }
             return Ok(ReinvitePlan::Local {
                 answer: last_sent,
                 commands: Vec::new(),
@@ -127,7 +142,7 @@ impl Negotiation {
             return Err(SdpError::NoUsableCrypto);
         }
         let previous = self.received[leg_index(from)].as_ref();
-        if previous.is_some_and(|p| unchanged(p, &offer)) {
+        if !moved && previous.is_some_and(|p| unchanged(p, &offer)) {
             // A session refresh: our last SDP, same o= version; nothing to re-apply.
             return Ok(ReinvitePlan::Local {
                 answer: last_sent,

@@ -727,6 +727,7 @@ fn bypass_trunk_enables_ice_lite_on_the_teams_leg() {
         local_ufrag: "abcd1234".into(),
         local_pwd: "abcdefghijklmnopqrstuvwx".into(),
         remote_ufrag: Some("msuf".into()),
+        forks_open: false,
     }));
 }
 

@@ -34,7 +34,7 @@ fn fork_b_sdp() -> String {
 fn bypass_inbound(policy: EarlyMediaPolicy) -> (Harness, SentReq) {
     let mut s = setup();
     s.teams.ice = Some(crate::sdp::IceCredentials::generate());
-    s.carrier.early_media = policy;
+    s.carrier.trunk.early_media = policy;
     let h = Harness::inbound(s, carrier_invite(Some(&carrier_sdp())));
     let invite = h.request(Method::Invite);
     (h, invite)
@@ -165,4 +165,41 @@ fn row52_teams_to_pstn_keeps_the_offerers_ufrag() {
     assert_eq!(ice_remote_ufrags(&h), vec![Some("fkAa".to_owned())]);
     h.respond(&invite, 200, "pstn1", &[], Some(&carrier_sdp()));
     assert_eq!(ice_remote_ufrags(&h), vec![Some("fkAa".to_owned())]);
+}
+
+/// `forks_open` of the EnableIceLite commands of the last step, in order.
+fn ice_forks_open(h: &Harness) -> Vec<bool> {
+    h.media()
+        .into_iter()
+        .filter_map(|c| match c {
+            MediaCommand::EnableIceLite {
+                leg: LegSide::Teams,
+                forks_open,
+                ..
+            } => Some(forks_open),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A Teams endpoint on a bypass trunk whose SDP has no ICE names no agent in its 183 nor in
+/// its 200, yet only the 183 keeps the forks open: from the 200 on, an inbound key replaced
+/// (a transfer's target, a re-INVITE) stops authenticating at once (found by
+/// scripts/interop.sh, whose baresip clients do no ICE on loopback).
+#[test]
+fn row52_only_early_sdp_keeps_forks_open_even_without_ice() {
+    let (mut h, invite) = bypass_inbound(EarlyMediaPolicy::FirstOnly);
+    h.respond(&invite, 100, "", &[], None);
+    h.respond(
+        &invite,
+        183,
+        "fa",
+        &[("Contact", FORK_A_CONTACT)],
+        Some(&teams_sdp()),
+    );
+    assert_eq!(ice_remote_ufrags(&h), vec![None]);
+    assert_eq!(ice_forks_open(&h), vec![true], "the 183");
+    answer_on(&mut h, &invite, "fa", FORK_A_CONTACT, Some(&teams_sdp()));
+    assert_eq!(ice_remote_ufrags(&h), vec![None], "no agent named");
+    assert_eq!(ice_forks_open(&h), vec![false], "the 200 closes the forks");
 }

@@ -12,10 +12,7 @@ const MS_DIAG: (&str, &str) = (
 
 fn setup_with(policy: ResponsePolicy) -> CallSetup {
     let mut s = setup();
-    for target in &mut s.carrier.targets {
-        target.to_teams = policy.to_teams.clone();
-    }
-    s.carrier.responses = policy;
+    every_trunk(&mut s, |t| t.responses = policy.clone());
     s
 }
 
@@ -382,8 +379,8 @@ fn row58_teams_cancel_q850_reason_reaches_the_carrier_cancel() {
 #[test]
 fn row58_response_table_of_the_trunk_that_answered_decides_after_failover() {
     let mut s = setup();
-    s.carrier.targets[0].to_teams = vec![StatusRewrite { from: 404, to: 480 }];
-    s.carrier.targets[1].to_teams = vec![StatusRewrite { from: 404, to: 410 }];
+    s.carrier.targets[0].trunk.responses.to_teams = vec![StatusRewrite { from: 404, to: 480 }];
+    s.carrier.targets[1].trunk.responses.to_teams = vec![StatusRewrite { from: 404, to: 410 }];
     let mut h = Harness::outbound(s, teams_invite("", &teams_sdp()));
     let first = h.request(Method::Invite);
     assert_eq!(first.target, Target::Carrier(0));

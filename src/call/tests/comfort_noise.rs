@@ -131,7 +131,7 @@ fn row49_cn_on_both_legs_is_relayed_and_cn_negotiated_on_neither_is_not() {
 #[test]
 fn row49_trunk_without_comfort_noise_or_g711_gets_none() {
     let mut off = setup();
-    off.carrier.comfort_noise = false;
+    every_trunk(&mut off, |t| t.comfort_noise = false);
     let offer = carrier_offer("0", "a=rtpmap:0 PCMU/8000\r\n");
     let mut h = Harness::inbound(off, carrier_invite(Some(&offer)));
     let invite = h.request(Method::Invite);

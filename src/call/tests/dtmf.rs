@@ -233,7 +233,7 @@ fn row48_no_conversion_when_the_carrier_has_events_or_the_trunk_turns_it_off() {
     assert_eq!(inband_plans(&h), vec![None]);
 
     let mut off = setup();
-    off.carrier.inband_dtmf = false;
+    every_trunk(&mut off, |t| t.inband_dtmf = false);
     let mut h = Harness::inbound(off, carrier_invite(Some(&carrier_offer_inband())));
     let invite = h.request(Method::Invite);
     assert!(te_numbers(&body(&invite.msg)).is_empty());

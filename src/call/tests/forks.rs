@@ -106,7 +106,7 @@ fn touches_carrier(commands: &[MediaCommand]) -> bool {
 
 fn inbound_with(policy: EarlyMediaPolicy) -> (Harness, SentReq) {
     let mut setup = setup();
-    setup.carrier.early_media = policy;
+    setup.carrier.trunk.early_media = policy;
     let h = Harness::inbound(setup, carrier_invite(Some(&carrier_sdp())));
     let invite = h.request(Method::Invite);
     (h, invite)
@@ -589,7 +589,7 @@ fn row26_final_error_ends_every_early_dialog_without_bye() {
 #[test]
 fn row26_row27_teams_to_pstn_relays_every_18x_and_carrier_forks_end() {
     let mut s = setup();
-    s.carrier.early_media = EarlyMediaPolicy::FirstOnly;
+    every_trunk(&mut s, |t| t.early_media = EarlyMediaPolicy::FirstOnly);
     let mut h = Harness::outbound(s, teams_invite("", &teams_sdp()));
     let invite = h.request(Method::Invite);
     h.respond(

@@ -20,11 +20,19 @@ fn invite(from: Option<&str>, extra: &str) -> Message {
 
 fn carrier_setup(trusted: bool, diversion: bool) -> CallSetup {
     let mut s = setup();
-    for hop in &mut s.carrier.targets {
-        hop.trusted = trusted;
-        hop.diversion_from_history_info = diversion;
-    }
+    every_trunk(&mut s, |t| {
+        t.trusted = trusted;
+        t.diversion_from_history_info = diversion;
+    });
     s
+}
+
+/// The caller's number as routing translated it for every hop's trunk.
+fn routed_caller(s: &mut CallSetup, caller: &str) {
+    s.numbers.caller = caller.into();
+    for hop in &mut s.carrier.targets {
+        hop.numbers.caller = caller.into();
+    }
 }
 
 /// The INVITE the carrier gets for `invite`.
@@ -91,7 +99,7 @@ fn row57_trusted_carrier_gets_routed_pai_number_and_privacy_id() {
     let extra = "P-Asserted-Identity: <tel:+14255550100>\r\nPrivacy: id\r\n";
     let mut s = carrier_setup(true, false);
     // Routing took the PAI number and translated it (national format for this trunk).
-    s.numbers.caller = "04255550100".into();
+    routed_caller(&mut s, "04255550100");
     let sent = to_carrier(s, invite(Some(ANONYMOUS_TEAMS_FROM), extra));
     assert_anonymous(&sent);
     assert_eq!(
@@ -106,7 +114,7 @@ fn row57_pai_tel_uri_is_used_when_routing_has_no_number() {
     let extra =
         "P-Asserted-Identity: \"Alice\" <tel:+14255550100;phone-context=+1>\r\nPrivacy: id\r\n";
     let mut s = carrier_setup(true, false);
-    s.numbers.caller = "anonymous".into();
+    routed_caller(&mut s, "anonymous");
     let sent = to_carrier(s, invite(Some(ANONYMOUS_TEAMS_FROM), extra));
     assert_anonymous(&sent);
     assert_eq!(
@@ -115,7 +123,7 @@ fn row57_pai_tel_uri_is_used_when_routing_has_no_number() {
     );
     // Untrusted: nothing.
     let mut s = carrier_setup(false, false);
-    s.numbers.caller = "anonymous".into();
+    routed_caller(&mut s, "anonymous");
     let sent = to_carrier(s, invite(Some(ANONYMOUS_TEAMS_FROM), extra));
     assert_anonymous(&sent);
     assert!(!sent.has_header(&HeaderName::PAssertedIdentity));
@@ -211,7 +219,7 @@ fn no_pai_and_no_privacy_gives_the_number_and_no_pai_even_when_trusted() {
     }
     // Routing found no number at all: the anonymous From, not "anonymous@our-address".
     let mut s = setup();
-    s.numbers.caller = "anonymous".into();
+    routed_caller(&mut s, "anonymous");
     assert_anonymous(&to_carrier(s, invite(Some(ANONYMOUS_TEAMS_FROM), "")));
 }
 
@@ -238,8 +246,8 @@ fn row57_identity_is_the_same_on_every_trunk_failover_attempt() {
 fn row57_failover_to_an_untrusted_trunk_hides_the_identity_the_trusted_one_got() {
     let extra = "P-Asserted-Identity: <tel:+14255550100>\r\nPrivacy: id\r\n";
     let mut s = setup();
-    s.carrier.targets[0].trusted = true;
-    s.carrier.targets[1].trusted = false;
+    s.carrier.targets[0].trunk.trusted = true;
+    s.carrier.targets[1].trunk.trusted = false;
     let mut h = Harness::outbound(s, invite(Some(ANONYMOUS_TEAMS_FROM), extra));
     let first = h.request(Method::Invite);
     assert!(first.msg.has_header(&HeaderName::PAssertedIdentity));
@@ -290,6 +298,35 @@ fn diversion_from_two_history_entries_most_recent_first() {
             assert!(!text(&sent).contains("pstnhub"));
         }
     }
+}
+
+/// Doc 2.9: Diversion numbers are numbers of the calling side and go through the trunk's
+/// `from_teams` calling-number rules like the caller's own: Microsoft writes `+E.164`, a
+/// trunk that wants `00` international format gets it in Diversion too. Each failover hop
+/// uses its own trunk's rules: trunk A has none, trunk B rewrites.
+#[test]
+fn row57_diversion_numbers_go_through_each_hops_calling_number_rules() {
+    let extra = format!("History-Info: {HISTORY_302}, {HISTORY_486}\r\n");
+    let mut s = carrier_setup(false, true);
+    s.carrier.targets[1].trunk.calling_number_rules = calling_rules(r"\+(\d+)", "00$1");
+    let mut h = Harness::outbound(s, invite(None, &extra));
+    let first = h.request(Method::Invite);
+    assert_eq!(
+        diversions(&first.msg),
+        vec![
+            format!("<sip:+14255550188@{HOST}>;reason=user-busy;counter=1"),
+            format!("<sip:+14255550199@{HOST}>;reason=unconditional;counter=1"),
+        ]
+    );
+    h.respond(&first, 503, "p1", &[], None);
+    let second = h.request(Method::Invite);
+    assert_eq!(
+        diversions(&second.msg),
+        vec![
+            format!("<sip:0014255550188@{HOST}>;reason=user-busy;counter=1"),
+            format!("<sip:0014255550199@{HOST}>;reason=unconditional;counter=1"),
+        ]
+    );
 }
 
 #[test]

@@ -7,13 +7,16 @@ mod comfort_noise;
 mod dtmf;
 mod failover;
 mod forks;
+mod hops;
 mod identity;
+mod lmo;
 mod location;
 mod profile_rows;
 mod random_flows;
 mod refer;
 mod reinvite;
 mod replaces;
+mod sdes;
 mod session_timers;
 mod teardown;
 
@@ -123,46 +126,70 @@ pub(super) fn setup() -> CallSetup {
             ice: None,
             failover_response_codes: vec![408, 503, 504],
             forward_pai: false,
+            local_media: None,
         },
         carrier: CarrierLegSetup {
             local_host: "192.0.2.10".into(),
             local_port: 5060,
             transport: TransportKind::Udp,
-            targets: vec![
-                CarrierTarget {
-                    host: "10.0.0.1".into(),
+            targets: ["10.0.0.1", "10.0.0.2"]
+                .iter()
+                .map(|host| CarrierTarget {
+                    host: (*host).into(),
                     port: 5060,
                     transport: TransportKind::Udp,
-                    trusted: false,
-                    diversion_from_history_info: false,
-                    to_teams: Vec::new(),
-                },
-                CarrierTarget {
-                    host: "10.0.0.2".into(),
-                    port: 5060,
-                    transport: TransportKind::Udp,
-                    trusted: false,
-                    diversion_from_history_info: false,
-                    to_teams: Vec::new(),
-                },
-            ],
-            codecs: CodecList::carrier_default(),
+                    local_host: "192.0.2.10".into(),
+                    local_port: 5060,
+                    trunk: test_trunk(),
+                    numbers: test_numbers(),
+                })
+                .collect(),
+            trunk: test_trunk(),
             offer_rtcp_mux: false,
-            strip_vendor_attributes: true,
-            // The flows of the other test files relay every 18x (forks.rs covers the policies).
-            early_media: EarlyMediaPolicy::Relay,
-            responses: ResponsePolicy::default(),
-            inband_dtmf: true,
-            comfort_noise: true,
-            ringback: Some(crate::media::TonePlan::ETSI),
         },
-        numbers: CallNumbers {
-            caller: "+12065550123".into(),
-            callee: "+14255550100".into(),
-        },
+        numbers: test_numbers(),
         teams_profile: TeamsProfile::new("ExampleCorp", "RustSBC", "0.1.0"),
         timers: CallTimers::default(),
     }
+}
+
+/// The trunk of the test setup (the calling trunk and every hop).
+fn test_trunk() -> CarrierTrunkSettings {
+    CarrierTrunkSettings {
+        codecs: CodecList::carrier_default(),
+        // The flows of the other test files relay every 18x (forks.rs covers the policies).
+        early_media: EarlyMediaPolicy::Relay,
+        ..CarrierTrunkSettings::default()
+    }
+}
+
+fn test_numbers() -> CallNumbers {
+    CallNumbers {
+        caller: "+12065550123".into(),
+        callee: "+14255550100".into(),
+    }
+}
+
+/// `change` applied to the carrier trunk of `s` and every hop's: the call sees one trunk,
+/// whichever direction it goes.
+pub(super) fn every_trunk(s: &mut CallSetup, change: impl Fn(&mut CarrierTrunkSettings)) {
+    change(&mut s.carrier.trunk);
+    for hop in &mut s.carrier.targets {
+        change(&mut hop.trunk);
+    }
+}
+
+/// A trunk's `from_teams` calling-number rules with the one rule `pattern` -> `replacement`.
+pub(super) fn calling_rules(pattern: &str, replacement: &str) -> crate::routing::RuleList {
+    let rule = crate::config::TranslationRule {
+        pattern: pattern.into(),
+        replacement: replacement.into(),
+        direction: crate::config::TranslationDirection::FromTeams,
+        field: crate::config::TranslationField::Calling,
+    };
+    crate::routing::TrunkTranslation::compile(&[rule])
+        .unwrap()
+        .from_teams_calling
 }
 
 /// A request the call sent, with the TxId the fake driver gave it.

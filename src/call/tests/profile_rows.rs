@@ -427,9 +427,7 @@ fn row57_teams_privacy_is_kept_towards_an_untrusted_carrier() {
     );
     // A trusted carrier gets the identity in PAI with Privacy: id.
     let mut s = setup();
-    for hop in &mut s.carrier.targets {
-        hop.trusted = true;
-    }
+    every_trunk(&mut s, |t| t.trusted = true);
     let h = Harness::outbound(s, parse(invite.as_bytes()));
     let sent = h.request(Method::Invite).msg;
     assert_eq!(

@@ -777,7 +777,7 @@ fn row38_failed_transfer_stops_the_ringback_and_a_trunk_can_turn_it_off() {
     assert_eq!(ringback_commands(&h.media()), vec![None]);
 
     let mut quiet = setup();
-    quiet.carrier.ringback = None;
+    every_trunk(&mut quiet, |t| t.ringback = None);
     let mut h = Harness::inbound(quiet, carrier_invite(Some(&carrier_sdp())));
     let invite = h.request(Method::Invite);
     h.respond(&invite, 200, "ms1", &[], Some(&teams_sdp()));

@@ -508,6 +508,7 @@ fn row53_ice_restart_gets_new_local_credentials() {
                 local_ufrag,
                 local_pwd,
                 remote_ufrag,
+                forks_open: false,
             } => Some((local_ufrag, local_pwd, remote_ufrag)),
             _ => None,
         })

@@ -370,12 +370,182 @@ fn row22_replaces_while_a_transfer_is_in_progress_gets_491() {
     assert!(h.requests().is_empty() && h.media().is_empty());
 }
 
-#[test]
-fn row22_replaces_of_a_ringing_teams_dialog_gets_481() {
-    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+/// PSTN -> Teams call ringing at Microsoft (180 on early dialog `ms1`): our INVITE, our tag.
+fn inbound_ringing(setup: CallSetup, body: Option<&str>) -> (Harness, SentReq, String) {
+    let mut h = Harness::inbound(setup, carrier_invite(body));
     let invite = h.request(Method::Invite);
     h.respond(&invite, 180, "ms1", &[], None);
+    h.response(180);
     let ours = tag_of(&header(&invite.msg, HeaderName::From));
+    (h, invite, ours)
+}
+
+/// Row 22, RFC 3891 §3: Microsoft replaces an early dialog of our ringing INVITE (a dialog
+/// we initiated, the only kind of early dialog on our Teams leg). The new dialog answers the
+/// call: Microsoft gets our 200 with SDES under a fresh key on our Teams port, the carrier its
+/// 200 with the matching answer (its own payload numbers), the media follows the new dialog,
+/// and our INVITE is cancelled; its 487 reaches nobody, the call goes on in the new dialog.
+#[test]
+fn row22_replaces_of_an_early_dialog_of_our_invite_answers_the_call_and_cancels_the_invite() {
+    let (mut h, invite, ours) = inbound_ringing(setup(), Some(&carrier_sdp()));
+    let old_call_id = header(&invite.msg, HeaderName::CallId);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6000),
+        msg: replaces_invite(
+            &replaces_value(&old_call_id, &ours, "ms1", ";early-only"),
+            &new_dialog_sdp(),
+        ),
+    });
+    let responses = h.responses();
+    let teams_ok = responses
+        .iter()
+        .find(|(leg, _, _)| *leg == LegId::Teams)
+        .expect("200 to Microsoft");
+    assert_eq!((teams_ok.1, teams_ok.2.status()), (TxId(6000), Some(200)));
+    assert_eq!(header(&teams_ok.2, HeaderName::CallId), NEW_CALL_ID);
+    let answer = body(&teams_ok.2);
+    assert!(
+        answer.contains("m=audio 30000 RTP/SAVP 0 8 101"),
+        "{answer}"
+    );
+    assert!(answer.contains("a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:"));
+    assert_ne!(crypto_key(&answer), crypto_key(&body(&invite.msg)));
+    let carrier_ok = responses
+        .iter()
+        .find(|(leg, _, _)| *leg == LegId::Carrier)
+        .expect("200 to the carrier");
+    assert_eq!(
+        (carrier_ok.1, carrier_ok.2.status()),
+        (TxId(1000), Some(200))
+    );
+    let to_carrier = body(&carrier_ok.2);
+    assert!(
+        to_carrier.contains("m=audio 20000 RTP/AVP 0 8 101"),
+        "{to_carrier}"
+    );
+    assert!(!to_carrier.contains("crypto"), "{to_carrier}");
+
+    let cancel = h.request(Method::Cancel);
+    assert_eq!(cancel.target, Target::TeamsProxy(0));
+    assert_eq!(header(&cancel.msg, HeaderName::CallId), old_call_id);
+    let media = h.media();
+    for remote in [
+        MediaCommand::SetRemote {
+            leg: LegSide::Teams,
+            rtp: "52.112.9.9:50100".parse().unwrap(),
+            rtcp: None,
+            rtcp_mux: true,
+        },
+        MediaCommand::SetRemote {
+            leg: LegSide::Carrier,
+            rtp: "10.0.0.1:40000".parse().unwrap(),
+            rtcp: Some("10.0.0.1:40001".parse().unwrap()),
+            rtcp_mux: false,
+        },
+    ] {
+        assert!(media.contains(&remote), "{remote:?} in {media:?}");
+    }
+    let (inbound, outbound) = srtp(&media).remove(0);
+    assert_eq!(inbound.key.to_base64(), NEW_KEY_B64);
+    assert_eq!(outbound.key.to_base64(), crypto_key(&answer));
+    assert!(media
+        .iter()
+        .any(|c| matches!(c, MediaCommand::SetPayloadMap { .. })));
+    assert!(h
+        .records()
+        .iter()
+        .any(|r| matches!(r, CallRecord::Answered { .. })));
+
+    // Microsoft ends the replaced INVITE; nobody hears of it.
+    h.respond(&invite, 487, "ms1", &[], None);
+    assert!(h.responses().is_empty() && h.requests().is_empty());
+    let ack = carrier_ack(&h);
+    h.input(Input::Ack {
+        leg: LegId::Carrier,
+        msg: ack,
+    });
+    h.input(Input::Ack {
+        leg: LegId::Teams,
+        msg: new_dialog_ack(),
+    });
+    assert!(h.out.is_empty(), "{:#?}", h.out);
+    // The call lives in the new dialog: Microsoft's BYE there ends it.
+    let to = header(&teams_ok.2, HeaderName::To);
+    let bye = peer_in_dialog_request(
+        "BYE",
+        2,
+        NEW_CALL_ID,
+        "<sip:+14255550199@sip.pstnhub.microsoft.com:5061;user=phone>;tag=ms2",
+        &to,
+        "SIP/2.0/TLS 52.114.1.2:5061;branch=z9hG4bKrbye",
+    );
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6001),
+        msg: bye,
+    });
+    let (leg, tx, _) = h.response(200);
+    assert_eq!((leg, tx), (LegId::Teams, TxId(6001)));
+    assert_eq!(h.request(Method::Bye).leg, LegId::Carrier);
+}
+
+/// The replaced INVITE answers 200 crossing our CANCEL: that dialog is ACKed and released
+/// with BYE on its own Call-ID; the call stays with the new dialog.
+#[test]
+fn row22_a_2xx_of_the_replaced_invite_crossing_the_cancel_is_released() {
+    let (mut h, invite, ours) = inbound_ringing(setup(), Some(&carrier_sdp()));
+    let old_call_id = header(&invite.msg, HeaderName::CallId);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6000),
+        msg: replaces_invite(
+            &replaces_value(&old_call_id, &ours, "ms1", ""),
+            &new_dialog_sdp(),
+        ),
+    });
+    h.request(Method::Cancel);
+    h.respond(
+        &invite,
+        200,
+        "ms1",
+        &[(
+            "Contact",
+            "<sip:sip-du-a-us.pstnhub.microsoft.com:5061;transport=tls>",
+        )],
+        Some(&teams_sdp()),
+    );
+    let acks = h.acks();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(header(&acks[0].2, HeaderName::CallId), old_call_id);
+    let bye = h.request(Method::Bye);
+    assert_eq!(header(&bye.msg, HeaderName::CallId), old_call_id);
+    assert!(h.responses().is_empty() && h.media().is_empty());
+}
+
+/// RFC 3891 §3 refusals around early dialogs: a `from-tag` that is no early dialog of our
+/// INVITE, or our tag wrong: 481 and the call keeps ringing; an early dialog of a Teams ->
+/// PSTN call (Microsoft initiated it): 481; a carrier that made no offer (delayed offer):
+/// 488. Nothing is cancelled and the carrier hears nothing.
+#[test]
+fn row22_replaces_of_early_dialogs_we_cannot_take_over_is_refused() {
+    let (mut h, invite, ours) = inbound_ringing(setup(), Some(&carrier_sdp()));
+    let call_id = header(&invite.msg, HeaderName::CallId);
+    for (replaces, status) in [
+        (replaces_value(&call_id, &ours, "ms9", ""), 481),
+        (replaces_value(&call_id, "nottags", "ms1", ""), 481),
+    ] {
+        h.input(Input::Request {
+            leg: LegId::Teams,
+            tx: TxId(6000),
+            msg: replaces_invite(&replaces, &new_dialog_sdp()),
+        });
+        let (leg, _, _) = h.response(status);
+        assert_eq!(leg, LegId::Teams);
+        assert!(h.requests().is_empty() && h.media().is_empty());
+    }
+
+    let (mut h, invite, ours) = inbound_ringing(setup(), None);
     let call_id = header(&invite.msg, HeaderName::CallId);
     h.input(Input::Request {
         leg: LegId::Teams,
@@ -385,8 +555,24 @@ fn row22_replaces_of_a_ringing_teams_dialog_gets_481() {
             &new_dialog_sdp(),
         ),
     });
+    h.response(488);
+    assert!(h.requests().is_empty() && h.media().is_empty());
+
+    let mut h = Harness::outbound(setup(), teams_invite("", &teams_sdp()));
+    let to_carrier = h.request(Method::Invite);
+    h.respond(&to_carrier, 180, "c1", &[], None);
+    let (_, _, ringing) = h.response(180);
+    let ours = to_tag(&ringing).unwrap();
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(6000),
+        msg: replaces_invite(
+            &replaces_value("teams-call-1", &ours, "t1", ""),
+            &new_dialog_sdp(),
+        ),
+    });
     h.response(481);
-    assert!(h.requests().is_empty());
+    assert!(h.requests().is_empty() && h.media().is_empty());
 }
 
 /// No ACK for our 200 to the new dialog: the old one is already released, so the call ends

@@ -309,3 +309,52 @@ fn requests_with_the_call_id_but_foreign_tags_get_481_and_the_call_goes_on() {
     h.response(200);
     assert_eq!(h.request(Method::Bye).leg, LegId::Teams);
 }
+
+/// An operator (or the end of a drain) ends an answered call: BYE on both legs, each with a
+/// Reason saying why (RFC 3326), and the call record says who ended it.
+#[test]
+fn terminate_ends_an_answered_call_with_bye_and_reason_on_both_legs() {
+    let (mut h, _) = answered_inbound();
+    h.out.clear();
+    h.input(Input::Terminate {
+        reason: EndReason::Operator,
+    });
+    for bye in h
+        .requests()
+        .iter()
+        .filter(|r| r.msg.method() == Some(&Method::Bye))
+    {
+        assert_eq!(
+            header(&bye.msg, HeaderName::Reason),
+            "Q.850;cause=16;text=\"Ended by the operator\"",
+            "{:?}",
+            bye.leg
+        );
+    }
+    assert_bye_both_sides_then_finish(&mut h, EndReason::Operator);
+}
+
+/// A drain that runs out of time during setup: the callee's INVITE is cancelled and the
+/// caller gets 503 with Q.850 41, so a carrier may retry elsewhere.
+#[test]
+fn terminate_during_setup_cancels_the_callee_and_answers_the_caller_503() {
+    let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(&invite, 180, "ms1", &[], None);
+    h.out.clear();
+    h.input(Input::Terminate {
+        reason: EndReason::Drained,
+    });
+    let (leg, _, refusal) = h.response(503);
+    assert_eq!(leg, LegId::Carrier);
+    assert_eq!(
+        header(&refusal, HeaderName::Reason),
+        "Q.850;cause=41;text=\"SBC shutting down\""
+    );
+    assert_eq!(h.request(Method::Cancel).leg, LegId::Teams);
+    assert!(h.records().contains(&CallRecord::Failed {
+        status: 503,
+        class: StatusClass::of(503),
+        reason: EndReason::Drained,
+    }));
+}

@@ -1,7 +1,7 @@
 //! SRTP/SRTCP for the Teams leg (docs/teams-direct-routing.md §3.1, rows 43-45).
 //!
-//! * [`keys`]: the SDES suites, key material and `inline:` key-params the SDP layer reads
-//!   and writes.
+//! * [`keys`]: suites, key material and MKI, as the call layer hands them over from the SDES
+//!   line the SDP layer chose (`sdp::crypto` owns the text).
 //! * [`SrtpContext`]: the production, allocation-free in-place implementation on RustCrypto
 //!   primitives (AES-128-CM + HMAC-SHA1, RFC 3711), with index estimation, a 64-packet
 //!   replay window and optional MKI. `webrtc-srtp` stays in the tree as its test oracle
@@ -21,7 +21,7 @@ mod context_tests;
 mod oracle_tests;
 
 pub use context::SrtpContext;
-pub use keys::{CryptoAttribute, KeyMaterial, Mki, SdesError, SdesKeyParams, SrtpSuite};
+pub use keys::{KeyMaterial, Mki, SrtpSuite};
 
 /// Why a packet could not be protected or unprotected. The caller drops the packet and
 /// counts the error (see [`SrtpError::label`]); nothing here panics on packet contents.
