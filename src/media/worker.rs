@@ -596,6 +596,11 @@ impl Worker {
                 if state.requires_srtp() && state.srtp_out.is_none() {
                     continue;
                 }
+                // A leg that has carried no RTP either way (a fork's early-media address that
+                // never got the call) has no stream to report on: it gets nothing.
+                if state.sent.ssrc().is_none() && state.receive_stats.source().is_none() {
+                    continue;
+                }
                 if !state.reports.due(now.millis) || state.reports.far_side_reports(now.millis) {
                     continue;
                 }
