@@ -224,7 +224,8 @@ impl Candidate {
         self.socket.local_addr().unwrap().port()
     }
 
-    /// Reads what has arrived (bounded); each RTP-shaped datagram must be the SBC's SRTP.
+    /// Reads what has arrived (bounded); each RTP-shaped datagram must be the SBC's SRTP,
+    /// each RTCP one (its own reports, row 46) its SRTCP.
     fn drain(&mut self, decrypt: &mut Context) {
         self.socket.set_nonblocking(true).unwrap();
         let mut buf = [0u8; 2048];
@@ -232,7 +233,11 @@ impl Candidate {
             let Ok((n, _)) = self.socket.recv_from(&mut buf) else {
                 break;
             };
-            if n >= 12 && buf[0] >> 6 == 2 {
+            if n >= 8 && buf[0] >> 6 == 2 && (192..=223).contains(&buf[1]) {
+                decrypt.decrypt_rtcp(&buf[..n]).unwrap_or_else(|e| {
+                    panic!("{}: RTCP that is not the SBC's SRTCP: {e}", self.name)
+                });
+            } else if n >= 12 && buf[0] >> 6 == 2 {
                 let plain = decrypt.decrypt_rtp(&buf[..n]).unwrap_or_else(|e| {
                     panic!("{}: media that is not the SBC's SRTP: {e}", self.name)
                 });

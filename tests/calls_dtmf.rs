@@ -807,15 +807,19 @@ impl Media {
         for p in packets.iter().chain(std::iter::once(&sentinel)) {
             self.send(Towards::Carrier, p);
         }
+        // By RTP timestamp: the relay renumbers the stream around the event packets it drops
+        // (repeats, end copies), so sequence numbers do not tell the packets apart.
+        let timestamp = |p: &[u8]| u32::from_be_bytes([p[4], p[5], p[6], p[7]]);
+        let (event_start, sentinel_at) = (timestamp(&packets[0]), timestamp(&sentinel));
         let mut tones = Vec::new();
         loop {
             let Some(p) = self.receive(Towards::Carrier, Duration::from_secs(3)) else {
                 panic!("digit {digit} under {pt}: the frame after it never came");
             };
-            if p[2..4] == sentinel[2..4] {
+            if timestamp(&p) == sentinel_at {
                 break;
             }
-            if packets.iter().any(|e| e[2..4] == p[2..4]) {
+            if timestamp(&p).wrapping_sub(event_start) < sentinel_at.wrapping_sub(event_start) {
                 tones.push(p);
             }
         }

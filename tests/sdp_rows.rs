@@ -44,6 +44,7 @@ fn inbound_call_offer_answer_and_hold() {
         ice: Some(&ice),
         codecs: &teams_codecs,
         inband_dtmf: false,
+        comfort_noise: false,
     };
     let carrier_side = CarrierSide {
         local: CARRIER_LOCAL.parse().unwrap(),
@@ -134,6 +135,7 @@ fn outbound_call_with_video_from_teams() {
         ice: None,
         codecs: &teams_codecs,
         inband_dtmf: false,
+        comfort_noise: false,
     };
     let carrier_side = CarrierSide {
         local: CARRIER_LOCAL.parse().unwrap(),

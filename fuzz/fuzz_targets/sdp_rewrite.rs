@@ -73,6 +73,7 @@ fuzz_target!(|data: &[u8]| {
         ice: (flags & 2 != 0).then_some(&ice),
         codecs: &teams_codecs,
         inband_dtmf: flags & 16 != 0,
+        comfort_noise: flags & 32 != 0,
     };
     let carrier = CarrierSide {
         local,

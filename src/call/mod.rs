@@ -79,7 +79,8 @@ use std::time::{Duration, Instant};
 use bytes::Bytes;
 
 use crate::media::{
-    InbandDtmfPlan, LegSide, MapDirection, MediaEvent, PayloadMapping, SessionAllocation, SrtpKeys,
+    ComfortNoisePlan, InbandDtmfPlan, LegSide, MapDirection, MediaEvent, PayloadMapping, Ringback,
+    SessionAllocation, SrtpKeys, TonePlan,
 };
 use crate::routing::RuleList;
 use crate::sdp::{CodecList, IceCredentials};
@@ -243,6 +244,16 @@ pub enum MediaCommand {
         leg: LegSide,
         on_hold: bool,
     },
+    /// Comfort noise from the other leg that `leg` did not negotiate (row 49): made into
+    /// G.711 noise or left out; `None` relays CN like any payload.
+    SetComfortNoise {
+        leg: LegSide,
+        plan: Option<ComfortNoisePlan>,
+    },
+    /// Ringback towards the carrier during a transfer (row 38); `None` stops it.
+    SetRingback {
+        ringback: Option<Ringback>,
+    },
     /// Media-bypass Teams leg: answer STUN checks as ICE-lite with our credentials.
     EnableIceLite {
         leg: LegSide,
@@ -388,6 +399,12 @@ pub struct CarrierTrunkSettings {
     /// The trunk negotiated no telephone-event: offer it to Teams anyway and turn the
     /// carrier's in-band G.711 tones into RFC 4733 events (row 48).
     pub inband_dtmf: bool,
+    /// The trunk negotiated no CN: offer it to Teams anyway and turn Teams' CN into G.711
+    /// noise for the trunk, filling the silence after it (row 49).
+    pub comfort_noise: bool,
+    /// The tone the carrier hears while a transfer's target rings without early media
+    /// (row 38); `None`: silence.
+    pub ringback: Option<TonePlan>,
     /// Trusted with identity (RFC 3325): P-Asserted-Identity and Teams' Privacy values cross.
     /// When false and Teams asked for privacy, no PAI is sent and From is anonymous (row 57).
     pub trusted: bool,
@@ -408,6 +425,8 @@ impl Default for CarrierTrunkSettings {
             early_media: EarlyMediaPolicy::default(),
             responses: ResponsePolicy::default(),
             inband_dtmf: true,
+            comfort_noise: true,
+            ringback: Some(TonePlan::ETSI),
             trusted: false,
             diversion_from_history_info: false,
             calling_number_rules: RuleList::default(),

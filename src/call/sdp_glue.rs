@@ -9,8 +9,11 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 
 use super::{CallSetup, CarrierTrunkSettings, LegId, MediaCommand};
+use crate::media::inband_dtmf::G711;
 use crate::media::srtp::{KeyMaterial, Mki, SrtpSuite as MediaSuite};
-use crate::media::{InbandDtmfPlan, MapDirection, PayloadMapping, SrtpKeys};
+use crate::media::{
+    ComfortNoisePlan, G711Target, InbandDtmfPlan, LegSide, MapDirection, PayloadMapping, SrtpKeys,
+};
 use crate::sdp::{
     self, CallPtMaps, CarrierSide, CodecList, IceCredentials, LegOrigin, PtMap, RemoteMedia,
     SdesKey, Sdp, SdpError, SelectedCrypto, SrtpSuite, TeamsSide,
@@ -32,6 +35,8 @@ pub(crate) struct Negotiation {
     strip_vendor: bool,
     /// Convert the carrier's in-band DTMF when it has no telephone-event (row 48).
     inband_dtmf: bool,
+    /// Make comfort noise for a carrier without CN (row 49).
+    comfort_noise: bool,
     teams_origin: LegOrigin,
     carrier_origin: LegOrigin,
     /// Our SRTP sending key towards Teams.
@@ -81,6 +86,7 @@ impl Negotiation {
             offer_rtcp_mux: setup.carrier.offer_rtcp_mux,
             strip_vendor: strips_vendor_attributes(setup.carrier.transport),
             inband_dtmf: setup.carrier.trunk.inband_dtmf,
+            comfort_noise: setup.carrier.trunk.comfort_noise,
             teams_origin: LegOrigin::random(teams_local.ip()),
             carrier_origin: LegOrigin::random(carrier_local.ip()),
             teams_key: SdesKey::generate(),
@@ -116,6 +122,7 @@ impl Negotiation {
             ice: self.ice.as_ref(),
             codecs: &self.teams_codecs,
             inband_dtmf: self.inband_dtmf,
+            comfort_noise: self.comfort_noise,
         }
     }
 
@@ -196,7 +203,7 @@ impl Negotiation {
     }
 
     /// Teams -> PSTN: our offer to the carrier hop on `transport` whose trunk is `trunk`, from
-    /// Teams' offer, with that trunk's codecs and in-band DTMF rule. Once built, the carrier
+    /// Teams' offer, with that trunk's codecs, in-band DTMF and comfort-noise rules. Once built, the carrier
     /// side of the negotiation is that trunk's (a new session for a new peer: fresh origin);
     /// on an error (the trunk takes none of Teams' codecs) nothing changes.
     pub fn offer_for_carrier_hop(
@@ -216,6 +223,7 @@ impl Negotiation {
         self.carrier_codecs = trunk.codecs.clone();
         self.strip_vendor = side.strip_vendor_attributes;
         self.inband_dtmf = trunk.inband_dtmf;
+        self.comfort_noise = trunk.comfort_noise;
         self.carrier_origin = origin;
         Ok(self.record_sent(LegId::Carrier, out))
     }
@@ -529,8 +537,17 @@ impl Negotiation {
         let inband = MediaCommand::SetInbandDtmf {
             plan: self.inband_plan(sc, rc, st, rt),
         };
+        let (to_carrier, to_teams) = self.comfort_noise_plans(sc, rc, st, rt);
         vec![
             inband,
+            MediaCommand::SetComfortNoise {
+                leg: LegSide::Carrier,
+                plan: to_carrier,
+            },
+            MediaCommand::SetComfortNoise {
+                leg: LegSide::Teams,
+                plan: to_teams,
+            },
             MediaCommand::SetPayloadMap {
                 direction: MapDirection::CarrierToTeams,
                 mappings: mappings(&maps.carrier_to_teams),
@@ -585,6 +602,88 @@ impl Negotiation {
             teams_event_pt: pt_of(audio(sent_teams)?, "telephone-event"),
         })
     }
+}
+
+impl Negotiation {
+    /// Comfort noise (row 49) for each leg that did not negotiate CN while the other leg did
+    /// (or may send the static 13 anyway): (towards the carrier, towards Teams). The carrier
+    /// gets noise in its G.711 when `comfort_noise` is on, else nothing; Teams gets nothing
+    /// (Microsoft's media stack makes its own noise in the gaps). A leg with CN on both of
+    /// its SDPs relays CN under the payload map.
+    fn comfort_noise_plans(
+        &self,
+        sent_carrier: &Sdp,
+        received_carrier: &Sdp,
+        sent_teams: &Sdp,
+        received_teams: &Sdp,
+    ) -> (Option<ComfortNoisePlan>, Option<ComfortNoisePlan>) {
+        let carrier = (cn_pt(sent_carrier), cn_pt(received_carrier));
+        let teams = (cn_pt(sent_teams), cn_pt(received_teams));
+        // The numbers a leg sends CN under: those it was told, its own, else the static 13.
+        let senders_numbers = |(told, own): (Option<u8>, Option<u8>)| {
+            let first = told.or(own).unwrap_or(STATIC_CN);
+            [Some(first), own.filter(|pt| *pt != first)]
+        };
+        let negotiated = |(told, own): (Option<u8>, Option<u8>)| told.is_some() && own.is_some();
+        let to_carrier = (!negotiated(carrier)).then(|| ComfortNoisePlan {
+            cn_payload_types: senders_numbers(teams),
+            noise: self
+                .comfort_noise
+                .then(|| carrier_g711(sent_carrier, received_carrier))
+                .flatten(),
+        });
+        let to_teams = (!negotiated(teams)).then(|| ComfortNoisePlan {
+            cn_payload_types: senders_numbers(carrier),
+            noise: None,
+        });
+        (to_carrier, to_teams)
+    }
+
+    /// The G.711 payload the carrier takes generated audio in (ringback, row 38): the first
+    /// PCMU/PCMA of what we told the carrier that the carrier's own SDP lists too.
+    pub fn carrier_g711(&self) -> Option<G711Target> {
+        carrier_g711(self.sent[0].as_ref()?, self.received[0].as_ref()?)
+    }
+}
+
+/// RTP/AVP's static number for CN (RFC 3551).
+const STATIC_CN: u8 = 13;
+
+fn audio_section(sdp: &Sdp) -> Option<&sdp::MediaSection> {
+    sdp.media().get(sdp.primary_audio_index()?)
+}
+
+/// The `CN/8000` number of an SDP's anchored audio stream.
+fn cn_pt(sdp: &Sdp) -> Option<u8> {
+    audio_section(sdp)?
+        .codecs()
+        .iter()
+        .find(|c| c.clock_rate == 8000 && c.encoding.eq_ignore_ascii_case("CN"))
+        .map(|c| c.pt)
+}
+
+/// See [`Negotiation::carrier_g711`].
+fn carrier_g711(sent_carrier: &Sdp, received_carrier: &Sdp) -> Option<G711Target> {
+    let own = audio_section(received_carrier)?.codecs();
+    audio_section(sent_carrier)?
+        .codecs()
+        .iter()
+        .filter(|c| c.clock_rate == 8000)
+        .find_map(|c| {
+            let law = if c.encoding.eq_ignore_ascii_case("PCMU") {
+                G711::Ulaw
+            } else if c.encoding.eq_ignore_ascii_case("PCMA") {
+                G711::Alaw
+            } else {
+                return None;
+            };
+            own.iter()
+                .any(|o| o.clock_rate == 8000 && o.encoding.eq_ignore_ascii_case(c.encoding))
+                .then_some(G711Target {
+                    payload_type: c.pt,
+                    law,
+                })
+        })
 }
 
 /// Vendor SDP attributes (Microsoft's are large) are dropped towards UDP trunks (row 24).

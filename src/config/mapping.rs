@@ -143,6 +143,7 @@ pub fn media_settings(config: &Config) -> crate::media::settings::MediaSettings 
             super::LatchingMode::Strict => LatchingMode::Strict { after_packets },
         },
         inactivity_timeout: Duration::from_secs(config.media.inactivity_timeout_seconds),
+        rtcp_reports: config.media.rtcp_reports,
         ..defaults
     }
 }

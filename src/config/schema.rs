@@ -427,6 +427,36 @@ pub struct CarrierTrunk {
     /// send them to Teams as RFC 4733 events, which Teams requires (row 48). Default on.
     #[serde(default = "default_true")]
     pub inband_dtmf: bool,
+    /// When this trunk negotiates no comfort noise, still offer CN to Teams and turn Teams'
+    /// CN into G.711 noise for the trunk, filling the silence until speech resumes (row 49).
+    /// Default on.
+    #[serde(default = "default_true")]
+    pub comfort_noise: bool,
+    /// The ringing tone the trunk hears while a transfer's target rings without early media
+    /// (row 38): `etsi` (425 Hz, 1 s on / 4 s off; default), `us` (440 + 480 Hz, 2 s on / 4 s
+    /// off) or `off`.
+    #[serde(default)]
+    pub ringback_tone: RingbackTone,
+}
+
+/// `ringback_tone` of a carrier trunk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RingbackTone {
+    #[default]
+    Etsi,
+    Us,
+    Off,
+}
+
+impl RingbackTone {
+    pub fn plan(self) -> Option<crate::media::TonePlan> {
+        match self {
+            RingbackTone::Etsi => Some(crate::media::TonePlan::ETSI),
+            RingbackTone::Us => Some(crate::media::TonePlan::US),
+            RingbackTone::Off => None,
+        }
+    }
 }
 
 impl CarrierTrunk {
@@ -611,6 +641,10 @@ pub struct MediaSection {
     pub inactivity_timeout_seconds: u64,
     #[serde(default = "default_latching")]
     pub latching: LatchingMode,
+    /// Send RTCP sender/receiver reports of our own on a leg whose far side sends none
+    /// (row 46: Microsoft's call quality dashboard reads them). Default on.
+    #[serde(default = "default_true")]
+    pub rtcp_reports: bool,
 }
 
 impl Default for MediaSection {
@@ -621,6 +655,7 @@ impl Default for MediaSection {
             workers: 0,
             inactivity_timeout_seconds: default_inactivity(),
             latching: default_latching(),
+            rtcp_reports: true,
         }
     }
 }

@@ -893,6 +893,52 @@ fn bind_address_must_be_usable_here_and_reaches_the_transport() {
     );
 }
 
+/// Rows 38, 46, 49: ringback, our own RTCP and comfort noise are on unless a trunk or the
+/// media table turns them off; the ringback tone is one of the named plans.
+#[test]
+fn row38_row46_row49_generated_media_defaults_and_choices() {
+    use crate::media::TonePlan;
+    let loaded = parse(GOOD).unwrap();
+    let trunk = &loaded.config.carrier_trunks[0];
+    assert!(trunk.comfort_noise);
+    assert_eq!(trunk.ringback_tone.plan(), Some(TonePlan::ETSI));
+    assert!(loaded.config.media.rtcp_reports);
+    assert!(mapping::media_settings(&loaded.config).rtcp_reports);
+
+    for (name, plan) in [
+        ("us", Some(TonePlan::US)),
+        ("off", None),
+        ("etsi", Some(TonePlan::ETSI)),
+    ] {
+        let text = GOOD.replacen(
+            "address = \"127.0.0.1:5070\"\n",
+            &format!(
+                "address = \"127.0.0.1:5070\"\nringback_tone = \"{name}\"\ncomfort_noise = false\n"
+            ),
+            1,
+        );
+        let loaded = parse(&text).unwrap();
+        let trunk = &loaded.config.carrier_trunks[0];
+        assert_eq!(trunk.ringback_tone.plan(), plan);
+        assert!(!trunk.comfort_noise);
+    }
+    let e = errors_with(
+        "address = \"127.0.0.1:5070\"\n",
+        "address = \"127.0.0.1:5070\"\nringback_tone = \"uk\"\n",
+    );
+    let shown = ConfigErrors(e).to_string();
+    assert!(
+        shown.contains("t.toml:22:") && shown.contains("expected one of `etsi`, `us`, `off`"),
+        "{shown}"
+    );
+    let text = GOOD.replacen(
+        "[media.carrier]",
+        "[media]\nrtcp_reports = false\n\n[media.carrier]",
+        1,
+    );
+    assert!(!mapping::media_settings(&parse(&text).unwrap().config).rtcp_reports);
+}
+
 #[test]
 fn row8_dns_servers_are_ip_and_port() {
     let e = errors_with(

@@ -913,6 +913,10 @@ impl Dispatcher {
             } => self.media.set_payload_map(session, direction, &mappings),
             MediaCommand::SetInbandDtmf { plan } => self.media.set_inband_dtmf(session, plan),
             MediaCommand::SetHold { leg, on_hold } => self.media.set_hold(session, leg, on_hold),
+            MediaCommand::SetComfortNoise { leg, plan } => {
+                self.media.set_comfort_noise(session, leg, plan)
+            }
+            MediaCommand::SetRingback { ringback } => self.media.set_ringback(session, ringback),
             MediaCommand::EnableIceLite {
                 leg,
                 local_ufrag,

@@ -76,6 +76,8 @@ impl DispatchSettings {
                         .unwrap_or_default(),
                     responses: mapping::response_policy(t),
                     inband_dtmf: t.inband_dtmf,
+                    comfort_noise: t.comfort_noise,
+                    ringback: t.ringback_tone.plan(),
                     trusted: t.trusted,
                     diversion_from_history_info: t.diversion_from_history_info,
                     calling_number_rules: routed.outbound_calling_rules().clone(),

@@ -17,8 +17,8 @@
 //! the G.711 payload type the carrier uses; retransmissions and the repeated end packets add
 //! nothing and are dropped.
 
-use crate::media::inband_dtmf::{encode, frequencies, ToneDetector, G711};
-use crate::media::rtp::{RtpHeader, RTP_HEADER_LEN};
+use crate::media::inband_dtmf::{dbm0_amplitude, encode, frequencies, sine, ToneDetector, G711};
+use crate::media::rtp::{payload_range, RtpHeader, RTP_HEADER_LEN};
 
 /// What the call layer negotiated for one call: the carrier sends G.711 under these payload
 /// types and no `telephone-event`; Teams expects events under `event_pt`.
@@ -83,8 +83,6 @@ pub enum ToCarrier {
 /// Most samples one event packet turns into (60 ms): an event packet normally advances by
 /// 20 ms; after a loss the tone resumes rather than filling the gap.
 const MAX_TONE_SAMPLES: u16 = 480;
-/// Peak amplitude of a 0 dBm0 sine in 16-bit linear G.711 terms.
-const DBM0_PEAK: f32 = 22_700.0;
 
 /// What the forward step does with the packet after [`DtmfConverter::process`] (or a tone
 /// from [`DtmfConverter::event_to_tone`]).
@@ -227,16 +225,11 @@ impl DtmfConverter {
         }
         self.playing = Some((start, duration));
         // Each tone at the event's level (-volume dBm0), never above -3 dBm0 so the sum fits.
-        let amplitude = f64::from(DBM0_PEAK) * 10f64.powf(-f64::from(volume.max(3)) / 20.0);
-        let wave = |frequency: f32, n: f64| {
-            // Phase from the position in the event, so consecutive packets join seamlessly;
-            // in f64 and reduced to one turn, so long digits stay exact.
-            let turns = (f64::from(frequency) * n / 8000.0).fract();
-            (std::f64::consts::TAU * turns).sin()
-        };
+        let amplitude = dbm0_amplitude(-f64::from(volume.max(3)));
         for (i, byte) in tone.iter_mut().enumerate() {
+            // Phase from the position in the event, so consecutive packets join seamlessly.
             let n = f64::from(duration - samples) + i as f64;
-            let value = amplitude * (wave(low, n) + wave(high, n));
+            let value = amplitude * (sine(low, n) + sine(high, n));
             *byte = encode(law, value as i16);
         }
         ToCarrier::Tone {
@@ -291,25 +284,10 @@ fn duration(start_ts: u32, packet_ts: u32, samples: u32) -> u16 {
     u16::try_from(elapsed).unwrap_or(u16::MAX)
 }
 
-/// Where the payload starts (after CSRCs and a header extension) and ends (before any
-/// padding); `None` for a truncated header or a payload too short to hold an event (4 bytes),
-/// which is then left alone.
+/// [`payload_range`] of a packet whose payload can hold an event (4 bytes); `None` leaves
+/// the packet alone.
 fn payload_bounds(packet: &[u8]) -> Option<(usize, usize)> {
-    let (&[first, ..], _) = packet.split_first_chunk::<RTP_HEADER_LEN>()?;
-    let csrc_count = usize::from(first & 0x0f);
-    let mut start = RTP_HEADER_LEN + 4 * csrc_count;
-    if first & 0x10 != 0 {
-        let &[high, low] = packet.get(start + 2..start + 4)? else {
-            return None;
-        };
-        start += 4 + 4 * usize::from(u16::from_be_bytes([high, low]));
-    }
-    let padding = if first & 0x20 != 0 {
-        usize::from(*packet.last()?)
-    } else {
-        0
-    };
-    let end = packet.len().checked_sub(padding)?;
+    let (start, end) = payload_range(packet)?;
     (start + EVENT_PAYLOAD_LEN <= end).then_some((start, end))
 }
 

@@ -21,6 +21,7 @@ use crate::media::ice::IceCredentials;
 use crate::media::inactivity::InactivityPolicy;
 use crate::media::leg::{LegPair, LegSide, LegState};
 use crate::media::metrics::MediaMetrics;
+use crate::media::playout::{ComfortNoisePlan, Ringback};
 use crate::media::ports::PortPool;
 use crate::media::rtp::{PayloadMap, PayloadMapping};
 use crate::media::settings::{LatchingMode, MediaSettings};
@@ -208,6 +209,7 @@ impl MediaEngine {
                 policy,
                 epoch,
                 batched_io: settings.batch_io,
+                rtcp_reports: settings.rtcp_reports,
             })?;
             let thread = std::thread::Builder::new()
                 .name(format!("media-{n}"))
@@ -577,6 +579,29 @@ impl MediaHandle {
         plan: Option<InbandDtmfPlan>,
     ) -> Result<(), MediaError> {
         self.send_to_session(id, Command::SetInbandDtmf { id, plan })
+    }
+
+    /// Comfort noise (row 49) arriving from the other leg that `leg` did not negotiate:
+    /// turned into G.711 noise (filling the silence after it) or left out, as `plan` says;
+    /// `None` relays CN as any other payload.
+    pub fn set_comfort_noise(
+        &self,
+        id: SessionId,
+        leg: LegSide,
+        plan: Option<ComfortNoisePlan>,
+    ) -> Result<(), MediaError> {
+        self.send_to_session(id, Command::SetComfortNoise { id, leg, plan })
+    }
+
+    /// Ringback towards the carrier leg (row 38): `Some` starts it (what the Teams leg sends
+    /// the carrier is left out meanwhile), `None` stops it. The same ringback again keeps
+    /// its cadence.
+    pub fn set_ringback(
+        &self,
+        id: SessionId,
+        ringback: Option<Ringback>,
+    ) -> Result<(), MediaError> {
+        self.send_to_session(id, Command::SetRingback { id, ringback })
     }
 
     /// Marks a leg on hold (or off hold; leaving hold restarts its inactivity clock).

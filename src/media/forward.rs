@@ -13,6 +13,8 @@ use crate::media::dtmf_convert::{Converted, ToCarrier};
 use crate::media::ice_glue::{answer_stun, StunAnswer};
 use crate::media::leg::{LatchVerdict, LegNotice, LegPair, LegSide, LegState, SocketRole};
 use crate::media::metrics::DropReason;
+use crate::media::playout::{G711Target, CLOCK_RATE, FRAME_SAMPLES};
+use crate::media::rtcp::{self as reports, RelayView};
 use crate::media::rtp::{self, PacketKind};
 use crate::media::sys::MAX_DATAGRAM_LEN;
 
@@ -85,7 +87,8 @@ pub fn forward_step(
             | DropReason::SrtpProtect
             | DropReason::SendError
             | DropReason::UnnegotiatedPayload
-            | DropReason::DtmfRedundant,
+            | DropReason::DtmfRedundant
+            | DropReason::RingbackPlaying,
         ) => {
             inbound.inactivity.on_activity(now.millis);
             inbound.counters.on_drop();
@@ -117,7 +120,7 @@ fn step(
     }
     match rtp::classify(&buf[..len]) {
         PacketKind::Stun => stun(inbound, ingress, buf, len),
-        PacketKind::Rtcp => rtcp(inbound, outbound, ingress, buf, len),
+        PacketKind::Rtcp => rtcp(inbound, outbound, ingress, buf, len, now),
         PacketKind::Rtp if ingress.socket == SocketRole::Rtp => {
             rtp_packet(inbound, outbound, ingress, buf, len, now)
         }
@@ -193,29 +196,54 @@ fn rtp_packet(
         return Action::Drop(DropReason::Latching);
     }
     let payloads = &inbound.inbound_payloads;
+    let mut clock_rate = payloads.clock_rate(header.payload_type);
     inbound.receive_stats.on_rtp(
         header.ssrc,
         header.sequence,
         header.timestamp,
-        payloads.clock_rate(header.payload_type),
+        clock_rate,
         now.micros,
     );
     inbound
         .counters
         .publish_receive_stats(&inbound.receive_stats);
-    let converted = match outbound.inband_dtmf.as_mut() {
-        // Teams' DTMF to a carrier that only knows in-band tones: played as G.711.
-        Some(to_carrier) if to_carrier.plan().is_teams_event(header.payload_type) => {
-            match to_carrier.event_to_tone(&header, buf, len) {
-                ToCarrier::Tone { len } => Converted::Rewritten { len },
-                ToCarrier::Redundant => return Action::Drop(DropReason::DtmfRedundant),
-                ToCarrier::Drop => return Action::Drop(DropReason::UnnegotiatedPayload),
+    if outbound.playout.ringback_playing() {
+        // Row 38: the carrier hears the SBC's ringback, not the Teams leg that is leaving.
+        return left_out(outbound, header.ssrc, DropReason::RingbackPlaying);
+    }
+    let comfort_noise = outbound
+        .comfort_noise
+        .filter(|plan| plan.is_cn(header.payload_type));
+    let converted = if let Some(plan) = comfort_noise {
+        // Row 49: CN the receiving leg did not negotiate becomes noise it can play, or
+        // nothing.
+        let Some(target) = plan.noise else {
+            return left_out(outbound, header.ssrc, DropReason::UnnegotiatedPayload);
+        };
+        let Some(new_len) = comfort_noise_frame(outbound, target, buf, len, now) else {
+            return Action::Drop(DropReason::Malformed);
+        };
+        clock_rate = CLOCK_RATE;
+        Converted::Rewritten { len: new_len }
+    } else {
+        match outbound.inband_dtmf.as_mut() {
+            // Teams' DTMF to a carrier that only knows in-band tones: played as G.711.
+            Some(to_carrier) if to_carrier.plan().is_teams_event(header.payload_type) => {
+                match to_carrier.event_to_tone(&header, buf, len) {
+                    ToCarrier::Tone { len } => Converted::Rewritten { len },
+                    ToCarrier::Redundant => {
+                        return left_out(outbound, header.ssrc, DropReason::DtmfRedundant)
+                    }
+                    ToCarrier::Drop => {
+                        return left_out(outbound, header.ssrc, DropReason::UnnegotiatedPayload)
+                    }
+                }
             }
+            _ => match inbound.inband_dtmf.as_mut() {
+                Some(from_carrier) => from_carrier.process(&header, buf, len),
+                None => Converted::Audio,
+            },
         }
-        _ => match inbound.inband_dtmf.as_mut() {
-            Some(from_carrier) => from_carrier.process(&header, buf, len),
-            None => Converted::Audio,
-        },
     };
     match converted {
         // Already under the receiving leg's payload type.
@@ -230,14 +258,20 @@ fn rtp_packet(
     let Some(to) = outbound.remote_rtp else {
         return Action::Drop(DropReason::NoRemote);
     };
+    if outbound.srtp_out.is_none() && outbound.requires_srtp() {
+        // Never in the clear towards Teams, not even between a new remote and its keys.
+        return Action::Drop(DropReason::SrtpProtect);
+    }
+    let Some(packet) = buf.get_mut(..len) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    outbound.sent.on_relayed(packet, clock_rate, now.micros);
+    outbound.playout.on_relayed(comfort_noise.is_some());
     if let Some(srtp) = outbound.srtp_out.as_mut() {
         len = match srtp.protect_rtp(buf, len) {
             Ok(n) => n,
             Err(_) => return Action::Drop(DropReason::SrtpProtect),
         };
-    } else if outbound.requires_srtp() {
-        // Never in the clear towards Teams, not even between a new remote and its keys.
-        return Action::Drop(DropReason::SrtpProtect);
     }
     Action::Forward {
         leg: outbound.side,
@@ -245,6 +279,40 @@ fn rtp_packet(
         to,
         len,
     }
+}
+
+/// A relayed packet of stream `ssrc` the SBC leaves out on purpose: the stream towards
+/// `outbound` closes the gap so its receiver counts no loss for it.
+fn left_out(outbound: &mut LegState, ssrc: u32, reason: DropReason) -> Action {
+    outbound.sent.on_left_out(ssrc);
+    Action::Drop(reason)
+}
+
+/// Row 49: turns the CN packet in `buf` into a 20 ms G.711 noise frame for `outbound` at
+/// the level the packet announces (RFC 3389 §3.1; an empty payload is silence) and arms the
+/// fill of the silence after it. Returns the new length; `None` for a truncated header.
+fn comfort_noise_frame(
+    outbound: &mut LegState,
+    target: G711Target,
+    buf: &mut [u8],
+    len: usize,
+    now: PacketTime,
+) -> Option<usize> {
+    let (start, end) = buf.get(..len).and_then(rtp::payload_range)?;
+    let level = if start < end {
+        buf.get(start).map_or(127, |level| level & 0x7f)
+    } else {
+        127
+    };
+    let end = start + FRAME_SAMPLES;
+    outbound
+        .playout
+        .noise_frame(level, target.law, buf.get_mut(start..end)?);
+    // The padding of the CN packet is gone with its payload.
+    *buf.first_mut()? &= !0x20;
+    rtp::write_payload_type(buf, target.payload_type);
+    outbound.playout.arm_noise(level, target, now.micros);
+    Some(end)
 }
 
 /// Latching (carrier leg) and pre-nomination media following (ICE leg) for a packet that
@@ -281,6 +349,7 @@ fn rtcp(
     ingress: Ingress,
     buf: &mut [u8],
     mut len: usize,
+    now: PacketTime,
 ) -> Action {
     if !inbound.source_allowed(ingress.from) {
         return Action::Drop(DropReason::UnknownSource);
@@ -313,6 +382,21 @@ fn rtcp(
     let Some((socket, to)) = outbound.rtcp_destination() else {
         return Action::Drop(DropReason::NoRemote);
     };
+    let Some(compound) = buf.get_mut(..len) else {
+        return Action::Drop(DropReason::Malformed);
+    };
+    // Row 46: the reports stay true to what the SBC sent each side (see `media::rtcp`).
+    inbound.reports.note_peer_compound(compound, now.micros);
+    let (packets, octets) = outbound.sent.counts();
+    let view = RelayView {
+        forwarded: outbound.sent.ssrc().map(|ssrc| (ssrc, packets, octets)),
+        renumbered: inbound
+            .sent
+            .ssrc()
+            .map(|ssrc| (ssrc, inbound.sent.seq_offset())),
+        own_lsr: inbound.reports.own_lsr,
+    };
+    reports::rewrite_relayed(compound, &view);
     if let Some(srtp) = outbound.srtp_out.as_mut() {
         len = match srtp.protect_rtcp(buf, len) {
             Ok(n) => n,
@@ -321,6 +405,7 @@ fn rtcp(
     } else if outbound.requires_srtp() {
         return Action::Drop(DropReason::SrtpProtect);
     }
+    outbound.reports.on_relayed(now.millis);
     Action::Forward {
         leg: outbound.side,
         socket,
@@ -1343,6 +1428,299 @@ mod tests {
             ));
             assert_eq!(p.teams.notice.take(), Some(LegNotice::Latched(B.source)));
             assert_eq!(carrier_media_to(&mut p), B.source);
+        }
+    }
+
+    /// Media the SBC generates or leaves out on the way (rows 38, 46, 49).
+    mod generated {
+        use super::*;
+        use crate::media::dtmf_convert::{DtmfConverter, InbandDtmfPlan};
+        use crate::media::inband_dtmf::{decode, G711};
+        use crate::media::playout::{ComfortNoisePlan, G711Target, Ringback, TonePlan};
+        use crate::media::rtcp::{write_report, Report, ReportBlock, SenderInfo};
+        use bytes::Bytes;
+        use rtcp::receiver_report::ReceiverReport;
+        use rtcp::sender_report::SenderReport;
+
+        const PCMU: G711Target = G711Target {
+            payload_type: 0,
+            law: G711::Ulaw,
+        };
+        /// Teams' stream (the SSRC of `rtp_packet`).
+        const TEAMS_SSRC: u32 = 0x1234_5678;
+
+        /// Teams sends `pt`/`seq`/`payload`; what the carrier gets (plain), or the drop.
+        fn teams_to_carrier(
+            p: &mut LegPair,
+            pt: u8,
+            seq: u16,
+            payload: &[u8],
+            ms: u64,
+        ) -> Result<Vec<u8>, DropReason> {
+            let (mut buf, len) = rtp_packet(pt, seq, payload);
+            let len = SrtpStream::new(&keys(TEAMS_KEY))
+                .protect_rtp(&mut buf, len)
+                .unwrap();
+            match forward_step(p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(ms)) {
+                Action::Forward { len, .. } => Ok(buf[..len].to_vec()),
+                Action::Drop(reason) => Err(reason),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        /// The carrier sends `pt`/`seq`/`payload`; what Teams gets (decrypted), or the drop.
+        fn carrier_to_teams(
+            p: &mut LegPair,
+            pt: u8,
+            seq: u16,
+            payload: &[u8],
+            ms: u64,
+        ) -> Result<Vec<u8>, DropReason> {
+            let (mut buf, len) = rtp_packet(pt, seq, payload);
+            match forward_step(p, from_carrier(CARRIER_PEER), &mut buf, len, t(ms)) {
+                Action::Forward { len, .. } => {
+                    let len = as_teams_receives(&mut buf, len);
+                    Ok(buf[..len].to_vec())
+                }
+                Action::Drop(reason) => Err(reason),
+                other => panic!("{other:?}"),
+            }
+        }
+
+        fn seq(packet: &[u8]) -> u16 {
+            u16::from_be_bytes([packet[2], packet[3]])
+        }
+
+        fn rms(law: G711, payload: &[u8]) -> f64 {
+            let sum: f64 = payload
+                .iter()
+                .map(|&b| f64::from(decode(law, b)).powi(2))
+                .sum();
+            (sum / payload.len() as f64).sqrt()
+        }
+
+        /// Row 49: Teams' CN towards a carrier that has none becomes a PCMU noise frame at
+        /// the level it announces, in place (same sequence number), and arms the fill of the
+        /// silence after it; Teams' speech ends the fill.
+        #[test]
+        fn row49_teams_cn_becomes_noise_for_a_carrier_without_cn() {
+            let mut p = pair(LatchingMode::Off);
+            p.carrier.comfort_noise = Some(ComfortNoisePlan {
+                cn_payload_types: [Some(13), None],
+                noise: Some(PCMU),
+            });
+            let speech = teams_to_carrier(&mut p, 0, 10, &[0x10; 160], 0).unwrap();
+            assert_eq!((seq(&speech), speech.len()), (10, 172));
+            assert_eq!(p.carrier.playout.next_due_micros(), None);
+            // CN at -40 dBov with two spectral coefficients.
+            let noise = teams_to_carrier(&mut p, 13, 11, &[40, 3, 7], 20).unwrap();
+            assert_eq!(noise.len(), 12 + 160);
+            assert_eq!((noise[1], seq(&noise)), (0, 11), "PCMU, same number");
+            assert_eq!(noise[8..12], TEAMS_SSRC.to_be_bytes(), "same stream");
+            let dbov = 20.0 * (rms(G711::Ulaw, &noise[12..]) / 32_124.0).log10();
+            assert!((-44.0..=-36.0).contains(&dbov), "{dbov} dBov");
+            assert_eq!(p.carrier.playout.next_due_micros(), Some(50_000));
+            let speech = teams_to_carrier(&mut p, 0, 12, &[0x10; 160], 200).unwrap();
+            assert_eq!(seq(&speech), 12);
+            assert_eq!(
+                p.carrier.playout.next_due_micros(),
+                None,
+                "speech ends the fill"
+            );
+            assert_eq!(p.carrier.sent.counts(), (3, 480));
+        }
+
+        /// Row 49: CN towards a leg that negotiated none and cannot get noise (Teams; a
+        /// carrier without G.711) is left out, and the next packet closes the gap.
+        #[test]
+        fn row49_cn_towards_a_leg_without_it_is_left_out_without_a_gap() {
+            let mut p = pair(LatchingMode::Off);
+            p.teams.comfort_noise = Some(ComfortNoisePlan {
+                cn_payload_types: [Some(13), Some(118)],
+                noise: None,
+            });
+            assert_eq!(
+                seq(&carrier_to_teams(&mut p, 0, 100, &[1; 160], 0).unwrap()),
+                100
+            );
+            for (cn_seq, pt) in [(101, 13), (102, 118)] {
+                assert_eq!(
+                    carrier_to_teams(&mut p, pt, cn_seq, &[50], 20),
+                    Err(DropReason::UnnegotiatedPayload)
+                );
+            }
+            assert_eq!(
+                seq(&carrier_to_teams(&mut p, 0, 103, &[1; 160], 60).unwrap()),
+                101
+            );
+            assert_eq!(
+                p.carrier.inactivity.last_activity_millis(),
+                60,
+                "CN still proves the carrier alive"
+            );
+            p.carrier.comfort_noise = Some(ComfortNoisePlan {
+                cn_payload_types: [Some(13), None],
+                noise: None,
+            });
+            assert_eq!(
+                teams_to_carrier(&mut p, 13, 5, &[50], 80),
+                Err(DropReason::UnnegotiatedPayload)
+            );
+        }
+
+        /// Row 49: with CN on both legs it is relayed like any payload.
+        #[test]
+        fn row49_cn_negotiated_on_both_legs_is_relayed() {
+            let mut p = pair(LatchingMode::Off);
+            let cn = teams_to_carrier(&mut p, 13, 1, &[62, 1, 2], 0).unwrap();
+            assert_eq!((cn[1], &cn[12..]), (13, &[62, 1, 2][..]));
+        }
+
+        /// Row 38: while the carrier hears the ringback, the old Teams leg's audio is left
+        /// out (still proof that Teams is there); after it, numbering continues without a
+        /// gap.
+        #[test]
+        fn row38_ringback_leaves_the_teams_audio_out() {
+            let mut p = pair(LatchingMode::Off);
+            assert_eq!(
+                seq(&teams_to_carrier(&mut p, 0, 500, &[1; 160], 0).unwrap()),
+                500
+            );
+            p.carrier.playout.start_ringback(
+                Ringback {
+                    plan: TonePlan::ETSI,
+                    target: PCMU,
+                },
+                0,
+            );
+            for (i, s) in (501..504).enumerate() {
+                assert_eq!(
+                    teams_to_carrier(&mut p, 0, s, &[1; 160], 20 * (i as u64 + 1)),
+                    Err(DropReason::RingbackPlaying)
+                );
+            }
+            assert_eq!(p.teams.inactivity.last_activity_millis(), 60);
+            p.carrier.playout.stop_ringback();
+            assert_eq!(
+                seq(&teams_to_carrier(&mut p, 0, 504, &[1; 160], 80).unwrap()),
+                501
+            );
+        }
+
+        /// Row 46: reports relayed across a conversion tell each side what the SBC sent it.
+        /// Teams' DTMF event becomes five tone packets for an in-band carrier (its two
+        /// repeated end packets add nothing and are left out): Teams' SR reaches the carrier
+        /// with the packets and octets the carrier got, and the carrier's RR about that
+        /// stream reaches Teams in Teams' numbering.
+        #[test]
+        fn row46_relayed_reports_match_what_was_sent_across_dtmf_conversion() {
+            let mut p = pair(LatchingMode::Off);
+            p.carrier.inband_dtmf = Some(DtmfConverter::new(InbandDtmfPlan {
+                event_pt: 101,
+                pcmu_pt: Some(0),
+                pcma_pt: None,
+                teams_event_pt: Some(101),
+            }));
+            let mut received = Vec::new();
+            for s in 1..=3u16 {
+                received.push(teams_to_carrier(&mut p, 0, s, &[0xff; 160], 0).unwrap());
+            }
+            let durations = [160u16, 320, 480, 640, 800, 800, 800];
+            for (i, duration) in durations.iter().enumerate() {
+                let end = if i >= 4 { 0x80 } else { 0 };
+                let [d0, d1] = duration.to_be_bytes();
+                let (mut buf, len) = rtp_packet(101, 4 + i as u16, &[5, end | 10, d0, d1]);
+                // Every packet of an event carries its start timestamp (RFC 4733 §2.5.1).
+                buf[4..8].copy_from_slice(&640u32.to_be_bytes());
+                let len = SrtpStream::new(&keys(TEAMS_KEY))
+                    .protect_rtp(&mut buf, len)
+                    .unwrap();
+                let action =
+                    forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0));
+                match action {
+                    Action::Forward { len, .. } => received.push(buf[..len].to_vec()),
+                    other => assert_eq!(other, Action::Drop(DropReason::DtmfRedundant)),
+                }
+            }
+            received.push(teams_to_carrier(&mut p, 0, 11, &[0xff; 160], 0).unwrap());
+            let numbers: Vec<u16> = received.iter().map(|p| seq(p)).collect();
+            assert_eq!(
+                numbers,
+                (1..=9).collect::<Vec<_>>(),
+                "no gap at the carrier"
+            );
+            let octets: usize = received.iter().map(|p| p.len() - 12).sum();
+
+            // Teams' SR (it sent 11 packets) as the carrier gets it.
+            let mut buf = [0u8; PACKET_BUFFER_LEN];
+            let sr = Report {
+                ssrc: TEAMS_SSRC,
+                sender: Some(SenderInfo {
+                    ntp: 1 << 32,
+                    rtp_timestamp: 1_760,
+                    packets: 11,
+                    octets: 11 * 160 - 7 * 156,
+                }),
+                block: None,
+                cname: b"teams",
+            };
+            let len = write_report(&sr, &mut buf).unwrap();
+            let len = SrtpStream::new(&keys(TEAMS_KEY))
+                .protect_rtcp(&mut buf, len)
+                .unwrap();
+            let Action::Forward { len, .. } =
+                forward_step(&mut p, from_teams(addr(TEAMS_PEER)), &mut buf, len, t(0))
+            else {
+                panic!("Teams' SR not relayed");
+            };
+            let packets =
+                rtcp::packet::unmarshal(&mut Bytes::copy_from_slice(&buf[..len])).unwrap();
+            let sr = packets[0].as_any().downcast_ref::<SenderReport>().unwrap();
+            assert_eq!(
+                (sr.packet_count, sr.octet_count),
+                (received.len() as u32, octets as u32)
+            );
+
+            // The carrier's RR about that stream as Teams gets it.
+            let rr = Report {
+                ssrc: 0xca44_1e40,
+                sender: None,
+                block: Some(ReportBlock {
+                    ssrc: TEAMS_SSRC,
+                    fraction_lost: 0,
+                    cumulative_lost: 0,
+                    highest_sequence: 9,
+                    jitter: 2,
+                    last_sr: 0,
+                    delay_since_last_sr: 0,
+                }),
+                cname: b"pstn",
+            };
+            let len = write_report(&rr, &mut buf).unwrap();
+            let rtcp_port = Ingress {
+                leg: LegSide::Carrier,
+                socket: SocketRole::Rtcp,
+                from: addr(CARRIER_PEER + 1),
+            };
+            let Action::Forward { len, .. } = forward_step(&mut p, rtcp_port, &mut buf, len, t(0))
+            else {
+                panic!("the carrier's RR not relayed");
+            };
+            let len = SrtpStream::new(&keys(SBC_KEY))
+                .unprotect_rtcp(&mut buf, len)
+                .unwrap();
+            let packets =
+                rtcp::packet::unmarshal(&mut Bytes::copy_from_slice(&buf[..len])).unwrap();
+            let rr = packets[0]
+                .as_any()
+                .downcast_ref::<ReceiverReport>()
+                .unwrap();
+            assert_eq!(
+                rr.reports[0].last_sequence_number, 11,
+                "Teams' own numbering"
+            );
+            assert!(p.teams.reports.far_side_reports(0));
+            assert!(p.carrier.reports.far_side_reports(0));
         }
     }
 }

@@ -166,9 +166,7 @@ impl ToneDetector {
             for &byte in run {
                 let x = f32::from(table[usize::from(byte)]);
                 for i in 0..8 {
-                    let s = x + COEFFS[i] * s1[i] - s2[i];
-                    s2[i] = s1[i];
-                    s1[i] = s;
+                    goertzel_step(x, COEFFS[i], &mut s1[i], &mut s2[i]);
                 }
                 energy += x * x;
             }
@@ -205,8 +203,7 @@ impl ToneDetector {
     fn classify(&self) -> Option<u8> {
         let mut power = [0.0f32; 8];
         for (((p, c), s1), s2) in power.iter_mut().zip(COEFFS).zip(self.s1).zip(self.s2) {
-            // |X(f)|^2 of the block at the filter frequency, without the complex step.
-            *p = s1 * s1 + s2 * s2 - c * s1 * s2;
+            *p = goertzel_power(c, s1, s2);
         }
         let (rows, cols) = power.split_at(4);
         let (row, row_power) = peak(rows)?;
@@ -282,6 +279,56 @@ fn dominates(group: &[f32], index: usize) -> bool {
         .iter()
         .enumerate()
         .all(|(i, &p)| i == index || p * GROUP_MARGIN <= top)
+}
+
+/// Peak of a 0 dBm0 sine on the 16-bit linear scale of [`decode`] (μ-law +3.17 dBm0 = 8159
+/// << 2).
+const DBM0_PEAK: f64 = 22_700.0;
+
+/// Peak amplitude, on the 16-bit linear scale of [`decode`], of a sine at `dbm0`.
+pub fn dbm0_amplitude(dbm0: f64) -> f64 {
+    DBM0_PEAK * 10f64.powf(dbm0 / 20.0)
+}
+
+/// Sample `n` (at 8 kHz) of a unit sine of `frequency_hz` starting at phase 0. Computed from
+/// the sample index in f64 and reduced to one turn, so long tones stay exact and frames
+/// written one by one join without a click.
+pub fn sine(frequency_hz: f32, n: f64) -> f64 {
+    let turns = (f64::from(frequency_hz) * n / 8000.0).fract();
+    (std::f64::consts::TAU * turns).sin()
+}
+
+/// One Goertzel step of the filter with coefficient `coeff` (`2 cos(2 pi f / rate)`).
+#[inline(always)]
+fn goertzel_step(x: f32, coeff: f32, s1: &mut f32, s2: &mut f32) {
+    let s = x + coeff * *s1 - *s2;
+    *s2 = *s1;
+    *s1 = s;
+}
+
+/// |X(f)|^2 of a block from the filter's final state, without the complex step.
+fn goertzel_power(coeff: f32, s1: f32, s2: f32) -> f32 {
+    s1 * s1 + s2 * s2 - coeff * s1 * s2
+}
+
+/// Share of a G.711 payload's energy found at `frequency_hz` by one Goertzel filter over the
+/// whole payload: about 1.0 for a clean sine on that frequency (filling the payload), near 0
+/// for silence, noise or other frequencies. For checks of generated tones (the DTMF detector
+/// runs its own blocks).
+pub fn tone_share(law: G711, payload: &[u8], frequency_hz: f32) -> f32 {
+    let table = table(law);
+    let coeff = 2.0 * (std::f32::consts::TAU * frequency_hz / 8000.0).cos();
+    let (mut s1, mut s2, mut energy) = (0.0f32, 0.0f32, 0.0f32);
+    for &byte in payload {
+        let x = f32::from(linear(table, byte));
+        goertzel_step(x, coeff, &mut s1, &mut s2);
+        energy += x * x;
+    }
+    if energy <= 0.0 {
+        return 0.0;
+    }
+    // A sine of amplitude A over N samples: power (A N / 2)^2, energy N A^2 / 2.
+    2.0 * goertzel_power(coeff, s1, s2) / (payload.len() as f32 * energy)
 }
 
 /// G.711 decoding, public for tests elsewhere: one byte to a linear 16-bit sample.
@@ -406,14 +453,12 @@ mod tests {
     use super::*;
 
     const RATE: f64 = 8000.0;
-    /// Peak of a 0 dBm0 sine on the 16-bit scale (μ-law +3.17 dBm0 = 8159 << 2).
-    const DBM0_PEAK: f64 = 22_700.0;
     const ROWS: [f64; 4] = [697.0, 770.0, 852.0, 941.0];
     const COLS: [f64; 4] = [1209.0, 1336.0, 1477.0, 1633.0];
     const LAWS: [G711; 2] = [G711::Ulaw, G711::Alaw];
 
     fn amplitude(dbm0: f64) -> f64 {
-        DBM0_PEAK * 10f64.powf(dbm0 / 20.0)
+        dbm0_amplitude(dbm0)
     }
 
     /// Row and column frequency of an RFC 4733 event code.

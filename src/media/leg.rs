@@ -10,9 +10,11 @@ use crate::media::dtmf_convert::DtmfConverter;
 use crate::media::ice::{IceCredentials, UfragId};
 use crate::media::inactivity::InactivityTracker;
 use crate::media::metrics::Direction;
+use crate::media::playout::{ComfortNoisePlan, Playout};
+use crate::media::rtcp::LegReports;
 use crate::media::rtp::PayloadMap;
 use crate::media::settings::LatchingMode;
-use crate::media::stats::{LegCounters, ReceiveStats};
+use crate::media::stats::{LegCounters, ReceiveStats, SentStream};
 
 /// The two legs of a media session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -340,6 +342,14 @@ pub struct LegState {
     /// Carrier leg without telephone-event: its G.711 tones become RFC 4733 events (row 48).
     pub inband_dtmf: Option<DtmfConverter>,
     pub receive_stats: ReceiveStats,
+    /// The stream the SBC sends on this leg: SR counts and renumbering (rows 46, 49).
+    pub sent: SentStream,
+    /// The SBC's own RTCP on this leg (row 46).
+    pub reports: LegReports,
+    /// Audio the SBC generates towards this leg: ringback, comfort noise (rows 38, 49).
+    pub playout: Playout,
+    /// Comfort noise from the other leg that this leg did not negotiate (row 49).
+    pub comfort_noise: Option<ComfortNoisePlan>,
     pub inactivity: InactivityTracker,
     pub on_hold: bool,
     pub counters: Arc<LegCounters>,
@@ -373,6 +383,12 @@ impl LegState {
             inbound_payloads: PayloadMap::default(),
             inband_dtmf: None,
             receive_stats: ReceiveStats::default(),
+            sent: SentStream::default(),
+            // Control path (session creation): a random seed per leg for its SSRC, CNAME,
+            // report timing and noise.
+            reports: LegReports::new(rand::random()),
+            playout: Playout::new(rand::random()),
+            comfort_noise: None,
             inactivity: InactivityTracker::new(now_millis),
             on_hold: false,
             counters,

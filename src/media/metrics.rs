@@ -32,10 +32,13 @@ pub enum DropReason {
     UnknownSource,
     /// Plain RTP/RTCP on the SRTP (Teams) leg, which has no keys yet.
     NotSrtp,
+    /// Relayed audio towards a leg that hears the SBC's ringback instead (row 38: the old
+    /// Teams leg of a transfer while the new target rings).
+    RingbackPlaying,
 }
 
 impl DropReason {
-    pub const ALL: [DropReason; 11] = [
+    pub const ALL: [DropReason; 12] = [
         DropReason::Malformed,
         DropReason::NoRemote,
         DropReason::SrtpAuth,
@@ -47,6 +50,7 @@ impl DropReason {
         DropReason::DtmfRedundant,
         DropReason::UnknownSource,
         DropReason::NotSrtp,
+        DropReason::RingbackPlaying,
     ];
 
     pub fn label(self) -> &'static str {
@@ -62,11 +66,39 @@ impl DropReason {
             DropReason::DtmfRedundant => "dtmf_redundant",
             DropReason::UnknownSource => "unknown_source",
             DropReason::NotSrtp => "not_srtp",
+            DropReason::RingbackPlaying => "ringback_playing",
         }
     }
 
     fn index(self) -> usize {
         self as usize
+    }
+}
+
+/// Packets the SBC makes itself (not relayed).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Generated {
+    /// Sender/receiver reports on a leg whose far side sends none (row 46).
+    RtcpReport = 0,
+    /// Comfort noise towards a leg without CN (row 49).
+    ComfortNoise = 1,
+    /// Ringback towards the carrier during a transfer (row 38).
+    Ringback = 2,
+}
+
+impl Generated {
+    pub const ALL: [Generated; 3] = [
+        Generated::RtcpReport,
+        Generated::ComfortNoise,
+        Generated::Ringback,
+    ];
+
+    pub fn label(self) -> &'static str {
+        match self {
+            Generated::RtcpReport => "rtcp_report",
+            Generated::ComfortNoise => "comfort_noise",
+            Generated::Ringback => "ringback",
+        }
     }
 }
 
@@ -92,6 +124,7 @@ pub struct MediaMetrics {
     packets: [IntCounter; 2],
     bytes: [IntCounter; 2],
     dropped: Vec<IntCounter>,
+    generated: Vec<IntCounter>,
     pub sessions_active: IntGauge,
     pub legs_active: IntGauge,
     pub srtp_auth_failures: IntCounter,
@@ -115,6 +148,13 @@ impl MediaMetrics {
             Opts::new("media_packets_dropped_total", "Media packets not forwarded"),
             &["reason"],
         )?;
+        let generated = IntCounterVec::new(
+            Opts::new(
+                "media_generated_packets_total",
+                "Packets the SBC made itself: RTCP reports, comfort noise, ringback",
+            ),
+            &["kind"],
+        )?;
         let sessions_active = IntGauge::new("media_sessions_active", "Media sessions open")?;
         let legs_active = IntGauge::new("media_legs_active", "Media legs open")?;
         let srtp_auth_failures = IntCounter::new(
@@ -128,6 +168,7 @@ impl MediaMetrics {
         registry.register(Box::new(packets.clone()))?;
         registry.register(Box::new(bytes.clone()))?;
         registry.register(Box::new(dropped.clone()))?;
+        registry.register(Box::new(generated.clone()))?;
         registry.register(Box::new(sessions_active.clone()))?;
         registry.register(Box::new(legs_active.clone()))?;
         registry.register(Box::new(srtp_auth_failures.clone()))?;
@@ -144,6 +185,10 @@ impl MediaMetrics {
             dropped: DropReason::ALL
                 .iter()
                 .map(|r| dropped.with_label_values(&[r.label()]))
+                .collect(),
+            generated: Generated::ALL
+                .iter()
+                .map(|g| generated.with_label_values(&[g.label()]))
                 .collect(),
             sessions_active,
             legs_active,
@@ -170,6 +215,11 @@ impl MediaMetrics {
                 counter.inc_by(count);
             }
         }
+        for (counter, &count) in self.generated.iter().zip(tally.generated.iter()) {
+            if count > 0 {
+                counter.inc_by(count);
+            }
+        }
         if tally.srtp_auth_failures > 0 {
             self.srtp_auth_failures.inc_by(tally.srtp_auth_failures);
         }
@@ -186,6 +236,7 @@ pub struct WorkerTally {
     pub packets: [u64; 2],
     pub bytes: [u64; 2],
     pub dropped: [u64; DropReason::ALL.len()],
+    pub generated: [u64; Generated::ALL.len()],
     pub srtp_auth_failures: u64,
     pub ice_checks_answered: u64,
 }
@@ -201,6 +252,10 @@ impl WorkerTally {
         if reason == DropReason::SrtpAuth {
             self.srtp_auth_failures += 1;
         }
+    }
+
+    pub fn generated(&mut self, kind: Generated) {
+        self.generated[kind as usize] += 1;
     }
 
     fn is_empty(&self) -> bool {
@@ -220,6 +275,13 @@ mod tests {
     }
 
     #[test]
+    fn every_generated_kind_has_its_own_counter() {
+        for (position, kind) in Generated::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, position, "{kind:?}");
+        }
+    }
+
+    #[test]
     fn flush_moves_tally_into_counters() {
         let registry = Registry::new();
         let metrics = MediaMetrics::register(&registry).unwrap();
@@ -229,6 +291,7 @@ mod tests {
         tally.forwarded(Direction::TeamsToCarrier, 100);
         tally.dropped(DropReason::SrtpAuth);
         tally.ice_checks_answered += 1;
+        tally.generated(Generated::RtcpReport);
         metrics.flush(&mut tally);
         assert_eq!(tally, WorkerTally::default());
         let text = prometheus::TextEncoder::new()
@@ -239,5 +302,6 @@ mod tests {
         assert!(text.contains("media_packets_dropped_total{reason=\"srtp_auth\"} 1"));
         assert!(text.contains("media_srtp_auth_failures_total 1"));
         assert!(text.contains("media_ice_checks_answered_total 1"));
+        assert!(text.contains("media_generated_packets_total{kind=\"rtcp_report\"} 1"));
     }
 }

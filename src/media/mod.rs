@@ -17,6 +17,11 @@
 //!   contexts off the packet path, and queue a command to the owning worker's channel plus
 //!   an eventfd wake-up. The worker applies commands between batches, before reading
 //!   sockets, so a command issued before a packet was sent applies to that packet.
+//! * Some packets are the SBC's own (rows 38, 46, 49; `playout`, `rtcp`): ringback and
+//!   comfort-noise frames every 20 ms while a leg has one playing (the loop sleeps only until
+//!   the next is due; the legs that play are kept in a list, so idle sessions cost nothing),
+//!   and RTCP reports on the ≤ 250 ms tick. They go out through the same batch buffers and
+//!   continue the stream the leg receives (`stats::SentStream`).
 //! * Each session holds 3 sockets: carrier RTP + RTCP (even/odd pair) and one rtcp-mux Teams
 //!   port. 5,000 sessions = 15,000 fds (+2 per worker), inside a 20,000 open-file limit.
 
@@ -31,6 +36,8 @@ pub mod inactivity;
 pub mod inband_dtmf;
 pub mod leg;
 pub mod metrics;
+pub mod playout;
+pub mod rtcp;
 pub mod rtp;
 pub mod settings;
 pub mod stats;
@@ -52,6 +59,7 @@ pub use faults::{MediaEvents, EVENT_QUEUE};
 pub use forward::{forward_step, Action, Ingress, PacketTime};
 pub use leg::{LegPair, LegSide, LegState, SocketRole};
 pub use metrics::{DropReason, MediaMetrics};
+pub use playout::{ComfortNoisePlan, G711Target, Ringback, TonePlan};
 pub use rtp::PayloadMapping;
 pub use settings::{InterfaceSettings, LatchingMode, MediaSettings};
 pub use stats::LegStats;

@@ -66,6 +66,27 @@ pub fn read_rtp_header(packet: &[u8]) -> Option<RtpHeader> {
     })
 }
 
+/// Where the payload of an RTP packet starts (after CSRCs and a header extension) and ends
+/// (before any padding); `None` for a packet too short for what its header announces.
+pub fn payload_range(packet: &[u8]) -> Option<(usize, usize)> {
+    let (&[first, ..], _) = packet.split_first_chunk::<RTP_HEADER_LEN>()?;
+    let csrc_count = usize::from(first & 0x0f);
+    let mut start = RTP_HEADER_LEN + 4 * csrc_count;
+    if first & 0x10 != 0 {
+        let &[high, low] = packet.get(start + 2..start + 4)? else {
+            return None;
+        };
+        start += 4 + 4 * usize::from(u16::from_be_bytes([high, low]));
+    }
+    let padding = if first & 0x20 != 0 {
+        usize::from(*packet.last()?)
+    } else {
+        0
+    };
+    let end = packet.len().checked_sub(padding)?;
+    (start <= end).then_some((start, end))
+}
+
 /// Replaces the payload type, keeping the marker bit.
 pub fn write_payload_type(packet: &mut [u8], payload_type: u8) {
     if let Some(byte) = packet.get_mut(1) {
@@ -202,6 +223,27 @@ mod tests {
         write_payload_type(&mut p, 96);
         assert_eq!(p[1], 0x80 | 96);
         assert!(read_rtp_header(&p[..11]).is_none());
+    }
+
+    #[test]
+    fn payload_range_skips_csrcs_extension_and_padding() {
+        let mut p = rtp(0, false).to_vec();
+        p.extend_from_slice(&[7; 160]);
+        assert_eq!(payload_range(&p), Some((12, 172)));
+        // Two CSRCs, a one-word extension, three bytes of padding.
+        let mut q = vec![0x80 | 0x20 | 0x10 | 2, 0];
+        q.extend_from_slice(&[0; 10]);
+        q.extend_from_slice(&[0; 8]);
+        q.extend_from_slice(&[0xbe, 0xde, 0, 1, 1, 2, 3, 4]);
+        q.extend_from_slice(&[9; 20]);
+        q.extend_from_slice(&[0, 0, 3]);
+        assert_eq!(payload_range(&q), Some((28, 48)));
+        // Announced but missing: extension, padding longer than the packet.
+        assert_eq!(payload_range(&q[..22]), None);
+        let mut r = rtp(0, false).to_vec();
+        r[0] |= 0x20;
+        r.push(200);
+        assert_eq!(payload_range(&r), None);
     }
 
     #[test]

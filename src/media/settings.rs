@@ -67,6 +67,9 @@ pub struct MediaSettings {
     pub hold_counts_as_activity: bool,
     /// Use recvmmsg/sendmmsg; when false, one recvfrom/sendto per packet.
     pub batch_io: bool,
+    /// Send RTCP sender/receiver reports of our own on a leg whose far side sends none
+    /// (row 46).
+    pub rtcp_reports: bool,
 }
 
 impl Default for MediaSettings {
@@ -78,6 +81,7 @@ impl Default for MediaSettings {
             inactivity_timeout: Duration::from_secs(60),
             hold_counts_as_activity: true,
             batch_io: true,
+            rtcp_reports: true,
         }
     }
 }

@@ -1,5 +1,7 @@
 //! Per-leg statistics: loss from sequence gaps (RFC 3550 A.1, simplified) and interarrival
-//! jitter (RFC 3550 A.8), computed by the worker and published through atomics.
+//! jitter (RFC 3550 A.8) of what a leg receives, the sender's view of what it sends
+//! ([`SentStream`]), computed by the worker and published through atomics; both feed the
+//! RTCP reports the SBC makes itself (row 46, `media::rtcp`).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -18,6 +20,9 @@ pub struct ReceiveStats {
     last_clock_rate: u32,
     /// Jitter in timestamp units, scaled by 16 (the integer form of RFC 3550 A.8).
     jitter_x16: u64,
+    /// `expected()` and `received` when the last report was built (RFC 3550 A.3).
+    expected_prior: u64,
+    received_prior: u64,
 }
 
 impl ReceiveStats {
@@ -50,6 +55,8 @@ impl ReceiveStats {
                 self.max_seq = sequence;
                 self.cycles = 0;
                 self.received = 0;
+                self.expected_prior = 0;
+                self.received_prior = 0;
             }
             // Otherwise a duplicate or a late packet: counted as received, max unchanged.
         }
@@ -91,6 +98,197 @@ impl ReceiveStats {
     /// Interarrival jitter in timestamp units.
     pub fn jitter(&self) -> u64 {
         self.jitter_x16 >> 4
+    }
+
+    /// SSRC of the stream being counted.
+    pub fn source(&self) -> Option<u32> {
+        self.source
+    }
+
+    /// Extended highest sequence number received: cycles in the high 16 bits.
+    pub fn extended_highest(&self) -> u32 {
+        (self.cycles << 16) | u32::from(self.max_seq)
+    }
+
+    /// Cumulative number of packets lost as a report block carries it: signed (duplicates
+    /// can make it negative) and clamped to 24 bits (RFC 3550 §6.4.1).
+    pub fn cumulative_lost(&self) -> i32 {
+        let lost = self.expected() as i64 - self.received as i64;
+        lost.clamp(-(1 << 23), (1 << 23) - 1) as i32
+    }
+
+    /// Whether packets arrived since the last [`ReceiveStats::take_fraction_lost`].
+    pub fn received_since_report(&self) -> bool {
+        self.source.is_some() && self.received != self.received_prior
+    }
+
+    /// Fraction of the packets expected since the previous call that were lost, as the
+    /// 8-bit fixed-point number of a report block (0 when more arrived than expected);
+    /// remembers the counts for the next interval (RFC 3550 A.3).
+    pub fn take_fraction_lost(&mut self) -> u8 {
+        let expected = self.expected();
+        let expected_interval = expected.saturating_sub(self.expected_prior);
+        let received_interval = self.received.saturating_sub(self.received_prior);
+        self.expected_prior = expected;
+        self.received_prior = self.received;
+        let lost_interval = expected_interval.saturating_sub(received_interval);
+        if expected_interval == 0 || lost_interval == 0 {
+            return 0;
+        }
+        ((lost_interval << 8) / expected_interval).min(255) as u8
+    }
+}
+
+/// The sender's side of the RTP stream a leg sends: the SSRC, packet and payload-octet
+/// counts an RTCP sender report carries (RFC 3550 §6.4.1, counted since that SSRC started),
+/// and the renumbering that keeps the stream's sequence numbers gapless when the SBC adds
+/// packets of its own (comfort noise, ringback) or leaves relayed ones out on purpose
+/// (repeated DTMF end packets, comfort noise a leg did not negotiate). Owned by the worker.
+#[derive(Debug, Clone, Default)]
+pub struct SentStream {
+    ssrc: Option<u32>,
+    packets: u32,
+    octets: u32,
+    /// Added to the sequence number of every relayed packet (modulo 2^16): packets the SBC
+    /// generated into the stream minus relayed ones it left out. Kept in 32 bits so a
+    /// receiver's extended sequence number can be taken back to the sender's numbering.
+    seq_offset: u32,
+    last_sequence: u16,
+    last_timestamp: u32,
+    last_sent_micros: u64,
+    clock_rate: u32,
+}
+
+/// RTP header fields of a packet the SBC generates into a leg's stream.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct GeneratedHeader {
+    pub ssrc: u32,
+    pub sequence: u16,
+    pub timestamp: u32,
+}
+
+impl SentStream {
+    /// Counts start again for `ssrc` unless it is the stream already being sent.
+    fn adopt(&mut self, ssrc: u32) {
+        if self.ssrc != Some(ssrc) {
+            *self = Self {
+                ssrc: Some(ssrc),
+                ..Self::default()
+            };
+        }
+    }
+
+    /// A relayed RTP packet (plain, `packet` exactly its bytes) about to leave: renumbered
+    /// into the outbound sequence and counted. Packets too short for their header change
+    /// nothing.
+    pub fn on_relayed(&mut self, packet: &mut [u8], clock_rate: u32, now_micros: u64) {
+        let payload = crate::media::rtp::payload_range(packet).map(|(start, end)| end - start);
+        let Some((header, _)) =
+            packet.split_first_chunk_mut::<{ crate::media::rtp::RTP_HEADER_LEN }>()
+        else {
+            return;
+        };
+        let [_, _, s0, s1, t0, t1, t2, t3, c0, c1, c2, c3] = header;
+        self.adopt(u32::from_be_bytes([*c0, *c1, *c2, *c3]));
+        let sequence = u16::from_be_bytes([*s0, *s1]).wrapping_add(self.seq_offset as u16);
+        if self.seq_offset as u16 != 0 {
+            [*s0, *s1] = sequence.to_be_bytes();
+        }
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload.unwrap_or_default() as u32);
+        self.last_sequence = sequence;
+        self.last_timestamp = u32::from_be_bytes([*t0, *t1, *t2, *t3]);
+        self.last_sent_micros = now_micros;
+        self.clock_rate = clock_rate;
+    }
+
+    /// A relayed packet of stream `ssrc` the SBC leaves out on purpose: the next ones close
+    /// the gap, so the receiver counts no loss the sender did not cause. A packet of another
+    /// stream than the one being sent changes nothing (that stream starts afresh when it is
+    /// relayed).
+    pub fn on_left_out(&mut self, ssrc: u32) {
+        if self.ssrc.is_none() {
+            self.adopt(ssrc);
+        }
+        if self.ssrc == Some(ssrc) {
+            self.seq_offset = self.seq_offset.wrapping_sub(1);
+        }
+    }
+
+    /// The header of a packet the SBC adds to the stream now: the next sequence number and
+    /// the timestamp `samples` on from the last packet sent, or further when the stream has
+    /// been quiet longer than that (the timestamp runs on through silence, RFC 3550 §5.1).
+    /// `fallback_ssrc` names the stream when nothing was relayed on this leg yet.
+    pub fn next_generated(
+        &mut self,
+        fallback_ssrc: u32,
+        samples: u32,
+        clock_rate: u32,
+        now_micros: u64,
+    ) -> GeneratedHeader {
+        let ssrc = match self.ssrc {
+            Some(ssrc) => ssrc,
+            None => {
+                self.ssrc = Some(fallback_ssrc);
+                // A new stream's numbers start at random (RFC 3550 §5.1).
+                self.last_sequence = fallback_ssrc as u16;
+                self.last_timestamp = fallback_ssrc.rotate_left(16);
+                self.last_sent_micros = now_micros;
+                self.clock_rate = clock_rate;
+                fallback_ssrc
+            }
+        };
+        let quiet = now_micros.saturating_sub(self.last_sent_micros);
+        let elapsed = (quiet as u128 * u128::from(clock_rate) / 1_000_000) as u32;
+        // Whole frames only, so a frame boundary stays a frame boundary.
+        let step = if elapsed > 2 * samples && samples > 0 {
+            elapsed - elapsed % samples
+        } else {
+            samples
+        };
+        self.last_sequence = self.last_sequence.wrapping_add(1);
+        self.last_timestamp = self.last_timestamp.wrapping_add(step);
+        self.seq_offset = self.seq_offset.wrapping_add(1);
+        GeneratedHeader {
+            ssrc,
+            sequence: self.last_sequence,
+            timestamp: self.last_timestamp,
+        }
+    }
+
+    /// The packet of [`SentStream::next_generated`] left with `payload_len` octets of payload.
+    pub fn on_generated(&mut self, payload_len: usize, clock_rate: u32, now_micros: u64) {
+        self.packets = self.packets.wrapping_add(1);
+        self.octets = self.octets.wrapping_add(payload_len as u32);
+        self.last_sent_micros = now_micros;
+        self.clock_rate = clock_rate;
+    }
+
+    pub fn ssrc(&self) -> Option<u32> {
+        self.ssrc
+    }
+
+    /// Packets and payload octets sent of the current stream (the SR's counts).
+    pub fn counts(&self) -> (u32, u32) {
+        (self.packets, self.octets)
+    }
+
+    /// What relayed sequence numbers are shifted by (see the field).
+    pub fn seq_offset(&self) -> u32 {
+        self.seq_offset
+    }
+
+    /// When the last packet left, on the worker's clock; `None` before any.
+    pub fn last_sent_micros(&self) -> Option<u64> {
+        self.ssrc.map(|_| self.last_sent_micros)
+    }
+
+    /// The stream's RTP timestamp at `now_micros`: the last one sent, run on at the clock
+    /// rate since (the SR's RTP timestamp, RFC 3550 §6.4.1).
+    pub fn timestamp_at(&self, now_micros: u64) -> u32 {
+        let since = now_micros.saturating_sub(self.last_sent_micros);
+        let units = (since as u128 * u128::from(self.clock_rate) / 1_000_000) as u32;
+        self.last_timestamp.wrapping_add(units)
     }
 }
 
@@ -267,6 +465,120 @@ mod tests {
             s.on_rtp(1, i as u16, i as u32 * 320, 16000, i * 20_000 + late);
         }
         assert!((158..=160).contains(&s.jitter()), "jitter {}", s.jitter());
+    }
+
+    /// Row 46: the fraction lost of a report block covers the interval since the previous
+    /// report only (RFC 3550 A.3); cumulative loss and the extended sequence go on.
+    #[test]
+    fn row46_fraction_lost_is_per_interval_and_cumulative_loss_is_signed() {
+        let mut s = ReceiveStats::default();
+        assert!(!s.received_since_report());
+        for seq in [65_530u16, 65_531, 65_533, 65_534] {
+            s.on_rtp(9, seq, 0, 8000, 0);
+        }
+        assert!(s.received_since_report());
+        // 5 expected, 4 received: 1/5 lost = 51/256.
+        assert_eq!(s.take_fraction_lost(), 51);
+        assert!(!s.received_since_report());
+        for seq in [65_535u16, 0, 1, 2] {
+            s.on_rtp(9, seq, 0, 8000, 0);
+        }
+        assert_eq!(s.take_fraction_lost(), 0);
+        assert_eq!(s.extended_highest(), (1 << 16) | 2);
+        assert_eq!(s.cumulative_lost(), 1);
+        // Duplicates: more received than expected.
+        for _ in 0..3 {
+            s.on_rtp(9, 2, 0, 8000, 0);
+        }
+        assert_eq!(s.take_fraction_lost(), 0);
+        assert_eq!(s.cumulative_lost(), -2);
+        assert_eq!(s.source(), Some(9));
+    }
+
+    fn packet(seq: u16, ts: u32, ssrc: u32, payload: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 0];
+        p.extend_from_slice(&seq.to_be_bytes());
+        p.extend_from_slice(&ts.to_be_bytes());
+        p.extend_from_slice(&ssrc.to_be_bytes());
+        p.resize(12 + payload, 0xff);
+        p
+    }
+
+    fn seq_of(p: &[u8]) -> u16 {
+        u16::from_be_bytes([p[2], p[3]])
+    }
+
+    /// Rows 38, 46, 49: packets the SBC adds continue the relayed stream (same SSRC, next
+    /// numbers, timestamp on by a frame or by the silence), packets it leaves out close
+    /// their gap, and the SR counts are what left.
+    #[test]
+    fn row46_sent_stream_renumbers_around_generated_and_left_out_packets() {
+        let mut sent = SentStream::default();
+        let mut p = packet(1000, 8000, 0xabc, 160);
+        sent.on_relayed(&mut p, 8000, 0);
+        assert_eq!(seq_of(&p), 1000);
+        // Two frames of our own 20 ms apart...
+        let first = sent.next_generated(0x999, 160, 8000, 20_000);
+        sent.on_generated(160, 8000, 20_000);
+        let second = sent.next_generated(0x999, 160, 8000, 40_000);
+        sent.on_generated(160, 8000, 40_000);
+        assert_eq!(
+            (first, second),
+            (
+                GeneratedHeader {
+                    ssrc: 0xabc,
+                    sequence: 1001,
+                    timestamp: 8160
+                },
+                GeneratedHeader {
+                    ssrc: 0xabc,
+                    sequence: 1002,
+                    timestamp: 8320
+                }
+            )
+        );
+        // ...the sender's next packet follows them; one left out closes its gap.
+        let mut p = packet(1001, 8480, 0xabc, 160);
+        sent.on_relayed(&mut p, 8000, 60_000);
+        assert_eq!(seq_of(&p), 1003);
+        sent.on_left_out(0xabc);
+        let mut p = packet(1003, 8800, 0xabc, 4);
+        sent.on_relayed(&mut p, 8000, 100_000);
+        assert_eq!(seq_of(&p), 1004);
+        assert_eq!(sent.seq_offset(), 1);
+        assert_eq!(sent.counts(), (5, 160 * 4 + 4));
+        // Another stream's left-out packet does not touch this one.
+        sent.on_left_out(0xdef);
+        assert_eq!(sent.ssrc(), Some(0xabc));
+        assert_eq!(sent.seq_offset(), 1);
+        // The SR's timestamp runs on from the last packet at the clock rate.
+        assert_eq!(sent.timestamp_at(150_000), 8800 + 400);
+        // After 1 s of silence a generated frame's timestamp jumps by the silence.
+        let later = sent.next_generated(0x999, 160, 8000, 1_100_000);
+        assert_eq!(later.timestamp, 8800 + 8000);
+        // A new SSRC is a new stream: counts and numbering start over.
+        let mut p = packet(7, 70, 0x123, 160);
+        sent.on_relayed(&mut p, 8000, 1_200_000);
+        assert_eq!(seq_of(&p), 7);
+        assert_eq!(sent.counts(), (1, 160));
+        assert_eq!(sent.seq_offset(), 0);
+    }
+
+    /// Nothing relayed yet: generated frames start a stream of their own under the fallback
+    /// SSRC.
+    #[test]
+    fn row38_generated_frames_without_a_relayed_stream_use_the_fallback_ssrc() {
+        let mut sent = SentStream::default();
+        assert_eq!(sent.last_sent_micros(), None);
+        let a = sent.next_generated(0x5bc0_0001, 160, 8000, 0);
+        sent.on_generated(160, 8000, 0);
+        let b = sent.next_generated(0x5bc0_0001, 160, 8000, 20_000);
+        assert_eq!(a.ssrc, 0x5bc0_0001);
+        assert_eq!(b.sequence, a.sequence.wrapping_add(1));
+        assert_eq!(b.timestamp, a.timestamp.wrapping_add(160));
+        let mut short = [0x80u8, 0, 0];
+        sent.on_relayed(&mut short, 8000, 0);
+        assert_eq!(sent.ssrc(), Some(0x5bc0_0001), "a runt changes nothing");
     }
 
     #[test]

@@ -124,6 +124,9 @@ pub struct TeamsSide<'a> {
     /// The SBC turns the carrier's in-band tones into RFC 4733 events (row 48): Teams gets
     /// `telephone-event` next to G.711 even when the carrier's SDP has none.
     pub inband_dtmf: bool,
+    /// The SBC turns Teams' comfort noise into G.711 noise for a carrier without CN (row 49):
+    /// Teams gets `CN/8000` next to G.711 even when the carrier's SDP has none.
+    pub comfort_noise: bool,
 }
 
 /// What the SBC puts into SDP on the carrier leg.
@@ -154,6 +157,7 @@ pub fn offer_towards_teams(
     let (audio, section) = carrier_offer.primary_audio().ok_or(SdpError::NoAudio)?;
     let formats = offer_formats(section, side.codecs)?;
     let extra_event_pt = inband_event_pt(section, &formats, side, None);
+    let extra_cn_pt = comfort_noise_pt(section, &formats, extra_event_pt, side, None);
     let slots = carrier_offer
         .media()
         .iter()
@@ -181,6 +185,7 @@ pub fn offer_towards_teams(
         hold_as_inactive: true,
         strip_vendor: false,
         extra_event_pt,
+        extra_cn_pt,
     };
     Ok(build(carrier_offer, audio, &plan, origin))
 }
@@ -207,6 +212,7 @@ pub fn answer_towards_teams(
     let chosen = select_crypto(offered.crypto()).ok_or(SdpError::NoUsableCrypto)?;
     let formats = answer_formats(answered, offered, side.codecs)?;
     let extra_event_pt = inband_event_pt(answered, &formats, side, Some(offered));
+    let extra_cn_pt = comfort_noise_pt(answered, &formats, extra_event_pt, side, Some(offered));
     let plan = Plan {
         slots: mirror_slots(teams_offer, offer_audio),
         local: side.local,
@@ -218,6 +224,7 @@ pub fn answer_towards_teams(
         hold_as_inactive: true,
         strip_vendor: false,
         extra_event_pt,
+        extra_cn_pt,
     };
     Ok(build(carrier_answer, answer_audio, &plan, origin))
 }
@@ -245,6 +252,7 @@ pub fn offer_towards_carrier(
         hold_as_inactive: false,
         strip_vendor: side.strip_vendor_attributes,
         extra_event_pt: None,
+        extra_cn_pt: None,
     };
     Ok(build(teams_offer, audio, &plan, origin))
 }
@@ -272,6 +280,7 @@ pub fn answer_towards_carrier(
         hold_as_inactive: false,
         strip_vendor: side.strip_vendor_attributes,
         extra_event_pt: None,
+        extra_cn_pt: None,
     };
     Ok(build(teams_answer, answer_audio, &plan, origin))
 }
@@ -313,6 +322,9 @@ struct Plan<'a> {
     /// `telephone-event/8000` under this number, added after the source's formats (the SBC
     /// generates the events itself from in-band tones, row 48).
     extra_event_pt: Option<u8>,
+    /// `CN/8000` under this number, added last (the SBC turns CN into noise for a carrier
+    /// without it, row 49).
+    extra_cn_pt: Option<u8>,
 }
 
 /// Attributes that belong to the source leg's transport or security and never cross legs.
@@ -416,7 +428,7 @@ fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> Option<MediaSecti
     for (out_pt, _) in &plan.formats {
         let _ = write!(m, " {out_pt}");
     }
-    if let Some(pt) = plan.extra_event_pt {
+    for pt in plan.extra_event_pt.iter().chain(&plan.extra_cn_pt) {
         let _ = write!(m, " {pt}");
     }
     lines.push(Line::new(b'm', m));
@@ -503,6 +515,9 @@ fn active_section(src: &Sdp, audio: usize, plan: &Plan<'_>) -> Option<MediaSecti
     if let Some(pt) = plan.extra_event_pt {
         lines.push(Line::new(b'a', format!("rtpmap:{pt} telephone-event/8000")));
         lines.push(Line::new(b'a', format!("fmtp:{pt} 0-15")));
+    }
+    if let Some(pt) = plan.extra_cn_pt {
+        lines.push(Line::new(b'a', format!("rtpmap:{pt} CN/8000")));
     }
     if plan.rtcp_mux {
         lines.push(Line::new(b'a', format!("rtcp:{port}")));
@@ -623,6 +638,43 @@ fn inband_event_pt(
         None => std::iter::once(101)
             .chain(96..=127)
             .find(|pt| !formats.iter().any(|(out, _)| out == pt)),
+    }
+}
+
+/// The `CN/8000` number to add towards Teams when the SBC makes comfort noise for the carrier
+/// (row 49): only if the carrier side kept G.711 (the noise is made in it) and no CN. An
+/// answer uses the number Teams offered (and adds nothing if Teams offered none); an offer
+/// takes the static 13, or the first dynamic number left free.
+fn comfort_noise_pt(
+    source: &MediaSection,
+    formats: &[(u8, u8)],
+    event_pt: Option<u8>,
+    side: &TeamsSide<'_>,
+    teams_offer: Option<&MediaSection>,
+) -> Option<u8> {
+    if !side.comfort_noise || !side.codecs.allows("CN") {
+        return None;
+    }
+    let codecs = source.codecs();
+    let kept = |name: &str| {
+        formats.iter().any(|(_, src)| {
+            codecs.iter().any(|c| {
+                c.pt == *src && c.clock_rate == 8000 && c.encoding.eq_ignore_ascii_case(name)
+            })
+        })
+    };
+    if kept("CN") || !(kept("PCMU") || kept("PCMA")) {
+        return None;
+    }
+    let free = |pt: &u8| Some(*pt) != event_pt && !formats.iter().any(|(out, _)| out == pt);
+    match teams_offer {
+        Some(offer) => offer
+            .codecs()
+            .iter()
+            .find(|c| c.encoding.eq_ignore_ascii_case("CN") && c.clock_rate == 8000)
+            .map(|c| c.pt)
+            .filter(free),
+        None => std::iter::once(13).chain(96..=127).find(free),
     }
 }
 
@@ -763,6 +815,7 @@ mod dtmf_tests {
                 ice: None,
                 codecs: &self.teams_codecs,
                 inband_dtmf: false,
+                comfort_noise: false,
             }
         }
 
@@ -976,5 +1029,119 @@ mod dtmf_tests {
         );
         let to_teams = answer_towards_teams(&g711_only("0"), &bare, &side, &mut origin()).unwrap();
         assert_eq!(to_teams.media()[0].format_list(), "0");
+    }
+}
+
+/// Row 49: CN/8000 towards Teams on behalf of a carrier that has none (the SBC makes the
+/// noise for it).
+#[cfg(test)]
+mod comfort_noise_tests {
+    use super::*;
+
+    fn sdp(text: &str) -> Sdp {
+        Sdp::parse(text.replace('\n', "\r\n").as_bytes()).unwrap()
+    }
+
+    fn carrier(formats: &str, maps: &str) -> Sdp {
+        sdp(&format!(
+            "v=0\no=pstn 1 1 IN IP4 198.51.100.20\ns=-\nc=IN IP4 198.51.100.20\nt=0 0\n\
+             m=audio 16384 RTP/AVP {formats}\n{maps}a=sendrecv\n"
+        ))
+    }
+
+    fn teams_offer(formats: &str, maps: &str) -> Sdp {
+        sdp(&format!(
+            "v=0\no=- 1 1 IN IP4 52.114.7.24\ns=-\nc=IN IP4 52.114.7.24\nt=0 0\n\
+             m=audio 52884 RTP/SAVP {formats}\n{maps}\
+             a=crypto:1 AES_CM_128_HMAC_SHA1_80 inline:AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwd|2^31\n\
+             a=rtcp-mux\na=sendrecv\n"
+        ))
+    }
+
+    const G711: &str = "a=rtpmap:0 PCMU/8000\na=rtpmap:8 PCMA/8000\n";
+
+    fn cn_lines(m: &MediaSection) -> Vec<u8> {
+        m.rtpmaps()
+            .filter(|c| c.encoding.eq_ignore_ascii_case("CN"))
+            .map(|c| c.pt)
+            .collect()
+    }
+
+    fn side<'a>(key: &'a SdesKey, codecs: &'a CodecList, comfort_noise: bool) -> TeamsSide<'a> {
+        TeamsSide {
+            local: "203.0.113.10:40000".parse().unwrap(),
+            key,
+            ice: None,
+            codecs,
+            inband_dtmf: true,
+            comfort_noise,
+        }
+    }
+
+    fn origin() -> LegOrigin {
+        LegOrigin::new(1, "203.0.113.10".parse().unwrap())
+    }
+
+    #[test]
+    fn row49_teams_is_offered_cn_13_when_the_carrier_has_none() {
+        let (key, codecs) = (SdesKey::generate(), CodecList::teams_default());
+        let offer = carrier("0 8", G711);
+        let out = offer_towards_teams(&offer, &side(&key, &codecs, true), &mut origin()).unwrap();
+        let m = &out.media()[0];
+        assert_eq!(
+            m.format_list(),
+            "0 8 101 13",
+            "after the DTMF the SBC also makes"
+        );
+        assert_eq!(cn_lines(m), vec![13]);
+        // Off, or nothing the SBC could make noise in (G.729 only): as the carrier offered.
+        let off = offer_towards_teams(&offer, &side(&key, &codecs, false), &mut origin()).unwrap();
+        assert_eq!(off.media()[0].format_list(), "0 8 101");
+        let g729 = carrier("18", "a=rtpmap:18 G729/8000\n");
+        let out = offer_towards_teams(&g729, &side(&key, &codecs, true), &mut origin()).unwrap();
+        assert_eq!(out.media()[0].format_list(), "18");
+        // A carrier with its own CN keeps it, once.
+        let with_cn = carrier("0 13", "a=rtpmap:0 PCMU/8000\na=rtpmap:13 CN/8000\n");
+        let out = offer_towards_teams(&with_cn, &side(&key, &codecs, true), &mut origin()).unwrap();
+        assert_eq!(out.media()[0].format_list(), "0 13 101");
+        assert_eq!(cn_lines(&out.media()[0]), vec![13]);
+    }
+
+    #[test]
+    fn row49_answer_to_teams_keeps_the_cn_number_teams_offered() {
+        let (key, codecs) = (SdesKey::generate(), CodecList::teams_default());
+        let offered = teams_offer(
+            "0 118 13",
+            "a=rtpmap:0 PCMU/8000\na=rtpmap:118 CN/16000\na=rtpmap:13 CN/8000\n",
+        );
+        let answer = carrier("0", "a=rtpmap:0 PCMU/8000\n");
+        let out =
+            answer_towards_teams(&answer, &offered, &side(&key, &codecs, true), &mut origin())
+                .unwrap();
+        assert_eq!(out.media()[0].format_list(), "0 13");
+        // Teams offered no CN: none in the answer.
+        let bare = teams_offer("0", "a=rtpmap:0 PCMU/8000\n");
+        let out = answer_towards_teams(&answer, &bare, &side(&key, &codecs, true), &mut origin())
+            .unwrap();
+        assert_eq!(out.media()[0].format_list(), "0");
+    }
+
+    /// The carrier side never gets CN it did not offer: Teams' CN is answered for it only
+    /// if the carrier's answer carries it.
+    #[test]
+    fn row49_carrier_answer_has_cn_only_when_the_carrier_offered_it() {
+        let codecs = CodecList::carrier_default();
+        let carrier_side = CarrierSide {
+            local: "10.1.1.1:30000".parse().unwrap(),
+            codecs: &codecs,
+            offer_rtcp_mux: false,
+            strip_vendor_attributes: true,
+        };
+        let teams_answer = teams_offer("0 13", "a=rtpmap:0 PCMU/8000\na=rtpmap:13 CN/8000\n");
+        let offer = carrier("0", "a=rtpmap:0 PCMU/8000\n");
+        let out =
+            answer_towards_carrier(&teams_answer, &offer, &carrier_side, &mut origin()).unwrap();
+        assert_eq!(out.media()[0].format_list(), "0");
+        assert!(cn_lines(&out.media()[0]).is_empty());
     }
 }

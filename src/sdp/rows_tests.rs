@@ -56,6 +56,7 @@ impl Fixture {
             ice: bypass.then_some(&self.ice),
             codecs: &self.teams_codecs,
             inband_dtmf: false,
+            comfort_noise: false,
         }
     }
 

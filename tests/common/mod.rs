@@ -1013,6 +1013,30 @@ pub fn logged_sbc_media(dir: &Path, tag: &str) -> Option<(SocketAddr, String)> {
     None
 }
 
+/// Whether a SIPp of `dir` has logged a line containing `tag` yet.
+pub fn sipp_log_has(dir: &Path, tag: &str) -> bool {
+    std::fs::read_dir(dir)
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter(|entry| entry.file_name().to_string_lossy().ends_with("_logs.log"))
+        .any(|entry| std::fs::read_to_string(entry.path()).is_ok_and(|text| text.contains(tag)))
+}
+
+/// Every datagram queued on `socket` now; with a short read timeout on the socket, reading
+/// one that has nothing also paces a sending loop.
+pub fn drain(socket: &UdpSocket) -> Vec<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut buf = [0u8; 2048];
+    for _ in 0..1000 {
+        match socket.recv_from(&mut buf) {
+            Ok((n, _)) => out.push(buf[..n].to_vec()),
+            Err(_) => break,
+        }
+    }
+    out
+}
+
 pub fn wait_logged(dir: &Path, tag: &str) -> (SocketAddr, String) {
     let deadline = Instant::now() + Duration::from_secs(45);
     loop {

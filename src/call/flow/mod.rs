@@ -115,6 +115,8 @@ pub(crate) struct State {
     replaced_teams: Vec<Dialog>,
     /// Transfer progress NOTIFYs, sent one at a time (`transfer.rs`).
     notifier: transfer::ReferNotifier,
+    /// The carrier hears our ringback while a transfer's target rings (row 38).
+    ringback_playing: bool,
     /// Re-INVITEs relayed or answered, until their answer / ACK (`reinvite.rs`).
     reinvites: reinvite::Reinvites,
     /// The callee's final error response being handled (its Reason may cross, row 58).
@@ -239,6 +241,7 @@ impl State {
             transfer: None,
             replaced_teams: Vec::new(),
             notifier: transfer::ReferNotifier::default(),
+            ringback_playing: false,
             reinvites: reinvite::Reinvites::default(),
             callee_final: None,
             bye_headers: Vec::new(),

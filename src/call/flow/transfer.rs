@@ -2,8 +2,12 @@
 //! back to Microsoft with the Refer-To URI as Request-URI and Referred-By copied byte for byte,
 //! NOTIFY progress on the REFER's dialog, and the Teams leg swapped when the new leg answers.
 //! The carrier leg and the media session's ports never change; the new leg gets new SRTP keys.
+//! Row 38: the carrier's dialog is confirmed and gets no new 18x, so while the target rings
+//! without early media (an 18x without SDP) the carrier hears the SBC's ringback, until the
+//! target answers, sends early media or the transfer ends.
 
 use super::*;
+use crate::media::Ringback;
 
 /// One transfer in progress.
 pub(super) struct Transfer {
@@ -21,6 +25,8 @@ pub(super) struct Transfer {
     notified: u16,
     responded: bool,
     cancel_sent: bool,
+    /// An 18x with SDP put the new leg's early media on the carrier's path.
+    early_media: bool,
 }
 
 /// NOTIFYs of refer subscriptions, one at a time: the next waits for the final response (or
@@ -154,6 +160,7 @@ impl State {
             notified: 100,
             responded: false,
             cancel_sent: false,
+            early_media: false,
         };
         self.send_transfer_invite(&mut transfer, out);
         self.transfer = Some(transfer);
@@ -279,15 +286,28 @@ impl State {
                 }
                 self.notify_progress(status, ACTIVE, out);
             }
-            if let Some(body) = sdp_of(&msg) {
-                // Row 38: the new leg's early media (ringback) reaches the carrier on the
-                // existing media path; the confirmed carrier dialog gets no new 18x.
-                if let Ok(commands) = self.neg.use_transfer_answer(&body) {
-                    out.extend(commands.into_iter().map(Output::Media));
+            match sdp_of(&msg) {
+                Some(body) => {
+                    // Row 38: the new leg's early media (ringback) reaches the carrier on the
+                    // existing media path; the confirmed carrier dialog gets no new 18x.
+                    if let Ok(commands) = self.neg.use_transfer_answer(&body) {
+                        self.set_ringback(false, out);
+                        if let Some(t) = self.transfer.as_mut() {
+                            t.early_media = true;
+                        }
+                        out.extend(commands.into_iter().map(Output::Media));
+                    }
+                }
+                None => {
+                    let early_media = self.transfer.as_ref().is_some_and(|t| t.early_media);
+                    if status > 100 && !early_media {
+                        self.set_ringback(true, out);
+                    }
                 }
             }
             return;
         }
+        self.set_ringback(false, out);
         if status >= 300 {
             self.request_done(token, out);
             self.transfer = None;
@@ -368,6 +388,7 @@ impl State {
         let Some(mut transfer) = self.transfer.take() else {
             return;
         };
+        self.set_ringback(false, out);
         if self.phase != Phase::Confirmed {
             return;
         }
@@ -389,6 +410,7 @@ impl State {
     /// The call is ending with a transfer still ringing: cancel it (its answer, if any, is
     /// ACKed and released when it comes).
     pub(super) fn stop_transfer(&mut self, out: &mut VecDeque<Output>) {
+        self.set_ringback(false, out);
         let Some(token) = self.transfer.as_ref().map(|t| t.invite_token) else {
             return;
         };
@@ -418,6 +440,25 @@ impl State {
             Sent::Cancel,
             out,
         );
+    }
+
+    /// Starts or stops the carrier's ringback (row 38), once per change. Nothing plays when
+    /// the trunk wants none or the carrier negotiated no G.711 to play it in.
+    fn set_ringback(&mut self, on: bool, out: &mut VecDeque<Output>) {
+        if on == self.ringback_playing {
+            return;
+        }
+        let ringback = match (
+            on,
+            self.setup.carrier.trunk.ringback,
+            self.neg.carrier_g711(),
+        ) {
+            (true, Some(plan), Some(target)) => Some(Ringback { plan, target }),
+            (true, _, _) => return,
+            (false, _, _) => None,
+        };
+        self.ringback_playing = on;
+        out.push_back(Output::Media(MediaCommand::SetRingback { ringback }));
     }
 
     /// A request on a Teams dialog other than the current one: a dialog a transfer replaced

@@ -201,7 +201,8 @@ fn row48_inband_carrier_gets_events_offered_to_teams_and_conversion_from_the_183
     let mut h = Harness::inbound(setup(), carrier_invite(Some(&carrier_offer_inband())));
     let invite = h.request(Method::Invite);
     assert_eq!(te_numbers(&body(&invite.msg)), vec!["101"]);
-    assert!(body(&invite.msg).contains("m=audio 30000 RTP/SAVP 8 0 101\r\n"));
+    // CN too: the carrier offered none and the SBC makes its noise (row 49).
+    assert!(body(&invite.msg).contains("m=audio 30000 RTP/SAVP 8 0 101 13\r\n"));
 
     h.respond(&invite, 183, "ms1", &[], Some(&teams_sdp_with_te(96)));
     let (_, _, progress) = h.response(183);

@@ -257,3 +257,33 @@ fn a_late_answer_of_an_abandoned_hop_is_released_over_that_hops_transport() {
     assert!(header(&bye.msg, HeaderName::Via).starts_with("SIP/2.0/UDP 192.0.2.10:5060;"));
     assert!(h.responses().is_empty(), "Teams waits for trunk B");
 }
+
+/// Row 49: comfort noise comes from the trunk of the hop that answered: trunk A has it off,
+/// trunk B on (noise in B's PCMA); then the other way round.
+#[test]
+fn row49_the_answering_hops_trunk_decides_comfort_noise() {
+    let carrier_noise = |h: &Harness| {
+        h.media().into_iter().find_map(|c| match c {
+            MediaCommand::SetComfortNoise {
+                leg: crate::media::LegSide::Carrier,
+                plan,
+            } => Some(plan.and_then(|p| p.noise)),
+            _ => None,
+        })
+    };
+    for b_on in [true, false] {
+        let mut s = two_trunks();
+        s.carrier.targets[0].trunk.comfort_noise = !b_on;
+        s.carrier.targets[1].trunk.comfort_noise = b_on;
+        s.carrier.trunk = s.carrier.targets[0].trunk.clone();
+        let (mut h, _, second) = failed_over(s);
+        h.respond(&second, 200, "b1", &[], Some(&g711_answer(8, "PCMA")));
+        h.response(200);
+        let noise = carrier_noise(&h).expect("a comfort-noise plan for the carrier leg");
+        assert_eq!(
+            noise.map(|g| g.payload_type),
+            b_on.then_some(8),
+            "trunk B comfort_noise = {b_on}"
+        );
+    }
+}

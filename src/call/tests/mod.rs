@@ -3,6 +3,7 @@
 mod basic;
 mod bypass_forks;
 mod cause_mapping;
+mod comfort_noise;
 mod dtmf;
 mod failover;
 mod forks;

@@ -687,3 +687,116 @@ fn row42_new_leg_of_a_transfer_runs_its_own_session_timer() {
         b"sip:sip-du-b-us.pstnhub.microsoft.com:5061;transport=tls"
     );
 }
+
+fn ringback_commands(media: &[MediaCommand]) -> Vec<Option<crate::media::Ringback>> {
+    media
+        .iter()
+        .filter_map(|c| match c {
+            MediaCommand::SetRingback { ringback } => Some(*ringback),
+            _ => None,
+        })
+        .collect()
+}
+
+fn etsi_ringback_in_pcmu() -> Option<crate::media::Ringback> {
+    Some(crate::media::Ringback {
+        plan: crate::media::TonePlan::ETSI,
+        target: crate::media::G711Target {
+            payload_type: 0,
+            law: crate::media::inband_dtmf::G711::Ulaw,
+        },
+    })
+}
+
+/// Row 38: the target rings without SDP: the carrier (whose confirmed dialog gets no 18x)
+/// hears our ringback in its G.711 (PCMU, the first codec it was answered) until the 200,
+/// whose media takes over after the ringback stops; a second 180 changes nothing.
+#[test]
+fn row38_target_ringing_without_sdp_gets_the_carrier_ringback_until_the_200() {
+    let (mut h, _invite, new_invite) = referred(&long_refer_to());
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    assert_eq!(ringback_commands(&h.media()), vec![etsi_ringback_in_pcmu()]);
+    assert!(
+        teams_remote(&h.media()).is_empty(),
+        "no media of the new leg yet"
+    );
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    assert!(ringback_commands(&h.media()).is_empty());
+
+    h.respond(&new_invite, 200, "ms2", &[], Some(&new_leg_sdp()));
+    let media = h.media();
+    assert_eq!(ringback_commands(&media), vec![None]);
+    let stop = media
+        .iter()
+        .position(|c| matches!(c, MediaCommand::SetRingback { .. }));
+    let new_remote = media.iter().position(|c| {
+        matches!(
+            c,
+            MediaCommand::SetRemote {
+                leg: LegSide::Teams,
+                ..
+            }
+        )
+    });
+    assert!(
+        stop < new_remote,
+        "the ringback stops before the new media: {media:?}"
+    );
+}
+
+/// Row 38: early media of the target (a 183 with SDP after the 180) replaces the ringback;
+/// the 200 without SDP then changes nothing more.
+#[test]
+fn row38_early_media_of_the_target_ends_the_ringback() {
+    let (mut h, _invite, new_invite) = referred(&long_refer_to());
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    assert_eq!(ringback_commands(&h.media()), vec![etsi_ringback_in_pcmu()]);
+    h.respond(&new_invite, 183, "ms2", &[], Some(&new_leg_sdp()));
+    let media = h.media();
+    assert_eq!(ringback_commands(&media), vec![None]);
+    assert_eq!(
+        teams_remote(&media),
+        vec!["52.112.9.9:50100".parse().unwrap()]
+    );
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    assert!(
+        ringback_commands(&h.media()).is_empty(),
+        "early media plays, not our ringback"
+    );
+    h.respond(&new_invite, 200, "ms2", &[], None);
+    assert!(ringback_commands(&h.media()).is_empty());
+}
+
+/// Row 38: a transfer that fails while ringing stops the ringback; a trunk without ringback
+/// never gets one.
+#[test]
+fn row38_failed_transfer_stops_the_ringback_and_a_trunk_can_turn_it_off() {
+    let (mut h, _invite, new_invite) = referred(&long_refer_to());
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    h.respond(&new_invite, 486, "ms2", &[], None);
+    assert_eq!(ringback_commands(&h.media()), vec![None]);
+
+    let mut quiet = setup();
+    every_trunk(&mut quiet, |t| t.ringback = None);
+    let mut h = Harness::inbound(quiet, carrier_invite(Some(&carrier_sdp())));
+    let invite = h.request(Method::Invite);
+    h.respond(&invite, 200, "ms1", &[], Some(&teams_sdp()));
+    let ack = carrier_ack(&h);
+    h.input(Input::Ack {
+        leg: LegId::Carrier,
+        msg: ack,
+    });
+    let msg = refer(&h, &invite, 1, &long_refer_to(), REFERRED_BY);
+    h.input(Input::Request {
+        leg: LegId::Teams,
+        tx: TxId(5000),
+        msg,
+    });
+    let new_invite = h.request(Method::Invite);
+    h.respond(&new_invite, 180, "ms2", &[], None);
+    h.respond(&new_invite, 200, "ms2", &[], Some(&new_leg_sdp()));
+    assert!(!h
+        .all
+        .iter()
+        .any(|o| matches!(o, Output::Media(MediaCommand::SetRingback { .. }))));
+}
