@@ -63,6 +63,7 @@ pub fn validate(config: &Config, check_files: bool, r: &mut Report) -> Vec<Vec<N
     media(config, r);
     lmo(config, r);
     ops(config, r);
+    admin(config, check_files, r);
     numbers
 }
 
@@ -1006,5 +1007,46 @@ fn ops(config: &Config, r: &mut Report) {
             "ops.call_trace_log_interval_seconds",
             "must be at most 86400",
         );
+    }
+}
+
+fn admin(config: &Config, check_files: bool, r: &mut Report) {
+    let Some(admin) = &config.admin else {
+        return;
+    };
+    match &admin.token_file {
+        None if !admin.listen.ip().is_loopback() => r.error(
+            "admin.listen",
+            format!(
+                "{} is not a loopback address: set admin.token_file so the API asks for a token",
+                admin.listen
+            ),
+        ),
+        None => r.warn(
+            "admin.token_file",
+            "not set: every local user can use the admin API (end calls, drain)",
+        ),
+        Some(path) if check_files => {
+            if let Err(e) = super::read_admin_token(path) {
+                r.error("admin.token_file", e);
+            }
+        }
+        Some(_) => {}
+    }
+    let same_port = |other: std::net::SocketAddr| {
+        other.port() == admin.listen.port()
+            && (other.ip() == admin.listen.ip()
+                || other.ip().is_unspecified()
+                || admin.listen.ip().is_unspecified())
+    };
+    if same_port(config.ops.metrics_listen) {
+        r.error("admin.listen", "same TCP port as ops.metrics_listen");
+    }
+    if let Some(i) = config
+        .listen
+        .iter()
+        .position(|l| l.transport != TransportKind::Udp && same_port(l.address))
+    {
+        r.error("admin.listen", format!("same TCP port as listen[{i}]"));
     }
 }
