@@ -250,3 +250,6 @@ async fn ask_control<T>(
         )),
     }
 }
+
+#[cfg(test)]
+mod tests;
