@@ -119,12 +119,7 @@ async fn run(args: &CtlArgs) -> Result<String, String> {
 /// Base URL and token from the arguments and the configuration file.
 fn target(args: &CtlArgs) -> Result<(String, Option<String>), String> {
     let admin = match &args.config {
-        Some(path) => crate::config::load(path)
-            .map_err(|e| format!("{}: {e}", path.display()))?
-            .config
-            .admin
-            .ok_or_else(|| format!("{}: no [admin] table", path.display()))
-            .map(Some)?,
+        Some(path) => Some(admin_settings(path)?),
         None => None,
     };
     let url = match (&args.url, &admin) {
@@ -141,6 +136,18 @@ fn target(args: &CtlArgs) -> Result<(String, Option<String>), String> {
         None => None,
     };
     Ok((url, token))
+}
+
+/// The `[admin]` table of the configuration file. Only parsed and validated, not checked
+/// against the file system: `ctl` may run where the certificates are not readable.
+fn admin_settings(path: &std::path::Path) -> Result<crate::config::AdminSection, String> {
+    let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let base_dir = path.parent().unwrap_or_else(|| std::path::Path::new("."));
+    crate::config::parse_str(&text, &path.display().to_string(), base_dir, false)
+        .map_err(|e| e.to_string())?
+        .config
+        .admin
+        .ok_or_else(|| format!("{}: no [admin] table", path.display()))
 }
 
 /// A listen address one can connect to (a wildcard listener answers on loopback).

@@ -1050,4 +1050,11 @@ fn admin_token_file_is_checked_and_resolved_against_the_file() {
         read_admin_token(&dir.path().join("good")).unwrap(),
         "0123456789abcdef0123"
     );
+    // Readable by others: a warning.
+    use std::os::unix::fs::PermissionsExt;
+    let good = dir.path().join("good");
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(validate::token_file_exposed(&good), None);
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(validate::token_file_exposed(&good).is_some_and(|w| w.contains("chmod 600")));
 }

@@ -1026,11 +1026,14 @@ fn admin(config: &Config, check_files: bool, r: &mut Report) {
             "admin.token_file",
             "not set: every local user can use the admin API (end calls, drain)",
         ),
-        Some(path) if check_files => {
-            if let Err(e) = super::read_admin_token(path) {
-                r.error("admin.token_file", e);
+        Some(path) if check_files => match super::read_admin_token(path) {
+            Err(e) => r.error("admin.token_file", e),
+            Ok(_) => {
+                if let Some(warning) = token_file_exposed(path) {
+                    r.warn("admin.token_file", warning);
+                }
             }
-        }
+        },
         Some(_) => {}
     }
     let same_port = |other: std::net::SocketAddr| {
@@ -1049,4 +1052,16 @@ fn admin(config: &Config, check_files: bool, r: &mut Report) {
     {
         r.error("admin.listen", format!("same TCP port as listen[{i}]"));
     }
+}
+
+/// A warning when other users than its owner may read the token file.
+pub fn token_file_exposed(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} can be read by other users than its owner (chmod 600)",
+            path.display()
+        )
+    })
 }

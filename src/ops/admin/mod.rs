@@ -20,7 +20,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use arc_swap::ArcSwap;
-use axum::http::{Method, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{on, MethodFilter};
 use axum::{Json, Router};
@@ -97,8 +97,37 @@ pub struct AdminContext {
 
 type Context = Arc<AdminContext>;
 
-/// A route of the API: method and path template as in the OpenAPI document.
-pub type RouteSpec = (Method, &'static str);
+/// A route of the API: method and path template, as in the OpenAPI document.
+pub type RouteSpec = (&'static str, &'static str);
+
+/// The methods the API uses.
+#[derive(Clone, Copy)]
+enum Verb {
+    Get,
+    Post,
+    Put,
+    Delete,
+}
+
+impl Verb {
+    fn filter(self) -> MethodFilter {
+        match self {
+            Verb::Get => MethodFilter::GET,
+            Verb::Post => MethodFilter::POST,
+            Verb::Put => MethodFilter::PUT,
+            Verb::Delete => MethodFilter::DELETE,
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            Verb::Get => "GET",
+            Verb::Post => "POST",
+            Verb::Put => "PUT",
+            Verb::Delete => "DELETE",
+        }
+    }
+}
 
 /// Builds the router and the list of its routes together, so the list cannot miss one.
 struct Routes {
@@ -107,39 +136,34 @@ struct Routes {
 }
 
 impl Routes {
-    fn add<H, T>(mut self, method: Method, path: &'static str, handler: H) -> Routes
+    fn add<H, T>(mut self, verb: Verb, path: &'static str, handler: H) -> Routes
     where
         H: axum::handler::Handler<T, Context>,
         T: 'static,
     {
-        let filter = match method.as_str() {
-            "GET" => MethodFilter::GET,
-            "POST" => MethodFilter::POST,
-            "PUT" => MethodFilter::PUT,
-            _ => MethodFilter::DELETE,
-        };
-        self.router = self.router.route(path, on(filter, handler));
-        self.listed.push((method, path));
+        self.router = self.router.route(path, on(verb.filter(), handler));
+        self.listed.push((verb.name(), path));
         self
     }
 }
 
 fn routes() -> Routes {
+    use Verb::*;
     Routes {
         router: Router::new(),
         listed: Vec::new(),
     }
-    .add(Method::GET, "/admin/openapi.json", openapi::serve)
-    .add(Method::GET, "/admin/calls", calls::list)
-    .add(Method::GET, "/admin/calls/{id}", calls::one)
-    .add(Method::DELETE, "/admin/calls/{id}", calls::hangup)
-    .add(Method::GET, "/admin/calls/{id}/sip", calls::sip)
-    .add(Method::GET, "/admin/tenants", peers::tenants)
-    .add(Method::GET, "/admin/trunks", peers::trunks)
-    .add(Method::GET, "/admin/teams", peers::teams)
-    .add(Method::POST, "/admin/reload", control::reload)
-    .add(Method::POST, "/admin/drain", control::drain)
-    .add(Method::PUT, "/admin/log-level", control::log_level)
+    .add(Get, "/admin/openapi.json", openapi::serve)
+    .add(Get, "/admin/calls", calls::list)
+    .add(Get, "/admin/calls/{id}", calls::one)
+    .add(Delete, "/admin/calls/{id}", calls::hangup)
+    .add(Get, "/admin/calls/{id}/sip", calls::sip)
+    .add(Get, "/admin/tenants", peers::tenants)
+    .add(Get, "/admin/trunks", peers::trunks)
+    .add(Get, "/admin/teams", peers::teams)
+    .add(Post, "/admin/reload", control::reload)
+    .add(Post, "/admin/drain", control::drain)
+    .add(Put, "/admin/log-level", control::log_level)
 }
 
 /// Every route the API serves.
