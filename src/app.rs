@@ -206,6 +206,7 @@ pub async fn supervise(mut running: Running, signals: Option<Signals>) -> Result
     // kept alive here).
     let (_not_draining, mut drained) = oneshot::channel::<()>();
     let mut draining = false;
+    let mut stop_signals = 0u32;
     // While draining: the stop timeout is extended in steps, up to the drain timeout plus
     // the time the calls' BYEs may take.
     let mut extend = tokio::time::interval(Duration::from_secs(10));
@@ -216,9 +217,17 @@ pub async fn supervise(mut running: Running, signals: Option<Signals>) -> Result
                 let _ = reload(&mut running).await;
             }
             _ = next_stop(&mut stop) => {
-                if draining {
+                stop_signals += 1;
+                if stop_signals > 1 {
                     tracing::warn!("second stop signal: ending at once");
                     break Ok(());
+                }
+                if draining {
+                    // Drained through the admin API first: `systemctl stop` waits for the
+                    // same drain rather than cutting the calls it spares.
+                    tracing::info!("stop signal: already draining (a second one ends at once)");
+                    systemd::stopping(DRAIN_EXTEND);
+                    continue;
                 }
                 drained = begin_drain(&mut running, "stop signal").await?;
                 draining = true;

@@ -763,7 +763,8 @@ fn row6_sighup_reloads_certificate_and_sigterm_exits_cleanly() {
     signal(&sbc, "HUP");
     // SIGHUP reloads the whole configuration; the new certificate is part of it.
     sbc.wait_until("the reload to be logged", |s| {
-        s.log_text().contains("\"message\":\"configuration reloaded\"")
+        s.log_text()
+            .contains("\"message\":\"configuration reloaded\"")
     });
     handshake_with_current_ca(&runtime, &certs, ports.tls).expect("handshake after SIGHUP");
 
