@@ -482,3 +482,143 @@ fn the_admin_api_and_ctl_operate_a_running_sbc() {
         "the admin listener is closed"
     );
 }
+
+/// `teams-sbc run` as a process: it refuses an admin API off loopback without a token,
+/// serves `ctl` (trunks, teams, reload, log level), and `ctl drain` ends it with status 0.
+#[test]
+fn teams_sbc_run_serves_ctl_until_a_drain_ends_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    teams_sbc::devcerts::generate(&certs, BASE).unwrap();
+    let token_file = dir.path().join("admin.token");
+    std::fs::write(&token_file, TOKEN).unwrap();
+    let (udp, tcp, tls) = (
+        free_udp_port(SBC_IP),
+        free_tcp_port(SBC_IP),
+        free_tcp_port(SBC_IP),
+    );
+    let (metrics, admin_port) = (free_tcp_port(SBC_IP), free_tcp_port(SBC_IP));
+    let nobody = free_tcp_port(TEAMS_IP);
+    let config = |admin: &str| {
+        format!(
+            r#"
+[sbc]
+base_fqdn = "{BASE}"
+sip_signaling_port = {tls}
+
+[tls]
+cert_chain = "certs/sbc.pem"
+private_key = "certs/sbc.key"
+roots = "certs/ca.pem"
+
+[[listen]]
+transport = "udp"
+address = "{SBC_IP}:{udp}"
+
+[[listen]]
+transport = "tcp"
+address = "{SBC_IP}:{tcp}"
+
+[[listen]]
+transport = "tls"
+address = "{SBC_IP}:{tls}"
+
+[teams]
+proxies = [{{ address = "{TEAMS_IP}:{nobody}", transport = "tcp" }}]
+lab_plain_tcp = true
+allowed_source_cidrs = ["{TEAMS_IP}/32"]
+
+[[carrier_trunk]]
+name = "pstn"
+address = "{CARRIER_IP}:5060"
+options_ping = false
+
+[[tenant]]
+name = "acme"
+fqdn = "acme.{BASE}"
+numbers = ["+4930123400-+4930123499"]
+carrier_trunk = "pstn"
+
+[media.carrier]
+bind = "{SBC_IP}"
+port_min = 46900
+port_max = 46949
+
+[media.teams]
+bind = "{SBC_IP}"
+port_min = 46950
+port_max = 46999
+
+[ops]
+metrics_listen = "{SBC_IP}:{metrics}"
+
+{admin}
+"#
+        )
+    };
+    let path = dir.path().join("sbc.toml");
+    let binary = env!("CARGO_BIN_EXE_teams-sbc");
+
+    std::fs::write(&path, config("[admin]\nlisten = \"0.0.0.0:9\"")).unwrap();
+    let refused = Command::new(binary)
+        .args(["run", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let errors = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        errors.contains("admin.listen") && errors.contains("token_file"),
+        "{errors}"
+    );
+
+    std::fs::write(
+        &path,
+        config(&format!(
+            "[admin]\nlisten = \"{SBC_IP}:{admin_port}\"\ntoken_file = \"admin.token\""
+        )),
+    )
+    .unwrap();
+    let log = dir.path().join("sbc.log");
+    let child = Command::new(binary)
+        .args(["run", "--config"])
+        .arg(&path)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let mut sbc = Peer::from_child("teams-sbc run", child, dir.path());
+    let admin = SocketAddr::from((SBC_IP, admin_port));
+    wait_listening_tcp(admin);
+    let ctl = |args: &[&str]| {
+        let output = Command::new(binary)
+            .arg("ctl")
+            .arg("--config")
+            .arg(&path)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(
+            output.status.success(),
+            "ctl {args:?}: {}\n{}",
+            String::from_utf8_lossy(&output.stderr),
+            std::fs::read_to_string(&log).unwrap_or_default()
+        );
+        String::from_utf8_lossy(&output.stdout).into_owned()
+    };
+    assert!(ctl(&["trunks"]).contains("pstn"));
+    assert!(ctl(&["teams"]).contains(&format!("{TEAMS_IP}:{nobody}")));
+    assert!(ctl(&["tenants"]).contains("acme"));
+    assert!(ctl(&["calls"]).contains("0 call(s)"));
+    assert!(ctl(&["log-level", "debug"]).contains("debug"));
+    assert!(ctl(&["reload"]).contains("reloaded"));
+    assert_eq!(api(admin, "GET", "/admin/calls", None, None).status, 401);
+    assert!(ctl(&["drain"]).contains("draining"));
+    let status = sbc.wait(LONG).expect("the drained SBC exits");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    assert!(status.success(), "{status}: {text}");
+    assert!(text.contains("configuration reloaded"), "{text}");
+    assert!(text.contains("drained: no call left"), "{text}");
+    assert!(!text.contains(TOKEN), "the token is never logged");
+}
