@@ -5,6 +5,7 @@
 //! head read within a timeout, one request per connection, a request body cap, a cap on
 //! requests handled at once and a timeout per request.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -14,6 +15,7 @@ use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
+use tower::ServiceExt;
 
 /// Bytes of a request head (request line and headers) hyper buffers; its minimum.
 pub const MAX_REQUEST_HEAD: usize = 8 * 1024;
@@ -49,7 +51,7 @@ pub fn with_limits(router: Router) -> Router {
 
 /// A running listener. Dropping it does not stop it; call [`WebServer::stop`].
 pub struct WebServer {
-    pub local_addr: std::net::SocketAddr,
+    pub local_addr: SocketAddr,
     shutdown: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
 }
@@ -92,8 +94,8 @@ async fn serve(
                 continue;
             }
         };
-        let stream = match accepted {
-            Ok((stream, _peer)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(error) => {
                 // Out of file descriptors and the like: back off instead of spinning.
                 tracing::warn!(%error, listener = name, "http accept failed");
@@ -109,13 +111,18 @@ async fn serve(
         let router = router.clone();
         tokio::spawn(async move {
             let _permit = permit;
-            let _ = tokio::time::timeout(CONNECTION_LIFETIME, connection(stream, router)).await;
+            let _ =
+                tokio::time::timeout(CONNECTION_LIFETIME, connection(stream, peer, router)).await;
         });
     }
 }
 
+/// The address a request came from, in its extensions (handlers log it, never trust it).
+#[derive(Debug, Clone, Copy)]
+pub struct Peer(pub SocketAddr);
+
 /// One request on one connection, then a lingering close.
-async fn connection(stream: TcpStream, router: Router) -> std::io::Result<()> {
+async fn connection(stream: TcpStream, peer: SocketAddr, router: Router) -> std::io::Result<()> {
     // hyper closes its end as soon as it has answered, even when it answered an oversized
     // head it did not read to the end; closing with unread input makes the kernel send RST,
     // which can destroy the response before the client reads it. A second handle on the
@@ -129,7 +136,15 @@ async fn connection(stream: TcpStream, router: Router) -> std::io::Result<()> {
         .keep_alive(false)
         .max_buf_size(MAX_REQUEST_HEAD)
         .max_headers(MAX_HEADERS)
-        .serve_connection(TokioIo::new(stream), TowerToHyperService::new(router))
+        .serve_connection(
+            TokioIo::new(stream),
+            TowerToHyperService::new(router.map_request(
+                move |mut request: axum::http::Request<hyper::body::Incoming>| {
+                    request.extensions_mut().insert(Peer(peer));
+                    request
+                },
+            )),
+        )
         .await;
     if let Err(error) = served {
         tracing::debug!(%error, "http connection ended with an error");

@@ -3,11 +3,12 @@
 //! Every request must carry `Authorization: Bearer <token>` with the token of
 //! `admin.token_file` (none configured: loopback only, every request passes). A missing
 //! token gets 401 with `WWW-Authenticate: Bearer`, a wrong one 401 with
-//! `error="invalid_token"`; both are counted and logged at most once per 10 s per kind, and
-//! the token a client sent is never logged. Tokens are compared through their SHA-1
-//! digests in constant time, so neither the content nor the length of the configured token
-//! leaks through timing.
+//! `error="invalid_token"`; both are counted and logged with the client address at most once
+//! per 10 s per address and kind, and the token a client sent is never logged. Tokens are
+//! compared through their SHA-1 digests in constant time, so neither the content nor the
+//! length of the configured token leaks through timing.
 
+use std::net::{IpAddr, Ipv4Addr};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -22,7 +23,9 @@ use subtle::ConstantTimeEq;
 use super::{error, AdminContext};
 use crate::ops::RateLimitedLog;
 
-static REFUSED: RateLimitedLog = RateLimitedLog::new(Duration::from_secs(10));
+/// One line per client address and kind of refusal per 10 s (the table is bounded).
+static REFUSED: RateLimitedLog<(IpAddr, &'static str)> =
+    RateLimitedLog::new(Duration::from_secs(10));
 
 /// `admin_http_requests_total{route,status}` and `admin_auth_failures_total{reason}`.
 #[derive(Clone)]
@@ -103,7 +106,13 @@ pub(super) async fn require_token(
     };
     let response = match refusal {
         None => next.run(request).await,
-        Some(refusal) => refuse(&context, refusal),
+        Some(refusal) => {
+            let peer = request
+                .extensions()
+                .get::<crate::ops::web::Peer>()
+                .map(|p| p.0);
+            refuse(&context, refusal, peer)
+        }
     };
     context
         .metrics
@@ -113,7 +122,11 @@ pub(super) async fn require_token(
     response
 }
 
-fn refuse(context: &AdminContext, refusal: Refusal) -> Response {
+fn refuse(
+    context: &AdminContext,
+    refusal: Refusal,
+    peer: Option<std::net::SocketAddr>,
+) -> Response {
     let (reason, challenge, message) = match refusal {
         Refusal::Missing => (
             "missing",
@@ -131,15 +144,14 @@ fn refuse(context: &AdminContext, refusal: Refusal) -> Response {
         .auth_failures
         .with_label_values(&[reason])
         .inc();
-    let key = match refusal {
-        Refusal::Missing => "admin-token-missing",
-        Refusal::Wrong => "admin-token-wrong",
-    };
-    if let Some(suppressed) = REFUSED.check(&key, Instant::now()) {
+    // Unknown only if the request did not come through `web::serve`.
+    let source = peer.map_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED), |p| p.ip());
+    if let Some(suppressed) = REFUSED.check(&(source, reason), Instant::now()) {
         tracing::warn!(
             reason,
+            %source,
             suppressed,
-            "admin API request refused for its token"
+            "admin API request refused for its token (more from this source suppressed for 10 s)"
         );
     }
     let mut response = error(StatusCode::UNAUTHORIZED, message);
