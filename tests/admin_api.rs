@@ -330,6 +330,7 @@ fn the_admin_api_and_ctl_operate_a_running_sbc() {
             sip.json
         );
     }
+    assert_eq!(sip.json["outcome"], "ended (operator)", "{}", sip.json);
     let by_call_id = get(admin, &format!("/admin/calls/{carrier_call_id}/sip"));
     assert_eq!(by_call_id.json["id"], id);
     assert_eq!(get(admin, "/admin/calls/987654/sip").status, 404);

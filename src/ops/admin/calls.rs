@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use super::{ask_core, error, AdminContext, CoreRequest};
 use crate::call::LegId;
 use crate::dispatch::trace::TraceDirection;
-use crate::dispatch::{CallKey, CallSnapshot, CallTrace};
+use crate::dispatch::{CallKey, CallOutcome, CallSnapshot, CallTrace};
 use crate::media::{LegMediaAddresses, SessionStats};
 
 #[derive(Debug, Default, Deserialize)]
@@ -202,6 +202,8 @@ struct TraceView {
     direction: &'static str,
     started_unix_ms: u64,
     ended_unix_ms: Option<u64>,
+    /// `ended (<reason>)` once answered and ended, `failed <status> (<reason>)` when not
+    /// answered; `None` while in progress.
     outcome: Option<String>,
     /// Messages that gave way to newer ones in the bounded trace.
     dropped: usize,
@@ -237,7 +239,12 @@ fn trace_view(trace: CallTrace) -> TraceView {
         direction: trace.direction,
         started_unix_ms: unix_ms(trace.started),
         ended_unix_ms: trace.ended.map(unix_ms),
-        outcome: trace.outcome.map(|o| format!("{o:?}")),
+        outcome: trace.outcome.map(|outcome| match outcome {
+            CallOutcome::Failed { status, reason } => {
+                format!("failed {status} ({})", reason.label())
+            }
+            CallOutcome::Ended { reason } => format!("ended ({})", reason.label()),
+        }),
         dropped: trace.dropped,
         messages: trace
             .messages
