@@ -34,7 +34,8 @@ use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot};
 
-use crate::health::HealthMetrics;
+use crate::health::{HealthMetrics, PeerBoard};
+use crate::ops::admin::{AdminContext, AdminServer, AdminView, ControlRequest, CoreRequest};
 use crate::ops::systemd;
 use tokio::task::JoinHandle;
 
@@ -67,6 +68,8 @@ pub enum AppError {
     Signal(std::io::Error),
     #[error("calls: {0}")]
     Calls(#[from] crate::dispatch::DispatchError),
+    #[error("admin API on {addr}: {reason}")]
+    Admin { addr: SocketAddr, reason: String },
     #[error("the SIP core task ended unexpectedly{0}")]
     CoreEnded(String),
 }
@@ -83,7 +86,14 @@ pub struct Running {
     pub media: crate::media::MediaHandle,
     /// Every call's SIP (row 60), in progress or recently ended, for the ops API.
     pub call_traces: Arc<crate::dispatch::CallTraces>,
+    /// The admin API's listener (`[admin]`), if configured.
+    pub admin_addr: Option<SocketAddr>,
     ops: OpsServer,
+    admin: Option<AdminServer>,
+    /// Reload and drain requests of the admin API, taken by [`supervise`].
+    control: Option<mpsc::Receiver<ControlRequest>>,
+    /// What the pingers learned of each peer (the admin API shows it).
+    peers: Arc<PeerBoard>,
     /// The SIP core task, watched by [`run`].
     core: JoinHandle<()>,
     /// The pingers (aborted when a drain starts: no more OPTIONS to Microsoft).
@@ -115,6 +125,11 @@ impl Running {
         Ok(done)
     }
 
+    /// The SHA-1 digest (12 hex digits) of the configuration in force.
+    pub fn config_digest(&self) -> &str {
+        &self.loaded.digest
+    }
+
     /// The drain timeout of the configuration this SBC runs.
     pub fn drain_timeout(&self) -> std::time::Duration {
         self.drain_timeout
@@ -127,30 +142,63 @@ impl Running {
             task.abort();
         }
         self.ops.stop().await;
+        if let Some(admin) = self.admin {
+            admin.stop().await;
+        }
         self.media.shutdown();
     }
 }
 
-/// Run until stopped. SIGHUP reloads the TLS certificate and key. SIGTERM or SIGINT starts a
-/// graceful drain (see [`Running::drain`]) and the process ends once no call is left; a
-/// second one ends it at once. Returns an error (the process then exits with a failure
-/// status, for its supervisor to restart it) when the SIP core task ends by itself: without
-/// it no message is handled. Under systemd (`Type=notify`) it reports READY, RELOADING and
-/// STOPPING, extends the stop timeout while draining, and sends watchdog keep-alives only
-/// while `/healthz` is healthy.
+/// Run until stopped. SIGHUP (or `POST /admin/reload`) reloads the configuration file.
+/// SIGTERM or SIGINT (or `POST /admin/drain`) starts a graceful drain (see
+/// [`Running::drain`]) and the process ends once no call is left; a second stop signal ends
+/// it at once. Returns an error (the process then exits with a failure status, for its
+/// supervisor to restart it) when the SIP core task ends by itself: without it no message
+/// is handled. Under systemd (`Type=notify`) it reports READY, RELOADING and STOPPING,
+/// extends the stop timeout while draining, and sends watchdog keep-alives only while
+/// `/healthz` is healthy.
 pub async fn run(loaded: Loaded) -> Result<(), AppError> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut hup = signal(SignalKind::hangup()).map_err(AppError::Signal)?;
-    let mut term = signal(SignalKind::terminate()).map_err(AppError::Signal)?;
-    let mut int = signal(SignalKind::interrupt()).map_err(AppError::Signal)?;
-    let mut running = start(&loaded).await?;
+    let signals = Signals::install()?;
+    let running = start(&loaded).await?;
     tracing::info!(
         listeners = ?running.transport.local_addrs(),
         ops = %running.ops_addr,
+        admin = ?running.admin_addr,
         tenants = loaded.config.tenants.len(),
         trunks = loaded.config.carrier_trunks.len(),
         "teams-sbc running"
     );
+    supervise(running, Some(signals)).await
+}
+
+/// The process signals [`supervise`] acts on.
+pub struct Signals {
+    hup: tokio::signal::unix::Signal,
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    pub fn install() -> Result<Signals, AppError> {
+        use tokio::signal::unix::{signal, SignalKind};
+        Ok(Signals {
+            hup: signal(SignalKind::hangup()).map_err(AppError::Signal)?,
+            term: signal(SignalKind::terminate()).map_err(AppError::Signal)?,
+            int: signal(SignalKind::interrupt()).map_err(AppError::Signal)?,
+        })
+    }
+}
+
+/// Drive a started SBC until it stops (what [`run`] does after [`start`]): reload on SIGHUP
+/// and `POST /admin/reload`, drain on a stop signal and `POST /admin/drain`, systemd
+/// notifications, and the watch on the SIP core. `signals`: `None` serves the admin API's
+/// requests only (tests run several SBCs in one process).
+pub async fn supervise(mut running: Running, signals: Option<Signals>) -> Result<(), AppError> {
+    let mut control = running.control.take();
+    let (mut hup, mut stop) = match signals {
+        Some(Signals { hup, term, int }) => (Some(hup), Some((term, int))),
+        None => (None, None),
+    };
     systemd::ready();
     let watchdog_every = systemd::watchdog_interval();
     let mut watchdog = tokio::time::interval(watchdog_every.unwrap_or(Duration::from_secs(3600)));
@@ -158,32 +206,44 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     // kept alive here).
     let (_not_draining, mut drained) = oneshot::channel::<()>();
     let mut draining = false;
+    let mut stop_signals = 0u32;
     // While draining: the stop timeout is extended in steps, up to the drain timeout plus
     // the time the calls' BYEs may take.
     let mut extend = tokio::time::interval(Duration::from_secs(10));
     let outcome = loop {
         tokio::select! {
-            _ = hup.recv() => {
-                systemd::reloading();
+            _ = next_hangup(&mut hup) => {
                 // Logged and counted inside; the configuration in force stays on error.
-                let _ = running.reload_from_file().await;
-                systemd::ready();
+                let _ = reload(&mut running).await;
             }
-            _ = stop_signal(&mut term, &mut int) => {
-                if draining {
+            _ = next_stop(&mut stop) => {
+                stop_signals += 1;
+                if stop_signals > 1 {
                     tracing::warn!("second stop signal: ending at once");
                     break Ok(());
                 }
-                let limit = running.drain_timeout();
-                tracing::info!(
-                    timeout_seconds = limit.as_secs(),
-                    "stop signal: draining (a second one ends at once)"
-                );
-                systemd::stopping(DRAIN_EXTEND);
-                systemd::status("draining");
-                drained = running.drain().await?;
+                if draining {
+                    // Drained through the admin API first: `systemctl stop` waits for the
+                    // same drain rather than cutting the calls it spares.
+                    tracing::info!("stop signal: already draining (a second one ends at once)");
+                    systemd::stopping(DRAIN_EXTEND);
+                    continue;
+                }
+                drained = begin_drain(&mut running, "stop signal").await?;
                 draining = true;
             }
+            request = next_control(&mut control) => match request {
+                ControlRequest::Reload(reply) => {
+                    let _ = reply.send(reload(&mut running).await);
+                }
+                ControlRequest::Drain(reply) => {
+                    let _ = reply.send(!draining);
+                    if !draining {
+                        drained = begin_drain(&mut running, "admin API").await?;
+                        draining = true;
+                    }
+                }
+            },
             _ = &mut drained, if draining => {
                 tracing::info!("drained: no call left");
                 break Ok(());
@@ -213,18 +273,64 @@ pub async fn run(loaded: Loaded) -> Result<(), AppError> {
     outcome
 }
 
-/// How much each STOPPING/EXTEND_TIMEOUT message buys while draining (renewed every 10 s).
-const DRAIN_EXTEND: Duration = Duration::from_secs(30);
+/// Reload the configuration file, telling systemd; the new digest, or why nothing changed.
+async fn reload(running: &mut Running) -> Result<String, String> {
+    systemd::reloading();
+    // Logged and counted inside.
+    let result = running.reload_from_file().await;
+    systemd::ready();
+    result
+        .map(|()| running.config_digest().to_string())
+        .map_err(|e| e.to_string())
+}
 
-async fn stop_signal(
-    term: &mut tokio::signal::unix::Signal,
-    int: &mut tokio::signal::unix::Signal,
-) {
-    tokio::select! {
-        _ = term.recv() => {}
-        _ = int.recv() => {}
+/// The first stage of a stop: drain, telling systemd.
+async fn begin_drain(
+    running: &mut Running,
+    cause: &'static str,
+) -> Result<oneshot::Receiver<()>, AppError> {
+    tracing::info!(
+        cause,
+        timeout_seconds = running.drain_timeout().as_secs(),
+        "draining (a second stop signal ends at once)"
+    );
+    systemd::stopping(DRAIN_EXTEND);
+    systemd::status("draining");
+    running.drain().await
+}
+
+async fn next_hangup(hup: &mut Option<tokio::signal::unix::Signal>) {
+    match hup {
+        Some(hup) => {
+            hup.recv().await;
+        }
+        None => std::future::pending().await,
     }
 }
+
+async fn next_stop(stop: &mut Option<(tokio::signal::unix::Signal, tokio::signal::unix::Signal)>) {
+    match stop {
+        Some((term, int)) => tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// The admin API's next reload or drain; never without an admin API.
+async fn next_control(control: &mut Option<mpsc::Receiver<ControlRequest>>) -> ControlRequest {
+    match control {
+        Some(requests) => match requests.recv().await {
+            Some(request) => request,
+            None => std::future::pending().await,
+        },
+        None => std::future::pending().await,
+    }
+}
+
+/// How much each STOPPING/EXTEND_TIMEOUT message buys while draining (renewed every 10 s).
+const DRAIN_EXTEND: Duration = Duration::from_secs(30);
 
 /// The product headers of the responses the transaction layer makes itself (100 Trying,
 /// 408, 503): X-MS-SBC towards Microsoft (row 59: every response), the configured text (if
@@ -311,11 +417,13 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
     let health_metrics = HealthMetrics::register(&registry)?;
     let config_metrics = self::reload::ConfigMetrics::register(&registry)?;
     config_metrics.in_force(None, &loaded.digest);
+    let peers = Arc::new(PeerBoard::default());
     let tasks = match start_pingers(
         config,
         &identity,
         &health_metrics,
         &readiness,
+        &peers,
         commands_tx.clone(),
     ) {
         Ok(tasks) => tasks,
@@ -324,6 +432,31 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
             return Err(e);
         }
     };
+    let (control_tx, control) = mpsc::channel(8);
+    let admin = match start_admin(
+        loaded,
+        &registry,
+        &commands_tx,
+        control_tx,
+        &call_traces,
+        &media,
+        &peers,
+    )
+    .await
+    {
+        Ok(admin) => admin,
+        Err(e) => {
+            core.abort();
+            for task in &tasks {
+                task.abort();
+            }
+            transport.shutdown();
+            ops.stop().await;
+            media.shutdown();
+            return Err(e);
+        }
+    };
+
     Ok(Running {
         registry,
         readiness,
@@ -332,7 +465,11 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         transport,
         media,
         call_traces,
+        admin_addr: admin.as_ref().map(|server| server.local_addr),
         ops,
+        admin,
+        control: Some(control),
+        peers,
         core,
         tasks,
         commands: commands_tx,
@@ -341,4 +478,47 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         health_metrics,
         config_metrics,
     })
+}
+
+/// The admin API, when `[admin]` is configured: its listener, and the task that hands its
+/// questions to the SIP core.
+async fn start_admin(
+    loaded: &Loaded,
+    registry: &Registry,
+    commands: &mpsc::Sender<Command>,
+    control: mpsc::Sender<ControlRequest>,
+    call_traces: &Arc<crate::dispatch::CallTraces>,
+    media: &crate::media::MediaHandle,
+    peers: &Arc<PeerBoard>,
+) -> Result<Option<AdminServer>, AppError> {
+    let Some(settings) = &loaded.config.admin else {
+        return Ok(None);
+    };
+    let addr = settings.listen;
+    let failed = |reason: String| AppError::Admin { addr, reason };
+    let view = AdminView::of(loaded).map_err(failed)?;
+    // The forwarder ends with the admin API (its senders) or the SIP core. Bounded: a
+    // stuck core fills it and the handlers answer 503 after their timeout.
+    let (core_tx, mut core_rx) = mpsc::channel::<CoreRequest>(16);
+    let context = AdminContext {
+        core: core_tx,
+        control,
+        traces: call_traces.clone(),
+        media: media.clone(),
+        peers: peers.clone(),
+        view: arc_swap::ArcSwap::from_pointee(view),
+        metrics: crate::ops::admin::auth::AdminMetrics::register(registry)?,
+    };
+    let server = AdminServer::start(addr, context)
+        .await
+        .map_err(|e| failed(e.to_string()))?;
+    let commands = commands.clone();
+    tokio::spawn(async move {
+        while let Some(request) = core_rx.recv().await {
+            if commands.send(Command::Admin(request)).await.is_err() {
+                return;
+            }
+        }
+    });
+    Ok(Some(server))
 }

@@ -12,6 +12,7 @@
 pub mod app;
 pub mod call;
 pub mod config;
+pub mod ctl;
 pub mod devcerts;
 pub mod dispatch;
 pub mod health;

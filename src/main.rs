@@ -1,4 +1,5 @@
-//! `teams-sbc` command line: run the SBC, check a configuration, make development certificates.
+//! `teams-sbc` command line: run the SBC, check a configuration, make development certificates,
+//! talk to a running SBC (`ctl`).
 
 #![forbid(unsafe_code)]
 
@@ -21,7 +22,7 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Run the SBC until SIGTERM/SIGINT (SIGHUP reloads the TLS certificate).
+    /// Run the SBC until SIGTERM/SIGINT (SIGHUP reloads the configuration).
     Run {
         #[arg(long, short)]
         config: PathBuf,
@@ -36,6 +37,9 @@ enum Command {
         #[arg(long, default_value = "sbc.example.test")]
         base_fqdn: String,
     },
+    /// Ask a running SBC through its admin API: calls, hang up, SIP ladders, trunks,
+    /// reload, drain, log level.
+    Ctl(teams_sbc::ctl::CtlArgs),
 }
 
 fn main() -> ExitCode {
@@ -44,6 +48,7 @@ fn main() -> ExitCode {
         Command::CheckConfig { file } => check_config(&file),
         Command::DevCerts { out, base_fqdn } => dev_certs(&out, &base_fqdn),
         Command::Run { config } => run(&config),
+        Command::Ctl(args) => teams_sbc::ctl::main(args),
     }
 }
 

@@ -193,7 +193,8 @@ fn warnings_do_not_fail_the_check() {
 
 #[test]
 fn shipped_example_configs_are_valid() {
-    // The certificate paths are pointed at dev certificates for each file's base FQDN.
+    // The certificate paths are pointed at dev certificates for each file's base FQDN, the
+    // admin token file at one written here.
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     for (name, base) in [
         ("example.toml", "sbc1.carrier.example"),
@@ -204,7 +205,11 @@ fn shipped_example_configs_are_valid() {
         let mut patched = String::new();
         for line in text.lines() {
             let key = line.split('=').next().unwrap_or("").trim();
+            if key == "token_file" {
+                std::fs::write(dir.path().join("admin.token"), "0123456789abcdef0123\n").unwrap();
+            }
             let value = match key {
+                "token_file" => Some("admin.token"),
                 "cert_chain" => Some("sbc.pem"),
                 "private_key" => Some("sbc.key"),
                 "roots" if !line.contains("webpki") => Some("ca.pem"),

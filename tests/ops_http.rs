@@ -116,7 +116,8 @@ async fn oversized_request_head_is_refused() {
     }
     raw.extend_from_slice(b"\r\n");
     let (status, _) = request(server.local_addr, &raw).await;
-    assert_eq!(status, 413);
+    // 431 Request Header Fields Too Large (RFC 6585): the head, not a body, is too large.
+    assert_eq!(status, 431);
     // The server still answers afterwards.
     assert_eq!(get(server.local_addr, "/healthz").await.0, 200);
     server.stop().await;

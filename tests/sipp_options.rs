@@ -761,6 +761,7 @@ fn row6_sighup_reloads_certificate_and_sigterm_exits_cleanly() {
         "the old certificate must not verify against the new CA"
     );
     signal(&sbc, "HUP");
+    // SIGHUP reloads the whole configuration; the new certificate is part of it.
     sbc.wait_until("the reload to be logged", |s| {
         let log = s.log_text();
         log.contains("\"message\":\"configuration reloaded\"")

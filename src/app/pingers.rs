@@ -14,8 +14,8 @@ use super::sip_core::Command;
 use super::AppError;
 use crate::config::{mapping, Config};
 use crate::health::{
-    self, DnsResolver, HealthMetrics, OptionsPinger, OptionsSender, PeerHealth, PeerTarget,
-    PingOutcome,
+    self, DnsResolver, HealthMetrics, OptionsPinger, OptionsSender, PeerBoard, PeerHealth,
+    PeerReport, PeerTarget, PingOutcome,
 };
 use crate::ops::Readiness;
 use crate::sip::{self, Message};
@@ -27,6 +27,8 @@ pub(super) struct CoreSender {
     limits: sip::Limits,
     /// Teams proxy name -> TLS name override (a stand-in at an IP address in labs/tests).
     tls_names: HashMap<String, String>,
+    /// Where each round trip is noted (the admin API shows it).
+    board: Arc<PeerBoard>,
 }
 
 impl OptionsSender for CoreSender {
@@ -67,10 +69,15 @@ impl OptionsSender for CoreSender {
             request: Box::new(request),
             reply,
         };
+        let sent = Instant::now();
         if self.commands.send(command).await.is_err() {
             return PingOutcome::TransportFailure;
         }
-        outcome.await.unwrap_or(PingOutcome::TransportFailure)
+        let outcome = outcome.await.unwrap_or(PingOutcome::TransportFailure);
+        if let PingOutcome::Response(_) = outcome {
+            self.board.set_rtt(&peer.name, sent.elapsed());
+        }
+        outcome
     }
 }
 
@@ -81,6 +88,7 @@ pub(super) fn start_pingers(
     identity: &IdentityTemplate,
     metrics: &HealthMetrics,
     readiness: &Arc<Readiness>,
+    board: &Arc<PeerBoard>,
     commands: mpsc::Sender<Command>,
 ) -> Result<Vec<JoinHandle<()>>, AppError> {
     let resolver = Arc::new(
@@ -96,7 +104,9 @@ pub(super) fn start_pingers(
         commands,
         limits: mapping::sip_limits(config),
         tls_names,
+        board: board.clone(),
     });
+    board.clear();
     let mut tasks = Vec::new();
     for peer in peers {
         let local = identity.for_ping(transport_of(peer.target.transport), peer.is_teams);
@@ -111,6 +121,16 @@ pub(super) fn start_pingers(
             metrics.clone(),
             Instant::now(),
         );
+        board.add(
+            &name,
+            PeerReport {
+                is_teams: peer.is_teams,
+                target: format!("{}:{}", pinger.peer().host, pinger.peer().port),
+                transport: pinger.peer().transport.uri_param(),
+                health: pinger.health().clone(),
+                rtt: None,
+            },
+        );
         let (status_tx, status_rx) = watch::channel(pinger.health().clone());
         tasks.push(tokio::spawn(health::run_pinger(
             pinger,
@@ -118,27 +138,35 @@ pub(super) fn start_pingers(
             resolver.clone(),
             status_tx,
         )));
-        if peer.is_teams {
-            tasks.push(tokio::spawn(follow_teams_proxy(
-                name,
-                status_rx,
-                readiness.clone(),
-            )));
-        }
+        tasks.push(tokio::spawn(follow_peer(
+            name,
+            peer.is_teams,
+            status_rx,
+            readiness.clone(),
+            board.clone(),
+        )));
     }
     Ok(tasks)
 }
 
-pub(super) async fn follow_teams_proxy(
+/// Publish a peer's health on the board and, for a Teams proxy, to `/readyz`.
+pub(super) async fn follow_peer(
     name: String,
+    is_teams: bool,
     mut status: watch::Receiver<PeerHealth>,
     readiness: Arc<Readiness>,
+    board: Arc<PeerBoard>,
 ) {
     loop {
-        let up = status.borrow_and_update().is_up();
-        readiness.set_teams_proxy_up(&name, up);
+        let health = status.borrow_and_update().clone();
+        board.set_health(&name, &health);
+        if is_teams {
+            readiness.set_teams_proxy_up(&name, health.is_up());
+        }
         if status.changed().await.is_err() {
-            readiness.set_teams_proxy_up(&name, false);
+            if is_teams {
+                readiness.set_teams_proxy_up(&name, false);
+            }
             return;
         }
     }

@@ -91,6 +91,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if old.ops.metrics_listen != new.ops.metrics_listen {
         changed.push("ops.metrics_listen");
     }
+    let admin_listen = |c: &Config| c.admin.as_ref().map(|a| a.listen);
+    if admin_listen(old) != admin_listen(new) {
+        changed.push("[admin] (its listener)");
+    }
     if !same(&old.media, &new.media) {
         changed.push("[media]");
     }
@@ -198,6 +202,7 @@ impl Running {
                 &identity,
                 &self.health_metrics,
                 &self.readiness,
+                &self.peers,
                 self.commands.clone(),
             ) {
                 Ok(tasks) => self.tasks = tasks,
@@ -207,6 +212,9 @@ impl Running {
         self.drain_timeout = std::time::Duration::from_secs(new.config.ops.drain_timeout_seconds);
         self.config_metrics
             .in_force(Some(&self.loaded.digest), &new.digest);
+        if let Some(admin) = &self.admin {
+            admin.reloaded(&new);
+        }
         tracing::info!(
             digest = %new.digest,
             tenants = new.config.tenants.len(),

@@ -13,6 +13,7 @@ use super::responses::AnswerQueue;
 pub(super) use crate::dispatch::Route;
 use crate::dispatch::{DispatchEvents, Dispatcher};
 use crate::health::{self, PingOutcome};
+use crate::ops::admin::CoreRequest;
 use crate::ops::liveness::{Heartbeat, BEAT_EVERY};
 use crate::sip::{Message, Method};
 use crate::transaction::{Output, Payer, TransactionLayer, TuEvent, TxId};
@@ -40,6 +41,8 @@ pub(super) enum Command {
         update: Box<CoreUpdate>,
         applied: oneshot::Sender<()>,
     },
+    /// A question or order of the admin API.
+    Admin(CoreRequest),
 }
 
 /// What the SIP core takes from a reloaded configuration.
@@ -233,6 +236,18 @@ impl SipCore {
                     .reconfigure(update.transaction, update.own_headers);
                 self.identity = update.identity;
                 let _ = applied.send(());
+            }
+            Command::Admin(CoreRequest::Calls(reply)) => {
+                let _ = reply.send(self.calls.snapshot());
+            }
+            Command::Admin(CoreRequest::Hangup { call, reply }) => {
+                let ended = self.calls.terminate(
+                    Instant::now(),
+                    &mut self.layer,
+                    call,
+                    crate::call::EndReason::Operator,
+                );
+                let _ = reply.send(ended);
             }
             Command::Drain { deadline, drained } => {
                 tracing::info!("draining: new calls and OPTIONS get 503; calls in progress go on");

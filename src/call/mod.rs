@@ -541,6 +541,19 @@ pub struct CallSetup {
     pub timers: CallTimers,
 }
 
+/// Where a call stands (the admin API's view of it).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CallSummary {
+    /// `calling`, `ringing` (a 18x went to the caller), `answered` (2xx sent, no ACK yet),
+    /// `confirmed`, `ending`, `finished`.
+    pub state: &'static str,
+    /// Numbers as they go out on the callee's leg (after translation).
+    pub caller: String,
+    pub callee: String,
+    pub started: Instant,
+    pub answered: Option<Instant>,
+}
+
 /// A B2BUA call. Create with [`Call::new_from_carrier`] or [`Call::new_from_teams`].
 pub struct Call {
     state: flow::State,
@@ -609,5 +622,10 @@ impl Call {
     /// True once [`Output::Finished`] was emitted.
     pub fn is_finished(&self) -> bool {
         self.state.is_finished()
+    }
+
+    /// Where the call stands, for the admin API.
+    pub fn summary(&self) -> CallSummary {
+        self.state.summary()
     }
 }

@@ -182,11 +182,42 @@ fn resolve_paths(config: &mut Config, base_dir: &Path) {
     if let Some(p) = config.tls.private_key.as_mut() {
         resolve(p);
     }
+    if let Some(p) = config
+        .admin
+        .as_mut()
+        .and_then(|admin| admin.token_file.as_mut())
+    {
+        resolve(p);
+    }
     if !["microsoft", "webpki"].contains(&config.tls.roots.as_str()) {
         let mut p = PathBuf::from(&config.tls.roots);
         resolve(&mut p);
         config.tls.roots = p.display().to_string();
     }
+}
+
+/// Shortest admin token accepted: a guessable token is no protection.
+pub const MIN_ADMIN_TOKEN_CHARS: usize = 16;
+
+/// The admin API's bearer token from `path`: its text without surrounding white space, at
+/// least [`MIN_ADMIN_TOKEN_CHARS`] visible ASCII characters.
+pub fn read_admin_token(path: &Path) -> Result<String, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let token = text.trim();
+    if token.len() < MIN_ADMIN_TOKEN_CHARS {
+        return Err(format!(
+            "{}: the token must have at least {MIN_ADMIN_TOKEN_CHARS} characters",
+            path.display()
+        ));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(format!(
+            "{}: the token must be visible ASCII characters without spaces",
+            path.display()
+        ));
+    }
+    Ok(token.to_string())
 }
 
 #[cfg(test)]

@@ -28,6 +28,9 @@ pub struct Config {
     pub media: MediaSection,
     #[serde(default)]
     pub ops: OpsSection,
+    /// The admin API (`teams-sbc ctl`); absent: no admin listener.
+    #[serde(default)]
+    pub admin: Option<AdminSection>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -876,6 +879,24 @@ fn default_inactivity() -> u64 {
 fn default_latching() -> LatchingMode {
     LatchingMode::Strict
 }
+/// `[admin]`: the admin API's own HTTP listener.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AdminSection {
+    /// Loopback by default; any other address needs `token_file`.
+    #[serde(default = "default_admin_listen")]
+    pub listen: SocketAddr,
+    /// A file holding the bearer token every request must carry (`Authorization: Bearer
+    /// <token>`); surrounding white space is ignored. Re-read on reload.
+    #[serde(default)]
+    pub token_file: Option<PathBuf>,
+}
+
+/// The admin listener when `[admin]` gives none (and `teams-sbc ctl`'s default).
+pub fn default_admin_listen() -> SocketAddr {
+    SocketAddr::from((Ipv4Addr::LOCALHOST, 9091))
+}
+
 fn default_metrics_listen() -> SocketAddr {
     SocketAddr::from((Ipv4Addr::LOCALHOST, 9090))
 }

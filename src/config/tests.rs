@@ -1042,3 +1042,65 @@ fn row61_lmo_configuration_is_checked() {
     assert_eq!(media.internal.to_string(), "127.0.0.1");
     assert_eq!(media.inbound_guess, crate::call::UserLocation::External);
 }
+
+#[test]
+fn admin_api_off_a_loopback_address_needs_a_token() {
+    let text = GOOD.replacen("[tls]", "[admin]\nlisten = \"0.0.0.0:9091\"\n\n[tls]", 1);
+    let e = parse(&text).unwrap_err().0;
+    assert_error(&e, "admin.listen", "token_file");
+    let error = e.iter().find(|e| e.field == "admin.listen").unwrap();
+    assert_eq!(error.line, Some(line_of(&text, "0.0.0.0:9091")));
+    // On loopback it starts, with a warning.
+    let loaded = parse(&GOOD.replacen("[tls]", "[admin]\n\n[tls]", 1)).unwrap();
+    let admin = loaded.config.admin.unwrap();
+    assert_eq!(admin.listen, default_admin_listen());
+    assert!(loaded
+        .warnings
+        .iter()
+        .any(|w| w.field == "admin.token_file"));
+}
+
+#[test]
+fn admin_api_port_must_not_clash() {
+    let e = errors_with("[tls]", "[admin]\nlisten = \"127.0.0.1:9090\"\n\n[tls]");
+    assert_error(&e, "admin.listen", "ops.metrics_listen");
+    let e = errors_with("[tls]", "[admin]\nlisten = \"127.0.0.1:5061\"\n\n[tls]");
+    assert_error(&e, "admin.listen", "listen[1]");
+}
+
+#[test]
+fn admin_token_file_is_checked_and_resolved_against_the_file() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("short"), "abc\n").unwrap();
+    std::fs::write(dir.path().join("good"), "  0123456789abcdef0123\n").unwrap();
+    let text = GOOD.replacen(
+        "[tls]",
+        "[admin]\nlisten = \"[::]:9091\"\ntoken_file = \"short\"\n\n[tls]",
+        1,
+    );
+    let e = parse_str(&text, "t.toml", dir.path(), true).unwrap_err().0;
+    assert_error(&e, "admin.token_file", "at least 16");
+    let error = e.iter().find(|e| e.field == "admin.token_file").unwrap();
+    assert_eq!(error.line, Some(line_of(&text, "token_file")));
+    let text = text.replace("\"short\"", "\"good\"");
+    let e = parse_str(&text, "t.toml", dir.path(), true)
+        .err()
+        .map(|e| e.0)
+        .unwrap_or_default();
+    assert!(
+        !e.iter().any(|e| e.field.starts_with("admin")),
+        "{}",
+        ConfigErrors(e)
+    );
+    assert_eq!(
+        read_admin_token(&dir.path().join("good")).unwrap(),
+        "0123456789abcdef0123"
+    );
+    // Readable by others: a warning.
+    use std::os::unix::fs::PermissionsExt;
+    let good = dir.path().join("good");
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o600)).unwrap();
+    assert_eq!(validate::token_file_exposed(&good), None);
+    std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
+    assert!(validate::token_file_exposed(&good).is_some_and(|w| w.contains("chmod 600")));
+}

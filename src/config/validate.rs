@@ -63,6 +63,7 @@ pub fn validate(config: &Config, check_files: bool, r: &mut Report) -> Vec<Vec<N
     media(config, r);
     lmo(config, r);
     ops(config, r);
+    admin(config, check_files, r);
     numbers
 }
 
@@ -1007,4 +1008,60 @@ fn ops(config: &Config, r: &mut Report) {
             "must be at most 86400",
         );
     }
+}
+
+fn admin(config: &Config, check_files: bool, r: &mut Report) {
+    let Some(admin) = &config.admin else {
+        return;
+    };
+    match &admin.token_file {
+        None if !admin.listen.ip().is_loopback() => r.error(
+            "admin.listen",
+            format!(
+                "{} is not a loopback address: set admin.token_file so the API asks for a token",
+                admin.listen
+            ),
+        ),
+        None => r.warn(
+            "admin.token_file",
+            "not set: every local user can use the admin API (end calls, drain)",
+        ),
+        Some(path) if check_files => match super::read_admin_token(path) {
+            Err(e) => r.error("admin.token_file", e),
+            Ok(_) => {
+                if let Some(warning) = token_file_exposed(path) {
+                    r.warn("admin.token_file", warning);
+                }
+            }
+        },
+        Some(_) => {}
+    }
+    let same_port = |other: std::net::SocketAddr| {
+        other.port() == admin.listen.port()
+            && (other.ip() == admin.listen.ip()
+                || other.ip().is_unspecified()
+                || admin.listen.ip().is_unspecified())
+    };
+    if same_port(config.ops.metrics_listen) {
+        r.error("admin.listen", "same TCP port as ops.metrics_listen");
+    }
+    if let Some(i) = config
+        .listen
+        .iter()
+        .position(|l| l.transport != TransportKind::Udp && same_port(l.address))
+    {
+        r.error("admin.listen", format!("same TCP port as listen[{i}]"));
+    }
+}
+
+/// A warning when other users than its owner may read the token file.
+pub fn token_file_exposed(path: &std::path::Path) -> Option<String> {
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(path).ok()?.permissions().mode();
+    (mode & 0o077 != 0).then(|| {
+        format!(
+            "{} can be read by other users than its owner (chmod 600)",
+            path.display()
+        )
+    })
 }

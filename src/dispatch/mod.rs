@@ -26,6 +26,7 @@ mod admit;
 mod paths;
 mod replaces;
 mod settings;
+mod snapshot;
 mod table;
 mod timers;
 pub mod trace;
@@ -52,6 +53,7 @@ use crate::transaction::{new_tag, Timer, TransactionLayer, TuEvent, TxId};
 use crate::transport::{Destination, Peer, Source, TransportKind};
 
 pub use settings::DispatchSettings;
+pub use snapshot::CallSnapshot;
 pub use table::CallKey;
 pub use trace::{CallOutcome, CallTrace, CallTraces, TraceSettings, TracedMessage};
 

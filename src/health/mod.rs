@@ -9,11 +9,13 @@
 //!   peer's host every round, sends through an [`OptionsSender`] and publishes [`PeerHealth`].
 
 mod answer;
+mod board;
 mod driver;
 mod metrics;
 mod pinger;
 
 pub use answer::{options_response, ALLOW_METHODS};
+pub use board::{seconds_since, PeerBoard, PeerReport};
 pub use driver::{run_pinger, DnsResolver, HostResolver, OptionsSender};
 pub use metrics::HealthMetrics;
 pub use pinger::{

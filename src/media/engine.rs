@@ -88,6 +88,13 @@ pub struct SessionAllocation {
     pub teams: LegAddresses,
 }
 
+/// RTP addresses of one leg: ours (as advertised in SDP) and the peer's (from its SDP).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LegMediaAddresses {
+    pub local: SocketAddr,
+    pub remote: Option<SocketAddr>,
+}
+
 /// Counters of both legs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SessionStats {
@@ -151,6 +158,10 @@ struct SessionRecord {
     /// (interface index, port) of every socket, released on removal.
     ports: Vec<(usize, u16)>,
     counters: [Arc<LegCounters>; 2],
+    /// RTP addresses of each leg (carrier, Teams) for the admin API: ours as advertised,
+    /// the peer's from its SDP.
+    local: [SocketAddr; 2],
+    remote: [Option<SocketAddr>; 2],
 }
 
 struct Shared {
@@ -350,16 +361,21 @@ impl MediaHandle {
             .fetch_add(1, Ordering::Relaxed);
         self.shared.metrics.sessions_active.inc();
         self.shared.metrics.legs_active.add(2);
+        let carrier_ip = self.shared.interfaces[carrier_if].advertised;
+        let teams_ip = self.shared.interfaces[teams_if].advertised;
         self.shared.sessions.insert(
             id,
             SessionRecord {
                 worker,
                 ports,
                 counters,
+                local: [
+                    SocketAddr::new(carrier_ip, carrier_port),
+                    SocketAddr::new(teams_ip, teams_port),
+                ],
+                remote: [None, None],
             },
         );
-        let carrier_ip = self.shared.interfaces[carrier_if].advertised;
-        let teams_ip = self.shared.interfaces[teams_if].advertised;
         Ok(SessionAllocation {
             id,
             carrier: LegAddresses {
@@ -482,6 +498,15 @@ impl MediaHandle {
         rtcp: Option<SocketAddr>,
         rtcp_mux: bool,
     ) -> Result<(), MediaError> {
+        if let Some(mut record) = self.shared.sessions.get_mut(&id) {
+            let index = match leg {
+                LegSide::Carrier => 0,
+                LegSide::Teams => 1,
+            };
+            if let Some(remote) = record.remote.get_mut(index) {
+                *remote = Some(rtp);
+            }
+        }
         self.send_to_session(
             id,
             Command::SetRemote {
@@ -633,6 +658,15 @@ impl MediaHandle {
             carrier: record.counters[0].snapshot(),
             teams: record.counters[1].snapshot(),
         })
+    }
+
+    /// RTP addresses of both legs (carrier, Teams).
+    pub fn addresses(&self, id: SessionId) -> Option<[LegMediaAddresses; 2]> {
+        let record = self.shared.sessions.get(&id)?;
+        Some([0, 1].map(|leg| LegMediaAddresses {
+            local: record.local[leg],
+            remote: record.remote[leg],
+        }))
     }
 
     pub fn session_count(&self) -> usize {

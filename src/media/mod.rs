@@ -52,8 +52,8 @@ mod worker;
 pub use cipher::SrtpKeys;
 pub use dtmf_convert::InbandDtmfPlan;
 pub use engine::{
-    LegAddresses, MapDirection, MediaEngine, MediaError, MediaEvent, MediaHandle,
-    SessionAllocation, SessionId, SessionStats, SOCKETS_PER_SESSION,
+    LegAddresses, LegMediaAddresses, MapDirection, MediaEngine, MediaError, MediaEvent,
+    MediaHandle, SessionAllocation, SessionId, SessionStats, SOCKETS_PER_SESSION,
 };
 pub use faults::{MediaEvents, EVENT_QUEUE};
 pub use forward::{forward_step, Action, Ingress, PacketTime};

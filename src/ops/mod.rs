@@ -1,22 +1,23 @@
-//! Operations: Prometheus metrics over HTTP (`/metrics`, `/healthz`, `/readyz`), structured
-//! logs, and a rate-limited logging helper other modules may use.
+//! Operations: Prometheus metrics over HTTP (`/metrics`, `/healthz`, `/readyz`), the admin
+//! API ([`admin`]), structured logs, and a rate-limited logging helper other modules may use.
 //!
 //! Every module registers its own metrics on the shared [`prometheus::Registry`]; this module
 //! only serves it.
 
+pub mod admin;
 pub mod http;
 pub mod liveness;
 pub mod logging;
 pub mod ratelimit;
 pub mod readiness;
 pub mod systemd;
+pub mod web;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use prometheus::{IntGauge, IntGaugeVec, Opts, Registry};
 use tokio::net::TcpListener;
-use tokio::sync::watch;
 
 pub use http::{HttpMetrics, OpsState};
 pub use liveness::{Heartbeat, Liveness, Pulse};
@@ -63,8 +64,7 @@ impl ProcessMetrics {
 /// A running ops endpoint.
 pub struct OpsServer {
     pub local_addr: SocketAddr,
-    shutdown: watch::Sender<bool>,
-    task: tokio::task::JoinHandle<()>,
+    server: web::WebServer,
 }
 
 impl OpsServer {
@@ -77,7 +77,6 @@ impl OpsServer {
         readiness: Arc<Readiness>,
     ) -> std::io::Result<OpsServer> {
         let listener = TcpListener::bind(addr).await?;
-        let local_addr = listener.local_addr()?;
         let metrics = HttpMetrics::register(&registry).map_err(std::io::Error::other)?;
         let state = Arc::new(OpsState {
             registry,
@@ -85,17 +84,14 @@ impl OpsServer {
             readiness,
             metrics,
         });
-        let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(http::serve(listener, state, rx));
+        let server = web::WebServer::start(listener, web::with_limits(http::router(state)), "ops")?;
         Ok(OpsServer {
-            local_addr,
-            shutdown,
-            task,
+            local_addr: server.local_addr,
+            server,
         })
     }
 
     pub async fn stop(self) {
-        let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        self.server.stop().await;
     }
 }

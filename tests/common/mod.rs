@@ -161,6 +161,11 @@ pub struct Lab {
     pub tls: u16,
     pub carrier_port: u16,
     running: Option<Running>,
+    /// Kept beside `running`: metrics and the ops listener outlive [`Lab::supervise`].
+    registry: prometheus::Registry,
+    ops_addr: SocketAddr,
+    /// The SBC driven as `teams-sbc run` drives it (see [`Lab::supervise`]).
+    supervised: Option<tokio::task::JoinHandle<Result<(), teams_sbc::app::AppError>>>,
     runtime: tokio::runtime::Runtime,
     /// The TLS stand-ins, by the address of the SIPp each fronts.
     stand_ins: Vec<(SocketAddr, microsoft::MicrosoftStandIn)>,
@@ -334,6 +339,9 @@ metrics_listen = "{SBC_IP}:{metrics}"
             tcp,
             tls,
             carrier_port: spec.carrier_port,
+            registry: running.registry.clone(),
+            ops_addr: running.ops_addr,
+            supervised: None,
             running: Some(running),
             runtime,
             stand_ins,
@@ -401,7 +409,28 @@ metrics_listen = "{SBC_IP}:{metrics}"
 
     /// The ops listener (`/metrics`, `/healthz`, `/readyz`).
     pub fn ops_addr(&self) -> SocketAddr {
-        self.running().ops_addr
+        self.ops_addr
+    }
+
+    /// Hand the SBC to `teams_sbc::app::supervise` as `teams-sbc run` does (without
+    /// signals): from now on the admin API's reload and drain are served, and the lab's own
+    /// `drain`, `reload_with` and `running` are no longer available.
+    pub fn supervise(&mut self) {
+        let running = self
+            .running
+            .take()
+            .expect("the SBC runs until the lab is dropped");
+        self.supervised = Some(self.runtime.spawn(teams_sbc::app::supervise(running, None)));
+    }
+
+    /// Wait at most `limit` for the supervised SBC to stop by itself (a drain); its outcome.
+    pub fn wait_stopped(&mut self, limit: Duration) -> Result<(), String> {
+        let task = self.supervised.take().expect("Lab::supervise was called");
+        self.runtime
+            .block_on(async { tokio::time::timeout(limit, task).await })
+            .map_err(|_| format!("still running after {limit:?}"))?
+            .map_err(|e| e.to_string())?
+            .map_err(|e| e.to_string())
     }
 
     pub fn running(&self) -> &Running {
@@ -424,11 +453,7 @@ metrics_listen = "{SBC_IP}:{metrics}"
 
     /// Sum of the samples of metric `name` whose labels include every pair of `labels`.
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
-        let Some(running) = &self.running else {
-            return 0.0;
-        };
-        running
-            .registry
+        self.registry
             .gather()
             .iter()
             .filter(|family| family.name() == name)

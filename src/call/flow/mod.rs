@@ -283,6 +283,23 @@ impl State {
         self.phase == Phase::Finished
     }
 
+    pub fn summary(&self) -> super::CallSummary {
+        super::CallSummary {
+            state: match self.phase {
+                Phase::Calling if self.progressed => "ringing",
+                Phase::Calling => "calling",
+                Phase::Answered => "answered",
+                Phase::Confirmed => "confirmed",
+                Phase::Ending => "ending",
+                Phase::Finished => "finished",
+            },
+            caller: self.setup.numbers.caller.clone(),
+            callee: self.setup.numbers.callee.clone(),
+            started: self.start,
+            answered: self.answered_at,
+        }
+    }
+
     fn dialog(&mut self, leg: LegId) -> &mut Dialog {
         &mut self.dialogs[idx(leg)]
     }

@@ -13,9 +13,10 @@
 //! A call failed when it ended with a final 4xx-6xx (not the 487 of a caller's own CANCEL),
 //! ended for a reason of ours other than a BYE (media inactivity, missing ACK, lost
 //! transport, session expiry), or either side's BYE carried a `Reason` other than normal
-//! clearing (Q.850 cause 16, SIP cause 200). Then one line is logged with the call's
-//! Call-IDs, tenant, trunk, status and Microsoft's `Reason` and diagnostics values (with the
-//! meaning of its response code, see [`diagnostics`]), followed by the trace itself as
+//! clearing (Q.850 cause 16, SIP cause 200); a call an operator ended (admin API) did not
+//! fail. Then one line is logged with the call's Call-IDs, tenant, trunk, status and
+//! Microsoft's `Reason` and diagnostics values (with the meaning of its response code, see
+//! [`diagnostics`]), followed by the trace itself as
 //! multi-line text, at most one trace per tenant per `call_trace_log_interval_seconds`.
 
 pub mod diagnostics;
@@ -137,12 +138,15 @@ impl CallTrace {
     /// Whether the call failed (see the module docs).
     pub fn failed(&self) -> bool {
         let by_outcome = match self.outcome {
+            // An operator ending a call (admin API) chose to: no failure to explain.
             Some(CallOutcome::Failed { status, reason }) => {
-                status >= 400 && reason != EndReason::CancelledByCaller
+                status >= 400
+                    && !matches!(reason, EndReason::CancelledByCaller | EndReason::Operator)
             }
-            Some(CallOutcome::Ended { reason }) => {
-                !matches!(reason, EndReason::ByeFromCarrier | EndReason::ByeFromTeams)
-            }
+            Some(CallOutcome::Ended { reason }) => !matches!(
+                reason,
+                EndReason::ByeFromCarrier | EndReason::ByeFromTeams | EndReason::Operator
+            ),
             None => false,
         };
         by_outcome || self.abnormal_bye.is_some()

@@ -401,6 +401,25 @@ fn row60_what_counts_as_a_failed_call() {
             }),
             true,
         ),
+        (
+            Some(CallOutcome::Ended {
+                reason: EndReason::Operator,
+            }),
+            false,
+        ),
+        (
+            Some(CallOutcome::Failed {
+                status: 480,
+                reason: EndReason::Operator,
+            }),
+            false,
+        ),
+        (
+            Some(CallOutcome::Ended {
+                reason: EndReason::Drained,
+            }),
+            true,
+        ),
         (None, false),
     ];
     for (n, (outcome, failed)) in cases.into_iter().enumerate() {
