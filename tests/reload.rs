@@ -92,6 +92,11 @@ fn reload_adds_a_tenant_removes_a_trunk_with_a_call_up_and_changes_ranges_withou
     lab.reload_with(&after)
         .expect("the new configuration is taken");
     assert_eq!(lab.metric("config_reloads_total", &[]), 1.0);
+    assert_eq!(
+        lab.metric("config_reload_duration_seconds_count", &[]),
+        1.0,
+        "the reload put in force is timed"
+    );
 
     // The call on the removed trunk goes on to its own end, on both legs.
     held.expect_success(LONG);
@@ -154,6 +159,11 @@ fn reload_adds_a_tenant_removes_a_trunk_with_a_call_up_and_changes_ranges_withou
         1.0
     );
     assert_eq!(lab.metric("config_reloads_total", &[]), 1.0);
+    assert_eq!(
+        lab.metric("config_reload_duration_seconds_count", &[]),
+        1.0,
+        "a refused reload is not timed"
+    );
     carrier
         .send_to(
             invite(local, "+4930123460", "still-shrunk").as_bytes(),

@@ -7,7 +7,7 @@
 
 use std::sync::Arc;
 
-use prometheus::{IntCounterVec, IntGaugeVec, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounterVec, IntGaugeVec, Opts, Registry};
 use tokio::sync::oneshot;
 
 use super::answers::IdentityTemplate;
@@ -29,13 +29,15 @@ pub enum ReloadError {
     CoreGone,
 }
 
-/// `config_reloads_total`, `config_reload_failures_total{reason}` and `config_info{digest}`
-/// (1 for the configuration in force).
+/// `config_reloads_total`, `config_reload_failures_total{reason}`, `config_info{digest}`
+/// (1 for the configuration in force) and `config_reload_duration_seconds` (from reading the
+/// file to the new configuration in force, for reloads put in force).
 #[derive(Clone)]
 pub(super) struct ConfigMetrics {
     reloads: prometheus::IntCounter,
     failures: IntCounterVec,
     info: IntGaugeVec,
+    duration: Histogram,
 }
 
 impl ConfigMetrics {
@@ -58,13 +60,22 @@ impl ConfigMetrics {
             ),
             &["digest"],
         )?;
+        let duration = Histogram::with_opts(
+            HistogramOpts::new(
+                "config_reload_duration_seconds",
+                "Time from reading the configuration file to the new configuration in force",
+            )
+            .buckets(vec![0.005, 0.01, 0.025, 0.05, 0.1, 0.2, 0.5, 1.0, 2.5, 5.0]),
+        )?;
         registry.register(Box::new(reloads.clone()))?;
         registry.register(Box::new(failures.clone()))?;
         registry.register(Box::new(info.clone()))?;
+        registry.register(Box::new(duration.clone()))?;
         Ok(ConfigMetrics {
             reloads,
             failures,
             info,
+            duration,
         })
     }
 
@@ -127,16 +138,38 @@ impl Running {
     /// SIGHUP does). Err: nothing changed; the reason (every validation error, with file,
     /// line and field) is logged and counted.
     pub async fn reload_from_file(&mut self) -> Result<(), ReloadError> {
+        let started = std::time::Instant::now();
         let path = self.loaded.path.clone();
-        let result = match crate::config::load(&path) {
-            Ok(new) => {
+        // Parsing, validation and the routing table (100,000 number ranges take a while) run
+        // off the runtime's workers, so the SIP core and the media events keep their threads.
+        let prepared = tokio::task::spawn_blocking(move || {
+            let new = crate::config::load(&path)
+                .map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
+            let routing = RoutingTable::from_config(&new.config)
+                .map(Arc::new)
+                .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+            Ok::<_, ReloadError>((new, routing))
+        })
+        .await
+        .unwrap_or_else(|e| {
+            Err(ReloadError::Invalid(format!(
+                "reading the file failed: {e}"
+            )))
+        });
+        let result = match prepared {
+            Ok((new, routing)) => {
                 for warning in &new.warnings {
                     tracing::warn!(%warning, "configuration warning");
                 }
-                self.apply(new).await
+                self.apply(new, routing).await
             }
-            Err(errors) => Err(ReloadError::Invalid(errors.to_string())),
+            Err(error) => Err(error),
         };
+        if result.is_ok() {
+            self.config_metrics
+                .duration
+                .observe(started.elapsed().as_secs_f64());
+        }
         match &result {
             Ok(()) => self.config_metrics.reloads.inc(),
             Err(error) => {
@@ -152,14 +185,11 @@ impl Running {
         result
     }
 
-    async fn apply(&mut self, new: Loaded) -> Result<(), ReloadError> {
+    async fn apply(&mut self, new: Loaded, routing: Arc<RoutingTable>) -> Result<(), ReloadError> {
         let restart = needs_restart(&self.loaded.config, &new.config);
         if !restart.is_empty() {
             return Err(ReloadError::NeedsRestart(restart.join(", ")));
         }
-        let routing = RoutingTable::from_config(&new.config)
-            .map(Arc::new)
-            .map_err(|e| ReloadError::Invalid(e.to_string()))?;
         // Everything that can fail is done before anything changes; from here on the swap
         // cannot fail half-way.
         let (reply, in_use) = oneshot::channel();

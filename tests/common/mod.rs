@@ -451,12 +451,23 @@ metrics_listen = "{SBC_IP}:{metrics}"
         (SBC_IP, self.tls).into()
     }
 
-    /// Sum of the samples of metric `name` whose labels include every pair of `labels`.
+    /// Sum of the samples of metric `name` whose labels include every pair of `labels` (a
+    /// histogram by its `<name>_count` or `<name>_sum`).
     pub fn metric(&self, name: &str, labels: &[(&str, &str)]) -> f64 {
+        // A histogram's `_count` and `_sum` as Prometheus exposes them.
+        let (family_name, part) = match (name.strip_suffix("_count"), name.strip_suffix("_sum")) {
+            (Some(family), _) => (family, Some("count")),
+            (_, Some(family)) => (family, Some("sum")),
+            _ => (name, None),
+        };
         self.registry
             .gather()
             .iter()
-            .filter(|family| family.name() == name)
+            .filter(|family| {
+                family.name() == name
+                    || (family.name() == family_name
+                        && family.get_field_type() == prometheus::proto::MetricType::HISTOGRAM)
+            })
             .flat_map(|family| {
                 let kind = family.get_field_type();
                 family.get_metric().iter().map(move |m| (kind, m))
@@ -471,6 +482,12 @@ metrics_listen = "{SBC_IP}:{metrics}"
             .map(|(kind, m)| match kind {
                 prometheus::proto::MetricType::COUNTER => m.get_counter().get_value(),
                 prometheus::proto::MetricType::GAUGE => m.get_gauge().get_value(),
+                prometheus::proto::MetricType::HISTOGRAM if part == Some("count") => {
+                    m.get_histogram().get_sample_count() as f64
+                }
+                prometheus::proto::MetricType::HISTOGRAM if part == Some("sum") => {
+                    m.get_histogram().get_sample_sum()
+                }
                 _ => 0.0,
             })
             .sum()
