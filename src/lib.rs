@@ -11,6 +11,7 @@
 
 pub mod app;
 pub mod call;
+pub mod cdr;
 pub mod config;
 pub mod devcerts;
 pub mod dispatch;
