@@ -83,6 +83,8 @@ pub struct Running {
     pub media: crate::media::MediaHandle,
     /// Every call's SIP (row 60), in progress or recently ended, for the ops API.
     pub call_traces: Arc<crate::dispatch::CallTraces>,
+    /// The call detail record sinks (flushed at shutdown).
+    pub cdr: Arc<crate::cdr::Cdr>,
     ops: OpsServer,
     /// The SIP core task, watched by [`run`].
     core: JoinHandle<()>,
@@ -128,6 +130,8 @@ impl Running {
         }
         self.ops.stop().await;
         self.media.shutdown();
+        // The calls' last records (a drain's included) reach their sinks before the exit.
+        self.cdr.flush(Duration::from_secs(5)).await;
     }
 }
 
@@ -279,6 +283,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         };
     let media = calls.media().clone();
     let call_traces = calls.traces().clone();
+    let cdr = calls.cdr().clone();
     let heartbeat = Heartbeat::new(std::time::Instant::now());
     liveness.watch("sip_core", heartbeat.clone());
     for (n, worker) in media.heartbeats().into_iter().enumerate() {
@@ -332,6 +337,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         transport,
         media,
         call_traces,
+        cdr,
         ops,
         core,
         tasks,
