@@ -71,6 +71,12 @@ impl FileSink {
         Ok(FileSink { queue })
     }
 
+    /// A sink around `queue` without a writer (tests of a writer that does not keep up).
+    #[cfg(test)]
+    pub(super) fn with_queue(queue: SyncSender<FileMessage>) -> FileSink {
+        FileSink { queue }
+    }
+
     /// Never blocks: a full queue drops the record.
     pub(super) fn submit(&self, record: Arc<CallDetailRecord>) -> bool {
         match self.queue.try_send(FileMessage::Record(record)) {

@@ -121,3 +121,29 @@ impl Cdr {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A sink whose writer does not keep up: the call path never waits, the record is
+    /// dropped and counted.
+    #[test]
+    fn a_full_queue_drops_and_counts_without_blocking() {
+        let registry = Registry::new();
+        let metrics = CdrMetrics::register(&registry).unwrap();
+        // A queue of one that nobody reads (a stalled writer).
+        let (queue, _stalled) = std::sync::mpsc::sync_channel(1);
+        let cdr = Cdr {
+            file: Some(file::FileSink::with_queue(queue)),
+            webhook: None,
+            metrics: metrics.clone(),
+        };
+        assert!(cdr.enabled());
+        for _ in 0..3 {
+            cdr.submit(record::tests::sample_record());
+        }
+        let dropped = metrics.dropped.with_label_values(&["file", "queue_full"]);
+        assert_eq!(dropped.get(), 2);
+    }
+}

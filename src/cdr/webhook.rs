@@ -299,4 +299,77 @@ mod tests {
         let target = parse_url("http://[::1]:9/x").unwrap();
         assert_eq!((target.host.as_str(), target.port), ("::1", 9));
     }
+
+    fn settings(buffer_records: usize) -> WebhookSettings {
+        WebhookSettings {
+            url: "http://127.0.0.1:9/cdr".into(),
+            batch_records: 2,
+            batch_delay: Duration::from_millis(10),
+            buffer_records,
+            max_attempts: 2,
+            retry_initial: Duration::from_millis(10),
+            retry_max: Duration::from_millis(20),
+            timeout: Duration::from_millis(500),
+            queue_records: 8,
+        }
+    }
+
+    #[test]
+    fn a_full_retry_buffer_gives_up_its_oldest_records_counted() {
+        let registry = prometheus::Registry::new();
+        let metrics = CdrMetrics::register(&registry).unwrap();
+        let (_queue, receiver) = mpsc::channel(1);
+        let mut delivery = Delivery {
+            settings: settings(2),
+            target: parse_url("http://127.0.0.1:9/cdr").unwrap(),
+            metrics: metrics.clone(),
+            receiver,
+            buffer: VecDeque::new(),
+            flush: Vec::new(),
+            closed: false,
+        };
+        let records: Vec<_> = (0..3)
+            .map(|n| {
+                let mut r = super::super::record::tests::sample_record();
+                r.call = n;
+                Arc::new(r)
+            })
+            .collect();
+        for r in &records {
+            delivery.take(Some(WebhookMessage::Record(r.clone())));
+        }
+        let kept: Vec<u64> = delivery.buffer.iter().map(|r| r.call).collect();
+        assert_eq!(kept, [1, 2]);
+        let dropped = metrics
+            .dropped
+            .with_label_values(&["webhook", "buffer_full"]);
+        assert_eq!(dropped.get(), 1);
+    }
+
+    /// Nothing listens: each batch is tried `max_attempts` times, then counted as given up.
+    #[tokio::test]
+    async fn an_unreachable_server_costs_max_attempts_then_the_batch_is_counted() {
+        let registry = prometheus::Registry::new();
+        let metrics = CdrMetrics::register(&registry).unwrap();
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/cdr", closed.local_addr().unwrap());
+        drop(closed);
+        let sink = WebhookSink::start(
+            WebhookSettings {
+                url,
+                ..settings(10)
+            },
+            metrics.clone(),
+        )
+        .unwrap();
+        assert!(sink.submit(Arc::new(super::super::record::tests::sample_record())));
+        let gave_up = metrics.dropped.with_label_values(&["webhook", "gave_up"]);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+        while gave_up.get() == 0 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(gave_up.get(), 1);
+        assert_eq!(metrics.webhook_failures.get(), 2);
+        assert_eq!(metrics.webhook_retries.get(), 1);
+    }
 }
