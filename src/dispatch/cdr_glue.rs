@@ -76,8 +76,10 @@ impl Dispatcher {
     }
 }
 
-/// Show `life` a message we sent: final responses, BYE and CANCEL (what it reads); the rest
-/// is not parsed.
+/// Show `life` a message we sent, parsing only those it reads: a 2xx to an INVITE with SDP
+/// (the leg's codec and SRTP suite), and a final error, BYE or CANCEL with a `Reason` (the
+/// Q.850 cause). We built these messages, so their header names are in our own spelling; the
+/// rest (most of what a call sends) costs two substring searches at most.
 pub(super) fn observe_sent(
     life: &mut CallLife,
     leg: LegId,
@@ -85,10 +87,20 @@ pub(super) fn observe_sent(
     limits: &crate::sip::Limits,
     now: Instant,
 ) {
-    let interesting = (raw.starts_with(b"SIP/2.0 ") && !raw.starts_with(b"SIP/2.0 1"))
+    let has = |needle: &[u8]| memchr::memmem::find(raw, needle).is_some();
+    let wanted = if raw.starts_with(b"SIP/2.0 2") {
+        has(b" INVITE\r\n") && has(b"application/sdp")
+    } else if raw.starts_with(b"SIP/2.0 1") {
+        false
+    } else if raw.starts_with(b"SIP/2.0 ")
         || raw.starts_with(b"BYE ")
-        || raw.starts_with(b"CANCEL ");
-    if !interesting {
+        || raw.starts_with(b"CANCEL ")
+    {
+        has(b"\r\nReason:")
+    } else {
+        false
+    };
+    if !wanted {
         return;
     }
     if let Ok(msg) = Message::parse(bytes::Bytes::copy_from_slice(raw), limits) {
