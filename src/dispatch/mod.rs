@@ -957,7 +957,9 @@ impl Dispatcher {
                 forks_open,
             ),
             MediaCommand::Remove => {
-                let stats = self.media.stats(session);
+                // The last counters, for the call's detail record (if one is kept).
+                let keeps_record = self.table.get(key).is_some_and(|s| s.life.is_some());
+                let stats = keeps_record.then(|| self.media.stats(session)).flatten();
                 if let Some(slot) = self.table.get_mut(key) {
                     slot.media_removed = true;
                     if let (Some(life), Some(stats)) = (slot.life.as_mut(), stats) {

@@ -308,3 +308,16 @@ fn records_match_the_published_schema() {
     missing.as_object_mut().unwrap().remove("ended_by");
     assert!(!validator.is_valid(&missing));
 }
+
+#[test]
+fn who_ended_the_call_depends_on_the_direction_for_cancels_and_refusals() {
+    use Direction::{Inbound, Outbound};
+    let by = |reason: EndReason| (reason.ended_by(Inbound), reason.ended_by(Outbound));
+    assert_eq!(by(EndReason::ByeFromTeams), ("teams", "teams"));
+    assert_eq!(by(EndReason::CancelledByCaller), ("carrier", "teams"));
+    assert_eq!(by(EndReason::Rejected), ("teams", "carrier"));
+    assert_eq!(by(EndReason::Operator), ("operator", "operator"));
+    assert_eq!(by(EndReason::Drained), ("drained", "drained"));
+    assert_eq!(by(EndReason::MediaInactive), ("sbc", "sbc"));
+    assert_eq!(by(EndReason::SessionExpired), ("sbc", "sbc"));
+}
