@@ -5,22 +5,29 @@
 //! `keep_files` deleted) and opens a new `calls.jsonl`; a batch never straddles two files, and
 //! an empty file is never rotated (an idle SBC does not make empty files every interval).
 //!
+//! The writer wakes every [`WRITE_EVERY`] and writes everything queued (in batches of at most
+//! `batch_records`), so the SIP core's queueing never has to wake it.
+//!
 //! Durability (`fsync`): `batch` calls fsync after every batch written (a record queued
 //! before a crash of the machine is on disk once its batch is written); `interval` (default)
 //! at most once per `fsync_interval_ms` (a power loss may lose that long of records; a crash
 //! of the process alone loses nothing written); `never` leaves it to the kernel. Each batch
 //! is handed to the kernel (`write`) as soon as it is formed either way, so other readers
-//! see it at once.
+//! see it at once (and a crash of the process loses at most the last [`WRITE_EVERY`]).
 
 use std::fs::{File, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::mpsc::{Receiver, SyncSender, TryRecvError, TrySendError};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::metrics::CdrMetrics;
 use super::record::CallDetailRecord;
+
+/// How often the writer takes what is queued: a record reaches the file within about this
+/// long of its call's end.
+pub const WRITE_EVERY: Duration = Duration::from_millis(100);
 
 /// `[cdr.file] fsync`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -114,73 +121,89 @@ fn write_loop(
     settings: &FileSinkSettings,
     metrics: &CdrMetrics,
 ) {
-    let tick = match settings.fsync {
-        FsyncPolicy::Interval(every) => every.min(Duration::from_secs(1)),
-        _ => Duration::from_secs(1),
-    };
     let mut lines: Vec<u8> = Vec::new();
     let mut acks: Vec<tokio::sync::oneshot::Sender<()>> = Vec::new();
-    loop {
-        let first = match receiver.recv_timeout(tick) {
-            Ok(message) => Some(message),
-            Err(RecvTimeoutError::Timeout) => None,
-            Err(RecvTimeoutError::Disconnected) => break,
-        };
-        let mut count = 0;
-        let mut next = first;
-        while let Some(message) = next {
-            match message {
-                FileMessage::Record(record) => match serde_json::to_vec(&*record) {
-                    Ok(line) => {
-                        lines.extend_from_slice(&line);
-                        lines.push(b'\n');
-                        count += 1;
+    let mut open = true;
+    while open {
+        // Woken by the clock, never by the SIP core: queueing a record costs it no wake-up.
+        std::thread::sleep(WRITE_EVERY);
+        // Everything queued, in batches of at most `batch_records`.
+        loop {
+            let mut count = 0;
+            while count < settings.batch_records && acks.is_empty() {
+                match receiver.try_recv() {
+                    Ok(FileMessage::Record(record)) => match serde_json::to_vec(&*record) {
+                        Ok(line) => {
+                            lines.extend_from_slice(&line);
+                            lines.push(b'\n');
+                            count += 1;
+                        }
+                        Err(error) => {
+                            tracing::warn!(%error, "a call detail record did not serialize");
+                            metrics.dropped("file", "write_failed", 1);
+                        }
+                    },
+                    Ok(FileMessage::Flush(ack)) => acks.push(ack),
+                    Err(TryRecvError::Empty) => break,
+                    Err(TryRecvError::Disconnected) => {
+                        open = false;
+                        break;
                     }
-                    Err(error) => {
-                        tracing::warn!(%error, "a call detail record did not serialize");
-                        metrics.dropped("file", "write_failed", 1);
-                    }
-                },
-                FileMessage::Flush(ack) => acks.push(ack),
+                }
             }
-            if count >= settings.batch_records || !acks.is_empty() {
+            let now = Instant::now();
+            if count > 0 {
+                write_batch(&mut file, &lines, count, settings, metrics, now);
+                lines.clear();
+            }
+            let full = count >= settings.batch_records;
+            if !acks.is_empty() || (count > 0 && settings.fsync == FsyncPolicy::Batch) {
+                sync(&mut file);
+            }
+            for ack in acks.drain(..) {
+                let _ = ack.send(());
+            }
+            if !full {
                 break;
             }
-            next = receiver.try_recv().ok();
         }
         let now = Instant::now();
-        if count > 0 {
-            match file.write_batch(&lines, settings, now) {
-                Ok(rotated) => {
-                    metrics.written("file", count as u64);
-                    if rotated {
-                        metrics.file_rotations.inc();
-                    }
-                }
-                Err(error) => {
-                    tracing::warn!(%error, path = %settings.path.display(), records = count,
-                        "call detail records not written");
-                    metrics.dropped("file", "write_failed", count as u64);
-                }
+        if let FsyncPolicy::Interval(every) = settings.fsync {
+            if file.unsynced_for(now) >= Some(every) {
+                sync(&mut file);
             }
-            lines.clear();
-        }
-        let sync_now = !acks.is_empty()
-            || match settings.fsync {
-                FsyncPolicy::Batch => count > 0,
-                FsyncPolicy::Interval(every) => file.unsynced_for(now) >= Some(every),
-                FsyncPolicy::Never => false,
-            };
-        if sync_now {
-            if let Err(error) = file.sync(now) {
-                tracing::warn!(%error, "fsync of the call detail records failed");
-            }
-        }
-        for ack in acks.drain(..) {
-            let _ = ack.send(());
         }
     }
-    let _ = file.sync(Instant::now());
+    sync(&mut file);
+}
+
+fn write_batch(
+    file: &mut RotatingFile,
+    lines: &[u8],
+    count: usize,
+    settings: &FileSinkSettings,
+    metrics: &CdrMetrics,
+    now: Instant,
+) {
+    match file.write_batch(lines, settings, now) {
+        Ok(rotated) => {
+            metrics.written("file", count as u64);
+            if rotated {
+                metrics.file_rotations.inc();
+            }
+        }
+        Err(error) => {
+            tracing::warn!(%error, path = %settings.path.display(), records = count,
+                "call detail records not written");
+            metrics.dropped("file", "write_failed", count as u64);
+        }
+    }
+}
+
+fn sync(file: &mut RotatingFile) {
+    if let Err(error) = file.sync() {
+        tracing::warn!(%error, "fsync of the call detail records failed");
+    }
 }
 
 /// The current file and when it was opened.
@@ -248,7 +271,7 @@ impl RotatingFile {
             .map(|since| now.saturating_duration_since(since))
     }
 
-    fn sync(&mut self, _now: Instant) -> std::io::Result<()> {
+    fn sync(&mut self) -> std::io::Result<()> {
         if self.dirty_since.take().is_some() {
             self.file.sync_data()?;
         }
