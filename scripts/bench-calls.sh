@@ -285,10 +285,10 @@ load() {
 	if [ "$is_sbc" = 1 ]; then
 		sbcr1=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
 		# for the "what limits us" reading: the SBC's own counters and CPU per thread name
-		curl -s --max-time 2 "http://$METRICS_ADDR/metrics" >"$WORK/sbc-metrics-$kind-$rate.txt" 2>/dev/null
+		curl -s --max-time 2 "http://$METRICS_ADDR/metrics" >"$WORK/$path-metrics-$kind-$rate.txt" 2>/dev/null
 		thread_ticks "$SBC_PID" >"$w/threads1"
 		thread_pct "$w/threads0" "$w/threads1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-			>"$WORK/sbc-threads-$kind-$rate.txt"
+			>"$WORK/$path-threads-$kind-$rate.txt"
 	fi
 	# No -m on the UAS (it would count the SBC's OPTIONS pings as calls): every UAC ended
 	# after its last BYE was answered, so the UAS is idle; 0.5 s lets its 250 ms dumps catch up.
