@@ -492,3 +492,64 @@ fn a_reload_changing_cdr_is_refused_and_changes_nothing() {
     lab.reload_with(&text).unwrap();
     assert_eq!(lab.metric("config_reloads_total", &[]), 1.0);
 }
+
+/// The file rotates by size over real calls: every record is in `calls.jsonl` or a rotated
+/// `calls.jsonl.N`, whole (a batch never straddles two files), and the rotation is counted.
+#[test]
+fn records_rotate_into_numbered_files_by_size() {
+    let mut spec = LabSpec::new(48600);
+    spec.ops_extra = format!("{CDR_FILE}rotate_bytes = 4096\nkeep_files = 5\n");
+    let (lab, port) = lab_with_one_proxy_and(spec);
+    const CALLS: usize = 4;
+    for _ in 0..CALLS {
+        let mut teams = teams_uas(
+            lab.path(),
+            "teams_uas_final.xml",
+            port,
+            &[
+                ("STATUS", "486"),
+                ("STATUS_TEXT", "Busy Here"),
+                ("CAUSE", "17"),
+                ("DIAGNOSTICS", "10026;reason=\"User is busy\""),
+            ],
+        );
+        let mut carrier = carrier_uac(
+            &lab,
+            "carrier_uac_final.xml",
+            ACME_DID,
+            &[("CALLER", PSTN_CALLER), ("STATUS", "486")],
+        );
+        carrier.expect_success(LONG);
+        teams.expect_success(LONG);
+    }
+    lab.wait_for("every record written", LONG, |lab| {
+        lab.metric("cdr_records_total", &[("sink", "file")]) >= CALLS as f64
+    });
+    assert!(lab.metric("cdr_file_rotations_total", &[]) >= 1.0);
+    let current = cdr_path(&lab);
+    let mut files = vec![current.clone()];
+    for n in 1..=5 {
+        let mut name = current.clone().into_os_string();
+        name.push(format!(".{n}"));
+        files.push(PathBuf::from(name));
+    }
+    let mut calls = Vec::new();
+    for file in files.iter().filter(|f| f.exists()) {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            text.len() <= 4096 || text.lines().count() == 1,
+            "{} holds {} bytes",
+            file.display(),
+            text.len()
+        );
+        for line in text.lines() {
+            let record: Value = serde_json::from_str(line).unwrap();
+            assert_schema(&record);
+            calls.push(record["call"].as_u64().unwrap());
+        }
+    }
+    calls.sort_unstable();
+    assert_eq!(calls, [1, 2, 3, 4], "each call's record once, none lost");
+    assert!(files[1].exists(), "calls.jsonl.1 exists");
+    lab.wait_idle();
+}
