@@ -3,7 +3,8 @@
 //! is read back from the JSON-lines file the SBC writes and checked against the published
 //! schema (`docs/cdr-schema.json`) and for what the call did: answered, busy, no answer,
 //! failed over, cancelled, drained. The webhook sink is checked against a real HTTP server
-//! (hyper) started here, which refuses the first POST with 500: the batch comes again.
+//! (hyper) started here, which refuses the first POST with 500: the batch comes again. The
+//! file rotates by size over real calls; a reload that changes `[cdr]` is refused.
 //!
 //! Every wait is on a condition (a metric, a file line, a POST received), bounded; nothing
 //! asserts a duration.
