@@ -146,4 +146,30 @@ mod tests {
         let dropped = metrics.dropped.with_label_values(&["file", "queue_full"]);
         assert_eq!(dropped.get(), 2);
     }
+
+    /// A file that cannot be opened stops the start with its path (the SBC does not run
+    /// without the records it was told to keep).
+    #[test]
+    fn an_unopenable_file_fails_the_start_naming_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let not_a_dir = dir.path().join("plain");
+        std::fs::write(&not_a_dir, b"").unwrap();
+        let settings = CdrSettings {
+            file: Some(FileSinkSettings {
+                path: not_a_dir.join("calls.jsonl"),
+                rotate_bytes: 0,
+                rotate_after: None,
+                keep_files: 0,
+                fsync: FsyncPolicy::Never,
+                batch_records: 1,
+                queue_records: 1,
+            }),
+            webhook: None,
+        };
+        let error = match Cdr::start(&settings, &Registry::new()) {
+            Ok(_) => panic!("started with an unopenable file"),
+            Err(error) => error.to_string(),
+        };
+        assert!(error.contains("plain/calls.jsonl"), "{error}");
+    }
 }
