@@ -7,12 +7,16 @@
 #   sbc:       teams-sbc on UDP $SBC_SIP (127.0.0.1:5062), Teams stand-in over TCP on
 #              $TEAMS_ADDR (127.0.1.1:5080); RTP on the carrier leg, SRTP on the Teams leg,
 #              anchored in the SBC's relay; the called number picks one of $TENANTS tenants.
+#   sbc-nocdr: the same SBC with [cdr] enabled = false (no call detail records): run it with
+#              `sbc` in one invocation to read what the CDR file sink costs (issue 11: < 5 % of
+#              the call-rate ceiling). `sbc` writes every call's record to a JSON-lines file in
+#              the work dir (fsync "interval", rotated at 64 MiB, one old file kept).
 #   kamailio:  the peer harness ($PEERS_DIR/run-peer.sh -p srtp): Kamailio on UDP 127.0.0.1:5060,
 #              rtpengine anchoring RTP <-> RTP/SAVP+SDES, UAS on UDP 127.0.0.1:5080
 #              (Kamailio has TCP disabled).
 #   Call: INVITE (SDP) / 180 / 200 (SDP) / ACK / hold / BYE / 200, full call per SIPp call.
 #
-# Usage: scripts/bench-calls.sh [PATH...]      PATHs: sbc kamailio (default: both)
+# Usage: scripts/bench-calls.sh [PATH...]      PATHs: sbc sbc-nocdr kamailio (default: sbc kamailio)
 #
 # Rate search per path (the peer harness's method): every step is a fresh SUT and a fresh UAS,
 # STEP_SECS seconds of calls at RATE (split over ceil(RATE/UAC_MAX_CPS) UACs), HOLD_MS hold.
@@ -82,9 +86,10 @@ cleanup_children() {
 }
 
 # ------------------------------------------------------------------ the SBC under test
-# render_sbc_config DIR: sbc.toml from scripts/bench/sbc-bench.toml, dev certificates, tenants.
+# render_sbc_config DIR [CDR]: sbc.toml from scripts/bench/sbc-bench.toml, dev certificates,
+# tenants; CDR=off disables call detail records (default: the file sink in DIR/cdr).
 render_sbc_config() {
-	local dir=$1 port_tls=5063 i
+	local dir=$1 cdr=${2:-on} port_tls=5063 i
 	mkdir -p "$dir"
 	"$SBC_BIN" dev-certs --out "$dir/certs" --base-fqdn sbc.bench.test >"$dir/dev-certs.log" 2>&1 || {
 		cat "$dir/dev-certs.log" >&2
@@ -100,6 +105,11 @@ render_sbc_config() {
 		printf '\n[[tenant]]\nname = "t%03d"\nfqdn = "t%03d.sbc.bench.test"\nnumbers = ["+49301%03d*"]\ncarrier_trunk = "bench-pstn"\n' \
 			"$i" "$i" "$i" >>"$dir/sbc.toml"
 	done
+	if [ "$cdr" = off ]; then
+		printf '\n[cdr]\nenabled = false\n' >>"$dir/sbc.toml"
+	else
+		printf '\n[cdr.file]\npath = "cdr/calls.jsonl"\nrotate_bytes = 67108864\nkeep_files = 1\n' >>"$dir/sbc.toml"
+	fi
 	"$SBC_BIN" check-config "$dir/sbc.toml" >"$dir/check-config.log" 2>&1 || {
 		cat "$dir/check-config.log" >&2
 		return 1
@@ -115,15 +125,16 @@ called_numbers() {
 	done >>"$1"
 }
 
-# start_sbc DIR: a fresh SBC; SBC_PID set; waits until it takes SIP and serves /metrics.
+# start_sbc DIR CONFIG_DIR: a fresh SBC; SBC_PID set; waits until it takes SIP and serves
+# /metrics.
 start_sbc() {
-	local dir=$1 ip=${SBC_SIP%:*} port=${SBC_SIP##*:}
+	local dir=$1 config_dir=$2 ip=${SBC_SIP%:*} port=${SBC_SIP##*:}
 	if udp_bound "$ip" "$port"; then
 		echo "bench: UDP $SBC_SIP already in use" >&2
 		return 1
 	fi
 	# ~3 fds per media session: 5,000 calls need ~15,000 (hard limit here: 20,000).
-	(ulimit -n "$(ulimit -Hn)" && exec env -u RUST_LOG "$SBC_BIN" run --config "$WORK/sbc/sbc.toml") \
+	(ulimit -n "$(ulimit -Hn)" && exec env -u RUST_LOG "$SBC_BIN" run --config "$config_dir/sbc.toml") \
 		>"$dir/sbc.log" 2>&1 &
 	SBC_PID=$!
 	for _ in $(seq 100); do
@@ -143,10 +154,11 @@ start_sbc() {
 # For kamailio it runs inside run-peer.sh (KAM_PID, RTPE_PID exported). Prints one TSV line.
 load() {
 	local path=$1 kind=$2 rate=$3
-	local w uas_ip uas_port uas_t ctransport target total hold
+	local w uas_ip uas_port uas_t ctransport target total hold is_sbc=0
 	w=$(mktemp -d "$WORK/$path-$kind-$rate.XXXXXX")
+	case $path in sbc | sbc-nocdr) is_sbc=1 ;; esac
 	case $path in
-	sbc) uas_ip=${TEAMS_ADDR%:*} uas_port=${TEAMS_ADDR##*:} uas_t=t1 ctransport=tcp target=$SBC_SIP ;;
+	sbc | sbc-nocdr) uas_ip=${TEAMS_ADDR%:*} uas_port=${TEAMS_ADDR##*:} uas_t=t1 ctransport=tcp target=$SBC_SIP ;;
 	kamailio) uas_ip=127.0.0.1 uas_port=5080 uas_t=u1 ctransport=udp target=127.0.0.1:5060 ;;
 	*) echo "bench: unknown path $path" >&2; return 2 ;;
 	esac
@@ -177,8 +189,8 @@ load() {
 
 	local sut_pids=() rtpe_pids=()
 	case $path in
-	sbc)
-		start_sbc "$w" || { cleanup_children; echo "$path	$kind	$rate	$n	$total	0	0	0	0	0	0	0	0	-	1	-	-	-	-	-	-	-	-	-	-	-	-	-	FAIL-START"; return 0; }
+	sbc | sbc-nocdr)
+		start_sbc "$w" "$WORK/$path" || { cleanup_children; echo "$path	$kind	$rate	$n	$total	0	0	0	0	0	0	0	0	-	1	-	-	-	-	-	-	-	-	-	-	-	-	-	FAIL-START"; return 0; }
 		sut_pids=("$SBC_PID")
 		;;
 	kamailio)
@@ -191,7 +203,7 @@ load() {
 	local mem0 fds0 sbcr0=- s0 r0 u0
 	mem0=$(mem_kb "${mem_pids[@]}")
 	fds0=$(fd_count "${mem_pids[@]}")
-	[ "$path" = sbc ] && sbcr0=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
+	[ "$is_sbc" = 1 ] && sbcr0=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
 	# peak memory during the run (0.5 s samples)
 	(
 		peak=0
@@ -205,7 +217,7 @@ load() {
 	s0=$(cpu_ticks "${sut_pids[@]}")
 	r0=$(cpu_ticks "${rtpe_pids[@]}")
 	u0=$(cpu_ticks "$UAS_PID")
-	[ "$path" = sbc ] && thread_ticks "$SBC_PID" >"$w/threads0"
+	[ "$is_sbc" = 1 ] && thread_ticks "$SBC_PID" >"$w/threads0"
 
 	# split RATE and the call count over the UACs (the first takes the remainders)
 	local t0 t1 k ip r_k m_k rates=() counts=() left_r=$rate left_m=$total
@@ -243,7 +255,7 @@ load() {
 		sleep "$MEM_SETTLE_S"
 		read -r established failed_so_far < <(python3 "$BENCH/calls_stats.py" established "$w")
 		mem2=$(mem_kb "${mem_pids[@]}")
-		if [ "$path" = sbc ]; then
+		if [ "$is_sbc" = 1 ]; then
 			active=$(metric_sum "http://$METRICS_ADDR/metrics" calls_active)/$(metric_sum "http://$METRICS_ADDR/metrics" media_sessions_active)
 		else
 			active=$(python3 "$PEERS_DIR/media/ngctl.py" stats 2>/dev/null | sed -n 's/.*sessionstotal=\([0-9]*\).*/\1/p')
@@ -270,13 +282,13 @@ load() {
 	s1=$(cpu_ticks "${sut_pids[@]}")
 	r1=$(cpu_ticks "${rtpe_pids[@]}")
 	u1=$(cpu_ticks "$UAS_PID")
-	if [ "$path" = sbc ]; then
+	if [ "$is_sbc" = 1 ]; then
 		sbcr1=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
 		# for the "what limits us" reading: the SBC's own counters and CPU per thread name
-		curl -s --max-time 2 "http://$METRICS_ADDR/metrics" >"$WORK/sbc-metrics-$kind-$rate.txt" 2>/dev/null
+		curl -s --max-time 2 "http://$METRICS_ADDR/metrics" >"$WORK/$path-metrics-$kind-$rate.txt" 2>/dev/null
 		thread_ticks "$SBC_PID" >"$w/threads1"
 		thread_pct "$w/threads0" "$w/threads1" "$(awk -v a="$t0" -v b="$t1" 'BEGIN { print b - a }')" \
-			>"$WORK/sbc-threads-$kind-$rate.txt"
+			>"$WORK/$path-threads-$kind-$rate.txt"
 	fi
 	# No -m on the UAS (it would count the SBC's OPTIONS pings as calls): every UAC ended
 	# after its last BYE was answered, so the UAS is idle; 0.5 s lets its 250 ms dumps catch up.
@@ -336,7 +348,7 @@ fi
 run_load() { # path kind rate -> TSV line
 	local path=$1 kind=$2 rate=$3 line
 	case $path in
-	sbc) line=$("$0" __load sbc "$kind" "$rate" | tail -1) ;;
+	sbc | sbc-nocdr) line=$("$0" __load "$path" "$kind" "$rate" | tail -1) ;;
 	kamailio)
 		line=$(KAM_CPUS='' RTPE_CPUS='' "$PEERS_DIR/run-peer.sh" -p srtp -t $((MEM_HOLD_S + 120)) -- \
 			"$0" __load kamailio "$kind" "$rate" 2>"$WORK/run-peer-last.log" | tail -1)
@@ -349,7 +361,7 @@ run_load() { # path kind rate -> TSV line
 PATHS=("$@")
 [ ${#PATHS[@]} -gt 0 ] || PATHS=(sbc kamailio)
 for p in "${PATHS[@]}"; do
-	case $p in sbc | kamailio) ;; *) echo "unknown path $p (sbc, kamailio)" >&2; exit 2 ;; esac
+	case $p in sbc | sbc-nocdr | kamailio) ;; *) echo "unknown path $p (sbc, sbc-nocdr, kamailio)" >&2; exit 2 ;; esac
 done
 for tool in sipp curl python3 ss; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool missing (apt-get install -y sip-tester curl python3 iproute2)" >&2; exit 1; }
@@ -361,7 +373,7 @@ if printf '%s\n' "${PATHS[@]}" | grep -qx kamailio; then
 	[ -x "$PEERS_DIR/run-peer.sh" ] || { echo "bench: peer harness not found in PEERS_DIR=$PEERS_DIR" >&2; exit 1; }
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
-if [ "$BUILD" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && printf '%s\n' "${PATHS[@]}" | grep -qx sbc; then
+if [ "$BUILD" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && printf '%s\n' "${PATHS[@]}" | grep -qE '^sbc(-nocdr)?$'; then
 	(cd "$ROOT" && cargo build --release --bin teams-sbc) || { echo "bench: build failed" >&2; exit 1; }
 fi
 # The box is shared with other builds (CPU pressure near 100 %): at normal priority the
@@ -388,6 +400,9 @@ WORK=$(mktemp -d /tmp/bench-calls.XXXXXX)
 called_numbers "$WORK/called.csv"
 if printf '%s\n' "${PATHS[@]}" | grep -qx sbc; then
 	render_sbc_config "$WORK/sbc" || { echo "bench: SBC config did not validate" >&2; exit 1; }
+fi
+if printf '%s\n' "${PATHS[@]}" | grep -qx sbc-nocdr; then
+	render_sbc_config "$WORK/sbc-nocdr" off || { echo "bench: SBC config did not validate" >&2; exit 1; }
 fi
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
@@ -443,6 +458,8 @@ echo
 TABLE=$(python3 "$BENCH/calls_stats.py" table "$TSV" "$COMMAND")
 echo "$TABLE"
 echo "# steps: $TSV  (total $(($(date +%s) - T_START)) s)"
+# The records written during the run are not needed (they can be large).
+rm -rf "$WORK/sbc/cdr"
 if [ "$SAVE" = 1 ]; then
 	mkdir -p "$OUT_DIR"
 	cp "$TSV" "$OUT_DIR/calls-$STAMP.tsv"

@@ -88,6 +88,8 @@ pub struct Running {
     pub call_traces: Arc<crate::dispatch::CallTraces>,
     /// The admin API's listener (`[admin]`), if configured.
     pub admin_addr: Option<SocketAddr>,
+    /// The call detail record sinks (flushed at shutdown).
+    pub cdr: Arc<crate::cdr::Cdr>,
     ops: OpsServer,
     admin: Option<AdminServer>,
     /// Reload and drain requests of the admin API, taken by [`supervise`].
@@ -146,6 +148,8 @@ impl Running {
             admin.stop().await;
         }
         self.media.shutdown();
+        // The calls' last records (a drain's included) reach their sinks before the exit.
+        self.cdr.flush(Duration::from_secs(5)).await;
     }
 }
 
@@ -385,6 +389,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         };
     let media = calls.media().clone();
     let call_traces = calls.traces().clone();
+    let cdr = calls.cdr().clone();
     let heartbeat = Heartbeat::new(std::time::Instant::now());
     liveness.watch("sip_core", heartbeat.clone());
     for (n, worker) in media.heartbeats().into_iter().enumerate() {
@@ -466,6 +471,7 @@ pub async fn start(loaded: &Loaded) -> Result<Running, AppError> {
         media,
         call_traces,
         admin_addr: admin.as_ref().map(|server| server.local_addr),
+        cdr,
         ops,
         admin,
         control: Some(control),

@@ -183,4 +183,41 @@ number_translation = [
         1.0
     );
     lab.wait_idle();
+
+    // The call's detail record names both trunks and each hop's outcome, and the numbers
+    // as trunk B got them (after B's translation).
+    lab.wait_for("the call detail record", LONG, |lab| {
+        lab.metric("cdr_records_total", &[("sink", "file")]) >= 1.0
+    });
+    let text = std::fs::read_to_string(lab.path().join("cdr/calls.jsonl")).unwrap();
+    let record: serde_json::Value = serde_json::from_str(text.lines().next().unwrap()).unwrap();
+    assert_eq!(record["direction"], "outbound");
+    assert_eq!(
+        record["trunks_tried"],
+        serde_json::json!(["pstn", "pstn-b"])
+    );
+    assert_eq!(record["trunk"], "pstn-b");
+    let hops: Vec<_> = record["hops"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| {
+            (
+                h["trunk"].clone(),
+                h["status"].clone(),
+                h["outcome"].clone(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        hops,
+        [
+            ("pstn".into(), 503.into(), "rejected".into()),
+            ("pstn-b".into(), 200.into(), "answered".into()),
+        ],
+        "{record:#}"
+    );
+    assert_eq!(record["numbers"]["called_received"], PSTN_CALLEE);
+    assert_eq!(record["numbers"]["called_sent"], "069555000");
+    assert_eq!(record["media"]["carrier"]["codec"], "PCMA");
 }

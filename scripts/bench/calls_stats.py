@@ -136,6 +136,7 @@ def cmd_table(tsv, command):
             paths.append(r["path"])
     names = {
         "sbc": "carrier UDP -> teams-sbc -> Teams TCP (RTP <-> SRTP anchored in teams-sbc)",
+        "sbc-nocdr": "as sbc, without call detail records ([cdr] enabled = false)",
         "kamailio": "carrier UDP -> Kamailio + rtpengine -> Teams UDP (RTP <-> SRTP anchored in rtpengine)",
     }
     print("| path | max cps, 0 failed and 0 retrans | first failing step | SUT CPU% at 1000 cps | "

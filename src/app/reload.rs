@@ -109,6 +109,10 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     if !same(&old.media, &new.media) {
         changed.push("[media]");
     }
+    // The CDR sinks own a file, a thread and a task: a restart applies their changes.
+    if !same(&old.cdr, &new.cdr) {
+        changed.push("[cdr]");
+    }
     let transport_limits = |c: &Config| {
         let s = &c.sip;
         (

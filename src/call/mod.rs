@@ -316,6 +316,32 @@ impl EndReason {
             EndReason::Drained => "drained",
         }
     }
+
+    /// Who ended the call (its call detail record's `ended_by`): `carrier` or `teams` (a BYE,
+    /// the caller's CANCEL, the called side's refusal), `sbc` (a timer or failure of ours),
+    /// `operator`, or `drained` (still up when a graceful drain ran out of time).
+    pub fn ended_by(self, direction: Direction) -> &'static str {
+        let (caller, called) = match direction {
+            Direction::Inbound => ("carrier", "teams"),
+            Direction::Outbound => ("teams", "carrier"),
+        };
+        match self {
+            EndReason::ByeFromCarrier => "carrier",
+            EndReason::ByeFromTeams => "teams",
+            EndReason::CancelledByCaller => caller,
+            EndReason::Rejected => called,
+            EndReason::Operator => "operator",
+            EndReason::Drained => "drained",
+            EndReason::NoAnswer
+            | EndReason::MediaInactive
+            | EndReason::AckTimeout
+            | EndReason::TransportLost
+            | EndReason::AllTargetsFailed
+            | EndReason::BadMedia
+            | EndReason::SessionExpired
+            | EndReason::SessionRefreshFailed => "sbc",
+        }
+    }
 }
 
 /// Events for metrics and call logs.

@@ -246,3 +246,39 @@ pub fn response_policy(trunk: &super::CarrierTrunk) -> crate::call::ResponsePoli
         busy_cause,
     }
 }
+
+/// `[cdr]` as the CDR sinks take it (no sink when `enabled = false`).
+pub fn cdr_settings(config: &Config) -> crate::cdr::CdrSettings {
+    use crate::cdr::{CdrSettings, FileSinkSettings, FsyncPolicy, WebhookSettings};
+    let c = &config.cdr;
+    if !c.enabled {
+        return CdrSettings::default();
+    }
+    let ms = Duration::from_millis;
+    let file = c.file.enabled.then(|| FileSinkSettings {
+        path: c.file.path.clone(),
+        rotate_bytes: c.file.rotate_bytes,
+        rotate_after: (c.file.rotate_seconds > 0)
+            .then(|| Duration::from_secs(c.file.rotate_seconds)),
+        keep_files: c.file.keep_files,
+        fsync: match c.file.fsync {
+            super::CdrFsync::Batch => FsyncPolicy::Batch,
+            super::CdrFsync::Interval => FsyncPolicy::Interval(ms(c.file.fsync_interval_ms)),
+            super::CdrFsync::Never => FsyncPolicy::Never,
+        },
+        batch_records: c.file.batch_records,
+        queue_records: c.queue_records,
+    });
+    let webhook = c.webhook.as_ref().map(|w| WebhookSettings {
+        url: w.url.clone(),
+        batch_records: w.batch_records,
+        batch_delay: ms(w.batch_delay_ms),
+        buffer_records: w.buffer_records,
+        max_attempts: w.max_attempts,
+        retry_initial: ms(w.retry_initial_ms),
+        retry_max: ms(w.retry_max_ms),
+        timeout: ms(w.timeout_ms),
+        queue_records: c.queue_records,
+    });
+    CdrSettings { file, webhook }
+}

@@ -189,6 +189,7 @@ fn resolve_paths(config: &mut Config, base_dir: &Path) {
     {
         resolve(p);
     }
+    resolve(&mut config.cdr.file.path);
     if !["microsoft", "webpki"].contains(&config.tls.roots.as_str()) {
         let mut p = PathBuf::from(&config.tls.roots);
         resolve(&mut p);

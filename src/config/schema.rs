@@ -31,6 +31,8 @@ pub struct Config {
     /// The admin API (`teams-sbc ctl`); absent: no admin listener.
     #[serde(default)]
     pub admin: Option<AdminSection>,
+    #[serde(default)]
+    pub cdr: CdrSection,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -719,6 +721,161 @@ impl Default for OpsSection {
             call_trace_log_interval_seconds: default_call_trace_log_interval(),
         }
     }
+}
+
+/// `[cdr]`: call detail records (one JSON record per call). On by default with the file sink.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrSection {
+    /// false: no record is built or written.
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Records waiting for each sink; beyond it a call's record is dropped (counted), never
+    /// waited for.
+    #[serde(default = "default_cdr_queue_records")]
+    pub queue_records: usize,
+    #[serde(default)]
+    pub file: CdrFile,
+    /// Unset: no webhook.
+    #[serde(default)]
+    pub webhook: Option<CdrWebhook>,
+}
+
+impl Default for CdrSection {
+    fn default() -> Self {
+        CdrSection {
+            enabled: true,
+            queue_records: default_cdr_queue_records(),
+            file: CdrFile::default(),
+            webhook: None,
+        }
+    }
+}
+
+/// `[cdr.file]`: the rotating JSON-lines file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrFile {
+    #[serde(default = "default_true")]
+    pub enabled: bool,
+    /// Relative to the configuration file's directory when relative.
+    #[serde(default = "default_cdr_path")]
+    pub path: PathBuf,
+    /// Rotate before a batch takes the file past this size; 0: never by size.
+    #[serde(default = "default_cdr_rotate_bytes")]
+    pub rotate_bytes: u64,
+    /// Rotate a file this old at its next record; 0: never by age.
+    #[serde(default = "default_cdr_rotate_seconds")]
+    pub rotate_seconds: u64,
+    /// Rotated files kept (`path.1` newest ... `path.N`).
+    #[serde(default = "default_cdr_keep_files")]
+    pub keep_files: usize,
+    #[serde(default = "default_cdr_fsync")]
+    pub fsync: CdrFsync,
+    /// `fsync = "interval"`: at most this long between a write and its fsync.
+    #[serde(default = "default_cdr_fsync_interval_ms")]
+    pub fsync_interval_ms: u64,
+    /// Records written per batch at most.
+    #[serde(default = "default_cdr_batch_records")]
+    pub batch_records: usize,
+}
+
+impl Default for CdrFile {
+    fn default() -> Self {
+        CdrFile {
+            enabled: true,
+            path: default_cdr_path(),
+            rotate_bytes: default_cdr_rotate_bytes(),
+            rotate_seconds: default_cdr_rotate_seconds(),
+            keep_files: default_cdr_keep_files(),
+            fsync: default_cdr_fsync(),
+            fsync_interval_ms: default_cdr_fsync_interval_ms(),
+            batch_records: default_cdr_batch_records(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CdrFsync {
+    /// After every batch written.
+    Batch,
+    /// At most `fsync_interval_ms` after a write.
+    Interval,
+    /// Left to the kernel.
+    Never,
+}
+
+/// `[cdr.webhook]`: records POSTed as JSON arrays.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CdrWebhook {
+    /// `http://host[:port]/path` (plain HTTP only).
+    pub url: String,
+    #[serde(default = "default_webhook_batch_records")]
+    pub batch_records: usize,
+    /// A batch goes at the latest this long after its first record.
+    #[serde(default = "default_webhook_batch_delay_ms")]
+    pub batch_delay_ms: u64,
+    /// Records held while POSTs fail; the oldest are dropped beyond it.
+    #[serde(default = "default_webhook_buffer_records")]
+    pub buffer_records: usize,
+    /// POSTs of one batch at most (the first one included).
+    #[serde(default = "default_webhook_max_attempts")]
+    pub max_attempts: u32,
+    #[serde(default = "default_webhook_retry_initial_ms")]
+    pub retry_initial_ms: u64,
+    #[serde(default = "default_webhook_retry_max_ms")]
+    pub retry_max_ms: u64,
+    /// Connect and answer of one POST.
+    #[serde(default = "default_webhook_timeout_ms")]
+    pub timeout_ms: u64,
+}
+
+fn default_cdr_queue_records() -> usize {
+    10_000
+}
+fn default_cdr_path() -> PathBuf {
+    PathBuf::from("cdr/calls.jsonl")
+}
+fn default_cdr_rotate_bytes() -> u64 {
+    100 * 1024 * 1024
+}
+fn default_cdr_rotate_seconds() -> u64 {
+    86_400
+}
+fn default_cdr_keep_files() -> usize {
+    30
+}
+fn default_cdr_fsync() -> CdrFsync {
+    CdrFsync::Interval
+}
+fn default_cdr_fsync_interval_ms() -> u64 {
+    1000
+}
+fn default_cdr_batch_records() -> usize {
+    256
+}
+fn default_webhook_batch_records() -> usize {
+    100
+}
+fn default_webhook_batch_delay_ms() -> u64 {
+    1000
+}
+fn default_webhook_buffer_records() -> usize {
+    10_000
+}
+fn default_webhook_max_attempts() -> u32 {
+    5
+}
+fn default_webhook_retry_initial_ms() -> u64 {
+    500
+}
+fn default_webhook_retry_max_ms() -> u64 {
+    30_000
+}
+fn default_webhook_timeout_ms() -> u64 {
+    5000
 }
 
 fn default_drain_timeout() -> u64 {

@@ -1104,3 +1104,45 @@ fn admin_token_file_is_checked_and_resolved_against_the_file() {
     std::fs::set_permissions(&good, std::fs::Permissions::from_mode(0o644)).unwrap();
     assert!(validate::token_file_exposed(&good).is_some_and(|w| w.contains("chmod 600")));
 }
+
+#[test]
+fn cdr_defaults_to_the_file_sink_next_to_the_config() {
+    let loaded = parse(GOOD).unwrap();
+    let settings = mapping::cdr_settings(&loaded.config);
+    let file = settings.file.expect("the file sink is the default");
+    assert_eq!(file.path, Path::new("/etc/sbc/cdr/calls.jsonl"));
+    assert_eq!(
+        file.fsync,
+        crate::cdr::FsyncPolicy::Interval(std::time::Duration::from_secs(1))
+    );
+    assert!(settings.webhook.is_none());
+    let off = parse(&format!("{GOOD}\n[cdr]\nenabled = false\n")).unwrap();
+    assert!(!mapping::cdr_settings(&off.config).enabled());
+}
+
+#[test]
+fn cdr_settings_are_validated_with_line_and_field() {
+    let text = format!(
+        "{GOOD}\n[cdr]\nqueue_records = 0\n[cdr.file]\nrotate_bytes = 100\nfsync = \"batch\"\n\
+         [cdr.webhook]\nurl = \"https://cdr.example.net/in\"\nbatch_records = 50\n\
+         buffer_records = 10\nretry_initial_ms = 1000\nretry_max_ms = 10\n"
+    );
+    let errors = parse(&text).unwrap_err().0;
+    assert_error(&errors, "cdr.queue_records", "1..=1000000");
+    assert_error(&errors, "cdr.file.rotate_bytes", "at least 4096");
+    assert_error(&errors, "cdr.webhook.url", "only http://");
+    assert_error(&errors, "cdr.webhook.buffer_records", "batch_records");
+    assert_error(&errors, "cdr.webhook.retry_max_ms", "retry_initial_ms");
+    let rotate = errors
+        .iter()
+        .find(|e| e.field == "cdr.file.rotate_bytes")
+        .unwrap();
+    assert_eq!(rotate.line, Some(line_of(&text, "rotate_bytes = 100")));
+    let url = errors
+        .iter()
+        .find(|e| e.field == "cdr.webhook.url")
+        .unwrap();
+    assert_eq!(url.line, Some(line_of(&text, "url = ")));
+    let typo = parse(&format!("{GOOD}\n[cdr.file]\nrotate_byte = 1\n")).unwrap_err();
+    assert!(typo.0[0].message.contains("unknown field"), "{typo}");
+}

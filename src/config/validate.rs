@@ -64,6 +64,7 @@ pub fn validate(config: &Config, check_files: bool, r: &mut Report) -> Vec<Vec<N
     lmo(config, r);
     ops(config, r);
     admin(config, check_files, r);
+    cdr(&config.cdr, r);
     numbers
 }
 
@@ -1064,4 +1065,68 @@ pub fn token_file_exposed(path: &std::path::Path) -> Option<String> {
             path.display()
         )
     })
+}
+
+fn cdr(c: &CdrSection, r: &mut Report) {
+    if !(1..=1_000_000).contains(&c.queue_records) {
+        r.error("cdr.queue_records", "must be 1..=1000000");
+    }
+    let f = &c.file;
+    if f.path.as_os_str().is_empty() || f.path.file_name().is_none() {
+        r.error("cdr.file.path", "must name a file");
+    }
+    if (1..4096).contains(&f.rotate_bytes) {
+        r.error(
+            "cdr.file.rotate_bytes",
+            "must be 0 (never) or at least 4096",
+        );
+    }
+    if (1..10).contains(&f.rotate_seconds) {
+        r.error(
+            "cdr.file.rotate_seconds",
+            "must be 0 (never) or at least 10",
+        );
+    }
+    if f.keep_files > 10_000 {
+        r.error("cdr.file.keep_files", "must be at most 10000");
+    }
+    if !(10..=60_000).contains(&f.fsync_interval_ms) {
+        r.error("cdr.file.fsync_interval_ms", "must be 10..=60000");
+    }
+    if !(1..=10_000).contains(&f.batch_records) {
+        r.error("cdr.file.batch_records", "must be 1..=10000");
+    }
+    let Some(w) = &c.webhook else {
+        return;
+    };
+    if let Err(e) = crate::cdr::webhook::check_url(&w.url) {
+        r.error("cdr.webhook.url", e);
+    }
+    if !(1..=10_000).contains(&w.batch_records) {
+        r.error("cdr.webhook.batch_records", "must be 1..=10000");
+    }
+    if w.batch_delay_ms > 60_000 {
+        r.error("cdr.webhook.batch_delay_ms", "must be at most 60000");
+    }
+    if w.buffer_records < w.batch_records || w.buffer_records > 1_000_000 {
+        r.error(
+            "cdr.webhook.buffer_records",
+            "must be at least batch_records and at most 1000000",
+        );
+    }
+    if !(1..=100).contains(&w.max_attempts) {
+        r.error("cdr.webhook.max_attempts", "must be 1..=100");
+    }
+    if !(10..=600_000).contains(&w.retry_initial_ms) {
+        r.error("cdr.webhook.retry_initial_ms", "must be 10..=600000");
+    }
+    if w.retry_max_ms < w.retry_initial_ms || w.retry_max_ms > 3_600_000 {
+        r.error(
+            "cdr.webhook.retry_max_ms",
+            "must be at least retry_initial_ms and at most 3600000",
+        );
+    }
+    if !(100..=120_000).contains(&w.timeout_ms) {
+        r.error("cdr.webhook.timeout_ms", "must be 100..=120000");
+    }
 }

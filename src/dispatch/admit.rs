@@ -14,6 +14,7 @@ use crate::call::{
     Call, CallNumbers, CallSetup, CarrierLegSetup, CarrierTarget, CarrierTrunkSettings, LegId,
     LmoHeaders, ProxyTarget, TeamsLegSetup, TeamsProfile,
 };
+use crate::cdr::CallLife;
 use crate::routing::{
     AdmitGuard, CallDirection, CallLabels, OutboundMiss, ProxyId, TenantId, TrunkId,
 };
@@ -40,6 +41,8 @@ struct NewCall {
     carrier_media_sources: Vec<IpNet>,
     guard: AdmitGuard,
     from_leg: LegId,
+    /// Calling and called numbers as the caller sent them (for the call's detail record).
+    received: (String, String),
 }
 
 impl Dispatcher {
@@ -108,6 +111,7 @@ impl Dispatcher {
         let routing = self.routing.clone();
         let called = msg.request_uri().and_then(number_of).unwrap_or_default();
         let calling = msg.from().ok().and_then(|f| number_of(&f.uri));
+        let calling_received = calling.clone().unwrap_or_default();
         let route = match routing.route_inbound(trunk, &called, calling.as_deref()) {
             Ok(route) => route,
             Err(miss) => {
@@ -203,6 +207,7 @@ impl Dispatcher {
             carrier_media_sources,
             guard,
             from_leg: LegId::Carrier,
+            received: (calling_received, called),
         };
         self.create(now, layer, tx, msg, from, parts);
     }
@@ -372,6 +377,7 @@ impl Dispatcher {
             carrier_media_sources,
             guard,
             from_leg: LegId::Teams,
+            received: (calling.unwrap_or_default(), called),
         };
         self.create(now, layer, tx, msg, from, parts);
     }
@@ -470,6 +476,25 @@ impl Dispatcher {
             timers: self.settings.timers,
         };
         let invite = msg.clone();
+        let life = self.cdr.enabled().then(|| {
+            let direction = match parts.from_leg {
+                LegId::Carrier => crate::call::Direction::Inbound,
+                LegId::Teams => crate::call::Direction::Outbound,
+            };
+            let (calling_received, called_received) = parts.received;
+            let numbers = crate::cdr::Numbers {
+                calling_received,
+                called_received,
+                calling_sent: setup.numbers.caller.clone(),
+                called_sent: setup.numbers.callee.clone(),
+            };
+            Box::new(CallLife::new(
+                direction,
+                now,
+                numbers,
+                setup.teams.ice.is_some(),
+            ))
+        });
         let call = match parts.from_leg {
             LegId::Carrier => Call::new_from_carrier(now, setup, msg, tx),
             LegId::Teams => Call::new_from_teams(now, setup, msg, tx),
@@ -510,6 +535,7 @@ impl Dispatcher {
             attempted: false,
             media_removed: false,
             outcome: None,
+            life,
         };
         self.table.insert(key, slot);
         self.table.add_tx(

@@ -23,6 +23,7 @@
 //! ordered map here (no task per call).
 
 mod admit;
+mod cdr_glue;
 mod paths;
 mod replaces;
 mod settings;
@@ -79,6 +80,8 @@ pub enum DispatchError {
     Metrics(#[from] prometheus::Error),
     #[error("DNS resolver: {0}")]
     Dns(String),
+    #[error("call detail records: {0}")]
+    Cdr(#[from] crate::cdr::CdrError),
 }
 
 /// Something that happened outside the SIP core that a call must hear about.
@@ -151,11 +154,13 @@ pub fn start(
     registry.register(Box::new(resolve_refused.clone()))?;
     let settings = DispatchSettings::from_config(config, &routing);
     let traces = Arc::new(CallTraces::new(settings.trace, registry)?);
+    let cdr = crate::cdr::Cdr::start(&crate::config::mapping::cdr_settings(config), registry)?;
     let lmo_metrics = LmoMetrics::register(registry)?;
     let now = Instant::now();
     let dispatcher = Dispatcher {
         settings,
         traces,
+        cdr,
         lmo_metrics,
         limiter: CallLimiter::new(&routing, now),
         proxy_memory: Arc::new(routing.proxy_memory(now)),
@@ -216,6 +221,8 @@ pub struct Dispatcher {
     settings: DispatchSettings,
     /// The SIP of every call (row 60), shared with the ops API.
     traces: Arc<CallTraces>,
+    /// The call detail record sinks (started with the dispatcher; a reload keeps them).
+    cdr: Arc<crate::cdr::Cdr>,
     lmo_metrics: LmoMetrics,
     routing: Arc<RoutingTable>,
     limiter: CallLimiter,
@@ -247,6 +254,11 @@ impl Dispatcher {
     /// The calls' SIP traces (row 60): written here, read by the ops API.
     pub fn traces(&self) -> &Arc<CallTraces> {
         &self.traces
+    }
+
+    /// The call detail record sinks (the app flushes them at shutdown).
+    pub fn cdr(&self) -> &Arc<crate::cdr::Cdr> {
+        &self.cdr
     }
 
     /// Earliest call timer.
@@ -483,6 +495,14 @@ impl Dispatcher {
         entry: TxEntry,
         reason: TxFailure,
     ) {
+        if entry.client {
+            let failure = match reason {
+                TxFailure::Timeout => Some("timeout"),
+                TxFailure::ConnectFailed | TxFailure::Transport => Some("unreachable"),
+                TxFailure::AckTimeout => None,
+            };
+            self.note_hop_failure(entry.call, entry.leg, failure);
+        }
         self.feed(
             now,
             layer,
@@ -701,8 +721,12 @@ impl Dispatcher {
                     Target::TeamsProxy(index) => Some(index),
                     _ => None,
                 };
+                if msg.starts_with(b"INVITE ") {
+                    self.note_hop(key, leg, &target);
+                }
                 if let (Target::Carrier(index), true) = (&target, msg.starts_with(b"INVITE ")) {
                     if !self.enter_carrier_hop(now, key, *index) {
+                        self.note_hop_failure(key, leg, Some("skipped"));
                         // The hop's trunk is at its limits: to the call this hop is
                         // unreachable, so it moves on to the next one (or answers Teams).
                         if let Some(slot) = self.table.get_mut(key) {
@@ -881,7 +905,12 @@ impl Dispatcher {
     /// the request as a failed connect would.
     fn not_resolved(&mut self, now: Instant, call: CallKey, pending: Pending) {
         match pending {
-            Pending::Request { token, proxy, .. } => {
+            Pending::Request { token, proxy, msg } => {
+                if msg.starts_with(b"INVITE ") {
+                    if let Some(life) = self.table.get_mut(call).and_then(|s| s.life.as_mut()) {
+                        life.on_hop_failure("unreachable");
+                    }
+                }
                 if let Some(index) = proxy {
                     self.note_proxy(call, index, ProxyOutcome::ConnectFailed, now);
                 }
@@ -934,8 +963,14 @@ impl Dispatcher {
                 forks_open,
             ),
             MediaCommand::Remove => {
+                // The last counters, for the call's detail record (if one is kept).
+                let keeps_record = self.table.get(key).is_some_and(|s| s.life.is_some());
+                let stats = keeps_record.then(|| self.media.stats(session)).flatten();
                 if let Some(slot) = self.table.get_mut(key) {
                     slot.media_removed = true;
+                    if let (Some(life), Some(stats)) = (slot.life.as_mut(), stats) {
+                        life.on_media_stats(stats);
+                    }
                 }
                 self.media.remove_session(session)
             }
@@ -986,12 +1021,19 @@ impl Dispatcher {
     /// while (and is logged if the call failed).
     fn finish(&mut self, now: Instant, key: CallKey) {
         self.timers.cancel_all(key);
-        let Some(slot) = self.table.remove(key) else {
+        let Some(mut slot) = self.table.remove(key) else {
             return;
         };
-        self.traces.end(key, slot.outcome, now);
+        let ended = self.traces.end(key, slot.outcome, now);
         if let (Some(session), false) = (slot.session, slot.media_removed) {
+            if let (Some(life), Some(stats)) = (slot.life.as_mut(), self.media.stats(session)) {
+                life.on_media_stats(stats);
+            }
             let _ = self.media.remove_session(session);
+        }
+        if let Some(life) = slot.life.take() {
+            self.cdr
+                .submit(cdr_glue::record(key, &slot, &life, ended, now));
         }
         if slot.attempted {
             self.metrics.ended(&slot.labels);
@@ -1008,7 +1050,17 @@ impl Dispatcher {
         }
     }
 
-    fn trace_received(&self, now: Instant, key: CallKey, leg: LegId, from: &Route, msg: &Message) {
+    fn trace_received(
+        &mut self,
+        now: Instant,
+        key: CallKey,
+        leg: LegId,
+        from: &Route,
+        msg: &Message,
+    ) {
+        if let Some(life) = self.table.get_mut(key).and_then(|s| s.life.as_mut()) {
+            life.on_message(leg, false, msg, now);
+        }
         let (transport, peer) = route_peer(from);
         self.traces.record(
             key,
@@ -1024,7 +1076,10 @@ impl Dispatcher {
         );
     }
 
-    fn trace_sent(&self, now: Instant, key: CallKey, leg: LegId, to: &Route, raw: &[u8]) {
+    fn trace_sent(&mut self, now: Instant, key: CallKey, leg: LegId, to: &Route, raw: &[u8]) {
+        if let Some(life) = self.table.get_mut(key).and_then(|s| s.life.as_mut()) {
+            cdr_glue::observe_sent(life, leg, raw, &self.settings.limits, now);
+        }
         let (transport, peer) = route_peer(to);
         self.traces.record(
             key,
@@ -1148,9 +1203,11 @@ port_max = 41899
     }
 
     fn bench_with(config: &str) -> Bench {
-        let loaded =
+        let mut loaded =
             crate::config::parse_str(config, "test.toml", std::path::Path::new("."), false)
                 .unwrap();
+        // No call detail record file in the source tree (relative paths resolve against ".").
+        loaded.config.cdr.enabled = false;
         let registry = Registry::new();
         let local = vec![(TransportKind::Udp, "127.0.0.1:5060".parse().unwrap())];
         let (calls, events) = start(&loaded.config, &registry, local).unwrap();

@@ -54,6 +54,8 @@ pub struct Slot {
     pub outcome: Option<super::trace::CallOutcome>,
     /// The call already asked to remove its media session.
     pub media_removed: bool,
+    /// What the call's detail record is built from (`None` when no CDR sink runs).
+    pub life: Option<Box<crate::cdr::CallLife>>,
 }
 
 fn leg_index(leg: LegId) -> usize {

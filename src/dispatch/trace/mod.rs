@@ -153,6 +153,14 @@ impl CallTrace {
     }
 }
 
+/// What an ended call's trace hands its detail record.
+#[derive(Debug, Clone, Default)]
+pub struct EndedTrace {
+    /// Every Call-ID of the call, the carrier leg's and the Teams leg's first.
+    pub call_ids: Vec<String>,
+    pub microsoft: MicrosoftDiagnostics,
+}
+
 /// A message to record.
 pub struct Recorded<'a> {
     pub direction: TraceDirection,
@@ -332,30 +340,39 @@ impl CallTraces {
         self.publish(&store);
     }
 
-    /// The call ended: keep its trace for `keep`, and log it when the call failed.
-    pub fn end(&self, key: CallKey, outcome: Option<CallOutcome>, now: Instant) {
-        let failed = {
+    /// The call ended: keep its trace for `keep`, and log it when the call failed. Returns
+    /// what the call's detail record takes from the trace.
+    pub fn end(
+        &self,
+        key: CallKey,
+        outcome: Option<CallOutcome>,
+        now: Instant,
+    ) -> Option<EndedTrace> {
+        let (failed, ended) = {
             let mut store = self.lock();
-            let Some(trace) = store.traces.get_mut(&key) else {
-                return;
-            };
+            let trace = store.traces.get_mut(&key)?;
             if trace.ended_at.is_some() {
-                return;
+                return None;
             }
             trace.outcome = outcome;
             trace.ended = Some(SystemTime::now());
             trace.ended_at = Some(now);
             let failed = trace.failed().then(|| trace.clone());
+            let ended = EndedTrace {
+                call_ids: trace.call_ids.clone(),
+                microsoft: trace.microsoft.clone(),
+            };
             let bytes = trace.bytes;
             store.ended.push_back(key);
             store.ended_bytes += bytes;
             self.expire(&mut store, now);
             self.publish(&store);
-            failed
+            (failed, ended)
         };
         if let Some(trace) = failed {
             self.log_failure(&trace, now);
         }
+        Some(ended)
     }
 
     /// The trace of call `key`, in progress or ended within the keep time.
