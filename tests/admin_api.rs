@@ -306,6 +306,13 @@ fn the_admin_api_and_ctl_operate_a_running_sbc() {
     });
     assert!(calls(admin, "").is_empty());
     assert_eq!(get(admin, &format!("/admin/calls/{id}")).status, 404);
+    // Its call detail record says the operator ended it.
+    lab.wait_for("the call's detail record", LONG, |lab| {
+        lab.metric("cdr_records_total", &[("sink", "file")]) >= 1.0
+    });
+    let cdr = std::fs::read_to_string(lab.path().join("cdr").join("calls.jsonl")).unwrap();
+    let record: Value = serde_json::from_str(cdr.lines().next().unwrap()).unwrap();
+    assert_eq!(record["ended_by"], "operator", "{record}");
 
     // Its SIP stays readable after the end, both legs, in order.
     let sip = get(admin, &format!("/admin/calls/{id}/sip"));
