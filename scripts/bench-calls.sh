@@ -11,12 +11,19 @@
 #              `sbc` in one invocation to read what the CDR file sink costs (issue 11: < 5 % of
 #              the call-rate ceiling). `sbc` writes every call's record to a JSON-lines file in
 #              the work dir (fsync "interval", rotated at 64 MiB, one old file kept).
+#   sbc-reload: the `sbc` SBC with RELOAD_TENANTS tenants holding RELOAD_RANGES DID ranges in
+#              all (the load's tenants are among them) and a SIGHUP every RELOAD_EVERY_S during
+#              each step: a full reload (read, validate, routing table, swap) under load. Run it
+#              with `sbc` in one invocation (issue 11: no step that passes on `sbc` may fail
+#              here; a reload under 200 ms): its reload count, mean and slowest bucket
+#              (config_reload_duration_seconds) are printed per step and in the saved notes.
 #   kamailio:  the peer harness ($PEERS_DIR/run-peer.sh -p srtp): Kamailio on UDP 127.0.0.1:5060,
 #              rtpengine anchoring RTP <-> RTP/SAVP+SDES, UAS on UDP 127.0.0.1:5080
 #              (Kamailio has TCP disabled).
 #   Call: INVITE (SDP) / 180 / 200 (SDP) / ACK / hold / BYE / 200, full call per SIPp call.
 #
-# Usage: scripts/bench-calls.sh [PATH...]      PATHs: sbc sbc-nocdr kamailio (default: sbc kamailio)
+# Usage: scripts/bench-calls.sh [PATH...]      PATHs: sbc sbc-nocdr sbc-reload kamailio
+#                                              (default: sbc kamailio)
 #
 # Rate search per path (the peer harness's method): every step is a fresh SUT and a fresh UAS,
 # STEP_SECS seconds of calls at RATE (split over ceil(RATE/UAC_MAX_CPS) UACs), HOLD_MS hold.
@@ -39,6 +46,7 @@
 #   BUILD=1 (cargo build --release first)  SBC_BIN=target/release/teams-sbc
 #   SBC_SIP=127.0.0.1:5062 TEAMS_ADDR=127.0.1.1:5080 METRICS_ADDR=127.0.0.1:9095
 #   CARRIER_PORTS=10000-19999 TEAMS_PORTS=20000-29999 (SBC media ranges; they cap the rate)
+#   RELOAD_TENANTS=1000 RELOAD_RANGES=100000 RELOAD_EVERY_S=1 (sbc-reload)
 #   PEERS_DIR=/work/shared/peers  SAVE=1 (write docs/bench/calls-<UTC>.md and .tsv)
 #   OUT_DIR=docs/bench  KEEP=0 (1: keep every step's SIPp/SBC files, not only failures)
 #   RT=1 (root: run everything under SCHED_RR 10, see below; RT=0 = normal priority;
@@ -55,12 +63,13 @@ BENCH="$HERE/bench"
 # knobs given on the command line go into the reported command
 KNOBS_SET=${BENCH_CALLS_KNOBS:-}
 [ -n "${BENCH_CALLS_RT:-}" ] || for knob in START_CPS MAX_CPS STEP_SECS HOLD_MS BISECT UAC_MAX_CPS TENANTS MEM_CALLS PEER_MEM_CALLS \
-	MEM_CPS MEM_HOLD_S MEM_SETTLE_S BUDGET_S BUILD SAVE KEEP RT RT_POLICY CARRIER_PORTS TEAMS_PORTS SBC_SIP TEAMS_ADDR METRICS_ADDR PEERS_DIR; do
+	MEM_CPS MEM_HOLD_S MEM_SETTLE_S BUDGET_S BUILD SAVE KEEP RT RT_POLICY RELOAD_TENANTS RELOAD_RANGES RELOAD_EVERY_S CARRIER_PORTS TEAMS_PORTS SBC_SIP TEAMS_ADDR METRICS_ADDR PEERS_DIR; do
 	[ -n "${!knob:-}" ] && KNOBS_SET+="$knob=${!knob} "
 done
 export START_CPS=${START_CPS:-500} MAX_CPS=${MAX_CPS:-32000} STEP_SECS=${STEP_SECS:-5}
 export HOLD_MS=${HOLD_MS:-1000} BISECT=${BISECT:-3} UAC_MAX_CPS=${UAC_MAX_CPS:-800}
 export TENANTS=${TENANTS:-100} MEM_CALLS=${MEM_CALLS:-5000} PEER_MEM_CALLS=${PEER_MEM_CALLS:-4500}
+export RELOAD_TENANTS=${RELOAD_TENANTS:-1000} RELOAD_RANGES=${RELOAD_RANGES:-100000} RELOAD_EVERY_S=${RELOAD_EVERY_S:-1}
 export MEM_CPS=${MEM_CPS:-500} MEM_HOLD_S=${MEM_HOLD_S:-120} MEM_SETTLE_S=${MEM_SETTLE_S:-35}
 export BUDGET_S=${BUDGET_S:-1080} BUILD=${BUILD:-1} SAVE=${SAVE:-1} KEEP=${KEEP:-0}
 export SBC_BIN=${SBC_BIN:-$ROOT/target/release/teams-sbc}
@@ -74,22 +83,25 @@ SIPP_COMMON=(-nostdin -buff_size 4194304 -trace_stat -trace_counts -trace_err -f
 TSV_HEADER="path	kind	rate	uacs	calls	created	ok	failed	retrans	retrans_sent	unexpected	dead	achieved_cps	inv_rt_ms	sipp_rc	sut_cpu%	rtpe_cpu%	uac_cpu%	uas_cpu%	mem0_kb	mem_peak_kb	mem1_kb	mem2_kb	established	sut_active	fds0	fds1	sbc_retrans	verdict"
 
 # Background processes of this (sub)shell, stopped on any exit.
-SBC_PID="" UAS_PID="" SAMPLER_PID=""
+SBC_PID="" UAS_PID="" SAMPLER_PID="" RELOADER_PID=""
 UAC_PIDS=()
 cleanup_children() {
 	local p
 	for p in "${UAC_PIDS[@]}"; do stop_pid "$p" "sipp uac"; done
 	stop_pid "$SAMPLER_PID" sampler
+	stop_pid "$RELOADER_PID" reloader
 	stop_pid "$UAS_PID" "sipp uas"
 	stop_pid "$SBC_PID" teams-sbc
-	UAC_PIDS=() SBC_PID="" UAS_PID="" SAMPLER_PID=""
+	UAC_PIDS=() SBC_PID="" UAS_PID="" SAMPLER_PID="" RELOADER_PID=""
 }
 
 # ------------------------------------------------------------------ the SBC under test
-# render_sbc_config DIR [CDR]: sbc.toml from scripts/bench/sbc-bench.toml, dev certificates,
-# tenants; CDR=off disables call detail records (default: the file sink in DIR/cdr).
+# render_sbc_config DIR [CDR [TENANTS_TOTAL RANGES]]: sbc.toml from scripts/bench/sbc-bench.toml,
+# dev certificates, tenants; CDR=off disables call detail records (default: the file sink in
+# DIR/cdr). TENANTS_TOTAL and RANGES: that many tenants in all (the load's TENANTS first) and
+# that many DID ranges spread over them (+4940TTTRR000-+4940TTTRR999, never called).
 render_sbc_config() {
-	local dir=$1 cdr=${2:-on} port_tls=5063 i
+	local dir=$1 cdr=${2:-on} tenants_total=${3:-$TENANTS} ranges=${4:-0} port_tls=5063 i
 	mkdir -p "$dir"
 	"$SBC_BIN" dev-certs --out "$dir/certs" --base-fqdn sbc.bench.test >"$dir/dev-certs.log" 2>&1 || {
 		cat "$dir/dev-certs.log" >&2
@@ -100,11 +112,18 @@ render_sbc_config() {
 		-e "s/@CARRIER_PORT_MIN@/${CARRIER_PORTS%-*}/" -e "s/@CARRIER_PORT_MAX@/${CARRIER_PORTS#*-}/" \
 		-e "s/@TEAMS_PORT_MIN@/${TEAMS_PORTS%-*}/" -e "s/@TEAMS_PORT_MAX@/${TEAMS_PORTS#*-}/" \
 		"$BENCH/sbc-bench.toml" >"$dir/sbc.toml"
-	# One tenant per 3-digit block: DIDs +49301kkk*, called numbers +49301kkknnnn.
-	for ((i = 0; i < TENANTS; i++)); do
-		printf '\n[[tenant]]\nname = "t%03d"\nfqdn = "t%03d.sbc.bench.test"\nnumbers = ["+49301%03d*"]\ncarrier_trunk = "bench-pstn"\n' \
-			"$i" "$i" "$i" >>"$dir/sbc.toml"
-	done
+	# One tenant per 3-digit block: DIDs +49301kkk*, called numbers +49301kkknnnn; the tenants
+	# beyond the load's and the extra ranges only make the configuration big.
+	awk -v load="$TENANTS" -v total="$tenants_total" -v ranges="$ranges" 'BEGIN {
+		per = total > 0 ? int(ranges / total) : 0
+		for (i = 0; i < total; i++) {
+			printf "\n[[tenant]]\nname = \"t%03d\"\nfqdn = \"t%03d.sbc.bench.test\"\nnumbers = [", i, i
+			sep = ""
+			if (i < load) { printf "\"+49301%03d*\"", i; sep = ", " }
+			for (r = 0; r < per; r++) { printf "%s\"+4940%03d%02d000-+4940%03d%02d999\"", sep, i, r, i, r; sep = ", " }
+			printf "]\ncarrier_trunk = \"bench-pstn\"\n"
+		}
+	}' >>"$dir/sbc.toml"
 	if [ "$cdr" = off ]; then
 		printf '\n[cdr]\nenabled = false\n' >>"$dir/sbc.toml"
 	else
@@ -114,6 +133,24 @@ render_sbc_config() {
 		cat "$dir/check-config.log" >&2
 		return 1
 	}
+}
+
+# reload_stats URL: "reloads=N refused=N mean_ms=X slowest<=Y s" from the SBC's metrics
+# (config_reload_duration_seconds: the slowest reload is at most the smallest bucket holding all).
+reload_stats() {
+	curl -s --max-time 2 "$1" 2>/dev/null | awk '
+		$1 == "config_reloads_total" { n = $2 }
+		index($1, "config_reload_failures_total{") == 1 { refused += $2 }
+		$1 == "config_reload_duration_seconds_sum" { sum = $2 }
+		$1 == "config_reload_duration_seconds_count" { count = $2 }
+		index($1, "config_reload_duration_seconds_bucket{") == 1 {
+			le = $1; sub(/.*le="/, "", le); sub(/".*/, "", le)
+			bucket[++b] = le; bcount[b] = $2
+		}
+		END {
+			for (i = 1; i <= b; i++) if (bcount[i] == count) { slowest = bucket[i]; break }
+			printf "reloads=%d refused=%d mean_ms=%.1f slowest<=%ss\n", n, refused, (count > 0 ? 1000 * sum / count : 0), slowest
+		}'
 }
 
 # called_numbers FILE: SIPp injection file, calls rotate over every tenant.
@@ -156,9 +193,9 @@ load() {
 	local path=$1 kind=$2 rate=$3
 	local w uas_ip uas_port uas_t ctransport target total hold is_sbc=0
 	w=$(mktemp -d "$WORK/$path-$kind-$rate.XXXXXX")
-	case $path in sbc | sbc-nocdr) is_sbc=1 ;; esac
+	case $path in sbc | sbc-nocdr | sbc-reload) is_sbc=1 ;; esac
 	case $path in
-	sbc | sbc-nocdr) uas_ip=${TEAMS_ADDR%:*} uas_port=${TEAMS_ADDR##*:} uas_t=t1 ctransport=tcp target=$SBC_SIP ;;
+	sbc | sbc-nocdr | sbc-reload) uas_ip=${TEAMS_ADDR%:*} uas_port=${TEAMS_ADDR##*:} uas_t=t1 ctransport=tcp target=$SBC_SIP ;;
 	kamailio) uas_ip=127.0.0.1 uas_port=5080 uas_t=u1 ctransport=udp target=127.0.0.1:5060 ;;
 	*) echo "bench: unknown path $path" >&2; return 2 ;;
 	esac
@@ -189,7 +226,7 @@ load() {
 
 	local sut_pids=() rtpe_pids=()
 	case $path in
-	sbc | sbc-nocdr)
+	sbc | sbc-nocdr | sbc-reload)
 		start_sbc "$w" "$WORK/$path" || { cleanup_children; echo "$path	$kind	$rate	$n	$total	0	0	0	0	0	0	0	0	-	1	-	-	-	-	-	-	-	-	-	-	-	-	-	FAIL-START"; return 0; }
 		sut_pids=("$SBC_PID")
 		;;
@@ -214,6 +251,11 @@ load() {
 		done
 	) &
 	SAMPLER_PID=$!
+	if [ "$path" = sbc-reload ] && [ "$kind" = step ]; then
+		# a full reload of the (unchanged) file every RELOAD_EVERY_S while the calls run
+		(while kill -HUP "$SBC_PID" 2>/dev/null; do sleep "$RELOAD_EVERY_S"; done) &
+		RELOADER_PID=$!
+	fi
 	s0=$(cpu_ticks "${sut_pids[@]}")
 	r0=$(cpu_ticks "${rtpe_pids[@]}")
 	u0=$(cpu_ticks "$UAS_PID")
@@ -282,6 +324,12 @@ load() {
 	s1=$(cpu_ticks "${sut_pids[@]}")
 	r1=$(cpu_ticks "${rtpe_pids[@]}")
 	u1=$(cpu_ticks "$UAS_PID")
+	if [ -n "${RELOADER_PID:-}" ]; then
+		stop_pid "$RELOADER_PID" reloader
+		RELOADER_PID=""
+		sleep 0.5 # the last reload in flight
+		reload_stats "http://$METRICS_ADDR/metrics" >"$WORK/reloads-$kind-$rate.txt"
+	fi
 	if [ "$is_sbc" = 1 ]; then
 		sbcr1=$(metric_sum "http://$METRICS_ADDR/metrics" transactions_retransmissions_total)
 		# for the "what limits us" reading: the SBC's own counters and CPU per thread name
@@ -348,7 +396,7 @@ fi
 run_load() { # path kind rate -> TSV line
 	local path=$1 kind=$2 rate=$3 line
 	case $path in
-	sbc | sbc-nocdr) line=$("$0" __load "$path" "$kind" "$rate" | tail -1) ;;
+	sbc | sbc-nocdr | sbc-reload) line=$("$0" __load "$path" "$kind" "$rate" | tail -1) ;;
 	kamailio)
 		line=$(KAM_CPUS='' RTPE_CPUS='' "$PEERS_DIR/run-peer.sh" -p srtp -t $((MEM_HOLD_S + 120)) -- \
 			"$0" __load kamailio "$kind" "$rate" 2>"$WORK/run-peer-last.log" | tail -1)
@@ -361,7 +409,7 @@ run_load() { # path kind rate -> TSV line
 PATHS=("$@")
 [ ${#PATHS[@]} -gt 0 ] || PATHS=(sbc kamailio)
 for p in "${PATHS[@]}"; do
-	case $p in sbc | sbc-nocdr | kamailio) ;; *) echo "unknown path $p (sbc, sbc-nocdr, kamailio)" >&2; exit 2 ;; esac
+	case $p in sbc | sbc-nocdr | sbc-reload | kamailio) ;; *) echo "unknown path $p (sbc, sbc-nocdr, sbc-reload, kamailio)" >&2; exit 2 ;; esac
 done
 for tool in sipp curl python3 ss; do
 	command -v "$tool" >/dev/null || { echo "bench: $tool missing (apt-get install -y sip-tester curl python3 iproute2)" >&2; exit 1; }
@@ -373,7 +421,7 @@ if printf '%s\n' "${PATHS[@]}" | grep -qx kamailio; then
 	[ -x "$PEERS_DIR/run-peer.sh" ] || { echo "bench: peer harness not found in PEERS_DIR=$PEERS_DIR" >&2; exit 1; }
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
-if [ "$BUILD" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && printf '%s\n' "${PATHS[@]}" | grep -qE '^sbc(-nocdr)?$'; then
+if [ "$BUILD" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && printf '%s\n' "${PATHS[@]}" | grep -qE '^sbc(-nocdr|-reload)?$'; then
 	(cd "$ROOT" && cargo build --release --bin teams-sbc) || { echo "bench: build failed" >&2; exit 1; }
 fi
 # The box is shared with other builds (CPU pressure near 100 %): at normal priority the
@@ -404,6 +452,11 @@ fi
 if printf '%s\n' "${PATHS[@]}" | grep -qx sbc-nocdr; then
 	render_sbc_config "$WORK/sbc-nocdr" off || { echo "bench: SBC config did not validate" >&2; exit 1; }
 fi
+if printf '%s\n' "${PATHS[@]}" | grep -qx sbc-reload; then
+	[ "$RELOAD_TENANTS" -ge "$TENANTS" ] || { echo "bench: RELOAD_TENANTS must be >= TENANTS" >&2; exit 2; }
+	render_sbc_config "$WORK/sbc-reload" on "$RELOAD_TENANTS" "$RELOAD_RANGES" ||
+		{ echo "bench: SBC config did not validate" >&2; exit 1; }
+fi
 
 STAMP=$(date -u +%Y%m%d-%H%M%S)
 TSV="$WORK/calls-$STAMP.tsv"
@@ -427,6 +480,14 @@ show() {
 	rm -f "$WORK/reason"
 }
 verdict_of() { echo "${1##*	}"; }
+show_reloads() { # path rate: the reloads of an sbc-reload step
+	local f="$WORK/reloads-step-$2.txt"
+	if [ "$1" = sbc-reload ] && [ -s "$f" ]; then
+		echo "    $(cat "$f")"
+		echo "sbc-reload $2 cps: $(cat "$f")" >>"$WORK/reloads.txt"
+	fi
+	rm -f "$f"
+}
 
 for path in "${PATHS[@]}"; do
 	p_start=$(date +%s)
@@ -434,6 +495,7 @@ for path in "${PATHS[@]}"; do
 	while [ "$rate" -le "$MAX_CPS" ]; do
 		line=$(run_load "$path" step "$rate")
 		show "$line"
+		show_reloads "$path" "$rate"
 		if [ "$(verdict_of "$line")" = PASS ]; then lo=$rate; else hi=$rate; break; fi
 		[ $(($(date +%s) - p_start)) -lt "$SEARCH_S" ] || break
 		rate=$((rate * 2))
@@ -446,6 +508,7 @@ for path in "${PATHS[@]}"; do
 		sleep 1
 		line=$(run_load "$path" step "$mid")
 		show "$line"
+		show_reloads "$path" "$mid"
 		if [ "$(verdict_of "$line")" = PASS ]; then lo=$mid; else hi=$mid; fi
 		i=$((i + 1))
 	done
@@ -459,7 +522,7 @@ TABLE=$(python3 "$BENCH/calls_stats.py" table "$TSV" "$COMMAND")
 echo "$TABLE"
 echo "# steps: $TSV  (total $(($(date +%s) - T_START)) s)"
 # The records written during the run are not needed (they can be large).
-rm -rf "$WORK/sbc/cdr"
+rm -rf "$WORK/sbc/cdr" "$WORK/sbc-reload/cdr"
 if [ "$SAVE" = 1 ]; then
 	mkdir -p "$OUT_DIR"
 	cp "$TSV" "$OUT_DIR/calls-$STAMP.tsv"
@@ -489,6 +552,14 @@ if [ "$SAVE" = 1 ]; then
 		  session and the open-files hard limit here is 20,000.
 		NOTES
 		echo
+		if [ -s "$WORK/reloads.txt" ]; then
+			echo "Reloads during the sbc-reload steps ($RELOAD_TENANTS tenants, $RELOAD_RANGES DID ranges, a SIGHUP every $RELOAD_EVERY_S s; config_reload_duration_seconds):"
+			echo
+			echo '```'
+			cat "$WORK/reloads.txt"
+			echo '```'
+			echo
+		fi
 		echo "Steps (raw, all columns in calls-$STAMP.tsv):"
 		echo
 		echo '```'

@@ -14,13 +14,11 @@ enum Segment<'a> {
 }
 
 impl Locator {
-    pub fn new(text: &str) -> Locator {
+    /// `doc` parsed from `text` (`None`: lines of offsets only).
+    pub fn new(text: &str, doc: Option<ImDocument<String>>) -> Locator {
         let mut line_starts = vec![0];
         line_starts.extend(text.match_indices('\n').map(|(i, _)| i + 1));
-        Locator {
-            doc: ImDocument::parse(text.to_string()).ok(),
-            line_starts,
-        }
+        Locator { doc, line_starts }
     }
 
     /// 1-based line of a byte offset.
@@ -118,7 +116,7 @@ mod tests {
 
     #[test]
     fn finds_keys_tables_and_array_elements() {
-        let loc = Locator::new(DOC);
+        let loc = Locator::new(DOC, ImDocument::parse(DOC.to_string()).ok());
         assert_eq!(loc.line_of("sbc.base_fqdn"), Some(2));
         assert_eq!(loc.line_of("tenant[1].name"), Some(8));
         assert_eq!(loc.line_of("tenant[1].numbers[1]"), Some(11));
@@ -127,7 +125,7 @@ mod tests {
 
     #[test]
     fn missing_field_falls_back_to_its_table() {
-        let loc = Locator::new(DOC);
+        let loc = Locator::new(DOC, ImDocument::parse(DOC.to_string()).ok());
         assert_eq!(loc.line_of("tenant[0].carrier_trunk"), Some(4));
         assert_eq!(loc.line_of("media.workers"), None);
     }

@@ -133,19 +133,22 @@ pub fn parse_str(
     base_dir: &Path,
     check_files: bool,
 ) -> Result<Loaded, ConfigErrors> {
-    let locator = locate::Locator::new(text);
-    let mut config: Config = match toml::from_str(text) {
-        Ok(c) => c,
-        Err(e) => {
-            let line = e.span().map(|s| locator.line_of_offset(s.start));
-            return Err(ConfigErrors(vec![ConfigError {
-                file: file.to_string(),
-                line,
-                field: String::new(),
-                message: e.message().trim().to_string(),
-            }]));
-        }
+    // One parse: the document gives the typed configuration and, for diagnostics, the line
+    // of each field (a large tenant table takes most of a reload's time to parse).
+    let parse_error = |span: Option<std::ops::Range<usize>>, message: &str| {
+        let locator = locate::Locator::new(text, None);
+        ConfigErrors(vec![ConfigError {
+            file: file.to_string(),
+            line: span.map(|s| locator.line_of_offset(s.start)),
+            field: String::new(),
+            message: message.trim().to_string(),
+        }])
     };
+    let doc = toml_edit::ImDocument::parse(text.to_string())
+        .map_err(|e| parse_error(e.span(), e.message()))?;
+    let mut config: Config = toml_edit::de::from_document(doc.clone())
+        .map_err(|e| parse_error(e.span(), e.message()))?;
+    let locator = locate::Locator::new(text, Some(doc));
     resolve_paths(&mut config, base_dir);
     let mut report = validate::Report::new(file, &locator);
     let tenant_numbers = validate::validate(&config, check_files, &mut report);

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::net::IpAddr;
 
 use super::locate::Locator;
-use super::numbers::NumberBlock;
+use super::numbers::{overlaps_between_owners, NumberBlock};
 use super::schema::*;
 use super::ConfigError;
 
@@ -738,9 +738,7 @@ fn tenants(config: &Config, r: &mut Report) -> Vec<Vec<NumberBlock>> {
     let base = config.sbc.base_fqdn.to_ascii_lowercase();
     let mut names: HashMap<&str, usize> = HashMap::new();
     let mut fqdns: HashMap<String, usize> = HashMap::new();
-    let mut all_blocks: Vec<Vec<NumberBlock>> = Vec::new();
-    // (tenant index, number index, block) for the overlap check across tenants.
-    let mut placed: Vec<(usize, usize, NumberBlock)> = Vec::new();
+    let mut all_blocks: Vec<Vec<(usize, NumberBlock)>> = Vec::new();
     for (i, t) in config.tenants.iter().enumerate() {
         let f = |name: &str| format!("tenant[{i}].{name}");
         if let Err(e) = check_name(&t.name) {
@@ -804,30 +802,43 @@ fn tenants(config: &Config, r: &mut Report) -> Vec<Vec<NumberBlock>> {
         }
         let mut blocks = Vec::new();
         for (j, text) in t.numbers.iter().enumerate() {
-            let field = format!("tenant[{i}].numbers[{j}]");
             match NumberBlock::parse(text) {
-                Err(e) => r.error(&field, e),
-                Ok(block) => {
-                    for (other_t, other_j, other) in &placed {
-                        if *other_t != i && other.overlaps(&block) {
-                            r.error(
-                                &field,
-                                format!(
-                                    "{block} overlaps tenant[{other_t}].numbers[{other_j}] ({other}) \
-                                     of tenant {:?}",
-                                    config.tenants[*other_t].name
-                                ),
-                            );
-                        }
-                    }
-                    placed.push((i, j, block.clone()));
-                    blocks.push(block);
-                }
+                Err(e) => r.error(&format!("tenant[{i}].numbers[{j}]"), e),
+                Ok(block) => blocks.push((j, block)),
             }
         }
         all_blocks.push(blocks);
     }
+    // Numbers shared by two tenants, reported on the later one.
+    let placed: Vec<(usize, usize, &NumberBlock)> = all_blocks
+        .iter()
+        .enumerate()
+        .flat_map(|(i, blocks)| blocks.iter().map(move |(j, block)| (i, *j, block)))
+        .collect();
+    let owned: Vec<(usize, &NumberBlock)> = placed.iter().map(|(i, _, b)| (*i, *b)).collect();
+    for (later, earlier) in overlaps_between_owners(&owned) {
+        let (Some((i, j, block)), Some((other_t, other_j, other))) =
+            (placed.get(later), placed.get(earlier))
+        else {
+            continue;
+        };
+        let other_name = config
+            .tenants
+            .get(*other_t)
+            .map(|t| t.name.as_str())
+            .unwrap_or_default();
+        r.error(
+            &format!("tenant[{i}].numbers[{j}]"),
+            format!(
+                "{block} overlaps tenant[{other_t}].numbers[{other_j}] ({other}) of tenant \
+                 {other_name:?}"
+            ),
+        );
+    }
     all_blocks
+        .into_iter()
+        .map(|blocks| blocks.into_iter().map(|(_, block)| block).collect())
+        .collect()
 }
 
 fn media(config: &Config, r: &mut Report) {
