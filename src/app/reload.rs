@@ -137,6 +137,16 @@ fn needs_restart(old: &Config, new: &Config) -> Vec<&'static str> {
     changed
 }
 
+/// Read and validate the file at `path` and build its routing table.
+fn prepare_reload(path: &std::path::Path) -> Result<(Loaded, Arc<RoutingTable>), ReloadError> {
+    let new =
+        crate::config::load(path).map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
+    let routing = RoutingTable::from_config(&new.config)
+        .map(Arc::new)
+        .map_err(|e| ReloadError::Invalid(e.to_string()))?;
+    Ok((new, routing))
+}
+
 impl Running {
     /// Read, validate and swap in the configuration file the SBC was started with (what
     /// SIGHUP does). Err: nothing changed; the reason (every validation error, with file,
@@ -144,15 +154,17 @@ impl Running {
     pub async fn reload_from_file(&mut self) -> Result<(), ReloadError> {
         let started = std::time::Instant::now();
         let path = self.loaded.path.clone();
-        // Parsing, validation and the routing table (100,000 number ranges take a while) run
-        // off the runtime's workers, so the SIP core and the media events keep their threads.
+        // Parsing, validation and the routing table (100,000 number ranges take over 100 ms)
+        // run off the runtime's workers, so the SIP core and the media events keep theirs.
         let prepared = tokio::task::spawn_blocking(move || {
-            let new = crate::config::load(&path)
-                .map_err(|errors| ReloadError::Invalid(errors.to_string()))?;
-            let routing = RoutingTable::from_config(&new.config)
-                .map(Arc::new)
-                .map_err(|e| ReloadError::Invalid(e.to_string()))?;
-            Ok::<_, ReloadError>((new, routing))
+            // Below every call-handling thread (SCHED_IDLE): a reload never takes CPU the
+            // calls want. The pool thread goes back to the normal policy after.
+            let lowered = crate::media::sys::current_thread_idle_priority().is_ok();
+            let prepared = prepare_reload(&path);
+            if lowered {
+                let _ = crate::media::sys::current_thread_normal_priority();
+            }
+            prepared
         })
         .await
         .unwrap_or_else(|e| {

@@ -1,5 +1,6 @@
 //! Thin safe wrappers over the Linux calls the forwarding workers use: epoll, eventfd and
-//! batched UDP receive/send (recvmmsg/sendmmsg) with preallocated buffers.
+//! batched UDP receive/send (recvmmsg/sendmmsg) with preallocated buffers; and the one call
+//! that puts background work (a configuration reload) below calls in the scheduler.
 
 use std::io;
 use std::mem::{size_of, zeroed};
@@ -120,6 +121,24 @@ impl EventFd {
             );
         }
     }
+}
+
+/// Moves the calling thread to `SCHED_IDLE`: it runs only when no other thread of the box
+/// wants the CPU, so background work (parsing a large configuration) never delays the SIP core
+/// or the media workers, whatever their own policy. Threads of tokio's blocking pool are reused:
+/// call it only on a thread whose whole remaining job is such work, or restore it after.
+pub fn current_thread_idle_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 names the calling thread; `param` is a valid, initialised sched_param
+    // that the kernel only reads during the call.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_IDLE, &param) }).map(drop)
+}
+
+/// Moves the calling thread back to the normal policy (`SCHED_OTHER`).
+pub fn current_thread_normal_priority() -> io::Result<()> {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: as in `current_thread_idle_priority`.
+    check(unsafe { libc::sched_setscheduler(0, libc::SCHED_OTHER, &param) }).map(drop)
 }
 
 /// Converts a kernel socket address into a std one; `None` for other families.
