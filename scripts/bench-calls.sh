@@ -47,7 +47,7 @@
 #   SBC_SIP=127.0.0.1:5062 TEAMS_ADDR=127.0.1.1:5080 METRICS_ADDR=127.0.0.1:9095
 #   CARRIER_PORTS=10000-19999 TEAMS_PORTS=20000-29999 (SBC media ranges; they cap the rate)
 #   RELOAD_TENANTS=1000 RELOAD_RANGES=100000 RELOAD_EVERY_S=1 (sbc-reload)
-#   PEERS_DIR=/work/shared/peers  SAVE=1 (write docs/bench/calls-<UTC>.md and .tsv)
+#   PEERS_DIR (kamailio path only: a checkout of the peer harness, not part of this repository)  SAVE=1 (write docs/bench/calls-<UTC>.md and .tsv)
 #   OUT_DIR=docs/bench  KEEP=0 (1: keep every step's SIPp/SBC files, not only failures)
 #   RT=1 (root: run everything under SCHED_RR 10, see below; RT=0 = normal priority;
 #   RT_POLICY=-f for SCHED_FIFO)
@@ -78,7 +78,7 @@ export METRICS_ADDR=${METRICS_ADDR:-127.0.0.1:9095}
 # SBC media port ranges. At 4,000 cps x 1 s hold the carrier range of 10,000 ports ran out
 # (503 Retry-After: 1, "media port range ... exhausted"): it caps the search near 3,750 cps.
 export CARRIER_PORTS=${CARRIER_PORTS:-10000-19999} TEAMS_PORTS=${TEAMS_PORTS:-20000-29999}
-export PEERS_DIR=${PEERS_DIR:-/work/shared/peers} OUT_DIR=${OUT_DIR:-$ROOT/docs/bench}
+export PEERS_DIR=${PEERS_DIR:-} OUT_DIR=${OUT_DIR:-$ROOT/docs/bench}
 SIPP_COMMON=(-nostdin -buff_size 4194304 -trace_stat -trace_counts -trace_err -fd 250ms)
 TSV_HEADER="path	kind	rate	uacs	calls	created	ok	failed	retrans	retrans_sent	unexpected	dead	achieved_cps	inv_rt_ms	sipp_rc	sut_cpu%	rtpe_cpu%	uac_cpu%	uas_cpu%	mem0_kb	mem_peak_kb	mem1_kb	mem2_kb	established	sut_active	fds0	fds1	sbc_retrans	verdict"
 
@@ -418,7 +418,7 @@ if printf '%s\n' "${PATHS[@]}" | grep -qx kamailio; then
 	for tool in kamailio rtpengine sipsak; do
 		command -v "$tool" >/dev/null || { echo "bench: $tool missing (apt-get install -y kamailio rtpengine-daemon sipsak)" >&2; exit 1; }
 	done
-	[ -x "$PEERS_DIR/run-peer.sh" ] || { echo "bench: peer harness not found in PEERS_DIR=$PEERS_DIR" >&2; exit 1; }
+	[ -x "$PEERS_DIR/run-peer.sh" ] || { echo "bench: the kamailio path needs PEERS_DIR set to a checkout of the peer harness (it has run-peer.sh); found none in '$PEERS_DIR'" >&2; exit 1; }
 fi
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
 if [ "$BUILD" = 1 ] && [ -z "${BENCH_CALLS_RT:-}" ] && printf '%s\n' "${PATHS[@]}" | grep -qE '^sbc(-nocdr|-reload)?$'; then

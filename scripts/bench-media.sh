@@ -39,7 +39,9 @@
 set -uo pipefail
 
 HERE=$(cd "$(dirname "$0")/.." && pwd)
-PEERS=${PEERS:-/work/shared/peers}
+# PEERS: a checkout of the peer harness (Kamailio + rtpengine scripts and the rtplat media
+# tool; not part of this repository). Required: its ng client drives rtpengine.
+PEERS=${PEERS:-}
 OUT_DIR=${OUT_DIR:-$HERE/docs/bench}
 LIGHT_SESSIONS=${LIGHT_SESSIONS:-100}
 SESSIONS=${SESSIONS:-1000 5000}
@@ -192,6 +194,10 @@ if [ "$RTPE" = 1 ] && ! command -v rtpengine >/dev/null; then
 	echo "rtpengine missing: apt-get install -y rtpengine-daemon (or RTPE=0)" >&2
 	exit 1
 fi
+[ -n "$PEERS" ] && [ -d "$PEERS/media" ] || {
+	echo "bench-media: set PEERS to a checkout of the peer harness (it has media/ and bench-media.sh)" >&2
+	exit 1
+}
 # The shared peer folder stays untouched: the harness builds and writes results in a copy.
 PEER_COPY=$(mktemp -d /tmp/bench-media-peers.XXXXXX)
 cp -r "$PEERS/." "$PEER_COPY/" && chmod -R u+w "$PEER_COPY"
