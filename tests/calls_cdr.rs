@@ -139,9 +139,9 @@ fn an_answered_call_has_its_times_codecs_srtp_and_media_per_leg() {
     lab.wait_idle();
 }
 
-#[test]
-fn a_busy_teams_user_gives_486_with_microsofts_cause_and_diagnostics() {
-    let (lab, port) = lab(47200, "");
+/// A PSTN -> Teams call the Teams user refuses with 486 (Q.850 cause 17 and Microsoft's
+/// diagnostics), both SIPps run to their end.
+fn busy_call(lab: &Lab, port: u16) {
     let mut teams = teams_uas(
         lab.path(),
         "teams_uas_final.xml",
@@ -154,13 +154,19 @@ fn a_busy_teams_user_gives_486_with_microsofts_cause_and_diagnostics() {
         ],
     );
     let mut carrier = carrier_uac(
-        &lab,
+        lab,
         "carrier_uac_final.xml",
         ACME_DID,
         &[("CALLER", PSTN_CALLER), ("STATUS", "486")],
     );
     carrier.expect_success(LONG);
     teams.expect_success(LONG);
+}
+
+#[test]
+fn a_busy_teams_user_gives_486_with_microsofts_cause_and_diagnostics() {
+    let (lab, port) = lab(47200, "");
+    busy_call(&lab, port);
     let record = &records(&lab, 1)[0];
     assert_inbound(record);
     assert_eq!(record["outcome"], "busy");
@@ -503,25 +509,7 @@ fn records_rotate_into_numbered_files_by_size() {
     let (lab, port) = lab_with_one_proxy_and(spec);
     const CALLS: usize = 4;
     for _ in 0..CALLS {
-        let mut teams = teams_uas(
-            lab.path(),
-            "teams_uas_final.xml",
-            port,
-            &[
-                ("STATUS", "486"),
-                ("STATUS_TEXT", "Busy Here"),
-                ("CAUSE", "17"),
-                ("DIAGNOSTICS", "10026;reason=\"User is busy\""),
-            ],
-        );
-        let mut carrier = carrier_uac(
-            &lab,
-            "carrier_uac_final.xml",
-            ACME_DID,
-            &[("CALLER", PSTN_CALLER), ("STATUS", "486")],
-        );
-        carrier.expect_success(LONG);
-        teams.expect_success(LONG);
+        busy_call(&lab, port);
     }
     lab.wait_for("every record written", LONG, |lab| {
         lab.metric("cdr_records_total", &[("sink", "file")]) >= CALLS as f64
